@@ -1,0 +1,98 @@
+"""Settings from the environment and `.env` (prefix FANSLYMOTION_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _int_list(value: object) -> object:
+    """Accept "1,2,3" (the natural way to write a list in an env var) as well as a JSON list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. The README lists them with their defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FANSLYMOTION_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # network
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_token: SecretStr | None = None
+    public_url: str = ""  # base for video_url; empty: relative URLs
+
+    # storage
+    data_dir: Path = Path("./data")
+    input_retention: Literal["delete", "archive", "keep"] = "delete"
+    archive_after_days: float = Field(7.0, ge=0)
+    prune_after_days: float = Field(30.0, ge=0)
+    min_free_mb: int = Field(500, ge=0)
+    housekeeping_interval: float = Field(3600.0, gt=0)
+
+    # rendering
+    renderer: Literal["auto", "motion", "svd"] = "auto"
+    svd_model: str = "stabilityai/stable-video-diffusion-img2vid-xt"
+    svd_size: int = Field(1024, ge=64, le=2048, multiple_of=64)
+    svd_steps: int = Field(25, ge=1, le=100)
+    svd_device: str = ""  # empty: cuda when available
+    fps: int = Field(12, ge=1, le=60)
+    crf: int = Field(20, ge=0, le=51)
+    x264_preset: str = "veryfast"
+    torch_threads: int = Field(0, ge=0)  # 0: torch's default
+
+    # queue
+    max_queued: int = Field(10, ge=1)
+    max_active_per_user: int = Field(2, ge=1)
+    max_retries: int = Field(2, ge=0)
+    retry_backoff: float = Field(5.0, ge=0)
+    job_timeout: float = Field(1800.0, gt=0)
+    progress_interval: float = Field(0.5, gt=0)
+
+    # uploads
+    max_upload_mb: float = Field(20.0, gt=0)
+    max_pixels: int = Field(50_000_000, ge=4096)
+    min_side: int = Field(64, ge=16)
+
+    # telegram
+    bot_token: SecretStr | None = None
+    telegram_api: str = "https://api.telegram.org"
+    allowed_users: Annotated[list[int], NoDecode] = []
+    admins: Annotated[list[int], NoDecode] = []
+    bot_progress_interval: float = Field(1.0, gt=0)
+
+    log_level: str = "INFO"
+
+    _split_ids = field_validator("allowed_users", "admins", mode="before")(_int_list)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "fanslymotion.sqlite3"
+
+    @property
+    def hot_dir(self) -> Path:
+        return self.data_dir / "hot"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "archive"
+
+    @property
+    def inputs_dir(self) -> Path:
+        return self.data_dir / "inputs"

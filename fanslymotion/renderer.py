@@ -1,0 +1,175 @@
+"""Renderers: turn one job (a photo and its parameters) into an MP4 file.
+
+Two backends share one small interface: `MotionRenderer` (the CPU camera-motion engine, always
+available) and `SVDRenderer` (Stable Video Diffusion on CUDA). This is the only module that
+imports torch or diffusers, and it never imports app, bot or queue: the GPU thread in
+`queue.py` owns a renderer and drives it through `load()` and `render()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from . import motion, photo, video
+from .config import Settings
+from .errors import Cancelled
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[float, str, "float | None"], None]
+"""progress(percent 0-100, phase name, eta seconds or None); called from the render thread."""
+
+RendererStatus = Literal["loading", "ready", "failed"]
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    """What a job asks for. Validated before it gets here (see motion's constants)."""
+
+    duration: int
+    resolution: str
+    motion: str
+    aspect: str = "auto"
+    strength: float = 0.5
+    seed: int = 0
+    fps: int = 12
+    steps: int = 25
+
+    @property
+    def frames(self) -> int:
+        return self.duration * self.fps
+
+
+@dataclass(frozen=True)
+class RenderTask:
+    job_id: str
+    spec: RenderSpec
+    input_path: Path
+    output_path: Path  # a temporary name; the queue renames it once the render succeeds
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    frames: int
+    width: int
+    height: int
+    fps: int
+    renderer: str
+
+
+@dataclass
+class RendererState:
+    name: str
+    status: RendererStatus
+    reason: str
+    device: str = "cpu"
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "reason": self.reason,
+            "device": self.device,
+            **self.extra,
+        }
+
+
+class Renderer:
+    """Interface of a backend. `load` and `render` run only in the GPU thread."""
+
+    name = "base"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state = RendererState(self.name, "loading", "not loaded yet")
+
+    def load(self) -> None:
+        """Load models; sets `state`. Raises only on a fatal start-up error."""
+        self.state.status = "ready"
+
+    def render(self, task: RenderTask, progress: ProgressFn, cancel: threading.Event) -> RenderResult:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free what `load` took."""
+
+
+def check_cancel(cancel: threading.Event) -> None:
+    if cancel.is_set():
+        raise Cancelled()
+
+
+class MotionRenderer(Renderer):
+    """The camera-motion engine on the CPU: exact sub-pixel camera paths over the still photo."""
+
+    name = "motion"
+
+    def __init__(self, settings: Settings, reason: str = "selected") -> None:
+        super().__init__(settings)
+        self.state = RendererState(self.name, "loading", reason)
+
+    def load(self) -> None:
+        self.state.status = "ready"
+
+    def render(self, task: RenderTask, progress: ProgressFn, cancel: threading.Event) -> RenderResult:
+        spec = task.spec
+        progress(0.0, "preparing", None)
+        image = photo.load_photo(
+            task.input_path, max_pixels=self.settings.max_pixels, min_side=self.settings.min_side
+        )
+        width, height = motion.output_size(spec.resolution, spec.aspect, image.width, image.height)
+        total = spec.frames
+        frames = motion.motion_frames(
+            image,
+            out_size=(width, height),
+            n_frames=total,
+            preset=spec.motion,
+            strength=spec.strength,
+        )
+        started = time.monotonic()
+
+        def on_frame(done: int) -> None:
+            check_cancel(cancel)
+            elapsed = time.monotonic() - started
+            eta = elapsed / done * (total - done) if done else None
+            # The last few percent are ffmpeg's flush and the move into place.
+            progress(min(99.0, 99.0 * done / total), "rendering", eta)
+
+        video.encode(
+            frames,
+            task.output_path,
+            width=width,
+            height=height,
+            fps=spec.fps,
+            crf=self.settings.crf,
+            preset=self.settings.x264_preset,
+            metadata=task.metadata,
+            on_frame=on_frame,
+        )
+        progress(100.0, "encoded", 0.0)
+        return RenderResult(total, width, height, spec.fps, self.name)
+
+
+def select_renderer(settings: Settings) -> Renderer:
+    """Pick the backend from `settings.renderer`; see the README for the rules."""
+    if settings.renderer == "motion":
+        return MotionRenderer(settings, "FANSLYMOTION_RENDERER=motion")
+    # SVD selection lives with the SVD backend below.
+    return _select_svd(settings)
+
+
+def _select_svd(settings: Settings) -> Renderer:
+    # Replaced by the SVD backend: until then `auto` always means the camera-motion engine.
+    if settings.renderer == "svd":
+        from .errors import Unavailable
+
+        raise Unavailable("FANSLYMOTION_RENDERER=svd but the SVD backend is not available")
+    return MotionRenderer(settings, "SVD backend not built in")
