@@ -95,11 +95,21 @@ class Renderer:
         """Load models; sets `state`. Raises only on a fatal start-up error."""
         self.state.status = "ready"
 
-    def render(self, task: RenderTask, progress: ProgressFn, cancel: threading.Event) -> RenderResult:
+    def render(
+        self, task: RenderTask, progress: ProgressFn, cancel: threading.Event
+    ) -> RenderResult:
         raise NotImplementedError
 
     def close(self) -> None:
         """Free what `load` took."""
+
+    def memory_stats(self) -> dict[str, float]:
+        """Accelerator memory in bytes by kind (e.g. allocated, reserved); empty on the CPU."""
+        return {}
+
+    def estimate_seconds(self, spec: RenderSpec) -> float:
+        """A first guess of the render time, before the queue has measured real ones."""
+        return 1.0 + spec.frames * 0.05
 
 
 def check_cancel(cancel: threading.Event) -> None:
@@ -119,7 +129,14 @@ class MotionRenderer(Renderer):
     def load(self) -> None:
         self.state.status = "ready"
 
-    def render(self, task: RenderTask, progress: ProgressFn, cancel: threading.Event) -> RenderResult:
+    def estimate_seconds(self, spec: RenderSpec) -> float:
+        # Dominated by x264 and the resampling, both linear in output pixels.
+        short = motion.RESOLUTIONS.get(spec.resolution, 720)
+        return 0.5 + spec.frames * short * short * 16 / 9 * 1.5e-8
+
+    def render(
+        self, task: RenderTask, progress: ProgressFn, cancel: threading.Event
+    ) -> RenderResult:
         spec = task.spec
         progress(0.0, "preparing", None)
         image = photo.load_photo(

@@ -1,0 +1,635 @@
+"""The job store: SQLite through aiosqlite. All of the service's SQL lives in this module.
+
+Every state change is one short transaction, guarded in SQL (`UPDATE ... WHERE status = ...`)
+and committed before the caller reports it. One connection serves the process; writes are
+serialised with a lock so a check-then-insert (caps, idempotency) is atomic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import aiosqlite
+
+from .errors import TooManyJobs
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+JobStatus = Literal["queued", "processing", "completed", "failed", "cancelled"]
+STATUSES: tuple[JobStatus, ...] = ("queued", "processing", "completed", "failed", "cancelled")
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+ACTIVE: frozenset[str] = frozenset({"queued", "processing"})
+
+# Version 1 of the schema. Later versions append to MIGRATIONS; `PRAGMA user_version` says
+# how many of them a database has had.
+SCHEMA = """
+CREATE TABLE jobs (
+    job_id              TEXT PRIMARY KEY,
+    user_id             INTEGER NOT NULL,
+    source              TEXT NOT NULL CHECK (source IN ('api', 'telegram')),
+    chat_id             INTEGER,
+    message_id          INTEGER,
+    progress_message_id INTEGER,
+    language            TEXT,
+    duration            INTEGER NOT NULL,
+    resolution          TEXT NOT NULL,
+    motion_preset       TEXT NOT NULL,
+    aspect              TEXT NOT NULL,
+    strength            REAL NOT NULL,
+    seed                INTEGER NOT NULL,
+    steps               INTEGER NOT NULL,
+    fps                 INTEGER NOT NULL,
+    status              TEXT NOT NULL
+                        CHECK (status IN ('queued', 'processing', 'completed', 'failed', 'cancelled')),
+    progress            REAL NOT NULL DEFAULT 0,
+    message             TEXT NOT NULL DEFAULT '',
+    error               TEXT,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    renderer            TEXT,
+    input_path          TEXT,
+    output_path         TEXT,
+    width               INTEGER,
+    height              INTEGER,
+    frames              INTEGER,
+    size_bytes          INTEGER,
+    render_seconds      REAL,
+    idempotency_key     TEXT,
+    not_before          REAL NOT NULL DEFAULT 0,
+    created_at          TEXT NOT NULL,
+    started_at          TEXT,
+    completed_at        TEXT,
+    updated_at          TEXT NOT NULL,
+    archived            INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX jobs_idempotency ON jobs (user_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX jobs_status ON jobs (status);
+CREATE INDEX jobs_user ON jobs (user_id, created_at);
+
+-- Outbox of videos to send through Telegram, written in the same transaction that completes
+-- the job, so a finished video is delivered even if the process dies right after.
+CREATE TABLE deliveries (
+    job_id          TEXT PRIMARY KEY REFERENCES jobs (job_id),
+    chat_id         INTEGER NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'sent', 'undeliverable')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    file_id         TEXT,
+    last_error      TEXT,
+    created_at      TEXT NOT NULL,
+    sent_at         TEXT
+);
+CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
+
+-- aiogram's FSM: one row per (bot, chat, user, thread...) key.
+CREATE TABLE fsm (
+    key   TEXT PRIMARY KEY,
+    state TEXT,
+    data  TEXT NOT NULL DEFAULT '{}'
+);
+
+-- Per-user preferences of the bot (language) and whether the user blocked it.
+CREATE TABLE users (
+    user_id  INTEGER PRIMARY KEY,
+    language TEXT,
+    blocked  INTEGER NOT NULL DEFAULT 0
+);
+
+-- Small process-wide flags that must survive a restart (e.g. processing paused by an admin).
+CREATE TABLE flags (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+MIGRATIONS: list[str] = [SCHEMA]
+
+
+def utcnow() -> str:
+    """ISO 8601 UTC with microseconds: sorts as text and reads back with fromisoformat."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+@dataclass
+class Job:
+    """One row of `jobs`."""
+
+    job_id: str
+    user_id: int
+    source: str
+    chat_id: int | None
+    message_id: int | None
+    progress_message_id: int | None
+    language: str | None
+    duration: int
+    resolution: str
+    motion_preset: str
+    aspect: str
+    strength: float
+    seed: int
+    steps: int
+    fps: int
+    status: str
+    progress: float
+    message: str
+    error: str | None
+    attempts: int
+    renderer: str | None
+    input_path: str | None
+    output_path: str | None
+    width: int | None
+    height: int | None
+    frames: int | None
+    size_bytes: int | None
+    render_seconds: float | None
+    idempotency_key: str | None
+    not_before: float
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+    updated_at: str
+    archived: int
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+_JOB_COLUMNS = tuple(f.name for f in fields(Job))
+
+
+@dataclass
+class Delivery:
+    job_id: str
+    chat_id: int
+    status: str
+    attempts: int
+    next_attempt_at: float
+    file_id: str | None
+    last_error: str | None
+    created_at: str
+    sent_at: str | None
+
+
+class Store:
+    """Async access to the database. Create with `await Store.open(path)`."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self._write = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        store = cls(db)
+        await store._setup()
+        return store
+
+    async def _setup(self) -> None:
+        await self._db.execute("PRAGMA journal_mode = WAL")
+        await self._db.execute("PRAGMA synchronous = NORMAL")
+        await self._db.execute("PRAGMA foreign_keys = ON")
+        # A second process (a test, an admin's sqlite3 shell) may hold the lock briefly.
+        await self._db.execute("PRAGMA busy_timeout = 5000")
+        async with self._db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            await self._db.executescript(
+                f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
+            )
+            log.info("database migrated to version %d", number)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _retry(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run `op`, retrying while SQLite says it is busy (busy_timeout covers most cases)."""
+        delay = 0.05
+        for attempt in range(8):
+            try:
+                return await op()
+            except sqlite3.OperationalError as exc:
+                message = str(exc).lower()
+                if ("locked" not in message and "busy" not in message) or attempt == 7:
+                    raise
+                log.warning("database busy, retrying in %.2fs", delay)
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    async def _fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        async def op() -> list[sqlite3.Row]:
+            async with self._db.execute(sql, tuple(params)) as cur:
+                return list(await cur.fetchall())
+
+        return await self._retry(op)
+
+    async def _fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        rows = await self._fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def _transaction(self, statements: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run `statements` in one IMMEDIATE transaction under the write lock, committed on return."""
+
+        async def op() -> T:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = await statements(self._db)
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+            return result
+
+        async with self._write:
+            return await self._retry(op)
+
+    async def _update(self, sql: str, params: Iterable[Any]) -> int:
+        """One guarded UPDATE in its own transaction; returns the number of rows changed."""
+
+        async def statements(db: aiosqlite.Connection) -> int:
+            cur = await db.execute(sql, tuple(params))
+            return cur.rowcount
+
+        return await self._transaction(statements)
+
+    @staticmethod
+    def _job(row: sqlite3.Row | None) -> Job | None:
+        return Job(**{name: row[name] for name in _JOB_COLUMNS}) if row is not None else None
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    async def create_job(
+        self, values: dict[str, Any], *, max_queued: int, max_active_per_user: int
+    ) -> tuple[Job, bool]:
+        """Insert a queued job unless the caps forbid it.
+
+        Returns (job, created). With an idempotency key already used by this user the existing
+        job comes back with created=False, whatever its state, and no cap applies.
+        """
+
+        async def statements(db: aiosqlite.Connection) -> tuple[str, bool]:
+            key = values.get("idempotency_key")
+            if key is not None:
+                async with db.execute(
+                    "SELECT job_id FROM jobs WHERE user_id = ? AND idempotency_key = ?",
+                    (values["user_id"], key),
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is not None:
+                    return str(row[0]), False
+            async with db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'") as cur:
+                queued = int((await cur.fetchone() or (0,))[0])
+            if queued >= max_queued:
+                raise TooManyJobs(f"the queue is full ({queued} jobs waiting)", retry_after=30)
+            async with db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN ('queued', 'processing')",
+                (values["user_id"],),
+            ) as cur:
+                active = int((await cur.fetchone() or (0,))[0])
+            if active >= max_active_per_user:
+                raise TooManyJobs(
+                    f"you already have {active} videos in progress (at most {max_active_per_user})",
+                    retry_after=30,
+                )
+            now = utcnow()
+            row_values = {**values, "status": "queued", "created_at": now, "updated_at": now}
+            names = ", ".join(row_values)
+            marks = ", ".join("?" for _ in row_values)
+            # Column names come from our own code (the Job dataclass), never from a request.
+            await db.execute(
+                f"INSERT INTO jobs ({names}) VALUES ({marks})", tuple(row_values.values())
+            )
+            return str(values["job_id"]), True
+
+        job_id, created = await self._transaction(statements)
+        job = await self.get_job(job_id)
+        assert job is not None
+        return job, created
+
+    async def get_job(self, job_id: str) -> Job | None:
+        return self._job(await self._fetchone("SELECT * FROM jobs WHERE job_id = ?", (job_id,)))
+
+    async def job_by_idempotency_key(self, user_id: int, key: str) -> Job | None:
+        return self._job(
+            await self._fetchone(
+                "SELECT * FROM jobs WHERE user_id = ? AND idempotency_key = ?", (user_id, key)
+            )
+        )
+
+    async def list_jobs(
+        self,
+        *,
+        user_id: int | None = None,
+        status: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[Job]:
+        rows = await self._fetchall(
+            "SELECT * FROM jobs"
+            " WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR status = ?2)"
+            " ORDER BY rowid DESC LIMIT ?3 OFFSET ?4",
+            (user_id, status, limit, offset),
+        )
+        return [job for row in rows if (job := self._job(row)) is not None]
+
+    async def count_jobs(self, *, user_id: int | None = None, status: str | None = None) -> int:
+        row = await self._fetchone(
+            "SELECT COUNT(*) FROM jobs"
+            " WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR status = ?2)",
+            (user_id, status),
+        )
+        return int(row[0]) if row else 0
+
+    async def counts_by_status(self) -> dict[str, int]:
+        rows = await self._fetchall("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+        counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        counts.update({str(r[0]): int(r[1]) for r in rows})
+        return counts
+
+    async def queued_ids(self) -> list[str]:
+        """Queued jobs in creation order (the order they are served in)."""
+        rows = await self._fetchall(
+            "SELECT job_id FROM jobs WHERE status = 'queued' ORDER BY rowid"
+        )
+        return [str(r[0]) for r in rows]
+
+    async def queue_position(self, job_id: str) -> int | None:
+        """1 for the next job to start; None when the job is not queued."""
+        row = await self._fetchone(
+            "SELECT COUNT(*) FROM jobs WHERE status = 'queued'"
+            " AND rowid <= (SELECT rowid FROM jobs WHERE job_id = ?1 AND status = 'queued')",
+            (job_id,),
+        )
+        count = int(row[0]) if row else 0
+        return count or None
+
+    async def start_job(self, job_id: str, renderer: str) -> Job | None:
+        """queued -> processing. None when the job is no longer queued (e.g. cancelled)."""
+        now = utcnow()
+        changed = await self._update(
+            "UPDATE jobs SET status = 'processing', started_at = ?, updated_at = ?, renderer = ?,"
+            " progress = 0, message = 'starting', error = NULL"
+            " WHERE job_id = ? AND status = 'queued'",
+            (now, now, renderer, job_id),
+        )
+        return await self.get_job(job_id) if changed else None
+
+    async def set_progress(self, job_id: str, progress: float, message: str) -> None:
+        await self._update(
+            "UPDATE jobs SET progress = ?, message = ?, updated_at = ?"
+            " WHERE job_id = ? AND status = 'processing'",
+            (progress, message, utcnow(), job_id),
+        )
+
+    async def complete_job(
+        self,
+        job_id: str,
+        *,
+        output_path: str,
+        width: int,
+        height: int,
+        frames: int,
+        size_bytes: int,
+        render_seconds: float,
+    ) -> Job | None:
+        """processing -> completed, and the Telegram delivery queued in the same transaction."""
+        now = utcnow()
+
+        async def statements(db: aiosqlite.Connection) -> bool:
+            cur = await db.execute(
+                "UPDATE jobs SET status = 'completed', progress = 100, message = 'done',"
+                " output_path = ?, width = ?, height = ?, frames = ?, size_bytes = ?,"
+                " render_seconds = ?, completed_at = ?, updated_at = ?, error = NULL"
+                " WHERE job_id = ? AND status = 'processing'",
+                (output_path, width, height, frames, size_bytes, render_seconds, now, now, job_id),
+            )
+            if cur.rowcount != 1:
+                return False
+            await db.execute(
+                "INSERT OR IGNORE INTO deliveries (job_id, chat_id, created_at)"
+                " SELECT job_id, chat_id, ? FROM jobs"
+                " WHERE job_id = ? AND source = 'telegram' AND chat_id IS NOT NULL",
+                (now, job_id),
+            )
+            return True
+
+        return await self.get_job(job_id) if await self._transaction(statements) else None
+
+    async def fail_job(self, job_id: str, error: str) -> Job | None:
+        """processing|queued -> failed."""
+        now = utcnow()
+        changed = await self._update(
+            "UPDATE jobs SET status = 'failed', error = ?, message = 'failed',"
+            " completed_at = ?, updated_at = ?"
+            " WHERE job_id = ? AND status IN ('queued', 'processing')",
+            (error, now, now, job_id),
+        )
+        return await self.get_job(job_id) if changed else None
+
+    async def cancel_job(self, job_id: str, *, running: bool) -> Job | None:
+        """queued -> cancelled (running=False), or processing -> cancelled once the render stopped."""
+        now = utcnow()
+        changed = await self._update(
+            "UPDATE jobs SET status = 'cancelled', message = 'cancelled',"
+            " completed_at = ?, updated_at = ? WHERE job_id = ? AND status = ?",
+            (now, now, job_id, "processing" if running else "queued"),
+        )
+        return await self.get_job(job_id) if changed else None
+
+    async def requeue_job(
+        self, job_id: str, *, count_attempt: bool, not_before: float = 0.0, error: str | None = None
+    ) -> Job | None:
+        """processing -> queued: a retry after an error, a stop, or recovery after a crash."""
+        changed = await self._update(
+            "UPDATE jobs SET status = 'queued', progress = 0, message = ?, error = ?,"
+            " attempts = attempts + ?, not_before = ?, started_at = NULL, updated_at = ?"
+            " WHERE job_id = ? AND status = 'processing'",
+            (
+                "waiting to retry" if error else "queued",
+                error,
+                1 if count_attempt else 0,
+                not_before,
+                utcnow(),
+                job_id,
+            ),
+        )
+        return await self.get_job(job_id) if changed else None
+
+    async def recover(self) -> list[str]:
+        """At start: jobs left `processing` by a dead process go back to the queue (attempt + 1).
+
+        Returns every queued job id in creation order.
+        """
+
+        async def statements(db: aiosqlite.Connection) -> int:
+            cur = await db.execute(
+                "UPDATE jobs SET status = 'queued', progress = 0, message = 'queued after restart',"
+                " attempts = attempts + 1, started_at = NULL, updated_at = ?"
+                " WHERE status = 'processing'",
+                (utcnow(),),
+            )
+            return cur.rowcount
+
+        requeued = await self._transaction(statements)
+        if requeued:
+            log.info("recovered %d interrupted job(s)", requeued)
+        return await self.queued_ids()
+
+    async def set_progress_message(self, job_id: str, message_id: int) -> None:
+        await self._update(
+            "UPDATE jobs SET progress_message_id = ? WHERE job_id = ?", (message_id, job_id)
+        )
+
+    async def set_paths(
+        self, job_id: str, *, input_path: str | None, output_path: str | None, archived: bool
+    ) -> None:
+        """Storage housekeeping moved or removed files of a finished job."""
+        await self._update(
+            "UPDATE jobs SET input_path = ?, output_path = ?, archived = ? WHERE job_id = ?",
+            (input_path, output_path, int(archived), job_id),
+        )
+
+    async def finished_before(self, cutoff: str) -> list[Job]:
+        rows = await self._fetchall(
+            "SELECT * FROM jobs WHERE status IN ('completed', 'failed', 'cancelled')"
+            " AND completed_at < ? ORDER BY rowid",
+            (cutoff,),
+        )
+        return [job for row in rows if (job := self._job(row)) is not None]
+
+    async def integrity_check(self) -> str:
+        row = await self._fetchone("PRAGMA integrity_check")
+        return str(row[0]) if row else "no answer"
+
+    # -- deliveries (Telegram outbox) ---------------------------------------------------------
+
+    async def due_deliveries(self, now: float | None = None, limit: int = 20) -> list[Delivery]:
+        rows = await self._fetchall(
+            "SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
+            " ORDER BY created_at LIMIT ?",
+            (time.time() if now is None else now, limit),
+        )
+        return [Delivery(**dict(row)) for row in rows]
+
+    async def get_delivery(self, job_id: str) -> Delivery | None:
+        row = await self._fetchone("SELECT * FROM deliveries WHERE job_id = ?", (job_id,))
+        return Delivery(**dict(row)) if row is not None else None
+
+    async def delivery_sent(self, job_id: str, file_id: str | None) -> bool:
+        return bool(
+            await self._update(
+                "UPDATE deliveries SET status = 'sent', file_id = ?, sent_at = ?,"
+                " attempts = attempts + 1 WHERE job_id = ? AND status = 'pending'",
+                (file_id, utcnow(), job_id),
+            )
+        )
+
+    async def delivery_failed(self, job_id: str, error: str, *, retry_at: float | None) -> None:
+        """A failed send: retried at `retry_at`, or undeliverable when it is None."""
+        await self._update(
+            "UPDATE deliveries SET attempts = attempts + 1, last_error = ?,"
+            " status = CASE WHEN ? IS NULL THEN 'undeliverable' ELSE 'pending' END,"
+            " next_attempt_at = COALESCE(?, next_attempt_at)"
+            " WHERE job_id = ? AND status = 'pending'",
+            (error, retry_at, retry_at, job_id),
+        )
+
+    async def sent_videos(self, user_id: int, limit: int = 10) -> list[tuple[Job, Delivery]]:
+        rows = await self._fetchall(
+            "SELECT j.*, d.status AS d_status, d.attempts AS d_attempts,"
+            " d.next_attempt_at AS d_next, d.file_id AS d_file_id, d.last_error AS d_error,"
+            " d.created_at AS d_created, d.sent_at AS d_sent, d.chat_id AS d_chat"
+            " FROM jobs j JOIN deliveries d USING (job_id)"
+            " WHERE j.user_id = ? AND d.status = 'sent' ORDER BY d.sent_at DESC LIMIT ?",
+            (user_id, limit),
+        )
+        result = []
+        for row in rows:
+            job = self._job(row)
+            assert job is not None
+            delivery = Delivery(
+                job.job_id,
+                row["d_chat"],
+                row["d_status"],
+                row["d_attempts"],
+                row["d_next"],
+                row["d_file_id"],
+                row["d_error"],
+                row["d_created"],
+                row["d_sent"],
+            )
+            result.append((job, delivery))
+        return result
+
+    # -- bot state ----------------------------------------------------------------------------
+
+    async def fsm_get(self, key: str) -> tuple[str | None, dict[str, Any]]:
+        row = await self._fetchone("SELECT state, data FROM fsm WHERE key = ?", (key,))
+        if row is None:
+            return None, {}
+        return row["state"], json.loads(row["data"])
+
+    async def fsm_set_state(self, key: str, state: str | None) -> None:
+        await self._update(
+            "INSERT INTO fsm (key, state) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET state = excluded.state",
+            (key, state),
+        )
+
+    async def fsm_set_data(self, key: str, data: dict[str, Any]) -> None:
+        await self._update(
+            "INSERT INTO fsm (key, data) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET data = excluded.data",
+            (key, json.dumps(data)),
+        )
+
+    async def get_language(self, user_id: int) -> str | None:
+        row = await self._fetchone("SELECT language FROM users WHERE user_id = ?", (user_id,))
+        return str(row[0]) if row and row[0] else None
+
+    async def set_language(self, user_id: int, language: str) -> None:
+        await self._update(
+            "INSERT INTO users (user_id, language) VALUES (?, ?)"
+            " ON CONFLICT (user_id) DO UPDATE SET language = excluded.language",
+            (user_id, language),
+        )
+
+    async def set_blocked(self, user_id: int, blocked: bool) -> None:
+        await self._update(
+            "INSERT INTO users (user_id, blocked) VALUES (?, ?)"
+            " ON CONFLICT (user_id) DO UPDATE SET blocked = excluded.blocked",
+            (user_id, int(blocked)),
+        )
+
+    async def get_flag(self, name: str) -> str | None:
+        row = await self._fetchone("SELECT value FROM flags WHERE name = ?", (name,))
+        return str(row[0]) if row else None
+
+    async def set_flag(self, name: str, value: str) -> None:
+        await self._update(
+            "INSERT INTO flags (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )
