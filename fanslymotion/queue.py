@@ -262,12 +262,10 @@ class JobQueue:
         for subscriber in list(self._subscribers):
             subscriber.put_nowait(_CLOSED)
 
-    async def wait_ready(self, timeout: float | None = None) -> None:
+    async def wait_ready(self) -> None:
         """Wait until the renderer finished loading (or failed over to the motion renderer)."""
         assert self._gpu is not None
-        await asyncio.wait_for(
-            asyncio.get_running_loop().run_in_executor(None, self._gpu.loaded.wait), timeout
-        )
+        await asyncio.get_running_loop().run_in_executor(None, self._gpu.loaded.wait)
 
     async def pause(self) -> None:
         await self.store.set_flag("paused", "1")
