@@ -1,0 +1,128 @@
+"""Shared fixtures: settings on a temporary data dir, the real service on 127.0.0.1, test photos."""
+
+from __future__ import annotations
+
+import os
+
+# One thread for torch and BLAS: on two shared cores more threads only swing the timings.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from PIL import Image
+
+from fanslymotion.app import Service
+from fanslymotion.config import Settings
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings that ignore the developer's .env and environment defaults that would leak in."""
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "port": 0,
+        "renderer": "motion",
+        "fps": 4,
+        "retry_backoff": 0.05,
+        "min_free_mb": 0,
+        "progress_interval": 0.1,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def photo_bytes(width: int = 320, height: int = 240, fmt: str = "JPEG", seed: int = 0) -> bytes:
+    """A textured photo: smooth gradients plus noise, so motion and compression are realistic."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack(
+        [
+            128 + 100 * np.sin(x / 17.0) * np.cos(y / 23.0),
+            128 + 90 * np.sin((x + y) / 31.0),
+            128 + 80 * np.cos(x / 11.0 - y / 29.0),
+        ],
+        axis=-1,
+    )
+    pixels = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format=fmt)
+    return out.getvalue()
+
+
+class Client:
+    """A small HTTP client bound to one running service."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, service: Service) -> None:
+        self.session = session
+        self.base = base
+        self.service = service
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
+        async with self.session.request(method, self.base + path, **kwargs) as response:
+            raw = await response.read()
+            body: Any = raw
+            if response.content_type == "application/json":
+                body = await response.json()
+            return response.status, body, response
+
+    async def create(self, image: bytes | None = None, **params: Any) -> tuple[int, Any]:
+        import base64
+
+        payload = {
+            "user_id": 1,
+            "duration": 3,
+            "resolution": "360p",
+            "motion_preset": "pan_l",
+            **params,
+        }
+        if "image_data" not in payload:
+            payload["image_data"] = base64.b64encode(image if image is not None else photo_bytes()).decode()
+        status, body, _ = await self.request("POST", "/job/create", json=payload)
+        return status, body
+
+    async def wait(self, job_id: str, statuses: tuple[str, ...] = ("completed", "failed", "cancelled"),
+                   timeout: float = 60.0) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            status, body, _ = await self.request("GET", f"/job/status/{job_id}")
+            assert status == 200, body
+            if body["status"] in statuses:
+                return dict(body)
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"job {job_id} stuck in {body}")
+            await asyncio.sleep(0.05)
+
+
+ServiceFactory = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+async def start_service(tmp_path: Path) -> AsyncIterator[ServiceFactory]:
+    """Start the real service (store, queue, GPU thread, HTTP on 127.0.0.1); stopped at teardown."""
+    running: list[tuple[Service, aiohttp.ClientSession]] = []
+
+    async def start(**overrides: Any) -> Client:
+        settings = make_settings(overrides.pop("data_dir", tmp_path / "data"), **overrides)
+        service = await Service.start(settings)
+        session = aiohttp.ClientSession()
+        running.append((service, session))
+        return Client(session, f"http://127.0.0.1:{service.port}", service)
+
+    yield start
+    for service, session in reversed(running):
+        await session.close()
+        if not service.jobs.stopping:
+            await service.stop()
+
+
+@pytest.fixture
+async def client(start_service: ServiceFactory) -> Client:
+    return await start_service()

@@ -1,0 +1,169 @@
+"""`python -m fanslymotion` as a real process: SIGKILL mid-render and SIGTERM, then a restart."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import photo_bytes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Process:
+    """One service process on a data dir; HTTP through urllib to keep the test synchronous."""
+
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "FANSLYMOTION_DATA_DIR": str(data_dir),
+            "FANSLYMOTION_PORT": str(self.port),
+            "FANSLYMOTION_RENDERER": "motion",
+            "FANSLYMOTION_FPS": "4",
+            "FANSLYMOTION_MIN_FREE_MB": "0",
+            "FANSLYMOTION_PROGRESS_INTERVAL": "0.1",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.data_dir / "service.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fanslymotion"], env=self.env, stdout=log, stderr=log
+        )
+        log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if self.get("/health")[0] == 200:
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        raise AssertionError("service did not start:\n" + self.log())
+
+    def log(self) -> str:
+        return (self.data_dir / "service.log").read_text(errors="replace")
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
+            headers={"Content-Type": "application/json"} if data else {},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                raw = response.read()
+                kind = response.headers.get_content_type()
+                return response.status, json.loads(raw) if kind == "application/json" else raw
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return self.call("GET", path)
+
+    def create(self, **params: Any) -> str:
+        body = {"user_id": 1, "duration": 3, "resolution": "360p", "motion_preset": "pan_l",
+                "image_data": base64.b64encode(photo_bytes()).decode(), **params}
+        status, answer = self.call("POST", "/job/create", body)
+        assert status == 201, answer
+        return str(answer["job_id"])
+
+    def wait(self, job_id: str, statuses: tuple[str, ...], timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, body = self.get(f"/job/status/{job_id}")
+            if body["status"] in statuses:
+                return dict(body)
+            time.sleep(0.05)
+        raise AssertionError(f"job {job_id} never reached {statuses}")
+
+    def stop(self, sig: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+    def row(self, job_id: str) -> sqlite3.Row:
+        with sqlite3.connect(self.data_dir / "fanslymotion.sqlite3") as db:
+            db.row_factory = sqlite3.Row
+            row = db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return row
+
+
+@pytest.fixture
+def process(tmp_path: Path) -> Iterator[Process]:
+    proc = Process(tmp_path)
+    yield proc
+    if proc.proc is not None and proc.proc.poll() is None:
+        proc.proc.kill()
+        proc.proc.wait()
+
+
+def wait_rendering(proc: Process, job_id: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        _, body = proc.get(f"/job/status/{job_id}")
+        if body["status"] == "processing" and body["progress"] > 5:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the render never got going")
+
+
+def test_sigkill_mid_render_then_restart_completes_once(process: Process) -> None:
+    process.start()
+    job_id = process.create(duration=12, resolution="1080p", motion_preset="dolly_in")
+    wait_rendering(process, job_id)
+    assert process.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert process.row(job_id)["status"] == "processing"
+    process.start()
+    final = process.wait(job_id, ("completed", "failed", "cancelled"))
+    assert final["status"] == "completed" and final["attempts"] == 1
+    row = process.row(job_id)
+    assert row["output_path"] == f"hot/{job_id}.mp4"
+    hot = process.data_dir / "hot"
+    assert sorted(p.name for p in hot.iterdir()) == [f"{job_id}.mp4"]  # no partial left
+    assert "recovered 1 interrupted job" in process.log()
+    assert process.stop(signal.SIGTERM) == 0
+
+
+def test_sigterm_parks_the_running_job_and_exits_zero(process: Process) -> None:
+    process.start()
+    job_id = process.create(duration=12, resolution="1080p", motion_preset="pan_r")
+    wait_rendering(process, job_id)
+    started = time.monotonic()
+    assert process.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 10
+    row = process.row(job_id)
+    assert row["status"] == "queued" and row["attempts"] == 0
+    process.start()
+    assert process.wait(job_id, ("completed",))["attempts"] == 0
+    assert process.stop(signal.SIGINT) == 0
+
+
+def test_svd_without_cuda_is_a_clear_startup_error(tmp_path: Path) -> None:
+    env = {**os.environ, "FANSLYMOTION_DATA_DIR": str(tmp_path), "FANSLYMOTION_RENDERER": "svd",
+           "FANSLYMOTION_PORT": str(free_port()), "FANSLYMOTION_SVD_MODEL": str(tmp_path / "nothing")}
+    done = subprocess.run([sys.executable, "-m", "fanslymotion"], env=env, capture_output=True,
+                          timeout=120, text=True)
+    assert done.returncode == 2
+    assert "cannot start" in done.stderr and "Traceback" not in done.stderr
