@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ValidationError
 
-from . import __version__, models
+from . import __version__, models, storage
 from .config import Settings
 from .errors import (
     BadRequest,
@@ -56,6 +56,7 @@ class Service:
         self.metrics = metrics
         self.bot: Any = None
         self._runner: web.AppRunner | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
         self.port: int | None = None
 
     @classmethod
@@ -67,10 +68,14 @@ class Service:
         )  # raises Unavailable for RENDERER=svd without CUDA/weights
         log.info("renderer: %s (%s)", renderer.name, renderer.state.reason)
         store = await Store.open(settings.db_path)
+        await asyncio.get_running_loop().run_in_executor(None, storage.clean_leftovers, settings)
         metrics = Metrics()
         jobs = JobQueue(settings, store, renderer, metrics=metrics)
         await jobs.start()
         service = cls(settings, store, jobs, metrics)
+        service._housekeeping = asyncio.create_task(
+            storage.run_housekeeping(settings, store), name="housekeeping"
+        )
         if http:
             await service._serve_http()
         if settings.bot_token is not None:
@@ -104,6 +109,10 @@ class Service:
         log.info("stopping")
         if self.bot is not None:
             await self.bot.stop()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
         await self.jobs.stop()
         if self._runner is not None:
             await self._runner.cleanup()

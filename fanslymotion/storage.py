@@ -1,0 +1,102 @@
+"""Storage lifecycle: leftovers cleaned at start, videos archived after N days and pruned after M."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from .config import Settings
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+def clean_leftovers(settings: Settings) -> int:
+    """Remove temporary files a killed process left behind (partial videos, half-written photos).
+
+    Runs before the queue starts, so nothing can be writing them.
+    """
+    removed = 0
+    for folder in (settings.hot_dir, settings.inputs_dir, settings.archive_dir):
+        if not folder.is_dir():
+            continue
+        for path in folder.rglob(".*"):
+            if path.is_file() and (
+                path.name.endswith(".partial.mp4") or path.name.endswith(".tmp")
+            ):
+                path.unlink(missing_ok=True)
+                removed += 1
+    if removed:
+        log.info("removed %d leftover temporary file(s)", removed)
+    return removed
+
+
+def _move(source: Path, target: Path) -> bool:
+    if not source.is_file():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    # Same filesystem: a rename. Across filesystems: copy to a temporary name, then rename.
+    try:
+        os.replace(source, target)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+        source.unlink()
+    return True
+
+
+async def housekeeping(
+    settings: Settings, store: Store, now: datetime | None = None
+) -> tuple[int, int]:
+    """Archive videos older than ARCHIVE_AFTER_DAYS, delete those older than PRUNE_AFTER_DAYS.
+
+    Returns (archived, pruned). Database rows stay: a pruned job keeps its history.
+    """
+    loop = asyncio.get_running_loop()
+    moment = now or datetime.now(UTC)
+    archive_cutoff = (
+        (moment - timedelta(days=settings.archive_after_days)).isoformat().replace("+00:00", "Z")
+    )
+    prune_cutoff = (
+        (moment - timedelta(days=settings.prune_after_days)).isoformat().replace("+00:00", "Z")
+    )
+    archived = pruned = 0
+    for job in await store.finished_before(archive_cutoff):
+        if job.output_path is None:
+            continue
+        source = settings.data_dir / job.output_path
+        if job.completed_at is not None and job.completed_at < prune_cutoff:
+            await loop.run_in_executor(None, lambda p=source: p.unlink(missing_ok=True))
+            await store.set_paths(
+                job.job_id, input_path=job.input_path, output_path=None, archived=True
+            )
+            pruned += 1
+            log.info("job %s video pruned after %g days", job.job_id, settings.prune_after_days)
+        elif not job.archived:
+            relative = f"archive/{source.name}"
+            moved = await loop.run_in_executor(None, _move, source, settings.data_dir / relative)
+            await store.set_paths(
+                job.job_id,
+                input_path=job.input_path,
+                output_path=relative if moved else None,
+                archived=True,
+            )
+            archived += 1
+            log.info("job %s video archived", job.job_id)
+    return archived, pruned
+
+
+async def run_housekeeping(settings: Settings, store: Store) -> None:
+    """The periodic task: one pass at start, then every HOUSEKEEPING_INTERVAL seconds."""
+    while True:
+        try:
+            await housekeeping(settings, store)
+        except Exception as exc:  # a full disk or a locked file must not end the task
+            log.error("housekeeping failed: %s: %s", type(exc).__name__, exc)
+        await asyncio.sleep(settings.housekeeping_interval)
