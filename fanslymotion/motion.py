@@ -1,0 +1,338 @@
+"""Camera paths over a still photo, and the sub-pixel frame renderer that follows them.
+
+Directions are the camera's: `pan_l` turns the camera left, so the window moves left over the
+photo and the content slides right across the frame (`pan_r` the opposite); `tilt_up` looks up,
+so the content slides down; `dolly_in` and `micro` move toward the photo, so the content grows.
+
+A path is normalised (`camera_window`): at time t in [0, 1] it gives the window's centre as an
+offset from the path's anchor, in units of the base window (the window at zoom 1), and its zoom.
+`CameraPath` fits that path into a given photo: it picks the largest base window with the
+output's aspect for which every window of the clip stays inside the photo, and centres the
+whole movement. Frames are then resampled from float crop boxes, never snapped to whole pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .errors import InvalidParams
+
+log = logging.getLogger(__name__)
+
+PRESETS: tuple[str, ...] = ("micro", "pan_l", "pan_r", "tilt_up", "tilt_down", "dolly_in")
+RESOLUTIONS: dict[str, int] = {"360p": 360, "480p": 480, "720p": 720, "1080p": 1080}
+ASPECTS: tuple[str, ...] = ("auto", "16:9", "9:16", "1:1", "4:3", "3:4")
+DURATIONS: tuple[int, ...] = (3, 6, 8, 10, 12)
+
+PRESET_DESCRIPTIONS: dict[str, str] = {
+    "micro": "A slow push-in of a few percent with a subtle drift: the photo gently comes alive.",
+    "pan_l": "The camera turns left: the scene slides to the right across the frame.",
+    "pan_r": "The camera turns right: the scene slides to the left across the frame.",
+    "tilt_up": "The camera tilts up: the scene slides down the frame.",
+    "tilt_down": "The camera tilts down: the scene slides up the frame.",
+    "dolly_in": "The camera moves toward the centre: a clear, steady zoom in.",
+}
+
+# Amplitudes at strength 1, in base-window units. Strength scales them linearly, so strength 0
+# is a still frame. At the default strength 0.5 a pan travels 15 % of the frame's width.
+PAN_TRAVEL = 0.30
+TILT_TRAVEL = 0.30
+DOLLY_ZOOM = 0.60
+MICRO_ZOOM = 0.10
+MICRO_DRIFT_X = 0.04
+MICRO_DRIFT_Y = 0.02
+
+# Auto aspect: photos within this ratio of square get a square video.
+SQUARE_TOLERANCE = 1.15
+
+_ASPECT_RATIOS: dict[str, tuple[int, int]] = {
+    "16:9": (16, 9),
+    "9:16": (9, 16),
+    "1:1": (1, 1),
+    "4:3": (4, 3),
+    "3:4": (3, 4),
+}
+
+# Resampling filter for the per-frame step. Bicubic keeps the sharpness steady whatever the
+# sub-pixel phase of a frame; bilinear visibly breathes (sharp on whole pixels, soft between).
+_FRAME_FILTER = Image.Resampling.BICUBIC
+# Samples of t used to find the extent of a path; the error at an interior extremum is ~1e-9
+# of the window, far below anything visible, and `box` nudges the last bit of float error.
+_EXTENT_SAMPLES = 4097
+
+
+@dataclass(frozen=True)
+class Window:
+    """The camera at one instant: centre offset (base-window units, +x right, +y down) and zoom."""
+
+    cx: float
+    cy: float
+    zoom: float
+
+
+def _check_preset(preset: str) -> None:
+    if preset not in PRESETS:
+        raise InvalidParams(f"unknown motion {preset!r}: choose one of {', '.join(PRESETS)}")
+
+
+def _check_strength(strength: float) -> float:
+    try:
+        value = float(strength)
+    except (TypeError, ValueError):
+        raise InvalidParams("strength must be a number between 0 and 1") from None
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise InvalidParams("strength must be between 0 and 1")
+    return value
+
+
+def _check_size(name: str, size: tuple[int, int]) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise InvalidParams(f"{name} must be a (width, height) pair") from None
+    if width <= 0 or height <= 0 or (width, height) != tuple(size):
+        raise InvalidParams(f"{name} must be positive whole numbers, got {size!r}")
+    return width, height
+
+
+def _ease(t: np.ndarray) -> np.ndarray:
+    """Cosine ease-in-out: starts and stops at rest, smooth everywhere in between."""
+    return 0.5 - 0.5 * np.cos(np.pi * t)
+
+
+def _path(preset: str, t: np.ndarray, strength: float) -> tuple[np.ndarray, ...]:
+    """Vectorised path: (cx, cy, zoom) arrays for the times `t`. Arguments already checked."""
+    e = _ease(t)
+    zero = np.zeros_like(t)
+    one = np.ones_like(t)
+    s = strength
+    if preset == "pan_l":
+        return PAN_TRAVEL * s * (0.5 - e), zero, one
+    if preset == "pan_r":
+        return PAN_TRAVEL * s * (e - 0.5), zero, one
+    if preset == "tilt_up":
+        return zero, TILT_TRAVEL * s * (0.5 - e), one
+    if preset == "tilt_down":
+        return zero, TILT_TRAVEL * s * (e - 0.5), one
+    if preset == "dolly_in":
+        return zero, zero, 1.0 + DOLLY_ZOOM * s * e
+    # micro: a push-in plus a drift to the right and slightly up.
+    return (
+        MICRO_DRIFT_X * s * (e - 0.5),
+        MICRO_DRIFT_Y * s * (0.5 - e),
+        1.0 + MICRO_ZOOM * s * e,
+    )
+
+
+def camera_window(preset: str, t: float, strength: float) -> Window:
+    """The normalised camera of `preset` at time t in [0, 1]; strength in [0, 1] scales it."""
+    _check_preset(preset)
+    s = _check_strength(strength)
+    if not (isinstance(t, int | float) and 0.0 <= t <= 1.0):
+        raise InvalidParams("t must be between 0 and 1")
+    cx, cy, zoom = _path(preset, np.array([float(t)]), s)
+    return Window(float(cx[0]), float(cy[0]), float(zoom[0]))
+
+
+def resolve_aspect(aspect: str, photo_w: int, photo_h: int) -> str:
+    """`auto` becomes 16:9 for landscape, 9:16 for portrait and 1:1 for near-square photos."""
+    if aspect not in ASPECTS:
+        raise InvalidParams(f"unknown aspect {aspect!r}: choose one of {', '.join(ASPECTS)}")
+    if aspect != "auto":
+        return aspect
+    _check_size("photo size", (photo_w, photo_h))
+    ratio = photo_w / photo_h
+    if ratio > SQUARE_TOLERANCE:
+        return "16:9"
+    if ratio < 1.0 / SQUARE_TOLERANCE:
+        return "9:16"
+    return "1:1"
+
+
+def _round_even(value: float) -> int:
+    return max(2, 2 * round(value / 2))
+
+
+def output_size(resolution: str, aspect: str, photo_w: int, photo_h: int) -> tuple[int, int]:
+    """(width, height) of the video: the resolution names the short side; both are even."""
+    if resolution not in RESOLUTIONS:
+        raise InvalidParams(
+            f"unknown resolution {resolution!r}: choose one of {', '.join(RESOLUTIONS)}"
+        )
+    short = RESOLUTIONS[resolution]
+    a, b = _ASPECT_RATIOS[resolve_aspect(aspect, photo_w, photo_h)]
+    if a >= b:
+        return _round_even(short * a / b), short
+    return short, _round_even(short * b / a)
+
+
+class CameraPath:
+    """A preset fitted into one photo: float crop boxes in source pixels, for any t in [0, 1].
+
+    Box coordinates treat pixels as unit squares: (0, 0, w, h) is the whole photo, which is the
+    convention of PIL's `resize(box=...)`, so a box maps onto the output with no half-pixel slip.
+    """
+
+    def __init__(
+        self, preset: str, strength: float, src_size: tuple[int, int], out_size: tuple[int, int]
+    ) -> None:
+        _check_preset(preset)
+        self.preset = preset
+        self.strength = _check_strength(strength)
+        self.src_w, self.src_h = _check_size("photo size", src_size)
+        self.out_w, self.out_h = _check_size("output size", out_size)
+        aspect = self.out_w / self.out_h
+
+        ts = np.linspace(0.0, 1.0, _EXTENT_SAMPLES)
+        cx, cy, zoom = _path(preset, ts, self.strength)
+        half = 0.5 / zoom
+        # Extent of all windows in base-window units; the base window must fit it into the photo.
+        left, right = float(np.min(cx - half)), float(np.max(cx + half))
+        top, bottom = float(np.min(cy - half)), float(np.max(cy + half))
+        base_w = min(self.src_w / (right - left), self.src_h * aspect / (bottom - top))
+        self.base_w = base_w
+        self.base_h = base_w / aspect
+        # Centre the whole movement in the photo.
+        self.anchor_x = self.src_w / 2 - base_w * (left + right) / 2
+        self.anchor_y = self.src_h / 2 - self.base_h * (top + bottom) / 2
+        self.max_zoom = float(np.max(zoom))
+
+    @property
+    def min_box_width(self) -> float:
+        """Width of the smallest window of the clip (the closest the camera gets)."""
+        return self.base_w / self.max_zoom
+
+    def box(self, t: float) -> tuple[float, float, float, float]:
+        """The crop box (x0, y0, x1, y1) at time t, in source pixels; always inside the photo."""
+        if not 0.0 <= t <= 1.0:
+            raise InvalidParams("t must be between 0 and 1")
+        cx, cy, zoom = (float(v[0]) for v in _path(self.preset, np.array([t]), self.strength))
+        w = self.base_w / zoom
+        h = self.base_h / zoom
+        x0 = self.anchor_x + cx * self.base_w - w / 2
+        y0 = self.anchor_y + cy * self.base_h - h / 2
+        # Float rounding (or an extremum between the extent samples) may leave a box a hair
+        # outside; shift, never shrink, so the aspect stays exact.
+        x0 = min(max(x0, 0.0), self.src_w - w)
+        y0 = min(max(y0, 0.0), self.src_h - h)
+        return (x0, y0, x0 + w, y0 + h)
+
+    def boxes(self, n_frames: int) -> Iterator[tuple[float, float, float, float]]:
+        """Boxes of `n_frames` frames evenly spread over the path, first and last included."""
+        for i in range(n_frames):
+            yield self.box(i / (n_frames - 1) if n_frames > 1 else 0.0)
+
+
+def _check_frames(n_frames: int) -> int:
+    if not isinstance(n_frames, int) or isinstance(n_frames, bool) or n_frames < 1:
+        raise InvalidParams("the number of frames must be a whole number of at least 1")
+    return n_frames
+
+
+def shrink_for_path(image: Image.Image, path: CameraPath) -> tuple[Image.Image, float, float]:
+    """The photo shrunk once to the largest scale the clip needs, with its x and y scale factors.
+
+    Every frame is then a downscale or 1:1 from this image. Sampling straight from a large photo
+    aliases (fine detail flickers from frame to frame); shrinking first with Lanczos removes the
+    detail no frame can show. Never enlarges: a photo smaller than the output stays as it is.
+    """
+    needed = path.out_w / path.min_box_width  # output pixels per source pixel at the closest
+    if needed >= 1.0:
+        return image, 1.0, 1.0
+    width = min(image.width, math.ceil(image.width * needed - 1e-9))
+    height = min(image.height, math.ceil(image.height * needed - 1e-9))
+    small = image.resize((width, height), Image.Resampling.LANCZOS)
+    log.debug("shrunk %sx%s to %sx%s for the clip", image.width, image.height, width, height)
+    return small, width / image.width, height / image.height
+
+
+def motion_frames(
+    image: Image.Image,
+    *,
+    out_size: tuple[int, int],
+    n_frames: int,
+    preset: str,
+    strength: float,
+) -> Iterator[np.ndarray]:
+    """Lazily render the clip: `n_frames` RGB uint8 arrays of shape (height, width, 3).
+
+    Arguments are checked at the call, before the first frame is asked for.
+    """
+    if not isinstance(image, Image.Image):
+        raise InvalidParams("image must be a PIL image")
+    n = _check_frames(n_frames)
+    path = CameraPath(preset, strength, image.size, out_size)
+    return _render(image, path, n)
+
+
+def _render(image: Image.Image, path: CameraPath, n_frames: int) -> Iterator[np.ndarray]:
+    source = image if image.mode == "RGB" else image.convert("RGB")
+    small, sx, sy = shrink_for_path(source, path)
+    size = (path.out_w, path.out_h)
+    for x0, y0, x1, y1 in path.boxes(n_frames):
+        frame = small.resize(size, _FRAME_FILTER, box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy))
+        yield np.asarray(frame)
+
+
+def apply_camera(
+    frames: Iterable[np.ndarray | Image.Image],
+    *,
+    out_size: tuple[int, int],
+    n_frames: int,
+    preset: str,
+    strength: float,
+) -> Iterator[np.ndarray]:
+    """Apply a camera path over a sequence of frames (e.g. SVD output): frame i is cropped at
+    t = i / (n_frames - 1) and resized to `out_size` (enlarging when it must).
+
+    All frames must have the same size, and there must be exactly `n_frames` of them.
+    """
+    n = _check_frames(n_frames)
+    _check_preset(preset)
+    s = _check_strength(strength)
+    size = _check_size("output size", out_size)
+    return _apply(iter(frames), size, n, preset, s)
+
+
+def _as_image(frame: np.ndarray | Image.Image) -> Image.Image:
+    if isinstance(frame, Image.Image):
+        return frame if frame.mode == "RGB" else frame.convert("RGB")
+    array = np.asarray(frame)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise InvalidParams(
+            f"frames must be RGB uint8 arrays of shape (h, w, 3), got {array.dtype} {array.shape}"
+        )
+    return Image.fromarray(array)
+
+
+def _apply(
+    frames: Iterator[np.ndarray | Image.Image],
+    size: tuple[int, int],
+    n_frames: int,
+    preset: str,
+    strength: float,
+) -> Iterator[np.ndarray]:
+    path: CameraPath | None = None
+    count = 0
+    for frame in frames:
+        image = _as_image(frame)
+        if path is None:
+            path = CameraPath(preset, strength, image.size, size)
+        elif image.size != (path.src_w, path.src_h):
+            raise InvalidParams(
+                f"frame {count} is {image.width}x{image.height},"
+                f" the first was {path.src_w}x{path.src_h}"
+            )
+        if count >= n_frames:
+            raise InvalidParams(f"more frames than the {n_frames} announced")
+        box = path.box(count / (n_frames - 1) if n_frames > 1 else 0.0)
+        yield np.asarray(image.resize(size, _FRAME_FILTER, box=box))
+        count += 1
+    if count != n_frames:
+        raise InvalidParams(f"got {count} frames, {n_frames} were announced")
