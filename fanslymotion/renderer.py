@@ -9,16 +9,26 @@ imports torch or diffusers, and it never imports app, bot or queue: the GPU thre
 from __future__ import annotations
 
 import logging
+import math
+import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import motion, photo, video
 from .config import Settings
-from .errors import Cancelled
+from .errors import Cancelled, FanslyError, GPUOutOfMemory, InvalidParams, RenderError, Unavailable
+
+if TYPE_CHECKING:  # torch, numpy and PIL load lazily: the camera-motion renderer needs no torch
+    import numpy as np
+    import numpy.typing as npt
+    import torch
+    from PIL.Image import Image as PILImage
+
+    FrameArray = npt.NDArray[np.uint8]
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +194,811 @@ def select_renderer(settings: Settings) -> Renderer:
 
 
 def _select_svd(settings: Settings) -> Renderer:
-    # Replaced by the SVD backend: until then `auto` always means the camera-motion engine.
-    if settings.renderer == "svd":
-        from .errors import Unavailable
+    """`auto`: SVD when a CUDA device and the weights are there, else the camera-motion engine.
 
-        raise Unavailable("FANSLYMOTION_RENDERER=svd but the SVD backend is not available")
-    return MotionRenderer(settings, "SVD backend not built in")
+    `svd`: SVD or a start-up error (`Unavailable`). The checks are cheap: no model is loaded here,
+    the weights are only looked up (a local folder, or the Hugging Face cache, offline).
+    """
+    device, reason = svd_device(settings)
+    weights: Path | None = None
+    if device is not None:
+        weights = find_svd_weights(settings.svd_model)
+        if weights is None:
+            reason = f"SVD weights not found for {settings.svd_model} (offline)"
+    if device is None or weights is None:
+        if settings.renderer == "svd":
+            raise Unavailable(f"FANSLYMOTION_RENDERER=svd but {reason}")
+        log.warning("SVD renderer not used: %s; using the camera-motion renderer", reason)
+        return MotionRenderer(settings, reason)
+    return SVDRenderer(settings, device=device, weights=weights)
+
+
+# --- Stable Video Diffusion ----------------------------------------------------------------------
+#
+# Method (docs/svd.md has the long version): the photo is centre-cropped to SVD's working size for
+# the output's aspect; SVD-XT makes `frames_per_pass` (25) frames a pass, so a clip is a chain of
+# passes, each conditioned on a frame of the one before; consecutive passes overlap by
+# `overlap + 1` frames that are cross-faded; every pass after the first has its colour statistics
+# matched to the first pass's; the camera path of the motion engine then crops and resizes every
+# frame to the exact output size.
+
+SVD_PASS_SEAM_FRACTION = 0.16
+"""Overlap between passes as a fraction of the frames a pass makes (4 of SVD-XT's 25)."""
+
+PROGRESS_WEIGHTS = (85.0, 10.0, 5.0)
+"""Shares of the 0-100 scale: denoising, VAE decoding, camera path + encoding (an estimate of
+their share of the time on a GPU at 1024x576; see docs/svd.md)."""
+
+BYTES_PER_DECODED_PIXEL = 2048
+"""Rough peak memory of the temporal VAE decoder per output pixel and frame in fp16 (the
+full-resolution up-block holds several 128-channel activations); doubled in fp32."""
+
+
+@dataclass(frozen=True)
+class SVDMotion:
+    """SVD's own conditioning for a preset: how much things move, how far from the photo."""
+
+    motion_bucket_id: int
+    noise_aug_strength: float
+
+
+SVD_PRESET_MOTION: dict[str, SVDMotion] = {
+    # Living photo, no camera move: SVD's motion is all there is, keep it close to the photo.
+    "micro": SVDMotion(90, 0.02),
+    # Camera moves: the path supplies the travel, SVD adds life; enough noise augmentation that
+    # SVD is free to move the scene, a moderate bucket so it does not pan on its own.
+    "pan_l": SVDMotion(110, 0.05),
+    "pan_r": SVDMotion(110, 0.05),
+    "tilt_up": SVDMotion(110, 0.05),
+    "tilt_down": SVDMotion(110, 0.05),
+    "dolly_in": SVDMotion(120, 0.06),
+}
+_DEFAULT_SVD_MOTION = SVDMotion(110, 0.05)
+
+_ASPECT_RATIOS: dict[str, float] = {
+    "16:9": 16 / 9,
+    "9:16": 9 / 16,
+    "1:1": 1.0,
+    "4:3": 4 / 3,
+    "3:4": 3 / 4,
+}
+
+
+def svd_motion(preset: str, strength: float) -> tuple[int, float]:
+    """(motion_bucket_id, noise_aug_strength) for a preset; strength 0.5 is the preset's bucket,
+    0 a quarter of it and 1 1.75 times it (capped at 255)."""
+    params = SVD_PRESET_MOTION.get(preset, _DEFAULT_SVD_MOTION)
+    scale = 0.25 + 1.5 * min(1.0, max(0.0, strength))
+    bucket = max(1, min(255, round(params.motion_bucket_id * scale)))
+    return bucket, params.noise_aug_strength
+
+
+def svd_working_size(aspect: str, long_side: int) -> tuple[int, int]:
+    """SVD's generation size for an aspect: sides multiples of 64 (latents are 1/8 of the image
+    and the UNet halves them three times), at most `long_side`, and no more pixels than the
+    landscape size `long_side` x (9/16 of it) that SVD-XT was trained at.
+
+    Among the sizes within 3% of the aspect the largest wins; when none is (tiny test sizes)
+    the closest aspect does. 1024 gives 1024x576, 576x1024, 768x768, 832x640 and 640x832.
+    """
+    ratio = _ASPECT_RATIOS.get(aspect)
+    if ratio is None:
+        raise InvalidParams(f"unknown aspect {aspect!r}")
+    side = max(64, long_side - long_side % 64)
+    budget = side * max(64, round(side * 9 / 16 / 64) * 64)
+    best: tuple[int, int] | None = None
+    best_key: tuple[bool, float, int] | None = None
+    for w in range(64, side + 1, 64):
+        for h in range(64, side + 1, 64):
+            if w * h > budget:
+                continue
+            error = abs(math.log(w / h / ratio))
+            close = error <= 0.03
+            # Close enough: most pixels first. Otherwise: closest aspect, then most pixels.
+            key = (close, w * h if close else -error, w * h)
+            if best_key is None or key > best_key:
+                best, best_key = (w, h), key
+    assert best is not None
+    return best
+
+
+def svd_overlap(frames_per_pass: int) -> int:
+    """Frames a pass shares with the next beyond the conditioning frame: 4 for SVD-XT's 25.
+
+    The `overlap + 1` shared frames are at most half a pass, so the cross-faded head of a pass
+    never reaches its own tail (which the next pass is blended into)."""
+    if frames_per_pass < 4:
+        raise ValueError(f"SVD needs at least 4 frames a pass to chain them, not {frames_per_pass}")
+    return max(1, min(round(frames_per_pass * SVD_PASS_SEAM_FRACTION), frames_per_pass // 2 - 1))
+
+
+def svd_segments(total: int, frames_per_pass: int, overlap: int) -> int:
+    """Passes needed for `total` frames: the first gives `frames_per_pass`, each next one
+    `frames_per_pass - 1 - overlap` new frames."""
+    fresh = frames_per_pass - 1 - overlap
+    return 1 + max(0, -(-(total - frames_per_pass) // fresh))
+
+
+def svd_device(settings: Settings) -> tuple[str | None, str]:
+    """(device, reason): the device SVD would run on, or None and why not.
+
+    CUDA when available unless FANSLYMOTION_SVD_DEVICE names one; the CPU only when named
+    explicitly (tests and experiments: it is far too slow for the service)."""
+    wanted = settings.svd_device.strip().lower()
+    if wanted == "cpu":
+        return "cpu", "FANSLYMOTION_SVD_DEVICE=cpu"
+    if wanted and not wanted.startswith("cuda"):
+        return None, f"unsupported SVD device {wanted!r} (cuda or cpu)"
+    import torch
+
+    if not torch.cuda.is_available():
+        return None, "no CUDA device"
+    return (wanted or "cuda"), "CUDA available"
+
+
+def find_svd_weights(model: str) -> Path | None:
+    """The folder holding the pipeline (its model_index.json), without downloading anything:
+    `model` is a local folder, or a hub id looked up in the Hugging Face cache."""
+    local = Path(model).expanduser()
+    if local.is_dir():
+        return local if (local / "model_index.json").is_file() else None
+    if model.count("/") != 1 or model.startswith((".", "/", "~")):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(model, "model_index.json")
+    except Exception:  # an id the hub library rejects: not in the cache
+        return None
+    if isinstance(cached, str):
+        return Path(cached).parent
+    return None
+
+
+_WEIGHT_COMPONENTS = ("unet", "vae", "image_encoder")
+
+
+def _fp16_variant_present(folder: Path) -> bool:
+    """Whether every component with weights has an fp16 variant file (`*.fp16.safetensors`)."""
+    for component in _WEIGHT_COMPONENTS:
+        sub = folder / component
+        if not any(sub.glob("*.fp16.safetensors")) and not any(sub.glob("*.fp16.bin")):
+            return False
+    return True
+
+
+def _full_precision_present(folder: Path) -> bool:
+    for component in _WEIGHT_COMPONENTS:
+        names = [p.name for p in (folder / component).glob("*.safetensors")]
+        names += [p.name for p in (folder / component).glob("*.bin")]
+        if not any(".fp16." not in name for name in names):
+            return False
+    return True
+
+
+def optimize_pipeline(pipe: Any, *, compile_unet: bool) -> None:
+    """Speed-ups that keep the output: SDPA attention everywhere; on CUDA, channels-last
+    convolutions, and optionally `torch.compile` of the UNet (minutes of compilation on the first
+    call of each working size; `bench/svd_gpu.py` measures the gain)."""
+    import torch
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    sdpa: Any = AttnProcessor2_0  # diffusers' annotations are partial: keep mypy out of them
+    pipe.unet.set_attn_processor(sdpa())
+    pipe.vae.set_attn_processor(sdpa())
+    if pipe.device.type != "cuda":
+        return
+    pipe.unet.to(memory_format=torch.channels_last)
+    pipe.vae.to(memory_format=torch.channels_last)
+    if compile_unet:
+        pipe.unet = torch.compile(pipe.unet, fullgraph=False, dynamic=False)
+
+
+class _SVDProgress:
+    """One 0-100 scale over every denoising step of every pass, the decodes and the encoding;
+    the ETA uses measured times (step, decode, frame) once there are some."""
+
+    def __init__(
+        self,
+        report: ProgressFn,
+        *,
+        segments: int,
+        steps: int,
+        frames: int,
+        step_seconds: float | None,
+    ) -> None:
+        self._report = report
+        self.segments = segments
+        self.steps = steps
+        self.frames = frames
+        self._steps_done = 0
+        self._decoded = 0.0
+        self._encoded = 0
+        # Seconds a step takes: from the previous jobs until this one has measured its own.
+        self._step_s = step_seconds or 0.0
+        self._step_measured = step_seconds is not None
+        self._decode_s: float | None = None
+        self._frame_s: float | None = None
+        self._last = time.monotonic()
+        self._last_kind = ""
+        self._percent = 0.0
+
+    @staticmethod
+    def _smooth(old: float | None, new: float) -> float:
+        return new if old is None else 0.7 * old + 0.3 * new
+
+    def _tick(self, kind: str) -> float:
+        now = time.monotonic()
+        elapsed, self._last = now - self._last, now
+        previous, self._last_kind = self._last_kind, kind
+        return elapsed if previous == kind else -1.0
+
+    def mark(self) -> None:
+        """Restart the clock (a new pass starts: image encoding is not a step)."""
+        self._last = time.monotonic()
+        self._last_kind = ""
+
+    def step(self, segment: int, index: int) -> None:
+        elapsed = self._tick("step")
+        if elapsed >= 0:
+            self._step_s = self._smooth(self._step_s if self._step_measured else None, elapsed)
+            self._step_measured = True
+        self._steps_done = max(self._steps_done, segment * self.steps + index + 1)
+        self._emit(f"denoising {segment + 1}/{self.segments}")
+
+    def decoded(self, segment: int, fraction: float, seconds: float | None = None) -> None:
+        if seconds is not None:
+            self._decode_s = self._smooth(self._decode_s, seconds)
+            self._last_kind = ""
+        self._decoded = max(self._decoded, segment + fraction)
+        self._emit(f"decoding {segment + 1}/{self.segments}")
+
+    def encoded(self, done: int) -> None:
+        elapsed = self._tick("frame")
+        if elapsed >= 0:
+            self._frame_s = self._smooth(self._frame_s, elapsed)
+        self._encoded = max(self._encoded, done)
+        self._emit("encoding")
+
+    def eta(self) -> float | None:
+        if not self._step_measured:
+            return None
+        steps_left = self.segments * self.steps - self._steps_done
+        decode_s = self._decode_s if self._decode_s is not None else 2 * self._step_s
+        frame_s = self._frame_s if self._frame_s is not None else 0.02
+        return (
+            steps_left * self._step_s
+            + (self.segments - self._decoded) * decode_s
+            + (self.frames - self._encoded) * frame_s
+        )
+
+    def _emit(self, phase: str) -> None:
+        w_denoise, w_decode, w_encode = PROGRESS_WEIGHTS
+        percent = (
+            w_denoise * self._steps_done / (self.segments * self.steps)
+            + w_decode * self._decoded / self.segments
+            + w_encode * self._encoded / self.frames
+        )
+        # The last percent is the flush of the encoder and the move into place.
+        self._percent = max(self._percent, min(99.0, percent))
+        self._report(self._percent, phase, self.eta())
+
+
+@dataclass
+class MemoryFallback:
+    """Where a job stands on the out-of-memory fallbacks: level 0 as planned, 1 half the decode
+    chunk, 2 model CPU offload as well; one more OOM ends the job with `GPUOutOfMemory`."""
+
+    level: int = 0
+    chunk_cap: int | None = None
+    last_chunk: int | None = None  # frames per VAE decode call, as last used
+
+
+class SVDRenderer(Renderer):
+    """Stable Video Diffusion (SVD-XT): chained passes, the motion engine's camera path on top."""
+
+    name = "svd"
+
+    def __init__(self, settings: Settings, *, device: str, weights: Path | None) -> None:
+        super().__init__(settings)
+        self.device = device
+        self.weights = weights
+        self.state = RendererState(self.name, "loading", "SVD not loaded yet", device=device)
+        self.fallback_reason: str | None = None
+        """Why this renderer cannot serve (set when `load` fails); the queue then falls back to
+        the camera-motion renderer and shows this reason."""
+        self.fault_injector: Callable[[str], None] | None = None
+        """Test seam: called with "denoise" or "decode" before each model call; raising
+        `torch.cuda.OutOfMemoryError` from it exercises the OOM fallbacks on any device."""
+        self.last_fallback = MemoryFallback()
+        """The memory fallbacks the last job needed (for the log and tests)."""
+        self._pipe: Any = None
+        self._frames_per_pass = 25
+        self._offloaded = False
+        self._step_seconds: float | None = None
+        self._decode_seconds: float | None = None
+
+    # -- life cycle --
+
+    @classmethod
+    def from_pipeline(cls, settings: Settings, pipe: Any, *, device: str) -> SVDRenderer:
+        """A ready renderer around a pipeline built elsewhere (the GPU benchmark)."""
+        renderer = cls(settings, device=device, weights=None)
+        renderer._adopt(pipe, "pipeline given")
+        return renderer
+
+    def load(self) -> None:
+        model = self.settings.svd_model
+        self.state.status, self.state.reason = "loading", f"loading {model}"
+        try:
+            pipe, how = self._load_pipeline()
+            self._adopt(pipe, how)
+        except Exception as exc:
+            reason = f"SVD failed to load {model}: {type(exc).__name__}: {exc}"
+            log.exception("%s", reason)
+            self._pipe = None
+            self.state.status, self.state.reason = "failed", reason
+            self.fallback_reason = reason
+            if self.settings.renderer == "svd":
+                raise Unavailable(reason) from exc
+
+    def _load_pipeline(self) -> tuple[Any, str]:
+        if self.weights is None:
+            raise RenderError("no SVD weights folder", retryable=False)
+        # Never reach the network: the weights are local or already in the cache.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        from diffusers import StableVideoDiffusionPipeline
+
+        if self.settings.torch_threads:
+            torch.set_num_threads(self.settings.torch_threads)
+        on_cuda = self.device.startswith("cuda")
+        dtype = torch.float16 if on_cuda else torch.float32
+        variant: str | None = None
+        if _fp16_variant_present(self.weights) and (
+            on_cuda or not _full_precision_present(self.weights)
+        ):
+            variant = "fp16"
+        kwargs: dict[str, Any] = {"local_files_only": True, "variant": variant}
+        kwargs[_dtype_keyword()] = dtype
+        loader: Any = StableVideoDiffusionPipeline.from_pretrained
+        pipe = loader(str(self.weights), **kwargs)
+        pipe.to(self.device)
+        how = f"{str(dtype).removeprefix('torch.')}{', fp16 weights' if variant else ''}"
+        return pipe, how
+
+    def _adopt(self, pipe: Any, how: str) -> None:
+        pipe.set_progress_bar_config(disable=True)
+        compile_unet = bool(getattr(self.settings, "svd_compile", False))
+        optimize_pipeline(pipe, compile_unet=compile_unet)
+        frames_per_pass = int(pipe.unet.config.num_frames)
+        svd_overlap(frames_per_pass)  # rejects a model that makes too few frames to chain
+        self._pipe = pipe
+        self._frames_per_pass = frames_per_pass
+        landscape = svd_working_size("16:9", self.settings.svd_size)
+        self.state.status = "ready"
+        self.state.reason = f"{self.settings.svd_model} on {self.device} ({how})"
+        self.state.extra = {
+            "frames_per_pass": self._frames_per_pass,
+            "working_size": f"{landscape[0]}x{landscape[1]}",
+            "compiled": compile_unet and self.device.startswith("cuda"),
+        }
+        log.info("SVD ready: %s", self.state.reason)
+
+    def close(self) -> None:
+        self._pipe = None
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def memory_stats(self) -> dict[str, float]:
+        if not self.device.startswith("cuda"):
+            return {}
+        import torch
+
+        return {
+            "allocated": float(torch.cuda.memory_allocated(self.device)),
+            "reserved": float(torch.cuda.memory_reserved(self.device)),
+        }
+
+    def estimate_seconds(self, spec: RenderSpec) -> float:
+        per_pass = self._frames_per_pass
+        segments = svd_segments(spec.frames, per_pass, svd_overlap(per_pass))
+        step = self._step_seconds
+        if step is None:
+            # SVD-XT at 1024x576 on a current datacentre GPU, scaled by the working area.
+            w, h = svd_working_size("16:9", self.settings.svd_size)
+            step = 0.45 * (w * h) / (1024 * 576) * per_pass / 25
+            if not self.device.startswith("cuda"):
+                step *= 100
+        decode = self._decode_seconds if self._decode_seconds is not None else 2 * step
+        return 2.0 + segments * (spec.steps * step + decode) + spec.frames * 0.02
+
+    # -- rendering --
+
+    def render(
+        self, task: RenderTask, progress: ProgressFn, cancel: threading.Event
+    ) -> RenderResult:
+        if self._pipe is None:
+            raise RenderError("the video model is not loaded", retryable=False)
+        import torch
+
+        try:
+            return self._render(task, progress, cancel)
+        except BaseException as exc:
+            task.output_path.unlink(missing_ok=True)
+            if isinstance(exc, FanslyError | Cancelled) or not isinstance(exc, Exception):
+                raise
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                raise GPUOutOfMemory(_oom_message(task.spec)) from exc
+            log.exception("svd job %s failed", task.job_id)
+            raise RenderError("the video model failed on this job") from exc
+        finally:
+            self._end_job()
+
+    def _render(
+        self, task: RenderTask, progress: ProgressFn, cancel: threading.Event
+    ) -> RenderResult:
+        from PIL import Image, ImageOps
+
+        spec = task.spec
+        progress(0.0, "preparing", None)
+        image = photo.load_photo(
+            task.input_path, max_pixels=self.settings.max_pixels, min_side=self.settings.min_side
+        )
+        out_w, out_h = motion.output_size(spec.resolution, spec.aspect, image.width, image.height)
+        aspect = motion.resolve_aspect(spec.aspect, image.width, image.height)
+        work_w, work_h = svd_working_size(aspect, self.settings.svd_size)
+        # Centre crop to the working aspect, never a stretch.
+        first = ImageOps.fit(image, (work_w, work_h), method=Image.Resampling.LANCZOS)
+        per_pass = self._frames_per_pass
+        overlap = svd_overlap(per_pass)
+        segments = svd_segments(spec.frames, per_pass, overlap)
+        tracker = _SVDProgress(
+            progress,
+            segments=segments,
+            steps=spec.steps,
+            frames=spec.frames,
+            step_seconds=self._step_seconds,
+        )
+        log.info(
+            "svd job %s: %d frames in %d passes of %d at %dx%d, output %dx%d",
+            task.job_id,
+            spec.frames,
+            segments,
+            per_pass,
+            work_w,
+            work_h,
+            out_w,
+            out_h,
+        )
+        working = self.working_frames(first, spec, cancel=cancel, tracker=tracker)
+        frames = motion.apply_camera(
+            working,
+            out_size=(out_w, out_h),
+            n_frames=spec.frames,
+            preset=spec.motion,
+            strength=spec.strength,
+        )
+
+        def on_frame(done: int) -> None:
+            check_cancel(cancel)
+            tracker.encoded(done)
+
+        metadata = {"fanslymotion_seed": str(spec.seed), **task.metadata}
+        video.encode(
+            frames,
+            task.output_path,
+            width=out_w,
+            height=out_h,
+            fps=spec.fps,
+            crf=self.settings.crf,
+            preset=self.settings.x264_preset,
+            metadata=metadata,
+            on_frame=on_frame,
+        )
+        progress(100.0, "encoded", 0.0)
+        return RenderResult(spec.frames, out_w, out_h, spec.fps, self.name)
+
+    def working_frames(
+        self,
+        first: PILImage,
+        spec: RenderSpec,
+        *,
+        cancel: threading.Event | None = None,
+        tracker: _SVDProgress | None = None,
+    ) -> Iterator[FrameArray]:
+        """`spec.frames` frames (HxWx3 uint8) at the size of `first`, SVD's working size:
+        chained passes, seams cross-faded, colour held to the first pass."""
+        import torch
+        from PIL import Image
+
+        cancel = cancel or threading.Event()
+        per_pass = self._frames_per_pass
+        overlap = svd_overlap(per_pass)
+        head = overlap + 1  # frames shared by consecutive passes
+        segments = svd_segments(spec.frames, per_pass, overlap)
+        bucket, noise_aug = svd_motion(spec.motion, spec.strength)
+        ladder = MemoryFallback()
+        self.last_fallback = ladder
+        reference: tuple[torch.Tensor, torch.Tensor] | None = None
+        tail: torch.Tensor | None = None
+        condition = first
+        emitted = 0
+        for k in range(segments):
+            check_cancel(cancel)
+            clip = self._segment(
+                condition, spec, k, bucket, noise_aug, ladder=ladder, cancel=cancel, tracker=tracker
+            )
+            with torch.inference_mode():
+                ycc = _to_ycbcr(clip)
+                if reference is None:
+                    reference = _channel_stats(ycc)
+                else:
+                    ycc = _match_stats(ycc, _channel_stats(ycc), reference)
+                clip = _from_ycbcr(ycc)
+                if tail is not None:
+                    clip[:head] = _crossfade(tail, clip[:head])
+                last = k == segments - 1
+                keep = per_pass if last else per_pass - head
+                if not last:
+                    tail = clip[per_pass - head :].clone()
+                    condition = Image.fromarray(
+                        _to_uint8(clip[per_pass - head : per_pass - head + 1])[0]
+                    )
+                out = _to_uint8(clip[:keep])
+            for frame in out:
+                if emitted == spec.frames:
+                    return
+                yield frame
+                emitted += 1
+
+    def _segment(
+        self,
+        condition: PILImage,
+        spec: RenderSpec,
+        k: int,
+        bucket: int,
+        noise_aug: float,
+        *,
+        ladder: MemoryFallback,
+        cancel: threading.Event,
+        tracker: _SVDProgress | None,
+    ) -> torch.Tensor:
+        """One pass: (frames, 3, H, W) float in [-1, 1] on the device; OOM walks the ladder."""
+        import torch
+
+        latents: torch.Tensor | None = None
+        while True:
+            try:
+                if latents is None:
+                    latents = self._denoise(
+                        condition, spec, k, bucket, noise_aug, cancel=cancel, tracker=tracker
+                    )
+                return self._decode(latents, k, ladder=ladder, cancel=cancel, tracker=tracker)
+            except torch.cuda.OutOfMemoryError as exc:
+                self._climb(ladder, spec, exc)
+
+    def _denoise(
+        self,
+        condition: PILImage,
+        spec: RenderSpec,
+        k: int,
+        bucket: int,
+        noise_aug: float,
+        *,
+        cancel: threading.Event,
+        tracker: _SVDProgress | None,
+    ) -> torch.Tensor:
+        import torch
+
+        if tracker is not None:
+            tracker.mark()
+        started = time.monotonic()
+
+        def on_step(
+            pipe: object, index: int, timestep: object, kwargs: dict[str, Any]
+        ) -> dict[str, Any]:
+            # The SVD pipeline has no `_interrupt`: raising is the only way out of its loop.
+            check_cancel(cancel)
+            if tracker is not None:
+                tracker.step(k, index)
+            return kwargs
+
+        if self.fault_injector is not None:
+            self.fault_injector("denoise")
+        # Seeded per pass on the CPU: the same noise whatever the device.
+        generator = torch.Generator("cpu").manual_seed((spec.seed + k) & 0xFFFF_FFFF_FFFF_FFFF)
+        result = self._pipe(
+            condition,
+            height=condition.height,
+            width=condition.width,
+            num_frames=self._frames_per_pass,
+            num_inference_steps=spec.steps,
+            fps=spec.fps,
+            motion_bucket_id=bucket,
+            noise_aug_strength=noise_aug,
+            generator=generator,
+            output_type="latent",
+            callback_on_step_end=on_step,
+            callback_on_step_end_tensor_inputs=["latents"],
+        )
+        seconds = (time.monotonic() - started) / max(1, spec.steps)
+        self._step_seconds = (
+            seconds if self._step_seconds is None else 0.7 * self._step_seconds + 0.3 * seconds
+        )
+        latents: torch.Tensor = result.frames
+        return latents
+
+    def _decode_chunk(self, width: int, height: int, frames: int) -> int:
+        """Frames per VAE decode: as many as fit in the free GPU memory (all of them on the CPU)."""
+        if not self.device.startswith("cuda"):
+            return frames
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(torch.device(self.device))
+        per_frame = (
+            width
+            * height
+            * BYTES_PER_DECODED_PIXEL
+            * (2 if self._pipe.vae.dtype == torch.float32 else 1)
+        )
+        return max(1, min(frames, int(free * 0.8) // per_frame))
+
+    def _decode(
+        self,
+        latents: torch.Tensor,
+        k: int,
+        *,
+        ladder: MemoryFallback,
+        cancel: threading.Event,
+        tracker: _SVDProgress | None,
+    ) -> torch.Tensor:
+        import torch
+
+        started = time.monotonic()
+        vae = self._pipe.vae
+        scale = self._pipe.vae_scale_factor
+        count = latents.shape[1]
+        width, height = latents.shape[-1] * scale, latents.shape[-2] * scale
+        chunk = self._decode_chunk(width, height, count)
+        if ladder.chunk_cap is not None:
+            chunk = min(chunk, ladder.chunk_cap)
+        ladder.last_chunk = chunk
+        flat = latents.flatten(0, 1) / vae.config.scaling_factor
+        parts: list[torch.Tensor] = []
+        with torch.inference_mode():
+            for start in range(0, count, chunk):
+                check_cancel(cancel)
+                if self.fault_injector is not None:
+                    self.fault_injector("decode")
+                piece = flat[start : start + chunk]
+                parts.append(vae.decode(piece, num_frames=piece.shape[0]).sample.float())
+                if tracker is not None:
+                    done = min(count, start + chunk) / count
+                    seconds = time.monotonic() - started if done >= 1 else None
+                    tracker.decoded(k, done, seconds)
+        decode_s = time.monotonic() - started
+        self._decode_seconds = (
+            decode_s
+            if self._decode_seconds is None
+            else 0.7 * self._decode_seconds + 0.3 * decode_s
+        )
+        return torch.cat(parts)
+
+    def _climb(self, ladder: MemoryFallback, spec: RenderSpec, exc: BaseException) -> None:
+        """One step down the memory fallbacks, or `GPUOutOfMemory` when none is left."""
+        import torch
+
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        ladder.level += 1
+        if ladder.level == 1:
+            ladder.chunk_cap = max(1, (ladder.last_chunk or self._frames_per_pass) // 2)
+            log.warning(
+                "SVD out of GPU memory; retrying the pass with decode chunks of %d",
+                ladder.chunk_cap,
+            )
+        elif ladder.level == 2:
+            log.warning("SVD out of GPU memory again; retrying the pass with model CPU offload")
+            self._enable_offload()
+        else:
+            raise GPUOutOfMemory(_oom_message(spec)) from exc
+
+    def _enable_offload(self) -> None:
+        if self._offloaded:
+            return
+        self._offloaded = True
+        if self.device.startswith("cuda"):
+            self._pipe.enable_model_cpu_offload(device=self.device)
+
+    def _end_job(self) -> None:
+        """Back to full speed after a job that needed the CPU offload."""
+        if not self._offloaded:
+            return
+        self._offloaded = False
+        if self.device.startswith("cuda"):
+            import torch
+
+            self._pipe.remove_all_hooks()
+            self._pipe.to(self.device)
+            torch.cuda.empty_cache()
+
+
+def _oom_message(spec: RenderSpec) -> str:
+    return (
+        f"not enough GPU memory for {spec.resolution}, {spec.duration} s, even with the"
+        " memory-saving fallbacks: the GPU is busy or too small; try again in a few minutes"
+    )
+
+
+def _dtype_keyword() -> str:
+    """`dtype` since diffusers deprecated `torch_dtype`; older versions only know the latter."""
+    from diffusers.utils import deprecation_utils
+
+    return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
+
+
+# Colour is handled in YCbCr (BT.601, on [-1, 1] RGB): luma and chroma statistics are matched
+# separately, which corrects SVD's typical drift (brightness creeping, a colour cast) without
+# the hue shifts that matching R, G and B independently can cause.
+_RGB_TO_YCC = (
+    (0.299, 0.587, 0.114),
+    (-0.168736, -0.331264, 0.5),
+    (0.5, -0.418688, -0.081312),
+)
+
+
+def _to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    matrix = torch.tensor(_RGB_TO_YCC, dtype=rgb.dtype, device=rgb.device)
+    return torch.einsum("ij,fjhw->fihw", matrix, rgb)
+
+
+def _from_ycbcr(ycc: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    matrix = torch.linalg.inv(torch.tensor(_RGB_TO_YCC, dtype=torch.float64)).to(ycc)
+    return torch.einsum("ij,fjhw->fihw", matrix, ycc)
+
+
+def _channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation over frames and pixels, shaped (1, C, 1, 1)."""
+    import torch
+
+    std, mean = torch.std_mean(x, dim=(0, 2, 3), keepdim=True)
+    return mean, std
+
+
+def _match_stats(
+    x: torch.Tensor,
+    stats: tuple[torch.Tensor, torch.Tensor],
+    reference: tuple[torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
+    """Shift and scale each channel to the reference statistics (gain limited to 0.8-1.25, so
+    a pass whose content really changed is not forced into the first one's contrast)."""
+    mean, std = stats
+    ref_mean, ref_std = reference
+    gain = (ref_std / std.clamp_min(1e-4)).clamp(0.8, 1.25)
+    return (x - mean) * gain + ref_mean
+
+
+def _crossfade(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """Blend the overlapping frames of two passes: raised-cosine weights from old to new."""
+    import torch
+
+    n = old.shape[0]
+    t = torch.arange(1, n + 1, dtype=old.dtype, device=old.device) / (n + 1)
+    w = (0.5 - 0.5 * torch.cos(torch.pi * t)).view(n, 1, 1, 1)
+    return old * (1 - w) + new * w
+
+
+def _to_uint8(frames: torch.Tensor) -> FrameArray:
+    """(F, 3, H, W) in [-1, 1] -> (F, H, W, 3) uint8 on the CPU."""
+    import torch
+
+    out = ((frames + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    array: FrameArray = out.cpu().numpy()
+    return array
