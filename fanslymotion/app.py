@@ -261,7 +261,7 @@ async def create_job(request: web.Request) -> web.Response:
     )
     body = models.JobCreated(
         job_id=job.job_id,
-        status=job.status,  # type: ignore[arg-type]
+        status=job.status,
         queue_position=await service.store.queue_position(job.job_id),
         estimated_time=await service.jobs.eta_seconds(job),
     )
@@ -309,9 +309,11 @@ async def _read_create(request: web.Request, settings: Settings) -> tuple[models
         if image_part is None:
             raise InvalidParams("image: a file part named 'image' is required")
         try:
-            params = models.JobParams.model_validate(
-                {k: (None if v == "" else v) for k, v in fields.items()}
-            )
+            # Form fields are text; pydantic converts "7" to an int but not "3" to Literal[3].
+            data = {k: v for k, v in fields.items() if v != ""}
+            if data.get("duration", "").isdigit():
+                data["duration"] = int(data["duration"])
+            params = models.JobParams.model_validate(data)
         except ValidationError as exc:
             raise InvalidParams(_validation_message(exc)) from None
         return params, image_part
@@ -337,7 +339,7 @@ async def _status_body(service: Service, job: Job) -> models.JobStatusOut:
         progress, message = round(live[0], 1), live[1]
     return models.JobStatusOut(
         job_id=job.job_id,
-        status=job.status,  # type: ignore[arg-type]
+        status=job.status,
         progress=progress,
         message=message,
         queue_position=await service.store.queue_position(job.job_id),
@@ -368,7 +370,7 @@ async def job_result(request: web.Request) -> web.Response:
     job = await service.jobs.get(_job_id(request))
     body = models.JobResultOut(
         job_id=job.job_id,
-        status=job.status,  # type: ignore[arg-type]
+        status=job.status,
         parameters=models.JobParameters(
             duration=job.duration,
             resolution=job.resolution,
@@ -452,7 +454,7 @@ async def jobs_list(request: web.Request) -> web.Response:
             models.JobSummary(
                 job_id=j.job_id,
                 user_id=j.user_id,
-                status=j.status,  # type: ignore[arg-type]
+                status=j.status,
                 progress=j.progress,
                 duration=j.duration,
                 resolution=j.resolution,

@@ -34,6 +34,10 @@ def clean_leftovers(settings: Settings) -> int:
     return removed
 
 
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
 def _move(source: Path, target: Path) -> bool:
     if not source.is_file():
         return False
@@ -72,7 +76,7 @@ async def housekeeping(
             continue
         source = settings.data_dir / job.output_path
         if job.completed_at is not None and job.completed_at < prune_cutoff:
-            await loop.run_in_executor(None, lambda p=source: p.unlink(missing_ok=True))
+            await loop.run_in_executor(None, _remove, source)
             await store.set_paths(
                 job.job_id, input_path=job.input_path, output_path=None, archived=True
             )

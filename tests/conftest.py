@@ -65,7 +65,9 @@ class Client:
         self.base = base
         self.service = service
 
-    async def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
+    async def request(
+        self, method: str, path: str, **kwargs: Any
+    ) -> tuple[int, Any, aiohttp.ClientResponse]:
         async with self.session.request(method, self.base + path, **kwargs) as response:
             raw = await response.read()
             body: Any = raw
@@ -84,13 +86,20 @@ class Client:
             **params,
         }
         if "image_data" not in payload:
-            payload["image_data"] = base64.b64encode(image if image is not None else photo_bytes()).decode()
+            payload["image_data"] = base64.b64encode(
+                image if image is not None else photo_bytes()
+            ).decode()
         status, body, _ = await self.request("POST", "/job/create", json=payload)
         return status, body
 
-    async def wait(self, job_id: str, statuses: tuple[str, ...] = ("completed", "failed", "cancelled"),
-                   timeout: float = 60.0) -> dict[str, Any]:
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def wait(
+        self,
+        job_id: str,
+        statuses: tuple[str, ...] = ("completed", "failed", "cancelled"),
+        limit: float = 60.0,
+    ) -> dict[str, Any]:
+        """Poll the status route until the job reaches one of `statuses`, for `limit` s at most."""
+        deadline = asyncio.get_running_loop().time() + limit
         while True:
             status, body, _ = await self.request("GET", f"/job/status/{job_id}")
             assert status == 200, body

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import sqlite3
 import uuid
@@ -52,7 +53,9 @@ async def test_index_health_and_openapi(client: Client) -> None:
 
 async def test_job_lifecycle_json(client: Client) -> None:
     _, document, _ = await client.request("GET", "/openapi.json")
-    status, created = await client.create(duration=3, resolution="360p", motion_preset="dolly_in", seed=42)
+    status, created = await client.create(
+        duration=3, resolution="360p", motion_preset="dolly_in", seed=42
+    )
     assert status == 201, created
     _conforms(document, "JobCreated", created)
     assert created["status"] == "queued" and created["estimated_time"] > 0
@@ -93,10 +96,17 @@ async def test_job_lifecycle_json(client: Client) -> None:
 
 async def test_multipart_create(client: Client) -> None:
     form = aiohttp.FormData()
-    for name, value in {"user_id": "7", "duration": "3", "resolution": "360p",
-                        "motion_preset": "tilt_up", "aspect": "1:1"}.items():
+    for name, value in {
+        "user_id": "7",
+        "duration": "3",
+        "resolution": "360p",
+        "motion_preset": "tilt_up",
+        "aspect": "1:1",
+    }.items():
         form.add_field(name, value)
-    form.add_field("image", photo_bytes(300, 300, "PNG"), filename="a.png", content_type="image/png")
+    form.add_field(
+        "image", photo_bytes(300, 300, "PNG"), filename="a.png", content_type="image/png"
+    )
     status, created, _ = await client.request("POST", "/job/create", data=form)
     assert status == 201, created
     final = await client.wait(created["job_id"])
@@ -121,7 +131,9 @@ async def test_multipart_create(client: Client) -> None:
         ({"user_id": "abc"}, 422, "user_id"),
     ],
 )
-async def test_bad_create_requests(client: Client, kwargs: dict[str, Any], status: int, fragment: str) -> None:
+async def test_bad_create_requests(
+    client: Client, kwargs: dict[str, Any], status: int, fragment: str
+) -> None:
     image = kwargs.pop("image", None)
     if image is not None:
         kwargs["image_data"] = base64.b64encode(image).decode()
@@ -155,14 +167,19 @@ async def test_malformed_bodies(client: Client) -> None:
 
 async def test_upload_cap(start_service: ServiceFactory) -> None:
     client = await start_service(max_upload_mb=0.05)
-    big = photo_bytes(800, 800, "PNG")
+    big = photo_bytes(300, 300, "PNG")
     assert len(big) > 0.05 * 1024 * 1024
     status, body = await client.create(big)
     assert status == 413 and "MB" in body["error"]
     form = aiohttp.FormData()
-    for name, value in {"user_id": "1", "duration": "3", "resolution": "360p", "motion_preset": "micro"}.items():
+    for name, value in {
+        "user_id": "1",
+        "duration": "3",
+        "resolution": "360p",
+        "motion_preset": "micro",
+    }.items():
         form.add_field(name, value)
-    form.add_field("image", big, filename="big.png", content_type="image/png")
+    form.add_field("image", io.BytesIO(big), filename="big.png", content_type="image/png")
     status, body, _ = await client.request("POST", "/job/create", data=form)
     assert status == 413
 
@@ -171,8 +188,13 @@ async def test_unknown_and_unfinished_jobs(start_service: ServiceFactory) -> Non
     client = await start_service()
     await client.service.jobs.pause()
     missing = str(uuid.uuid4())
-    for path in (f"/job/status/{missing}", f"/job/result/{missing}", f"/job/download/{missing}",
-                 "/job/status/not-a-uuid", "/job/download/..%2F..%2Fetc%2Fpasswd"):
+    for path in (
+        f"/job/status/{missing}",
+        f"/job/result/{missing}",
+        f"/job/download/{missing}",
+        "/job/status/not-a-uuid",
+        "/job/download/..%2F..%2Fetc%2Fpasswd",
+    ):
         status, body, _ = await client.request("GET", path)
         assert status == 404, path
         assert body["ok"] is False
@@ -195,7 +217,9 @@ async def test_cancel_queued_and_running(start_service: ServiceFactory) -> None:
     _, long = await client.create(duration=12, resolution="1080p", motion_preset="pan_r")
     await client.service.jobs.resume()
     await client.wait(long["job_id"], ("processing",))
-    while (await client.request("GET", f"/job/status/{long['job_id']}"))[1]["progress"] <= 0:
+    for _ in range(1000):  # until the render has really started producing frames
+        if (await client.request("GET", f"/job/status/{long['job_id']}"))[1]["progress"] > 0:
+            break
         await asyncio.sleep(0.02)
     status, body, _ = await client.request("POST", f"/job/{long['job_id']}/cancel")
     assert status == 200 and body["status"] == "cancelled"
@@ -214,9 +238,15 @@ async def test_caps_answer_429(start_service: ServiceFactory) -> None:
     assert (await client.create(user_id=1))[0] == 201
     assert (await client.create(user_id=1))[0] == 201
     status, body, response = await client.request(
-        "POST", "/job/create",
-        json={"user_id": 1, "duration": 3, "resolution": "360p", "motion_preset": "micro",
-              "image_data": base64.b64encode(photo_bytes()).decode()},
+        "POST",
+        "/job/create",
+        json={
+            "user_id": 1,
+            "duration": 3,
+            "resolution": "360p",
+            "motion_preset": "micro",
+            "image_data": base64.b64encode(photo_bytes()).decode(),
+        },
     )
     assert status == 429 and "at most 2" in body["error"]
     assert int(response.headers["Retry-After"]) > 0
@@ -230,8 +260,13 @@ async def test_idempotency_survives_restart(start_service: ServiceFactory, tmp_p
     data = tmp_path / "shared"
     client = await start_service(data_dir=data)
     await client.service.jobs.pause()
-    payload = {"user_id": 5, "duration": 3, "resolution": "360p", "motion_preset": "micro",
-               "image_data": base64.b64encode(photo_bytes()).decode()}
+    payload = {
+        "user_id": 5,
+        "duration": 3,
+        "resolution": "360p",
+        "motion_preset": "micro",
+        "image_data": base64.b64encode(photo_bytes()).decode(),
+    }
     headers = {"Idempotency-Key": "order-77"}
     status, first, _ = await client.request("POST", "/job/create", json=payload, headers=headers)
     assert status == 201
@@ -286,7 +321,9 @@ async def test_jobs_listing(start_service: ServiceFactory) -> None:
     status, body, _ = await client.request("GET", "/jobs", params={"user_id": "9"})
     assert status == 200
     assert [j["job_id"] for j in body["jobs"]] == ids[::-1]  # newest first
-    status, body, _ = await client.request("GET", "/jobs", params={"user_id": "9", "limit": "1", "offset": "1"})
+    status, body, _ = await client.request(
+        "GET", "/jobs", params={"user_id": "9", "limit": "1", "offset": "1"}
+    )
     assert [j["job_id"] for j in body["jobs"]] == [ids[1]]
     status, body, _ = await client.request("GET", "/jobs", params={"status": "completed"})
     assert body["jobs"] == []
@@ -309,15 +346,17 @@ async def test_failed_render_is_retried_then_fails_cleanly(start_service: Servic
     assert health["ok"] and health["gpu_thread_alive"]
 
 
-async def test_missing_input_is_retried_and_reported(start_service: ServiceFactory) -> None:
-    client = await start_service(max_retries=1)
+async def test_missing_input_fails_without_retry(start_service: ServiceFactory) -> None:
+    client = await start_service(max_retries=2)
     await client.service.jobs.pause()
     _, created = await client.create()
     row = _db_row(client, created["job_id"])
     (client.service.settings.data_dir / row["input_path"]).unlink()
     await client.service.jobs.resume()
     final = await client.wait(created["job_id"])
-    assert final["status"] == "failed" and final["attempts"] == 1
+    # Another attempt cannot bring the photo back: failed at once, with a plain message.
+    assert final["status"] == "failed" and final["attempts"] == 0
+    assert final["error"] == "the photo could not be read"
     # The next job is not affected.
     _, other = await client.create(user_id=2)
     assert (await client.wait(other["job_id"]))["status"] == "completed"
@@ -353,5 +392,8 @@ async def test_metrics(client: Client) -> None:
     assert status == 200 and response.content_type == "text/plain"
     text = body.decode()
     assert 'fanslymotion_jobs{status="completed"} 1.0' in text
-    assert 'fanslymotion_render_seconds_count{duration="3",renderer="motion",resolution="360p"} 1.0' in text
+    assert (
+        'fanslymotion_render_seconds_count{duration="3",renderer="motion",resolution="360p"} 1.0'
+        in text
+    )
     assert "fanslymotion_queue_length 0.0" in text

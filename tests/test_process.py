@@ -67,7 +67,9 @@ class Process:
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
+            f"http://127.0.0.1:{self.port}{path}",
+            data=data,
+            method=method,
             headers={"Content-Type": "application/json"} if data else {},
         )
         try:
@@ -82,8 +84,14 @@ class Process:
         return self.call("GET", path)
 
     def create(self, **params: Any) -> str:
-        body = {"user_id": 1, "duration": 3, "resolution": "360p", "motion_preset": "pan_l",
-                "image_data": base64.b64encode(photo_bytes()).decode(), **params}
+        body = {
+            "user_id": 1,
+            "duration": 3,
+            "resolution": "360p",
+            "motion_preset": "pan_l",
+            "image_data": base64.b64encode(photo_bytes()).decode(),
+            **params,
+        }
         status, answer = self.call("POST", "/job/create", body)
         assert status == 201, answer
         return str(answer["job_id"])
@@ -91,7 +99,7 @@ class Process:
     def wait(self, job_id: str, statuses: tuple[str, ...], timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status, body = self.get(f"/job/status/{job_id}")
+            _, body = self.get(f"/job/status/{job_id}")
             if body["status"] in statuses:
                 return dict(body)
             time.sleep(0.05)
@@ -161,9 +169,15 @@ def test_sigterm_parks_the_running_job_and_exits_zero(process: Process) -> None:
 
 
 def test_svd_without_cuda_is_a_clear_startup_error(tmp_path: Path) -> None:
-    env = {**os.environ, "FANSLYMOTION_DATA_DIR": str(tmp_path), "FANSLYMOTION_RENDERER": "svd",
-           "FANSLYMOTION_PORT": str(free_port()), "FANSLYMOTION_SVD_MODEL": str(tmp_path / "nothing")}
-    done = subprocess.run([sys.executable, "-m", "fanslymotion"], env=env, capture_output=True,
-                          timeout=120, text=True)
+    env = {
+        **os.environ,
+        "FANSLYMOTION_DATA_DIR": str(tmp_path),
+        "FANSLYMOTION_RENDERER": "svd",
+        "FANSLYMOTION_PORT": str(free_port()),
+        "FANSLYMOTION_SVD_MODEL": str(tmp_path / "nothing"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "fanslymotion"], env=env, capture_output=True, timeout=120, text=True
+    )
     assert done.returncode == 2
     assert "cannot start" in done.stderr and "Traceback" not in done.stderr
