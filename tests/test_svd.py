@@ -1,0 +1,372 @@
+"""The SVD renderer on a tiny random-weight SVD pipeline, on the CPU, with no download.
+
+The pipeline (tests/svd_tiny.py) is built once per session and saved with `save_pretrained`; the
+renderer loads it with `from_pretrained` offline, exactly as it loads SVD-XT. Its unet makes 6
+frames a pass, so a 16-frame job is 4 chained passes. Random weights make noise, not pictures:
+these tests check the plumbing (passes, sizes, progress, cancel, memory fallbacks, determinism),
+not the look.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fanslymotion import video
+from fanslymotion.errors import Cancelled, GPUOutOfMemory, Unavailable
+from fanslymotion.renderer import (
+    MotionRenderer,
+    RenderSpec,
+    RenderTask,
+    SVDRenderer,
+    find_svd_weights,
+    select_renderer,
+    svd_motion,
+    svd_overlap,
+    svd_segments,
+    svd_working_size,
+)
+
+from .conftest import ServiceFactory, make_settings, photo_bytes
+from .svd_tiny import TINY_FRAMES_PER_PASS, build_tiny_svd
+
+# On two shared cores more threads only make the timings swing.
+torch.set_num_threads(1)
+
+pytestmark = [
+    # diffusers' EulerDiscreteScheduler.set_timesteps calls np.array() on a torch tensor, which
+    # numpy 2 warns about for torch's __array__ (diffusers 0.42.1, torch 2.13, numpy 2.x).
+    pytest.mark.filterwarnings(
+        "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+    ),
+]
+
+ProgressLog = list[tuple[float, str, float | None]]
+
+
+@pytest.fixture(scope="session")
+def tiny_svd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny pipeline's folder, written once per test session."""
+    return build_tiny_svd(tmp_path_factory.mktemp("tiny-svd"))
+
+
+def _settings(tmp_path: Path, model: Path | str, **overrides: Any) -> Any:
+    values: dict[str, Any] = {
+        "renderer": "svd",
+        "svd_model": str(model),
+        "svd_device": "cpu",
+        "svd_size": 128,
+    }
+    values.update(overrides)
+    return make_settings(tmp_path / "data", **values)
+
+
+@pytest.fixture(scope="module")
+def renderer(tmp_path_factory: pytest.TempPathFactory, tiny_svd: Path) -> SVDRenderer:
+    """One loaded renderer for the module (loading is the slow part)."""
+    chosen = select_renderer(_settings(tmp_path_factory.mktemp("svd"), tiny_svd))
+    assert isinstance(chosen, SVDRenderer)
+    chosen.load()
+    assert chosen.state.status == "ready", chosen.state
+    return chosen
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(photo_bytes(320, 200))
+    return path
+
+
+SPEC = RenderSpec(duration=2, resolution="360p", motion="pan_l", fps=8, steps=3, seed=7)
+
+
+def _render(
+    renderer: SVDRenderer,
+    photo: Path,
+    out: Path,
+    spec: RenderSpec = SPEC,
+    *,
+    on_progress: Callable[[float, str], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[Any, ProgressLog]:
+    events: ProgressLog = []
+
+    def progress(percent: float, phase: str, eta: float | None) -> None:
+        events.append((percent, phase, eta))
+        if on_progress is not None:
+            on_progress(percent, phase)
+
+    metadata = {"fanslymotion_seed": str(spec.seed)}
+    task = RenderTask("job", spec, photo, out, metadata)
+    result = renderer.render(task, progress, cancel or threading.Event())
+    return result, events
+
+
+class _OOM:
+    """Fault injector: raise CUDA's out-of-memory error on the chosen model calls."""
+
+    def __init__(self, times: int, stage: str | None = None) -> None:
+        self.times = times
+        self.stage = stage
+        self.calls: list[str] = []
+
+    def __call__(self, stage: str) -> None:
+        self.calls.append(stage)
+        if self.times and (self.stage is None or stage == self.stage):
+            self.times -= 1
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+
+
+# -- pure helpers --
+
+
+def test_working_sizes() -> None:
+    expected = {
+        "16:9": (1024, 576),
+        "9:16": (576, 1024),
+        "1:1": (768, 768),
+        "4:3": (832, 640),
+        "3:4": (640, 832),
+    }
+    for aspect, size in expected.items():
+        assert svd_working_size(aspect, 1024) == size
+    for long_side in (64, 128, 512, 768, 1024, 1280):
+        for aspect in expected:
+            w, h = svd_working_size(aspect, long_side)
+            assert w % 64 == 0 and h % 64 == 0 and max(w, h) <= long_side
+    assert svd_working_size("16:9", 128) == (128, 64)
+    assert svd_working_size("9:16", 128) == (64, 128)
+
+
+def test_passes_cover_the_clip() -> None:
+    assert svd_overlap(25) == 4 and svd_overlap(14) == 2 and svd_overlap(6) == 1
+    for per_pass in (4, 6, 14, 25):
+        overlap = svd_overlap(per_pass)
+        assert 2 * (overlap + 1) <= per_pass  # a pass's blended head never reaches its tail
+        for total in range(1, 200):
+            n = svd_segments(total, per_pass, overlap)
+            made = per_pass + (n - 1) * (per_pass - 1 - overlap)
+            assert made >= total  # enough frames ...
+            assert n == 1 or made - (per_pass - 1 - overlap) < total  # ... and no pass too many
+    assert svd_segments(144, 25, 4) == 7  # 12 s at 12 fps: 7 passes of SVD-XT
+
+
+def test_motion_conditioning() -> None:
+    micro, _ = svd_motion("micro", 0.5)
+    pan, pan_noise = svd_motion("pan_l", 0.5)
+    assert micro < pan and svd_motion("micro", 0.5)[1] < pan_noise
+    buckets = [svd_motion("dolly_in", s / 10)[0] for s in range(11)]
+    assert buckets == sorted(buckets) and buckets[0] < buckets[-1] <= 255
+
+
+def test_import_does_not_load_torch() -> None:
+    code = "import sys, fanslymotion.renderer; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# -- selection --
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA fallback")
+def test_auto_without_cuda_is_the_motion_renderer(tmp_path: Path, tiny_svd: Path) -> None:
+    chosen = select_renderer(_settings(tmp_path, tiny_svd, renderer="auto", svd_device=""))
+    assert isinstance(chosen, MotionRenderer)
+    assert chosen.state.reason == "no CUDA device"
+    with pytest.raises(Unavailable, match="no CUDA device"):
+        select_renderer(_settings(tmp_path, tiny_svd, svd_device=""))
+
+
+def test_missing_weights(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    chosen = select_renderer(_settings(tmp_path, missing, renderer="auto"))
+    assert isinstance(chosen, MotionRenderer)
+    assert chosen.state.reason == f"SVD weights not found for {missing} (offline)"
+    with pytest.raises(Unavailable, match="SVD weights not found"):
+        select_renderer(_settings(tmp_path, missing))
+    # A hub id that is not in the cache is not fetched either.
+    assert find_svd_weights("nobody/no-such-model", cache_dir=tmp_path / "hub") is None
+
+
+def test_hub_id_resolves_from_the_cache(tmp_path: Path, tiny_svd: Path) -> None:
+    """A hub id is looked up in the Hugging Face cache layout, offline."""
+    repo = tmp_path / "hub" / "models--acme--tiny-svd"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.parent.mkdir(parents=True)
+    snapshot.symlink_to(tiny_svd, target_is_directory=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    found = find_svd_weights("acme/tiny-svd", cache_dir=tmp_path / "hub")
+    assert found is not None and (found / "model_index.json").is_file()
+
+
+def test_broken_weights_fail_the_load(tmp_path: Path, tiny_svd: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model_index.json").write_text((tiny_svd / "model_index.json").read_text())
+    auto = select_renderer(_settings(tmp_path, broken, renderer="auto"))
+    assert isinstance(auto, SVDRenderer)
+    auto.load()  # under auto a failed load is a state, not an exception
+    assert auto.state.status == "failed"
+    assert auto.fallback_reason is not None and "SVD failed to load" in auto.fallback_reason
+    forced = select_renderer(_settings(tmp_path, broken))
+    with pytest.raises(Unavailable, match="SVD failed to load"):
+        forced.load()
+
+
+# -- rendering --
+
+
+def test_multi_pass_render(renderer: SVDRenderer, photo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    result, events = _render(renderer, photo, out)
+    assert (result.frames, result.width, result.height, result.fps) == (16, 640, 360, 8)
+    assert result.renderer == "svd"
+    info = video.probe(out)
+    assert (info.frames, info.width, info.height) == (16, 640, 360)
+    assert info.fps == pytest.approx(8.0)
+    assert info.metadata.get("fanslymotion_seed") == "7"
+
+    percents = [p for p, _, _ in events]
+    assert percents == sorted(percents) and percents[0] == 0 and percents[-1] == 100
+    phases = [phase for _, phase, _ in events]
+    for k in range(1, 5):
+        assert f"denoising {k}/4" in phases and f"decoding {k}/4" in phases
+    assert "encoding" in phases and phases[-1] == "encoded"
+    # Every denoising step of every pass moves the bar: 4 passes x 3 steps.
+    assert sum(phase.startswith("denoising") for phase in phases) == 12
+    assert any(eta is not None and eta > 0 for _, _, eta in events)
+    assert renderer.last_fallback.level == 0
+    assert renderer.estimate_seconds(SPEC) > 0
+
+
+def test_portrait_aspect(renderer: SVDRenderer, tmp_path: Path) -> None:
+    photo = tmp_path / "tall.png"
+    photo.write_bytes(photo_bytes(200, 330, fmt="PNG"))
+    spec = RenderSpec(duration=1, resolution="360p", motion="tilt_up", fps=4, steps=2, seed=1)
+    first = Image.open(photo).convert("RGB").resize((64, 128))
+    frames = renderer.working_frames(first, spec, cancel=threading.Event())
+    assert [f.shape[:2] for f in frames] == [(128, 64)] * 4
+    result, _ = _render(renderer, photo, tmp_path / "tall.mp4", spec)
+    assert (result.width, result.height, result.frames) == (360, 640, 4)
+
+
+def test_same_seed_same_frames(renderer: SVDRenderer, photo: Path, tmp_path: Path) -> None:
+    paths = [tmp_path / f"{name}.mp4" for name in ("a", "b", "c")]
+    _render(renderer, photo, paths[0])
+    _render(renderer, photo, paths[1])
+    _render(renderer, photo, paths[2], RenderSpec(**{**SPEC.__dict__, "seed": 8}))
+    a, b, c = (np.stack(list(video.read_frames(p))) for p in paths)
+    assert a.shape == (16, 360, 640, 3)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_cancel_inside_the_step_loop(renderer: SVDRenderer, photo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cancelled.mp4"
+    cancel = threading.Event()
+    phases: list[str] = []
+
+    def on_progress(percent: float, phase: str) -> None:
+        phases.append(phase)
+        if phase == "denoising 2/4":
+            cancel.set()  # the next step's callback raises
+
+    with pytest.raises(Cancelled):
+        _render(renderer, photo, out, on_progress=on_progress, cancel=cancel)
+    assert phases[-1] == "denoising 2/4"
+    assert phases.count("denoising 2/4") == 1  # stopped at the very next step
+    assert not out.exists()
+    # The renderer carries on with the next job.
+    result, _ = _render(renderer, photo, out)
+    assert result.frames == 16 and out.exists()
+
+
+def test_oom_retries_with_half_the_decode_chunk(
+    renderer: SVDRenderer, photo: Path, tmp_path: Path
+) -> None:
+    injector = _OOM(times=1, stage="decode")
+    renderer.fault_injector = injector
+    try:
+        result, _ = _render(renderer, photo, tmp_path / "oom1.mp4")
+    finally:
+        renderer.fault_injector = None
+    assert result.frames == 16
+    assert renderer.last_fallback.level == 1
+    assert renderer.last_fallback.last_chunk == TINY_FRAMES_PER_PASS // 2
+    # The denoised latents were kept: one denoise per pass, no pass denoised twice.
+    assert injector.calls.count("denoise") == 4
+
+
+def test_oom_in_denoising_then_offload(renderer: SVDRenderer, photo: Path, tmp_path: Path) -> None:
+    renderer.fault_injector = _OOM(times=2, stage="denoise")
+    try:
+        result, _ = _render(renderer, photo, tmp_path / "oom2.mp4")
+    finally:
+        renderer.fault_injector = None
+    assert result.frames == 16 and renderer.last_fallback.level == 2
+
+
+def test_oom_everywhere_is_a_clear_error(
+    renderer: SVDRenderer, photo: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "oom3.mp4"
+    renderer.fault_injector = _OOM(times=1000)
+    try:
+        with pytest.raises(GPUOutOfMemory) as caught:
+            _render(renderer, photo, out)
+    finally:
+        renderer.fault_injector = None
+    assert caught.value.message.startswith("not enough GPU memory for 360p, 2 s")
+    assert caught.value.retryable is False
+    assert not out.exists()
+    # One job's failure does not break the renderer.
+    result, _ = _render(renderer, photo, out)
+    assert result.frames == 16 and renderer.last_fallback.level == 0
+
+
+# -- the whole service --
+
+
+async def test_service_renders_with_svd(start_service: ServiceFactory, tiny_svd: Path) -> None:
+    """API in, MP4 out, with the SVD renderer on the tiny model (3 s at 4 fps: 3 passes)."""
+    client = await start_service(
+        renderer="svd", svd_model=str(tiny_svd), svd_device="cpu", svd_size=128
+    )
+    status, health, _ = await client.request("GET", "/health")
+    assert status == 200
+    assert health["renderer"]["name"] == "svd"
+    assert health["renderer"]["status"] in ("loading", "ready")
+
+    status, created = await client.create(
+        duration=3, resolution="360p", motion_preset="dolly_in", seed=1234, steps=2
+    )
+    assert status == 201, created
+    final = await client.wait(created["job_id"])
+    assert final["status"] == "completed", final
+    assert final["progress"] == 100 and final["renderer"] == "svd"
+
+    status, result, _ = await client.request("GET", f"/job/result/{created['job_id']}")
+    assert status == 200
+    assert (result["frames"], result["width"], result["height"]) == (12, 640, 360)
+    status, data, _ = await client.request("GET", result["video_url"])
+    assert status == 200
+    out = Path(client.service.settings.data_dir) / "svd.mp4"
+    out.write_bytes(data)
+    info = video.probe(out)
+    assert (info.frames, info.width, info.height) == (12, 640, 360)
+    assert info.fps == pytest.approx(4.0)
+    assert info.metadata.get("fanslymotion_seed") == "1234"
+    assert info.metadata.get("fanslymotion_renderer") == "svd"
+    status, health, _ = await client.request("GET", "/health")
+    assert health["renderer"]["status"] == "ready"
+    assert health["renderer"]["frames_per_pass"] == TINY_FRAMES_PER_PASS
