@@ -278,6 +278,8 @@ async def _read_create(request: web.Request, settings: Settings) -> tuple[models
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise BadRequest("the body is not valid JSON") from None
+        except RecursionError:  # thousands of nested brackets
+            raise BadRequest("the JSON body is nested too deeply") from None
         if not isinstance(data, dict):
             raise InvalidParams("the body must be a JSON object")
         try:

@@ -143,7 +143,7 @@ class GPUThread:
                 break
             try:
                 result = self.renderer.render(work.task, work.progress, work.cancel)
-            except BaseException as exc:
+            except Exception as exc:  # every job's failure goes back to the loop
                 self._resolve(work.future, None, exc)
             else:
                 self._resolve(work.future, result, None)
@@ -151,6 +151,9 @@ class GPUThread:
             self.renderer.close()
 
     def _load(self) -> None:
+        if self.renderer.state.status == "ready":  # a restarted thread keeps the loaded model
+            self.loaded.set()
+            return
         try:
             self.renderer.load()
         except Exception as exc:
@@ -556,6 +559,8 @@ class JobQueue:
                 exc = future.exception()
                 return exc if exc is not None else future.result()
             if not self._gpu.is_alive():
+                # Only a BaseException (SystemExit and the like) gets past the thread's
+                # handler. The job is retried on a fresh thread with the same renderer.
                 log.error("the GPU thread died; starting a new one")
                 self._gpu = GPUThread(self.renderer, asyncio.get_running_loop(), self.settings)
                 self._gpu.start()

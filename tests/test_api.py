@@ -334,12 +334,12 @@ async def test_jobs_listing(start_service: ServiceFactory) -> None:
 
 
 async def test_failed_render_is_retried_then_fails_cleanly(start_service: ServiceFactory) -> None:
-    # An x264 preset ffmpeg does not know makes every encode fail: a real ffmpeg failure.
+    # An x264 preset the encoder rejects makes every render fail the same way.
     client = await start_service(x264_preset="no-such-preset", max_retries=2)
     _, created = await client.create()
     final = await client.wait(created["job_id"])
     assert final["status"] == "failed"
-    assert final["attempts"] == 2 and final["error"]
+    assert final["attempts"] == 2 and final["error"] == "internal render error"
     assert "Traceback" not in final["error"] and "/" not in final["error"]
     assert not any(client.service.settings.hot_dir.iterdir())
     _, health, _ = await client.request("GET", "/health")
