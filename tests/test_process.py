@@ -181,3 +181,52 @@ def test_svd_without_cuda_is_a_clear_startup_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "cannot start" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_crash_with_ten_jobs_loses_nothing_and_serves_no_partial_video(process: Process) -> None:
+    """Issue 6: 10 jobs, SIGKILL mid-render, restart: each completes once, never a partial MP4."""
+    process.start()
+    ids = [
+        process.create(user_id=user, duration=6, resolution="720p", motion_preset="pan_r")
+        for user in range(1, 11)
+    ]
+    # Kill while some job (not the first) is in the middle of its render.
+    deadline = time.monotonic() + 60
+    victim = None
+    while victim is None and time.monotonic() < deadline:
+        for job_id in ids[1:]:
+            _, body = process.get(f"/job/status/{job_id}")
+            if body["status"] == "processing" and body["progress"] > 10:
+                victim = job_id
+                break
+        # Meanwhile every download is either "not ready" or a whole video.
+        for job_id in ids:
+            status, payload = process.get(f"/job/download/{job_id}")
+            assert status in (200, 409), status
+            if status == 200:
+                check_whole_video(process, job_id, payload)
+    assert victim is not None
+    assert process.stop(signal.SIGKILL) == -signal.SIGKILL
+    process.start()
+    for job_id in ids:
+        assert process.wait(job_id, ("completed", "failed", "cancelled"))["status"] == "completed"
+        status, payload = process.get(f"/job/download/{job_id}")
+        assert status == 200
+        check_whole_video(process, job_id, payload)
+    assert process.row(victim)["attempts"] == 1
+    log = process.log()
+    for job_id in ids:
+        assert log.count(f"job {job_id} completed") == 1, job_id
+    hot = process.data_dir / "hot"
+    assert sorted(p.name for p in hot.iterdir()) == sorted(f"{job_id}.mp4" for job_id in ids)
+    assert process.stop(signal.SIGTERM) == 0
+
+
+def check_whole_video(process: Process, job_id: str, payload: bytes) -> None:
+    from fanslymotion import video
+
+    path = process.data_dir / f"download-{job_id}.mp4"
+    path.write_bytes(payload)
+    info = video.probe(path)
+    assert (info.frames, info.width, info.height) == (24, 1280, 720)
+    path.unlink()
