@@ -336,9 +336,10 @@ def svd_device(settings: Settings) -> tuple[str | None, str]:
     return (wanted or "cuda"), "CUDA available"
 
 
-def find_svd_weights(model: str) -> Path | None:
+def find_svd_weights(model: str, *, cache_dir: Path | None = None) -> Path | None:
     """The folder holding the pipeline (its model_index.json), without downloading anything:
-    `model` is a local folder, or a hub id looked up in the Hugging Face cache."""
+    `model` is a local folder, or a hub id looked up in the Hugging Face cache (`cache_dir`,
+    by default the one huggingface_hub uses: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/...)."""
     local = Path(model).expanduser()
     if local.is_dir():
         return local if (local / "model_index.json").is_file() else None
@@ -347,7 +348,7 @@ def find_svd_weights(model: str) -> Path | None:
     from huggingface_hub import try_to_load_from_cache
 
     try:
-        cached = try_to_load_from_cache(model, "model_index.json")
+        cached = try_to_load_from_cache(model, "model_index.json", cache_dir=cache_dir)
     except Exception:  # an id the hub library rejects: not in the cache
         return None
     if isinstance(cached, str):
@@ -376,22 +377,25 @@ def _full_precision_present(folder: Path) -> bool:
     return True
 
 
-def optimize_pipeline(pipe: Any, *, compile_unet: bool) -> None:
-    """Speed-ups that keep the output: SDPA attention everywhere; on CUDA, channels-last
-    convolutions, and optionally `torch.compile` of the UNet (minutes of compilation on the first
-    call of each working size; `bench/svd_gpu.py` measures the gain)."""
+def optimize_pipeline(pipe: Any, *, compile_unet: bool, compile_mode: str = "default") -> None:
+    """Speed-ups that keep the output. Always: SDPA attention in the UNet and the VAE (diffusers'
+    default with torch 2, made explicit). With `compile_unet`, on CUDA only: channels-last
+    weights, cuDNN autotuning and `torch.compile` of the UNet, which costs minutes of
+    compilation on the first call at each working size (`bench/svd_gpu.py` measures the gain)."""
     import torch
     from diffusers.models.attention_processor import AttnProcessor2_0
 
+    if hasattr(pipe.unet, "_orig_mod"):  # compiled already
+        return
     sdpa: Any = AttnProcessor2_0  # diffusers' annotations are partial: keep mypy out of them
     pipe.unet.set_attn_processor(sdpa())
     pipe.vae.set_attn_processor(sdpa())
-    if pipe.device.type != "cuda":
+    if not compile_unet or pipe.device.type != "cuda":
         return
+    torch.backends.cudnn.benchmark = True
     pipe.unet.to(memory_format=torch.channels_last)
     pipe.vae.to(memory_format=torch.channels_last)
-    if compile_unet:
-        pipe.unet = torch.compile(pipe.unet, fullgraph=False, dynamic=False)
+    pipe.unet = torch.compile(pipe.unet, mode=compile_mode, fullgraph=False, dynamic=False)
 
 
 class _SVDProgress:
@@ -521,10 +525,13 @@ class SVDRenderer(Renderer):
     # -- life cycle --
 
     @classmethod
-    def from_pipeline(cls, settings: Settings, pipe: Any, *, device: str) -> SVDRenderer:
-        """A ready renderer around a pipeline built elsewhere (the GPU benchmark)."""
+    def from_pipeline(
+        cls, settings: Settings, pipe: Any, *, device: str, compile_unet: bool | None = None
+    ) -> SVDRenderer:
+        """A ready renderer around a pipeline built elsewhere (the GPU benchmark);
+        `compile_unet` overrides the setting."""
         renderer = cls(settings, device=device, weights=None)
-        renderer._adopt(pipe, "pipeline given")
+        renderer._adopt(pipe, "pipeline given", compile_unet=compile_unet)
         return renderer
 
     def load(self) -> None:
@@ -567,9 +574,10 @@ class SVDRenderer(Renderer):
         how = f"{str(dtype).removeprefix('torch.')}{', fp16 weights' if variant else ''}"
         return pipe, how
 
-    def _adopt(self, pipe: Any, how: str) -> None:
+    def _adopt(self, pipe: Any, how: str, *, compile_unet: bool | None = None) -> None:
         pipe.set_progress_bar_config(disable=True)
-        compile_unet = bool(getattr(self.settings, "svd_compile", False))
+        if compile_unet is None:
+            compile_unet = bool(getattr(self.settings, "svd_compile", False))
         optimize_pipeline(pipe, compile_unet=compile_unet)
         frames_per_pass = int(pipe.unet.config.num_frames)
         svd_overlap(frames_per_pass)  # rejects a model that makes too few frames to chain
@@ -708,17 +716,19 @@ class SVDRenderer(Renderer):
         *,
         cancel: threading.Event | None = None,
         tracker: _SVDProgress | None = None,
+        n_frames: int | None = None,
     ) -> Iterator[FrameArray]:
-        """`spec.frames` frames (HxWx3 uint8) at the size of `first`, SVD's working size:
-        chained passes, seams cross-faded, colour held to the first pass."""
+        """`n_frames` (default `spec.frames`) frames, HxWx3 uint8 at the size of `first`, SVD's
+        working size: chained passes, seams cross-faded, colour held to the first pass."""
         import torch
         from PIL import Image
 
         cancel = cancel or threading.Event()
+        total = spec.frames if n_frames is None else n_frames
         per_pass = self._frames_per_pass
         overlap = svd_overlap(per_pass)
         head = overlap + 1  # frames shared by consecutive passes
-        segments = svd_segments(spec.frames, per_pass, overlap)
+        segments = svd_segments(total, per_pass, overlap)
         bucket, noise_aug = svd_motion(spec.motion, spec.strength)
         ladder = MemoryFallback()
         self.last_fallback = ladder
@@ -749,7 +759,7 @@ class SVDRenderer(Renderer):
                     )
                 out = _to_uint8(clip[:keep])
             for frame in out:
-                if emitted == spec.frames:
+                if emitted == total:
                     return
                 yield frame
                 emitted += 1
