@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ValidationError
 
 from . import __version__, models, storage
@@ -297,17 +298,10 @@ async def _read_create(request: web.Request, settings: Settings) -> tuple[models
             raise BadRequest("image_data is not valid base64") from None
         return models.JobParams.model_validate(body.model_dump(exclude={"image_data"})), image
     if content_type == "multipart/form-data":
-        fields: dict[str, str] = {}
-        image_part: bytes | None = None
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                raise BadRequest("nested multipart bodies are not supported")
-            if part.name == "image":
-                image_part = await _read_capped(part.read_chunk, limit)
-            elif part.name:
-                value = await _read_capped(part.read_chunk, 4096)
-                fields[part.name] = value.decode("utf-8", "replace")
+        try:
+            fields, image_part = await _read_form(request, limit)
+        except (ValueError, HttpProcessingError):  # no boundary, broken part headers...
+            raise BadRequest("the multipart body could not be read") from None
         if image_part is None:
             raise InvalidParams("image: a file part named 'image' is required")
         try:
@@ -320,6 +314,22 @@ async def _read_create(request: web.Request, settings: Settings) -> tuple[models
             raise InvalidParams(_validation_message(exc)) from None
         return params, image_part
     raise UnsupportedMedia("send application/json (image_data in base64) or multipart/form-data")
+
+
+async def _read_form(request: web.Request, limit: int) -> tuple[dict[str, str], bytes | None]:
+    """The text fields and the `image` part of a multipart body."""
+    fields: dict[str, str] = {}
+    image: bytes | None = None
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise BadRequest("nested multipart bodies are not supported")
+        if part.name == "image":
+            image = await _read_capped(part.read_chunk, limit)
+        elif part.name:
+            value = await _read_capped(part.read_chunk, 4096)
+            fields[part.name] = value.decode("utf-8", "replace")
+    return fields, image
 
 
 async def _read_capped(read: Callable[[int], Awaitable[bytes]], limit: int) -> bytes:
