@@ -58,6 +58,7 @@ class Service:
         self.bot: Any = None
         self._runner: web.AppRunner | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._stopped = False
         self.port: int | None = None
 
     @classmethod
@@ -107,6 +108,9 @@ class Service:
 
     async def stop(self) -> None:
         """Stop taking jobs, park the running one back in the queue, close everything."""
+        if self._stopped:
+            return
+        self._stopped = True
         log.info("stopping")
         if self.bot is not None:
             await self.bot.stop()

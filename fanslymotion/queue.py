@@ -37,7 +37,7 @@ from .errors import (
 )
 from .metrics import Metrics
 from .renderer import MotionRenderer, Renderer, RenderResult, RenderSpec, RenderTask
-from .store import TERMINAL, Job, Store
+from .store import TERMINAL, Job, Store, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +244,8 @@ class JobQueue:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking jobs, bring the running one back to `queued`, end the GPU thread."""
+        if self._stopping:
+            return
         self._stopping = True
         for timer in self._timers:
             timer.cancel()
@@ -523,7 +525,8 @@ class JobQueue:
             return
         running = _Running(started, threading.Event(), time.monotonic())
         self._running = running
-        self._transition(started, f"renderer={self.renderer.name}")
+        waited = _seconds_between(started.created_at, started.started_at)
+        self._transition(started, f"renderer={self.renderer.name}, waited {waited:.1f}s")
         partial = self.settings.hot_dir / f".{started.job_id}.partial.mp4"
         task = RenderTask(
             job_id=started.job_id,
@@ -725,6 +728,11 @@ _CLOSED: Any = _Closed()
 
 def is_closed(event: object) -> bool:
     return event is _CLOSED
+
+
+def _seconds_between(first: str | None, second: str | None) -> float:
+    start, end = parse_time(first), parse_time(second)
+    return (end - start).total_seconds() if start and end else 0.0
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -128,8 +128,7 @@ async def start_service(tmp_path: Path) -> AsyncIterator[ServiceFactory]:
     yield start
     for service, session in reversed(running):
         await session.close()
-        if not service.jobs.stopping:
-            await service.stop()
+        await service.stop()
 
 
 @pytest.fixture

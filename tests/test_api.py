@@ -397,3 +397,11 @@ async def test_metrics(client: Client) -> None:
         in text
     )
     assert "fanslymotion_queue_length 0.0" in text
+
+
+async def test_stopping_service_answers_503(client: Client) -> None:
+    await client.service.jobs.stop()
+    status, body = await client.create()
+    assert status == 503 and body["ok"] is False and "try again" in body["error"]
+    _, health, _ = await client.request("GET", "/health")
+    assert health["ok"] is False and health["stopping"] is True
