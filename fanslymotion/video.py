@@ -330,13 +330,18 @@ def probe(path: Path) -> VideoInfo:
     )
 
 
-def read_frames(path: Path) -> Iterator[np.ndarray]:
-    """Decode a video into RGB uint8 arrays of shape (height, width, 3), one at a time."""
+def read_frames(path: Path, *, luma: bool = False) -> Iterator[np.ndarray]:
+    """Decode a video into RGB uint8 arrays of shape (height, width, 3), one at a time.
+
+    With `luma`, frames are the coded Y plane alone, shape (height, width), in TV range
+    (16-235): the plane that carries the detail, untouched by chroma subsampling and colour
+    conversion (the frame's height and width must then be even, as ours are).
+    """
     info = probe(path)
-    return _read(Path(path), info.width, info.height)
+    return _read(Path(path), info.width, info.height, "yuv420p" if luma else "rgb24")
 
 
-def _read(path: Path, width: int, height: int) -> Iterator[np.ndarray]:
+def _read(path: Path, width: int, height: int, pix_fmt: str) -> Iterator[np.ndarray]:
     command = [
         ffmpeg_exe(),
         "-hide_banner",
@@ -350,10 +355,13 @@ def _read(path: Path, width: int, height: int) -> Iterator[np.ndarray]:
         "-f",
         "rawvideo",
         "-pix_fmt",
-        "rgb24",
+        pix_fmt,
         "pipe:1",
     ]
-    size = width * height * 3
+    plane = width * height
+    # yuv420p: the Y plane comes first, keep it alone.
+    size = plane * 3 if pix_fmt == "rgb24" else plane * 3 // 2
+    shape: tuple[int, ...] = (height, width, 3) if pix_fmt == "rgb24" else (height, width)
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr)
         assert process.stdout is not None
@@ -365,7 +373,8 @@ def _read(path: Path, width: int, height: int) -> Iterator[np.ndarray]:
                     break
                 if got != size:
                     raise RenderError("the video ended in the middle of a frame")
-                yield np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
+                count = plane * 3 if pix_fmt == "rgb24" else plane
+                yield np.frombuffer(buffer, dtype=np.uint8, count=count).reshape(shape)
             process.stdout.close()
             if process.wait() != 0:
                 log.error("ffmpeg decode failed: %s", _tail(stderr))

@@ -1,0 +1,389 @@
+"""Benchmark of the camera-motion engine against ffmpeg's zoompan and the encode-only floor.
+
+One synthetic photo-like 3000x2000 photo, one dolly-in + pan path, 720p, 6 s at 12 fps:
+
+  ours       load the JPEG, shrink once, resample float boxes, stream to x264 (fanslymotion)
+  zoompan    ffmpeg's zoompan filter alone, following the same path
+  zoompan8k  the usual anti-jitter trick: zoompan after `scale=8000:-2`
+  floor      the same frames, rendered beforehand, piped from memory to the same encoder
+
+Each case runs in a child process; the parent polls the child's process tree in /proc for the
+peak RSS (ffmpeg included). Wall and CPU seconds (the child's own plus its ffmpeg's) cover the
+work only, not the interpreter start. Jitter is measured on the decoded MP4: between every pair
+of consecutive frames, the motion of nine patches (sub-pixel phase correlation, see
+tests/imagetools.py) against the motion the ideal path asks for; RMS and worst case in px.
+
+    python bench/motion.py            # full run (a few minutes on two cores)
+    python bench/motion.py --quick    # smoke run for CI: smaller, < 60 s, same table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fanslymotion import motion, photo, video  # noqa: E402
+from tests.imagetools import box_displacement, patch_motion, textured_rgb  # noqa: E402
+
+CASES = ("ours", "zoompan", "zoompan8k", "floor")
+UPSCALE_WIDTH = 8000
+
+
+@dataclass(frozen=True)
+class Setup:
+    photo_w: int
+    photo_h: int
+    resolution: str
+    duration: int
+    fps: int
+    patch: int  # side of the square patches jitter is measured in
+    pair_step: int = 1  # measure every n-th pair of consecutive frames
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        return motion.output_size(self.resolution, "16:9", self.photo_w, self.photo_h)
+
+    @property
+    def frames(self) -> int:
+        return self.duration * self.fps
+
+
+FULL = Setup(3000, 2000, "720p", 6, 12, 160)
+QUICK = Setup(1500, 1000, "360p", 3, 12, 96, pair_step=3)
+
+
+def region_16_9(photo_w: int, photo_h: int, out_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The largest centred region with exactly the output's aspect and whole-pixel corners.
+
+    zoompan keeps the aspect of its input; cropping the photo to this region first lets it
+    follow the same path as ours without stretching.
+    """
+    out_w, out_h = out_size
+    g = math.gcd(out_w, out_h)
+    step_w, step_h = out_w // g, out_h // g
+    k = min(photo_w // step_w, photo_h // step_h)
+    w, h = k * step_w, k * step_h
+    return (photo_w - w) // 2, (photo_h - h) // 2, w, h
+
+
+class BenchPath(motion.CameraPath):
+    """Dolly in to 1.3x while panning left by 20 % of the frame, fitted into a 16:9 region."""
+
+    ZOOM = 0.3
+    PAN = 0.2
+
+    def __init__(self, setup: Setup) -> None:
+        ox, oy, w, h = region_16_9(setup.photo_w, setup.photo_h, setup.out_size)
+        super().__init__("dolly_in", 1.0, (w, h), setup.out_size)
+        self.offset = (ox, oy)
+        self.region = (w, h)
+        self.src_w, self.src_h = setup.photo_w, setup.photo_h
+
+    def windows(self, t: np.ndarray) -> tuple[np.ndarray, ...]:
+        e = 0.5 - 0.5 * np.cos(np.pi * t)
+        return self.PAN * (0.5 - e), np.zeros_like(t), 1.0 + self.ZOOM * e
+
+    def box(self, t: float) -> tuple[float, float, float, float]:
+        x0, y0, x1, y1 = super().box(t)
+        ox, oy = self.offset
+        return x0 + ox, y0 + oy, x1 + ox, y1 + oy
+
+    def zoompan_filter(self, setup: Setup, scale: float) -> str:
+        """zoompan expressions for the same path on the region, enlarged `scale` times."""
+        n = setup.frames
+        region_w = self.region[0]
+        # Within the region (before the offset): box(t) = anchor + cx*base - size/2.
+        e = f"(0.5-0.5*cos(PI*on/{n - 1}))"
+        z = f"(1+{self.ZOOM}*{e})"
+        zoom = f"{region_w}*{z}/{self.base_w!r}"
+        x = f"({self.anchor_x!r}+{self.PAN}*(0.5-{e})*{self.base_w!r}-{self.base_w!r}/{z}/2)*{scale!r}"
+        y = f"({self.anchor_y!r}-{self.base_h!r}/{z}/2)*{scale!r}"
+        out_w, out_h = setup.out_size
+        return f"zoompan=z='{zoom}':x='{x}':y='{y}':d={n}:s={out_w}x{out_h}:fps={setup.fps}"
+
+
+def make_photo(setup: Setup, path: Path) -> None:
+    """A photo-like texture (natural 1/f spectrum) plus hard-edged shapes, saved as JPEG."""
+    from PIL import Image, ImageDraw
+
+    pixels = textured_rgb(setup.photo_w, setup.photo_h, seed=7, scale=1.5)
+    image = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(image)
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        x, y = rng.uniform(0, setup.photo_w), rng.uniform(0, setup.photo_h)
+        r = rng.uniform(20, setup.photo_w / 15)
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        draw.ellipse((x - r, y - r, x + r, y + r), outline=colour, width=max(2, int(r / 10)))
+    image.save(path, quality=92)
+
+
+def _encoder_args(crf: int) -> list[str]:
+    return [
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        str(crf),
+        "-pix_fmt",
+        "yuv420p",
+        "-color_range",
+        "tv",
+        "-colorspace",
+        "bt709",
+        "-movflags",
+        "+faststart",
+    ]
+
+
+# --- child side -------------------------------------------------------------------------
+
+
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_case(
+    case: str, setup: Setup, photo_path: Path, out: Path, crf: int = 20
+) -> dict[str, float]:
+    path = BenchPath(setup)
+    out_w, out_h = setup.out_size
+    n = setup.frames
+    if case == "floor":
+        image = photo.load_photo(photo_path)
+        frames = list(motion.render_path(image, path, n))
+        del image
+    wall0, cpu0 = time.perf_counter(), _cpu()
+    if case in ("ours", "floor"):
+        if case == "ours":
+            image = photo.load_photo(photo_path)
+            source = motion.render_path(image, path, n)
+        else:
+            source = iter(frames)
+        video.encode(source, out, width=out_w, height=out_h, fps=setup.fps, crf=crf)
+    else:
+        ox, oy, w, h = region_16_9(setup.photo_w, setup.photo_h, setup.out_size)
+        chain = f"crop={w}:{h}:{ox}:{oy}"
+        scale = 1.0
+        if case == "zoompan8k":
+            chain += f",scale={UPSCALE_WIDTH}:-2"
+            scale = UPSCALE_WIDTH / w
+        chain += "," + path.zoompan_filter(setup, scale)
+        command = [video.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
+        command += ["-i", str(photo_path), "-vf", chain, "-frames:v", str(n)]
+        command += [*_encoder_args(crf), "-f", "mp4", str(out)]
+        subprocess.run(command, check=True)
+    return {"wall": time.perf_counter() - wall0, "cpu": _cpu() - cpu0}
+
+
+# --- parent side ------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                found += [int(c) for c in fh.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss(pid: int) -> int:
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        total += _rss(current)
+        stack += _children(current)
+    return total
+
+
+def measure_child(args: list[str]) -> tuple[dict[str, float], int]:
+    """Run this script as a child with `args`; its JSON result and the tree's peak RSS."""
+    process = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE)
+    peak = 0
+    done = threading.Event()
+
+    def poll() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss(process.pid))
+            done.wait(0.01)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    stdout, _ = process.communicate()
+    done.set()
+    poller.join()
+    if process.returncode != 0:
+        raise SystemExit(f"benchmark case failed: {' '.join(args)}")
+    return json.loads(stdout), peak
+
+
+def jitter(frames: Iterable[np.ndarray], setup: Setup, path: BenchPath) -> tuple[float, float]:
+    """RMS and worst deviation (px) of the measured frame-to-frame motion from the ideal."""
+    out_w, out_h = setup.out_size
+    centres = [
+        (int(out_w * fx), int(out_h * fy)) for fy in (0.25, 0.5, 0.75) for fx in (0.2, 0.5, 0.8)
+    ]
+    boxes = list(path.boxes(setup.frames))
+    errors: list[float] = []
+    previous: np.ndarray | None = None
+    for i, frame in enumerate(frames):
+        if previous is not None and i % setup.pair_step == 0:
+            for dx, dy, px, py in patch_motion(previous, frame, centres, setup.patch):
+                ex, ey = box_displacement(boxes[i - 1], boxes[i], (out_w, out_h), (px, py))
+                errors.append(math.hypot(dx - ex, dy - ey))
+        previous = frame
+    values = np.array(errors)
+    return float(np.sqrt(np.mean(values**2))), float(values.max())
+
+
+def video_jitter(out: Path, setup: Setup, path: BenchPath) -> str:
+    rms, worst = jitter(video.read_frames(out, luma=True), setup, path)
+    return f"{rms:.3f} / {worst:.3f}"
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in text.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs, {model}, Python {platform.python_version()}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke run (< 60 s)")
+    parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
+    parser.add_argument("--photo", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--setup", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.case:  # child
+        setup = Setup(**json.loads(args.setup))
+        print(json.dumps(run_case(args.case, setup, args.photo, args.out)))
+        return 0
+
+    setup = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    print(f"machine: {machine()}")
+    out_w, out_h = setup.out_size
+    print(
+        f"photo {setup.photo_w}x{setup.photo_h}, {out_w}x{out_h}, {setup.duration} s at"
+        f" {setup.fps} fps ({setup.frames} frames), dolly-in 1.3x + pan left, x264 veryfast crf 20"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-motion-") as tmp:
+        work = Path(tmp)
+        photo_path = work / "photo.jpg"
+        make_photo(setup, photo_path)
+        path = BenchPath(setup)
+        rows: dict[str, tuple[float, float, int, str, str]] = {}
+        for case in CASES:
+            out = work / f"{case}.mp4"
+            child = ["--case", case, "--photo", str(photo_path), "--out", str(out)]
+            child += ["--setup", json.dumps(setup.__dict__)]
+            result, peak = measure_child(child)
+            info = video.probe(out)
+            assert (info.width, info.height, info.frames) == (out_w, out_h, setup.frames), info
+            if case == "floor":
+                lossy = lossless = "same frames as ours"
+            else:
+                lossy = video_jitter(out, setup, path)
+                # The same pipeline encoded losslessly: the geometry alone, without H.264's
+                # quarter-pel motion compensation (which snaps slow motion at any normal CRF).
+                exact = work / f"{case}-lossless.mp4"
+                run_case(case, setup, photo_path, exact, crf=0)
+                lossless = video_jitter(exact, setup, path)
+            rows[case] = (result["wall"], result["cpu"], peak, lossless, lossy)
+        image = photo.load_photo(photo_path)
+        rms, worst = jitter(motion.render_path(image, path, setup.frames), setup, path)
+        engine_jitter = f"{rms:.4f} / {worst:.4f}"
+        del image
+
+        floor_wall = rows["floor"][0]
+        print()
+        print(
+            "| case | wall s | CPU s | peak RSS MiB | wall / floor |"
+            " jitter px lossless, RMS / max | jitter px CRF 20, RMS / max |"
+        )
+        print("|---|---:|---:|---:|---:|---|---|")
+        for case, (wall, cpu, peak, lossless, lossy) in rows.items():
+            print(
+                f"| {case} | {wall:.2f} | {cpu:.2f} | {peak / 2**20:.0f} |"
+                f" {wall / floor_wall:.2f} | {lossless} | {lossy} |"
+            )
+        print(f"\nours, frames before encoding: jitter RMS / max {engine_jitter} px")
+
+        # Memory against clip length: frames are streamed, so it should not grow.
+        rss_setup = [
+            Setup(setup.photo_w, setup.photo_h, "480p" if args.quick else "1080p", d, 12, 0)
+            for d in ((3, 6) if args.quick else (3, 12))
+        ]
+        peaks = []
+        for s in rss_setup:
+            out = work / f"rss{s.duration}.mp4"
+            child = ["--case", "ours", "--photo", str(photo_path), "--out", str(out)]
+            child += ["--setup", json.dumps(s.__dict__)]
+            result, peak = measure_child(child)
+            peaks.append(peak)
+            w, h = s.out_size
+            print(
+                f"ours {w}x{h} {s.duration:2d} s ({s.frames} frames): peak RSS"
+                f" {peak / 2**20:.0f} MiB, wall {result['wall']:.2f} s"
+            )
+        ratio = rows["ours"][0] / floor_wall
+        worst = float(engine_jitter.split(" / ")[1])
+        worst_lossless = float(rows["ours"][3].split(" / ")[1])
+        grow = peaks[1] / peaks[0]
+        print()
+        print(f"target wall <= 1.15x floor: {ratio:.2f}x, {'met' if ratio <= 1.15 else 'NOT met'}")
+        print(
+            f"target jitter <= 0.01 px: max {worst:.4f} before encoding,"
+            f" {worst_lossless:.3f} lossless encode,"
+            f" {'met' if max(worst, worst_lossless) <= 0.01 else 'NOT met'}"
+        )
+        print(f"target RSS long <= 1.2x short: {grow:.2f}x, {'met' if grow <= 1.2 else 'NOT met'}")
+    print(f"benchmark took {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
