@@ -1,0 +1,336 @@
+"""Every text the Telegram bot shows, in English and Russian.
+
+Plain text (the bot sends no parse mode), so nothing a user types or a job carries can break
+the markup. `t(lang, key, **values)` formats one text; an unknown language falls back to English.
+"""
+
+from __future__ import annotations
+
+from .motion import PRESET_DESCRIPTIONS
+
+LANGUAGES: tuple[str, ...] = ("en", "ru")
+DEFAULT_LANGUAGE = "en"
+
+# Languages whose speakers are best served by the Russian texts.
+_RUSSIAN_LIKE = ("ru", "uk", "be", "kk", "ky", "uz", "tg", "hy", "az")
+
+
+def language_from_code(code: str | None) -> str:
+    """The bot language for a Telegram `language_code` (e.g. "ru-RU" -> "ru")."""
+    if code and code.split("-")[0].lower() in _RUSSIAN_LIKE:
+        return "ru"
+    return DEFAULT_LANGUAGE
+
+
+EN: dict[str, str] = {
+    # menu and navigation
+    "menu": (
+        "🎬 FanslyMotion turns a photo into a short video with smooth camera motion.\n\n"
+        "What would you like to do?"
+    ),
+    "btn_new": "🎬 Photo → video",
+    "btn_history": "📼 My videos",
+    "btn_help": "❓ Help",
+    "btn_lang": "🌐 Language",
+    "btn_back": "⬅️ Back",
+    "btn_menu": "🏠 Menu",
+    "btn_cancel": "✖️ Cancel",
+    "btn_cancel_job": "✖️ Cancel {n}",
+    "btn_again": "🎲 Again, new seed",
+    "btn_other": "🎞 Same photo, other motion",
+    # the steps
+    "step_duration": "Step 1 of 5 — length.\nHow long should the video be?",
+    "step_resolution": (
+        "Step 2 of 5 — resolution.\n{summary}\n\nHow sharp? Higher resolutions take longer."
+    ),
+    "step_motion": "Step 3 of 5 — camera motion.\n{summary}\n\n{descriptions}",
+    "step_aspect": (
+        "Step 4 of 5 — frame shape.\n{summary}\n\n"
+        "Auto follows your photo: landscape → 16:9, portrait → 9:16, square → 1:1."
+    ),
+    "step_photo": (
+        "Step 5 of 5 — the photo.\n{summary}\n\n"
+        "Send me a photo, or an image as a file (up to {limit} MB)."
+    ),
+    "step_photo_again": (
+        "I no longer have that photo. Please send it again.\n{summary}\n\n"
+        "Send me a photo, or an image as a file (up to {limit} MB)."
+    ),
+    "summary": "Your choice: {parts}",
+    "seconds": "{n} s",
+    "aspect_auto": "Auto (from the photo)",
+    "motion_micro": "Micro",
+    "motion_pan_l": "Pan left",
+    "motion_pan_r": "Pan right",
+    "motion_tilt_up": "Tilt up",
+    "motion_tilt_down": "Tilt down",
+    "motion_dolly_in": "Dolly in",
+    # the photo
+    "not_image": "That file is not an image. Please send a photo (JPEG, PNG, WebP…).",
+    "too_big": (
+        "That file is larger than {limit} MB, too large for a bot to download. "
+        "Please send a smaller image, or send it as a photo."
+    ),
+    "unreadable": "I could not use that image: {detail}. Please try another photo.",
+    "send_photo_hint": "Please send a photo for this step, or press Back.",
+    "photo_first": "Nice photo! First choose the video settings, then send it again.",
+    "download_failed": "I could not download that file from Telegram. Please send it again.",
+    # accepted and progress
+    "accepted_queued": "✅ Accepted! Your video is #{position} in the queue.\nReady in {eta}.",
+    "accepted_running": "✅ Accepted! Rendering has started.\nReady in {eta}.",
+    "progress_queued": "⏳ Waiting in the queue: #{position}\nReady in {eta}\n{params}",
+    "progress_waiting": "⏳ Waiting to start\nReady in {eta}\n{params}",
+    "progress_running": "🎬 {phase}: {percent}%\n{bar}\nTime left: {eta}\n{params}",
+    "progress_done": "✅ Ready! Here comes the video.\n{params}",
+    "progress_cancelled": "✖️ Cancelled. Nothing will be sent.\n{params}",
+    "progress_failed": "⚠️ Sorry, this video could not be made: {error}\n{params}",
+    "phase_starting": "Starting",
+    "phase_preparing": "Preparing",
+    "phase_rendering": "Rendering",
+    "phase_encoded": "Finishing",
+    "phase_loading": "Loading the model",
+    "phase_encoding": "Encoding",
+    "phase_generic": "Working",
+    "eta_unknown": "a moment",
+    "eta_seconds": "about {s} s",
+    "eta_minutes": "about {m} min",
+    "params": "{motion} · {duration} · {resolution} · {aspect}",
+    # delivery
+    "caption": "🎬 {motion} · {duration} · {resolution} · {width}×{height}\nSeed: {seed}",
+    "video_too_big": "Sorry, the video is too large to send through Telegram.",
+    "video_missing": "Sorry, this video is no longer available.",
+    # job buttons
+    "cancelling": "Cancelling…",
+    "already_finished": "This video has already finished.",
+    "not_yours": "This video is not yours.",
+    "stale_button": "This button is outdated.",
+    # limits and errors
+    "cap_user": (
+        "You already have {active} videos in progress (at most {limit}). "
+        "Please wait until one is ready — /status shows them."
+    ),
+    "cap_queue": "The queue is full right now. Please try again in about {seconds} s.",
+    "unavailable": "The service is restarting or paused for new work. Please try again shortly.",
+    "storage": "The server is short of disk space right now. Please try again later.",
+    "generic_error": "Sorry, something went wrong on our side. Please try again.",
+    "private": "Sorry, this bot is private.",
+    "unknown": "I did not get that. /start opens the menu, /help explains everything.",
+    # commands
+    "help": (
+        "FanslyMotion makes a short video from one photo: the camera pans, tilts or moves in "
+        "over your picture.\n\n"
+        "1. Press “Photo → video” (or /start).\n"
+        "2. Pick the length, the resolution, the camera motion and the frame shape.\n"
+        "3. Send a photo — a normal photo or an image file up to {limit} MB.\n"
+        "4. Watch the progress; the video arrives in this chat.\n\n"
+        "Commands:\n"
+        "/start — menu\n"
+        "/status — your videos in progress\n"
+        "/history — your last videos\n"
+        "/cancel — stop the current step or a video\n"
+        "/lang — language\n"
+        "/help — this text"
+    ),
+    "cancel_flow": "OK, stopped. /start opens the menu.",
+    "cancel_jobs": "Videos in progress — press a button to cancel one:",
+    "status_none": "You have no videos in progress.",
+    "status_header": "Your videos in progress:",
+    "status_queued": "{n}. {params} — #{position} in the queue, ready in {eta}",
+    "status_running": "{n}. {params} — {phase} {percent}%, ready in {eta}",
+    "history_none": "No videos yet. Press “Photo → video” to make one.",
+    "history_header": "Your last videos:",
+    "lang_prompt": "Choose the language:",
+    "lang_set": "Language: English.",
+    # admins
+    "queue_stats": (
+        "Queue: {queued} waiting, running: {running}\n"
+        "Jobs: queued {c_queued} · processing {c_processing} · completed {c_completed}"
+        " · failed {c_failed} · cancelled {c_cancelled}\n"
+        "Renderer: {renderer} ({renderer_status}: {renderer_reason})\n"
+        "Processing: {processing}"
+    ),
+    "queue_none": "none",
+    "processing_paused": "paused",
+    "processing_on": "running",
+    "paused": "⏸ Processing paused. Queued videos wait until /resume.",
+    "resumed": "▶️ Processing resumed.",
+}
+
+RU: dict[str, str] = {
+    "menu": (
+        "🎬 FanslyMotion превращает фото в короткое видео с плавным движением камеры.\n\n"
+        "Что сделаем?"
+    ),
+    "btn_new": "🎬 Фото → видео",
+    "btn_history": "📼 Мои видео",
+    "btn_help": "❓ Помощь",
+    "btn_lang": "🌐 Язык",
+    "btn_back": "⬅️ Назад",
+    "btn_menu": "🏠 Меню",
+    "btn_cancel": "✖️ Отменить",
+    "btn_cancel_job": "✖️ Отменить {n}",
+    "btn_again": "🎲 Ещё раз, новый seed",
+    "btn_other": "🎞 То же фото, другое движение",
+    "step_duration": "Шаг 1 из 5 — длительность.\nСколько должно длиться видео?",
+    "step_resolution": (
+        "Шаг 2 из 5 — разрешение.\n{summary}\n\n"
+        "Насколько чётко? Высокое разрешение считается дольше."
+    ),
+    "step_motion": "Шаг 3 из 5 — движение камеры.\n{summary}\n\n{descriptions}",
+    "step_aspect": (
+        "Шаг 4 из 5 — формат кадра.\n{summary}\n\n"
+        "«Авто» следует за фото: горизонтальное → 16:9, вертикальное → 9:16, квадратное → 1:1."
+    ),
+    "step_photo": (
+        "Шаг 5 из 5 — фото.\n{summary}\n\nПришлите фото или изображение файлом (до {limit} МБ)."
+    ),
+    "step_photo_again": (
+        "Этого фото у меня больше нет. Пришлите его ещё раз.\n{summary}\n\n"
+        "Пришлите фото или изображение файлом (до {limit} МБ)."
+    ),
+    "summary": "Вы выбрали: {parts}",
+    "seconds": "{n} с",
+    "aspect_auto": "Авто (по фото)",
+    "motion_micro": "Микро",
+    "motion_pan_l": "Панорама влево",
+    "motion_pan_r": "Панорама вправо",
+    "motion_tilt_up": "Наклон вверх",
+    "motion_tilt_down": "Наклон вниз",
+    "motion_dolly_in": "Наезд",
+    "not_image": "Это не изображение. Пришлите фото (JPEG, PNG, WebP…).",
+    "too_big": (
+        "Файл больше {limit} МБ — бот не может скачать такой файл. "
+        "Пришлите изображение поменьше или отправьте его как фото."
+    ),
+    "unreadable": "Не получилось использовать это изображение: {detail}. Попробуйте другое фото.",
+    "send_photo_hint": "На этом шаге нужно фото. Или нажмите «Назад».",
+    "photo_first": "Отличное фото! Сначала выберите настройки видео, потом пришлите его снова.",
+    "download_failed": "Не удалось скачать файл из Telegram. Пришлите его ещё раз.",
+    "accepted_queued": "✅ Принято! Ваше видео №{position} в очереди.\nБудет готово через {eta}.",
+    "accepted_running": "✅ Принято! Видео уже создаётся.\nБудет готово через {eta}.",
+    "progress_queued": "⏳ В очереди: №{position}\nБудет готово через {eta}\n{params}",
+    "progress_waiting": "⏳ Ждёт запуска\nБудет готово через {eta}\n{params}",
+    "progress_running": "🎬 {phase}: {percent}%\n{bar}\nОсталось: {eta}\n{params}",
+    "progress_done": "✅ Готово! Отправляю видео.\n{params}",
+    "progress_cancelled": "✖️ Отменено. Видео не будет отправлено.\n{params}",
+    "progress_failed": "⚠️ К сожалению, видео не получилось: {error}\n{params}",
+    "phase_starting": "Запуск",
+    "phase_preparing": "Подготовка",
+    "phase_rendering": "Создание видео",
+    "phase_encoded": "Завершение",
+    "phase_loading": "Загрузка модели",
+    "phase_encoding": "Кодирование",
+    "phase_generic": "Работаю",
+    "eta_unknown": "несколько секунд",
+    "eta_seconds": "около {s} с",
+    "eta_minutes": "около {m} мин",
+    "params": "{motion} · {duration} · {resolution} · {aspect}",
+    "caption": "🎬 {motion} · {duration} · {resolution} · {width}×{height}\nSeed: {seed}",
+    "video_too_big": "К сожалению, видео слишком большое для отправки через Telegram.",
+    "video_missing": "К сожалению, это видео больше недоступно.",
+    "cancelling": "Отменяю…",
+    "already_finished": "Это видео уже завершено.",
+    "not_yours": "Это не ваше видео.",
+    "stale_button": "Эта кнопка устарела.",
+    "cap_user": (
+        "У вас уже {active} видео в работе (максимум {limit}). "
+        "Дождитесь, пока одно из них будет готово, — /status покажет их."
+    ),
+    "cap_queue": "Очередь сейчас заполнена. Попробуйте через {seconds} с.",
+    "unavailable": "Сервис перезапускается или не принимает новые задания. Попробуйте чуть позже.",
+    "storage": "На сервере сейчас мало места. Попробуйте позже.",
+    "generic_error": "Извините, у нас что-то пошло не так. Попробуйте ещё раз.",
+    "private": "Извините, это закрытый бот.",
+    "unknown": "Не понял. /start откроет меню, /help всё объяснит.",
+    "help": (
+        "FanslyMotion делает короткое видео из одного фото: камера плавно движется "
+        "по вашему снимку.\n\n"
+        "1. Нажмите «Фото → видео» (или /start).\n"
+        "2. Выберите длительность, разрешение, движение камеры и формат кадра.\n"
+        "3. Пришлите фото — обычное фото или файл-изображение до {limit} МБ.\n"
+        "4. Следите за прогрессом; видео придёт в этот чат.\n\n"
+        "Команды:\n"
+        "/start — меню\n"
+        "/status — ваши видео в работе\n"
+        "/history — ваши последние видео\n"
+        "/cancel — прервать текущий шаг или видео\n"
+        "/lang — язык\n"
+        "/help — эта справка"
+    ),
+    "cancel_flow": "Хорошо, остановились. /start откроет меню.",
+    "cancel_jobs": "Видео в работе — нажмите кнопку, чтобы отменить:",
+    "status_none": "У вас нет видео в работе.",
+    "status_header": "Ваши видео в работе:",
+    "status_queued": "{n}. {params} — №{position} в очереди, готово через {eta}",
+    "status_running": "{n}. {params} — {phase} {percent}%, готово через {eta}",
+    "history_none": "Видео пока нет. Нажмите «Фото → видео», чтобы сделать первое.",
+    "history_header": "Ваши последние видео:",
+    "lang_prompt": "Выберите язык:",
+    "lang_set": "Язык: русский.",
+    "queue_stats": (
+        "Очередь: ждут {queued}, выполняется: {running}\n"
+        "Задания: в очереди {c_queued} · в работе {c_processing} · готово {c_completed}"
+        " · ошибки {c_failed} · отменено {c_cancelled}\n"
+        "Рендерер: {renderer} ({renderer_status}: {renderer_reason})\n"
+        "Обработка: {processing}"
+    ),
+    "queue_none": "нет",
+    "processing_paused": "на паузе",
+    "processing_on": "идёт",
+    "paused": "⏸ Обработка на паузе. Видео в очереди ждут команды /resume.",
+    "resumed": "▶️ Обработка возобновлена.",
+}
+
+# One line per preset for the motion step. English comes from the engine itself.
+DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "en": dict(PRESET_DESCRIPTIONS),
+    "ru": {
+        "micro": "Медленный наезд на несколько процентов с лёгким дрейфом: фото мягко оживает.",
+        "pan_l": "Камера поворачивает влево: сцена плывёт вправо по кадру.",
+        "pan_r": "Камера поворачивает вправо: сцена плывёт влево по кадру.",
+        "tilt_up": "Камера наклоняется вверх: сцена опускается в кадре.",
+        "tilt_down": "Камера наклоняется вниз: сцена поднимается в кадре.",
+        "dolly_in": "Камера движется к центру: чёткое плавное приближение.",
+    },
+}
+
+TEXTS: dict[str, dict[str, str]] = {"en": EN, "ru": RU}
+
+# Names of the languages in the language picker, each in its own language.
+LANGUAGE_NAMES: dict[str, str] = {"en": "English", "ru": "Русский"}
+
+# Commands for the Telegram menu (setMyCommands), per language.
+COMMANDS: dict[str, list[tuple[str, str]]] = {
+    "en": [
+        ("start", "Menu: make a video from a photo"),
+        ("status", "My videos in progress"),
+        ("history", "My last videos"),
+        ("cancel", "Stop the current step or a video"),
+        ("lang", "Language"),
+        ("help", "How it works"),
+    ],
+    "ru": [
+        ("start", "Меню: видео из фото"),
+        ("status", "Мои видео в работе"),
+        ("history", "Мои последние видео"),
+        ("cancel", "Прервать шаг или видео"),
+        ("lang", "Язык"),
+        ("help", "Как это работает"),
+    ],
+}
+
+
+def t(lang: str, key: str, **values: object) -> str:
+    """The text `key` in `lang` (English when missing), formatted with `values`."""
+    table = TEXTS.get(lang, EN)
+    template = table.get(key) or EN[key]
+    return template.format(**values) if values else template
+
+
+def motion_name(lang: str, preset: str) -> str:
+    key = f"motion_{preset}"
+    return t(lang, key) if key in EN else preset
+
+
+def motion_description(lang: str, preset: str) -> str:
+    return DESCRIPTIONS.get(lang, {}).get(preset) or PRESET_DESCRIPTIONS.get(preset, "")

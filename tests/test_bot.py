@@ -1,0 +1,737 @@
+"""The Telegram bot end to end: the real Dispatcher long-polls the fake Bot API server.
+
+No module of ours is mocked: a real SQLite store, the real queue and GPU thread rendering real
+(tiny) MP4s with the camera-motion renderer, and the bot talking HTTP to `FakeTelegram` on
+127.0.0.1. Each test plays one or more users through the conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fanslymotion import video
+from fanslymotion.bot import TelegramBot
+from fanslymotion.config import Settings
+from fanslymotion.queue import JobQueue
+from fanslymotion.renderer import MotionRenderer
+from fanslymotion.store import Job, Store
+
+from .conftest import make_settings, photo_bytes
+from .fake_telegram import ApiCall, FakeTelegram, FakeUser
+
+TOKEN = "123456:TEST-token"
+ALICE = FakeUser(1001, "Alice", "en")
+BORIS = FakeUser(1002, "Борис", "ru")
+
+
+class Stack:
+    """Store + queue + bot on one data dir, started and stopped like the service does it."""
+
+    def __init__(self, tg: FakeTelegram, data_dir: Path) -> None:
+        self.tg = tg
+        self.data_dir = data_dir
+        self.running: list[tuple[Store, JobQueue, TelegramBot]] = []
+
+    async def start(self, **overrides: Any) -> TelegramBot:
+        values: dict[str, Any] = {
+            "bot_token": TOKEN,
+            "telegram_api": self.tg.url,
+            "bot_progress_interval": 0.3,
+        }
+        values.update(overrides)
+        settings = make_settings(self.data_dir, **values)
+        store = await Store.open(settings.db_path)
+        jobs = JobQueue(settings, store, MotionRenderer(settings))
+        await jobs.start()
+        bot = TelegramBot(settings, jobs)
+        bot.delivery_poll = 0.5
+        bot.delivery_backoff = 0.2
+        bot.connect_backoff = 0.2
+        self.running.append((store, jobs, bot))
+        await bot.start()
+        if bot.status()["enabled"]:
+            await wait_until(lambda: bot.status()["state"] != "connecting", what="a connection")
+        return bot
+
+    @property
+    def bot(self) -> TelegramBot:
+        return self.running[-1][2]
+
+    @property
+    def jobs(self) -> JobQueue:
+        return self.running[-1][1]
+
+    @property
+    def store(self) -> Store:
+        return self.running[-1][0]
+
+    @property
+    def settings(self) -> Settings:
+        return self.bot.settings
+
+    async def stop(self) -> None:
+        """Stop the newest instance: the bot first, then the queue, then the database."""
+        store, jobs, bot = self.running.pop()
+        await bot.stop()
+        await jobs.stop()
+        await store.close()
+
+    async def stop_all(self) -> None:
+        while self.running:
+            await self.stop()
+
+
+async def wait_until(predicate: Any, within: float = 10.0, what: str = "a condition") -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    fake = FakeTelegram(TOKEN)
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def stack(tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Stack]:
+    stack = Stack(tg, tmp_path / "data")
+    yield stack
+    await stack.stop_all()
+
+
+# -- playing a user --------------------------------------------------------------------------------
+
+
+def _text(message: dict[str, Any]) -> str:
+    return str(message.get("text") or message.get("caption") or "")
+
+
+async def wait_button(
+    tg: FakeTelegram, chat_id: int, data: str, *, prefix: bool = False, within: float = 10.0
+) -> dict[str, Any]:
+    """The newest bot message in the chat carrying a button with this callback data."""
+
+    def find() -> dict[str, Any] | None:
+        for message in reversed(tg.bot_messages(chat_id)):
+            for _, button in tg.buttons(message):
+                if button == data or (prefix and button.startswith(data)):
+                    return message
+        return None
+
+    found: dict[str, Any] = await tg.wait_for(find, within, f"a button {data!r}")
+    return found
+
+
+async def open_menu(tg: FakeTelegram, user: FakeUser) -> dict[str, Any]:
+    await tg.send_text(user, "/start")
+    return await wait_button(tg, user.id, "nav:new")
+
+
+async def choose(
+    tg: FakeTelegram,
+    user: FakeUser,
+    *,
+    duration: int = 3,
+    resolution: str = "360p",
+    motion: str = "pan_l",
+    aspect: str = "auto",
+) -> dict[str, Any]:
+    """From /start to the photo step; returns the step message."""
+    menu = await open_menu(tg, user)
+    await tg.press(user, menu, "nav:new")
+    for step, value in (
+        ("duration", str(duration)),
+        ("resolution", resolution),
+        ("motion", motion),
+        ("aspect", aspect.replace(":", "x")),
+    ):
+        data = f"pick:{step}:{value}"
+        message = await wait_button(tg, user.id, data)
+        await tg.press(user, message, data)
+    return await wait_button(tg, user.id, "back:aspect")
+
+
+async def progress_message(tg: FakeTelegram, user: FakeUser, after: int = 0) -> dict[str, Any]:
+    """The newest "accepted" message (it carries the Cancel button of its job)."""
+
+    def find() -> dict[str, Any] | None:
+        for message in reversed(tg.bot_messages(user.id)):
+            if message["message_id"] > after and any(
+                data.startswith("job:cancel:") for _, data in tg.buttons(message)
+            ):
+                return message
+        return None
+
+    found: dict[str, Any] = await tg.wait_for(find, 15, "an accepted message")
+    return found
+
+
+def job_id_of(tg: FakeTelegram, message: dict[str, Any]) -> str:
+    for _, data in tg.buttons(message):
+        if data.startswith("job:"):
+            return data.rsplit(":", 1)[1]
+    raise AssertionError(f"no job button on {message}")
+
+
+async def wait_video(
+    tg: FakeTelegram, user: FakeUser, *, count: int = 1, within: float = 30.0
+) -> ApiCall:
+    def find() -> ApiCall | None:
+        calls = [
+            c
+            for c in tg.calls_of("sendVideo", ok=True)
+            if int(c.get("chat_id")) == user.id and c.files
+        ]
+        return calls[count - 1] if len(calls) >= count else None
+
+    call: ApiCall = await tg.wait_for(find, within, f"video #{count}")
+    return call
+
+
+async def wait_job(stack: Stack, job_id: str, status: str, within: float = 30.0) -> Job:
+    async def check() -> Job | None:
+        job = await stack.store.get_job(job_id)
+        return job if job is not None and job.status == status else None
+
+    job: Job = await wait_until(check, within, f"job {job_id} {status}")
+    return job
+
+
+def edits_of(tg: FakeTelegram, message: dict[str, Any]) -> list[ApiCall]:
+    return [
+        c
+        for c in tg.calls_of("editMessageText")
+        if int(c.get("chat_id")) == message["chat"]["id"]
+        and int(c.get("message_id")) == message["message_id"]
+    ]
+
+
+# -- the conversation ----------------------------------------------------------------------------
+
+
+async def test_full_conversation_to_a_delivered_mp4(
+    stack: Stack, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    bot = await stack.start(fps=12)
+    assert bot.status() == {"enabled": True, "state": "polling", "reason": bot.status()["reason"]}
+    assert tg.webhook_deleted == 1
+    assert {c["command"] for c in tg.commands[""]} >= {"start", "help", "status", "history"}
+    assert "ru" in tg.commands
+
+    # Menu, into step 1, Back to the menu, in again: every step has Back.
+    menu = await open_menu(tg, ALICE)
+    assert "FanslyMotion turns a photo" in _text(menu)
+    await tg.press(ALICE, menu, "nav:new")
+    step = await wait_button(tg, ALICE.id, "pick:duration:6")
+    assert "Step 1 of 5" in _text(step)
+    await tg.press(ALICE, step, "back:menu")
+    menu = await wait_button(tg, ALICE.id, "nav:new")
+    await tg.press(ALICE, menu, "nav:new")
+    step = await wait_button(tg, ALICE.id, "pick:duration:6")
+    await tg.press(ALICE, step, "6 s")
+    step = await wait_button(tg, ALICE.id, "pick:resolution:720p")
+    assert "Step 2 of 5" in _text(step) and "6 s" in _text(step)
+    await tg.press(ALICE, step, "back:duration")
+    step = await wait_button(tg, ALICE.id, "pick:duration:6")
+    assert "• 6 s" in [text for text, _ in tg.buttons(step)]  # the choice is remembered
+    await tg.press(ALICE, step, "pick:duration:6")
+    step = await wait_button(tg, ALICE.id, "pick:resolution:720p")
+    await tg.press(ALICE, step, "720p")
+    step = await wait_button(tg, ALICE.id, "pick:motion:dolly_in")
+    text = _text(step)
+    assert "Step 3 of 5" in text
+    assert "Pan left — The camera turns left" in text  # a one-line description per preset
+    assert text.count("\n• ") == 6
+    await tg.press(ALICE, step, "Pan left")
+    step = await wait_button(tg, ALICE.id, "pick:aspect:auto")
+    assert "Step 4 of 5" in _text(step)
+    assert tg.buttons(step)[0] == ("Auto (from the photo)", "pick:aspect:auto")
+    await tg.press(ALICE, step, "pick:aspect:auto")
+    step = await wait_button(tg, ALICE.id, "back:aspect")
+    assert "Step 5 of 5" in _text(step) and "20 MB" in _text(step)
+    # the whole conversation edited one message
+    assert len({m["message_id"] for m in tg.bot_messages(ALICE.id)}) == 1
+
+    photo = await tg.send_photo(ALICE, photo_bytes(320, 240))
+    accepted = await progress_message(tg, ALICE)
+    job_id = job_id_of(tg, accepted)
+    first = tg.calls_of("sendMessage")[-1]
+    assert "Accepted" in first.get("text")
+    assert "#1 in the queue" in first.get("text") or "Rendering has started" in first.get("text")
+
+    call = await wait_video(tg, ALICE)
+    job = await wait_job(stack, job_id, "completed")
+    assert job.source == "telegram" and job.chat_id == ALICE.id
+    assert job.message_id == photo["message_id"]
+    assert job.progress_message_id == accepted["message_id"]
+    assert (job.duration, job.resolution, job.motion_preset, job.aspect) == (
+        6,
+        "720p",
+        "pan_l",
+        "auto",
+    )
+
+    # sendVideo: the size, duration, streaming flag, a caption with parameters and seed
+    assert int(call.get("width")) == 1280 and int(call.get("height")) == 720
+    assert int(call.get("duration")) == 6
+    assert call.get("supports_streaming") is True
+    assert "Pan left" in call.get("caption") and f"Seed: {job.seed}" in call.get("caption")
+    assert "1280×720" in call.get("caption")
+    path = tmp_path / "received.mp4"
+    path.write_bytes(tg.uploaded(call))
+    info = video.probe(path)
+    assert info.frames == 6 * 12
+    assert (info.width, info.height) == (1280, 720)
+    assert info.fps == pytest.approx(12, abs=0.01)
+    # the buttons under the video
+    sent = tg.message(ALICE.id, call.result["message_id"])
+    assert [data for _, data in tg.buttons(sent)] == [
+        f"job:again:{job_id}",
+        f"job:other:{job_id}",
+        "nav:menu",
+    ]
+    assert tg.calls_of("sendChatAction") and all(
+        c.get("action") == "upload_video" for c in tg.calls_of("sendChatAction")
+    )
+
+    # The accepted message itself became the progress bar, then "ready"; edits were spaced
+    # by the interval and never repeated a text (no "message is not modified").
+    edits = edits_of(tg, accepted)
+    assert any("%" in c.get("text") and "░" in c.get("text") for c in edits)  # a bar
+    assert any("Rendering" in c.get("text") for c in edits)
+    final = await tg.wait_for(
+        lambda: "Here comes the video" in _text(tg.message(ALICE.id, accepted["message_id"])),
+        5,
+        "ready",
+    )
+    assert final
+    assert all(c.ok for c in edits), [c.description for c in edits if not c.ok]
+    texts = [c.get("text") for c in edits]
+    assert all(a != b for a, b in itertools.pairwise(texts))
+    times = [c.at for c in edits]
+    assert all(b - a >= 0.3 * 0.9 for a, b in itertools.pairwise(times)), times
+    delivery = await stack.store.get_delivery(job_id)
+    assert delivery is not None and delivery.status == "sent" and delivery.file_id
+
+
+async def test_again_other_motion_and_history(stack: Stack, tg: FakeTelegram) -> None:
+    await stack.start()
+    step = await choose(tg, ALICE)
+    await tg.send_photo(ALICE, photo_bytes(320, 240, seed=3))
+    first_call = await wait_video(tg, ALICE)
+    first_id = job_id_of(tg, tg.message(ALICE.id, first_call.result["message_id"]))
+    first = await wait_job(stack, first_id, "completed")
+    await wait_until(
+        lambda: (
+            not (stack.settings.data_dir / "inputs").exists()
+            or not any((stack.settings.data_dir / "inputs").iterdir())
+        ),
+        what="the input photo retired",
+    )
+    video_message = tg.message(ALICE.id, first_call.result["message_id"])
+
+    # Again, new seed: same photo (fetched again from Telegram: the input was deleted).
+    downloads = len(tg.calls_of("getFile"))
+    await tg.press(ALICE, video_message, f"job:again:{first_id}")
+    second_call = await wait_video(tg, ALICE, count=2)
+    assert len(tg.calls_of("getFile")) == downloads + 1
+    second_id = job_id_of(tg, tg.message(ALICE.id, second_call.result["message_id"]))
+    second = await wait_job(stack, second_id, "completed")
+    assert second_id != first_id
+    assert (second.duration, second.resolution, second.motion_preset) == (3, "360p", "pan_l")
+    assert second.seed != first.seed
+
+    # Same photo, other motion: the motion step (Back leads to the menu), then straight on.
+    await tg.press(ALICE, video_message, f"job:other:{first_id}")
+    step = await wait_button(tg, ALICE.id, "pick:motion:dolly_in")
+    assert ("⬅️ Back", "back:menu") in tg.buttons(step)
+    await tg.press(ALICE, step, "pick:motion:dolly_in")
+    third_call = await wait_video(tg, ALICE, count=3)
+    third_id = job_id_of(tg, tg.message(ALICE.id, third_call.result["message_id"]))
+    third = await wait_job(stack, third_id, "completed")
+    assert third.motion_preset == "dolly_in" and third.resolution == "360p"
+    assert "Dolly in" in third_call.get("caption")
+
+    # /history re-sends the videos by their cached file_id: no upload.
+    before = len(tg.calls_of("sendVideo"))
+    await tg.send_text(ALICE, "/history")
+    await tg.wait_for(lambda: len(tg.calls_of("sendVideo")) == before + 3, 10, "history")
+    resent = tg.calls_of("sendVideo")[before:]
+    assert all(not c.files for c in resent)
+    deliveries = [await stack.store.get_delivery(j) for j in (first_id, second_id, third_id)]
+    assert {c.get("video") for c in resent} == {d.file_id for d in deliveries if d is not None}
+    assert all(c.ok for c in resent)
+
+
+async def test_cancel_while_rendering(stack: Stack, tg: FakeTelegram) -> None:
+    await stack.start(fps=12)
+    await choose(tg, ALICE, duration=12, resolution="720p")
+    await tg.send_photo(ALICE, photo_bytes(640, 480))
+    accepted = await progress_message(tg, ALICE)
+    job_id = job_id_of(tg, accepted)
+
+    def rendering() -> bool:
+        return "%" in _text(tg.message(ALICE.id, accepted["message_id"]))
+
+    await tg.wait_for(rendering, 15, "a progress bar")
+    job = await stack.store.get_job(job_id)
+    assert job is not None and job.status == "processing"
+    await tg.press(ALICE, tg.message(ALICE.id, accepted["message_id"]), f"job:cancel:{job_id}")
+    answer = await tg.wait_call("answerCallbackQuery", lambda c: c.get("text") == "Cancelling…")
+    assert answer.ok
+    job = await wait_job(stack, job_id, "cancelled", within=10)
+    assert job.completed_at is not None
+    await tg.wait_for(
+        lambda: "Cancelled" in _text(tg.message(ALICE.id, accepted["message_id"])), 5, "cancelled"
+    )
+    assert ("🏠 Menu", "nav:menu") in tg.buttons(tg.message(ALICE.id, accepted["message_id"]))
+    await asyncio.sleep(1.0)  # a delivery would have gone out by now
+    assert not tg.calls_of("sendVideo")
+    assert await stack.store.get_delivery(job_id) is None
+    assert not list((stack.settings.data_dir / "hot").glob("*.mp4"))
+
+
+async def test_status_and_cancel_of_a_queued_job(stack: Stack, tg: FakeTelegram) -> None:
+    await stack.start()
+    await stack.jobs.pause()
+    await choose(tg, ALICE)
+    await tg.send_photo(ALICE, photo_bytes())
+    accepted = await progress_message(tg, ALICE)
+    job_id = job_id_of(tg, accepted)
+    assert "#1 in the queue" in _text(accepted)
+
+    await tg.send_text(ALICE, "/status")
+    listing = await tg.wait_message(ALICE.id, "Your videos in progress")
+    assert "#1 in the queue" in _text(listing) and "Pan left · 3 s · 360p" in _text(listing)
+    await tg.press(ALICE, listing, f"job:cancel:{job_id}")
+    await wait_job(stack, job_id, "cancelled", within=5)
+    await tg.wait_for(
+        lambda: "Cancelled" in _text(tg.message(ALICE.id, accepted["message_id"])), 5, "cancelled"
+    )
+    # pressing the old Cancel button again is harmless
+    await tg.press(ALICE, tg.message(ALICE.id, accepted["message_id"]), "nav:menu")
+    await tg.send_text(ALICE, "/status")
+    await tg.wait_message(ALICE.id, "no videos in progress")
+    await stack.jobs.resume()
+
+
+async def test_restart_mid_render_then_delivery_once(stack: Stack, tg: FakeTelegram) -> None:
+    await stack.start(fps=12)
+    await choose(tg, ALICE, duration=12, resolution="720p")
+    await tg.send_photo(ALICE, photo_bytes(640, 480))
+    accepted = await progress_message(tg, ALICE)
+    job_id = job_id_of(tg, accepted)
+    await tg.wait_for(
+        lambda: "%" in _text(tg.message(ALICE.id, accepted["message_id"])), 15, "a progress bar"
+    )
+    await stack.stop()  # mid-render: the job goes back to the queue
+    stopped = time.monotonic()
+    assert not tg.calls_of("sendVideo")
+
+    await stack.start(fps=12)
+    call = await wait_video(tg, ALICE, within=60)
+    job = await wait_job(stack, job_id, "completed")
+    assert int(call.get("width")) == job.width
+    # progress edits resumed on the same message after the restart
+    after = [c for c in edits_of(tg, accepted) if c.at > stopped and c.ok]
+    assert any("%" in c.get("text") for c in after)
+    await tg.wait_for(
+        lambda: "Here comes the video" in _text(tg.message(ALICE.id, accepted["message_id"])),
+        5,
+        "ready",
+    )
+    await asyncio.sleep(1.5)  # three delivery polls: nothing is sent twice
+    assert len([c for c in tg.calls_of("sendVideo") if c.files]) == 1
+    delivery = await stack.store.get_delivery(job_id)
+    assert delivery is not None and delivery.status == "sent"
+
+
+async def test_failed_delivery_is_retried_across_a_restart(stack: Stack, tg: FakeTelegram) -> None:
+    """Telegram fails uploads: the outbox keeps the video, retries, and a new process sends it."""
+    await stack.start()
+    tg.upload_failures = 3
+    await choose(tg, ALICE)
+    await tg.send_photo(ALICE, photo_bytes())
+    job_id = job_id_of(tg, await progress_message(tg, ALICE))
+    await wait_job(stack, job_id, "completed")
+
+    async def failed_twice() -> bool:
+        delivery = await stack.store.get_delivery(job_id)
+        return delivery is not None and delivery.attempts >= 2
+
+    await wait_until(failed_twice, what="two failed uploads")
+    await stack.stop()
+    await stack.start()
+    call = await wait_video(tg, ALICE)
+    assert int(call.get("chat_id")) == ALICE.id
+
+    async def sent() -> bool:
+        delivery = await stack.store.get_delivery(job_id)
+        return delivery is not None and delivery.status == "sent" and delivery.attempts == 4
+
+    await wait_until(sent, what="the delivery marked sent")
+    assert [c.status for c in tg.calls_of("sendVideo")] == [500, 500, 500, 200]
+
+
+async def test_conversation_survives_a_restart(stack: Stack, tg: FakeTelegram) -> None:
+    await stack.start()
+    menu = await open_menu(tg, ALICE)
+    await tg.press(ALICE, menu, "nav:new")
+    step = await wait_button(tg, ALICE.id, "pick:duration:3")
+    await tg.press(ALICE, step, "pick:duration:3")
+    step = await wait_button(tg, ALICE.id, "pick:resolution:360p")
+    await stack.stop()
+
+    await stack.start()
+    await tg.press(ALICE, step, "pick:resolution:360p")
+    step = await wait_button(tg, ALICE.id, "pick:motion:micro")
+    assert "Your choice: 3 s · 360p" in _text(step)
+    await tg.press(ALICE, step, "pick:motion:micro")
+    step = await wait_button(tg, ALICE.id, "pick:aspect:1x1")
+    await tg.press(ALICE, step, "pick:aspect:1x1")
+    await wait_button(tg, ALICE.id, "back:aspect")
+    await tg.send_photo(ALICE, photo_bytes())
+    call = await wait_video(tg, ALICE)
+    assert (int(call.get("width")), int(call.get("height"))) == (360, 360)
+
+
+# -- Telegram misbehaving --------------------------------------------------------------------------
+
+
+async def test_429_storm_on_progress_edits(stack: Stack, tg: FakeTelegram) -> None:
+    await stack.start(fps=12)
+    await choose(tg, ALICE, duration=6, resolution="720p")
+    tg.edit_storm = 3
+    tg.storm_retry_after = 1
+    await tg.send_photo(ALICE, photo_bytes(640, 480))
+    accepted = await progress_message(tg, ALICE)
+    await wait_video(tg, ALICE, within=60)
+    await tg.wait_for(
+        lambda: "Here comes the video" in _text(tg.message(ALICE.id, accepted["message_id"])),
+        10,
+        "ready",
+    )
+    edits = [c for c in tg.calls_of("editMessageText") if int(c.get("chat_id")) == ALICE.id]
+    refused = [c for c in edits if c.status == 429]
+    assert len(refused) == 3
+    for call in refused:  # nothing was edited in that chat before retry_after had passed
+        later = [c for c in edits if c.at > call.at]
+        assert later and later[0].at - call.at >= 1.0 - 0.05
+
+
+async def test_blocked_user_is_undeliverable_and_harmless(stack: Stack, tg: FakeTelegram) -> None:
+    bot = await stack.start()
+    await choose(tg, ALICE)
+    await tg.send_photo(ALICE, photo_bytes())
+    accepted = await progress_message(tg, ALICE)
+    job_id = job_id_of(tg, accepted)
+    tg.block(ALICE.id)
+    job = await wait_job(stack, job_id, "completed")
+
+    async def undeliverable() -> bool:
+        delivery = await stack.store.get_delivery(job_id)
+        return delivery is not None and delivery.status == "undeliverable"
+
+    await wait_until(undeliverable, what="undeliverable")
+    delivery = await stack.store.get_delivery(job_id)
+    assert delivery is not None and "blocked" in (delivery.last_error or "")
+    assert job.status == "completed"
+    await asyncio.sleep(0.6)  # another delivery poll: the job is untouched, nothing retried
+    again = await stack.store.get_job(job_id)
+    assert again is not None and again.status == "completed"
+    delivery = await stack.store.get_delivery(job_id)
+    assert delivery is not None and delivery.attempts == 1
+    assert not tg.calls_of("sendVideo", ok=True)
+    # the bot goes on serving everyone else
+    assert bot.status()["state"] == "polling"
+    menu = await open_menu(tg, BORIS)
+    assert menu
+
+
+async def test_video_over_the_upload_limit_is_reencoded(
+    stack: Stack, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    await stack.start(fps=12)
+    tg.upload_limit = 60_000  # the server's limit, unknown to the bot until it answers 413
+    await choose(tg, ALICE, duration=6, resolution="480p")
+    await tg.send_photo(ALICE, photo_bytes(640, 480))
+    call = await wait_video(tg, ALICE, within=60)
+    refused = [c for c in tg.calls_of("sendVideo") if c.status == 413]
+    assert refused, "the original should have been too large"
+    data = tg.uploaded(call)
+    assert len(data) <= 60_000
+    path = tmp_path / "small.mp4"
+    path.write_bytes(data)
+    info = video.probe(path)
+    assert info.frames == 6 * 12
+    assert (info.width, info.height) == (int(call.get("width")), int(call.get("height")))
+
+
+# -- bad uploads, languages, limits ----------------------------------------------------------------
+
+
+async def test_bad_uploads_are_refused_and_the_step_stays(stack: Stack, tg: FakeTelegram) -> None:
+    await stack.start()
+    await choose(tg, ALICE)
+
+    await tg.send_document(ALICE, b"hello, not a photo\n", "notes.txt", "text/plain")
+    await tg.wait_message(ALICE.id, "not an image")
+    big = b"\xff\xd8\xff\xe0" + bytes(21 * 1024 * 1024)
+    await tg.send_document(ALICE, big, "huge.jpg", "image/jpeg")
+    await tg.wait_message(ALICE.id, "larger than 20 MB")
+    corrupt = photo_bytes()[:300]
+    await tg.send_document(ALICE, corrupt, "broken.jpg", "image/jpeg")
+    await tg.wait_message(ALICE.id, "could not use that image")
+    await tg.send_text(ALICE, "here you go")
+    await tg.wait_message(ALICE.id, "send a photo for this step")
+    assert not tg.calls_of("sendVideo")
+    assert await stack.store.count_jobs() == 0
+    texts = [_text(m) for m in tg.bot_messages(ALICE.id)]
+    assert not any("Traceback" in x or "/tmp" in x or "Error:" in x for x in texts)
+
+    # still on the photo step: an image sent as a file is taken
+    await tg.send_document(ALICE, photo_bytes(fmt="PNG"), "photo.png", "image/png")
+    await progress_message(tg, ALICE)
+    await wait_video(tg, ALICE)
+
+    # /cancel leaves the conversation: a photo now only gets a hint
+    await choose(tg, ALICE)
+    await tg.send_text(ALICE, "/cancel")
+    await tg.wait_message(ALICE.id, "OK, stopped")
+    await tg.send_photo(ALICE, photo_bytes())
+    await tg.wait_message(ALICE.id, "First choose the video settings")
+    assert await stack.store.count_jobs() == 1
+
+
+async def test_russian_and_language_switch(stack: Stack, tg: FakeTelegram) -> None:
+    await stack.start()
+    menu = await open_menu(tg, BORIS)
+    assert "превращает фото в короткое видео" in _text(menu)
+    assert tg.buttons(menu)[0][0] == "🎬 Фото → видео"
+    await tg.press(BORIS, menu, "nav:new")
+    step = await wait_button(tg, BORIS.id, "pick:duration:3")
+    assert "Шаг 1 из 5" in _text(step)
+    await tg.press(BORIS, step, "3 с")
+    step = await wait_button(tg, BORIS.id, "pick:resolution:360p")
+    await tg.press(BORIS, step, "360p")
+    step = await wait_button(tg, BORIS.id, "pick:motion:pan_l")
+    assert "Панорама влево — Камера поворачивает влево" in _text(step)
+    await tg.press(BORIS, step, "Панорама влево")
+    step = await wait_button(tg, BORIS.id, "pick:aspect:auto")
+    await tg.press(BORIS, step, "Авто")
+    await wait_button(tg, BORIS.id, "back:aspect")
+    await tg.send_photo(BORIS, photo_bytes())
+    accepted = await progress_message(tg, BORIS)
+    assert "Принято" in _text(accepted)
+    call = await wait_video(tg, BORIS)
+    assert "Панорама влево" in call.get("caption")
+    await tg.wait_for(
+        lambda: "Готово" in _text(tg.message(BORIS.id, accepted["message_id"])), 5, "ready"
+    )
+
+    await tg.send_text(BORIS, "/lang")
+    picker = await wait_button(tg, BORIS.id, "lang:en")
+    await tg.press(BORIS, picker, "English")
+    await tg.wait_message(BORIS.id, "Language: English")
+    await tg.send_text(BORIS, "/help")
+    await tg.wait_message(BORIS.id, "makes a short video from one photo")
+    assert await stack.store.get_language(BORIS.id) == "en"
+    # and back, from the menu
+    menu = await open_menu(tg, BORIS)
+    await tg.press(BORIS, menu, "nav:lang")
+    picker = await wait_button(tg, BORIS.id, "lang:ru")
+    await tg.press(BORIS, picker, "lang:ru")
+    await tg.wait_message(BORIS.id, "Язык: русский")
+
+
+async def test_per_user_cap_gives_a_friendly_message(stack: Stack, tg: FakeTelegram) -> None:
+    await stack.start(max_active_per_user=1)
+    await stack.jobs.pause()
+    await choose(tg, ALICE)
+    await tg.send_photo(ALICE, photo_bytes())
+    await progress_message(tg, ALICE)
+    await choose(tg, ALICE)
+    await tg.send_photo(ALICE, photo_bytes(seed=2))
+    refusal = await tg.wait_message(ALICE.id, "You already have 1 videos in progress")
+    assert "at most 1" in _text(refusal) and "/status" in _text(refusal)
+    assert await stack.store.count_jobs(user_id=ALICE.id) == 1
+    await stack.jobs.resume()
+    await wait_video(tg, ALICE)
+
+
+async def test_allow_list_and_admin_commands(stack: Stack, tg: FakeTelegram) -> None:
+    admin = FakeUser(99, "Root", "en")
+    stranger = FakeUser(5, "Eve", "en")
+    await stack.start(allowed_users=[ALICE.id], admins=[admin.id])
+
+    await tg.send_text(stranger, "/start")
+    await tg.wait_message(stranger.id, "this bot is private")
+    await open_menu(tg, ALICE)
+    await tg.send_text(ALICE, "/queue")  # not an admin: an unknown command
+    await tg.wait_message(ALICE.id, "I did not get that")
+
+    await tg.send_text(admin, "/queue")
+    stats = await tg.wait_message(admin.id, "Queue:")
+    assert "Renderer: motion" in _text(stats) and "Processing: running" in _text(stats)
+    await tg.send_text(admin, "/pause")
+    await tg.wait_message(admin.id, "Processing paused")
+    assert stack.jobs.paused
+    await choose(tg, ALICE)
+    await tg.send_photo(ALICE, photo_bytes())
+    accepted = await progress_message(tg, ALICE)
+    await tg.send_text(admin, "/queue")
+    stats = await tg.wait_message(admin.id, "Processing: paused")
+    assert "Queue: 1 waiting" in _text(stats)
+    await tg.send_text(admin, "/resume")
+    await tg.wait_message(admin.id, "Processing resumed")
+    assert not stack.jobs.paused
+    await wait_video(tg, ALICE)
+    assert accepted
+
+
+async def test_rejected_missing_and_malformed_tokens(
+    stack: Stack, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    bot = await stack.start(bot_token="654321:WRONG-token")
+    status = await wait_until(
+        lambda: bot.status() if bot.status()["state"] == "retrying" else None, what="retrying"
+    )
+    assert status["enabled"] is True
+    assert "401 Unauthorized" in str(status["reason"]) and "retrying in" in str(status["reason"])
+    assert "WRONG" not in str(status["reason"])
+    await stack.stop()
+
+    bot = await stack.start(bot_token=None)
+    assert bot.status() == {
+        "enabled": False,
+        "state": "off",
+        "reason": "FANSLYMOTION_BOT_TOKEN is not set",
+    }
+    await stack.stop()
+    bot = await stack.start(bot_token="not-a-token")
+    assert bot.status()["state"] == "off" and "malformed" in str(bot.status()["reason"])
+    await stack.stop()
+
+    # an unreachable API: retrying, and the reason says so
+    bot = await stack.start(telegram_api="http://127.0.0.1:9")
+    status = await wait_until(
+        lambda: bot.status() if bot.status()["state"] == "retrying" else None, what="retrying"
+    )
+    assert "unreachable" in str(status["reason"])
