@@ -41,6 +41,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -95,6 +96,8 @@ class Load:
     seconds: float
     p50_ms: float
     p99_ms: float
+    total: int = 0  # requests including the warm-up
+    cpu_us: float | None = None  # in-process: server CPU per request, background subtracted
 
     @property
     def rps(self) -> float:
@@ -108,6 +111,7 @@ class Section:
     lag_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     start_ms: list[float] = field(default_factory=list)
     post_ms: list[float] = field(default_factory=list)
+    upload_ms: float | None = None
     render_running: bool = True
 
 
@@ -124,13 +128,14 @@ async def run_load(
     """
     latencies: list[float] = []
     errors = 0
+    total = 0
     begin = time.perf_counter()
     measure_from = begin + warmup
     end = measure_from + seconds
     last = measure_from
 
     async def worker(index: int) -> None:
-        nonlocal errors, last
+        nonlocal errors, last, total
         interval = 1.0 / rate if rate else 0.0
         slot = begin + interval * index / CONCURRENCY  # spread the paced clients out
         while True:
@@ -144,6 +149,7 @@ async def run_load(
                 await response.read()
                 ok = response.status == 200
             done = time.perf_counter()
+            total += 1
             if sent >= measure_from:
                 latencies.append(done - sent)
                 errors += not ok
@@ -156,6 +162,7 @@ async def run_load(
         "seconds": last - measure_from,
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
+        "total": total,
     }
 
 
@@ -259,6 +266,14 @@ def photo_b64(width: int = 1920, height: int = 1080) -> str:
     return base64.b64encode(out.getvalue()).decode()
 
 
+def big_photo_b64() -> str:
+    """A 3200x2400 noise JPEG: about 7.5 MB, 10 MB of base64 (the upload cap is 20 MB)."""
+    pixels = np.random.default_rng(2).integers(0, 256, (2400, 3200, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG", quality=92)
+    return base64.b64encode(out.getvalue()).decode()
+
+
 def job_body(image: str, user_id: int, job: dict[str, Any]) -> dict[str, Any]:
     return {"user_id": user_id, "image_data": image, **job}
 
@@ -337,6 +352,21 @@ async def measure_submits(
     return start_ms, post_ms
 
 
+def service_cpu_seconds() -> float:
+    """CPU seconds of this process's threads, the GPU thread excepted (Linux /proc)."""
+    gpu = {t.native_id for t in threading.enumerate() if t.name == "gpu"}
+    ticks = 0
+    for task in Path("/proc/self/task").iterdir():
+        if int(task.name) in gpu:
+            continue
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 class LagSampler:
     """A 10 ms periodic task on the loop; how late each wake-up is, in ms."""
 
@@ -378,6 +408,7 @@ async def measure_loads(
     urls: dict[str, str],
     running: Callable[[], Awaitable[bool]],
     sampler: LagSampler | None,
+    background: float = 0.0,
 ) -> None:
     """Every load window in turn, checking that a render runs before and after each."""
     windows: list[tuple[str, str, float | None]] = [
@@ -391,9 +422,15 @@ async def measure_loads(
         section.render_running &= await running()
         if sampler is not None:
             sampler.start()
-        section.loads[name] = await client.run(url, plan, rate)
-        if sampler is not None:
+        cpu, began = service_cpu_seconds(), time.perf_counter()
+        load = await client.run(url, plan, rate)
+        if sampler is not None:  # in-process: this process is the server
+            # The server's own work for the requests: the CPU of every thread but the GPU
+            # thread, less what they spend meanwhile without load (progress, the sampler).
+            spent = service_cpu_seconds() - cpu - background * (time.perf_counter() - began)
+            load.cpu_us = max(spent, 0.0) / max(load.total, 1) * 1e6
             section.lag_ms[f"render+{name}"] = await sampler.stop()
+        section.loads[name] = load
         section.render_running &= await running()
 
 
@@ -437,14 +474,24 @@ async def in_process(plan: Plan, image: str) -> Section:
                 )
                 ids = await start_renders(api, image, plan.long_jobs)
                 sampler.start()
+                cpu, began = service_cpu_seconds(), time.perf_counter()
                 await asyncio.sleep(plan.window)
+                background = (service_cpu_seconds() - cpu) / (time.perf_counter() - began)
                 section.lag_ms["render"] = await sampler.stop()
                 urls = {
                     "bare": f"http://127.0.0.1:{bare_port}/job/status/{ids[0]}",
                     "status": f"{api.base}/job/status/{ids[0]}",
                     "status_queued": f"{api.base}/job/status/{ids[-1]}",
                 }
-                await measure_loads(section, client, plan, urls, running, sampler)
+                await measure_loads(section, client, plan, urls, running, sampler, background)
+                # One big upload while the render runs: how long does the loop stall?
+                big = big_photo_b64()
+                sampler.start()
+                before = time.perf_counter()
+                ids.append(await api.create(job_body(big, 900, SHORT_JOB)))
+                section.upload_ms = (time.perf_counter() - before) * 1000
+                await asyncio.sleep(0.05)
+                section.lag_ms["render+upload"] = await sampler.stop()
                 for job_id in ids:
                     await api.call("POST", f"/job/{job_id}/cancel")
         finally:
@@ -585,16 +632,17 @@ def report(sections: list[Section], plan: Plan, quick: bool, load_before: float)
         " 12 fps); saturated: each client sends its next request as soon as it has an answer;"
         f" paced: each client sends {PACED_RATE:g} requests per second",
         "",
-        "| setup | load | requests/s | p50 ms | p99 ms | errors | % of bare |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| setup | load | requests/s | p50 ms | p99 ms | errors | % of bare | server CPU/request |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for section in sections:
         for key, load in section.loads.items():
             bare = section.loads.get("bare_paced" if key.endswith("_paced") else "bare")
             share = f"{100 * load.rps / bare.rps:.0f} %" if bare and bare.rps else "-"
+            cpu = f"{load.cpu_us:.0f} µs" if load.cpu_us is not None else "n/a"
             lines.append(
                 f"| {section.setup} | {LOAD_NAMES[key]} | {load.rps:.0f} | {load.p50_ms:.1f}"
-                f" | {load.p99_ms:.1f} | {load.errors} | {share} |"
+                f" | {load.p99_ms:.1f} | {load.errors} | {share} | {cpu} |"
             )
     lines += ["", "| target | " + " | ".join(s.setup for s in sections) + " | met |"]
     lines.append("| --- |" + " ---: |" * len(sections) + " --- |")
@@ -653,6 +701,14 @@ def report(sections: list[Section], plan: Plan, quick: bool, load_before: float)
         [lag(s, "render+status", False) for s in sections],
     )
     row("loop lag p99, idle (info)", [lag(s, "idle", False) for s in sections])
+
+    def upload(s: Section) -> tuple[str, None]:
+        if "render+upload" not in s.lag_ms or s.upload_ms is None:
+            return "n/a", None
+        worst = s.lag_ms["render+upload"]["max"]
+        return f"{worst:.0f} ms (upload took {s.upload_ms:.0f} ms)", None
+
+    row("loop lag max, render + one 7.5 MB JSON upload (info)", [upload(s) for s in sections])
     row("submit -> start <= 50 ms (median)", [start(s) for s in sections])
     row("POST /job/create answered (info, median)", [info(s.post_ms) for s in sections])
     if not all(s.render_running for s in sections):
