@@ -243,7 +243,8 @@ class SVDMotion:
 
 
 SVD_PRESET_MOTION: dict[str, SVDMotion] = {
-    # Living photo, no camera move: SVD's motion is all there is, keep it close to the photo.
+    # A living photo: the camera barely moves (a slow push-in of a few percent), SVD's own
+    # motion carries the clip; little noise augmentation keeps it close to the photo.
     "micro": SVDMotion(90, 0.02),
     # Camera moves: the path supplies the travel, SVD adds life; enough noise augmentation that
     # SVD is free to move the scene, a moderate bucket so it does not pan on its own.
@@ -278,27 +279,23 @@ def svd_working_size(aspect: str, long_side: int) -> tuple[int, int]:
     and the UNet halves them three times), at most `long_side`, and no more pixels than the
     landscape size `long_side` x (9/16 of it) that SVD-XT was trained at.
 
-    Among the sizes within 3% of the aspect the largest wins; when none is (tiny test sizes)
-    the closest aspect does. 1024 gives 1024x576, 576x1024, 768x768, 832x640 and 640x832.
+    The winner has the most useful pixels: the output's aspect is cropped out of the frame, so
+    a size whose aspect is off by a factor q keeps its area divided by q. Ties go to the closer
+    aspect. 1024 gives 1024x576, 576x1024, 768x768, 896x640 and 640x896.
     """
     ratio = _ASPECT_RATIOS.get(aspect)
     if ratio is None:
         raise InvalidParams(f"unknown aspect {aspect!r}")
     side = max(64, long_side - long_side % 64)
     budget = side * max(64, round(side * 9 / 16 / 64) * 64)
-    best: tuple[int, int] | None = None
-    best_key: tuple[bool, float, int] | None = None
+    best = (64, 64)
+    best_key = (0.0, -math.inf)
     for w in range(64, side + 1, 64):
-        for h in range(64, side + 1, 64):
-            if w * h > budget:
-                continue
+        for h in range(64, min(side, budget // w) + 1, 64):
             error = abs(math.log(w / h / ratio))
-            close = error <= 0.03
-            # Close enough: most pixels first. Otherwise: closest aspect, then most pixels.
-            key = (close, w * h if close else -error, w * h)
-            if best_key is None or key > best_key:
+            key = (round(w * h * math.exp(-error), 6), -error)
+            if key > best_key:
                 best, best_key = (w, h), key
-    assert best is not None
     return best
 
 
@@ -540,6 +537,10 @@ class SVDRenderer(Renderer):
         try:
             pipe, how = self._load_pipeline()
             self._adopt(pipe, how)
+            if self.state.extra.get("compiled"):
+                ready_reason = self.state.reason
+                self._warm_up()
+                self.state.status, self.state.reason = "ready", ready_reason
         except Exception as exc:
             reason = f"SVD failed to load {model}: {type(exc).__name__}: {exc}"
             log.exception("%s", reason)
@@ -577,7 +578,8 @@ class SVDRenderer(Renderer):
     def _adopt(self, pipe: Any, how: str, *, compile_unet: bool | None = None) -> None:
         pipe.set_progress_bar_config(disable=True)
         if compile_unet is None:
-            compile_unet = bool(getattr(self.settings, "svd_compile", False))
+            compile_unet = self.settings.svd_compile
+        compile_unet = compile_unet and self.device.startswith("cuda")
         optimize_pipeline(pipe, compile_unet=compile_unet)
         frames_per_pass = int(pipe.unet.config.num_frames)
         svd_overlap(frames_per_pass)  # rejects a model that makes too few frames to chain
@@ -589,9 +591,34 @@ class SVDRenderer(Renderer):
         self.state.extra = {
             "frames_per_pass": self._frames_per_pass,
             "working_size": f"{landscape[0]}x{landscape[1]}",
-            "compiled": compile_unet and self.device.startswith("cuda"),
+            "compiled": compile_unet,
         }
         log.info("SVD ready: %s", self.state.reason)
+
+    def _warm_up(self) -> None:
+        """Compile the UNet now, at the landscape working size, rather than in the first job
+        (the state stays "loading" meanwhile). Other sizes compile on their first job. If the
+        compilation fails, the UNet runs eagerly: slower, never broken."""
+        from PIL import Image
+
+        width, height = svd_working_size("16:9", self.settings.svd_size)
+        self.state.status, self.state.reason = "loading", "compiling the UNet (one-time warm-up)"
+        started = time.monotonic()
+        try:
+            self._pipe(
+                Image.new("RGB", (width, height), (128, 128, 128)),
+                height=height,
+                width=width,
+                num_frames=self._frames_per_pass,
+                num_inference_steps=2,
+                output_type="latent",
+            )
+        except Exception:
+            log.exception("torch.compile of the SVD UNet failed; running it eagerly")
+            self._pipe.unet = self._pipe.unet._orig_mod
+            self.state.extra["compiled"] = False
+        else:
+            log.info("SVD UNet compiled in %.0f s", time.monotonic() - started)
 
     def close(self) -> None:
         self._pipe = None

@@ -135,8 +135,8 @@ def test_working_sizes() -> None:
         "16:9": (1024, 576),
         "9:16": (576, 1024),
         "1:1": (768, 768),
-        "4:3": (832, 640),
-        "3:4": (640, 832),
+        "4:3": (896, 640),
+        "3:4": (640, 896),
     }
     for aspect, size in expected.items():
         assert svd_working_size(aspect, 1024) == size
