@@ -368,7 +368,18 @@ def _summary(lang: str, data: dict[str, Any], upto: str) -> str:
     return t(lang, "summary", parts=" · ".join(parts)) if parts else ""
 
 
-def step_text(lang: str, step: str, data: dict[str, Any], *, again: bool = False) -> str:
+def photo_limit(settings: Settings) -> int:
+    """Bytes of the largest photo the bot takes: the Bot API's download cap or ours, if lower."""
+    return min(DOWNLOAD_LIMIT, settings.max_upload_bytes)
+
+
+def _mb(size: int) -> str:
+    return f"{size / MB:.3g}"
+
+
+def step_text(
+    lang: str, step: str, data: dict[str, Any], *, limit: int = DOWNLOAD_LIMIT, again: bool = False
+) -> str:
     summary = _summary(lang, data, step)
     if step == "duration":
         return t(lang, "step_duration")
@@ -379,7 +390,7 @@ def step_text(lang: str, step: str, data: dict[str, Any], *, again: bool = False
         return t(lang, "step_motion", summary=summary, descriptions=descriptions)
     if step == "photo":
         key = "step_photo_again" if again else "step_photo"
-        return t(lang, key, summary=summary, limit=DOWNLOAD_LIMIT // MB)
+        return t(lang, key, summary=summary, limit=_mb(limit))
     return t(lang, f"step_{step}", summary=summary)
 
 
@@ -539,6 +550,7 @@ class _Tracked:
     markup: InlineKeyboardMarkup | None = None
     sent: str = ""
     dead: bool = False  # the message is gone (deleted, or the user blocked the bot)
+    failures: int = 0  # edits failed in a row (network, server); too many and we give up
 
     @property
     def pending(self) -> bool:
@@ -594,6 +606,7 @@ class TelegramBot:
     delivery_backoff = 5.0  # first retry delay of a failed delivery, doubled per attempt
     delivery_max_backoff = 600.0
     delivery_attempts = 12  # after this many failures a delivery is given up
+    edit_attempts = 10  # progress edits failing in a row before a message is given up
     connect_backoff = 2.0  # first delay before reconnecting to the Bot API, doubled per try
     connect_max_backoff = 300.0
     stop_grace = 5.0
@@ -754,8 +767,9 @@ class TelegramBot:
                 return
             self._set_state("retrying", f"{reason}; retrying in {delay:.0f}s")
             log.warning("Telegram bot not connected: %s; retrying in %.0fs", reason, delay)
-            if self.bot is not bot:
-                await bot.session.close()
+            if self.bot is bot:
+                self.bot = None  # progress and deliveries wait for the next connection
+            await bot.session.close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.connect_max_backoff)
 
@@ -1069,9 +1083,15 @@ class TelegramBot:
             await self._chat_gone(tracked.chat_id, tracked.user_id, exc)
             return
         except (TelegramNetworkError, TelegramAPIError) as exc:
-            log.warning("progress of job %s not updated: %s", tracked.job_id, exc)
+            tracked.failures += 1
+            if tracked.failures >= self.edit_attempts:
+                log.warning("progress of job %s abandoned: %s", tracked.job_id, exc)
+                tracked.dead = True
+            else:
+                log.warning("progress of job %s not updated: %s", tracked.job_id, exc)
             return  # `sent` unchanged: the editor tries again after its interval
         tracked.sent = text
+        tracked.failures = 0
 
     async def _chat_gone(self, chat_id: int, user_id: int, exc: TelegramAPIError) -> None:
         log.info("chat %s is gone (%s): progress updates stop", chat_id, exc.message)
@@ -1377,6 +1397,10 @@ async def _show(
 def build_router(owner: TelegramBot) -> Router:
     """The conversation's handlers, bound to one TelegramBot (routers attach to one dispatcher)."""
     router = Router(name="fanslymotion")
+    # A conversation about one user's photos belongs in a private chat; in a group the bot
+    # would answer every message it sees.
+    router.message.filter(F.chat.type == "private")
+    router.callback_query.filter(F.message.chat.type == "private")
     store = owner.store
     settings = owner.settings
 
@@ -1390,14 +1414,8 @@ def build_router(owner: TelegramBot) -> Router:
     ) -> None:
         data = await state.get_data()
         await state.set_state(_STATE_OF[step])
-        markup = (
-            step_keyboard(lang, step, data)
-            if step != "photo"
-            else InlineKeyboardMarkup(
-                inline_keyboard=[[_button(t(lang, "btn_back"), Back(to="aspect"))]]
-            )
-        )
-        await _show(target, step_text(lang, step, data, again=again), markup)
+        text = step_text(lang, step, data, limit=photo_limit(settings), again=again)
+        await _show(target, text, step_keyboard(lang, step, data))
 
     async def show_menu(target: Message | CallbackQuery, state: FSMContext, lang: str) -> None:
         await state.set_state(None)
@@ -1420,7 +1438,7 @@ def build_router(owner: TelegramBot) -> Router:
     @router.message(Command("help"))
     async def on_help(message: Message, lang: str) -> None:
         await message.answer(
-            t(lang, "help", limit=DOWNLOAD_LIMIT // MB), reply_markup=menu_only_keyboard(lang)
+            t(lang, "help", limit=_mb(photo_limit(settings))), reply_markup=menu_only_keyboard(lang)
         )
 
     @router.message(Command("lang"))
@@ -1557,7 +1575,9 @@ def build_router(owner: TelegramBot) -> Router:
             await send_history(callback.bot, callback.message.chat.id, callback.from_user.id, lang)
         elif callback_data.to == "help":
             await _show(
-                callback, t(lang, "help", limit=DOWNLOAD_LIMIT // MB), menu_only_keyboard(lang)
+                callback,
+                t(lang, "help", limit=_mb(photo_limit(settings))),
+                menu_only_keyboard(lang),
             )
         elif callback_data.to == "lang":
             await _show(callback, t(lang, "lang_prompt"), _lang_keyboard())
@@ -1658,14 +1678,14 @@ def build_router(owner: TelegramBot) -> Router:
         }
         if callback_data.action == "other":
             await state.set_data({**data, **params, "reuse": job.job_id})
-            await show_step_new(callback, state, lang, "motion")
+            await show_step(callback, state, lang, "motion")
             return
         # "again with a new seed": same photo, same parameters, the seed drawn anew.
         assert callback.bot is not None and callback.message is not None
         found = await owner.photo_of(callback.bot, job, data)
         if found is None:
             await state.set_data({**data, **params, "reuse": None})
-            await show_step_new(callback, state, lang, "photo", again=True)
+            await show_step(callback, state, lang, "photo", again=True)
             return
         image, ref = found
         await owner.submit(
@@ -1679,24 +1699,6 @@ def build_router(owner: TelegramBot) -> Router:
             state=state,
         )
 
-    async def show_step_new(
-        callback: CallbackQuery, state: FSMContext, lang: str, step: str, *, again: bool = False
-    ) -> None:
-        """A step in a new message (the button was on a video, which has no text to edit)."""
-        assert callback.message is not None and callback.bot is not None
-        await state.set_state(_STATE_OF[step])
-        data = await state.get_data()
-        markup = (
-            step_keyboard(lang, step, data)
-            if step != "photo"
-            else InlineKeyboardMarkup(
-                inline_keyboard=[[_button(t(lang, "btn_back"), Back(to="aspect"))]]
-            )
-        )
-        await callback.bot.send_message(
-            callback.message.chat.id, step_text(lang, step, data, again=again), reply_markup=markup
-        )
-
     # the photo
 
     @router.message(StateFilter(Flow.photo), F.photo | F.document)
@@ -1707,7 +1709,7 @@ def build_router(owner: TelegramBot) -> Router:
         if missing is not None:  # an old conversation without every choice: ask again
             await show_step(message, state, lang, missing)
             return
-        limit_mb = DOWNLOAD_LIMIT // MB
+        limit = photo_limit(settings)
         if message.photo:
             size = message.photo[-1]  # the largest; Telegram lists them small to large
             file_id, file_size = size.file_id, size.file_size
@@ -1718,14 +1720,14 @@ def build_router(owner: TelegramBot) -> Router:
                 await message.answer(t(lang, "not_image"))
                 return
             file_id, file_size = document.file_id, document.file_size
-        if file_size is not None and file_size > min(DOWNLOAD_LIMIT, settings.max_upload_bytes):
-            await message.answer(t(lang, "too_big", limit=limit_mb))
+        if file_size is not None and file_size > limit:
+            await message.answer(t(lang, "too_big", limit=_mb(limit)))
             return
         try:
             image = await owner.download(message.bot, file_id)
         except TelegramBadRequest as exc:
             if "too big" in exc.message.lower():
-                await message.answer(t(lang, "too_big", limit=limit_mb))
+                await message.answer(t(lang, "too_big", limit=_mb(limit)))
             else:
                 log.warning("photo download failed: %s", exc.message)
                 await message.answer(t(lang, "download_failed"))

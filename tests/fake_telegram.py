@@ -239,16 +239,27 @@ class FakeTelegram:
         return message
 
     async def send_document(
-        self, user: FakeUser, data: bytes, file_name: str, mime_type: str | None
+        self,
+        user: FakeUser,
+        data: bytes,
+        file_name: str,
+        mime_type: str | None,
+        *,
+        declare_size: bool = True,
     ) -> dict[str, Any]:
-        """The user sends a file (an uncompressed image, or anything else)."""
+        """The user sends a file (an uncompressed image, or anything else).
+
+        `file_size` is optional in the Bot API; `declare_size=False` leaves it out, so only
+        getFile can tell the bot that a file is too big.
+        """
         file_id, unique = self._store_file(data, "documents", file_name.rsplit(".", 1)[-1])
         document: dict[str, Any] = {
             "file_id": file_id,
             "file_unique_id": unique,
             "file_name": file_name,
-            "file_size": len(data),
         }
+        if declare_size:
+            document["file_size"] = len(data)
         if mime_type is not None:
             document["mime_type"] = mime_type
         message = self._user_message(user, document=document)
@@ -413,8 +424,7 @@ class FakeTelegram:
             body = {"ok": False, "error_code": exc.code, "description": exc.description}
             if exc.retry_after is not None:
                 body["parameters"] = {"retry_after": exc.retry_after}
-        if method.lower() != "getupdates" or call.result:
-            self.calls.append(call)
+        self.calls.append(call)
         await self._notify()
         return web.json_response(body, status=call.status)
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from fanslymotion import video
@@ -595,7 +596,11 @@ async def test_bad_uploads_are_refused_and_the_step_stays(stack: Stack, tg: Fake
     await tg.wait_message(ALICE.id, "not an image")
     big = b"\xff\xd8\xff\xe0" + bytes(21 * 1024 * 1024)
     await tg.send_document(ALICE, big, "huge.jpg", "image/jpeg")
-    await tg.wait_message(ALICE.id, "larger than 20 MB")
+    first = await tg.wait_message(ALICE.id, "larger than 20 MB")
+    assert not tg.calls_of("getFile")  # refused from its declared size, never downloaded
+    await tg.send_document(ALICE, big, "huge.jpg", "image/jpeg", declare_size=False)
+    await tg.wait_message(ALICE.id, "larger than 20 MB", after=first["message_id"])
+    assert tg.calls_of("getFile", ok=False)[0].description == "Bad Request: file is too big"
     corrupt = photo_bytes()[:300]
     await tg.send_document(ALICE, corrupt, "broken.jpg", "image/jpeg")
     await tg.wait_message(ALICE.id, "could not use that image")
@@ -735,3 +740,48 @@ async def test_rejected_missing_and_malformed_tokens(
         lambda: bot.status() if bot.status()["state"] == "retrying" else None, what="retrying"
     )
     assert "unreachable" in str(status["reason"])
+
+
+async def test_fake_server_speaks_the_bot_api(tg: FakeTelegram) -> None:
+    """The fake itself: envelope, token check, long polling that answers at once, offsets."""
+    base = f"{tg.url}/bot{TOKEN}"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{tg.url}/bot123:nope/getMe") as response:
+            assert response.status == 401
+            assert await response.json() == {
+                "ok": False,
+                "error_code": 401,
+                "description": "Unauthorized",
+            }
+        async with session.post(f"{base}/getMe") as response:
+            body = await response.json()
+            assert body["ok"] is True and body["result"]["is_bot"] is True
+
+        started = time.monotonic()
+        async with session.post(f"{base}/getUpdates", data={"timeout": "1"}) as response:
+            assert (await response.json())["result"] == []
+        assert time.monotonic() - started >= 0.9
+
+        async def poll() -> dict[str, Any]:
+            async with session.post(f"{base}/getUpdates", data={"timeout": "10"}) as response:
+                result: dict[str, Any] = await response.json()
+                return result
+
+        started = time.monotonic()
+        waiting = asyncio.create_task(poll())
+        await asyncio.sleep(0.2)
+        await tg.send_text(ALICE, "hi")
+        body = await waiting
+        assert time.monotonic() - started < 1.0  # answered as soon as the update arrived
+        (update,) = body["result"]
+        assert update["message"]["text"] == "hi"
+        offset = {"offset": str(update["update_id"] + 1), "timeout": "0"}
+        async with session.post(f"{base}/getUpdates", data=offset) as response:
+            assert (await response.json())["result"] == []  # confirmed: never again
+
+        tg.edit_storm = 1
+        edit = {"chat_id": str(ALICE.id), "message_id": "1", "text": "x"}
+        async with session.post(f"{base}/editMessageText", data=edit) as response:
+            assert response.status == 429
+            body = await response.json()
+            assert body["error_code"] == 429 and body["parameters"] == {"retry_after": 1}
