@@ -98,18 +98,25 @@ def _integer_shift(a: FloatArray, b: FloatArray) -> tuple[int, int]:
     )
 
 
-def _fourier_shift(image: FloatArray, dx: float, dy: float) -> FloatArray:
-    """image(x + dx, y + dy), mirror-padded so that the wrap-around is continuous."""
-    height, width = image.shape
-    padded = np.pad(image, ((0, height), (0, width)), mode="symmetric")
-    fy = np.fft.fftfreq(2 * height)[:, None]
-    fx = np.fft.fftfreq(2 * width)[None, :]
-    phase = np.exp(2j * np.pi * (fx * dx + fy * dy))
-    # The Nyquist bins of an even-length axis have no defined sub-pixel phase; drop them.
-    phase[height, :] = 0.0
-    phase[:, width] = 0.0
-    shifted = np.fft.ifft2(np.fft.fft2(padded) * phase).real
-    return shifted[:height, :width]
+class _Shifter:
+    """Sub-pixel shifts of one image by Fourier phase ramps, mirror-padded so that the
+    wrap-around is continuous (no ringing from the frame's edges)."""
+
+    def __init__(self, image: FloatArray) -> None:
+        self.height, self.width = image.shape
+        padded = np.pad(image, ((0, self.height), (0, self.width)), mode="symmetric")
+        self.spectrum = np.fft.fft2(padded)
+        self.fy = np.fft.fftfreq(2 * self.height)[:, None]
+        self.fx = np.fft.fftfreq(2 * self.width)[None, :]
+
+    def __call__(self, dx: float, dy: float) -> FloatArray:
+        """image(x + dx, y + dy)."""
+        phase = np.exp(2j * np.pi * self.fx * dx) * np.exp(2j * np.pi * self.fy * dy)
+        # The Nyquist bins of an even-length axis have no defined sub-pixel phase; drop them.
+        phase[self.height, :] = 0.0
+        phase[:, self.width] = 0.0
+        shifted = np.fft.ifft2(self.spectrum * phase).real
+        return shifted[: self.height, : self.width]
 
 
 def blur(image: FloatArray, sigma: float) -> FloatArray:
@@ -166,8 +173,9 @@ def measure(
     def solve(bx: float, by: float) -> tuple[float, float]:
         return (wyy * bx - wxy * by) / det, (wxx * by - wxy * bx) / det
 
+    shift = _Shifter(fb)
     for _ in range(iterations):
-        diff = fa - _fourier_shift(fb, dx, dy)  # ≈ residual · ∇a
+        diff = fa - shift(dx, dy)  # ≈ residual · ∇a
         step_x, step_y = solve(float(np.sum(weight * gx * diff)), float(np.sum(weight * gy * diff)))
         dx += step_x
         dy += step_y
