@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -79,7 +80,7 @@ from .errors import (
     UnsupportedMedia,
 )
 from .queue import JobEvent, JobQueue, JobRequest, is_closed
-from .store import TERMINAL, Job, Store
+from .store import TERMINAL, Job, Store, parse_time
 from .texts import (
     COMMANDS,
     LANGUAGE_NAMES,
@@ -607,6 +608,7 @@ class TelegramBot:
     delivery_max_backoff = 600.0
     delivery_attempts = 12  # after this many failures a delivery is given up
     edit_attempts = 10  # progress edits failing in a row before a message is given up
+    resume_window = 900.0  # at start, jobs that ended this many seconds ago get a final edit
     connect_backoff = 2.0  # first delay before reconnecting to the Bot API, doubled per try
     connect_max_backoff = 300.0
     stop_grace = 5.0
@@ -625,7 +627,8 @@ class TelegramBot:
         self._reason = "not started"
         self._stopping = False
         self._runner: asyncio.Task[None] | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._progress_task: asyncio.Task[None] | None = None
+        self._delivery_task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
         self._tracked: dict[str, _Tracked] = {}
         self._editors: dict[int, _ChatEditor] = {}
@@ -673,9 +676,16 @@ class TelegramBot:
         if self.dispatcher is not None:
             with contextlib.suppress(RuntimeError, TimeoutError):  # RuntimeError: not polling
                 await asyncio.wait_for(self.dispatcher.stop_polling(), self.stop_grace)
-        tasks: list[asyncio.Task[Any]] = [*self._tasks]
-        if self._runner is not None:
-            tasks.append(self._runner)
+        # A delivery in flight may finish: cancelled between its upload and the commit of
+        # `sent`, the next process would send the same video again.
+        self._wake_delivery.set()
+        if self._delivery_task is not None:
+            await asyncio.wait({self._delivery_task}, timeout=self.stop_grace)
+        tasks = [
+            task
+            for task in (self._delivery_task, self._progress_task, self._runner)
+            if task is not None
+        ]
         tasks += [e.task for e in self._editors.values() if e.task is not None]
         for task in tasks:
             task.cancel()
@@ -688,7 +698,7 @@ class TelegramBot:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=1.0)
-        self._tasks.clear()
+        self._progress_task = self._delivery_task = self._runner = None
         self._editors.clear()
         self._tracked.clear()
         if self.bot is not None:
@@ -717,7 +727,6 @@ class TelegramBot:
     async def _run(self, token: str) -> None:
         """Connect (with backoff) and poll until stopped."""
         delay = self.connect_backoff
-        started_workers = False
         while not self.stop_requested():
             bot = self._make_bot(token)
             try:
@@ -741,12 +750,13 @@ class TelegramBot:
                 self._set_state("polling", f"polling as @{me.username}")
                 log.info("Telegram bot @%s connected; polling for updates", me.username)
                 delay = self.connect_backoff
-                if not started_workers:
-                    started_workers = True
-                    self._tasks = [
-                        asyncio.create_task(self._watch_jobs(), name="bot-progress"),
-                        asyncio.create_task(self._delivery_loop(), name="bot-delivery"),
-                    ]
+                if self._progress_task is None:  # the first connection starts them, for good
+                    self._progress_task = asyncio.create_task(
+                        self._watch_jobs(), name="bot-progress"
+                    )
+                    self._delivery_task = asyncio.create_task(
+                        self._delivery_loop(), name="bot-delivery"
+                    )
                 assert self.dispatcher is not None
                 try:
                     await self.dispatcher.start_polling(
@@ -990,14 +1000,23 @@ class TelegramBot:
                     log.exception("progress update for job %s failed", event.job.job_id)
 
     async def _resume_tracking(self) -> None:
-        """After a (re)start: pick up the progress messages of unfinished Telegram jobs."""
+        """After a (re)start: pick up the progress messages of unfinished Telegram jobs.
+
+        Jobs that ended shortly before are included: the process may have stopped before their
+        final edit went out (if it did, Telegram answers "not modified", which is ignored).
+        """
         count = 0
-        for status in ("processing", "queued"):
+        recent = datetime.now(UTC) - timedelta(seconds=self.resume_window)
+        for status in ("processing", "queued", "completed", "failed", "cancelled"):
             for job in await self.store.list_jobs(status=status, limit=1000):
+                if job.terminal:
+                    ended = parse_time(job.completed_at)
+                    if ended is None or ended < recent:
+                        continue
                 if await self._adopt(job) is not None:
                     count += 1
         if count:
-            log.info("resumed progress messages of %d unfinished job(s)", count)
+            log.info("resumed %d progress message(s)", count)
 
     async def _adopt(self, job: Job) -> _Tracked | None:
         """Start tracking a job whose progress message id is in the database."""
@@ -1105,10 +1124,12 @@ class TelegramBot:
 
     async def _delivery_loop(self) -> None:
         """Send finished videos from the outbox; woken by completions, polling as a fallback."""
-        while True:
+        while not self.stop_requested():
             self._wake_delivery.clear()
             try:
                 for delivery in await self.store.due_deliveries():
+                    if self.stop_requested():
+                        return
                     await self._deliver(delivery.job_id, delivery.chat_id, delivery.attempts)
             except asyncio.CancelledError:
                 raise

@@ -464,6 +464,26 @@ async def test_restart_mid_render_then_delivery_once(stack: Stack, tg: FakeTeleg
     assert delivery is not None and delivery.status == "sent"
 
 
+async def test_final_progress_edit_after_a_restart(stack: Stack, tg: FakeTelegram) -> None:
+    """The process stopped before a finished job's last edit: the next one sends it."""
+    await stack.start(bot_progress_interval=60)  # one edit, then a minute of silence
+    await choose(tg, ALICE)
+    await tg.send_photo(ALICE, photo_bytes())
+    accepted = await progress_message(tg, ALICE)
+    await wait_video(tg, ALICE)
+    assert "Here comes the video" not in _text(tg.message(ALICE.id, accepted["message_id"]))
+    await stack.stop()
+
+    await stack.start()
+    await tg.wait_for(
+        lambda: "Here comes the video" in _text(tg.message(ALICE.id, accepted["message_id"])),
+        5,
+        "the final edit",
+    )
+    await asyncio.sleep(0.6)  # a delivery poll of the new process: nothing is sent twice
+    assert len(tg.calls_of("sendVideo")) == 1
+
+
 async def test_failed_delivery_is_retried_across_a_restart(stack: Stack, tg: FakeTelegram) -> None:
     """Telegram fails uploads: the outbox keeps the video, retries, and a new process sends it."""
     await stack.start()
