@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -281,20 +284,62 @@ def motion_frames(
     return render_path(image, CameraPath(preset, strength, image.size, out_size), n)
 
 
-def render_path(image: Image.Image, path: CameraPath, n_frames: int) -> Iterator[np.ndarray]:
-    """Lazily render `n_frames` frames of `path` (fitted to this image's size) over `image`."""
+def render_threads() -> int:
+    """Worker threads for `render_path` by default: none on small machines, where x264 already
+    keeps every core busy and a worker only adds switching; a few where cores would idle."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(4, cores // 2)
+
+
+def render_path(
+    image: Image.Image, path: CameraPath, n_frames: int, *, threads: int | None = None
+) -> Iterator[np.ndarray]:
+    """Lazily render `n_frames` frames of `path` (fitted to this image's size) over `image`.
+
+    With `threads` > 0 (default: `render_threads()`), that many workers render ahead of the
+    consumer, in order; Pillow releases the GIL while it resamples, so they run in parallel.
+    At most `threads` + 1 frames are in memory at once.
+    """
     if image.size != (path.src_w, path.src_h):
         raise InvalidParams("the camera path was fitted to another image size")
-    return _render(image, path, _check_frames(n_frames))
+    n = _check_frames(n_frames)
+    workers = render_threads() if threads is None else max(0, int(threads))
+    return _render(image, path, n, workers)
 
 
-def _render(image: Image.Image, path: CameraPath, n_frames: int) -> Iterator[np.ndarray]:
+def _render(
+    image: Image.Image, path: CameraPath, n_frames: int, threads: int
+) -> Iterator[np.ndarray]:
     source = image if image.mode == "RGB" else image.convert("RGB")
     small, sx, sy = shrink_for_path(source, path)
     size = (path.out_w, path.out_h)
-    for x0, y0, x1, y1 in path.boxes(n_frames):
-        frame = small.resize(size, _FRAME_FILTER, box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy))
-        yield np.asarray(frame)
+
+    def frame(box: tuple[float, float, float, float]) -> np.ndarray:
+        x0, y0, x1, y1 = box
+        return np.asarray(
+            small.resize(size, _FRAME_FILTER, box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy))
+        )
+
+    if threads <= 0:
+        for box in path.boxes(n_frames):
+            yield frame(box)
+        return
+    # Leaving the `with` (end, error, or the consumer closing us) waits for the running frames.
+    with ThreadPoolExecutor(threads, thread_name_prefix="motion-frame") as pool:
+        pending: deque[Future[np.ndarray]] = deque()
+        try:
+            for box in path.boxes(n_frames):
+                pending.append(pool.submit(frame, box))
+                if len(pending) > threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def apply_camera(

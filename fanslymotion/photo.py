@@ -177,6 +177,8 @@ def load_photo(source: Source, *, max_pixels: int = 50_000_000, min_side: int = 
             rgb = _to_rgb(image)
         except FanslyError:
             raise
+        except Image.DecompressionBombError:  # raised by some plugins while decoding
+            raise _too_many_pixels(max_pixels) from None
         except Exception as exc:
             log.debug("decode failed: %r", exc)
             raise BadRequest(_DAMAGED) from None

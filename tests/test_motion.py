@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -232,6 +233,18 @@ def test_frames_are_lazy_and_well_formed(photo: Image.Image) -> None:
     assert len(rest) == 3
     counted = motion.motion_frames(photo, out_size=(64, 36), n_frames=7, preset="micro", strength=1)
     assert sum(1 for _ in counted) == 7
+
+
+def test_worker_threads_render_the_same_frames_in_order(photo: Image.Image) -> None:
+    path = motion.CameraPath("dolly_in", 0.7, photo.size, OUT)
+    inline = list(motion.render_path(photo, path, 9, threads=0))
+    threaded = list(motion.render_path(photo, path, 9, threads=3))
+    assert all(np.array_equal(a, b) for a, b in zip(inline, threaded, strict=True))
+    # A consumer that stops early (a cancelled job) leaves no worker behind.
+    frames = motion.render_path(photo, path, 200, threads=2)
+    next(frames)
+    frames.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("motion-frame")]
 
 
 def test_strength_zero_is_a_still(photo: Image.Image) -> None:
