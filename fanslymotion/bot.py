@@ -924,7 +924,7 @@ class TelegramBot:
         if fresh is not None:
             await self._refresh(tracked, fresh)
         data = await state.get_data()
-        photos = {k: v for k, v in dict(data.get("photos") or {}).items()}
+        photos = dict(data.get("photos") or {})
         if photo_ref is not None:
             photos[job.job_id] = photo_ref
         # Keep the newest few (dicts keep insertion order).
@@ -975,6 +975,8 @@ class TelegramBot:
         if eta is None and not job.terminal:
             eta = await self.jobs.eta_seconds(job)
         figures = self.jobs.live_progress(job.job_id) if live else None
+        if tracked.status in TERMINAL and not job.terminal:
+            return  # a stale read lost the race against the final event: the end is final
         tracked.status = job.status
         tracked.text, tracked.markup = progress_view(
             tracked.lang, job, eta=eta, position=position, live=figures
@@ -1057,6 +1059,8 @@ class TelegramBot:
             await self._adopt(stored)
             return
         if event.kind == "progress":
+            if tracked.status in TERMINAL:
+                return
             tracked.status = job.status
             tracked.text, tracked.markup = progress_view(
                 tracked.lang, job, eta=event.eta_seconds, position=None
@@ -1101,14 +1105,18 @@ class TelegramBot:
         except TelegramForbiddenError as exc:
             await self._chat_gone(tracked.chat_id, tracked.user_id, exc)
             return
-        except (TelegramNetworkError, TelegramAPIError) as exc:
+        except Exception as exc:  # network, server, an answer that is not JSON...
+            # `sent` stays as it was: the editor tries again after its interval.
             tracked.failures += 1
-            if tracked.failures >= self.edit_attempts:
-                log.warning("progress of job %s abandoned: %s", tracked.job_id, exc)
-                tracked.dead = True
-            else:
-                log.warning("progress of job %s not updated: %s", tracked.job_id, exc)
-            return  # `sent` unchanged: the editor tries again after its interval
+            tracked.dead = tracked.failures >= self.edit_attempts
+            log.warning(
+                "progress of job %s %s: %s: %s",
+                tracked.job_id,
+                "abandoned" if tracked.dead else "not updated",
+                type(exc).__name__,
+                exc,
+            )
+            return
         tracked.sent = text
         tracked.failures = 0
 
