@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from fanslymotion import video
 
@@ -38,6 +39,10 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     textured_photo(600, 900, seed=3).save(folder / "portrait.png")
     (folder / "notes.jpg").write_text("this is not a photo\n")
     textured_photo(50, 200, seed=4).save(folder / "tiny.png")
+    # Stored landscape, shown portrait: a phone held upright writes EXIF orientation 6.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    textured_photo(900, 600, seed=5).save(folder / "rotated.jpg", exif=exif.tobytes())
     return folder
 
 
@@ -92,6 +97,15 @@ def test_render_portrait_auto_aspect(tmp_path: Path, photos: Path) -> None:
     assert result.returncode == 0, result.stderr
     info = video.probe(out)
     assert (info.width, info.height, info.frames) == (360, 640, 6)
+
+
+def test_render_follows_exif_orientation(tmp_path: Path, photos: Path) -> None:
+    out = tmp_path / "rotated.mp4"
+    args = ["--duration", "3", "--resolution", "360p", "--motion", "tilt_up", "--fps", "2"]
+    result = render(tmp_path, str(photos / "rotated.jpg"), "-o", str(out), *args)
+    assert result.returncode == 0, result.stderr
+    info = video.probe(out)
+    assert (info.width, info.height) == (360, 640)  # auto aspect saw a portrait photo
 
 
 @pytest.mark.parametrize(
