@@ -76,8 +76,8 @@ class Plan:
     long_jobs: int  # long renders queued so that one runs through every window
 
 
-FULL = Plan(window=10.0, warmup=1.0, submits=20, long_jobs=3)
-QUICK = Plan(window=1.0, warmup=0.2, submits=3, long_jobs=2)
+FULL = Plan(window=10.0, warmup=1.0, submits=20, long_jobs=7)
+QUICK = Plan(window=1.0, warmup=0.2, submits=3, long_jobs=3)
 
 
 # -- statistics -------------------------------------------------------------------------------
@@ -405,21 +405,28 @@ async def measure_loads(
     section: Section,
     client: LoadClient,
     plan: Plan,
-    urls: dict[str, str],
-    running: Callable[[], Awaitable[bool]],
+    api: Api,
+    bare_base: str,
+    ids: list[str],
     sampler: LagSampler | None,
     background: float = 0.0,
 ) -> None:
-    """Every load window in turn, checking that a render runs before and after each."""
-    windows: list[tuple[str, str, float | None]] = [
-        ("bare", urls["bare"], None),
-        ("status", urls["status"], None),
-        ("status_queued", urls["status_queued"], None),
-        ("bare_paced", urls["bare"], PACED_RATE),
-        ("status_paced", urls["status"], PACED_RATE),
+    """Every load window in turn, on the job rendering now (or the 2nd queued one)."""
+    windows: list[tuple[str, float | None]] = [
+        ("bare", None),
+        ("status", None),
+        ("status_queued", None),
+        ("bare_paced", PACED_RATE),
+        ("status_paced", PACED_RATE),
     ]
-    for name, url, rate in windows:
-        section.render_running &= await running()
+    for name, rate in windows:
+        running = await api.running_job()
+        queued = [i for i in ids if (await api.status(i))["status"] == "queued"]
+        if running is None or not queued:
+            section.render_running = False
+            running = running or ids[0]
+        target = queued[min(1, len(queued) - 1)] if name == "status_queued" and queued else running
+        url = f"{bare_base if name.startswith('bare') else api.base}/job/status/{target}"
         if sampler is not None:
             sampler.start()
         cpu, began = service_cpu_seconds(), time.perf_counter()
@@ -431,7 +438,7 @@ async def measure_loads(
             load.cpu_us = max(spent, 0.0) / max(load.total, 1) * 1e6
             section.lag_ms[f"render+{name}"] = await sampler.stop()
         section.loads[name] = load
-        section.render_running &= await running()
+        section.render_running &= await api.running_job() is not None
 
 
 async def in_process(plan: Plan, image: str) -> Section:
@@ -463,9 +470,6 @@ async def in_process(plan: Plan, image: str) -> Section:
                     job = await service.store.get_job(job_id)
                     return job.started_at if job is not None else None
 
-                async def running() -> bool:
-                    return service.jobs.running_job_id() is not None
-
                 sampler.start()
                 await asyncio.sleep(min(plan.window, 2.0))
                 section.lag_ms["idle"] = await sampler.stop()
@@ -478,12 +482,8 @@ async def in_process(plan: Plan, image: str) -> Section:
                 await asyncio.sleep(plan.window)
                 background = (service_cpu_seconds() - cpu) / (time.perf_counter() - began)
                 section.lag_ms["render"] = await sampler.stop()
-                urls = {
-                    "bare": f"http://127.0.0.1:{bare_port}/job/status/{ids[0]}",
-                    "status": f"{api.base}/job/status/{ids[0]}",
-                    "status_queued": f"{api.base}/job/status/{ids[-1]}",
-                }
-                await measure_loads(section, client, plan, urls, running, sampler, background)
+                bare_base = f"http://127.0.0.1:{bare_port}"
+                await measure_loads(section, client, plan, api, bare_base, ids, sampler, background)
                 # One big upload while the render runs: how long does the loop stall?
                 big = big_photo_b64()
                 sampler.start()
@@ -569,20 +569,13 @@ async def full_process(plan: Plan, image: str) -> Section:
             async with aiohttp.ClientSession() as session, LoadClient() as client:
                 api = Api(session, base)
 
-                async def running() -> bool:
-                    return await api.running_job() is not None
-
                 database = Path(tmp) / "fanslymotion.sqlite3"
                 section.start_ms, section.post_ms = await measure_submits(
                     api, image, plan.submits, sqlite_started_at(database)
                 )
                 ids = await start_renders(api, image, plan.long_jobs)
-                urls = {
-                    "bare": f"http://127.0.0.1:{bare_port}/job/status/{ids[0]}",
-                    "status": f"{base}/job/status/{ids[0]}",
-                    "status_queued": f"{base}/job/status/{ids[-1]}",
-                }
-                await measure_loads(section, client, plan, urls, running, None)
+                bare_base = f"http://127.0.0.1:{bare_port}"
+                await measure_loads(section, client, plan, api, bare_base, ids, None)
                 for job_id in ids:
                     await api.call("POST", f"/job/{job_id}/cancel")
         finally:
