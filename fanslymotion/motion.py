@@ -62,13 +62,16 @@ _ASPECT_RATIOS: dict[str, tuple[int, int]] = {
     "3:4": (3, 4),
 }
 
-# Resampling filter for the per-frame step. Bicubic keeps the sharpness steady whatever the
-# sub-pixel phase of a frame; bilinear visibly breathes (sharp on whole pixels, soft between).
+# Resampling filter for the per-frame step: PIL's `resize(box=...)` takes float boxes exactly
+# and filters over the area it shrinks. Measured on a photo-like texture (docs/benchmarks.md):
+# bicubic from the oversampled source keeps the sharpness constant across sub-pixel phases
+# (0.01 % variation); bilinear costs ~40 % less but is ~20 % softer and breathes; an affine
+# `Image.transform` is 2x slower with 3x the jitter (no area filter when shrinking).
 _FRAME_FILTER = Image.Resampling.BICUBIC
-# The shrunk photo keeps this much more resolution than the closest frame needs. Interpolating
-# at 1:1 shifts fine detail by a phase-dependent amount (measured 0.036 px of jitter on a
-# photo-like texture); from a 1.25x larger source the frame filter is a real low-pass and the
-# jitter drops to 0.002 px, for about 5 % more time per frame.
+# The shrunk photo keeps this much more resolution than the closest frame needs. Resampling at
+# 1:1 shifts fine detail by a phase-dependent amount (0.03-0.05 px of jitter, and a 7 %
+# sharpness pulse from frame to frame); from a 1.25x larger source the frame filter is a real
+# low-pass and the jitter drops to ~0.002 px.
 OVERSAMPLE = 1.25
 # Samples of t used to find the extent of a path; the error at an interior extremum is ~1e-9
 # of the window, far below anything visible, and `box` nudges the last bit of float error.
@@ -233,7 +236,8 @@ class CameraPath:
         # outside; shift, never shrink, so the aspect stays exact.
         x0 = min(max(x0, 0.0), self.src_w - w)
         y0 = min(max(y0, 0.0), self.src_h - h)
-        return (x0, y0, x0 + w, y0 + h)
+        # (a - w) + w may come out one ulp above a.
+        return (x0, y0, min(x0 + w, float(self.src_w)), min(y0 + h, float(self.src_h)))
 
     def boxes(self, n_frames: int) -> Iterator[tuple[float, float, float, float]]:
         """Boxes of `n_frames` frames evenly spread over the path, first and last included."""
