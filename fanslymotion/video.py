@@ -16,7 +16,7 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -57,7 +57,7 @@ class VideoInfo:
     metadata: dict[str, str]
     codec: str = ""
     pix_fmt: str = ""
-    color: str = field(default="")  # e.g. "tv, bt709, progressive"
+    color: str = ""  # e.g. "tv, bt709, progressive"
     sar: str = ""  # e.g. "1:1"; empty when ffmpeg does not print it
 
 
