@@ -111,6 +111,25 @@ PHOTOS_KEPT = 20
 DOCUMENT_PREFIX = "doc:"
 
 
+REDACTED = "<bot-token>"
+# Loggers that may quote a Bot API URL (aiogram's polling errors, our own warnings).
+_REDACTED_LOGGERS = ("aiogram.dispatcher", "aiogram.event", "aiogram.middlewares", __name__)
+
+
+class _RedactToken(logging.Filter):
+    """Replace the bot token in log records: it is part of every Bot API URL."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.secret in message:
+            record.msg, record.args = message.replace(self.secret, REDACTED), None
+        return True
+
+
 # -- FSM storage -------------------------------------------------------------------------------
 
 
@@ -208,24 +227,31 @@ async def _chat_action(bot: Bot, chat_id: int, action: str) -> AsyncIterator[Non
     background task; this one logs and stops instead.
     """
 
-    async def loop() -> None:
-        while True:
-            try:
-                await bot.send_chat_action(chat_id=chat_id, action=action)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # only a hint to the user: never worth failing for
-                log.debug("chat action %s in chat %s failed: %s", action, chat_id, exc)
-                return
-            await asyncio.sleep(4.0)  # Telegram shows an action for about 5 s
+    async def send() -> bool:
+        try:
+            await bot.send_chat_action(chat_id=chat_id, action=action)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # only a hint to the user: never worth failing for
+            log.debug("chat action %s in chat %s failed: %s", action, chat_id, exc)
+            return False
+        return True
 
-    task = asyncio.create_task(loop(), name=f"chat-action-{chat_id}")
+    async def repeat() -> None:
+        while True:
+            await asyncio.sleep(4.0)  # Telegram shows an action for about 5 s
+            if not await send():
+                return
+
+    # The first one before the work starts, so even a quick upload shows it.
+    task = asyncio.create_task(repeat(), name=f"chat-action-{chat_id}") if await send() else None
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 # -- conversation: states, callback data, keyboards, texts ---------------------------------------
@@ -636,6 +662,7 @@ class TelegramBot:
         self._untracked: set[str] = set()
         self._languages: dict[int, str] = {}
         self._wake_delivery = asyncio.Event()
+        self._redact: _RedactToken | None = None
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -666,6 +693,9 @@ class TelegramBot:
             return
         self._enabled = True
         self._stopping = False
+        self._redact = _RedactToken(secret)
+        for name in _REDACTED_LOGGERS:
+            logging.getLogger(name).addFilter(self._redact)
         self._set_state("connecting", f"connecting to {self.settings.telegram_api}")
         self.dispatcher = self._build_dispatcher()
         self._runner = asyncio.create_task(self._run(secret), name="telegram-bot")
@@ -706,6 +736,9 @@ class TelegramBot:
         if self._enabled:
             self._set_state("off", "stopped")
             log.info("Telegram bot stopped")
+        if self._redact is not None:
+            for name in _REDACTED_LOGGERS:
+                logging.getLogger(name).removeFilter(self._redact)
 
     def _make_bot(self, token: str) -> Bot:
         api = TelegramAPIServer.from_base(self.settings.telegram_api)
@@ -775,8 +808,10 @@ class TelegramBot:
                     return  # stop_polling() was called
             if self.stop_requested():
                 return
-            self._set_state("retrying", f"{reason}; retrying in {delay:.0f}s")
-            log.warning("Telegram bot not connected: %s; retrying in %.0fs", reason, delay)
+            # aiohttp quotes the whole URL in some errors, and the URL holds the token.
+            reason = reason.replace(token, REDACTED)
+            self._set_state("retrying", f"{reason}; retrying in {delay:g}s")
+            log.warning("Telegram bot not connected: %s; retrying in %gs", reason, delay)
             if self.bot is bot:
                 self.bot = None  # progress and deliveries wait for the next connection
             await bot.session.close()
