@@ -818,3 +818,22 @@ async def test_fake_server_speaks_the_bot_api(tg: FakeTelegram) -> None:
             assert response.status == 429
             body = await response.json()
             assert body["error_code"] == 429 and body["parameters"] == {"retry_after": 1}
+
+
+def test_every_text_exists_in_both_languages_with_the_same_placeholders() -> None:
+    import string
+
+    from fanslymotion import motion, texts
+
+    def fields(template: str) -> set[str]:
+        return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+    assert set(texts.EN) == set(texts.RU)
+    for key, english in texts.EN.items():
+        assert fields(english) == fields(texts.RU[key]), key
+    for lang in texts.LANGUAGES:
+        assert set(texts.DESCRIPTIONS[lang]) == set(motion.PRESETS)
+        assert all(f"motion_{preset}" in texts.TEXTS[lang] for preset in motion.PRESETS)
+        assert len(texts.COMMANDS[lang]) == len(texts.COMMANDS["en"])
+    assert texts.language_from_code("ru-RU") == "ru" and texts.language_from_code("uk") == "ru"
+    assert texts.language_from_code("de") == "en" and texts.language_from_code(None) == "en"
