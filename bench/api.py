@@ -398,6 +398,22 @@ class LagSampler:
         }
 
 
+async def lag_probe(seconds: float) -> dict[str, float]:
+    """Loop lag of an idle process (`--lag-probe`) sampled over `seconds`."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--lag-probe", str(seconds), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await child.communicate()
+    return dict(json.loads(out))
+
+
+async def probe_main(seconds: float) -> dict[str, float]:
+    sampler = LagSampler()
+    sampler.start()
+    await asyncio.sleep(seconds)
+    return await sampler.stop()
+
+
 # -- the two setups ---------------------------------------------------------------------------
 
 
@@ -479,7 +495,9 @@ async def in_process(plan: Plan, image: str) -> Section:
                 ids = await start_renders(api, image, plan.long_jobs)
                 sampler.start()
                 cpu, began = service_cpu_seconds(), time.perf_counter()
-                await asyncio.sleep(plan.window)
+                # The same sampler in an idle process of its own meanwhile: what the machine
+                # (other processes, the scheduler) adds, as opposed to the service.
+                section.lag_ms["control"] = await lag_probe(plan.window)
                 background = (service_cpu_seconds() - cpu) / (time.perf_counter() - began)
                 section.lag_ms["render"] = await sampler.stop()
                 bare_base = f"http://127.0.0.1:{bare_port}"
@@ -693,7 +711,11 @@ def report(sections: list[Section], plan: Plan, quick: bool, load_before: float)
         "loop lag p99, render + saturated status (info)",
         [lag(s, "render+status", False) for s in sections],
     )
-    row("loop lag p99, idle (info)", [lag(s, "idle", False) for s in sections])
+    row(
+        "loop lag p99 of an idle process meanwhile (info: the machine's share)",
+        [lag(s, "control", False) for s in sections],
+    )
+    row("loop lag p99, idle service (info)", [lag(s, "idle", False) for s in sections])
 
     def upload(s: Section) -> tuple[str, None]:
         if "render+upload" not in s.lag_ms or s.upload_ms is None:
@@ -728,7 +750,11 @@ def main() -> int:
     # internal modes: the load client and the bare server, each in its own process
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--lag-probe", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.lag_probe:
+        print(json.dumps(asyncio.run(probe_main(args.lag_probe))))
+        return 0
     if args.client:
         asyncio.run(client_main())
         return 0
