@@ -1431,8 +1431,8 @@ class _Context(BaseMiddleware):
         with contextlib.suppress(TelegramAPIError):
             if event.callback_query is not None:
                 await event.callback_query.answer(t(lang, "private"), show_alert=True)
-            elif event.message is not None:
-                await event.message.answer(t(lang, "private"))
+            elif event.message is not None and event.message.chat.type == "private":
+                await event.message.answer(t(lang, "private"))  # never into a group
 
 
 # -- handlers --------------------------------------------------------------------------------------
