@@ -1165,8 +1165,35 @@ class TelegramBot:
 
     # -- delivery --------------------------------------------------------------------------------
 
+    async def _offer_interrupted(self) -> None:
+        """Uploads cut short by a dead process: offer the video instead of maybe sending it twice."""
+        bot = self.bot
+        if bot is None:
+            return
+        for delivery in await self.store.interrupt_deliveries():
+            job = await self.store.get_job(delivery.job_id)
+            if job is None:
+                continue
+            lang = await self.language_of_job(job)
+            keyboard = InlineKeyboardMarkup(
+                inline_keyboard=[
+                    [_button(t(lang, "btn_resend"), JobButton(action="resend", job_id=job.job_id))]
+                ]
+            )
+            log.info("job %s: delivery was interrupted by a restart; offering it", job.job_id)
+            with contextlib.suppress(TelegramAPIError):
+                await bot.send_message(
+                    delivery.chat_id, t(lang, "delivery_interrupted"), reply_markup=keyboard
+                )
+
     async def _delivery_loop(self) -> None:
         """Send finished videos from the outbox; woken by completions, polling as a fallback."""
+        try:
+            await self._offer_interrupted()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("could not offer interrupted deliveries")
         while not self.stop_requested():
             self._wake_delivery.clear()
             try:
@@ -1194,6 +1221,8 @@ class TelegramBot:
             with contextlib.suppress(TelegramAPIError):
                 await bot.send_message(chat_id, t(lang, "video_missing"))
             return
+        if not await self.store.delivery_claim(job_id):
+            return  # not pending any more (sent, or claimed by an earlier pass)
         try:
             async with _chat_action(bot, chat_id, "upload_video"):
                 file_id = await self._send_video(bot, job, path, chat_id, lang)
@@ -1731,6 +1760,14 @@ def build_router(owner: TelegramBot) -> Router:
             await callback.answer(t(lang, "cancelling"))
             cancelled = await owner.jobs.cancel(job.job_id, user_id=callback.from_user.id)
             log.info("job %s: cancel pressed, now %s", job.job_id, cancelled.status)
+            return
+        if callback_data.action == "resend":
+            if await store.delivery_retry(job.job_id):
+                log.info("job %s: the user asked for the interrupted video", job.job_id)
+                await callback.answer(t(lang, "resending"))
+                owner._wake_delivery.set()
+            else:
+                await callback.answer(t(lang, "already_sent"))
             return
         await callback.answer()
         data = await state.get_data()

@@ -79,11 +79,15 @@ CREATE INDEX jobs_user ON jobs (user_id, created_at);
 
 -- Outbox of videos to send through Telegram, written in the same transaction that completes
 -- the job, so a finished video is delivered even if the process dies right after.
+-- pending -> sending (committed before the upload) -> sent | pending (retry) | undeliverable.
+-- A row still `sending` at start means the process died mid-upload: Telegram may or may not
+-- have the video, and it has no idempotency key, so the row becomes `interrupted` and the user
+-- is offered a button instead of getting a possible second copy.
 CREATE TABLE deliveries (
     job_id          TEXT PRIMARY KEY REFERENCES jobs (job_id),
     chat_id         INTEGER NOT NULL,
     status          TEXT NOT NULL DEFAULT 'pending'
-                    CHECK (status IN ('pending', 'sent', 'undeliverable')),
+                    CHECK (status IN ('pending', 'sending', 'sent', 'undeliverable', 'interrupted')),
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL DEFAULT 0,
     file_id         TEXT,
@@ -537,22 +541,50 @@ class Store:
         row = await self._fetchone("SELECT * FROM deliveries WHERE job_id = ?", (job_id,))
         return Delivery(**dict(row)) if row is not None else None
 
+    async def delivery_claim(self, job_id: str) -> bool:
+        """pending -> sending, committed before the upload starts (see the deliveries table)."""
+        return bool(
+            await self._update(
+                "UPDATE deliveries SET status = 'sending', attempts = attempts + 1"
+                " WHERE job_id = ? AND status = 'pending'",
+                (job_id,),
+            )
+        )
+
     async def delivery_sent(self, job_id: str, file_id: str | None) -> bool:
         return bool(
             await self._update(
-                "UPDATE deliveries SET status = 'sent', file_id = ?, sent_at = ?,"
-                " attempts = attempts + 1 WHERE job_id = ? AND status = 'pending'",
+                "UPDATE deliveries SET status = 'sent', file_id = ?, sent_at = ?"
+                " WHERE job_id = ? AND status = 'sending'",
                 (file_id, utcnow(), job_id),
+            )
+        )
+
+    async def interrupt_deliveries(self) -> list[Delivery]:
+        """At start: uploads a dead process left `sending` become `interrupted`; returns them."""
+        rows = await self._fetchall("SELECT * FROM deliveries WHERE status = 'sending'")
+        await self._update(
+            "UPDATE deliveries SET status = 'interrupted' WHERE status = 'sending'", ()
+        )
+        return [Delivery(**{**dict(row), "status": "interrupted"}) for row in rows]
+
+    async def delivery_retry(self, job_id: str) -> bool:
+        """interrupted -> pending: the user asked for the video after an interrupted upload."""
+        return bool(
+            await self._update(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = 0"
+                " WHERE job_id = ? AND status = 'interrupted'",
+                (job_id,),
             )
         )
 
     async def delivery_failed(self, job_id: str, error: str, *, retry_at: float | None) -> None:
         """A failed send: retried at `retry_at`, or undeliverable when it is None."""
         await self._update(
-            "UPDATE deliveries SET attempts = attempts + 1, last_error = ?,"
+            "UPDATE deliveries SET last_error = ?,"
             " status = CASE WHEN ? IS NULL THEN 'undeliverable' ELSE 'pending' END,"
             " next_attempt_at = COALESCE(?, next_attempt_at)"
-            " WHERE job_id = ? AND status = 'pending'",
+            " WHERE job_id = ? AND status IN ('pending', 'sending')",
             (error, retry_at, retry_at, job_id),
         )
 

@@ -101,6 +101,13 @@ EN: dict[str, str] = {
     "video_missing": "Sorry, this video is no longer available.",
     # job buttons
     "cancelling": "Cancelling…",
+    "delivery_interrupted": (
+        "The service restarted while your video was being sent, so it may not have arrived."
+        " If you don't see it above, tap the button."
+    ),
+    "btn_resend": "📩 Send me the video",
+    "resending": "Sending it…",
+    "already_sent": "This video was sent already.",
     "already_finished": "This video has already finished.",
     "not_yours": "This video is not yours.",
     "stale_button": "This button is outdated.",
@@ -229,6 +236,13 @@ RU: dict[str, str] = {
     "video_too_big": "К сожалению, видео слишком большое для отправки через Telegram.",
     "video_missing": "К сожалению, это видео больше недоступно.",
     "cancelling": "Отменяю…",
+    "delivery_interrupted": (
+        "Сервис перезапустился во время отправки видео, и оно могло не дойти."
+        " Если выше его нет, нажмите кнопку."
+    ),
+    "btn_resend": "📩 Прислать видео",
+    "resending": "Отправляю…",
+    "already_sent": "Это видео уже отправлено.",
     "already_finished": "Это видео уже завершено.",
     "not_yours": "Это не ваше видео.",
     "stale_button": "Эта кнопка устарела.",

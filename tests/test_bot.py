@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -463,6 +464,44 @@ async def test_restart_mid_render_then_delivery_once(stack: Stack, tg: FakeTeleg
     assert len([c for c in tg.calls_of("sendVideo") if c.files]) == 1
     delivery = await stack.store.get_delivery(job_id)
     assert delivery is not None and delivery.status == "sent"
+
+
+async def test_upload_cut_by_a_crash_is_offered_not_resent(stack: Stack, tg: FakeTelegram) -> None:
+    """A process that died between the upload and the commit of `sent` leaves the row `sending`.
+
+    Telegram may or may not have the video and has no idempotency key: the next process offers
+    it with a button instead of sending a possible second copy, and sends it when asked.
+    """
+    await stack.start(fps=4)
+    await choose(tg, BORIS)
+    await tg.send_photo(BORIS, photo_bytes(320, 240))
+    job_id = job_id_of(tg, await progress_message(tg, BORIS))
+    await wait_video(tg, BORIS)
+    await stack.stop()
+    # What a SIGKILL right after Telegram took the upload leaves behind.
+    with sqlite3.connect(stack.data_dir / "fanslymotion.sqlite3") as db:
+        db.execute("UPDATE deliveries SET status = 'sending' WHERE job_id = ?", (job_id,))
+
+    await stack.start(fps=4)
+    offer = await wait_button(tg, BORIS.id, f"job:resend:{job_id}")
+    assert "перезапустился" in _text(offer)  # in Boris's language
+    await asyncio.sleep(1.5)  # three delivery polls: nothing went out on its own
+    assert len(tg.calls_of("sendVideo", ok=True)) == 1
+    delivery = await stack.store.get_delivery(job_id)
+    assert delivery is not None and delivery.status == "interrupted"
+
+    await tg.press(BORIS, offer, f"job:resend:{job_id}")
+    await wait_video(tg, BORIS, count=2)
+
+    async def sent() -> bool:
+        delivery = await stack.store.get_delivery(job_id)
+        return delivery is not None and delivery.status == "sent"
+
+    await wait_until(sent, what="the delivery recorded as sent")
+    await tg.press(BORIS, offer, f"job:resend:{job_id}")  # a second tap sends nothing more
+    await tg.wait_call("answerCallbackQuery", lambda c: "уже отправлено" in str(c.get("text")))
+    await asyncio.sleep(1.0)
+    assert len(tg.calls_of("sendVideo", ok=True)) == 2
 
 
 async def test_final_progress_edit_after_a_restart(stack: Stack, tg: FakeTelegram) -> None:
