@@ -30,6 +30,7 @@ from .errors import (
     NotFound,
     PayloadTooLarge,
     Unauthorized,
+    Unavailable,
     UnsupportedMedia,
 )
 from .metrics import CONTENT_TYPE, Metrics
@@ -74,6 +75,15 @@ class Service:
         metrics = Metrics()
         jobs = JobQueue(settings, store, renderer, metrics=metrics)
         await jobs.start()
+        if settings.renderer == "svd":
+            # Asked for SVD explicitly: a model that does not load is a start-up error, not a
+            # silent fall-back, so wait for the load before serving.
+            await jobs.wait_ready()
+            state = jobs.renderer.state
+            if state.status == "failed":
+                await jobs.stop()
+                await store.close()
+                raise Unavailable(f"the SVD renderer failed to load: {state.reason}")
         service = cls(settings, store, jobs, metrics)
         service._housekeeping = asyncio.create_task(
             storage.run_housekeeping(settings, store), name="housekeeping"

@@ -159,7 +159,12 @@ class GPUThread:
         except Exception as exc:
             self.renderer.state.status = "failed"
             self.renderer.state.reason = f"{type(exc).__name__}: {exc}"
-        if self.renderer.state.status == "failed" and not isinstance(self.renderer, MotionRenderer):
+        fallback = self._settings.renderer == "auto"  # RENDERER=svd: a failure is final
+        if (
+            self.renderer.state.status == "failed"
+            and fallback
+            and not isinstance(self.renderer, MotionRenderer)
+        ):
             reason = f"{self.renderer.name} failed to load ({self.renderer.state.reason})"
             log.error("%s; falling back to the camera-motion renderer", reason)
             self.renderer = MotionRenderer(self._settings, reason)

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from fanslymotion import video
+from fanslymotion.app import Service
 from fanslymotion.errors import Cancelled, GPUOutOfMemory, Unavailable
 from fanslymotion.renderer import (
     MotionRenderer,
@@ -370,3 +371,32 @@ async def test_service_renders_with_svd(start_service: ServiceFactory, tiny_svd:
     status, health, _ = await client.request("GET", "/health")
     assert health["renderer"]["status"] == "ready"
     assert health["renderer"]["frames_per_pass"] == TINY_FRAMES_PER_PASS
+
+
+async def test_service_with_svd_forced_and_broken_weights_does_not_start(
+    tmp_path: Path, tiny_svd: Path
+) -> None:
+    """RENDERER=svd: weights that are found but do not load are a start-up error, no fall-back."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model_index.json").write_text((tiny_svd / "model_index.json").read_text())
+    settings = make_settings(
+        tmp_path / "data", renderer="svd", svd_model=str(broken), svd_device="cpu", svd_size=128
+    )
+    with pytest.raises(Unavailable, match="failed to load"):
+        await Service.start(settings)
+
+
+async def test_service_auto_falls_back_when_svd_fails_to_load(
+    start_service: ServiceFactory, tmp_path: Path, tiny_svd: Path
+) -> None:
+    broken = tmp_path / "broken-auto"
+    broken.mkdir()
+    (broken / "model_index.json").write_text((tiny_svd / "model_index.json").read_text())
+    client = await start_service(renderer="auto", svd_model=str(broken), svd_device="cpu")
+    await client.service.jobs.wait_ready()
+    _, health, _ = await client.request("GET", "/health")
+    assert health["renderer"]["name"] == "motion"
+    assert "failed to load" in health["renderer"]["reason"]
+    _, created = await client.create()
+    assert (await client.wait(created["job_id"]))["status"] == "completed"
