@@ -274,11 +274,12 @@ async def create_job(request: web.Request) -> web.Response:
         image,
         idempotency_key=key,
     )
+    position, eta = await service.jobs.position_and_eta(job)
     body = models.JobCreated(
         job_id=job.job_id,
         status=job.status,
-        queue_position=await service.store.queue_position(job.job_id),
-        estimated_time=await service.jobs.eta_seconds(job),
+        queue_position=position,
+        estimated_time=eta,
     )
     return _json(body, 201 if created else 200)
 
@@ -289,8 +290,9 @@ async def _read_create(request: web.Request, settings: Settings) -> tuple[models
     content_type = request.content_type
     if content_type == "application/json":
         raw = await _read_capped(request.content.read, limit * 4 // 3 + 64 * 1024)
+        loop = asyncio.get_running_loop()
         try:
-            data = json.loads(raw)
+            data = await loop.run_in_executor(None, json.loads, raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise BadRequest("the body is not valid JSON") from None
         except RecursionError:  # thousands of nested brackets
@@ -307,7 +309,7 @@ async def _read_create(request: web.Request, settings: Settings) -> tuple[models
         if len(encoded) > limit * 4 // 3 + 4:
             raise PayloadTooLarge(f"the photo is larger than {settings.max_upload_mb:g} MB")
         try:
-            image = base64.b64decode(encoded, validate=True)
+            image = await loop.run_in_executor(None, decode_base64, encoded)
         except (binascii.Error, ValueError):
             raise BadRequest("image_data is not valid base64") from None
         return models.JobParams.model_validate(body.model_dump(exclude={"image_data"})), image
@@ -330,6 +332,16 @@ async def _read_create(request: web.Request, settings: Settings) -> tuple[models
     raise UnsupportedMedia("send application/json (image_data in base64) or multipart/form-data")
 
 
+def decode_base64(text: str, chunk: int = 1 << 20) -> bytes:
+    """Strict base64 in 1 MiB slices: binascii holds the GIL for a whole call, and one call on a
+    20 MB photo would stall the event loop for over 100 ms even from an executor."""
+    chunk -= chunk % 4
+    return b"".join(
+        base64.b64decode(text[start : start + chunk], validate=True)
+        for start in range(0, len(text), chunk)
+    )
+
+
 async def _read_form(request: web.Request, limit: int) -> tuple[dict[str, str], bytes | None]:
     """The text fields and the `image` part of a multipart body."""
     fields: dict[str, str] = {}
@@ -341,7 +353,10 @@ async def _read_form(request: web.Request, limit: int) -> tuple[dict[str, str], 
         if part.name == "image":
             image = await _read_capped(part.read_chunk, limit)
         elif part.name:
-            value = await _read_capped(part.read_chunk, 4096)
+            try:
+                value = await _read_capped(part.read_chunk, 4096)
+            except PayloadTooLarge:
+                raise InvalidParams(f"{part.name}: a form field is at most 4 KB") from None
             fields[part.name] = value.decode("utf-8", "replace")
     return fields, image
 
@@ -363,13 +378,14 @@ async def _status_body(service: Service, job: Job) -> models.JobStatusOut:
     live = service.jobs.live_progress(job.job_id)
     if live is not None:
         progress, message = round(live[0], 1), live[1]
+    position, eta = await service.jobs.position_and_eta(job)
     return models.JobStatusOut(
         job_id=job.job_id,
         status=job.status,
         progress=progress,
         message=message,
-        queue_position=await service.store.queue_position(job.job_id),
-        eta_seconds=await service.jobs.eta_seconds(job),
+        queue_position=position,
+        eta_seconds=eta,
         created_at=job.created_at,
         started_at=job.started_at,
         completed_at=job.completed_at,

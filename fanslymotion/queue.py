@@ -41,6 +41,8 @@ from .store import TERMINAL, Job, Store, parse_time
 
 log = logging.getLogger(__name__)
 
+RENDER_NICENESS = 10
+
 StopReason = Literal["user", "shutdown", "timeout"]
 
 
@@ -136,6 +138,10 @@ class GPUThread:
         self._thread.join(timeout)
 
     def _main(self) -> None:
+        # Render below the event loop's CPU priority: on Linux nice is per thread and ffmpeg
+        # inherits it, so on a CPU-bound box the API still answers promptly during a render.
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RENDER_NICENESS)
         self._load()
         while True:
             work = self._inbox.get()
@@ -302,6 +308,11 @@ class JobQueue:
             existing = await self.store.job_by_idempotency_key(request.user_id, idempotency_key)
             if existing is not None:
                 return existing, False
+        await self.store.check_caps(
+            request.user_id,
+            max_queued=self.settings.max_queued,
+            max_active_per_user=self.settings.max_active_per_user,
+        )
         loop = asyncio.get_running_loop()
         free_mb = await loop.run_in_executor(None, self.free_disk_mb)
         if free_mb < self.settings.min_free_mb:
@@ -425,25 +436,25 @@ class JobQueue:
 
     async def eta_seconds(self, job: Job) -> float | None:
         """Seconds until this job is done: the running job's rest, the jobs ahead, and its own."""
+        return (await self.position_and_eta(job))[1]
+
+    async def position_and_eta(self, job: Job) -> tuple[int | None, float | None]:
+        """(queue position, ETA in seconds), with at most one query whatever the queue's length."""
         if job.status in TERMINAL:
-            return 0.0
+            return None, 0.0
         running = self._running
         if job.status == "processing":
-            if running is not None and running.job.job_id == job.job_id:
-                if running.eta is not None:
-                    return running.eta
-                return max(0.0, self.estimate_seconds(job) - (time.monotonic() - running.started))
-            return None
-        ahead = 0.0
+            if running is None or running.job.job_id != job.job_id:
+                return None, None
+            if running.eta is not None:
+                return None, running.eta
+            elapsed = time.monotonic() - running.started
+            return None, max(0.0, self.estimate_seconds(job) - elapsed)
+        ahead = await self.store.queued_ahead(job.job_id)
+        wait = sum(self.estimate_seconds(other) for other in ahead)
         if running is not None:
-            ahead += running.eta if running.eta is not None else self.estimate_seconds(running.job)
-        for other_id in await self.store.queued_ids():
-            if other_id == job.job_id:
-                break
-            other = await self.store.get_job(other_id)
-            if other is not None:
-                ahead += self.estimate_seconds(other)
-        return round(ahead + self.estimate_seconds(job), 1)
+            wait += running.eta if running.eta is not None else self.estimate_seconds(running.job)
+        return len(ahead) + 1, round(wait + self.estimate_seconds(job), 1)
 
     def free_disk_mb(self) -> float:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -191,6 +191,25 @@ class Delivery:
     sent_at: str | None
 
 
+async def _check_caps(
+    db: aiosqlite.Connection, user_id: int, max_queued: int, max_active_per_user: int
+) -> None:
+    async with db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'") as cur:
+        queued = int((await cur.fetchone() or (0,))[0])
+    if queued >= max_queued:
+        raise TooManyJobs(f"the queue is full ({queued} jobs waiting)", retry_after=30)
+    async with db.execute(
+        "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN ('queued', 'processing')",
+        (user_id,),
+    ) as cur:
+        active = int((await cur.fetchone() or (0,))[0])
+    if active >= max_active_per_user:
+        raise TooManyJobs(
+            f"you already have {active} videos in progress (at most {max_active_per_user})",
+            retry_after=30,
+        )
+
+
 class Store:
     """Async access to the database. Create with `await Store.open(path)`."""
 
@@ -303,20 +322,7 @@ class Store:
                     row = await cur.fetchone()
                 if row is not None:
                     return str(row[0]), False
-            async with db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'") as cur:
-                queued = int((await cur.fetchone() or (0,))[0])
-            if queued >= max_queued:
-                raise TooManyJobs(f"the queue is full ({queued} jobs waiting)", retry_after=30)
-            async with db.execute(
-                "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN ('queued', 'processing')",
-                (values["user_id"],),
-            ) as cur:
-                active = int((await cur.fetchone() or (0,))[0])
-            if active >= max_active_per_user:
-                raise TooManyJobs(
-                    f"you already have {active} videos in progress (at most {max_active_per_user})",
-                    retry_after=30,
-                )
+            await _check_caps(db, values["user_id"], max_queued, max_active_per_user)
             now = utcnow()
             row_values = {**values, "status": "queued", "created_at": now, "updated_at": now}
             names = ", ".join(row_values)
@@ -331,6 +337,13 @@ class Store:
         job = await self.get_job(job_id)
         assert job is not None
         return job, created
+
+    async def check_caps(self, user_id: int, *, max_queued: int, max_active_per_user: int) -> None:
+        """The caps without a transaction: a cheap early refusal before a photo is decoded.
+
+        `create_job` checks them again inside its transaction, which is what really holds.
+        """
+        await _check_caps(self._db, user_id, max_queued, max_active_per_user)
 
     async def get_job(self, job_id: str) -> Job | None:
         return self._job(await self._fetchone("SELECT * FROM jobs WHERE job_id = ?", (job_id,)))
@@ -378,6 +391,16 @@ class Store:
             "SELECT job_id FROM jobs WHERE status = 'queued' ORDER BY rowid"
         )
         return [str(r[0]) for r in rows]
+
+    async def queued_ahead(self, job_id: str) -> list[Job]:
+        """The queued jobs served before `job_id`, in order (empty when it is not queued)."""
+        rows = await self._fetchall(
+            "SELECT * FROM jobs WHERE status = 'queued'"
+            " AND rowid < (SELECT rowid FROM jobs WHERE job_id = ? AND status = 'queued')"
+            " ORDER BY rowid",
+            (job_id,),
+        )
+        return [job for row in rows if (job := self._job(row)) is not None]
 
     async def queue_position(self, job_id: str) -> int | None:
         """1 for the next job to start; None when the job is not queued."""

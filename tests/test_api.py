@@ -405,3 +405,14 @@ async def test_stopping_service_answers_503(client: Client) -> None:
     assert status == 503 and body["ok"] is False and "try again" in body["error"]
     _, health, _ = await client.request("GET", "/health")
     assert health["ok"] is False and health["stopping"] is True
+
+
+def test_base64_is_decoded_in_slices_exactly() -> None:
+    from fanslymotion.app import decode_base64
+
+    data = photo_bytes(64, 48)
+    text = base64.b64encode(data).decode()
+    assert decode_base64(text, chunk=10) == data  # slices rounded down to whole quanta
+    assert decode_base64(text) == data
+    with pytest.raises(ValueError):
+        decode_base64(text[:-3] + "!==", chunk=8)

@@ -389,7 +389,9 @@ CASES: dict[str, Case] = {
         "large",
     ),
     "multipart with a 5 KB text field": Case(
-        as_form(GOOD_JPEG, motion_preset="m" * 5000), 413, "large"
+        as_form(GOOD_JPEG, motion_preset="m" * 5000),
+        422,
+        "motion_preset: a form field is at most 4 KB",
     ),
     "data: URL with no data": Case(lambda: {"json": body("data:image/jpeg;base64,")}, 400, "empty"),
     "deeply nested JSON": Case(raw_body("[" * 50_000 + "]" * 50_000), 400, "JSON"),
