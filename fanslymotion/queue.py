@@ -447,9 +447,9 @@ class JobQueue:
             if running is None or running.job.job_id != job.job_id:
                 return None, None
             if running.eta is not None:
-                return None, running.eta
+                return None, round(running.eta, 1)
             elapsed = time.monotonic() - running.started
-            return None, max(0.0, self.estimate_seconds(job) - elapsed)
+            return None, round(max(0.0, self.estimate_seconds(job) - elapsed), 1)
         ahead = await self.store.queued_ahead(job.job_id)
         wait = sum(self.estimate_seconds(other) for other in ahead)
         if running is not None:
