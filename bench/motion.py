@@ -328,8 +328,9 @@ def machine() -> str:
 
 def timed(
     case: str, setup: Setup, photo_path: Path, out: Path, repeat: int, variant: str = ""
-) -> tuple[float, float, int]:
-    """Median wall and CPU seconds over `repeat` runs, and the highest peak RSS."""
+) -> tuple[float, float, int, float]:
+    """Median wall and CPU seconds over `repeat` runs, the highest peak RSS, and the highest
+    load (in cores) that other processes put on the machine meanwhile."""
     runs = []
     for _ in range(repeat):
         child = ["--case", case, "--photo", str(photo_path), "--out", str(out)]
@@ -337,8 +338,9 @@ def timed(
         runs.append(measure_child(child))
     walls = sorted(r["wall"] for r, _ in runs)
     cpus = sorted(r["cpu"] for r, _ in runs)
-    BACKGROUND.append(max(r["others"] for r, _ in runs))
-    return walls[len(walls) // 2], cpus[len(cpus) // 2], max(peak for _, peak in runs)
+    others = max(r["others"] for r, _ in runs)
+    BACKGROUND.append(others)
+    return walls[len(walls) // 2], cpus[len(cpus) // 2], max(peak for _, peak in runs), others
 
 
 BACKGROUND: list[float] = []  # other processes' load during each timed case, in cores
@@ -378,10 +380,10 @@ def main() -> int:
         make_photo(setup, photo_path)
         path = BenchPath(setup)
 
-        rows: dict[str, tuple[float, float, int, str, str]] = {}
+        rows: dict[str, tuple[float, float, int, float, str, str]] = {}
         for case in CASES:
             out = work / f"{case}.mp4"
-            wall, cpu, peak = timed(case, setup, photo_path, out, repeat)
+            wall, cpu, peak, others = timed(case, setup, photo_path, out, repeat)
             info = video.probe(out)
             assert (info.width, info.height, info.frames) == (out_w, out_h, setup.frames), info
             if case == "floor":
@@ -393,7 +395,7 @@ def main() -> int:
                 exact = work / f"{case}-lossless.mp4"
                 run_case(case, setup, photo_path, exact, crf=0)
                 lossless = video_jitter(exact, setup, path)
-            rows[case] = (wall, cpu, peak, lossless, lossy)
+            rows[case] = (wall, cpu, peak, others, lossless, lossy)
         floor_wall, floor_cpu = rows["floor"][:2]
 
         image = photo.load_photo(photo_path)
@@ -411,13 +413,13 @@ def main() -> int:
         print()
         print(
             "| case | wall s | CPU s | peak RSS MiB | wall / floor | CPU / floor |"
-            " jitter px, lossless (RMS / max) | jitter px, CRF 20 (RMS / max) |"
+            " jitter px, lossless (RMS / max) | jitter px, CRF 20 (RMS / max) | other load |"
         )
-        print("|---|---:|---:|---:|---:|---:|---|---|")
-        for case, (wall, cpu, peak, lossless, lossy) in rows.items():
+        print("|---|---:|---:|---:|---:|---:|---|---|---:|")
+        for case, (wall, cpu, peak, others, lossless, lossy) in rows.items():
             print(
                 f"| {case} | {wall:.2f} | {cpu:.2f} | {peak / 2**20:.0f} | {wall / floor_wall:.2f} |"
-                f" {cpu / floor_cpu:.2f} | {lossless} | {lossy} |"
+                f" {cpu / floor_cpu:.2f} | {lossless} | {lossy} | {others:.2f} |"
             )
         print()
         print(f"jitter of our frames before encoding, RMS / max: {rms:.4f} / {worst:.4f} px")
@@ -428,12 +430,15 @@ def main() -> int:
 
         if args.variants:
             print()
-            print("| ours, variant | wall s | CPU s | wall / floor | jitter before encoding |")
-            print("|---|---:|---:|---:|---|")
+            print(
+                "| ours, variant | wall s | CPU s | wall / floor | jitter px before encoding"
+                " (RMS / max) | other load |"
+            )
+            print("|---|---:|---:|---:|---|---:|")
             default = f"default ({motion.render_threads()} worker threads)"
             for name, variant in {default: "", **VARIANTS}.items():
                 out = work / "variant.mp4"
-                wall, cpu, _ = timed("ours", setup, photo_path, out, repeat, variant)
+                wall, cpu, _, others = timed("ours", setup, photo_path, out, repeat, variant)
                 threads = apply_variant(variant)
                 image = photo.load_photo(photo_path)
                 frames = motion.render_path(image, path, setup.frames, threads=threads)
@@ -441,7 +446,7 @@ def main() -> int:
                 apply_variant("filter=bicubic,oversample=1.25")
                 print(
                     f"| {name} | {wall:.2f} | {cpu:.2f} | {wall / floor_wall:.2f} |"
-                    f" {v_rms:.4f} / {v_worst:.4f} |"
+                    f" {v_rms:.4f} / {v_worst:.4f} | {others:.2f} |"
                 )
 
         # Memory against clip length: frames are streamed, so it should not grow.
@@ -452,7 +457,7 @@ def main() -> int:
             s = Setup(
                 setup.photo_w, setup.photo_h, "480p" if args.quick else "1080p", duration, 12, 0
             )
-            wall, _, peak = timed("ours", s, photo_path, work / "rss.mp4", 1)
+            wall, _, peak, _ = timed("ours", s, photo_path, work / "rss.mp4", 1)
             peaks.append(peak)
             w, h = s.out_size
             print(
@@ -461,7 +466,7 @@ def main() -> int:
             )
 
         ratio = rows["ours"][0] / floor_wall
-        worst_lossless = float(rows["ours"][3].split(" / ")[1])
+        worst_lossless = float(rows["ours"][4].split(" / ")[1])
         grow = peaks[1] / peaks[0]
         print()
         print(f"target wall <= 1.15x floor: {ratio:.2f}x, {'met' if ratio <= 1.15 else 'NOT met'}")
@@ -473,8 +478,8 @@ def main() -> int:
         )
         print(f"target RSS long <= 1.2x short: {grow:.2f}x, {'met' if grow <= 1.2 else 'NOT met'}")
     print(
-        f"other processes' load during the timed runs: up to {max(BACKGROUND):.2f} cores"
-        " (timings are only comparable when this is near 0)"
+        f"other load: what other processes ran during a timed case, in cores (up to"
+        f" {max(BACKGROUND):.2f}); timings are only comparable where it is near 0"
     )
     print(f"benchmark took {time.perf_counter() - started:.0f} s")
     return 0
