@@ -10,7 +10,6 @@ frame rate.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import re
 import subprocess
@@ -39,9 +38,6 @@ X264_PRESETS = (
     "veryslow",
 )
 _METADATA_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-# Bigger than the default 64 KiB: fewer wake-ups of ffmpeg per 2.7 MB frame. Linux's default
-# cap for unprivileged processes is 1 MiB.
-_PIPE_SIZE = 1 << 20
 _STDERR_TAIL = 2000
 
 
@@ -183,8 +179,6 @@ def encode(
             log.error("cannot start ffmpeg: %s", exc)
             raise RenderError("the video encoder could not be started") from None
         assert process.stdin is not None
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(process.stdin.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
         try:
             for frame in frames:
                 if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
