@@ -373,12 +373,14 @@ async def _read_capped(read: Callable[[int], Awaitable[bytes]], limit: int) -> b
     return b"".join(chunks)
 
 
-async def _status_body(service: Service, job: Job) -> models.JobStatusOut:
+def _status_body(
+    service: Service, job: Job, position: int | None, eta: float | None
+) -> models.JobStatusOut:
+    """The status view of a job; position and ETA come with it (see JobQueue.status_of)."""
     progress, message = job.progress, job.message
     live = service.jobs.live_progress(job.job_id)
     if live is not None:
         progress, message = round(live[0], 1), live[1]
-    position, eta = await service.jobs.position_and_eta(job)
     return models.JobStatusOut(
         job_id=job.job_id,
         status=job.status,
@@ -397,8 +399,8 @@ async def _status_body(service: Service, job: Job) -> models.JobStatusOut:
 
 async def job_status(request: web.Request) -> web.Response:
     service = _service(request)
-    job = await service.jobs.get(_job_id(request))
-    return _json(await _status_body(service, job))
+    job, position, eta = await service.jobs.status_of(_job_id(request))
+    return _json(_status_body(service, job, position, eta))
 
 
 def _video_url(settings: Settings, job: Job) -> str | None:
@@ -459,7 +461,7 @@ async def job_download(request: web.Request) -> web.StreamResponse:
 async def job_cancel(request: web.Request) -> web.Response:
     service = _service(request)
     job = await service.jobs.cancel(_job_id(request))
-    return _json(await _status_body(service, job))
+    return _json(_status_body(service, job, *await service.jobs.position_and_eta(job)))
 
 
 async def jobs_list(request: web.Request) -> web.Response:
@@ -530,7 +532,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         async def send(kind: str, data: dict[str, Any]) -> None:
             await response.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
 
-        first = await _status_body(service, job)
+        first = _status_body(service, job, *await service.jobs.position_and_eta(job))
         await send("status", first.model_dump())
         while not job.terminal:
             try:

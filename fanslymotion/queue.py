@@ -410,6 +410,17 @@ class JobQueue:
     def running_job_id(self) -> str | None:
         return self._running.job.job_id if self._running is not None else None
 
+    def running_job(self, job_id: str) -> Job | None:
+        """The row of the running job as committed when it started, if `job_id` is running.
+
+        Nothing in it but progress changes while it runs (see `live_progress`), so status polls
+        of the running job, the most frequent request, need no database round trip.
+        """
+        running = self._running
+        if running is None or running.job.job_id != job_id or running.done.is_set():
+            return None
+        return running.job
+
     def live_progress(self, job_id: str) -> tuple[float, str, float | None] | None:
         running = self._running
         if running is None or running.job.job_id != job_id:
@@ -438,8 +449,23 @@ class JobQueue:
         """Seconds until this job is done: the running job's rest, the jobs ahead, and its own."""
         return (await self.position_and_eta(job))[1]
 
-    async def position_and_eta(self, job: Job) -> tuple[int | None, float | None]:
-        """(queue position, ETA in seconds), with at most one query whatever the queue's length."""
+    async def status_of(self, job_id: str) -> tuple[Job, int | None, float | None]:
+        """(job, queue position, ETA) in at most one query: none for the running job."""
+        job = self.running_job(job_id)
+        if job is not None:
+            return job, *(await self.position_and_eta(job))
+        found, ahead = await self.store.job_and_queue_ahead(job_id)
+        if found is None:
+            raise NotFound("no such job")
+        return found, *(await self.position_and_eta(found, ahead))
+
+    async def position_and_eta(
+        self, job: Job, ahead: list[Job] | None = None
+    ) -> tuple[int | None, float | None]:
+        """(queue position, ETA in seconds), with at most one query whatever the queue's length.
+
+        `ahead`, when the caller has it, is the queued jobs served before this one.
+        """
         if job.status in TERMINAL:
             return None, 0.0
         running = self._running
@@ -450,7 +476,8 @@ class JobQueue:
                 return None, round(running.eta, 1)
             elapsed = time.monotonic() - running.started
             return None, round(max(0.0, self.estimate_seconds(job) - elapsed), 1)
-        ahead = await self.store.queued_ahead(job.job_id)
+        if ahead is None:
+            ahead = await self.store.queued_ahead(job.job_id)
         wait = sum(self.estimate_seconds(other) for other in ahead)
         if running is not None:
             wait += running.eta if running.eta is not None else self.estimate_seconds(running.job)

@@ -402,6 +402,18 @@ class Store:
         )
         return [job for row in rows if (job := self._job(row)) is not None]
 
+    async def job_and_queue_ahead(self, job_id: str) -> tuple[Job | None, list[Job]]:
+        """A job and, when it is queued, the queued jobs served before it: one query."""
+        rows = await self._fetchall(
+            "SELECT * FROM jobs WHERE job_id = ?1 OR (status = 'queued'"
+            " AND rowid < (SELECT rowid FROM jobs WHERE job_id = ?1 AND status = 'queued'))"
+            " ORDER BY rowid",
+            (job_id,),
+        )
+        jobs = [job for row in rows if (job := self._job(row)) is not None]
+        found = next((job for job in jobs if job.job_id == job_id), None)
+        return found, [job for job in jobs if job.job_id != job_id]
+
     async def queue_position(self, job_id: str) -> int | None:
         """1 for the next job to start; None when the job is not queued."""
         row = await self._fetchone(
