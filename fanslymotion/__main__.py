@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from . import __version__, motion
 from .config import Settings
@@ -17,11 +18,28 @@ from .errors import Cancelled, FanslyError
 log = logging.getLogger("fanslymotion")
 
 
+class OneLineFormatter(logging.Formatter):
+    """Every record on one line: an exception shows as `[Type: message]`, never a traceback
+    (tracebacks carry server paths). LOG_LEVEL=DEBUG brings the full tracebacks back."""
+
+    def formatException(self, ei: Any) -> str:
+        return f"[{ei[0].__name__}: {ei[1]}]" if ei and ei[0] is not None else ""
+
+    def formatStack(self, stack_info: str) -> str:
+        return ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\n[", " [", 1)
+
+
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    handler = logging.StreamHandler()
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(
+        logging.Formatter(fmt) if numeric <= logging.DEBUG else OneLineFormatter(fmt)
     )
+    logging.basicConfig(level=numeric, handlers=[handler])
     # aiogram logs every update at INFO; our own lines say what matters.
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
 

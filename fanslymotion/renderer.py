@@ -113,6 +113,14 @@ class Renderer:
     def close(self) -> None:
         """Free what `load` took."""
 
+    def _open_photo(self, task: RenderTask) -> tuple[PILImage, tuple[int, int]]:
+        """The job's photo (validated, EXIF applied, RGB) and the exact output size."""
+        image = photo.load_photo(
+            task.input_path, max_pixels=self.settings.max_pixels, min_side=self.settings.min_side
+        )
+        spec = task.spec
+        return image, motion.output_size(spec.resolution, spec.aspect, image.width, image.height)
+
     def memory_stats(self) -> dict[str, float]:
         """Accelerator memory in bytes by kind (e.g. allocated, reserved); empty on the CPU."""
         return {}
@@ -149,10 +157,7 @@ class MotionRenderer(Renderer):
     ) -> RenderResult:
         spec = task.spec
         progress(0.0, "preparing", None)
-        image = photo.load_photo(
-            task.input_path, max_pixels=self.settings.max_pixels, min_side=self.settings.min_side
-        )
-        width, height = motion.output_size(spec.resolution, spec.aspect, image.width, image.height)
+        image, (width, height) = self._open_photo(task)
         total = spec.frames
         frames = motion.motion_frames(
             image,
@@ -679,10 +684,7 @@ class SVDRenderer(Renderer):
 
         spec = task.spec
         progress(0.0, "preparing", None)
-        image = photo.load_photo(
-            task.input_path, max_pixels=self.settings.max_pixels, min_side=self.settings.min_side
-        )
-        out_w, out_h = motion.output_size(spec.resolution, spec.aspect, image.width, image.height)
+        image, (out_w, out_h) = self._open_photo(task)
         aspect = motion.resolve_aspect(spec.aspect, image.width, image.height)
         work_w, work_h = svd_working_size(aspect, self.settings.svd_size)
         # Centre crop to the working aspect, never a stretch.

@@ -111,6 +111,7 @@ async def test_kill_mid_render_with_bot_and_api_jobs(tmp_path: Path) -> None:
 
         log = proc.log()
         assert "recovered 1 interrupted job" in log
+        assert "Traceback" not in log
         for job_id in job_ids:
             assert log.count(f"job {job_id} completed") == 1, job_id
         with sqlite3.connect(tmp_path / "fanslymotion.sqlite3") as db:

@@ -152,6 +152,7 @@ def test_sigkill_mid_render_then_restart_completes_once(process: Process) -> Non
     assert sorted(p.name for p in hot.iterdir()) == [f"{job_id}.mp4"]  # no partial left
     assert "recovered 1 interrupted job" in process.log()
     assert process.stop(signal.SIGTERM) == 0
+    assert "Traceback" not in process.log()
 
 
 def test_sigterm_parks_the_running_job_and_exits_zero(process: Process) -> None:
