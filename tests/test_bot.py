@@ -741,6 +741,15 @@ async def test_per_user_cap_gives_a_friendly_message(stack: Stack, tg: FakeTeleg
     await wait_video(tg, ALICE)
 
 
+async def test_full_disk_gives_a_friendly_message(stack: Stack, tg: FakeTelegram) -> None:
+    await stack.start(min_free_mb=10**9)  # more free space than any disk has: the guard trips
+    await choose(tg, BORIS)
+    await tg.send_photo(BORIS, photo_bytes())
+    await tg.wait_message(BORIS.id, "На сервере сейчас мало места")
+    assert await stack.store.count_jobs() == 0
+    assert not any("Traceback" in _text(m) for m in tg.bot_messages(BORIS.id))
+
+
 async def test_allow_list_and_admin_commands(stack: Stack, tg: FakeTelegram) -> None:
     admin = FakeUser(99, "Root", "en")
     stranger = FakeUser(5, "Eve", "en")
