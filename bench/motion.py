@@ -137,22 +137,8 @@ def make_photo(setup: Setup, path: Path) -> None:
 
 
 def _encoder_args(crf: int) -> list[str]:
-    return [
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-crf",
-        str(crf),
-        "-pix_fmt",
-        "yuv420p",
-        "-color_range",
-        "tv",
-        "-colorspace",
-        "bt709",
-        "-movflags",
-        "+faststart",
-    ]
+    # Exactly the service's encoder options (see video.x264_args), for zoompan too.
+    return [*video.x264_args(crf, "veryfast"), "-movflags", "+faststart"]
 
 
 # --- child side -------------------------------------------------------------------------

@@ -62,6 +62,31 @@ def ffmpeg_exe() -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
+def x264_args(crf: int, preset: str) -> list[str]:
+    """The encoder's options: H.264 in yuv420p, BT.709 TV range, tagged as such.
+
+    bench/motion.py gives the same options to ffmpeg's zoompan, so that only the frames differ.
+    """
+    return [
+        "-c:v",
+        "libx264",
+        "-preset",
+        preset,
+        "-crf",
+        str(crf),
+        "-pix_fmt",
+        "yuv420p",
+        "-color_range",
+        "tv",
+        "-colorspace",
+        "bt709",
+        "-color_primaries",
+        "bt709",
+        "-color_trc",
+        "bt709",
+    ]
+
+
 def _encode_command(
     path: Path,
     width: int,
@@ -92,22 +117,7 @@ def _encode_command(
         "-vf",
         "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,setsar=1,"
         "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv",
-        "-c:v",
-        "libx264",
-        "-preset",
-        preset,
-        "-crf",
-        str(crf),
-        "-pix_fmt",
-        "yuv420p",
-        "-color_range",
-        "tv",
-        "-colorspace",
-        "bt709",
-        "-color_primaries",
-        "bt709",
-        "-color_trc",
-        "bt709",
+        *x264_args(crf, preset),
         "-fps_mode",
         "passthrough",
         # use_metadata_tags keeps arbitrary keys (MP4 otherwise drops all but a fixed list).
