@@ -132,3 +132,6 @@ async def test_kill_mid_render_with_bot_and_api_jobs(tmp_path: Path) -> None:
             proc.proc.kill()
             proc.proc.wait()
         await tg.close()
+        # pytest shows captured output only when the test fails: the service's side of it.
+        if (tmp_path / "service.log").exists():
+            print(proc.log()[-6000:])
