@@ -238,6 +238,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default="default",
         help="torch.compile mode, e.g. max-autotune-no-cudagraphs",
     )
+    parser.add_argument(
+        "--compile-backend",
+        default="inductor",
+        help='torch.compile backend; "eager" traces without code generation (the CPU smoke run)',
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
@@ -304,7 +309,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         svd_device=device,
         svd_size=max(64, max(width, height) // 64 * 64),
     )
-    optimize_pipeline(pipe, compile_unet=compile_unet, compile_mode=args.compile_mode)
+    optimize_pipeline(
+        pipe,
+        compile_unet=compile_unet,
+        compile_mode=args.compile_mode,
+        compile_backend=args.compile_backend,
+    )
     renderer = SVDRenderer.from_pipeline(settings, pipe, device=device, compile_unet=compile_unet)
     spec = RenderSpec(
         duration=1, resolution="720p", motion=args.preset, fps=args.fps, steps=steps, seed=args.seed
@@ -313,10 +323,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def ours() -> np.ndarray:
         return np.stack(list(renderer.working_frames(image, spec, n_frames=frames)))
 
+    from torch._dynamo.utils import counters
+
     started = time.perf_counter()
     ours()  # warm-up; with torch.compile this is the compilation
     warmup_s = time.perf_counter() - started
+    # Graphs dynamo made of the UNet: 1 when it traces whole; more means graph breaks, and
+    # growth during the timed runs would mean recompilations.
+    graphs_after_warmup = int(counters["stats"]["unique_graphs"])
     ours_s, ours_peak, ours_out = timed(ours, runs=args.runs, device=device)
+    graphs = int(counters["stats"]["unique_graphs"])
+    if compile_unet and graphs != graphs_after_warmup:
+        print(
+            f"warning: recompiled during the timed runs ({graphs_after_warmup} -> {graphs} graphs)"
+        )
     print(
         f"ours: {min(ours_s):.2f} s/clip (runs {', '.join(f'{s:.2f}' for s in ours_s)};"
         f" first call {warmup_s:.1f} s{' incl. compilation' if compile_unet else ''})",
@@ -359,6 +379,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "first_call_s": warmup_s,
             "compiled": compile_unet,
             "compile_mode": args.compile_mode if compile_unet else None,
+            "compile_backend": args.compile_backend if compile_unet else None,
+            "graphs": graphs if compile_unet else None,
             "decode_chunk": renderer.last_fallback.last_chunk,
         },
         "speedup": speedup,

@@ -379,11 +379,18 @@ def _full_precision_present(folder: Path) -> bool:
     return True
 
 
-def optimize_pipeline(pipe: Any, *, compile_unet: bool, compile_mode: str = "default") -> None:
+def optimize_pipeline(
+    pipe: Any,
+    *,
+    compile_unet: bool,
+    compile_mode: str = "default",
+    compile_backend: str | Callable[..., Any] = "inductor",
+) -> None:
     """Speed-ups that keep the output. Always: SDPA attention in the UNet and the VAE (diffusers'
-    default with torch 2, made explicit). With `compile_unet`, on CUDA only: channels-last
-    weights, cuDNN autotuning and `torch.compile` of the UNet, which costs minutes of
-    compilation on the first call at each working size (`bench/svd_gpu.py` measures the gain)."""
+    default with torch 2, made explicit). With `compile_unet`: channels-last weights, cuDNN
+    autotuning on CUDA and `torch.compile` of the UNet (static shapes: one graph per working
+    size, compiled on its first call, which takes minutes with inductor; `bench/svd_gpu.py`
+    measures the gain). `compile_mode` applies to inductor only."""
     import torch
     from diffusers.models.attention_processor import AttnProcessor2_0
 
@@ -392,12 +399,27 @@ def optimize_pipeline(pipe: Any, *, compile_unet: bool, compile_mode: str = "def
     sdpa: Any = AttnProcessor2_0  # diffusers' annotations are partial: keep mypy out of them
     pipe.unet.set_attn_processor(sdpa())
     pipe.vae.set_attn_processor(sdpa())
-    if not compile_unet or pipe.device.type != "cuda":
+    if not compile_unet:
         return
-    torch.backends.cudnn.benchmark = True
-    pipe.unet.to(memory_format=torch.channels_last)
-    pipe.vae.to(memory_format=torch.channels_last)
-    pipe.unet = torch.compile(pipe.unet, mode=compile_mode, fullgraph=False, dynamic=False)
+    if pipe.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    # Channels-last for the 2-D convolutions only: `Module.to(memory_format=...)` on the whole
+    # UNet or VAE fails on their temporal layers' 5-D Conv3d weights.
+    for module in (*pipe.unet.modules(), *pipe.vae.modules()):
+        if isinstance(module, torch.nn.Conv2d):
+            conv: Any = module  # torch's stubs for Module.to lack `memory_format`
+            conv.to(memory_format=torch.channels_last)
+    mode = compile_mode if compile_backend == "inductor" else None
+    pipe.unet = torch.compile(
+        pipe.unet, backend=compile_backend, mode=mode, fullgraph=False, dynamic=False
+    )
+
+
+def _is_compile_error(exc: BaseException) -> bool:
+    """Whether `exc` comes from torch.compile (tracing or code generation), not from the model."""
+    import torch._dynamo.exc
+
+    return isinstance(exc, torch._dynamo.exc.TorchDynamoException)
 
 
 class _SVDProgress:
@@ -518,6 +540,10 @@ class SVDRenderer(Renderer):
         `torch.cuda.OutOfMemoryError` from it exercises the OOM fallbacks on any device."""
         self.last_fallback = MemoryFallback()
         """The memory fallbacks the last job needed (for the log and tests)."""
+        self.compile_backend: str | Callable[..., Any] = "inductor"
+        """torch.compile's backend when `SVD_COMPILE` is on. Test seam: "eager" runs dynamo's
+        tracing and guards without code generation, so the CPU tests see the same graphs
+        (and graph breaks, and recompilations) as CUDA, in seconds rather than minutes."""
         self._pipe: Any = None
         self._frames_per_pass = 25
         self._offloaded = False
@@ -531,7 +557,7 @@ class SVDRenderer(Renderer):
         cls, settings: Settings, pipe: Any, *, device: str, compile_unet: bool | None = None
     ) -> SVDRenderer:
         """A ready renderer around a pipeline built elsewhere (the GPU benchmark);
-        `compile_unet` overrides the setting."""
+        `compile_unet` overrides the setting, on any device."""
         renderer = cls(settings, device=device, weights=None)
         renderer._adopt(pipe, "pipeline given", compile_unet=compile_unet)
         return renderer
@@ -542,7 +568,7 @@ class SVDRenderer(Renderer):
         try:
             pipe, how = self._load_pipeline()
             self._adopt(pipe, how)
-            if self.state.extra.get("compiled"):
+            if self.compiled:
                 ready_reason = self.state.reason
                 self._warm_up()
                 self.state.status, self.state.reason = "ready", ready_reason
@@ -584,8 +610,7 @@ class SVDRenderer(Renderer):
         pipe.set_progress_bar_config(disable=True)
         if compile_unet is None:
             compile_unet = self.settings.svd_compile
-        compile_unet = compile_unet and self.device.startswith("cuda")
-        optimize_pipeline(pipe, compile_unet=compile_unet)
+        optimize_pipeline(pipe, compile_unet=compile_unet, compile_backend=self.compile_backend)
         frames_per_pass = int(pipe.unet.config.num_frames)
         svd_overlap(frames_per_pass)  # rejects a model that makes too few frames to chain
         self._pipe = pipe
@@ -596,9 +621,14 @@ class SVDRenderer(Renderer):
         self.state.extra = {
             "frames_per_pass": self._frames_per_pass,
             "working_size": f"{landscape[0]}x{landscape[1]}",
-            "compiled": compile_unet,
+            "compiled": hasattr(pipe.unet, "_orig_mod"),
         }
         log.info("SVD ready: %s", self.state.reason)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the UNet runs through torch.compile."""
+        return self._pipe is not None and hasattr(self._pipe.unet, "_orig_mod")
 
     def _warm_up(self) -> None:
         """Compile the UNet now, at the landscape working size, rather than in the first job
@@ -618,12 +648,22 @@ class SVDRenderer(Renderer):
                 num_inference_steps=2,
                 output_type="latent",
             )
-        except Exception:
-            log.exception("torch.compile of the SVD UNet failed; running it eagerly")
-            self._pipe.unet = self._pipe.unet._orig_mod
-            self.state.extra["compiled"] = False
+        except Exception as exc:
+            self._drop_compiled(exc)
         else:
             log.info("SVD UNet compiled in %.0f s", time.monotonic() - started)
+
+    def _drop_compiled(self, exc: BaseException) -> None:
+        """Go back to the eager UNet after torch.compile failed."""
+        # dynamo wraps the compiler's own error; that one says what went wrong.
+        cause: BaseException = getattr(exc, "inner_exception", None) or exc
+        log.warning(
+            "torch.compile of the SVD UNet failed; running it eagerly from now on [%s: %s]",
+            type(cause).__name__,
+            " ".join(str(cause).split())[:300],
+        )
+        self._pipe.unet = self._pipe.unet._orig_mod
+        self.state.extra["compiled"] = False
 
     def close(self) -> None:
         self._pipe = None
@@ -847,22 +887,34 @@ class SVDRenderer(Renderer):
 
         if self.fault_injector is not None:
             self.fault_injector("denoise")
-        # Seeded per pass on the CPU: the same noise whatever the device.
-        generator = torch.Generator("cpu").manual_seed((spec.seed + k) & 0xFFFF_FFFF_FFFF_FFFF)
-        result = self._pipe(
-            condition,
-            height=condition.height,
-            width=condition.width,
-            num_frames=self._frames_per_pass,
-            num_inference_steps=spec.steps,
-            fps=spec.fps,
-            motion_bucket_id=bucket,
-            noise_aug_strength=noise_aug,
-            generator=generator,
-            output_type="latent",
-            callback_on_step_end=on_step,
-            callback_on_step_end_tensor_inputs=["latents"],
-        )
+        # Seeded per pass on the CPU: the same noise whatever the device (and attempt).
+        seed = (spec.seed + k) & 0xFFFF_FFFF_FFFF_FFFF
+        while True:
+            try:
+                result = self._pipe(
+                    condition,
+                    height=condition.height,
+                    width=condition.width,
+                    num_frames=self._frames_per_pass,
+                    num_inference_steps=spec.steps,
+                    fps=spec.fps,
+                    motion_bucket_id=bucket,
+                    noise_aug_strength=noise_aug,
+                    generator=torch.Generator("cpu").manual_seed(seed),
+                    output_type="latent",
+                    callback_on_step_end=on_step,
+                    callback_on_step_end_tensor_inputs=["latents"],
+                )
+                break
+            except Exception as exc:
+                # A working size compiles on its first call; if that fails, this pass and
+                # every later one run eagerly rather than fail the job.
+                if not (self.compiled and _is_compile_error(exc)):
+                    raise
+                self._drop_compiled(exc)
+                started = time.monotonic()
+                if tracker is not None:
+                    tracker.mark()
         seconds = (time.monotonic() - started) / max(1, spec.steps)
         self._step_seconds = (
             seconds if self._step_seconds is None else 0.7 * self._step_seconds + 0.3 * seconds

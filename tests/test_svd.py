@@ -335,6 +335,125 @@ def test_oom_everywhere_is_a_clear_error(
     assert result.frames == 16 and renderer.last_fallback.level == 0
 
 
+# -- torch.compile (dynamo's "eager" backend: the same tracing, guards and graphs as inductor on
+# CUDA, without code generation, so it takes seconds on the CPU) --
+
+
+def _compiled(tmp_path: Path, tiny_svd: Path, backend: Any = "eager") -> SVDRenderer:
+    chosen = SVDRenderer(
+        _settings(tmp_path, tiny_svd, svd_compile=True), device="cpu", weights=tiny_svd
+    )
+    chosen.compile_backend = backend
+    chosen.load()
+    assert chosen.state.status == "ready", chosen.state
+    return chosen
+
+
+def _graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def _frames(
+    renderer: SVDRenderer, photo: Path, spec: RenderSpec, *, n_frames: int | None = None
+) -> np.ndarray:
+    image = Image.open(photo).convert("RGB")
+    width, height = svd_working_size(
+        "9:16" if image.height > image.width else "16:9", renderer.settings.svd_size
+    )
+    first = image.resize((width, height))
+    return np.stack(list(renderer.working_frames(first, spec, n_frames=n_frames)))
+
+
+@pytest.fixture
+def tall_photo(tmp_path: Path) -> Path:
+    path = tmp_path / "tall.png"
+    path.write_bytes(photo_bytes(200, 330, fmt="PNG"))
+    return path
+
+
+def test_compiled_unet_one_graph_per_working_size(
+    renderer: SVDRenderer, tiny_svd: Path, photo: Path, tall_photo: Path, tmp_path: Path
+) -> None:
+    before = _graphs()
+    compiled = _compiled(tmp_path, tiny_svd)
+    assert compiled.compiled and compiled.state.extra["compiled"] is True
+    # The warm-up traced the UNet at the landscape size as a single graph: no graph breaks.
+    assert _graphs() == before + 1
+    # Landscape jobs that differ in everything but the size reuse it: no recompilation per
+    # step, pass, seed, fps, motion bucket or noise augmentation.
+    other = RenderSpec(duration=1, resolution="720p", motion="micro", fps=12, steps=2, seed=3)
+    for spec in (SPEC, other):
+        result, _ = _render(compiled, photo, tmp_path / f"{spec.seed}.mp4", spec)
+        assert result.frames == spec.frames
+    assert _graphs() == before + 1
+    # A portrait job traces its own size, once.
+    portrait = RenderSpec(duration=1, resolution="360p", motion="tilt_up", fps=8, steps=2, seed=1)
+    _render(compiled, tall_photo, tmp_path / "tall-1.mp4", portrait)
+    _render(compiled, tall_photo, tmp_path / "tall-2.mp4", portrait)
+    assert _graphs() == before + 2
+    assert compiled.compiled
+    # Compiled or not, a pass makes the same frames, up to the rounding of channels-last
+    # kernels. (Later passes start from these frames, and random weights amplify a difference
+    # of 1 into noise, so only one pass is compared.)
+    one_pass = {"n_frames": TINY_FRAMES_PER_PASS}
+    ours = _frames(compiled, photo, SPEC, **one_pass)
+    eager = _frames(renderer, photo, SPEC, **one_pass)
+    assert ours.shape == eager.shape == (TINY_FRAMES_PER_PASS, 64, 128, 3)
+    assert np.abs(ours.astype(np.int16) - eager.astype(np.int16)).max() <= 1
+
+
+def test_compile_failure_at_a_new_size_falls_back_to_eager(
+    tiny_svd: Path,
+    tall_photo: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    compilations: list[int] = []
+
+    def landscape_only(graph: torch.fx.GraphModule, inputs: list[Any]) -> Callable[..., Any]:
+        compilations.append(len(inputs))
+        if len(compilations) > 1:  # the warm-up's landscape graph compiles, the next one not
+            raise RuntimeError("no kernel for this shape (injected)")
+        forward: Callable[..., Any] = graph.forward
+        return forward
+
+    compiled = _compiled(tmp_path, tiny_svd, landscape_only)
+    assert compiled.compiled and len(compilations) == 1
+    portrait = RenderSpec(duration=2, resolution="360p", motion="tilt_up", fps=4, steps=2, seed=5)
+    out = tmp_path / "tall.mp4"
+    result, events = _render(compiled, tall_photo, out, portrait)
+    # The job completed, eagerly from the failed pass on, and the renderer stays eager.
+    assert (result.frames, result.width, result.height) == (8, 360, 640)
+    assert video.probe(out).frames == 8
+    assert not compiled.compiled and compiled.state.extra["compiled"] is False
+    assert "torch.compile of the SVD UNet failed; running it eagerly" in caplog.text
+    assert "no kernel for this shape (injected)" in caplog.text
+    percents = [p for p, _, _ in events]
+    assert percents == sorted(percents) and percents[-1] == 100
+    # The failed pass was run again from its own seed: the same job, now eager throughout,
+    # gives the very same video.
+    again = tmp_path / "tall-again.mp4"
+    _render(compiled, tall_photo, again, portrait)
+    assert np.array_equal(
+        np.stack(list(video.read_frames(out))), np.stack(list(video.read_frames(again)))
+    )
+
+
+def test_compile_failure_in_the_warm_up(
+    tiny_svd: Path, photo: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(graph: torch.fx.GraphModule, inputs: list[Any]) -> Callable[..., Any]:
+        raise RuntimeError("compiler crashed (injected)")
+
+    compiled = _compiled(tmp_path, tiny_svd, broken)
+    assert not compiled.compiled and compiled.state.extra["compiled"] is False
+    assert "compiler crashed (injected)" in caplog.text
+    result, _ = _render(compiled, photo, tmp_path / "out.mp4")
+    assert result.frames == 16
+
+
 # -- the whole service --
 
 
