@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,6 +172,7 @@ def run_case(
         del image
     wall0, cpu0, busy0 = time.perf_counter(), _cpu(), _system_busy()
     if case in ("ours", "floor"):
+        source: Iterator[np.ndarray]
         if case == "ours":
             image = photo.load_photo(photo_path)
             source = motion.render_path(image, path, n, threads=threads)

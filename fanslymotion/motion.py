@@ -17,7 +17,7 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -304,7 +304,7 @@ def render_threads() -> int:
 
 def render_path(
     image: Image.Image, path: CameraPath, n_frames: int, *, threads: int | None = None
-) -> Iterator[np.ndarray]:
+) -> Generator[np.ndarray, None, None]:
     """Lazily render `n_frames` frames of `path` (fitted to this image's size) over `image`.
 
     With `threads` > 0 (default: `render_threads()`), that many workers render ahead of the
@@ -320,7 +320,7 @@ def render_path(
 
 def _render(
     image: Image.Image, path: CameraPath, n_frames: int, threads: int
-) -> Iterator[np.ndarray]:
+) -> Generator[np.ndarray, None, None]:
     source = image if image.mode == "RGB" else image.convert("RGB")
     small, sx, sy = shrink_for_path(source, path)
     size = (path.out_w, path.out_h)

@@ -14,7 +14,7 @@ import logging
 import re
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -334,18 +334,19 @@ def probe(path: Path) -> VideoInfo:
     )
 
 
-def read_frames(path: Path, *, luma: bool = False) -> Iterator[np.ndarray]:
+def read_frames(path: Path, *, luma: bool = False) -> Generator[np.ndarray, None, None]:
     """Decode a video into RGB uint8 arrays of shape (height, width, 3), one at a time.
 
     With `luma`, frames are the coded Y plane alone, shape (height, width), in TV range
     (16-235): the plane that carries the detail, untouched by chroma subsampling and colour
-    conversion (the frame's height and width must then be even, as ours are).
+    conversion (the frame's height and width must then be even, as ours are). Closing the
+    generator early stops ffmpeg.
     """
     info = probe(path)
     return _read(Path(path), info.width, info.height, "yuv420p" if luma else "rgb24")
 
 
-def _read(path: Path, width: int, height: int, pix_fmt: str) -> Iterator[np.ndarray]:
+def _read(path: Path, width: int, height: int, pix_fmt: str) -> Generator[np.ndarray, None, None]:
     command = [
         ffmpeg_exe(),
         "-hide_banner",

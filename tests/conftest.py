@@ -36,7 +36,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "progress_interval": 0.1,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def photo_bytes(width: int = 320, height: int = 240, fmt: str = "JPEG", seed: int = 0) -> bytes:

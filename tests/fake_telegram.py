@@ -350,10 +350,10 @@ class FakeTelegram:
         """Wait for a bot message (sent or edited) in the chat whose text contains `contains`."""
 
         def find() -> dict[str, Any] | None:
-            for message in reversed(self.bot_messages(chat_id)):
-                text = message.get("text") or message.get("caption") or ""
-                if message["message_id"] > after and contains.lower() in text.lower():
-                    return message
+            for candidate in self.bot_messages(chat_id)[::-1]:
+                text = str(candidate.get("text") or candidate.get("caption") or "")
+                if candidate["message_id"] > after and contains.lower() in text.lower():
+                    return candidate
             return None
 
         found: dict[str, Any] = await self.wait_for(find, within, f"a message with {contains!r}")

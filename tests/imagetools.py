@@ -77,7 +77,8 @@ def gray(frame: np.ndarray) -> FloatArray:
     values = np.asarray(frame, dtype=np.float64)
     if values.ndim == 2:
         return values
-    return values @ np.array([0.2126, 0.7152, 0.0722])
+    luma: np.ndarray = values @ np.array([0.2126, 0.7152, 0.0722])
+    return luma
 
 
 def _hann(height: int, width: int) -> FloatArray:

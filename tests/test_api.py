@@ -24,7 +24,9 @@ def _db_row(client: Client, job_id: str) -> sqlite3.Row:
     """Read a job straight from the SQLite file, as another process would."""
     with sqlite3.connect(client.service.settings.db_path) as db:
         db.row_factory = sqlite3.Row
-        row = db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        row: sqlite3.Row | None = db.execute(
+            "SELECT * FROM jobs WHERE job_id = ?", (job_id,)
+        ).fetchone()
     assert row is not None
     return row
 

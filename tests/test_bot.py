@@ -132,7 +132,7 @@ async def wait_button(
     """The newest bot message in the chat carrying a button with this callback data."""
 
     def find() -> dict[str, Any] | None:
-        for message in reversed(tg.bot_messages(chat_id)):
+        for message in tg.bot_messages(chat_id)[::-1]:
             for _, button in tg.buttons(message):
                 if button == data or (prefix and button.startswith(data)):
                     return message
@@ -175,7 +175,7 @@ async def progress_message(tg: FakeTelegram, user: FakeUser, after: int = 0) -> 
     """The newest "accepted" message (it carries the Cancel button of its job)."""
 
     def find() -> dict[str, Any] | None:
-        for message in reversed(tg.bot_messages(user.id)):
+        for message in tg.bot_messages(user.id)[::-1]:
             if message["message_id"] > after and any(
                 data.startswith("job:cancel:") for _, data in tg.buttons(message)
             ):

@@ -8,6 +8,7 @@ import asyncio
 import signal
 import sqlite3
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ async def test_kill_mid_render_with_bot_and_api_jobs(tmp_path: Path) -> None:
         for user_id in range(1, 6):
             job_ids.append(
                 await loop.run_in_executor(
-                    None, lambda u=user_id: proc.create(user_id=u, duration=6, resolution="720p")
+                    None, partial(proc.create, user_id=user_id, duration=6, resolution="720p")
                 )
             )
         assert len(set(job_ids)) == 10

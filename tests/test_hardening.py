@@ -202,6 +202,7 @@ async def test_input_retention(start_service: ServiceFactory, retention: str) ->
         if retention == "keep" or job.input_path != original:
             break
         await asyncio.sleep(0.02)
+    assert job is not None
     if retention == "delete":
         assert job.input_path is None
         assert not any(p.is_file() for p in settings.inputs_dir.iterdir())

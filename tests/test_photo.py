@@ -45,7 +45,8 @@ def picture() -> Image.Image:
 
 
 def mean_colour(image: Image.Image) -> np.ndarray:
-    return np.asarray(image, dtype=np.float64).reshape(-1, 3).mean(axis=0)
+    mean: np.ndarray = np.asarray(image, dtype=np.float64).reshape(-1, 3).mean(axis=0)
+    return mean
 
 
 # --- formats --------------------------------------------------------------------------------

@@ -113,7 +113,9 @@ class Process:
     def row(self, job_id: str) -> sqlite3.Row:
         with sqlite3.connect(self.data_dir / "fanslymotion.sqlite3") as db:
             db.row_factory = sqlite3.Row
-            row = db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            row: sqlite3.Row = db.execute(
+                "SELECT * FROM jobs WHERE job_id = ?", (job_id,)
+            ).fetchone()
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         return row
 

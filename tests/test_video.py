@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -150,7 +151,8 @@ def test_error_in_the_frame_source(tmp_path: Path) -> None:
 def test_wrong_frame(tmp_path: Path, bad: object) -> None:
     out = tmp_path / "wrong.mp4"
     with pytest.raises(ValueError):
-        video.encode(iter([np.zeros((64, 64, 3), np.uint8), bad]), out, width=64, height=64, fps=12)  # type: ignore[list-item]
+        frames: list[Any] = [np.zeros((64, 64, 3), np.uint8), bad]
+        video.encode(iter(frames), out, width=64, height=64, fps=12)
     assert not out.exists() and ffmpeg_children() == []
 
 
