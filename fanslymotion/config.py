@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     svd_size: int = Field(1024, ge=64, le=2048, multiple_of=64)
     svd_steps: int = Field(25, ge=1, le=100)
     svd_device: str = ""  # empty: cuda when available
+    svd_dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"  # auto: fp16 on CUDA
     svd_compile: bool = False  # torch.compile the UNet (for CUDA): faster after a warm-up
     fps: int = Field(12, ge=1, le=60)
     crf: int = Field(20, ge=0, le=51)

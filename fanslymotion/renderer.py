@@ -589,13 +589,18 @@ class SVDRenderer(Renderer):
         import torch
         from diffusers import StableVideoDiffusionPipeline
 
+        _route_library_logs()
         if self.settings.torch_threads:
             torch.set_num_threads(self.settings.torch_threads)
-        on_cuda = self.device.startswith("cuda")
-        dtype = torch.float16 if on_cuda else torch.float32
+        wanted = self.settings.svd_dtype
+        if wanted == "auto":
+            wanted = "float16" if self.device.startswith("cuda") else "float32"
+        dtype: torch.dtype = getattr(torch, wanted)
+        # The fp16 files are half the bytes to read; they serve every half-precision dtype, and
+        # fp32 too when they are all there is.
         variant: str | None = None
         if _fp16_variant_present(self.weights) and (
-            on_cuda or not _full_precision_present(self.weights)
+            dtype != torch.float32 or not _full_precision_present(self.weights)
         ):
             variant = "fp16"
         kwargs: dict[str, Any] = {"local_files_only": True, "variant": variant}
@@ -1015,6 +1020,31 @@ class SVDRenderer(Renderer):
             self._pipe.remove_all_hooks()
             self._pipe.to(self.device)
             torch.cuda.empty_cache()
+
+
+class _DropFalseAlarms(logging.Filter):
+    """diffusers warns on every dtype cast of a model about "modules that should be kept in
+    float32" even when there are none, and the SVD pipeline in fp16 casts its VAE to fp32 and
+    back on every call: two lines of noise per pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "should be kept in float32: []" not in record.getMessage()
+
+
+def _route_library_logs() -> None:
+    """diffusers and transformers print through stderr handlers of their own, and draw
+    progress bars while loading: send their records through the service's logging instead
+    (one format, one place), minus false alarms, and draw no bars."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):
+        library.disable_default_handler()
+        library.enable_propagation()
+        library.disable_progress_bar()
+    noisy = logging.getLogger("diffusers.models.modeling_utils")
+    if not any(isinstance(f, _DropFalseAlarms) for f in noisy.filters):
+        noisy.addFilter(_DropFalseAlarms())
 
 
 def _oom_message(spec: RenderSpec) -> str:

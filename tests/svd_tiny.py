@@ -20,8 +20,13 @@ from typing import Any
 TINY_FRAMES_PER_PASS = 6
 
 
-def build_tiny_svd(folder: Path, *, frames_per_pass: int = TINY_FRAMES_PER_PASS) -> Path:
-    """Build the tiny pipeline with fixed seeds and save it to `folder`; return `folder`."""
+def build_tiny_svd(
+    folder: Path, *, frames_per_pass: int = TINY_FRAMES_PER_PASS, fp16_variant: bool = False
+) -> Path:
+    """Build the tiny pipeline with fixed seeds and save it to `folder`; return `folder`.
+
+    With `fp16_variant` the weights are saved in half precision as the `fp16` variant only
+    (`*.fp16.safetensors`), the way the hub publishes SVD-XT's half-size files."""
     import diffusers
     import torch
     import transformers
@@ -92,5 +97,9 @@ def build_tiny_svd(folder: Path, *, frames_per_pass: int = TINY_FRAMES_PER_PASS)
         feature_extractor=feature_extractor,
     )
     folder.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(folder)
+    if fp16_variant:
+        pipe.to(dtype=torch.float16)
+        pipe.save_pretrained(folder, variant="fp16")
+    else:
+        pipe.save_pretrained(folder)
     return folder

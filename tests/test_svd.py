@@ -9,6 +9,7 @@ not the look.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import threading
@@ -452,6 +453,41 @@ def test_compile_failure_in_the_warm_up(
     assert "compiler crashed (injected)" in caplog.text
     result, _ = _render(compiled, photo, tmp_path / "out.mp4")
     assert result.frames == 16
+
+
+def test_fp16_weights_load_and_render_in_half_precision(
+    tmp_path: Path, photo: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The CUDA configuration (fp16 files, fp16 compute) on the CPU: the variant is found and
+    loaded, the SVD pipeline's per-call VAE casts stay out of the log, and the job renders."""
+    folder = build_tiny_svd(tmp_path / "fp16", fp16_variant=True)
+    capfd.readouterr()  # building it casts to fp16 outside the renderer: not our log
+    assert sorted(p.name for p in (folder / "unet").iterdir()) == [
+        "config.json",
+        "diffusion_pytorch_model.fp16.safetensors",
+    ]
+    settings = _settings(tmp_path, folder, svd_dtype="float16")
+    chosen = select_renderer(settings)
+    assert isinstance(chosen, SVDRenderer)
+    chosen.load()
+    assert chosen.state.status == "ready"
+    assert chosen.state.reason.endswith("on cpu (float16, fp16 weights)"), chosen.state.reason
+    # One pass of 4 frames: fp16 convolutions are slow on the CPU.
+    spec = RenderSpec(duration=1, resolution="360p", motion="micro", fps=4, steps=2, seed=3)
+    out = tmp_path / "fp16.mp4"
+    result, _ = _render(chosen, photo, out, spec)
+    info = video.probe(out)
+    assert (info.frames, info.width, info.height) == (4, 640, 360) == (result.frames, 640, 360)
+    frames = np.stack(list(video.read_frames(out)))
+    assert frames.std() > 1  # pictures, not a flat field from NaNs or overflow
+    # diffusers' false alarm about fp32 modules (two per pass) is dropped, and its other
+    # records go through the service's logging rather than its own stderr handler; nothing
+    # else reaches stderr either (no loading progress bars).
+    assert "should be kept in float32" not in caplog.text
+    assert capfd.readouterr().err == ""
+    logging.getLogger("diffusers.pipelines").warning("routed through our logging")
+    assert "routed through our logging" in caplog.text
+    assert "routed through our logging" not in capfd.readouterr().err
 
 
 # -- the whole service --
