@@ -631,6 +631,11 @@ class SVDRenderer(Renderer):
         log.info("SVD ready: %s", self.state.reason)
 
     @property
+    def pipeline(self) -> Any:
+        """The loaded diffusers pipeline (None before `load`)."""
+        return self._pipe
+
+    @property
     def compiled(self) -> bool:
         """Whether the UNet runs through torch.compile."""
         return self._pipe is not None and hasattr(self._pipe.unet, "_orig_mod")
@@ -1006,19 +1011,20 @@ class SVDRenderer(Renderer):
         if self._offloaded:
             return
         self._offloaded = True
-        if self.device.startswith("cuda"):
-            self._pipe.enable_model_cpu_offload(device=self.device)
+        # On the CPU this saves nothing, but it installs the very hooks it installs on CUDA
+        # (accelerate's, moving each model to `device` for its call): the tests run through them.
+        self._pipe.enable_model_cpu_offload(device=self.device)
 
     def _end_job(self) -> None:
         """Back to full speed after a job that needed the CPU offload."""
         if not self._offloaded:
             return
         self._offloaded = False
+        self._pipe.remove_all_hooks()
+        self._pipe.to(self.device)
         if self.device.startswith("cuda"):
             import torch
 
-            self._pipe.remove_all_hooks()
-            self._pipe.to(self.device)
             torch.cuda.empty_cache()
 
 

@@ -310,12 +310,29 @@ def test_oom_retries_with_half_the_decode_chunk(
 
 
 def test_oom_in_denoising_then_offload(renderer: SVDRenderer, photo: Path, tmp_path: Path) -> None:
-    renderer.fault_injector = _OOM(times=2, stage="denoise")
+    pipe = renderer.pipeline
+    models = (pipe.unet, pipe.vae, pipe.image_encoder)
+    oom = _OOM(times=2, stage="denoise")
+    hooked: list[bool] = []
+
+    def injector(stage: str) -> None:
+        hooked.append(all(hasattr(model, "_hf_hook") for model in models))
+        oom(stage)
+
+    renderer.fault_injector = injector
     try:
         result, _ = _render(renderer, photo, tmp_path / "oom2.mp4")
     finally:
         renderer.fault_injector = None
     assert result.frames == 16 and renderer.last_fallback.level == 2
+    assert video.probe(tmp_path / "oom2.mp4").frames == 16
+    # Two OOMs, then the pass and the rest of the job ran under diffusers' model CPU offload
+    # (accelerate's hooks on every model)...
+    assert hooked[:2] == [False, False] and all(hooked[2:]) and len(hooked) > 3
+    # ...which is gone for the next job, back at full speed.
+    assert not any(hasattr(model, "_hf_hook") for model in models)
+    result, _ = _render(renderer, photo, tmp_path / "after.mp4")
+    assert result.frames == 16 and renderer.last_fallback.level == 0
 
 
 def test_oom_everywhere_is_a_clear_error(
