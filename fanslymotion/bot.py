@@ -83,6 +83,7 @@ from .queue import JobEvent, JobQueue, JobRequest, is_closed
 from .store import TERMINAL, Job, Store, parse_time
 from .texts import (
     COMMANDS,
+    EN,
     LANGUAGE_NAMES,
     LANGUAGES,
     language_from_code,
@@ -551,8 +552,11 @@ def error_text(lang: str, exc: FanslyError, *, active: int, limit: int) -> str:
         return t(lang, "cap_queue", seconds=exc.retry_after or 30)
     if isinstance(exc, BadRequest | UnsupportedMedia | PayloadTooLarge | InvalidParams):
         # The settings come from our own buttons, so an input error is about the photo
-        # (unreadable, too small, too many pixels...); its message says which.
-        return t(lang, "unreadable", detail=exc.message)
+        # (unreadable, too small, too many pixels...); its code says which, in the user's
+        # language. A case without a text of its own falls back to the (English) message.
+        why = f"why_{exc.code}"
+        detail = t(lang, why, **exc.details) if exc.code and why in EN else exc.message
+        return t(lang, "unreadable", detail=detail)
     if isinstance(exc, Unavailable):
         return t(lang, "unavailable")
     if isinstance(exc, InsufficientStorage):

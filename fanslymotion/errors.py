@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class FanslyError(Exception):
-    """Base of every error a user may see. The message is safe to show: no paths, no internals."""
+    """Base of every error a user may see. The message is safe to show: no paths, no internals.
+
+    `code` names the case when the type alone does not (e.g. "photo_too_small"), and `details`
+    hold its numbers, so the bot can say it in the user's language."""
 
     status: int = 500
 
-    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int | None = None,
+        code: str = "",
+        details: Mapping[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        self.code = code
+        self.details = dict(details or {})
 
 
 class BadRequest(FanslyError):

@@ -91,15 +91,15 @@ def _open(source: Source, max_pixels: int, min_side: int) -> Iterator[Image.Imag
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
         if not data:
-            raise BadRequest("the file is empty")
+            raise BadRequest("the file is empty", code="photo_empty")
         stream = io.BytesIO(data)
     else:
         try:
             if os.path.getsize(source) == 0:
-                raise BadRequest("the file is empty")
+                raise BadRequest("the file is empty", code="photo_empty")
             stream = open(source, "rb")  # noqa: SIM115 - closed in the finally below
         except OSError:
-            raise BadRequest("the photo could not be read") from None
+            raise BadRequest("the photo could not be read", code="photo_unreadable") from None
     try:
         head = stream.read(16)
         stream.seek(0)
@@ -109,13 +109,15 @@ def _open(source: Source, max_pixels: int, min_side: int) -> Iterator[Image.Imag
             raise _too_many_pixels(max_pixels) from None
         except UnidentifiedImageError:
             if _looks_like_image(head):
-                raise BadRequest(_DAMAGED) from None
+                raise _damaged() from None
             raise UnsupportedMedia(
-                f"this file is not a supported image: send a {SUPPORTED_TEXT} photo"
+                f"this file is not a supported image: send a {SUPPORTED_TEXT} photo",
+                code="photo_unsupported",
+                details={"formats": SUPPORTED_TEXT},
             ) from None
         except Exception as exc:  # a plugin choking on a damaged header
             log.debug("open failed: %r", exc)
-            raise BadRequest(_DAMAGED) from None
+            raise _damaged() from None
         with image:
             width, height = image.size
             if width * height > max_pixels:
@@ -123,7 +125,9 @@ def _open(source: Source, max_pixels: int, min_side: int) -> Iterator[Image.Imag
             if min(width, height) < min_side:
                 raise InvalidParams(
                     f"the photo is too small: at least {min_side} px on the short side"
-                    f" (this one is {width}x{height})"
+                    f" (this one is {width}x{height})",
+                    code="photo_too_small",
+                    details={"min_side": min_side, "width": width, "height": height},
                 )
             yield image
     finally:
@@ -131,9 +135,16 @@ def _open(source: Source, max_pixels: int, min_side: int) -> Iterator[Image.Imag
 
 
 def _too_many_pixels(max_pixels: int) -> PayloadTooLarge:
+    megapixels = f"{max_pixels / 1e6:g}"
     return PayloadTooLarge(
-        f"the photo has too many pixels: at most {max_pixels / 1e6:g} megapixels"
+        f"the photo has too many pixels: at most {megapixels} megapixels",
+        code="photo_too_many_pixels",
+        details={"megapixels": megapixels},
     )
+
+
+def _damaged() -> BadRequest:
+    return BadRequest(_DAMAGED, code="photo_damaged")
 
 
 def _orientation(image: Image.Image, *, header_only: bool) -> int:
@@ -181,7 +192,7 @@ def load_photo(source: Source, *, max_pixels: int = 50_000_000, min_side: int = 
             raise _too_many_pixels(max_pixels) from None
         except Exception as exc:
             log.debug("decode failed: %r", exc)
-            raise BadRequest(_DAMAGED) from None
+            raise _damaged() from None
     if orientation in _ORIENTATION_TRANSPOSE:
         rgb = rgb.transpose(_ORIENTATION_TRANSPOSE[orientation])
     return rgb

@@ -72,6 +72,15 @@ EN: dict[str, str] = {
         "Please send a smaller image, or send it as a photo."
     ),
     "unreadable": "I could not use that image: {detail}. Please try another photo.",
+    # the {detail} of "unreadable", by the error's code
+    "why_photo_empty": "the file is empty",
+    "why_photo_unreadable": "the file could not be read",
+    "why_photo_damaged": "it is damaged or cut short",
+    "why_photo_unsupported": "it is not a format I read (send a {formats} photo)",
+    "why_photo_too_many_pixels": "it has too many pixels (at most {megapixels} megapixels)",
+    "why_photo_too_small": (
+        "it is too small ({width}×{height}; at least {min_side} px on the short side)"
+    ),
     "send_photo_hint": "Please send a photo for this step, or press Back.",
     "photo_first": "Nice photo! First choose the video settings, then send it again.",
     "download_failed": "I could not download that file from Telegram. Please send it again.",
@@ -210,6 +219,14 @@ RU: dict[str, str] = {
         "Пришлите изображение поменьше или отправьте его как фото."
     ),
     "unreadable": "Не получилось использовать это изображение: {detail}. Попробуйте другое фото.",
+    "why_photo_empty": "файл пустой",
+    "why_photo_unreadable": "файл не удалось прочитать",
+    "why_photo_damaged": "оно повреждено или обрезано",
+    "why_photo_unsupported": "этот формат я не читаю (пришлите фото {formats})",
+    "why_photo_too_many_pixels": "в нём слишком много пикселей (не больше {megapixels} Мп)",
+    "why_photo_too_small": (
+        "оно слишком маленькое ({width}×{height}; нужно хотя бы {min_side} пикс. по короткой стороне)"
+    ),
     "send_photo_hint": "На этом шаге нужно фото. Или нажмите «Назад».",
     "photo_first": "Отличное фото! Сначала выберите настройки видео, потом пришлите его снова.",
     "download_failed": "Не удалось скачать файл из Telegram. Пришлите его ещё раз.",

@@ -663,7 +663,7 @@ async def test_bad_uploads_are_refused_and_the_step_stays(stack: Stack, tg: Fake
     assert tg.calls_of("getFile", ok=False)[0].description == "Bad Request: file is too big"
     corrupt = photo_bytes()[:300]
     await tg.send_document(ALICE, corrupt, "broken.jpg", "image/jpeg")
-    await tg.wait_message(ALICE.id, "could not use that image")
+    await tg.wait_message(ALICE.id, "could not use that image: it is damaged or cut short")
     await tg.send_text(ALICE, "here you go")
     await tg.wait_message(ALICE.id, "send a photo for this step")
     assert not tg.calls_of("sendVideo")
@@ -710,6 +710,17 @@ async def test_russian_and_language_switch(stack: Stack, tg: FakeTelegram) -> No
     await tg.wait_for(
         lambda: "Готово" in _text(tg.message(BORIS.id, accepted["message_id"])), 5, "ready"
     )
+
+    # A refused photo is explained in Russian, details included.
+    await choose(tg, BORIS)
+    await tg.send_photo(BORIS, photo_bytes(48, 40))
+    refusal = await tg.wait_message(BORIS.id, "Не получилось использовать это изображение")
+    assert _text(refusal) == (
+        "Не получилось использовать это изображение: оно слишком маленькое (48×40; нужно хотя"
+        " бы 64 пикс. по короткой стороне). Попробуйте другое фото."
+    )
+    await tg.send_document(BORIS, b"GIF89a" + bytes(10), "broken.gif", "image/gif")
+    await tg.wait_message(BORIS.id, "оно повреждено или обрезано")
 
     await tg.send_text(BORIS, "/lang")
     picker = await wait_button(tg, BORIS.id, "lang:en")

@@ -202,8 +202,9 @@ def test_empty(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     with pytest.raises(BadRequest, match="the file is empty"):
         photo.load_photo(empty)
-    with pytest.raises(BadRequest, match="the file is empty"):
+    with pytest.raises(BadRequest, match="the file is empty") as info:
         photo.probe_photo(b"")
+    assert info.value.code == "photo_empty"
 
 
 @pytest.mark.parametrize(
@@ -222,6 +223,8 @@ def test_not_an_image(data: bytes) -> None:
     with pytest.raises(UnsupportedMedia) as info:
         photo.load_photo(data)
     assert "JPEG" in info.value.message and info.value.status == 415
+    assert info.value.code == "photo_unsupported"
+    assert info.value.details == {"formats": photo.SUPPORTED_TEXT}
     with pytest.raises(UnsupportedMedia):
         photo.probe_photo(data)
 
@@ -229,8 +232,9 @@ def test_not_an_image(data: bytes) -> None:
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF"])
 def test_truncated(picture: Image.Image, fmt: str) -> None:
     data = encoded(picture, fmt)
-    with pytest.raises(BadRequest, match="damaged or truncated"):
+    with pytest.raises(BadRequest, match="damaged or truncated") as info:
         photo.load_photo(data[: len(data) // 2])
+    assert info.value.code == "photo_damaged"
 
 
 def test_header_only_png() -> None:
@@ -250,6 +254,8 @@ def test_too_small() -> None:
     with pytest.raises(InvalidParams) as info:
         photo.load_photo(data)
     assert "too small: at least 64 px" in info.value.message and info.value.status == 422
+    assert info.value.code == "photo_too_small"
+    assert info.value.details == {"min_side": 64, "width": 63, "height": 300}
     with pytest.raises(InvalidParams):
         photo.probe_photo(data)
     assert photo.load_photo(encoded(Image.new("RGB", (64, 300)), "PNG")).size == (64, 300)
@@ -272,6 +278,7 @@ def test_decompression_bomb_is_refused_from_the_header(width: int, height: int) 
     with pytest.raises(PayloadTooLarge) as info:
         photo.load_photo(data)
     assert "megapixels" in info.value.message and info.value.status == 413
+    assert info.value.code == "photo_too_many_pixels" and info.value.details == {"megapixels": "50"}
     with pytest.raises(PayloadTooLarge):
         photo.probe_photo(data)
 
@@ -287,6 +294,7 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(BadRequest) as info:
         photo.load_photo(tmp_path / "nope.jpg")
     assert str(tmp_path) not in info.value.message
+    assert info.value.code == "photo_unreadable"
 
 
 def test_corruptions_never_escape_as_tracebacks(picture: Image.Image) -> None:
