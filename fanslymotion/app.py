@@ -147,12 +147,17 @@ def _is_loopback(host: str) -> bool:
 # -- middleware -------------------------------------------------------------------------------
 
 
-def error_body(status: int, message: str) -> dict[str, Any]:
-    return {"ok": False, "error": message, "status": status}
+def error_body(status: int, message: str, code: str = "") -> dict[str, Any]:
+    body: dict[str, Any] = {"ok": False, "error": message, "status": status}
+    if code:
+        body["code"] = code
+    return body
 
 
-def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(error_body(status, message), status=status, headers=headers)
+def json_error(
+    status: int, message: str, headers: dict[str, str] | None = None, *, code: str = ""
+) -> web.Response:
+    return web.json_response(error_body(status, message, code), status=status, headers=headers)
 
 
 @web.middleware
@@ -162,7 +167,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except FanslyError as exc:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-        return json_error(exc.status, exc.message, headers)
+        return json_error(exc.status, exc.message, headers, code=exc.code)
     except web.HTTPRequestEntityTooLarge:
         return json_error(413, "the request is too large")
     except web.HTTPException as exc:

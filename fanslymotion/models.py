@@ -106,6 +106,11 @@ class ErrorOut(BaseModel):
     ok: Literal[False] = False
     error: str
     status: int
+    code: str | None = Field(
+        None,
+        description="a stable name for the case when the status alone does not say it,"
+        " e.g. photo_too_small, photo_damaged, photo_unsupported, photo_too_many_pixels",
+    )
 
 
 class RendererOut(BaseModel):

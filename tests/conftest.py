@@ -134,3 +134,22 @@ async def start_service(tmp_path: Path) -> AsyncIterator[ServiceFactory]:
 @pytest.fixture
 async def client(start_service: ServiceFactory) -> Client:
     return await start_service()
+
+
+PHOTO_ERROR_CODES = {
+    "photo_empty",
+    "photo_unreadable",
+    "photo_damaged",
+    "photo_unsupported",
+    "photo_too_many_pixels",
+    "photo_too_small",
+}
+
+
+def assert_error_body(body: object, status: int) -> None:
+    """The API's error shape: ok false, the message, the status, and a known code if any."""
+    assert isinstance(body, dict), body
+    assert body["ok"] is False and body["status"] == status and isinstance(body["error"], str)
+    assert set(body) <= {"ok", "error", "status", "code"}, body
+    if "code" in body:
+        assert body["code"] in PHOTO_ERROR_CODES, body

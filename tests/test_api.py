@@ -17,7 +17,7 @@ import pytest
 
 from fanslymotion import video
 
-from .conftest import Client, ServiceFactory, photo_bytes
+from .conftest import Client, ServiceFactory, assert_error_body, photo_bytes
 
 
 def _db_row(client: Client, job_id: str) -> sqlite3.Row:
@@ -141,8 +141,10 @@ async def test_bad_create_requests(
         kwargs["image_data"] = base64.b64encode(image).decode()
     got, body = await client.create(**kwargs)
     assert got == status, body
-    assert body == {"ok": False, "error": body["error"], "status": status}
+    assert_error_body(body, status)
     assert fragment in body["error"]
+    if fragment == "small":
+        assert body["code"] == "photo_too_small"
     assert "Traceback" not in body["error"] and "/" not in body["error"].replace("1/", "")
     _, health, _ = await client.request("GET", "/health")
     assert health["ok"] is True

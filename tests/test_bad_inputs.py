@@ -29,7 +29,7 @@ from PIL import Image
 from fanslymotion import motion, video
 from fanslymotion.app import Service
 
-from .conftest import Client, make_settings, photo_bytes
+from .conftest import Client, assert_error_body, make_settings, photo_bytes
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -506,8 +506,10 @@ async def test_corpus(corpus: Corpus, name: str, tmp_path: Path) -> None:
 
     assert status == case.status, answer
     if status != 201:
-        assert answer == {"ok": False, "error": answer["error"], "status": status}
+        assert_error_body(answer, status)
         assert case.fragment in answer["error"], answer["error"]
+        if "damaged" in case.fragment:
+            assert answer["code"] == "photo_damaged"
         assert "Traceback" not in answer["error"] and str(settings.data_dir) not in answer["error"]
         assert len(job_rows(settings.db_path)) == rows_before, "a refused upload left a job row"
         assert not input_files(settings.data_dir) - inputs_before, "a refused upload left a file"
