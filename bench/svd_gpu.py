@@ -333,6 +333,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     graphs_after_warmup = int(counters["stats"]["unique_graphs"])
     ours_s, ours_peak, ours_out = timed(ours, runs=args.runs, device=device)
     graphs = int(counters["stats"]["unique_graphs"])
+    if compile_unet and not renderer.compiled:
+        print("warning: torch.compile failed; ours ran the eager UNet (see the log above)")
     if compile_unet and graphs != graphs_after_warmup:
         print(
             f"warning: recompiled during the timed runs ({graphs_after_warmup} -> {graphs} graphs)"
@@ -377,7 +379,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "median_s": statistics.median(ours_s),
             "peak_gib": ours_peak,
             "first_call_s": warmup_s,
-            "compiled": compile_unet,
+            # False when compilation failed and the renderer fell back to the eager UNet.
+            "compiled": renderer.compiled,
             "compile_mode": args.compile_mode if compile_unet else None,
             "compile_backend": args.compile_backend if compile_unet else None,
             "graphs": graphs if compile_unet else None,

@@ -938,7 +938,11 @@ class SVDRenderer(Renderer):
             return frames
         import torch
 
-        free, _total = torch.cuda.mem_get_info(torch.device(self.device))
+        device = torch.device(self.device)
+        free, _total = torch.cuda.mem_get_info(device)
+        # What torch's caching allocator holds but does not use is free to us too (the driver
+        # counts it as taken): after denoising that is often several GiB.
+        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         per_frame = (
             width
             * height

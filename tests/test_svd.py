@@ -293,6 +293,35 @@ def test_cancel_inside_the_step_loop(renderer: SVDRenderer, photo: Path, tmp_pat
     assert result.frames == 16 and out.exists()
 
 
+@pytest.mark.parametrize(
+    ("free_gib", "reserved_gib", "allocated_gib", "frames", "chunk"),
+    [
+        (60, 10, 10, 25, 21),  # 60 GiB free: 21 frames of 2.25 GiB (fp32) in 80 % of it
+        (80, 10, 10, 25, 25),  # room for the whole pass
+        (10, 20, 8, 25, 7),  # 12 GiB cached but unused by torch count as free
+        (1, 0, 0, 25, 1),  # never less than one frame
+        (80, 0, 0, 6, 6),  # never more than the pass
+    ],
+)
+def test_decode_chunk_from_free_gpu_memory(
+    renderer: SVDRenderer,
+    monkeypatch: pytest.MonkeyPatch,
+    free_gib: int,
+    reserved_gib: int,
+    allocated_gib: int,
+    frames: int,
+    chunk: int,
+) -> None:
+    """The chunk arithmetic against what CUDA would report (torch.cuda's queries replaced)."""
+    gib = 2**30
+    monkeypatch.setattr(renderer, "device", "cuda:0")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free_gib * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: reserved_gib * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: allocated_gib * gib)
+    assert renderer.pipeline.vae.dtype == torch.float32  # 2 x 2048 bytes per pixel and frame
+    assert renderer._decode_chunk(1024, 576, frames) == chunk
+
+
 def test_oom_retries_with_half_the_decode_chunk(
     renderer: SVDRenderer, photo: Path, tmp_path: Path
 ) -> None:
