@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import imageio_ffmpeg
 import numpy as np
 
 from .errors import BadRequest, RenderError
@@ -59,6 +58,10 @@ class VideoInfo:
 
 def ffmpeg_exe() -> str:
     """Path of the bundled ffmpeg binary."""
+    # Imported here: what only decodes with SVD (bench/svd_gpu.py on a GPU machine, where the
+    # 68 MB wheel cannot travel) never needs it.
+    import imageio_ffmpeg
+
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
