@@ -56,7 +56,8 @@ async def test_kill_mid_render_with_bot_and_api_jobs(tmp_path: Path) -> None:
             )
         assert len(set(job_ids)) == 10
 
-        # Kill the process while a job is in the middle of its render.
+        # Kill the process while a job is in the middle of its render: well past its start and
+        # far enough from its end that it cannot finish before the signal lands.
         deadline = time.monotonic() + 90
         victim = None
         while victim is None:
@@ -64,13 +65,19 @@ async def test_kill_mid_render_with_bot_and_api_jobs(tmp_path: Path) -> None:
             for job_id in job_ids:
                 _, body = await call(proc, "GET", f"/job/status/{job_id}")
                 assert isinstance(body, dict)
-                if body["status"] == "processing" and body["progress"] > 10:
+                if body["status"] == "processing" and 10 < body["progress"] < 60:
                     victim = job_id
                     break
-            await asyncio.sleep(0.05)
+            else:
+                await asyncio.sleep(0.02)
         assert proc.proc is not None
         proc.proc.send_signal(signal.SIGKILL)
         assert await loop.run_in_executor(None, proc.proc.wait) == -signal.SIGKILL
+        with sqlite3.connect(tmp_path / "fanslymotion.sqlite3") as db:
+            running = [
+                r[0] for r in db.execute("SELECT job_id FROM jobs WHERE status = 'processing'")
+            ]
+        assert running == [victim], "the kill did not land in the victim's render"
 
         await loop.run_in_executor(None, proc.start)
         for job_id in job_ids:

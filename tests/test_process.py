@@ -197,19 +197,21 @@ def test_crash_with_ten_jobs_loses_nothing_and_serves_no_partial_video(process: 
     deadline = time.monotonic() + 60
     victim = None
     while victim is None and time.monotonic() < deadline:
-        for job_id in ids[1:]:
-            _, body = process.get(f"/job/status/{job_id}")
-            if body["status"] == "processing" and body["progress"] > 10:
-                victim = job_id
-                break
         # Meanwhile every download is either "not ready" or a whole video.
         for job_id in ids:
             status, payload = process.get(f"/job/download/{job_id}")
             assert status in (200, 409), status
             if status == 200:
                 check_whole_video(process, job_id, payload)
+        for job_id in ids[1:]:
+            _, body = process.get(f"/job/status/{job_id}")
+            # Far enough from its end that it cannot finish before the signal lands.
+            if body["status"] == "processing" and 10 < body["progress"] < 60:
+                victim = job_id
+                break
     assert victim is not None
     assert process.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert process.row(victim)["status"] == "processing"
     process.start()
     for job_id in ids:
         assert process.wait(job_id, ("completed", "failed", "cancelled"))["status"] == "completed"
