@@ -11,6 +11,7 @@ import ipaddress
 import json
 import logging
 import signal
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -85,18 +86,23 @@ class Service:
                 await store.close()
                 raise Unavailable(f"the SVD renderer failed to load: {state.reason}")
         service = cls(settings, store, jobs, metrics)
-        service._housekeeping = asyncio.create_task(
-            storage.run_housekeeping(settings, store), name="housekeeping"
-        )
-        if http:
-            await service._serve_http()
-        if settings.bot_token is not None:
-            from .bot import TelegramBot
+        try:
+            service._housekeeping = asyncio.create_task(
+                storage.run_housekeeping(settings, store), name="housekeeping"
+            )
+            if http:
+                await service._serve_http()
+            if settings.bot_token is not None:
+                from .bot import TelegramBot
 
-            service.bot = TelegramBot(settings, jobs)
-            await service.bot.start()
-        else:
-            log.info("Telegram bot off: FANSLYMOTION_BOT_TOKEN is not set")
+                service.bot = TelegramBot(settings, jobs)
+                await service.bot.start()
+            else:
+                log.info("Telegram bot off: FANSLYMOTION_BOT_TOKEN is not set")
+        except BaseException:
+            # The queue may have started a recovered job already: park it, close the database.
+            await service.stop()
+            raise
         return service
 
     async def _serve_http(self) -> None:
@@ -104,7 +110,11 @@ class Service:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            where = f"{self.settings.host}:{self.settings.port}"
+            raise Unavailable(f"cannot listen on {where}: {exc.strerror or exc}") from exc
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.port
@@ -600,6 +610,9 @@ async def serve(settings: Settings) -> int:
         service = await Service.start(settings)
     except FanslyError as exc:
         log.error("cannot start: %s", exc.message)
+        return 2
+    except (OSError, sqlite3.Error) as exc:  # the data folder or the database is unusable
+        log.error("cannot start: %s: %s", type(exc).__name__, exc)
         return 2
     await stop.wait()
     await service.stop()

@@ -587,9 +587,10 @@ class SVDRenderer(Renderer):
         # Never reach the network: the weights are local or already in the cache.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
+
+        _route_library_logs()  # before the pipeline's import, which has things to say
         from diffusers import StableVideoDiffusionPipeline
 
-        _route_library_logs()
         if self.settings.torch_threads:
             torch.set_num_threads(self.settings.torch_threads)
         wanted = self.settings.svd_dtype
@@ -1033,12 +1034,17 @@ class SVDRenderer(Renderer):
 
 
 class _DropFalseAlarms(logging.Filter):
-    """diffusers warns on every dtype cast of a model about "modules that should be kept in
-    float32" even when there are none, and the SVD pipeline in fp16 casts its VAE to fp32 and
-    back on every call: two lines of noise per pass."""
+    """Library warnings that are noise here. diffusers warns on every dtype cast of a model
+    about "modules that should be kept in float32" even when there are none, and the SVD
+    pipeline in fp16 casts its VAE to fp32 and back on every call: two lines per pass.
+    transformers says once that it uses the PIL image processor because torchvision is not
+    installed: we leave torchvision out on purpose, and the PIL one is what SVD needs."""
+
+    NOISE = ("should be kept in float32: []", "requires torchvision (not installed)")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "should be kept in float32: []" not in record.getMessage()
+        message = record.getMessage()
+        return not any(noise in message for noise in self.NOISE)
 
 
 def _route_library_logs() -> None:
@@ -1052,9 +1058,10 @@ def _route_library_logs() -> None:
         library.disable_default_handler()
         library.enable_propagation()
         library.disable_progress_bar()
-    noisy = logging.getLogger("diffusers.models.modeling_utils")
-    if not any(isinstance(f, _DropFalseAlarms) for f in noisy.filters):
-        noisy.addFilter(_DropFalseAlarms())
+    for name in ("diffusers.models.modeling_utils", "transformers.utils.import_utils"):
+        noisy = logging.getLogger(name)
+        if not any(isinstance(f, _DropFalseAlarms) for f in noisy.filters):
+            noisy.addFilter(_DropFalseAlarms())
 
 
 def _oom_message(spec: RenderSpec) -> str:

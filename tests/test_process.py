@@ -186,6 +186,56 @@ def test_svd_without_cuda_is_a_clear_startup_error(tmp_path: Path) -> None:
     assert "cannot start" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_port_in_use_is_a_clear_startup_error(tmp_path: Path) -> None:
+    """Another program holds the port: one line, exit code 2, and the queued work is intact."""
+    first = Process(tmp_path / "first")
+    (tmp_path / "first").mkdir()
+    first.start()
+    try:
+        job_id = first.create()
+        first.wait(job_id, ("completed",))
+        queued = first.create(duration=12, resolution="1080p")
+        assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+        with socket.socket() as taken:
+            # SO_REUSEADDR: the killed process's connections may linger in TIME_WAIT.
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            taken.bind(("127.0.0.1", first.port))
+            taken.listen()
+            done = subprocess.run(
+                [sys.executable, "-m", "fanslymotion"],
+                env=first.env,
+                capture_output=True,
+                timeout=60,
+                text=True,
+            )
+        assert done.returncode == 2, done.stderr
+        assert f"cannot start: cannot listen on 127.0.0.1:{first.port}" in done.stderr
+        assert "Traceback" not in done.stderr
+        # The job it recovered and maybe started is parked again, nothing lost.
+        assert first.row(queued)["status"] == "queued"
+        assert first.row(job_id)["status"] == "completed"
+    finally:
+        if first.proc is not None and first.proc.poll() is None:
+            first.proc.kill()
+            first.proc.wait()
+
+
+def test_unusable_data_dir_is_a_clear_startup_error(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("a file where the data folder should be")
+    env = {
+        **os.environ,
+        "FANSLYMOTION_DATA_DIR": str(not_a_folder),
+        "FANSLYMOTION_RENDERER": "motion",
+        "FANSLYMOTION_PORT": str(free_port()),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "fanslymotion"], env=env, capture_output=True, timeout=60, text=True
+    )
+    assert done.returncode == 2, done.stderr
+    assert "cannot start: FileExistsError" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_crash_with_ten_jobs_loses_nothing_and_serves_no_partial_video(process: Process) -> None:
     """Issue 6: 10 jobs, SIGKILL mid-render, restart: each completes once, never a partial MP4."""
     process.start()
