@@ -88,7 +88,14 @@ def render_command(args: argparse.Namespace, settings: Settings) -> int:
         fps=fps,
     )
     output: Path = args.output
-    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.is_dir():
+        print(f"error: {output} is a folder: give the video's file name", file=sys.stderr)
+        return 2
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: cannot create {output.parent}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     partial = output.with_name(f".{output.stem}.partial.mp4")
     metadata = {
         "comment": f"motion={spec.motion} duration={spec.duration} resolution={spec.resolution}"
@@ -123,7 +130,12 @@ def render_command(args: argparse.Namespace, settings: Settings) -> int:
         partial.unlink(missing_ok=True)
         print("\ninterrupted", file=sys.stderr)
         return 130
-    partial.replace(output)
+    try:
+        partial.replace(output)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        print(f"\nerror: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     if bar_shown:
         sys.stderr.write("\n")
     print(

@@ -146,3 +146,16 @@ def test_missing_photo(tmp_path: Path) -> None:
     result = render(tmp_path, str(tmp_path / "nope.jpg"), "-o", str(tmp_path / "x.mp4"))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error")
+
+
+def test_output_is_a_folder_or_under_a_file(tmp_path: Path, photos: Path) -> None:
+    photo = str(photos / "landscape.jpg")
+    result = render(tmp_path, photo, "-o", str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: {tmp_path} is a folder: give the video's file name"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = render(tmp_path, photo, "-o", str(blocker / "out.mp4"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith(f"error: cannot create {blocker}")
+    assert not list(tmp_path.glob(".*.partial.mp4"))
