@@ -10,6 +10,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import os
 import signal
 import sqlite3
 import uuid
@@ -114,7 +115,8 @@ class Service:
             await site.start()
         except OSError as exc:
             where = f"{self.settings.host}:{self.settings.port}"
-            raise Unavailable(f"cannot listen on {where}: {exc.strerror or exc}") from exc
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise Unavailable(f"cannot listen on {where}: {reason}") from exc
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.port

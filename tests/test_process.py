@@ -197,19 +197,21 @@ def test_port_in_use_is_a_clear_startup_error(tmp_path: Path) -> None:
         queued = first.create(duration=12, resolution="1080p")
         assert first.stop(signal.SIGKILL) == -signal.SIGKILL
         with socket.socket() as taken:
-            # SO_REUSEADDR: the killed process's connections may linger in TIME_WAIT.
-            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            taken.bind(("127.0.0.1", first.port))
+            taken.bind(("127.0.0.1", 0))
             taken.listen()
+            port = taken.getsockname()[1]
             done = subprocess.run(
                 [sys.executable, "-m", "fanslymotion"],
-                env=first.env,
+                env={**first.env, "FANSLYMOTION_PORT": str(port)},
                 capture_output=True,
                 timeout=60,
                 text=True,
             )
         assert done.returncode == 2, done.stderr
-        assert f"cannot start: cannot listen on 127.0.0.1:{first.port}" in done.stderr
+        assert f"cannot start: cannot listen on 127.0.0.1:{port}: Address already in use" in (
+            done.stderr
+        )
+        assert "recovered 1 interrupted job" in done.stderr and "stopped" in done.stderr
         assert "Traceback" not in done.stderr
         # The job it recovered and maybe started is parked again, nothing lost.
         assert first.row(queued)["status"] == "queued"
