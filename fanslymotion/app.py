@@ -73,10 +73,16 @@ class Service:
         )  # raises Unavailable for RENDERER=svd without CUDA/weights
         log.info("renderer: %s (%s)", renderer.name, renderer.state.reason)
         store = await Store.open(settings.db_path)
-        await asyncio.get_running_loop().run_in_executor(None, storage.clean_leftovers, settings)
-        metrics = Metrics()
-        jobs = JobQueue(settings, store, renderer, metrics=metrics)
-        await jobs.start()
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, storage.clean_leftovers, settings
+            )
+            metrics = Metrics()
+            jobs = JobQueue(settings, store, renderer, metrics=metrics)
+            await jobs.start()
+        except BaseException:
+            await store.close()
+            raise
         if settings.renderer == "svd":
             # Asked for SVD explicitly: a model that does not load is a start-up error, not a
             # silent fall-back, so wait for the load before serving.

@@ -223,7 +223,12 @@ class Store:
         db = await aiosqlite.connect(path, isolation_level=None)
         db.row_factory = sqlite3.Row
         store = cls(db)
-        await store._setup()
+        try:
+            await store._setup()
+        except BaseException:
+            # aiosqlite's connection thread would keep the process alive after the error.
+            await db.close()
+            raise
         return store
 
     async def _setup(self) -> None:

@@ -238,6 +238,34 @@ def test_unusable_data_dir_is_a_clear_startup_error(tmp_path: Path) -> None:
     assert "cannot start: FileExistsError" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_corrupt_database_is_a_clear_startup_error_and_is_left_alone(tmp_path: Path) -> None:
+    """Not a database: refuse to start (promptly: no thread left behind), touch nothing."""
+    garbage = b"this is not an SQLite database, and nobody should overwrite it\n" * 4
+    (tmp_path / "fanslymotion.sqlite3").write_bytes(garbage)
+    env = {
+        **os.environ,
+        "FANSLYMOTION_DATA_DIR": str(tmp_path),
+        "FANSLYMOTION_RENDERER": "motion",
+        "FANSLYMOTION_PORT": str(free_port()),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "fanslymotion"], env=env, capture_output=True, timeout=30, text=True
+    )
+    assert done.returncode == 2, done.stderr
+    assert "cannot start: DatabaseError: file is not a database" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (tmp_path / "fanslymotion.sqlite3").read_bytes() == garbage
+
+
+def test_unknown_log_level_is_a_settings_error(tmp_path: Path) -> None:
+    env = {**os.environ, "FANSLYMOTION_DATA_DIR": str(tmp_path), "FANSLYMOTION_LOG_LEVEL": "LOUD"}
+    done = subprocess.run(
+        [sys.executable, "-m", "fanslymotion"], env=env, capture_output=True, timeout=30, text=True
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: invalid settings") and "log_level" in done.stderr
+
+
 def test_crash_with_ten_jobs_loses_nothing_and_serves_no_partial_video(process: Process) -> None:
     """Issue 6: 10 jobs, SIGKILL mid-render, restart: each completes once, never a partial MP4."""
     process.start()
