@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import hmac
 import ipaddress
 import json
@@ -53,12 +54,20 @@ class Gone(FanslyError):
 class Service:
     """Everything one process runs: store, queue (with its GPU thread), HTTP API and bot."""
 
-    def __init__(self, settings: Settings, store: Store, jobs: JobQueue, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        jobs: JobQueue,
+        metrics: Metrics,
+        lock: storage.DataFolderLock | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.jobs = jobs
         self.metrics = metrics
         self.bot: Any = None
+        self._lock = lock
         self._runner: web.AppRunner | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._stopped = False
@@ -66,34 +75,38 @@ class Service:
 
     @classmethod
     async def start(cls, settings: Settings, *, http: bool = True) -> Service:
-        """Open the database, pick and start the renderer, serve HTTP, start the bot if configured."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        renderer = select_renderer(
-            settings
-        )  # raises Unavailable for RENDERER=svd without CUDA/weights
-        log.info("renderer: %s (%s)", renderer.name, renderer.state.reason)
-        store = await Store.open(settings.db_path)
-        try:
-            await asyncio.get_running_loop().run_in_executor(
-                None, storage.clean_leftovers, settings
+        """Lock the data folder, open the database, pick and start the renderer, serve HTTP,
+        start the bot if configured. A failure on the way undoes what was done: a job the
+        queue had already picked up is parked again, the database and the lock are released."""
+        loop = asyncio.get_running_loop()
+        async with contextlib.AsyncExitStack() as undo:
+            await loop.run_in_executor(
+                None, functools.partial(settings.data_dir.mkdir, parents=True, exist_ok=True)
             )
+            lock = await loop.run_in_executor(
+                None, storage.DataFolderLock.acquire, settings.data_dir
+            )
+            undo.callback(lock.release)
+            # Raises Unavailable for RENDERER=svd without CUDA or weights.
+            renderer = select_renderer(settings)
+            log.info("renderer: %s (%s)", renderer.name, renderer.state.reason)
+            store = await Store.open(settings.db_path)
+            undo.push_async_callback(store.close)
+            await loop.run_in_executor(None, storage.clean_leftovers, settings)
             metrics = Metrics()
             jobs = JobQueue(settings, store, renderer, metrics=metrics)
             await jobs.start()
-        except BaseException:
-            await store.close()
-            raise
-        if settings.renderer == "svd":
-            # Asked for SVD explicitly: a model that does not load is a start-up error, not a
-            # silent fall-back, so wait for the load before serving.
-            await jobs.wait_ready()
-            state = jobs.renderer.state
-            if state.status == "failed":
-                await jobs.stop()
-                await store.close()
-                raise Unavailable(f"the SVD renderer failed to load: {state.reason}")
-        service = cls(settings, store, jobs, metrics)
-        try:
+            undo.push_async_callback(jobs.stop)
+            if settings.renderer == "svd":
+                # Asked for SVD explicitly: a model that does not load is a start-up error, not
+                # a silent fall-back, so wait for the load before serving.
+                await jobs.wait_ready()
+                state = jobs.renderer.state
+                if state.status == "failed":
+                    raise Unavailable(f"the SVD renderer failed to load: {state.reason}")
+            service = cls(settings, store, jobs, metrics, lock)
+            undo.pop_all()  # from here on, service.stop() undoes it all
+            undo.push_async_callback(service.stop)
             service._housekeeping = asyncio.create_task(
                 storage.run_housekeeping(settings, store), name="housekeeping"
             )
@@ -106,10 +119,7 @@ class Service:
                 await service.bot.start()
             else:
                 log.info("Telegram bot off: FANSLYMOTION_BOT_TOKEN is not set")
-        except BaseException:
-            # The queue may have started a recovered job already: park it, close the database.
-            await service.stop()
-            raise
+            undo.pop_all()
         return service
 
     async def _serve_http(self) -> None:
@@ -150,6 +160,8 @@ class Service:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.store.close()
+        if self._lock is not None:
+            self._lock.release()
         log.info("stopped")
 
 

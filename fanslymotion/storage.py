@@ -1,17 +1,58 @@
-"""Storage lifecycle: leftovers cleaned at start, videos archived after N days and pruned after M."""
+"""Storage lifecycle: the data folder's lock, leftovers cleaned at start, videos archived after
+N days and pruned after M."""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from .config import Settings
+from .errors import Unavailable
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+
+class DataFolderLock:
+    """An exclusive lock on the data folder for as long as a service serves it.
+
+    A second service on the same folder would take the first one's running jobs for interrupted
+    ones and render them again, and delete its partial files as leftovers. The kernel drops an
+    flock when its process dies, even by SIGKILL, so a restart never meets a stale lock. The
+    file holds the owner's pid, for the error message.
+    """
+
+    NAME = "fanslymotion.lock"
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @classmethod
+    def acquire(cls, data_dir: Path) -> DataFolderLock:
+        fd = os.open(data_dir / cls.NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise Unavailable(
+                f"another FanslyMotion process (pid {owner}) is serving the data folder {data_dir}"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return cls(fd)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing the only descriptor drops the lock
+            self._fd = -1
 
 
 def clean_leftovers(settings: Settings) -> int:

@@ -238,6 +238,34 @@ def test_unusable_data_dir_is_a_clear_startup_error(tmp_path: Path) -> None:
     assert "cannot start: FileExistsError" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_second_service_on_the_same_data_folder_is_refused(process: Process) -> None:
+    """It would re-run the first one's running job as interrupted and delete its partial file."""
+    process.start()
+    assert process.proc is not None
+    job_id = process.create(duration=12, resolution="1080p", motion_preset="dolly_in")
+    wait_rendering(process, job_id)
+    done = subprocess.run(
+        [sys.executable, "-m", "fanslymotion"],
+        env={**process.env, "FANSLYMOTION_PORT": str(free_port())},
+        capture_output=True,
+        timeout=30,
+        text=True,
+    )
+    assert done.returncode == 2, done.stderr
+    assert (
+        f"cannot start: another FanslyMotion process (pid {process.proc.pid}) is serving the"
+        f" data folder {process.data_dir}" in done.stderr
+    )
+    assert "recovered" not in done.stderr and "Traceback" not in done.stderr
+    # The first one never noticed: its job completes once, from its first attempt.
+    final = process.wait(job_id, ("completed", "failed", "cancelled"))
+    assert final["status"] == "completed" and final["attempts"] == 0  # never restarted
+    # SIGKILL leaves no stale lock behind: a restart serves the folder at once.
+    assert process.stop(signal.SIGKILL) == -signal.SIGKILL
+    process.start()
+    assert process.stop(signal.SIGTERM) == 0
+
+
 def test_corrupt_database_is_a_clear_startup_error_and_is_left_alone(tmp_path: Path) -> None:
     """Not a database: refuse to start (promptly: no thread left behind), touch nothing."""
     garbage = b"this is not an SQLite database, and nobody should overwrite it\n" * 4
