@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from . import __version__, motion
 from .config import Settings
 from .errors import Cancelled, FanslyError
@@ -149,7 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings()
-    except Exception as exc:
+    except ValidationError as exc:
+        # One line naming the variables, e.g. "FANSLYMOTION_PORT: Input should be ... 65535".
+        problems = "; ".join(
+            f"FANSLYMOTION_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        print(f"error: invalid settings: {problems}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # e.g. an unreadable .env file
         print(f"error: invalid settings: {exc}", file=sys.stderr)
         return 2
     _setup_logging(settings.log_level)

@@ -291,7 +291,10 @@ def test_unknown_log_level_is_a_settings_error(tmp_path: Path) -> None:
         [sys.executable, "-m", "fanslymotion"], env=env, capture_output=True, timeout=30, text=True
     )
     assert done.returncode == 2
-    assert done.stderr.startswith("error: invalid settings") and "log_level" in done.stderr
+    assert done.stderr == (
+        "error: invalid settings: FANSLYMOTION_LOG_LEVEL: Value error, must be DEBUG, INFO,"
+        " WARNING, ERROR or CRITICAL\n"
+    )
 
 
 def test_crash_with_ten_jobs_loses_nothing_and_serves_no_partial_video(process: Process) -> None:
