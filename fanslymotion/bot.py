@@ -1718,20 +1718,36 @@ def build_router(owner: TelegramBot) -> Router:
         if job is None or job.user_id != callback.from_user.id:
             await show_menu(callback, state, lang)
             return
+        # The motion keyboard goes away, so a second press cannot queue the same video twice.
+        await resubmit(callback, state, lang, job, data, summary=_summary(lang, data, "photo"))
+
+    async def resubmit(
+        callback: CallbackQuery,
+        state: FSMContext,
+        lang: str,
+        job: Job,
+        params: dict[str, Any],
+        *,
+        summary: str | None = None,
+    ) -> None:
+        """Queue `params` on the photo of an earlier `job` (first showing `summary` in place of
+        the buttons, if given); when that photo is gone, ask for it again."""
+        assert callback.bot is not None and callback.message is not None
+        data = await state.get_data()
         found = await owner.photo_of(callback.bot, job, data)
         if found is None:
-            await state.update_data(reuse=None)
+            await state.set_data({**data, **params, "reuse": None})
             await show_step(callback, state, lang, "photo", again=True)
             return
         image, ref = found
-        # The motion keyboard goes away, so a second press cannot queue the same video twice.
-        await _show(callback, _summary(lang, data, "photo"), None)
+        if summary is not None:
+            await _show(callback, summary, None)
         await owner.submit(
             bot=callback.bot,
             chat_id=callback.message.chat.id,
             user_id=callback.from_user.id,
             lang=lang,
-            params=data,
+            params=params,
             image=image,
             photo_ref=ref,
             state=state,
@@ -1786,23 +1802,7 @@ def build_router(owner: TelegramBot) -> Router:
             await show_step(callback, state, lang, "motion")
             return
         # "again with a new seed": same photo, same parameters, the seed drawn anew.
-        assert callback.bot is not None and callback.message is not None
-        found = await owner.photo_of(callback.bot, job, data)
-        if found is None:
-            await state.set_data({**data, **params, "reuse": None})
-            await show_step(callback, state, lang, "photo", again=True)
-            return
-        image, ref = found
-        await owner.submit(
-            bot=callback.bot,
-            chat_id=callback.message.chat.id,
-            user_id=callback.from_user.id,
-            lang=lang,
-            params=params,
-            image=image,
-            photo_ref=ref,
-            state=state,
-        )
+        await resubmit(callback, state, lang, job, params)
 
     # the photo
 

@@ -13,7 +13,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -121,6 +121,31 @@ class Renderer:
         spec = task.spec
         return image, motion.output_size(spec.resolution, spec.aspect, image.width, image.height)
 
+    def _encode(
+        self,
+        task: RenderTask,
+        frames: Iterable[FrameArray],
+        size: tuple[int, int],
+        on_frame: Callable[[int], None],
+        progress: ProgressFn,
+    ) -> RenderResult:
+        """Stream `frames` into the task's MP4 (its seed in the metadata) and report the end."""
+        spec = task.spec
+        width, height = size
+        video.encode(
+            frames,
+            task.output_path,
+            width=width,
+            height=height,
+            fps=spec.fps,
+            crf=self.settings.crf,
+            preset=self.settings.x264_preset,
+            metadata={"fanslymotion_seed": str(spec.seed), **task.metadata},
+            on_frame=on_frame,
+        )
+        progress(100.0, "encoded", 0.0)
+        return RenderResult(spec.frames, width, height, spec.fps, self.name)
+
     def memory_stats(self) -> dict[str, float]:
         """Accelerator memory in bytes by kind (e.g. allocated, reserved); empty on the CPU."""
         return {}
@@ -175,19 +200,7 @@ class MotionRenderer(Renderer):
             # The last few percent are ffmpeg's flush and the move into place.
             progress(min(99.0, 99.0 * done / total), "rendering", eta)
 
-        video.encode(
-            frames,
-            task.output_path,
-            width=width,
-            height=height,
-            fps=spec.fps,
-            crf=self.settings.crf,
-            preset=self.settings.x264_preset,
-            metadata=task.metadata,
-            on_frame=on_frame,
-        )
-        progress(100.0, "encoded", 0.0)
-        return RenderResult(total, width, height, spec.fps, self.name)
+        return self._encode(task, frames, (width, height), on_frame, progress)
 
 
 def select_renderer(settings: Settings) -> Renderer:
@@ -774,20 +787,7 @@ class SVDRenderer(Renderer):
             check_cancel(cancel)
             tracker.encoded(done)
 
-        metadata = {"fanslymotion_seed": str(spec.seed), **task.metadata}
-        video.encode(
-            frames,
-            task.output_path,
-            width=out_w,
-            height=out_h,
-            fps=spec.fps,
-            crf=self.settings.crf,
-            preset=self.settings.x264_preset,
-            metadata=metadata,
-            on_frame=on_frame,
-        )
-        progress(100.0, "encoded", 0.0)
-        return RenderResult(spec.frames, out_w, out_h, spec.fps, self.name)
+        return self._encode(task, frames, (out_w, out_h), on_frame, progress)
 
     def working_frames(
         self,
