@@ -64,6 +64,17 @@ class Process:
     def log(self) -> str:
         return (self.data_dir / "service.log").read_text(errors="replace")
 
+    def run_once(self, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+        """Run another service process in the foreground (`env` on top of this one's), for the
+        cases where it should refuse to start: its exit code and output."""
+        return subprocess.run(
+            [sys.executable, "-m", "fanslymotion"],
+            env={**self.env, **env},
+            capture_output=True,
+            timeout=timeout,
+            text=True,
+        )
+
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
@@ -172,15 +183,8 @@ def test_sigterm_parks_the_running_job_and_exits_zero(process: Process) -> None:
 
 
 def test_svd_without_cuda_is_a_clear_startup_error(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "FANSLYMOTION_DATA_DIR": str(tmp_path),
-        "FANSLYMOTION_RENDERER": "svd",
-        "FANSLYMOTION_PORT": str(free_port()),
-        "FANSLYMOTION_SVD_MODEL": str(tmp_path / "nothing"),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "fanslymotion"], env=env, capture_output=True, timeout=120, text=True
+    done = Process(tmp_path).run_once(
+        120, FANSLYMOTION_RENDERER="svd", FANSLYMOTION_SVD_MODEL=str(tmp_path / "nothing")
     )
     assert done.returncode == 2
     assert "cannot start" in done.stderr and "Traceback" not in done.stderr
@@ -200,13 +204,7 @@ def test_port_in_use_is_a_clear_startup_error(tmp_path: Path) -> None:
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             port = taken.getsockname()[1]
-            done = subprocess.run(
-                [sys.executable, "-m", "fanslymotion"],
-                env={**first.env, "FANSLYMOTION_PORT": str(port)},
-                capture_output=True,
-                timeout=60,
-                text=True,
-            )
+            done = first.run_once(FANSLYMOTION_PORT=str(port))
         assert done.returncode == 2, done.stderr
         assert f"cannot start: cannot listen on 127.0.0.1:{port}: Address already in use" in (
             done.stderr
@@ -225,15 +223,7 @@ def test_port_in_use_is_a_clear_startup_error(tmp_path: Path) -> None:
 def test_unusable_data_dir_is_a_clear_startup_error(tmp_path: Path) -> None:
     not_a_folder = tmp_path / "data"
     not_a_folder.write_text("a file where the data folder should be")
-    env = {
-        **os.environ,
-        "FANSLYMOTION_DATA_DIR": str(not_a_folder),
-        "FANSLYMOTION_RENDERER": "motion",
-        "FANSLYMOTION_PORT": str(free_port()),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "fanslymotion"], env=env, capture_output=True, timeout=60, text=True
-    )
+    done = Process(not_a_folder).run_once()
     assert done.returncode == 2, done.stderr
     assert "cannot start: FileExistsError" in done.stderr and "Traceback" not in done.stderr
 
@@ -244,13 +234,7 @@ def test_a_second_service_on_the_same_data_folder_is_refused(process: Process) -
     assert process.proc is not None
     job_id = process.create(duration=12, resolution="1080p", motion_preset="dolly_in")
     wait_rendering(process, job_id)
-    done = subprocess.run(
-        [sys.executable, "-m", "fanslymotion"],
-        env={**process.env, "FANSLYMOTION_PORT": str(free_port())},
-        capture_output=True,
-        timeout=30,
-        text=True,
-    )
+    done = process.run_once(30, FANSLYMOTION_PORT=str(free_port()))
     assert done.returncode == 2, done.stderr
     assert (
         f"cannot start: another FanslyMotion process (pid {process.proc.pid}) is serving the"
@@ -270,15 +254,7 @@ def test_corrupt_database_is_a_clear_startup_error_and_is_left_alone(tmp_path: P
     """Not a database: refuse to start (promptly: no thread left behind), touch nothing."""
     garbage = b"this is not an SQLite database, and nobody should overwrite it\n" * 4
     (tmp_path / "fanslymotion.sqlite3").write_bytes(garbage)
-    env = {
-        **os.environ,
-        "FANSLYMOTION_DATA_DIR": str(tmp_path),
-        "FANSLYMOTION_RENDERER": "motion",
-        "FANSLYMOTION_PORT": str(free_port()),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "fanslymotion"], env=env, capture_output=True, timeout=30, text=True
-    )
+    done = Process(tmp_path).run_once(30)
     assert done.returncode == 2, done.stderr
     assert "cannot start: DatabaseError: file is not a database" in done.stderr
     assert "Traceback" not in done.stderr
@@ -286,10 +262,7 @@ def test_corrupt_database_is_a_clear_startup_error_and_is_left_alone(tmp_path: P
 
 
 def test_unknown_log_level_is_a_settings_error(tmp_path: Path) -> None:
-    env = {**os.environ, "FANSLYMOTION_DATA_DIR": str(tmp_path), "FANSLYMOTION_LOG_LEVEL": "LOUD"}
-    done = subprocess.run(
-        [sys.executable, "-m", "fanslymotion"], env=env, capture_output=True, timeout=30, text=True
-    )
+    done = Process(tmp_path).run_once(30, FANSLYMOTION_LOG_LEVEL="LOUD")
     assert done.returncode == 2
     assert done.stderr == (
         "error: invalid settings: FANSLYMOTION_LOG_LEVEL: Value error, must be DEBUG, INFO,"
