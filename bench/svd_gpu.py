@@ -43,12 +43,8 @@ import numpy as np
 import torch
 
 from fanslymotion.config import Settings
-from fanslymotion.renderer import (
-    RenderSpec,
-    SVDRenderer,
-    optimize_pipeline,
-    svd_motion,
-)
+from fanslymotion.renderer import RenderSpec
+from fanslymotion.svd import SVDRenderer, optimize_pipeline, svd_motion
 
 # diffusers 0.42's EulerDiscreteScheduler calls np.array() on a tensor (a numpy 2 warning).
 warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)

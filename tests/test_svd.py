@@ -25,13 +25,10 @@ from PIL import Image
 from fanslymotion import video
 from fanslymotion.app import Service
 from fanslymotion.errors import Cancelled, GPUOutOfMemory, Unavailable
-from fanslymotion.renderer import (
-    MotionRenderer,
-    RenderSpec,
-    RenderTask,
+from fanslymotion.renderer import MotionRenderer, RenderSpec, RenderTask, select_renderer
+from fanslymotion.svd import (
     SVDRenderer,
     find_svd_weights,
-    select_renderer,
     svd_motion,
     svd_overlap,
     svd_segments,
