@@ -33,15 +33,6 @@ RESOLUTIONS: dict[str, int] = {"360p": 360, "480p": 480, "720p": 720, "1080p": 1
 ASPECTS: tuple[str, ...] = ("auto", "16:9", "9:16", "1:1", "4:3", "3:4")
 DURATIONS: tuple[int, ...] = (3, 6, 8, 10, 12)
 
-PRESET_DESCRIPTIONS: dict[str, str] = {
-    "micro": "A slow push-in of a few percent with a subtle drift: the photo gently comes alive.",
-    "pan_l": "The camera turns left: the scene slides to the right across the frame.",
-    "pan_r": "The camera turns right: the scene slides to the left across the frame.",
-    "tilt_up": "The camera tilts up: the scene slides down the frame.",
-    "tilt_down": "The camera tilts down: the scene slides up the frame.",
-    "dolly_in": "The camera moves toward the centre: a clear, steady zoom in.",
-}
-
 # Amplitudes at strength 1, in base-window units. Strength scales them linearly, so strength 0
 # is a still frame. At the default strength 0.5 a pan travels 15 % of the frame's width.
 PAN_TRAVEL = 0.30
