@@ -106,6 +106,7 @@ class TelegramBot:
             stopping=self.stop_requested,
             before_send=self._settle,
             blocked=self.mark_blocked,
+            chat_blocked=self._chat_blocked,
         )
         self.progress = ProgressTracker(
             settings,
@@ -128,6 +129,9 @@ class TelegramBot:
     def current_bot(self) -> Bot | None:
         """The connected Bot, or None between connections."""
         return self.bot
+
+    def _chat_blocked(self, chat_id: int) -> bool:
+        return self.progress.blocked(chat_id)
 
     async def _settle(self, job: Job, within: float) -> None:
         await self.progress.settle(job, within)
@@ -201,7 +205,14 @@ class TelegramBot:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=1.0)
+        # Handlers that ran meanwhile may have started editors: those stop too.
+        for task in self.progress.tasks():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         self._progress_task = self._delivery_task = self._runner = None
+        if self._enabled:
+            await self.progress.note_interrupted()
         self.progress.clear()
         if self.bot is not None:
             await self.bot.session.close()

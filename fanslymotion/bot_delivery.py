@@ -35,6 +35,10 @@ PUBLIC_API_HOST = "api.telegram.org"
 DOCUMENT_PREFIX = "doc:"
 
 
+# The delivery's error when the chat is known to have blocked the bot (Telegram's own words).
+BLOCKED = "Forbidden: bot was blocked by the user"
+
+
 class TooLarge(Exception):
     """No version of a video fits the Bot API's upload limit."""
 
@@ -63,6 +67,7 @@ class Outbox:
         stopping: Callable[[], bool],
         before_send: Callable[[Job, float], Awaitable[None]],
         blocked: Callable[[int], Awaitable[None]],
+        chat_blocked: Callable[[int], bool],
     ) -> None:
         self.settings = settings
         self.store = store
@@ -71,6 +76,7 @@ class Outbox:
         self._stopping = stopping
         self._before_send = before_send
         self._blocked_user = blocked
+        self._chat_blocked = chat_blocked
         public = PUBLIC_API_HOST in settings.telegram_api
         self.upload_limit = PUBLIC_UPLOAD_LIMIT if public else LOCAL_UPLOAD_LIMIT
         self._wake = asyncio.Event()
@@ -172,6 +178,11 @@ class Outbox:
         await self._before_send(job, self.settle_timeout)
         if not await self.store.delivery_claim(job_id):
             return True  # not pending any more (sent, or claimed by an earlier pass)
+        if self._chat_blocked(chat_id):
+            # This process already heard 403 from the chat: no upload until the user writes.
+            log.info("job %s undeliverable: chat %s blocked the bot", job_id, chat_id)
+            await self.store.delivery_failed(job_id, BLOCKED, retry_at=None)
+            return True
         try:
             async with chat_action(bot, chat_id, "upload_video"):
                 file_id = await self._send_video(bot, job, path, chat_id, lang)

@@ -43,6 +43,9 @@ from .store import TERMINAL, Job, parse_time
 
 log = logging.getLogger(__name__)
 
+# The flag that carries the jobs a stopping bot saw rendering to the next run.
+_INTERRUPTED = "bot_interrupted_jobs"
+
 
 @dataclass
 class Tracked:
@@ -58,6 +61,7 @@ class Tracked:
     markup: InlineKeyboardMarkup | None = None
     sent: str = ""
     dead: bool = False  # never edited again (deleted, too old, or the chat refused us)
+    resumed: bool = False  # back in the queue after a restart (not after a failed attempt)
     failures: int = 0  # edits failed in a row (network, server)
     failing_since: float | None = None
 
@@ -148,6 +152,8 @@ class ProgressTracker:
         self._replaced: set[str] = set()  # jobs whose deleted message was replaced once
         self._blocked: set[int] = set()  # chats that refused us, until their user writes
         self._edited = asyncio.Event()
+        self.resumed = asyncio.Event()  # set once the messages of the last run are picked up
+        self._interrupted: set[str] = set()  # jobs that were rendering when the last run stopped
 
     # -- the budget ----------------------------------------------------------------------------
 
@@ -191,6 +197,12 @@ class ProgressTracker:
         editor.items[tracked.job_id] = tracked
         editor.poke()
 
+    async def note_interrupted(self) -> None:
+        """At stop: remember which tracked jobs were rendering, so the next run can say so."""
+        running = [t.job_id for t in self._tracked.values() if t.status == "processing"]
+        with contextlib.suppress(Exception):
+            await self.store.set_flag(_INTERRUPTED, " ".join(running))
+
     def tasks(self) -> list[asyncio.Task[None]]:
         """The editors' tasks, for a clean stop."""
         return [e.task for e in self._editors.values() if e.task is not None]
@@ -226,6 +238,8 @@ class ProgressTracker:
         live: tuple[float, str, float | None] | None = None,
     ) -> None:
         tracked.status = job.status
+        if job.status == "queued" and job.attempts > 0:
+            tracked.resumed = not job.error  # a failed attempt leaves its error; a restart not
         tracked.text, tracked.markup = progress_view(
             tracked.lang,
             job,
@@ -234,6 +248,7 @@ class ProgressTracker:
             live=live,
             paused=self.jobs.paused,
             tries=self.settings.max_retries + 1,
+            resumed=tracked.resumed,
         )
         self._poke(tracked.chat_id)
 
@@ -321,6 +336,7 @@ class ProgressTracker:
         """
         count = 0
         recent = datetime.now(UTC) - timedelta(seconds=self.resume_window)
+        self._interrupted = set((await self.store.get_flag(_INTERRUPTED) or "").split())
         chats: set[int] = set()
         for status in ("processing", "queued", "completed", "failed", "cancelled"):
             for job in await self.store.list_jobs(status=status, limit=1000):
@@ -331,10 +347,11 @@ class ProgressTracker:
                 if job.chat_id is not None and job.chat_id not in chats:
                     self.spend(job.chat_id, len(chats) * self.resume_spacing)
                     chats.add(job.chat_id)
-                if await self._adopt(job) is not None:
+                if await self._adopt(job, at_start=True) is not None:
                     count += 1
         if count:
             log.info("resumed %d progress message(s)", count)
+        self.resumed.set()
 
     async def reconcile(self) -> None:
         """Re-read every tracked job, and adopt live jobs whose messages nobody follows."""
@@ -344,7 +361,7 @@ class ProgressTracker:
                 if job.job_id not in self._tracked:
                     await self._adopt(job)
 
-    async def _adopt(self, job: Job) -> Tracked | None:
+    async def _adopt(self, job: Job, *, at_start: bool = False) -> Tracked | None:
         """Start tracking a job whose progress message id is in the database."""
         if job.source != "telegram" or job.chat_id is None or job.progress_message_id is None:
             return None
@@ -361,6 +378,11 @@ class ProgressTracker:
             chat_id=job.chat_id,
             message_id=job.progress_message_id,
             lang=await self._language_of_job(job),
+            # A live job found at start that was running before (or has an attempt behind it)
+            # was cut off by the restart.
+            resumed=at_start
+            and not job.terminal
+            and (job.attempts > 0 or job.job_id in self._interrupted),
         )
         self.track(tracked)
         await self.refresh(tracked, job)

@@ -319,9 +319,13 @@ def failure_text(lang: str, error: str | None) -> str:
 
 def job_note(lang: str, job: Job, *, tries: int, resumed: bool = False) -> str:
     """A line on a job that is not on its first try: a retry, or a restart of the service."""
-    if job.terminal or job.attempts <= 0:
+    if job.terminal:
         return ""
-    if resumed or (job.status == "queued" and not job.error):
+    if resumed:
+        return t(lang, "note_resumed")
+    if job.attempts <= 0:
+        return ""
+    if job.status == "queued" and not job.error:
         return t(lang, "note_resumed")
     return t(lang, "note_retry", attempt=min(job.attempts + 1, tries), tries=tries)
 

@@ -466,8 +466,10 @@ class FakeTelegram:
 
     async def _fault(self, call: ApiCall, request: web.Request) -> web.Response | None:
         """A planned outage or dropped connection for this call, if any."""
-        if call.method.lower() == "getupdates":
-            return None
+        if call.method.lower() == "getupdates" and not (
+            self.outages.get("getupdates") or self.drops.get("getupdates")
+        ):
+            return None  # "*" spares polling; an outage of getUpdates is named
         if self._take(self.drops, call.method):
             call.status, call.description = 0, "connection dropped"
             self.calls.append(call)
