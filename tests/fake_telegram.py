@@ -290,13 +290,16 @@ class FakeTelegram:
         await self._push({"message": message})
         return message
 
-    async def press(self, user: FakeUser, message: dict[str, Any], button: str) -> dict[str, Any]:
+    async def press(
+        self, user: FakeUser, message: dict[str, Any], button: str, *, seen: bool = False
+    ) -> dict[str, Any]:
         """The user presses the inline button whose callback data or text matches `button`.
 
         The message is taken as the server has it now (its current keyboard), and the button must
-        be on it: a test cannot press what the user cannot see.
+        be on it: a test cannot press what the user cannot see. `seen=True` presses the message
+        as the test saw it: a second quick tap on a keyboard whose edit had not arrived yet.
         """
-        current = self.messages[(message["chat"]["id"], message["message_id"])]
+        current = message if seen else self.messages[(message["chat"]["id"], message["message_id"])]
         data = self.find_button(current, button)
         query = {
             "id": str(next(self._callback_ids)),
