@@ -95,6 +95,7 @@ class TelegramBot:
         self._delivery_task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
         self._languages: dict[int, str] = {}
+        self.connect_attempts = 0
         self._present: set[int] = set()  # users seen (and unblocked) by this process
         self._albums: dict[int, str] = {}  # chat -> the album whose first photo was taken
         self._redact: RedactToken | None = None
@@ -251,6 +252,7 @@ class TelegramBot:
         delay = self.connect_backoff
         while not self.stop_requested():
             bot = self._make_bot(token)
+            self.connect_attempts += 1
             reason = await self._connect(bot)
             if reason is None:
                 delay = self.connect_backoff

@@ -83,6 +83,7 @@ class Outbox:
         self._slots: asyncio.Semaphore | None = None
         self._chats: dict[int, asyncio.Task[None]] = {}  # chat -> its sender
         self._held: dict[int, float] = {}  # chat -> time.time() before which it gets nothing
+        self.scans = 0  # outbox scans so far (tests wait on it instead of on the clock)
 
     def wake(self) -> None:
         """Look at the outbox now (a job completed, or a user asked for a video again)."""
@@ -109,6 +110,7 @@ class Outbox:
                 raise
             except Exception:
                 log.exception("delivery loop error")
+            self.scans += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll)
 
