@@ -38,7 +38,7 @@ from .errors import (
 )
 from .metrics import CONTENT_TYPE, Metrics
 from .queue import JobQueue, JobRequest, is_closed
-from .renderer import select_renderer
+from .renderer import RenderWorker
 from .store import Job, Store
 
 log = logging.getLogger(__name__)
@@ -87,23 +87,21 @@ class Service:
                 None, storage.DataFolderLock.acquire, settings.data_dir
             )
             undo.callback(lock.release)
-            # Raises Unavailable for RENDERER=svd without CUDA or weights.
-            renderer = select_renderer(settings)
-            log.info("renderer: %s (%s)", renderer.name, renderer.state.reason)
             store = await Store.open(settings.db_path)
             undo.push_async_callback(store.close)
             await loop.run_in_executor(None, storage.clean_leftovers, settings)
             metrics = Metrics()
-            jobs = JobQueue(settings, store, renderer, metrics=metrics)
-            await jobs.start()
+            jobs = JobQueue(settings, store, RenderWorker(settings), metrics=metrics)
             undo.push_async_callback(jobs.stop)
+            # Raises Unavailable for RENDERER=svd without CUDA or weights.
+            await jobs.start()
             if settings.renderer == "svd":
                 # Asked for SVD explicitly: a model that does not load is a start-up error, not
                 # a silent fall-back, so wait for the load before serving.
-                await jobs.wait_ready()
-                state = jobs.renderer.state
-                if state.status == "failed":
-                    raise Unavailable(f"the SVD renderer failed to load: {state.reason}")
+                try:
+                    await jobs.wait_ready()
+                except Unavailable as exc:
+                    raise Unavailable(f"the SVD renderer failed to load: {exc.message}") from exc
             service = cls(settings, store, jobs, metrics, lock)
             undo.pop_all()  # from here on, service.stop() undoes it all
             undo.push_async_callback(service.stop)
@@ -279,7 +277,8 @@ async def metrics(request: web.Request) -> web.Response:
     for status, count in (await service.store.counts_by_status()).items():
         service.metrics.jobs.labels(status).set(count)
     service.metrics.queue_length.set(await service.store.count_jobs(status="queued"))
-    for kind, value in service.jobs.renderer.memory_stats().items():
+    renderer = service.jobs.renderer
+    for kind, value in (renderer.memory_stats() if renderer else {}).items():
         service.metrics.gpu_memory.labels(kind).set(value)
     return web.Response(body=service.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
@@ -415,7 +414,7 @@ def _status_body(
     progress, message = job.progress, job.message
     live = service.jobs.live_progress(job.job_id)
     if live is not None:
-        progress, message = round(live[0], 1), live[1]
+        progress, message = round(live.percent, 1), live.message
     return models.JobStatusOut(
         job_id=job.job_id,
         status=job.status,
