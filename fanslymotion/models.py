@@ -8,9 +8,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import models_json_schema
 
-from . import __version__
 from .motion import Aspect, Duration, Preset, Resolution
 
 
@@ -186,21 +184,19 @@ class IndexOut(BaseModel):
     endpoints: dict[str, str]
 
 
-ENDPOINTS: dict[str, str] = {
-    "GET /": "this page",
-    "GET /health": "service health, renderer state, queue length",
-    "GET /metrics": "Prometheus metrics",
-    "GET /openapi.json": "the OpenAPI 3.1 description of this API",
-    "POST /job/create": "queue a job (JSON with base64 image_data, or multipart with an image part)",
-    "GET /jobs": "list jobs, newest first (user_id, status, limit, offset)",
-    "GET /job/status/{job_id}": "status, progress and ETA",
-    "GET /job/result/{job_id}": "parameters and video facts of a job",
-    "GET /job/download/{job_id}": "the MP4 (HTTP Range supported)",
-    "POST /job/{job_id}/cancel": "cancel a queued or running job",
-    "GET /job/{job_id}/events": "Server-Sent Events: status and progress until the job ends",
-}
+class JobsQuery(BaseModel):
+    """The query of GET /jobs; an empty value means the default."""
 
-_MODELS: list[type[BaseModel]] = [
+    model_config = ConfigDict(extra="ignore")
+
+    user_id: int | None = Field(None, ge=0, le=2**53)
+    status: JobStatus | None = None
+    limit: int = Field(20, ge=1, le=100)
+    offset: int = Field(0, ge=0, le=2**31)
+
+
+# The models whose schemas /openapi.json carries under components.
+DOCUMENTED: list[type[BaseModel]] = [
     JobCreateJSON,
     JobCreated,
     JobStatusOut,
@@ -210,134 +206,3 @@ _MODELS: list[type[BaseModel]] = [
     HealthOut,
     IndexOut,
 ]
-
-
-def openapi(auth: bool) -> dict[str, Any]:
-    """OpenAPI 3.1 document built from the models above."""
-    _, defs = models_json_schema(
-        [(model, "validation") for model in _MODELS], ref_template="#/components/schemas/{model}"
-    )
-    schemas: dict[str, Any] = defs["$defs"]
-    multipart = _multipart_from(schemas["JobCreateJSON"])
-
-    def ref(name: str) -> dict[str, str]:
-        return {"$ref": f"#/components/schemas/{name}"}
-
-    def answer(name: str, description: str) -> dict[str, Any]:
-        return {"description": description, "content": {"application/json": {"schema": ref(name)}}}
-
-    error = answer("ErrorOut", "error")
-    errors = {
-        code: error
-        for code in ("400", "401", "404", "409", "413", "415", "422", "429", "503", "507")
-    }
-    job_id = {
-        "name": "job_id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "format": "uuid"},
-    }
-    security: list[dict[str, list[str]]] = [{"bearer": []}] if auth else []
-
-    def op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        return {
-            "summary": summary,
-            "responses": {**responses, **errors},
-            "security": security,
-            **extra,
-        }
-
-    paths: dict[str, Any] = {
-        "/": {
-            "get": {"summary": "API information", "responses": {"200": answer("IndexOut", "ok")}}
-        },
-        "/health": {"get": {"summary": "Health", "responses": {"200": answer("HealthOut", "ok")}}},
-        "/job/create": {
-            "post": op(
-                "Queue a job",
-                {"201": answer("JobCreated", "created"), "200": answer("JobCreated", "replayed")},
-                parameters=[
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string", "maxLength": 200},
-                    },
-                ],
-                requestBody={
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": ref("JobCreateJSON")},
-                        "multipart/form-data": {"schema": multipart},
-                    },
-                },
-            )
-        },
-        "/jobs": {
-            "get": op(
-                "List jobs, newest first",
-                {"200": answer("JobListOut", "ok")},
-                parameters=[
-                    {"name": "user_id", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                    {
-                        "name": "status",
-                        "in": "query",
-                        "schema": {
-                            "type": "string",
-                            "enum": ["queued", "processing", "completed", "failed", "cancelled"],
-                        },
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
-                    },
-                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                ],
-            )
-        },
-        "/job/status/{job_id}": {
-            "get": op("Job status", {"200": answer("JobStatusOut", "ok")}, parameters=[job_id])
-        },
-        "/job/result/{job_id}": {
-            "get": op("Job result", {"200": answer("JobResultOut", "ok")}, parameters=[job_id])
-        },
-        "/job/download/{job_id}": {
-            "get": op(
-                "Download the video",
-                {
-                    "200": {"description": "the MP4", "content": {"video/mp4": {}}},
-                    "206": {"description": "a byte range", "content": {"video/mp4": {}}},
-                    "410": error,
-                    "416": {"description": "range not satisfiable"},
-                },
-                parameters=[job_id],
-            )
-        },
-        "/job/{job_id}/cancel": {
-            "post": op("Cancel a job", {"200": answer("JobStatusOut", "ok")}, parameters=[job_id])
-        },
-        "/job/{job_id}/events": {
-            "get": op(
-                "Server-Sent Events of a job",
-                {"200": {"description": "event stream", "content": {"text/event-stream": {}}}},
-                parameters=[job_id],
-            )
-        },
-    }
-    document: dict[str, Any] = {
-        "openapi": "3.1.0",
-        "info": {"title": "FanslyMotion", "version": __version__},
-        "paths": paths,
-        "components": {"schemas": schemas},
-    }
-    if auth:
-        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-    return document
-
-
-def _multipart_from(create: dict[str, Any]) -> dict[str, Any]:
-    properties = {k: v for k, v in create["properties"].items() if k != "image_data"}
-    properties["image"] = {"type": "string", "contentMediaType": "application/octet-stream"}
-    required = [name for name in create.get("required", []) if name != "image_data"] + ["image"]
-    return {"type": "object", "required": required, "properties": properties}

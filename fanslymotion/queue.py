@@ -12,9 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import secrets
-import shutil
 import threading
 import time
 import uuid
@@ -23,11 +21,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from . import motion, photo, webhook
+from . import datadir, motion, photo, webhook
 from .config import Settings
+from .datadir import move_into_place, remove_quietly, write_atomic
 from .errors import (
     Cancelled,
-    Conflict,
     FanslyError,
     InsufficientStorage,
     InvalidParams,
@@ -39,7 +37,7 @@ from .eta import Estimator, Kind
 from .metrics import Metrics
 from .models import TERMINAL, JobStatus, Phase, Progress
 from .renderer import Renderer, RenderResult, RenderSpec, RenderTask, RenderWorker
-from .store import Job, Store, parse_time
+from .store import Job, NewJob, Store, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -229,29 +227,29 @@ class JobQueue:
         job_id = str(uuid.uuid4())
         relative = f"inputs/{job_id}{extension}"
         await loop.run_in_executor(None, write_atomic, self.settings.data_dir / relative, image)
-        values: dict[str, Any] = {
-            "job_id": job_id,
-            "user_id": request.user_id,
-            "source": request.source,
-            "chat_id": request.chat_id,
-            "message_id": request.message_id,
-            "language": request.language,
-            "duration": request.duration,
-            "resolution": request.resolution,
-            "motion_preset": request.motion_preset,
-            "aspect": request.aspect,
-            "strength": request.strength,
-            "seed": request.seed if request.seed is not None else secrets.randbelow(2**31),
-            "steps": request.steps if request.steps is not None else self.settings.svd_steps,
-            "fps": self.settings.fps,
-            "input_path": relative,
-            "idempotency_key": idempotency_key,
-            "webhook_url": hook_url,
-            "webhook_events": json.dumps(hook_events) if hook_url else None,
-        }
+        new = NewJob(
+            job_id=job_id,
+            user_id=request.user_id,
+            source=request.source,
+            chat_id=request.chat_id,
+            message_id=request.message_id,
+            language=request.language,
+            duration=request.duration,
+            resolution=request.resolution,
+            motion_preset=request.motion_preset,
+            aspect=request.aspect,
+            strength=request.strength,
+            seed=request.seed if request.seed is not None else secrets.randbelow(2**31),
+            steps=request.steps if request.steps is not None else self.settings.svd_steps,
+            fps=self.settings.fps,
+            input_path=relative,
+            idempotency_key=idempotency_key,
+            webhook_url=hook_url,
+            webhook_events=json.dumps(hook_events) if hook_url else None,
+        )
         try:
             job, created = await self.store.create_job(
-                values,
+                new,
                 max_queued=self.settings.max_queued,
                 max_active_per_user=self.settings.max_active_per_user,
             )
@@ -416,8 +414,7 @@ class JobQueue:
         return len(ahead) + 1, round(finish, 1)
 
     def free_disk_mb(self) -> float:
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return shutil.disk_usage(self.settings.data_dir).free / 1024 / 1024
+        return datadir.free_disk_mb(self.settings.data_dir)
 
     async def health(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -642,36 +639,10 @@ class JobQueue:
         }
 
     def _cleanup_input(self, job: Job) -> None:
-        """Apply the input retention setting once a job has ended."""
-        if job.input_path is None or self.settings.input_retention == "keep":
-            return
-        task = asyncio.ensure_future(self._retire_input(job))
+        """Apply the input retention setting once a job has ended (in the background)."""
+        task = asyncio.ensure_future(datadir.retire_input(self.settings, self.store, job))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _retire_input(self, job: Job) -> None:
-        assert job.input_path is not None
-        loop = asyncio.get_running_loop()
-        source = self.settings.data_dir / job.input_path
-        if self.settings.input_retention == "archive":
-            target = f"archive/inputs/{source.name}"
-            await loop.run_in_executor(
-                None, move_into_place, source, self.settings.data_dir / target
-            )
-            await self.store.set_paths(
-                job.job_id,
-                input_path=target,
-                output_path=job.output_path,
-                archived=bool(job.archived),
-            )
-        else:
-            await loop.run_in_executor(None, remove_quietly, source)
-            await self.store.set_paths(
-                job.job_id,
-                input_path=None,
-                output_path=job.output_path,
-                archived=bool(job.archived),
-            )
 
 
 class _Closed:
@@ -688,33 +659,3 @@ def is_closed(event: object) -> bool:
 def _seconds_between(first: str | None, second: str | None) -> float:
     start, end = parse_time(first), parse_time(second)
     return (end - start).total_seconds() if start and end else 0.0
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, fsync, then rename: never a half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def move_into_place(source: Path, target: Path) -> int:
-    """Rename a finished file to its final name (same filesystem: atomic); returns its size."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(source, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(source, target)
-    return target.stat().st_size
-
-
-def remove_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-def check_conflict(job: Job) -> None:
-    if job.status != "completed" or job.output_path is None:
-        raise Conflict(f"the video is not ready (job is {job.status})")

@@ -8,15 +8,16 @@ serialised with a lock so a check-then-insert (caps, idempotency) is atomic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, fields, replace
+from dataclasses import astuple, dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiosqlite
 
@@ -185,9 +186,14 @@ END;
 MIGRATIONS: list[str] = [SCHEMA, PHASE_COLUMNS, WEBHOOKS]
 
 
+def iso_utc(moment: datetime) -> str:
+    """The one timestamp format of the database: ISO 8601 UTC, always with microseconds, so
+    every value has the same width and text order is time order (cut-offs included)."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def utcnow() -> str:
-    """ISO 8601 UTC with microseconds: sorts as text and reads back with fromisoformat."""
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return iso_utc(datetime.now(UTC))
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -246,6 +252,30 @@ class Job:
 
 
 _JOB_COLUMNS = tuple(f.name for f in fields(Job))
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """The values a client's request gives a new row; the store adds status and timestamps."""
+
+    job_id: str
+    user_id: int
+    source: Literal["api", "telegram"]
+    chat_id: int | None
+    message_id: int | None
+    language: str | None
+    duration: int
+    resolution: str
+    motion_preset: str
+    aspect: str
+    strength: float
+    seed: int
+    steps: int
+    fps: int
+    input_path: str
+    idempotency_key: str | None
+    webhook_url: str | None = None
+    webhook_events: str | None = None
 
 
 @dataclass
@@ -333,47 +363,32 @@ class Store:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    async def _retry(self, op: Callable[[], Awaitable[T]]) -> T:
-        """Run `op`, retrying while SQLite says it is busy (busy_timeout covers most cases)."""
-        delay = 0.05
-        for attempt in range(8):
-            try:
-                return await op()
-            except sqlite3.OperationalError as exc:
-                message = str(exc).lower()
-                if ("locked" not in message and "busy" not in message) or attempt == 7:
-                    raise
-                log.warning("database busy, retrying in %.2fs", delay)
-                await asyncio.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
-
     async def _fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        async def op() -> list[sqlite3.Row]:
-            async with self._db.execute(sql, tuple(params)) as cur:
-                return list(await cur.fetchall())
-
-        return await self._retry(op)
+        # busy_timeout makes SQLite itself wait out another process's lock.
+        async with self._db.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
 
     async def _fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         rows = await self._fetchall(sql, params)
         return rows[0] if rows else None
 
     async def _transaction(self, statements: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run `statements` in one IMMEDIATE transaction under the write lock, committed on return."""
+        """Run `statements` in one IMMEDIATE transaction under the write lock, committed on return.
 
-        async def op() -> T:
+        Anything that fails, the COMMIT included (a deferred constraint, a full disk), rolls
+        back: the connection never stays inside a transaction that every later write would
+        then join."""
+        async with self._write:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
                 result = await statements(self._db)
+                await self._db.execute("COMMIT")
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                # SQLite may have rolled back already (then ROLLBACK says so: nothing to undo).
+                with contextlib.suppress(sqlite3.Error):
+                    await self._db.execute("ROLLBACK")
                 raise
-            await self._db.execute("COMMIT")
             return result
-
-        async with self._write:
-            return await self._retry(op)
 
     async def _update(self, sql: str, params: Iterable[Any]) -> int:
         """One guarded UPDATE in its own transaction; returns the number of rows changed."""
@@ -384,6 +399,15 @@ class Store:
 
         return await self._transaction(statements)
 
+    async def _transition(self, sql: str, params: Iterable[Any]) -> Job | None:
+        """One guarded `UPDATE ... RETURNING *`: the changed row, or None when the guard held."""
+
+        async def statements(db: aiosqlite.Connection) -> Job | None:
+            async with db.execute(sql, tuple(params)) as cur:
+                return self._job(await cur.fetchone())
+
+        return await self._transaction(statements)
+
     @staticmethod
     def _job(row: sqlite3.Row | None) -> Job | None:
         return Job(**{name: row[name] for name in _JOB_COLUMNS}) if row is not None else None
@@ -391,7 +415,7 @@ class Store:
     # -- jobs -------------------------------------------------------------------------------
 
     async def create_job(
-        self, values: dict[str, Any], *, max_queued: int, max_active_per_user: int
+        self, new: NewJob, *, max_queued: int, max_active_per_user: int
     ) -> tuple[Job, bool]:
         """Insert a queued job unless the caps forbid it.
 
@@ -399,29 +423,29 @@ class Store:
         job comes back with created=False, whatever its state, and no cap applies.
         """
 
-        async def statements(db: aiosqlite.Connection) -> tuple[str, bool]:
-            key = values.get("idempotency_key")
-            if key is not None:
+        async def statements(db: aiosqlite.Connection) -> tuple[Job | None, bool]:
+            if new.idempotency_key is not None:
                 async with db.execute(
-                    "SELECT job_id FROM jobs WHERE user_id = ? AND idempotency_key = ?",
-                    (values["user_id"], key),
+                    "SELECT * FROM jobs WHERE user_id = ? AND idempotency_key = ?",
+                    (new.user_id, new.idempotency_key),
                 ) as cur:
                     row = await cur.fetchone()
                 if row is not None:
-                    return str(row[0]), False
-            await _check_caps(db, values["user_id"], max_queued, max_active_per_user)
+                    return self._job(row), False
+            await _check_caps(db, new.user_id, max_queued, max_active_per_user)
             now = utcnow()
-            row_values = {**values, "status": "queued", "created_at": now, "updated_at": now}
-            names = ", ".join(row_values)
-            marks = ", ".join("?" for _ in row_values)
-            # Column names come from our own code (the Job dataclass), never from a request.
-            await db.execute(
-                f"INSERT INTO jobs ({names}) VALUES ({marks})", tuple(row_values.values())
-            )
-            return str(values["job_id"]), True
+            async with db.execute(
+                "INSERT INTO jobs (job_id, user_id, source, chat_id, message_id, language,"
+                " duration, resolution, motion_preset, aspect, strength, seed, steps, fps,"
+                " input_path, idempotency_key, webhook_url, webhook_events, status, created_at,"
+                " updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)"
+                " RETURNING *",
+                (*astuple(new), now, now),  # NewJob's fields in the order named above
+            ) as cur:
+                return self._job(await cur.fetchone()), True
 
-        job_id, created = await self._transaction(statements)
-        job = await self.get_job(job_id)
+        job, created = await self._transaction(statements)
         assert job is not None
         return job, created
 
@@ -555,14 +579,13 @@ class Store:
     async def start_job(self, job_id: str, renderer: str) -> Job | None:
         """queued -> processing. None when the job is no longer queued (e.g. cancelled)."""
         now = utcnow()
-        changed = await self._update(
+        return await self._transition(
             "UPDATE jobs SET status = 'processing', started_at = ?, updated_at = ?, renderer = ?,"
             " progress = 0, message = 'starting', phase = 'starting', phase_step = 0,"
             " phase_steps = 0, error = NULL"
-            " WHERE job_id = ? AND status = 'queued'",
+            " WHERE job_id = ? AND status = 'queued' RETURNING *",
             (now, now, renderer, job_id),
         )
-        return await self.get_job(job_id) if changed else None
 
     async def set_progress(self, job_id: str, progress: Progress) -> None:
         await self._update(
@@ -593,55 +616,52 @@ class Store:
         """processing -> completed, and the Telegram delivery queued in the same transaction."""
         now = utcnow()
 
-        async def statements(db: aiosqlite.Connection) -> bool:
-            cur = await db.execute(
+        async def statements(db: aiosqlite.Connection) -> Job | None:
+            async with db.execute(
                 "UPDATE jobs SET status = 'completed', progress = 100, message = 'done',"
                 " output_path = ?, width = ?, height = ?, frames = ?, size_bytes = ?,"
                 " render_seconds = ?, completed_at = ?, updated_at = ?, error = NULL"
-                " WHERE job_id = ? AND status = 'processing'",
+                " WHERE job_id = ? AND status = 'processing' RETURNING *",
                 (output_path, width, height, frames, size_bytes, render_seconds, now, now, job_id),
-            )
-            if cur.rowcount != 1:
-                return False
-            await db.execute(
-                "INSERT OR IGNORE INTO deliveries (job_id, chat_id, created_at)"
-                " SELECT job_id, chat_id, ? FROM jobs"
-                " WHERE job_id = ? AND source = 'telegram' AND chat_id IS NOT NULL",
-                (now, job_id),
-            )
-            return True
+            ) as cur:
+                job = self._job(await cur.fetchone())
+            if job is not None and job.source == "telegram" and job.chat_id is not None:
+                await db.execute(
+                    "INSERT OR IGNORE INTO deliveries (job_id, chat_id, created_at)"
+                    " VALUES (?, ?, ?)",
+                    (job_id, job.chat_id, now),
+                )
+            return job
 
-        return await self.get_job(job_id) if await self._transaction(statements) else None
+        return await self._transaction(statements)
 
     async def fail_job(self, job_id: str, error: str) -> Job | None:
         """processing|queued -> failed."""
         now = utcnow()
-        changed = await self._update(
+        return await self._transition(
             "UPDATE jobs SET status = 'failed', error = ?, message = 'failed',"
             " completed_at = ?, updated_at = ?"
-            " WHERE job_id = ? AND status IN ('queued', 'processing')",
+            " WHERE job_id = ? AND status IN ('queued', 'processing') RETURNING *",
             (error, now, now, job_id),
         )
-        return await self.get_job(job_id) if changed else None
 
     async def cancel_job(self, job_id: str, *, running: bool) -> Job | None:
         """queued -> cancelled (running=False), or processing -> cancelled once the render stopped."""
         now = utcnow()
-        changed = await self._update(
+        return await self._transition(
             "UPDATE jobs SET status = 'cancelled', message = 'cancelled',"
-            " completed_at = ?, updated_at = ? WHERE job_id = ? AND status = ?",
+            " completed_at = ?, updated_at = ? WHERE job_id = ? AND status = ? RETURNING *",
             (now, now, job_id, "processing" if running else "queued"),
         )
-        return await self.get_job(job_id) if changed else None
 
     async def requeue_job(
         self, job_id: str, *, count_attempt: bool, not_before: float = 0.0, error: str | None = None
     ) -> Job | None:
         """processing -> queued: a retry after an error, a stop, or recovery after a crash."""
-        changed = await self._update(
+        return await self._transition(
             "UPDATE jobs SET status = 'queued', progress = 0, message = ?, error = ?,"
             " attempts = attempts + ?, not_before = ?, started_at = NULL, updated_at = ?"
-            " WHERE job_id = ? AND status = 'processing'",
+            " WHERE job_id = ? AND status = 'processing' RETURNING *",
             (
                 "waiting to retry" if error else "queued",
                 error,
@@ -651,7 +671,6 @@ class Store:
                 job_id,
             ),
         )
-        return await self.get_job(job_id) if changed else None
 
     async def recover(self, max_retries: int) -> tuple[int, list[Job]]:
         """At start: a job left `processing` by a dead process counts a failed attempt. It goes
@@ -744,11 +763,14 @@ class Store:
 
     async def interrupt_deliveries(self) -> list[Delivery]:
         """At start: uploads a dead process left `sending` become `interrupted`; returns them."""
-        rows = await self._fetchall("SELECT * FROM deliveries WHERE status = 'sending'")
-        await self._update(
-            "UPDATE deliveries SET status = 'interrupted' WHERE status = 'sending'", ()
-        )
-        return [Delivery(**{**dict(row), "status": "interrupted"}) for row in rows]
+
+        async def statements(db: aiosqlite.Connection) -> list[Delivery]:
+            async with db.execute(
+                "UPDATE deliveries SET status = 'interrupted' WHERE status = 'sending' RETURNING *"
+            ) as cur:
+                return [Delivery(**dict(row)) for row in await cur.fetchall()]
+
+        return await self._transaction(statements)
 
     async def delivery_retry(self, job_id: str) -> bool:
         """interrupted -> pending: the user asked for the video after an interrupted upload."""

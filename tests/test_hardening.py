@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fanslymotion import storage, video
+from fanslymotion import datadir, video
 from fanslymotion.config import Settings
 from fanslymotion.queue import JobQueue, JobRequest
 from fanslymotion.renderer import (
@@ -176,9 +176,9 @@ async def test_archive_then_prune(start_service: ServiceFactory) -> None:
     assert (await client.wait(job_id))["status"] == "completed"
     settings, store = client.service.settings, client.service.store
 
-    assert await storage.housekeeping(settings, store) == (0, 0)  # too young for either
+    assert await datadir.housekeeping(settings, store) == (0, 0)  # too young for either
     later = datetime.now(UTC) + timedelta(days=8)
-    assert await storage.housekeeping(settings, store, now=later) == (1, 0)
+    assert await datadir.housekeeping(settings, store, now=later) == (1, 0)
     job = await store.get_job(job_id)
     assert job is not None and job.output_path == f"archive/{job_id}.mp4"
     assert not (settings.hot_dir / f"{job_id}.mp4").exists()
@@ -186,7 +186,7 @@ async def test_archive_then_prune(start_service: ServiceFactory) -> None:
     assert status == 200 and len(data) == job.size_bytes  # still served, from the archive
 
     much_later = datetime.now(UTC) + timedelta(days=31)
-    assert await storage.housekeeping(settings, store, now=much_later) == (0, 1)
+    assert await datadir.housekeeping(settings, store, now=much_later) == (0, 1)
     assert not (settings.archive_dir / f"{job_id}.mp4").exists()
     status, body, _ = await client.request("GET", f"/job/download/{job_id}")
     assert status == 410 and body["ok"] is False
