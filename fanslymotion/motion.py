@@ -40,15 +40,6 @@ ASPECTS: tuple[Aspect, ...] = get_args(Aspect)
 DURATIONS: tuple[Duration, ...] = get_args(Duration)
 RESOLUTIONS: dict[str, int] = {r: int(r.removesuffix("p")) for r in get_args(Resolution)}
 
-PRESET_DESCRIPTIONS: dict[str, str] = {
-    "micro": "A slow push-in of a few percent with a subtle drift: the photo gently comes alive.",
-    "pan_l": "The camera turns left: the scene slides to the right across the frame.",
-    "pan_r": "The camera turns right: the scene slides to the left across the frame.",
-    "tilt_up": "The camera tilts up: the scene slides down the frame.",
-    "tilt_down": "The camera tilts down: the scene slides up the frame.",
-    "dolly_in": "The camera moves toward the centre: a clear, steady zoom in.",
-}
-
 # Amplitudes at strength 1, in base-window units. Strength scales them linearly, so strength 0
 # is a still frame. At the default strength 0.5 a pan travels 15 % of the frame's width.
 PAN_TRAVEL = 0.30
