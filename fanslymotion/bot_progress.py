@@ -38,6 +38,7 @@ from aiogram.types import InlineKeyboardMarkup
 from .bot_telegram import is_not_modified, user_gone
 from .bot_views import progress_view
 from .config import Settings
+from .models import Progress
 from .queue import JobEvent, JobQueue, is_closed
 from .store import TERMINAL, Job, parse_time
 
@@ -235,7 +236,7 @@ class ProgressTracker:
         *,
         eta: float | None,
         position: int | None,
-        live: tuple[float, str, float | None] | None = None,
+        live: Progress | None = None,
     ) -> None:
         tracked.status = job.status
         if job.status == "queued" and job.attempts > 0:

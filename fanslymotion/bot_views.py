@@ -24,6 +24,7 @@ from .errors import (
     Unavailable,
     UnsupportedMedia,
 )
+from .models import Progress
 from .store import Job
 from .texts import EN, LANGUAGE_NAMES, LANGUAGES, motion_description, motion_name, t
 
@@ -223,31 +224,13 @@ def format_eta(lang: str, seconds: float | None) -> str:
     return t(lang, "eta_minutes", m=round(seconds / 60))
 
 
-# The renderers' phase words (the first word of a progress message) -> the text key. SVD says
-# "denoising k/n" and "decoding k/n"; the step count is kept ("Animating 2/4").
-_PHASE_KEYS = {
-    "starting": "phase_starting",
-    "preparing": "phase_preparing",
-    "rendering": "phase_rendering",
-    "encoded": "phase_encoded",
-    "finishing": "phase_encoded",
-    "loading": "phase_loading",
-    "encoding": "phase_encoding",
-    "denoising": "phase_animating",
-    "animating": "phase_animating",
-    "decoding": "phase_decoding",
-    "resumed": "phase_resumed",
-}
-
-
-def phase_text(lang: str, phase: str) -> str:
-    """The user's words for a renderer's phase (the one place that reads phase strings)."""
-    words = phase.split() if phase else []
-    key = _PHASE_KEYS.get(words[0].lower()) if words else None
-    if key is None:
+def phase_text(lang: str, phase: str, step: int = 0, steps: int = 0) -> str:
+    """The user's words for a render phase (a `Phase` value), with its pass: "Animating 2/4"."""
+    key = f"phase_{phase}"
+    if not phase or key not in EN:
         return t(lang, "phase_generic")
-    steps = words[1] if len(words) > 1 and "/" in words[1] else ""
-    return f"{t(lang, key)} {steps}".strip()
+    words = t(lang, key)
+    return f"{words} {step}/{steps}" if steps else words
 
 
 def bar(percent: float, cells: int = 12) -> str:
@@ -336,7 +319,7 @@ def progress_view(
     *,
     eta: float | None,
     position: int | None,
-    live: tuple[float, str, float | None] | None = None,
+    live: Progress | None = None,
     paused: bool = False,
     tries: int = 1,
     resumed: bool = False,
@@ -363,13 +346,14 @@ def progress_view(
                 lang, "progress_queued", position=position, eta=format_eta(lang, eta), params=params
             )
     else:
-        percent, phase = job.progress, job.message
+        percent, phase = job.progress, phase_text(lang, job.phase, job.phase_step, job.phase_steps)
         if live is not None:
-            percent, phase, eta = live
+            percent, eta = live.percent, live.eta
+            phase = phase_text(lang, live.phase, live.step, live.steps)
         text = t(
             lang,
             "progress_running",
-            phase=phase_text(lang, phase),
+            phase=phase,
             percent=int(percent),
             bar=bar(percent),
             eta=format_eta(lang, eta),
@@ -448,7 +432,7 @@ def status_line(
     *,
     position: int | None,
     eta: float | None,
-    live: tuple[float, str, float | None] | None,
+    live: Progress | None,
     paused: bool = False,
 ) -> str:
     """One job's line in /status: its place in the queue, or its phase and percent."""
@@ -464,13 +448,17 @@ def status_line(
             position=position or "?",
             eta=format_eta(lang, eta),
         )
-    percent, phase = (live[0], live[1]) if live else (job.progress, job.message)
+    if live is not None:
+        percent, phase = live.percent, phase_text(lang, live.phase, live.step, live.steps)
+    else:
+        percent = job.progress
+        phase = phase_text(lang, job.phase, job.phase_step, job.phase_steps)
     return t(
         lang,
         "status_running",
         n=n,
         params=params,
-        phase=phase_text(lang, phase),
+        phase=phase,
         percent=int(percent),
         eta=format_eta(lang, eta),
     )

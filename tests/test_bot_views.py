@@ -10,6 +10,7 @@ from aiogram.types import InlineKeyboardMarkup
 
 from fanslymotion import bot_views, motion, texts
 from fanslymotion.errors import BadRequest, TooManyJobs
+from fanslymotion.models import Phase, Progress
 from fanslymotion.store import Job
 
 
@@ -102,7 +103,7 @@ def test_progress_view_for_every_state(lang: str) -> None:
     assert "2" in text and texts.t(lang, "eta_minutes", m=1) in text
     assert buttons(markup) == [[(texts.t(lang, "btn_cancel"), "job:cancel:j1")]]
 
-    running = make_job(status="processing", progress=50.0, message="rendering")
+    running = make_job(status="processing", progress=50.0, phase="rendering")
     text, markup = bot_views.progress_view(lang, running, eta=8, position=None)
     assert "50" in text and "▓" * 6 + "░" * 6 in text
     assert texts.t(lang, "eta_seconds", s=8) in text
@@ -129,7 +130,7 @@ def test_progress_view_for_every_state(lang: str) -> None:
     retry = make_job(status="queued", attempts=1, error="internal render error")
     text, _ = bot_views.progress_view(lang, retry, eta=5, position=1, tries=3)
     assert text.endswith(texts.t(lang, "note_retry", attempt=2, tries=3))
-    again = make_job(status="processing", attempts=0, progress=10.0, message="rendering")
+    again = make_job(status="processing", attempts=0, progress=10.0, phase="rendering")
     text, _ = bot_views.progress_view(lang, again, eta=5, position=None, resumed=True)
     assert text.endswith(texts.t(lang, "note_resumed"))
 
@@ -181,11 +182,19 @@ def test_the_bot_imports_no_renderer() -> None:
 
 @pytest.mark.parametrize("lang", texts.LANGUAGES)
 def test_every_phase_has_words(lang: str) -> None:
-    for phase in ("starting", "preparing", "rendering", "encoding", "finishing", "loading"):
-        assert bot_views.phase_text(lang, phase) != texts.t(lang, "phase_generic"), phase
-    assert bot_views.phase_text(lang, "denoising 2/4") == texts.t(lang, "phase_animating") + " 2/4"
-    assert bot_views.phase_text(lang, "decoding 1/3") == texts.t(lang, "phase_decoding") + " 1/3"
+    """A text for every Phase in every language: a new phase without one fails here."""
+    for phase in Phase:
+        assert f"phase_{phase}" in texts.TEXTS[lang], phase
+        assert bot_views.phase_text(lang, phase) == texts.t(lang, f"phase_{phase}")
+    animating = bot_views.phase_text(lang, Phase.ANIMATING, 2, 4)
+    assert animating == texts.t(lang, "phase_animating") + " 2/4"
     assert bot_views.phase_text(lang, "") == texts.t(lang, "phase_generic")
+    svd = make_job(status="processing", phase=Phase.DECODING, progress=96.0)
+    text, _ = bot_views.progress_view(lang, svd, eta=3, position=None)
+    assert text.startswith(f"🎬 {texts.t(lang, 'phase_decoding')}: 96%")
+    live = Progress(percent=40.0, phase=Phase.ANIMATING, step=2, steps=4, eta=20.0)
+    text, _ = bot_views.progress_view(lang, svd, eta=None, position=None, live=live)
+    assert text.startswith(f"🎬 {animating}: 40%")
 
 
 def _sample_values(template: str) -> dict[str, object]:
