@@ -189,28 +189,18 @@ class TelegramBot:
             await asyncio.wait(
                 {self._delivery_task, *self.outbox.senders()}, timeout=self.stop_grace
             )
-        tasks = [
-            task
-            for task in (self._delivery_task, self._progress_task, self._runner)
-            if task is not None
-        ]
-        tasks += self.progress.tasks() + self.outbox.senders()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self._inflight:
-            _, late = await asyncio.wait(set(self._inflight), timeout=self.stop_grace)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late, timeout=1.0)
+        await _end(
+            [
+                task
+                for task in (self._delivery_task, self._progress_task, self._runner)
+                if task is not None
+            ]
+            + self.progress.tasks()
+            + self.outbox.senders()
+        )
+        await self._wait_handlers()
         # Handlers that ran meanwhile may have started editors: those stop too.
-        for task in self.progress.tasks():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await _end(self.progress.tasks())
         self._progress_task = self._delivery_task = self._runner = None
         if self._enabled:
             await self.progress.note_interrupted()
@@ -223,6 +213,16 @@ class TelegramBot:
         if self._redact is not None:
             for name in REDACTED_LOGGERS:
                 logging.getLogger(name).removeFilter(self._redact)
+
+    async def _wait_handlers(self) -> None:
+        """Let running handlers finish (a while), then cancel the rest."""
+        if not self._inflight:
+            return
+        _, late = await asyncio.wait(set(self._inflight), timeout=self.stop_grace)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=1.0)
 
     def _make_bot(self, token: str) -> Bot:
         api = TelegramAPIServer.from_base(self.settings.telegram_api)
@@ -611,6 +611,15 @@ class _Context(BaseMiddleware):
                 await event.callback_query.answer(t(lang, "private"), show_alert=True)
             elif event.message is not None and event.message.chat.type == "private":
                 await event.message.answer(t(lang, "private"))  # never into a group
+
+
+async def _end(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel tasks and wait for them; whatever they raise on the way out is theirs."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 def _heic_to_png(data: bytes, max_pixels: int) -> bytes | None:

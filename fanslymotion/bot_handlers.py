@@ -8,20 +8,19 @@ data set by `TelegramBot`: `telegram` (the TelegramBot), `store`, `jobs` and `se
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramBadRequest, TelegramNotFound
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, Message
 
 from .bot_delivery import DOCUMENT_PREFIX
-from .bot_telegram import TRANSIENT, is_not_modified
+from .bot_photo import on_early_photo, on_not_photo, on_photo, resubmit, settings_done
+from .bot_screens import is_current, show_conv, show_menu, show_step, take_over
 from .bot_views import (
     STATE_OF,
     STEPS,
@@ -33,22 +32,15 @@ from .bot_views import (
     Pick,
     cancel_list_keyboard,
     decode_choice,
-    document_kind,
-    is_heic,
     job_caption,
     job_params,
     lang_keyboard,
-    looks_like_image,
     mb,
     menu_keyboard,
     menu_only_keyboard,
-    missing_step,
-    photo_first_keyboard,
     photo_limit,
     result_keyboard,
     status_line,
-    step_keyboard,
-    step_text,
     summary,
 )
 from .config import Settings
@@ -61,84 +53,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# A download that failed for good (after the bot's own retries), or a file Telegram lost.
-DOWNLOAD_FAILURES: tuple[type[Exception], ...] = (*TRANSIENT, TelegramNotFound)
 
-
-# -- showing things --------------------------------------------------------------------------------
-
-
-async def show(
-    target: Message | CallbackQuery, text: str, markup: InlineKeyboardMarkup | None
-) -> int | None:
-    """Edit the message a button was pressed on (a text message), or send a new one.
-
-    Returns the id of the message that shows it now."""
-    if isinstance(target, Message):
-        return (await target.answer(text, reply_markup=markup)).message_id
-    message = target.message
-    if isinstance(message, Message) and message.text is not None:
-        try:
-            await message.edit_text(text, reply_markup=markup)
-            return message.message_id
-        except TelegramBadRequest as exc:
-            if is_not_modified(exc):
-                return message.message_id
-            log.debug("could not edit message %s: %s", message.message_id, exc.message)
-    if message is not None and target.bot is not None:
-        sent = await target.bot.send_message(message.chat.id, text, reply_markup=markup)
-        return sent.message_id
-    return None
-
-
-async def show_conv(
-    target: Message | CallbackQuery,
-    state: FSMContext,
-    text: str,
-    markup: InlineKeyboardMarkup | None,
-) -> None:
-    """Show a view of the conversation; its message becomes the one live conversation message
-    (every other message's menu and step buttons are outdated from now on)."""
-    await state.update_data(conv=await show(target, text, markup))
-
-
-async def take_over(callback: CallbackQuery, telegram: TelegramBot) -> None:
-    """The pressed message becomes a menu or a step: if it was a finished job's progress
-    message, it is released, so that no restart edits it back to the job's state."""
-    message = callback.message
-    if isinstance(message, Message) and message.text is not None:
-        await telegram.progress.release(message.chat.id, message.message_id)
-
-
-def is_current(callback: CallbackQuery, data: dict[str, Any]) -> bool:
-    """Whether a menu or step button was pressed on the live conversation message."""
-    if "conv" not in data:
-        return True  # a conversation from before conversations were tracked
-    message = callback.message
-    return message is not None and message.message_id == data["conv"]
-
-
-async def show_step(
-    target: Message | CallbackQuery,
-    state: FSMContext,
-    lang: str,
-    step: str,
-    settings: Settings,
-    *,
-    again: bool = False,
-    note: str = "",
-) -> None:
-    data = await state.get_data()
-    await state.set_state(STATE_OF[step])
-    text = step_text(lang, step, data, limit=photo_limit(settings), again=again)
-    await show_conv(
-        target, state, f"{note}\n\n{text}" if note else text, step_keyboard(lang, step, data)
-    )
-
-
-async def show_menu(target: Message | CallbackQuery, state: FSMContext, lang: str) -> None:
-    await state.set_state(None)
-    await show_conv(target, state, t(lang, "menu"), menu_keyboard(lang))
+# -- history --------------------------------------------------------------------------------------
 
 
 async def send_history(bot: Bot, store: Store, chat_id: int, user_id: int, lang: str) -> None:
@@ -178,145 +94,6 @@ async def send_history(bot: Bot, store: Store, chat_id: int, user_id: int, lang:
             log.info("history: job %s not re-sent: %s", job.job_id, exc)
             gone = t(lang, "history_gone", params=job_params(lang, job))
             await bot.send_message(chat_id, gone)
-
-
-async def resubmit(
-    callback: CallbackQuery,
-    state: FSMContext,
-    lang: str,
-    telegram: TelegramBot,
-    job: Job,
-    params: dict[str, Any],
-    *,
-    shown: str | None = None,
-) -> Job | None:
-    """Queue `params` on the photo of an earlier `job` (first showing `shown` in place of the
-    buttons, if given); when that photo is gone, ask for it again."""
-    assert callback.bot is not None and callback.message is not None
-    data = await state.get_data()
-    found = await telegram.photo_of(callback.bot, job, data)
-    if found is None:
-        await state.set_data({**data, **params, "reuse": None, "photo_of": None})
-        await show_step(callback, state, lang, "photo", telegram.settings, again=True)
-        return None
-    image, ref = found
-    if shown is not None:
-        await show(callback, shown, None)
-    return await telegram.submit(
-        bot=callback.bot,
-        chat_id=callback.message.chat.id,
-        user_id=callback.from_user.id,
-        lang=lang,
-        params=params,
-        image=image,
-        photo_ref=ref,
-        state=state,
-    )
-
-
-async def settings_done(
-    callback: CallbackQuery, state: FSMContext, lang: str, telegram: TelegramBot
-) -> None:
-    """Every setting is chosen: queue the photo the bot already has, or ask for one."""
-    data = await state.get_data()
-    pending = data.get("pending")
-    if pending:
-        await show(callback, summary(lang, data, "photo"), None)
-        message = callback.message
-        assert isinstance(message, Message)
-        photo = Incoming(**pending)
-        user_id = callback.from_user.id
-        await take_photo(message, state, lang, telegram, data, photo, user_id=user_id)
-        return
-    source = data.get("photo_of")
-    job = await telegram.store.get_job(str(source)) if source else None
-    if job is not None and job.user_id == callback.from_user.id:
-        await resubmit(
-            callback, state, lang, telegram, job, data, shown=summary(lang, data, "photo")
-        )
-        return
-    await show_step(callback, state, lang, "photo", telegram.settings)
-
-
-# -- the photo -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """A photo the user sent: enough to download it later (kept in the FSM data as a dict)."""
-
-    file_id: str
-    file_size: int | None
-    heic: bool
-    message_id: int
-
-
-def incoming(message: Message) -> Incoming | str:
-    """The photo in a message, or the text key naming what came instead."""
-    if message.photo:
-        size = message.photo[-1]  # the largest; Telegram lists them small to large
-        return Incoming(size.file_id, size.file_size, False, message.message_id)
-    document = message.document
-    if document is not None:
-        if not looks_like_image(document.mime_type, document.file_name):
-            return document_kind(document.mime_type, document.file_name)
-        heic = is_heic(document.mime_type, document.file_name)
-        return Incoming(document.file_id, document.file_size, heic, message.message_id)
-    if message.video or message.animation or message.video_note:
-        return "kind_video"
-    if message.audio or message.voice:
-        return "kind_audio"
-    if message.sticker:
-        return "kind_sticker"
-    return "kind_message" if message.text else "kind_file"
-
-
-async def take_photo(
-    message: Message,
-    state: FSMContext,
-    lang: str,
-    telegram: TelegramBot,
-    params: dict[str, Any],
-    photo: Incoming,
-    *,
-    user_id: int,
-    note: str = "",
-) -> None:
-    """Download the photo and queue it with `params`; refusals are explained."""
-    assert message.bot is not None
-    limit = photo_limit(telegram.settings)
-    if photo.file_size is not None and photo.file_size > limit:
-        await message.answer(t(lang, "too_big", limit=mb(limit)))
-        return
-    try:
-        image = await telegram.download(message.bot, photo.file_id)
-    except TelegramBadRequest as exc:
-        key = "too_big" if "too big" in exc.message.lower() else "download_failed"
-        log.warning("photo download failed: %s", exc.message)
-        await message.answer(t(lang, key, limit=mb(limit)))
-        return
-    except DOWNLOAD_FAILURES as exc:
-        log.warning("photo download failed for good: %s", exc)
-        await message.answer(t(lang, "download_failed"))
-        return
-    if photo.heic:
-        converted = await telegram.heic_to_png(image)
-        if converted is None:
-            await message.answer(t(lang, "heic_refused"))
-            return
-        image = converted
-    await telegram.submit(
-        bot=message.bot,
-        chat_id=message.chat.id,
-        user_id=user_id,
-        lang=lang,
-        params=params,
-        image=image,
-        photo_ref=photo.file_id,
-        state=state,
-        reply_to=photo.message_id,
-        note=note,
-    )
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -597,71 +374,6 @@ async def reuse_job(
         data = await state.get_data()
         used = dict(list({**(data.get("used") or {}), key: made.job_id}.items())[-50:])
         await state.update_data(used=used)
-
-
-async def on_photo(
-    message: Message, state: FSMContext, lang: str, telegram: TelegramBot, settings: Settings
-) -> None:
-    """The photo step: take the photo (the first of an album), or say what came instead."""
-    part = telegram.album_part(message.chat.id, message.media_group_id)
-    if part == "later":
-        return  # one answer per album
-    data = await state.get_data()
-    missing = missing_step(data)
-    if missing is not None:  # an old conversation without every choice: ask again
-        await show_step(message, state, lang, missing, settings)
-        return
-    photo = incoming(message)
-    if isinstance(photo, str):
-        note = t(lang, "not_image", kind=t(lang, photo))
-        await show_step(message, state, lang, "photo", settings, note=note)
-        return
-    assert message.from_user is not None
-    note = t(lang, "album_first") if part == "first" else ""
-    user_id = message.from_user.id
-    await take_photo(message, state, lang, telegram, data, photo, user_id=user_id, note=note)
-
-
-async def on_not_photo(message: Message, state: FSMContext, lang: str, settings: Settings) -> None:
-    note = t(lang, "wrong_input", kind=t(lang, incoming_kind(message)))
-    await show_step(message, state, lang, "photo", settings, note=note)
-
-
-def incoming_kind(message: Message) -> str:
-    found = incoming(message)
-    return found if isinstance(found, str) else "kind_file"
-
-
-async def on_early_photo(
-    message: Message,
-    state: FSMContext,
-    raw_state: str | None,
-    lang: str,
-    telegram: TelegramBot,
-    settings: Settings,
-) -> None:
-    """A photo before the photo step: kept, and the settings asked for (never the photo again)."""
-    part = telegram.album_part(message.chat.id, message.media_group_id)
-    if part == "later":
-        return  # one answer per album
-    photo = incoming(message)
-    if isinstance(photo, str):
-        text = t(lang, "not_image", kind=t(lang, photo))
-        await message.answer(text, reply_markup=menu_only_keyboard(lang))
-        return
-    notes = [t(lang, "album_first")] if part == "first" else []
-    await state.update_data(pending=dataclasses.asdict(photo), reuse=None, photo_of=None)
-    current = next((step for step, st in STATE_OF.items() if st.state == raw_state), None)
-    if current is not None and current != "photo":
-        # Mid-conversation: keep going where the user was, now with the photo.
-        notes.append(t(lang, "photo_kept"))
-        await show_step(message, state, lang, current, settings, note="\n".join(notes))
-        return
-    notes.append(t(lang, "photo_first"))
-    data = await state.get_data()
-    await state.set_state(STATE_OF["duration"])
-    text = "\n".join(notes) + "\n\n" + step_text(lang, "duration", data)
-    await show_conv(message, state, text, photo_first_keyboard(lang, data))
 
 
 async def on_other(message: Message, lang: str) -> None:

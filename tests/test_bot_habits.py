@@ -184,13 +184,28 @@ async def test_after_a_cancel_same_photo_other_settings(stack: Stack, tg: FakeTe
     await wait_job(stack, job_id, "cancelled")
     await stack.jobs.resume()
     ended = await wait_button(tg, ALICE.id, f"job:settings:{job_id}")
-    assert f"job:retry:{job_id}" in [d for _, d in tg.buttons(ended)]
+    # "Try again", tapped twice: one more job
+    await tg.press(ALICE, ended, f"job:retry:{job_id}")
+    await tg.press(ALICE, ended, f"job:retry:{job_id}")
+    await tg.wait_call(
+        "answerCallbackQuery", lambda c: c.get("text") == "This one is already on its way."
+    )
+    first = await wait_video(tg, ALICE)
+    assert await stack.store.count_jobs() == 2
+
+    # "Same photo, other settings": the steps, then straight into the queue
     await tg.press(ALICE, ended, f"job:settings:{job_id}")
     for data in ("pick:duration:3", "pick:resolution:360p", "pick:motion:micro", "pick:aspect:1x1"):
         await pick(tg, ALICE, data)
-    call = await wait_video(tg, ALICE)
+    call = await wait_video(tg, ALICE, count=2)
     assert (int(call.get("width")), int(call.get("height"))) == (360, 360)
-    assert await stack.store.count_jobs() == 2
+    assert await stack.store.count_jobs() == 3
+
+    # /history says which video can't be re-sent instead of skipping it
+    tg.files.pop(str(first.result["video"]["file_id"]))
+    await tg.send_text(ALICE, "/history")
+    gone = await tg.wait_message(ALICE.id, "can no longer be re-sent")
+    assert "Pan left · 3 s · 360p" in _text(gone)
 
 
 async def test_lang_switch_reaches_the_job_and_the_command_menu(
