@@ -24,6 +24,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ValidationError
 
 from . import __version__, models, storage
+from . import web as web_page
 from .config import Settings
 from .errors import (
     BadRequest,
@@ -606,7 +607,8 @@ def create_app(service: Service) -> web.Application:
         client_max_size=settings.max_upload_bytes * 4 // 3 + 1024 * 1024,
     )
     app[SERVICE] = service
-    app.router.add_get("/", index)
+    # `/` is the JSON index for API clients and the web page for browsers.
+    web_page.add_routes(app, index, _service)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
