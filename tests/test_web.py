@@ -3,15 +3,20 @@ in Debian's Chromium (Playwright) against the real service process on 127.0.0.1.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import signal
 import tomllib
+import urllib.request
 from collections.abc import Iterator
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from fanslymotion import motion, web
 
@@ -224,6 +229,15 @@ def token_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
     yield from _service(tmp_path_factory.mktemp("web-token"), FANSLYMOTION_API_TOKEN=TOKEN)
 
 
+def _get_with_token(proc: Process, path: str) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{proc.port}{path}", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body: dict[str, Any] = json.loads(response.read())
+    return body
+
+
 def _page(browser: Any, console: Console, **context: Any) -> Any:
     page = browser.new_context(**context).new_page()
     page.set_default_timeout(30_000)
@@ -242,6 +256,23 @@ def _box(page: Any) -> dict[str, float]:
     )
 
 
+def landscape(width: int, height: int) -> bytes:
+    """A smooth picture (sky, sun, hills), so that a screenshot of the page stays small."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32) / height
+    sky = np.stack([90 + 120 * y, 150 + 80 * y, 235 - 30 * y], axis=-1)
+    sun = ((x - 0.95) ** 2 + (y - 0.3) ** 2) < 0.012
+    sky[sun] = (255, 214, 110)
+    for base, amp, freq, colour in (
+        (0.62, 0.06, 5.0, (70, 130, 80)),
+        (0.75, 0.05, 9.0, (40, 95, 55)),
+    ):
+        hill = y > base + amp * np.sin(x * freq)
+        sky[hill] = colour
+    out = io.BytesIO()
+    Image.fromarray(sky.clip(0, 255).astype(np.uint8)).save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
 def _photo(name: str, data: bytes, mime: str) -> dict[str, Any]:
     return {"name": name, "mimeType": mime, "buffer": data}
 
@@ -254,7 +285,7 @@ def test_page_makes_a_video_cancels_one_and_keeps_both(browser: Any, site: Proce
     assert page.get_by_role("button", name="Animate").is_disabled()
 
     # A photo, the options, and the camera preview moving over it.
-    page.set_input_files("#file-input", _photo("photo.jpg", photo_bytes(960, 720), "image/jpeg"))
+    page.set_input_files("#file-input", _photo("photo.jpg", landscape(960, 720), "image/jpeg"))
     page.get_by_label("Duration").select_option("3")
     page.get_by_label("Resolution").select_option("480p")
     page.get_by_label("Motion", exact=True).select_option("pan_r")
@@ -298,8 +329,6 @@ def test_page_makes_a_video_cancels_one_and_keeps_both(browser: Any, site: Proce
     seen = page.evaluate("window.progressSeen")
     assert len({v for v in seen if 0 < v < 100}) >= 2, seen
     assert "854x480" in page.inner_text("#result-params")
-    if SCREENSHOT:
-        page.screenshot(path=str(ROOT / SCREENSHOT), full_page=True)
 
     # A long second job: a reload comes back to it, and Cancel really cancels it.
     page.get_by_label("Duration").select_option("12")
@@ -311,8 +340,14 @@ def test_page_makes_a_video_cancels_one_and_keeps_both(browser: Any, site: Proce
         arg=done_id,
     )
     long_id = page.get_attribute("#job", "data-job-id")
+    if SCREENSHOT:  # the page at work: preview, live progress and the gallery
+        page.wait_for_function("() => document.getElementById('job-progress').value > 15")
+        page.screenshot(path=str(ROOT / SCREENSHOT), full_page=True)
     page.reload()
     page.wait_for_selector(f"#job[data-job-id='{long_id}'][data-status=processing]")
+    # The options chosen last came back with the page.
+    assert page.get_by_label("Duration").input_value() == "12"
+    assert page.get_by_label("Motion", exact=True).input_value() == "pan_r"
     page.get_by_role("button", name="Cancel", exact=True).click()
     page.wait_for_selector("#job[data-status=cancelled]")
     assert site.get(f"/job/status/{long_id}")[1]["status"] == "cancelled"
@@ -385,7 +420,21 @@ def test_page_asks_for_the_token_and_plays_with_it(browser: Any, token_site: Pro
     assert video[0] == pytest.approx(3.0, abs=0.1) and video[1] == 640
     # No signed URL yet: the page fetched the MP4 with the header and plays it from memory.
     assert video[2].startswith("blob:") or "?" in video[2]
-    page.wait_for_selector("#gallery-grid li[data-status=completed]")
+    first_id = page.get_attribute("#video", "data-job-id")
+
+    # "Other motion": the same photo (kept in the browser) and seed, another camera move.
+    page.get_by_label("Motion for the next video").select_option("tilt_up")
+    page.get_by_role("button", name="Other motion").click()
+    page.wait_for_function(
+        "id => { const v = document.getElementById('video');"
+        " return v.dataset.jobId !== id && v.readyState >= 2; }",
+        arg=first_id,
+    )
+    second_id = page.get_attribute("#video", "data-job-id")
+    first, second = (_get_with_token(token_site, f"/job/result/{i}") for i in (first_id, second_id))
+    assert second["parameters"]["motion_preset"] == "tilt_up" and second["seed"] == first["seed"]
+    assert second["parameters"]["duration"] == 3 and second["width"] == 640
+    page.wait_for_selector(f"#gallery-grid li[data-job-id='{second_id}'][data-status=completed]")
 
     # The token stays in the browser: a reload goes straight to the gallery.
     page.reload()
