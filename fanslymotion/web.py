@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,11 +110,11 @@ def parse_camera_query(query: dict[str, str], settings: Settings) -> CameraQuery
 
 def _working_size(renderer: str, aspect: str, settings: Settings) -> tuple[int, int] | None:
     """The size the SVD renderer cuts the photo to first; None for the motion renderer."""
-    if renderer != "svd" or "fanslymotion.svd" not in sys.modules:
-        return None  # the SVD module (torch) is only loaded when SVD really is the renderer
-    svd: Any = sys.modules["fanslymotion.svd"]
-    size: tuple[int, int] = svd.svd_working_size(aspect, settings.svd_size)
-    return size
+    if renderer != "svd":
+        return None
+    from . import svd  # already loaded when SVD is the renderer (it imports torch)
+
+    return svd.svd_working_size(aspect, settings.svd_size)
 
 
 def camera_path(params: CameraQuery, settings: Settings, renderer: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from PIL import Image
 
 from fanslymotion import motion, web
 
-from .conftest import Client, ServiceFactory, assert_error_body, photo_bytes
+from .conftest import Client, ServiceFactory, assert_error_body, make_settings, photo_bytes
 from .test_process import Process
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -117,6 +117,20 @@ def test_camera_boxes_for_svd_follow_the_centre_crop() -> None:
     # Without a crop it is exactly the motion renderer's path.
     plain = motion.camera_boxes("pan_r", 1.0, (1000, 500), (640, 480), 8)
     assert plain == list(motion.CameraPath("pan_r", 1.0, (1000, 500), (640, 480)).boxes(8))
+
+
+def test_camera_path_with_the_svd_renderer_follows_its_working_crop(tmp_path: Path) -> None:
+    from fanslymotion import svd
+
+    settings = make_settings(tmp_path)
+    query = {"width": "1200", "height": "600", "duration": "3", "resolution": "480p"}
+    params = web.parse_camera_query({**query, "motion_preset": "pan_l", "aspect": "4:3"}, settings)
+    body = web.camera_path(params, settings, "svd")
+    assert body["renderer"] == "svd" and body["output"] == {"width": 640, "height": 480}
+    work = svd.svd_working_size("4:3", settings.svd_size)
+    want = motion.camera_boxes("pan_l", 0.5, (1200, 600), (640, 480), 12, crop_size=work)
+    assert body["boxes"] == [pytest.approx(b, abs=1e-3) for b in want]
+    assert body["boxes"] != web.camera_path(params, settings, "motion")["boxes"]
 
 
 @pytest.mark.parametrize(
