@@ -607,8 +607,8 @@ def create_app(service: Service) -> web.Application:
         client_max_size=settings.max_upload_bytes * 4 // 3 + 1024 * 1024,
     )
     app[SERVICE] = service
-    # `/` is the JSON index for API clients and the web page for browsers.
-    web_page.add_routes(app, index, _service)
+    app.router.add_get("/", index)
+    web_page.add_routes(app, _service)  # the web page: `/` for browsers, its files, /camera
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)

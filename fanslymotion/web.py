@@ -67,21 +67,21 @@ def prefers_html(accept: str) -> bool:
     return html > 0.0 and html > json
 
 
-def page_or_index(json_index: Handler) -> Handler:
-    """`GET /`: the page for a browser, the JSON index for everyone else."""
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        if prefers_html(request.headers.get("Accept", "")):
-            response: web.StreamResponse = web.FileResponse(
-                STATIC_DIR / "index.html",
-                headers={"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache"},
-            )
-        else:
-            response = await json_index(request)
-        response.headers["Vary"] = "Accept"
-        return response
-
-    return handler
+@web.middleware
+async def page_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """`GET /`: the page for a browser; everyone else gets the API's own answer (the JSON
+    index). A middleware, so it does not matter how the API registers its `/`."""
+    if request.path != "/" or request.method not in ("GET", "HEAD"):
+        return await handler(request)
+    if prefers_html(request.headers.get("Accept", "")):
+        response: web.StreamResponse = web.FileResponse(
+            STATIC_DIR / "index.html",
+            headers={"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache"},
+        )
+    else:
+        response = await handler(request)
+    response.headers["Vary"] = "Accept"
+    return response
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -186,9 +186,9 @@ async def favicon(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC_DIR / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
 
 
-def add_routes(app: web.Application, json_index: Handler, service_of: ServiceOf) -> None:
-    """Register the page, its files and its routes on the API's application."""
-    app.router.add_get("/", page_or_index(json_index))
+def add_routes(app: web.Application, service_of: ServiceOf) -> None:
+    """Register the page, its files and its routes on the API's application (before it starts)."""
+    app.middlewares.append(page_middleware)
     app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/camera", camera_route(service_of))
     app.router.add_get("/web/config", config_route(service_of))
