@@ -252,6 +252,17 @@ def _get_with_token(proc: Process, path: str) -> dict[str, Any]:
     return body
 
 
+# Fire a drop (on the drop zone) or a paste (on the document) carrying one file.
+DROP_OR_PASTE = """([kind, name, type, bytes]) => {
+    const data = new DataTransfer();
+    data.items.add(new File([new Uint8Array(bytes)], name, {type}));
+    const event = kind === "drop"
+        ? new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true})
+        : new ClipboardEvent("paste", {clipboardData: data, bubbles: true, cancelable: true});
+    (kind === "drop" ? document.getElementById("drop") : document).dispatchEvent(event);
+}"""
+
+
 def _page(browser: Any, console: Console, **context: Any) -> Any:
     page = browser.new_context(**context).new_page()
     page.set_default_timeout(30_000)
@@ -393,6 +404,21 @@ def test_page_refuses_files_in_words_in_russian_on_a_phone(browser: Any, site: P
     )
     assert "слишком маленькое" in page.inner_text("#photo-error")
     assert page.get_by_role("button", name="Оживить").is_disabled()
+
+    # Drag and drop, and paste, take the same path as the file picker.
+    page.evaluate(DROP_OR_PASTE, ["drop", "notes.txt", "text/plain", list(b"plain text")])
+    assert "не поддерживаемое изображение" in page.inner_text("#photo-error")
+    page.evaluate(DROP_OR_PASTE, ["paste", "p.jpg", "image/jpeg", list(landscape(320, 240))])
+    page.wait_for_selector("#camera-box[data-frames='72']")  # 6 s at 12 fps, the default
+    assert page.inner_text("#photo-error") == ""
+
+    # A file the browser cannot tell from a photo: the service's refusal, in its words.
+    page.set_input_files("#file-input", _photo("x.jpg", b"\x00junk" * 300, "image/jpeg"))
+    page.get_by_role("button", name="Оживить").click()
+    page.wait_for_selector("#make-error:text('not a supported image')")
+    # Chromium logs the refused request itself ("the server responded with a status of 415").
+    assert [e for e in console.errors if "415" not in e] == [], console.errors
+    console.errors.clear()
 
     # The switch: English, kept across a reload; every control has a label.
     page.get_by_role("button", name="English").click()
