@@ -11,8 +11,10 @@ import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import models, motion, photo
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ServiceOf = Callable[[web.Request], Any]
+
 
 # Largest side the camera route takes: far beyond any photo MAX_PIXELS lets through.
 MAX_SIDE = 100_000
@@ -67,21 +70,43 @@ def prefers_html(accept: str) -> bool:
     return html > 0.0 and html > json
 
 
-@web.middleware
-async def page_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def content_policy(public_url: str) -> str:
+    """The page's Content-Security-Policy: everything from this service (and PUBLIC_URL's
+    origin, where video links point), nothing from elsewhere, no inline script."""
+    media = "'self' blob:"
+    parsed = urlsplit(public_url)
+    if parsed.scheme in ("http", "https") and parsed.netloc:
+        media = f"{media} {parsed.scheme}://{parsed.netloc}"
+    return (
+        f"default-src 'self'; img-src {media} data:; media-src {media}; connect-src 'self';"
+        " object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+def page_middleware(service_of: ServiceOf) -> Middleware:
     """`GET /`: the page for a browser; everyone else gets the API's own answer (the JSON
     index). A middleware, so it does not matter how the API registers its `/`."""
-    if request.path != "/" or request.method not in ("GET", "HEAD"):
-        return await handler(request)
-    if prefers_html(request.headers.get("Accept", "")):
-        response: web.StreamResponse = web.FileResponse(
-            STATIC_DIR / "index.html",
-            headers={"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache"},
-        )
-    else:
-        response = await handler(request)
-    response.headers["Vary"] = "Accept"
-    return response
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path != "/" or request.method not in ("GET", "HEAD"):
+            return await handler(request)
+        if prefers_html(request.headers.get("Accept", "")):
+            policy = content_policy(service_of(request).settings.public_url)
+            response: web.StreamResponse = web.FileResponse(
+                STATIC_DIR / "index.html",
+                headers={
+                    "Content-Type": "text/html; charset=utf-8",
+                    "Cache-Control": "no-cache",
+                    "Content-Security-Policy": policy,
+                },
+            )
+        else:
+            response = await handler(request)
+        response.headers["Vary"] = "Accept"
+        return response
+
+    return middleware
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -188,7 +213,7 @@ async def favicon(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application, service_of: ServiceOf) -> None:
     """Register the page, its files and its routes on the API's application (before it starts)."""
-    app.middlewares.append(page_middleware)
+    app.middlewares.append(page_middleware(service_of))
     app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/camera", camera_route(service_of))
     app.router.add_get("/web/config", config_route(service_of))

@@ -162,6 +162,8 @@ async def test_root_is_the_page_for_browsers_and_json_for_api_clients(
     assert status == 200 and response.content_type == "text/html"
     assert b'<script type="module" src="/static/js/main.js">' in page
     assert response.headers["Vary"] == "Accept"
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "media-src 'self' blob:;" in policy
     # The page, its files and the camera route need no token; job data does.
     for path, kind in [
         ("/static/js/main.js", "application/javascript"),
@@ -305,6 +307,8 @@ def _photo(name: str, data: bytes, mime: str) -> dict[str, Any]:
 def test_page_makes_a_video_cancels_one_and_keeps_both(browser: Any, site: Process) -> None:
     console = Console()
     page = _page(browser, console, viewport={"width": 1280, "height": 900})
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
     page.goto(f"http://127.0.0.1:{site.port}/")
     page.wait_for_selector("body[data-ready=true]")
     assert page.get_by_role("button", name="Animate").is_disabled()
@@ -383,6 +387,9 @@ def test_page_makes_a_video_cancels_one_and_keeps_both(browser: Any, site: Proce
     page.wait_for_selector(f"#gallery-grid li[data-job-id='{done_id}'][data-status=completed]")
     assert page.locator("#gallery-grid li").count() == 2
     assert console.errors == []
+    # Nothing came from anywhere but the service (and the page's own blob: URLs).
+    here = f"http://127.0.0.1:{site.port}/"
+    assert [u for u in asked if not u.startswith((here, "blob:", "data:"))] == []
 
 
 def test_page_refuses_files_in_words_in_russian_on_a_phone(browser: Any, site: Process) -> None:
