@@ -246,15 +246,21 @@ function onSubmit(event) {
 function showProgress(body) {
   const status = body.status;
   const progress = Number(body.progress ?? 0);
-  $("job").dataset.status = status;
+  const job = $("job");
+  const changed = job.dataset.status !== status;
+  job.dataset.status = status;
   $("job-progress").value = status === "completed" ? 100 : progress;
-  let line = t(`job.${status}`, { p: progress.toFixed(0) });
-  if (status === "queued" && body.queue_position) {
-    line = `${line}. ${t("job.position", { n: body.queue_position })}`;
+  if (changed) {
+    // Only a change of status is announced (the region is polite); the figures below are not.
+    $("job-status").textContent = t(`job.${status}`);
+    if (state.config) gallery.load();
   }
-  $("job-status").textContent = line;
   const eta = body.eta_seconds ?? body.estimated_time;
   const detail = [];
+  if (status === "queued" && body.queue_position) {
+    detail.push(t("job.position", { n: body.queue_position }));
+  }
+  if (status === "processing") detail.push(`${progress.toFixed(0)} %`);
   if (status === "processing" && body.message) detail.push(phase(body.message));
   if (!TERMINAL.has(status) && eta != null) detail.push(t("job.eta", { s: Math.ceil(eta) }));
   $("job-detail").textContent = detail.join(" · ");
@@ -271,6 +277,7 @@ async function watch(jobId, first) {
   localStorage.setItem(JOB_KEY, jobId);
   $("job").hidden = false;
   $("job").dataset.jobId = jobId;
+  $("job").dataset.status = "";
   $("job-error").textContent = "";
   $("result").hidden = true;
   if (first) showProgress({ progress: 0, ...first });
