@@ -237,7 +237,12 @@ def _service(path: Path, **env: str) -> Iterator[Process]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
     """The service the page tests share: no token, 1 MB uploads (to test the size refusal)."""
-    yield from _service(tmp_path_factory.mktemp("web"), FANSLYMOTION_MAX_UPLOAD_MB="1")
+    yield from _service(
+        tmp_path_factory.mktemp("web"),
+        FANSLYMOTION_MAX_UPLOAD_MB="1",
+        FANSLYMOTION_MAX_QUEUED="20",  # the paging test queues 13 jobs for one user
+        FANSLYMOTION_MAX_ACTIVE_PER_USER="20",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -490,3 +495,32 @@ def test_page_asks_for_the_token_and_plays_with_it(browser: Any, token_site: Pro
     # The one refused request is the wrong token's 401, which Chromium itself logs.
     assert [e for e in console.errors if "401" not in e] == [], console.errors
     assert len(console.errors) <= 1
+
+
+def test_gallery_pages_through_a_users_jobs(browser: Any, site: Process) -> None:
+    console = Console()
+    page = _page(browser, console)
+    page.goto(f"http://127.0.0.1:{site.port}/")
+    page.wait_for_selector("body[data-ready=true]")
+    user = int(page.evaluate("localStorage.getItem('fanslymotion.user')"))
+    assert 0 < user <= 2**53
+    jobs = [site.create(user_id=user, duration=12, resolution="1080p") for _ in range(13)]
+    try:
+        page.reload()
+        page.wait_for_selector(f"#gallery-grid li[data-job-id='{jobs[-1]}']")  # newest first
+        assert page.locator("#gallery-grid li").count() == 12
+        assert page.is_disabled("#gallery-prev")
+        page.get_by_role("button", name="Older").click()
+        page.wait_for_selector(f"#gallery-grid li[data-job-id='{jobs[0]}']")
+        assert page.locator("#gallery-grid li").count() == 1
+        assert page.inner_text("#gallery-page") == "Page 2" and page.is_disabled("#gallery-next")
+        # Cancel from the gallery: the tile's own button, and the API agrees.
+        page.get_by_role("button", name="Cancel: ", exact=False).click()
+        page.wait_for_selector(f"#gallery-grid li[data-job-id='{jobs[0]}'][data-status=cancelled]")
+        assert site.get(f"/job/status/{jobs[0]}")[1]["status"] == "cancelled"
+        page.get_by_role("button", name="Newer").click()
+        page.wait_for_selector(f"#gallery-grid li[data-job-id='{jobs[-1]}']")
+    finally:
+        for job_id in jobs:
+            site.call("POST", f"/job/{job_id}/cancel")
+    assert console.errors == []
