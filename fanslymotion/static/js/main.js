@@ -19,6 +19,7 @@ const state = {
   jobId: null,
   watching: null, // AbortController of the event stream being read
   result: null,
+  progress: null, // the last status or progress shown
   blobs: [], // object URLs to release when the result changes
 };
 const preview = new CameraPreview($("photo"), $("camera-box"));
@@ -244,6 +245,7 @@ function onSubmit(event) {
 }
 
 function showProgress(body) {
+  state.progress = body;
   const status = body.status;
   const progress = Number(body.progress ?? 0);
   const job = $("job");
@@ -356,16 +358,18 @@ async function showResult(jobId, { scroll = false } = {}) {
   link.href = video;
   link.download = `fanslymotion-${jobId}.mp4`;
   showParams(result);
-  fillSelect(
-    $("other-motion"),
-    state.config.presets.filter((p) => p !== result.parameters.motion_preset),
-    (p) => t(`motion.${p}`),
-  );
+  fillOtherMotions(result);
   $("result").hidden = false;
   if (scroll) $("result").scrollIntoView({ behavior: "smooth", block: "start" });
   player.play().catch(() => {
     // autoplay refused: the controls are there
   });
+}
+
+function fillOtherMotions(result) {
+  const current = result.parameters.motion_preset;
+  const others = state.config.presets.filter((p) => p !== current);
+  fillSelect($("other-motion"), others, (p) => t(`motion.${p}`));
 }
 
 function showParams(result) {
@@ -442,8 +446,15 @@ function translate() {
   $("user-note").textContent = t("user.note", { id: userId() });
   if (state.config) {
     fillOptions();
-    gallery.load().catch(() => {});
-    if (state.result) showParams(state.result);
+    gallery.load();
+    if (state.result) {
+      showParams(state.result);
+      fillOtherMotions(state.result);
+    }
+    if (state.progress) {
+      $("job").dataset.status = ""; // say the status again, in the new language
+      showProgress(state.progress);
+    }
   }
 }
 
