@@ -50,6 +50,7 @@ function askToken(wrong) {
   setToken("");
   preview.stop();
   state.watching?.abort();
+  state.watching = null;
   for (const id of ["make", "job", "result", "gallery"]) $(id).hidden = true;
   $("gallery-grid").replaceChildren(); // without the token no job data stays on the page
   $("token-panel").hidden = false;
