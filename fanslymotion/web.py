@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import models, motion, photo
+from . import motion, photo
 from .errors import InvalidParams
 
 if TYPE_CHECKING:
@@ -41,10 +41,10 @@ class CameraQuery(BaseModel):
 
     width: int = Field(ge=1, le=MAX_SIDE, description="Photo width in pixels, as displayed")
     height: int = Field(ge=1, le=MAX_SIDE, description="Photo height in pixels, as displayed")
-    duration: models.Duration
-    resolution: models.Resolution
-    motion_preset: models.Preset
-    aspect: models.Aspect = "auto"
+    duration: motion.Duration
+    resolution: motion.Resolution
+    motion_preset: motion.Preset
+    aspect: motion.Aspect = "auto"
     strength: float = Field(0.5, ge=0.0, le=1.0)
 
 
@@ -176,7 +176,9 @@ def camera_route(service_of: ServiceOf) -> Handler:
         service = service_of(request)
         settings: Settings = service.settings
         params = parse_camera_query(dict(request.query), settings)
-        work = functools.partial(camera_path, params, settings, service.jobs.renderer.name)
+        # The renderer that serves, or the one loading (SVD takes a while to load).
+        renderer = service.jobs.worker.state.name
+        work = functools.partial(camera_path, params, settings, renderer)
         body = await asyncio.get_running_loop().run_in_executor(None, work)
         return web.json_response(body)
 

@@ -181,6 +181,16 @@ async def test_root_is_the_page_for_browsers_and_json_for_api_clients(
     assert status in (403, 404) and body["ok"] is False
 
 
+def test_the_page_words_every_phase_in_both_languages() -> None:
+    from fanslymotion.models import Phase
+
+    source = (web.STATIC_DIR / "js" / "i18n.js").read_text(encoding="utf-8")
+    english, russian = source.split("\n  ru: {")
+    for phase in Phase:
+        assert f'"phase.{phase.value}"' in english, phase
+        assert f'"phase.{phase.value}"' in russian, phase
+
+
 def test_every_static_file_is_package_data() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     patterns = config["tool"]["setuptools"]["package-data"]["fanslymotion"]
