@@ -292,6 +292,7 @@ async function watch(jobId, first) {
         (_name, data) => {
           if (data.job_id && data.job_id !== jobId) return;
           if (!data.status) return; // e.g. "closing": the service stops; read the status below
+          if ($("job-error").textContent === t("job.lost")) $("job-error").textContent = "";
           last = { ...last, ...data };
           showProgress(last);
         },
