@@ -315,6 +315,13 @@ def landscape(width: int, height: int) -> bytes:
     return out.getvalue()
 
 
+def _background(page: Any) -> float:
+    """Mean of the page background's RGB channels (0 black, 255 white)."""
+    colour = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    channels = [float(v) for v in colour[colour.index("(") + 1 : colour.index(")")].split(",")[:3]]
+    return sum(channels) / 3
+
+
 def _photo(name: str, data: bytes, mime: str) -> dict[str, Any]:
     return {"name": name, "mimeType": mime, "buffer": data}
 
@@ -327,6 +334,7 @@ def test_page_makes_a_video_cancels_one_and_keeps_both(browser: Any, site: Proce
     page.goto(f"http://127.0.0.1:{site.port}/")
     page.wait_for_selector("body[data-ready=true]")
     assert page.get_by_role("button", name="Animate").is_disabled()
+    assert _background(page) > 200  # light by default
 
     # A photo, the options, and the camera preview moving over it.
     page.set_input_files("#file-input", _photo("photo.jpg", landscape(960, 720), "image/jpeg"))
@@ -409,9 +417,16 @@ def test_page_makes_a_video_cancels_one_and_keeps_both(browser: Any, site: Proce
 
 def test_page_refuses_files_in_words_in_russian_on_a_phone(browser: Any, site: Process) -> None:
     console = Console()
-    page = _page(browser, console, locale="ru-RU", viewport={"width": 390, "height": 844})
+    page = _page(
+        browser,
+        console,
+        locale="ru-RU",
+        viewport={"width": 390, "height": 844},
+        color_scheme="dark",
+    )
     page.goto(f"http://127.0.0.1:{site.port}/")
     page.wait_for_selector("body[data-ready=true]")
+    assert _background(page) < 60  # dark by the system's preference
     assert page.get_by_role("button", name="Оживить").is_visible()
     wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert wide <= 0, "the page scrolls sideways on a phone"
