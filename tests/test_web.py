@@ -486,12 +486,15 @@ def test_page_asks_for_the_token_and_plays_with_it(browser: Any, token_site: Pro
     assert page.is_hidden("#gallery") and page.is_hidden("#make")
 
     page.get_by_label("API token", exact=True).fill(TOKEN)
-    page.get_by_role("button", name="Save").click()
+    page.keyboard.press("Enter")  # the keyboard alone gets through the page
     page.wait_for_selector("#gallery:not([hidden])")
     page.set_input_files("#file-input", _photo("p.jpg", photo_bytes(480, 360), "image/jpeg"))
     page.get_by_label("Duration").select_option("3")
     page.get_by_label("Resolution").select_option("360p")
-    page.get_by_role("button", name="Animate").click()
+    page.get_by_role("button", name="Random").focus()
+    page.keyboard.press("Tab")  # the next control is the main button
+    assert page.evaluate("document.activeElement.id") == "animate"
+    page.keyboard.press("Enter")
     page.wait_for_function("() => document.getElementById('video').readyState >= 2")
     video = page.eval_on_selector("#video", "v => [v.duration, v.videoWidth, v.src]")
     assert video[0] == pytest.approx(3.0, abs=0.1) and video[1] == 640
