@@ -381,6 +381,15 @@ def test_page_makes_a_video_cancels_one_and_keeps_both(browser: Any, site: Proce
     seen = page.evaluate("window.progressSeen")
     assert len({v for v in seen if 0 < v < 100}) >= 2, seen
     assert "854x480" in page.inner_text("#result-params")
+    # The first frame as the poster: the service's poster_url when it has one, else the
+    # gallery shows the video's own first frame.
+    result = site.get(f"/job/result/{done_id}")[1]
+    tile = f"#gallery-grid li[data-job-id='{done_id}'] .thumb"
+    if result.get("poster_url"):
+        assert page.get_attribute("#video", "poster", timeout=5000).endswith(result["poster_url"])
+        page.wait_for_function(f'() => document.querySelector("{tile} img")?.naturalWidth > 0')
+    else:
+        page.wait_for_function(f'() => document.querySelector("{tile} video")?.readyState >= 1')
 
     # A long second job: a reload comes back to it, and Cancel really cancels it.
     page.get_by_label("Duration").select_option("12")
