@@ -401,6 +401,9 @@ def test_page_makes_a_video_cancels_one_and_keeps_both(browser: Any, site: Proce
         arg=done_id,
     )
     long_id = page.get_attribute("#job", "data-job-id")
+    # The phase and the time left, in words.
+    page.wait_for_selector("#job-detail:text('rendering frames')")
+    page.wait_for_selector("#job-detail:text('s left')")
     if SCREENSHOT:  # the page at work: preview, live progress and the gallery
         page.wait_for_function("() => document.getElementById('job-progress').value > 15")
         page.screenshot(path=str(ROOT / SCREENSHOT), full_page=True)

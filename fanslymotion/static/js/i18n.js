@@ -208,10 +208,15 @@ export function apply(root = document) {
   for (const el of root.querySelectorAll("[data-i18n-alt]")) el.alt = t(el.dataset.i18nAlt);
 }
 
-/** A phase name from the service ("denoising 2/7") in the page's language. */
-export function phase(message) {
-  if (!message) return "";
-  const [word, ...rest] = String(message).split(" ");
+/** The phase of a status body in the page's language: its `phase` with the pass
+ * ("animating 2/4"), or, from a service that only sends `message`, that message's first word. */
+export function phase(body) {
+  if (body.phase) {
+    const name = has(`phase.${body.phase}`) ? t(`phase.${body.phase}`) : body.phase;
+    return body.phase_steps ? `${name} ${body.phase_step}/${body.phase_steps}` : name;
+  }
+  if (!body.message) return "";
+  const [word, ...rest] = String(body.message).split(" ");
   const key = `phase.${word}`;
-  return has(key) ? [t(key), ...rest].join(" ") : message;
+  return has(key) ? [t(key), ...rest].join(" ") : body.message;
 }

@@ -264,7 +264,7 @@ function showProgress(body) {
     detail.push(t("job.position", { n: body.queue_position }));
   }
   if (status === "processing") detail.push(`${progress.toFixed(0)} %`);
-  if (status === "processing" && body.message) detail.push(phase(body.message));
+  if (status === "processing" && phase(body)) detail.push(phase(body));
   if (!TERMINAL.has(status) && eta != null) detail.push(t("job.eta", { s: Math.ceil(eta) }));
   $("job-detail").textContent = detail.join(" · ");
   $("job-cancel").hidden = TERMINAL.has(status);
