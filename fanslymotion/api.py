@@ -21,6 +21,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ValidationError
 
 from . import __version__, models, openapi
+from . import web as web_page
 from .config import Settings
 from .errors import (
     BadRequest,
@@ -629,4 +630,5 @@ def create_app(service: Service) -> web.Application:
     app[SERVICE] = service
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
+    web_page.add_routes(app, _service)  # the web page: `/` for browsers, its files, /camera
     return app
