@@ -372,11 +372,14 @@ class TelegramBot:
         missed = await self.missed_videos(user_id)
         bot = self.bot
         if missed and bot is not None:
-            await bot.send_message(
-                user_id,
-                t(lang, "missed_videos", n=len(missed)),
-                reply_markup=missed_keyboard(lang, missed[-1]),
-            )
+            try:
+                await bot.send_message(
+                    user_id,
+                    t(lang, "missed_videos", n=len(missed)),
+                    reply_markup=missed_keyboard(lang, missed[-1]),
+                )
+            except TelegramAPIError as exc:  # the update itself is still handled
+                log.info("user %s: missed videos not offered: %s", user_id, exc.message)
 
     async def missed_videos(self, user_id: int) -> list[str]:
         """Jobs whose video was given up because the user could not be reached."""
@@ -488,7 +491,12 @@ class TelegramBot:
         last = {step: params.get(step) for step in ("duration", "resolution", "motion", "aspect")}
         # The conversation is over: its buttons are retired, the photo and settings remembered.
         await state.set_data(
-            {**data, "photos": photos, "reuse": None, "pending": None, "conv": None, "last": last}
+            {
+                **data,
+                "photos": photos,
+                "last": last,
+                **{"reuse": None, "pending": None, "photo_of": None, "conv": None},
+            }
         )
         await state.set_state(None)
         return job
