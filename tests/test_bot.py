@@ -174,9 +174,21 @@ async def choose(
     motion: str = "pan_l",
     aspect: str = "auto",
 ) -> dict[str, Any]:
-    """From /start to the photo step; returns the step message."""
+    """From /start to the photo step; returns the step message.
+
+    Every step is looked for in the menu's own message (the conversation edits that one), not
+    in whichever older message of the chat carries the same buttons."""
     menu = await open_menu(tg, user)
     await tg.press(user, menu, "nav:new")
+
+    async def on_menu(data: str) -> dict[str, Any]:
+        def find() -> dict[str, Any] | None:
+            current = tg.message(user.id, menu["message_id"])
+            return current if any(d == data for _, d in tg.buttons(current)) else None
+
+        found: dict[str, Any] = await tg.wait_for(find, 10, f"a button {data!r}")
+        return found
+
     for step, value in (
         ("duration", str(duration)),
         ("resolution", resolution),
@@ -184,9 +196,8 @@ async def choose(
         ("aspect", aspect.replace(":", "x")),
     ):
         data = f"pick:{step}:{value}"
-        message = await wait_button(tg, user.id, data)
-        await tg.press(user, message, data)
-    return await wait_button(tg, user.id, "back:aspect")
+        await tg.press(user, await on_menu(data), data)
+    return await on_menu("back:aspect")
 
 
 async def progress_message(tg: FakeTelegram, user: FakeUser, after: int = 0) -> dict[str, Any]:
