@@ -11,6 +11,15 @@ Resolution = Literal["360p", "480p", "720p", "1080p"]
 Preset = Literal["micro", "pan_l", "pan_r", "tilt_up", "tilt_down", "dolly_in"]
 Aspect = Literal["auto", "16:9", "9:16", "1:1", "4:3", "3:4"]
 Status = Literal["queued", "processing", "completed", "failed", "cancelled"]
+# pending: no video yet; ready: it can be downloaded; deleted: pruned after its retention
+# period (the job stays completed); none: the job failed or was cancelled.
+VideoState = Literal["pending", "ready", "deleted", "none"]
+_VIDEO = "whether the job's video exists: pending, ready, deleted (pruned) or none"
+_VIDEO_URL = (
+    "where to download the MP4 while `video` is ready; with API_TOKEN set it is a signed link"
+    " (expires, sig) that opens without the bearer header until it expires"
+)
+_POSTER_URL = "the video's first frame as JPEG, signed like video_url"
 
 
 class JobParams(BaseModel):
@@ -38,7 +47,10 @@ class JobCreated(BaseModel):
     job_id: str
     status: Status
     queue_position: int | None
-    estimated_time: float | None = Field(description="Seconds until the video is ready")
+    eta_seconds: float | None = Field(description="Seconds until the video is ready")
+    estimated_time: float | None = Field(
+        description="The old name of eta_seconds, kept for one release", deprecated=True
+    )
 
 
 class JobStatusOut(BaseModel):
@@ -54,6 +66,9 @@ class JobStatusOut(BaseModel):
     attempts: int
     error: str | None
     renderer: str | None
+    video: VideoState = Field(description=_VIDEO)
+    video_url: str | None = Field(description=_VIDEO_URL)
+    poster_url: str | None = Field(description=_POSTER_URL)
 
 
 class JobParameters(BaseModel):
@@ -78,7 +93,9 @@ class JobResultOut(BaseModel):
     size: int | None
     renderer: str | None
     render_seconds: float | None
-    video_url: str | None
+    video: VideoState = Field(description=_VIDEO)
+    video_url: str | None = Field(description=_VIDEO_URL)
+    poster_url: str | None = Field(description=_POSTER_URL)
 
 
 class JobSummary(BaseModel):
@@ -105,8 +122,11 @@ class ErrorOut(BaseModel):
     status: int
     code: str | None = Field(
         None,
-        description="a stable name for the case when the status alone does not say it,"
-        " e.g. photo_too_small, photo_damaged, photo_unsupported, photo_too_many_pixels",
+        description="a stable name for the case when the status alone does not say it:"
+        " photo_empty, photo_unreadable, photo_damaged, photo_unsupported,"
+        " photo_too_many_pixels, photo_too_small (400/413/415/422); idempotency_key_reused"
+        " (422); not_ready, job_failed, job_cancelled (409); video_deleted (410);"
+        " link_invalid, link_expired (403)",
     )
 
 
@@ -122,7 +142,10 @@ class RendererOut(BaseModel):
 class HealthOut(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    ok: bool
+    ok: bool = Field(description="false (with status 503) while the service cannot take work")
+    reason: str | None = Field(
+        description="why it cannot: the renderer failed, disk below MIN_FREE_MB, paused, stopping"
+    )
     renderer: RendererOut
     queue_length: int
     running_job: str | None

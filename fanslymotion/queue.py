@@ -36,7 +36,7 @@ from .errors import (
 )
 from .metrics import Metrics
 from .renderer import MotionRenderer, Renderer, RenderResult, RenderSpec, RenderTask
-from .store import TERMINAL, Job, NewJob, Store, parse_time
+from .store import TERMINAL, Job, NewJob, Store, check_same_request, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -295,9 +295,15 @@ class JobQueue:
     # -- submission and control ---------------------------------------------------------------
 
     async def submit(
-        self, request: JobRequest, image: bytes, *, idempotency_key: str | None = None
+        self,
+        request: JobRequest,
+        image: bytes,
+        *,
+        idempotency_key: str | None = None,
+        request_digest: str | None = None,
     ) -> tuple[Job, bool]:
-        """Validate, store the photo and queue a job. Returns (job, created)."""
+        """Validate, store the photo and queue a job. Returns (job, created). A repeat of an
+        idempotency key returns its job when `request_digest` is the same, else 422."""
         if self._stopping:
             raise Unavailable(
                 "the service is restarting, please try again in a minute", retry_after=30
@@ -306,6 +312,7 @@ class JobQueue:
         if idempotency_key is not None:
             existing = await self.store.job_by_idempotency_key(request.user_id, idempotency_key)
             if existing is not None:
+                check_same_request(existing, request_digest)
                 return existing, False
         await self.store.check_caps(
             request.user_id,
@@ -337,6 +344,7 @@ class JobQueue:
             fps=self.settings.fps,
             input_path=relative,
             idempotency_key=idempotency_key,
+            request_digest=request_digest,
         )
         try:
             job, created = await self.store.create_job(

@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 
 import aiosqlite
 
-from .errors import TooManyJobs
+from .errors import InvalidParams, TooManyJobs
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,13 @@ CREATE TABLE flags (
 );
 """
 
-MIGRATIONS: list[str] = [SCHEMA]
+# Version 2: what an idempotency key was used for (parameters and photo digest), so that the
+# same key with another request is refused instead of answered with the old job.
+REQUEST_DIGEST = """
+ALTER TABLE jobs ADD COLUMN request_digest TEXT;
+"""
+
+MIGRATIONS: list[str] = [SCHEMA, REQUEST_DIGEST]
 
 
 def iso_utc(moment: datetime) -> str:
@@ -175,6 +181,7 @@ class Job:
     completed_at: str | None
     updated_at: str
     archived: int
+    request_digest: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -204,6 +211,7 @@ class NewJob:
     fps: int
     input_path: str
     idempotency_key: str | None
+    request_digest: str | None = None
 
 
 @dataclass
@@ -235,6 +243,15 @@ async def _check_caps(
         raise TooManyJobs(
             f"you already have {active} videos in progress (at most {max_active_per_user})",
             retry_after=30,
+        )
+
+
+def check_same_request(existing: Job, digest: str | None) -> None:
+    """An idempotency key names one request: another one under the same key is refused."""
+    if existing.request_digest is not None and digest != existing.request_digest:
+        raise InvalidParams(
+            "this Idempotency-Key was used for another request (other parameters or photo)",
+            code="idempotency_key_reused",
         )
 
 
@@ -347,14 +364,17 @@ class Store:
                 ) as cur:
                     row = await cur.fetchone()
                 if row is not None:
-                    return self._job(row), False
+                    existing = self._job(row)
+                    assert existing is not None
+                    check_same_request(existing, new.request_digest)
+                    return existing, False
             await _check_caps(db, new.user_id, max_queued, max_active_per_user)
             now = utcnow()
             async with db.execute(
                 "INSERT INTO jobs (job_id, user_id, source, chat_id, message_id, language,"
                 " duration, resolution, motion_preset, aspect, strength, seed, steps, fps,"
-                " input_path, idempotency_key, status, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)"
+                " input_path, idempotency_key, request_digest, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)"
                 " RETURNING *",
                 (*astuple(new), now, now),  # NewJob's fields in the order named above
             ) as cur:

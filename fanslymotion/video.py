@@ -392,3 +392,29 @@ def _read(path: Path, width: int, height: int, pix_fmt: str) -> Generator[np.nda
                 process.kill()
             process.stdout.close()
             process.wait()
+
+
+def first_frame_jpeg(video: Path, output: Path, *, quality: int = 3, timeout: float = 60) -> None:
+    """Write the first frame of `video` to `output` as a JPEG (`quality`: ffmpeg's -q:v, 2 is
+    best). The caller picks `output`: write to a temporary name and rename it."""
+    command = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        str(video),
+        "-frames:v",
+        "1",
+        "-q:v",
+        str(quality),
+        "-f",
+        "mjpeg",  # one frame of MJPEG is a JPEG file
+        "-y",
+        str(output),
+    ]
+    result = subprocess.run(command, capture_output=True, check=False, timeout=timeout)
+    if result.returncode != 0 or not output.is_file() or output.stat().st_size == 0:
+        log.info("poster failed (%s): %s", result.returncode, result.stderr[-_STDERR_TAIL:])
+        raise RenderError("the poster could not be made from the video", retryable=False)
