@@ -169,7 +169,8 @@ async def metrics(request: web.Request) -> web.Response:
     for status, count in (await service.store.counts_by_status()).items():
         service.metrics.jobs.labels(status).set(count)
     service.metrics.queue_length.set(await service.store.count_jobs(status="queued"))
-    for kind, value in service.jobs.renderer.memory_stats().items():
+    renderer = service.jobs.renderer
+    for kind, value in (renderer.memory_stats() if renderer else {}).items():
         service.metrics.gpu_memory.labels(kind).set(value)
     return web.Response(body=service.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
@@ -243,7 +244,7 @@ def _status_body(
     progress, message = job.progress, job.message
     live = service.jobs.live_progress(job.job_id)
     if live is not None:
-        progress, message = round(live[0], 1), live[1]
+        progress, message = round(live.percent, 1), live.message
     video_url, poster_url = _links(service.settings, job, time.time())
     return models.JobStatusOut(
         job_id=job.job_id,

@@ -21,7 +21,7 @@ from .config import Settings, model_problem, unknown_variables
 from .errors import FanslyError, Unavailable
 from .metrics import Metrics
 from .queue import JobQueue
-from .renderer import select_renderer
+from .renderer import RenderWorker
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -67,23 +67,21 @@ class Service:
                 None, datadir.DataFolderLock.acquire, settings.data_dir
             )
             undo.callback(lock.release)
-            # Raises Unavailable for RENDERER=svd without CUDA or weights.
-            renderer = select_renderer(settings)
-            log.info("renderer: %s (%s)", renderer.name, renderer.state.reason)
             store = await Store.open(settings.db_path)
             undo.push_async_callback(store.close)
             await loop.run_in_executor(None, datadir.clean_leftovers, settings)
             metrics = Metrics()
-            jobs = JobQueue(settings, store, renderer, metrics=metrics)
-            await jobs.start()
+            jobs = JobQueue(settings, store, RenderWorker(settings), metrics=metrics)
             undo.push_async_callback(jobs.stop)
+            # Raises Unavailable for RENDERER=svd without CUDA or weights.
+            await jobs.start()
             if settings.renderer == "svd":
                 # Asked for SVD explicitly: a model that does not load is a start-up error, not
                 # a silent fall-back, so wait for the load before serving.
-                await jobs.wait_ready()
-                state = jobs.renderer.state
-                if state.status == "failed":
-                    raise Unavailable(f"the SVD renderer failed to load: {state.reason}")
+                try:
+                    await jobs.wait_ready()
+                except Unavailable as exc:
+                    raise Unavailable(f"the SVD renderer failed to load: {exc.message}") from exc
             service = cls(settings, store, jobs, metrics, lock)
             undo.pop_all()  # from here on, service.stop() undoes it all
             undo.push_async_callback(service.stop)

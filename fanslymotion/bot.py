@@ -79,8 +79,9 @@ from .errors import (
     Unavailable,
     UnsupportedMedia,
 )
+from .models import TERMINAL, Progress
 from .queue import JobEvent, JobQueue, JobRequest, is_closed
-from .store import TERMINAL, Job, Store, parse_time
+from .store import Job, Store, parse_time
 from .texts import (
     COMMANDS,
     EN,
@@ -503,7 +504,7 @@ def progress_view(
     *,
     eta: float | None,
     position: int | None,
-    live: tuple[float, str, float | None] | None = None,
+    live: Progress | None = None,
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     """The progress message for a job's state: text and keyboard."""
     params = job_params(lang, job)
@@ -531,7 +532,7 @@ def progress_view(
         )
     percent, phase = job.progress, job.message
     if live is not None:
-        percent, phase, eta = live
+        percent, phase, eta = live.percent, live.message, live.eta
     text = t(
         lang,
         "progress_running",
@@ -1570,7 +1571,9 @@ def build_router(owner: TelegramBot) -> Router:
                 )
             else:
                 live = owner.jobs.live_progress(job.job_id)
-                percent, phase = (live[0], live[1]) if live else (job.progress, job.message)
+                percent, phase = (
+                    (live.percent, live.message) if live else (job.progress, job.message)
+                )
                 lines.append(
                     t(
                         lang,

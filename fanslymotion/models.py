@@ -1,16 +1,64 @@
-"""Pydantic models of the HTTP API: they validate requests and are the source of /openapi.json."""
+"""The job vocabulary (statuses, progress phases) and the pydantic models of the HTTP API,
+which validate requests and are the source of /openapi.json."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Duration = Literal[3, 6, 8, 10, 12]
-Resolution = Literal["360p", "480p", "720p", "1080p"]
-Preset = Literal["micro", "pan_l", "pan_r", "tilt_up", "tilt_down", "dolly_in"]
-Aspect = Literal["auto", "16:9", "9:16", "1:1", "4:3", "3:4"]
-Status = Literal["queued", "processing", "completed", "failed", "cancelled"]
+from .motion import Aspect, Duration, Preset, Resolution
+
+
+class JobStatus(StrEnum):
+    """A job's state. queued -> processing -> completed | failed | cancelled; a retry, a stop or
+    a crash brings a processing job back to queued."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE: frozenset[str] = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
+TERMINAL: frozenset[str] = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class Phase(StrEnum):
+    """What a render is doing. Every renderer reports one of these; the bot and the page have a
+    text for each in every language (`phase_<value>` in texts.py)."""
+
+    STARTING = "starting"
+    LOADING = "loading"
+    PREPARING = "preparing"
+    RESUMED = "resumed"
+    RENDERING = "rendering"
+    ANIMATING = "animating"
+    DECODING = "decoding"
+    ENCODING = "encoding"
+    FINISHING = "finishing"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report of a render: percent 0-100 of the whole job, the phase, the pass
+    (`step` of `steps`, 0 of 0 when the phase has none) and the seconds left when known."""
+
+    percent: float
+    phase: Phase
+    step: int = 0
+    steps: int = 0
+    eta: float | None = None
+
+    @property
+    def message(self) -> str:
+        """The phase in plain English for logs and API clients, e.g. "animating 2/4"."""
+        return f"{self.phase} {self.step}/{self.steps}" if self.steps else str(self.phase)
+
+
 # pending: no video yet; ready: it can be downloaded; deleted: pruned after its retention
 # period (the job stays completed); none: the job failed or was cancelled.
 VideoState = Literal["pending", "ready", "deleted", "none"]
@@ -45,7 +93,7 @@ class JobCreateJSON(JobParams):
 
 class JobCreated(BaseModel):
     job_id: str
-    status: Status
+    status: JobStatus
     queue_position: int | None
     eta_seconds: float | None = Field(description="Seconds until the video is ready")
     estimated_time: float | None = Field(
@@ -55,7 +103,7 @@ class JobCreated(BaseModel):
 
 class JobStatusOut(BaseModel):
     job_id: str
-    status: Status
+    status: JobStatus
     progress: float = Field(ge=0, le=100)
     message: str
     queue_position: int | None
@@ -82,7 +130,7 @@ class JobParameters(BaseModel):
 
 class JobResultOut(BaseModel):
     job_id: str
-    status: Status
+    status: JobStatus
     parameters: JobParameters
     seed: int
     frames: int | None
@@ -101,7 +149,7 @@ class JobResultOut(BaseModel):
 class JobSummary(BaseModel):
     job_id: str
     user_id: int
-    status: Status
+    status: JobStatus
     progress: float
     duration: int
     resolution: str
@@ -167,7 +215,7 @@ class JobsQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     user_id: int | None = Field(None, ge=0, le=2**53)
-    status: Status | None = None
+    status: JobStatus | None = None
     limit: int = Field(20, ge=1, le=100)
     offset: int = Field(0, ge=0, le=2**31)
 

@@ -17,7 +17,13 @@ import pytest
 from fanslymotion import datadir, video
 from fanslymotion.config import Settings
 from fanslymotion.queue import JobQueue, JobRequest
-from fanslymotion.renderer import MotionRenderer, ProgressFn, RenderResult, RenderTask
+from fanslymotion.renderer import (
+    MotionRenderer,
+    ProgressFn,
+    RenderResult,
+    RenderTask,
+    RenderWorker,
+)
 from fanslymotion.store import Job, Store
 
 from .conftest import ServiceFactory, make_settings, photo_bytes
@@ -83,7 +89,7 @@ async def test_gpu_thread_death_restarts_it_and_retries_the_job(
 ) -> None:
     settings = make_settings(tmp_path / "data", max_retries=2)
     renderer = DyingOnceRenderer(settings)
-    jobs = JobQueue(settings, store, renderer)
+    jobs = JobQueue(settings, store, RenderWorker(settings, renderer))
     await jobs.start()
     try:
         job, _ = await jobs.submit(request(), photo_bytes())
@@ -101,7 +107,7 @@ async def test_ffmpeg_failure_fails_that_job_and_the_next_runs(
     tmp_path: Path, store: Store
 ) -> None:
     settings = make_settings(tmp_path / "data", max_retries=0)
-    jobs = JobQueue(settings, store, BrokenEncoderOnceRenderer(settings))
+    jobs = JobQueue(settings, store, RenderWorker(settings, BrokenEncoderOnceRenderer(settings)))
     await jobs.start()
     try:
         first, _ = await jobs.submit(request(), photo_bytes())
