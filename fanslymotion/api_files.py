@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict
 
 from . import datadir
@@ -107,7 +108,8 @@ def _if_range_holds(value: str, stat: _Stat) -> bool:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return False
-    return moment.tzinfo is not None and int(moment.timestamp()) == int(stat.mtime)
+    # aiohttp writes Last-Modified as the modification time rounded up to the second.
+    return moment.tzinfo is not None and int(moment.timestamp()) == math.ceil(stat.mtime)
 
 
 def _range_of(request: web.Request) -> slice | None:
@@ -147,8 +149,20 @@ async def serve_file(
     headers_seen.popall(hdrs.IF_RANGE, None)
     if wanted is None or (if_range is not None and not _if_range_holds(if_range, stat)):
         headers_seen.popall(hdrs.RANGE, None)
-    await response.prepare(request.clone(headers=headers_seen))
+    response = _FileResponse(path, headers=headers, view=request.clone(headers=headers_seen))
     return response
+
+
+class _FileResponse(web.FileResponse):
+    """A FileResponse that prepares itself against `view`: the request as it should judge it
+    (aiohttp calls prepare with the real request once the handler returned)."""
+
+    def __init__(self, path: Path, *, headers: dict[str, str], view: web.BaseRequest) -> None:
+        super().__init__(path, headers=headers)
+        self._view = view
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        return await super().prepare(self._view)
 
 
 # -- the poster -------------------------------------------------------------------------------

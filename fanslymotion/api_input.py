@@ -83,7 +83,11 @@ async def _read_json(request: web.Request, settings: Settings) -> tuple[models.J
     except ValidationError as exc:
         raise InvalidParams(validation_message(exc)) from None
     try:
-        image = await loop.run_in_executor(None, decode_base64, body.image_data)
+        image = await loop.run_in_executor(
+            None, decode_base64, body.image_data, 1 << 20, settings.max_upload_bytes
+        )
+    except TooLarge:
+        raise _too_large(settings) from None
     except (binascii.Error, ValueError):
         raise BadRequest("image_data is not valid base64") from None
     if len(image) > settings.max_upload_bytes:
@@ -91,20 +95,29 @@ async def _read_json(request: web.Request, settings: Settings) -> tuple[models.J
     return models.JobParams.model_validate(body.model_dump(exclude={"image_data"})), image
 
 
-def decode_base64(text: str, chunk: int = 1 << 20) -> bytes:
+class TooLarge(Exception):
+    """The base64 text holds more bytes than the limit (found before decoding it all)."""
+
+
+def decode_base64(text: str, chunk: int = 1 << 20, limit: int | None = None) -> bytes:
     """Strict base64, with a data: URL prefix and whitespace (line breaks) allowed, decoded in
     1 MiB slices: binascii and str.split hold the GIL for a whole call, and one call on a 20 MB
-    photo would stall the event loop for over 100 ms even from an executor."""
+    photo would stall the event loop for over 100 ms even from an executor. Over `limit` bytes
+    it raises TooLarge as soon as the text says so."""
     text = text.strip()
     if text.startswith("data:") and "," in text[:200]:
         text = text.split(",", 1)[1]
     chunk = max(4, chunk - chunk % 4)
     decoded: list[bytes] = []
     carry = ""  # characters of an incomplete quantum, left over by the previous slice
+    seen = 0  # base64 characters so far, whitespace left out
     for start in range(0, len(text), chunk):
         piece = text[start : start + chunk]
         if any(space in piece for space in " \t\r\n"):
             piece = "".join(piece.split())
+        seen += len(piece)
+        if limit is not None and (seen - 3) * 3 // 4 > limit:  # padding makes up to 2 less
+            raise TooLarge
         piece = carry + piece
         whole = len(piece) - len(piece) % 4
         decoded.append(base64.b64decode(piece[:whole], validate=True))

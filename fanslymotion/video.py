@@ -459,6 +459,11 @@ def first_frame_jpeg(video: Path, output: Path, *, quality: int = 3, timeout: fl
         str(video),
         "-frames:v",
         "1",
+        # Our videos are BT.709 TV range; a JPEG is read as BT.601 full range, and ffmpeg's
+        # default conversion would shift the colours (greens by about 10 levels).
+        "-vf",
+        "scale=in_color_matrix=bt709:in_range=tv:out_color_matrix=bt601:out_range=pc,"
+        "format=yuvj420p",
         "-q:v",
         str(quality),
         "-f",

@@ -55,7 +55,7 @@ class Process:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if self.get("/health")[0] == 200:
+                if self.get("/health")[0] in (200, 503):  # 503: up, not taking work
                     return
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.1)
