@@ -31,7 +31,7 @@ from .test_process import Process
 def test_unusable_setting_is_refused_at_start(
     tmp_path: Path, env: dict[str, str], named: str
 ) -> None:
-    done = Process(tmp_path).run_once(**env)
+    done = Process(tmp_path).run_once(60, **env)
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if named in line]
     assert lines and ("invalid settings" in lines[0] or "cannot start" in lines[0]), done.stderr
