@@ -5,6 +5,7 @@ Telegram client fetch them without the bearer header."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import math
@@ -30,9 +31,13 @@ _LINK_STEP = 300
 
 def _link_key(settings: Settings) -> bytes:
     assert settings.api_token is not None
+    return _derived_key(settings.api_token.get_secret_value())
+
+
+@functools.lru_cache(maxsize=4)
+def _derived_key(token: str) -> bytes:
     # A key of its own, derived from the token: a link never carries anything of the token.
-    token = settings.api_token.get_secret_value().encode()
-    return hmac.new(token, b"fanslymotion signed links v1", hashlib.sha256).digest()
+    return hmac.new(token.encode(), b"fanslymotion signed links v1", hashlib.sha256).digest()
 
 
 def _signature(settings: Settings, job_id: str, expires: int) -> str:

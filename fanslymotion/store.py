@@ -13,6 +13,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import astuple, dataclass, fields, replace
 from datetime import UTC, datetime
@@ -339,12 +340,27 @@ def check_same_request(existing: Job, digest: str | None) -> None:
         )
 
 
+# Rows kept in memory (the write-through copy below): the live ones and the latest others.
+ROW_CACHE = 4096
+
+
 class Store:
-    """Async access to the database. Create with `await Store.open(path)`."""
+    """Async access to the database. Create with `await Store.open(path)`.
+
+    The service is the only writer of its database (the data folder's lock sees to that), so
+    the store keeps a write-through copy of the rows it has read or written, and the queue in
+    dispatch order until the next write that can reorder it: status polls, the most frequent
+    request, are answered from memory. Every write to `jobs` refreshes the copy from its
+    `RETURNING` row (or patches it: progress); any other write to `jobs` drops it.
+    """
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
         self._write = asyncio.Lock()
+        self._rows: OrderedDict[str, Job] = OrderedDict()
+        self._version = 0  # bumped by every committed write that may reorder the queue
+        self._writes = 0  # bumped by every transaction
+        self._queue: tuple[int, float, list[Job]] | None = None  # (version, valid until, queue)
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -389,22 +405,30 @@ class Store:
         rows = await self._fetchall(sql, params)
         return rows[0] if rows else None
 
-    async def _transaction(self, statements: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    async def _transaction(
+        self, statements: Callable[[aiosqlite.Connection], Awaitable[T]], *, reorders: bool = True
+    ) -> T:
         """Run `statements` in one IMMEDIATE transaction under the write lock, committed on return.
 
         Anything that fails, the COMMIT included (a deferred constraint, a full disk), rolls
         back: the connection never stays inside a transaction that every later write would
-        then join."""
+        then join. `reorders=False`: the write cannot change the queue's order (progress)."""
         async with self._write:
+            self._writes += 1
             await self._db.execute("BEGIN IMMEDIATE")
             try:
                 result = await statements(self._db)
                 await self._db.execute("COMMIT")
             except BaseException:
+                # A read meanwhile may have seen what is now undone: drop the copy.
+                self._rows.clear()
+                self._queue = None
                 # SQLite may have rolled back already (then ROLLBACK says so: nothing to undo).
                 with contextlib.suppress(sqlite3.Error):
                     await self._db.execute("ROLLBACK")
                 raise
+            if reorders:
+                self._version += 1
             return result
 
     async def _update(self, sql: str, params: Iterable[Any]) -> int:
@@ -414,7 +438,10 @@ class Store:
             cur = await db.execute(sql, tuple(params))
             return cur.rowcount
 
-        return await self._transaction(statements)
+        changed = await self._transaction(statements)
+        if sql.lstrip().upper().startswith("UPDATE JOBS"):
+            self._rows.clear()  # rows changed without RETURNING: the copy cannot be trusted
+        return changed
 
     async def _transition(self, sql: str, params: Iterable[Any]) -> Job | None:
         """One guarded `UPDATE ... RETURNING *`: the changed row, or None when the guard held."""
@@ -423,7 +450,16 @@ class Store:
             async with db.execute(sql, tuple(params)) as cur:
                 return self._job(await cur.fetchone())
 
-        return await self._transaction(statements)
+        return self._remember(await self._transaction(statements))
+
+    def _remember(self, job: Job | None) -> Job | None:
+        """Keep a committed row in the copy (the most recent ROW_CACHE rows)."""
+        if job is not None:
+            self._rows[job.job_id] = job
+            self._rows.move_to_end(job.job_id)
+            if len(self._rows) > ROW_CACHE:
+                self._rows.popitem(last=False)
+        return job
 
     @staticmethod
     def _job(row: sqlite3.Row | None) -> Job | None:
@@ -467,6 +503,7 @@ class Store:
 
         job, created = await self._transaction(statements)
         assert job is not None
+        self._remember(job)
         return job, created
 
     async def check_caps(self, user_id: int, *, max_queued: int, max_active_per_user: int) -> None:
@@ -477,7 +514,15 @@ class Store:
         await _check_caps(self._db, user_id, max_queued, max_active_per_user)
 
     async def get_job(self, job_id: str) -> Job | None:
-        return self._job(await self._fetchone("SELECT * FROM jobs WHERE job_id = ?", (job_id,)))
+        cached = self._rows.get(job_id)
+        if cached is not None:
+            self._rows.move_to_end(job_id)
+            return cached
+        writes = self._writes
+        job = self._job(await self._fetchone("SELECT * FROM jobs WHERE job_id = ?", (job_id,)))
+        if writes == self._writes and job_id not in self._rows:  # no write in between
+            self._remember(job)
+        return job
 
     async def job_by_idempotency_key(self, user_id: int, key: str) -> Job | None:
         return self._job(
@@ -527,6 +572,26 @@ class Store:
         waiting out a retry backoff follow, by the time they may run. Serving the first job
         leaves the rest in the same order, so positions count down one by one.
         """
+        if also is None:
+            return await self._queue_now(now), None
+        queue = await self._queue_now(now)
+        found = next((job for job in queue if job.job_id == also), None)
+        return queue, found or await self.get_job(also)
+
+    async def _queue_now(self, now: float) -> list[Job]:
+        """The queue in dispatch order, from the copy while no write and no end of a retry
+        backoff can have changed it."""
+        memo = self._queue
+        if memo is not None and memo[0] == self._version and now < memo[1]:
+            return memo[2]
+        version = self._version
+        queue, _ = await self._queue_query(now, None)
+        if version == self._version:
+            ends = [job.not_before for job in queue if job.not_before > now]
+            self._queue = (version, min(ends, default=float("inf")), queue)
+        return queue
+
+    async def _queue_query(self, now: float, also: str | None) -> tuple[list[Job], Job | None]:
         rows = await self._fetchall(
             "WITH turns AS ("
             "  SELECT user_id, MAX(COALESCE(MAX(started_at), ''),"
@@ -608,19 +673,37 @@ class Store:
         )
 
     async def set_progress(self, job_id: str, progress: Progress) -> None:
-        await self._update(
-            "UPDATE jobs SET progress = ?, message = ?, phase = ?, phase_step = ?,"
-            " phase_steps = ?, updated_at = ? WHERE job_id = ? AND status = 'processing'",
-            (
-                round(progress.percent, 1),
-                progress.message,
-                progress.phase,
-                progress.step,
-                progress.steps,
-                utcnow(),
-                job_id,
-            ),
-        )
+        percent, now = round(progress.percent, 1), utcnow()
+
+        async def statements(db: aiosqlite.Connection) -> int:
+            cur = await db.execute(
+                "UPDATE jobs SET progress = ?, message = ?, phase = ?, phase_step = ?,"
+                " phase_steps = ?, updated_at = ? WHERE job_id = ? AND status = 'processing'",
+                (
+                    percent,
+                    progress.message,
+                    progress.phase,
+                    progress.step,
+                    progress.steps,
+                    now,
+                    job_id,
+                ),
+            )
+            return cur.rowcount
+
+        # Progress never reorders the queue: the queue's copy stays; the row's is patched.
+        if await self._transaction(statements, reorders=False):
+            cached = self._rows.get(job_id)
+            if cached is not None:
+                self._rows[job_id] = replace(
+                    cached,
+                    progress=percent,
+                    message=progress.message,
+                    phase=progress.phase,
+                    phase_step=progress.step,
+                    phase_steps=progress.steps,
+                    updated_at=now,
+                )
 
     async def complete_job(
         self,
@@ -653,7 +736,7 @@ class Store:
                 )
             return job
 
-        return await self._transaction(statements)
+        return self._remember(await self._transaction(statements))
 
     async def fail_job(self, job_id: str, error: str) -> Job | None:
         """processing|queued -> failed."""
@@ -718,21 +801,24 @@ class Store:
             return cur2.rowcount, failed
 
         requeued, failed = await self._transaction(statements)
+        self._rows.clear()  # recovery rewrote rows without returning them all
         if requeued:
             log.info("recovered %d interrupted job(s)", requeued)
         return requeued, failed
 
     async def set_progress_message(self, job_id: str, message_id: int) -> None:
-        await self._update(
-            "UPDATE jobs SET progress_message_id = ? WHERE job_id = ?", (message_id, job_id)
+        await self._transition(
+            "UPDATE jobs SET progress_message_id = ? WHERE job_id = ? RETURNING *",
+            (message_id, job_id),
         )
 
     async def set_paths(
         self, job_id: str, *, input_path: str | None, output_path: str | None, archived: bool
     ) -> None:
         """Storage housekeeping moved or removed files of a finished job."""
-        await self._update(
-            "UPDATE jobs SET input_path = ?, output_path = ?, archived = ? WHERE job_id = ?",
+        await self._transition(
+            "UPDATE jobs SET input_path = ?, output_path = ?, archived = ? WHERE job_id = ?"
+            " RETURNING *",
             (input_path, output_path, int(archived), job_id),
         )
 
