@@ -11,6 +11,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -18,11 +19,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel
 
 from . import __version__, api_files, api_input, models, openapi
+from . import web as web_page
 from .config import Settings
 from .errors import FanslyError, InvalidParams, NotFound, Unauthorized
 from .metrics import CONTENT_TYPE
+from .models import TERMINAL
 from .openapi import Handler, Route, answer
-from .queue import JobRequest, is_closed
+from .queue import JobEvent, JobRequest, is_closed
 from .store import Job
 
 if TYPE_CHECKING:
@@ -205,6 +208,8 @@ async def create_job(request: web.Request) -> web.Response:
             seed=params.seed,
             steps=params.steps,
             source="api",
+            webhook_url=params.webhook_url,
+            webhook_events=tuple(params.webhook_events or ()),
         ),
         image,
         idempotency_key=key,
@@ -238,37 +243,50 @@ def _links(settings: Settings, job: Job, now: float) -> tuple[str | None, str | 
 
 
 def _status_body(
-    service: Service, job: Job, position: int | None, eta: float | None
+    service: Service,
+    job: Job,
+    position: int | None,
+    eta: float | None,
+    webhook: dict[str, Any] | None = None,
 ) -> models.JobStatusOut:
-    """The status view of a job; position and ETA come with it (see JobQueue.status_of)."""
-    progress, message = job.progress, job.message
+    """The status view of a job; position and ETA come with it (see JobQueue.status_of), the
+    live progress from the running render."""
     live = service.jobs.live_progress(job.job_id)
     if live is not None:
-        progress, message = round(live.percent, 1), live.message
-    video_url, poster_url = _links(service.settings, job, time.time())
-    return models.JobStatusOut(
-        job_id=job.job_id,
-        status=job.status,
-        progress=progress,
-        message=message,
-        queue_position=position,
-        eta_seconds=eta,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        completed_at=job.completed_at,
-        attempts=job.attempts,
-        error=job.error,
-        renderer=job.renderer,
-        video=_video_state(job),
-        video_url=video_url,
-        poster_url=poster_url,
-    )
+        job = replace(
+            job,
+            progress=round(live.percent, 1),
+            message=live.message,
+            phase=live.phase,
+            phase_step=live.step,
+            phase_steps=live.steps,
+        )
+    body = models.JobStatusOut.model_validate(job)
+    body.queue_position, body.eta_seconds = position, eta
+    body.video = _video_state(job)
+    body.video_url, body.poster_url = _links(service.settings, job, time.time())
+    if webhook is not None:
+        body.webhook = models.WebhookState.model_validate(webhook)
+    return body
+
+
+def webhook_body(job: Job, event: str) -> dict[str, Any]:
+    """A webhook's body: the status body of the job as it was when `event` happened."""
+    del event  # the sender adds it; the body is the state
+    body = models.JobStatusOut.model_validate(job)
+    body.video = _video_state(job)
+    return body.model_dump(mode="json")
+
+
+async def _full_status(service: Service, job_id: str) -> models.JobStatusOut:
+    """`GET /job/status`'s body: with the webhook's delivery state when the job has one."""
+    job, position, eta = await service.jobs.status_of(job_id)
+    hook = await service.store.webhook_summary(job.job_id) if job.webhook_url else None
+    return _status_body(service, job, position, eta, hook)
 
 
 async def job_status(request: web.Request) -> web.Response:
-    service = _service(request)
-    job, position, eta = await service.jobs.status_of(_job_id(request))
-    return _json(_status_body(service, job, position, eta))
+    return _json(await _full_status(_service(request), _job_id(request)))
 
 
 async def job_result(request: web.Request) -> web.Response:
@@ -278,14 +296,7 @@ async def job_result(request: web.Request) -> web.Response:
     body = models.JobResultOut(
         job_id=job.job_id,
         status=job.status,
-        parameters=models.JobParameters(
-            duration=job.duration,
-            resolution=job.resolution,
-            motion_preset=job.motion_preset,
-            aspect=job.aspect,
-            strength=job.strength,
-            steps=job.steps,
-        ),
+        parameters=models.JobParameters.model_validate(job),
         seed=job.seed,
         frames=job.frames,
         fps=job.fps,
@@ -332,32 +343,57 @@ async def jobs_list(request: web.Request) -> web.Response:
         user_id=query.user_id, status=query.status, limit=query.limit, offset=query.offset
     )
     body = models.JobListOut(
-        jobs=[
-            models.JobSummary(
-                job_id=j.job_id,
-                user_id=j.user_id,
-                status=j.status,
-                progress=j.progress,
-                duration=j.duration,
-                resolution=j.resolution,
-                motion_preset=j.motion_preset,
-                created_at=j.created_at,
-                completed_at=j.completed_at,
-            )
-            for j in jobs
-        ],
+        jobs=[models.JobSummary.model_validate(j) for j in jobs],
         limit=query.limit,
         offset=query.offset,
     )
     return _json(body)
 
 
+HEARTBEAT = 15.0
+"""Seconds between comment lines on a quiet stream: proxies and browsers keep it open."""
+QUEUE_REFRESH = 1.0
+"""Seconds at least between two recomputations of a waiting job's place while another job
+renders (its progress moves the ETA)."""
+
+
+def _event_id(body: models.JobStatusOut) -> str:
+    """An id that names the state an event carries: attempt, stage, progress and place. A
+    client that reconnects with it gets nothing twice: the current state only if it differs."""
+    stage = {"queued": 0, "processing": 1}.get(body.status, 2)
+    place = body.queue_position or 0
+    phase = f".{body.phase}{body.phase_step}" if body.phase else ""
+    return f"{body.attempts}.{stage}.{round(body.progress * 10)}.{place}{phase}"
+
+
+class _Stream:
+    """One SSE response: events with ids, each carrying a status body."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        self.response = response
+        self.last: models.JobStatusOut | None = None
+
+    async def send(self, kind: str, body: models.JobStatusOut) -> None:
+        data = json.dumps(body.model_dump(mode="json"), separators=(",", ":"))
+        await self.response.write(
+            f"id: {_event_id(body)}\nevent: {kind}\ndata: {data}\n\n".encode()
+        )
+        self.last = body
+
+    async def heartbeat(self) -> None:
+        await self.response.write(b": keep-alive\n\n")
+
+
 async def job_events(request: web.Request) -> web.StreamResponse:
-    """Server-Sent Events: the current state, then every change, closing at the terminal state."""
+    """Server-Sent Events (README, "Live events"): the current state, every change, the place
+    in the queue while waiting, and exactly one terminal event, after which the stream ends."""
     service = _service(request)
     job_id = _job_id(request)
+    resumed_at = request.headers.get("Last-Event-ID")
     async with service.jobs.subscribe() as events:
-        job = await service.jobs.get(job_id)  # after subscribing: no change can slip between
+        body = await _full_status(service, job_id)  # after subscribing: nothing slips between
+        if body.status in TERMINAL and resumed_at == _event_id(body):
+            return web.Response(status=204)  # this client saw the end already: do not reconnect
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -366,39 +402,64 @@ async def job_events(request: web.Request) -> web.StreamResponse:
             }
         )
         await response.prepare(request)
-
-        async def send(kind: str, data: dict[str, Any]) -> None:
-            await response.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
-
-        first = _status_body(service, job, *await service.jobs.position_and_eta(job))
-        await send("status", first.model_dump())
-        while not job.terminal:
-            try:
-                event = await asyncio.wait_for(events.get(), 15.0)
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")
-                continue
-            if is_closed(event):
-                await send("closing", {"reason": "the service is stopping"})
-                break
-            if event.job.job_id != job_id:
-                continue
-            job = event.job
-            data = {
-                "job_id": job.job_id,
-                "status": job.status,
-                "progress": job.progress,
-                "message": job.message,
-                "eta_seconds": event.eta_seconds,
-            }
-            if event.kind == "status" and job.terminal:
-                data["error"] = job.error
-                await send(job.status, data)
-            else:
-                await send(event.kind, data)
+        stream = _Stream(response)
+        if resumed_at != _event_id(body):
+            await stream.send("status", body)
+        stream.last = body
+        if body.status not in TERMINAL:
+            await _follow(service, job_id, stream, events)
+        else:
+            await stream.send(body.status, body)
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
         return response
+
+
+async def _follow(
+    service: Service, job_id: str, stream: _Stream, events: asyncio.Queue[JobEvent]
+) -> None:
+    """Relay the job's events until its terminal one (or the service stops)."""
+    loop = asyncio.get_running_loop()
+    refreshed = loop.time()
+    while True:
+        try:
+            event = await asyncio.wait_for(events.get(), HEARTBEAT)
+        except TimeoutError:
+            await stream.heartbeat()
+            continue
+        assert stream.last is not None
+        if is_closed(event):
+            await stream.send("closing", stream.last)
+            return
+        job = event.job
+        if job.job_id == job_id:
+            if event.kind == "progress":
+                await stream.send("progress", _status_body(service, job, None, event.eta_seconds))
+                continue
+            body = _status_body(service, job, *await service.jobs.position_and_eta(job))
+            await stream.send(job.status if job.terminal else "status", body)
+            if job.terminal:
+                return
+        elif stream.last.status == "queued" and (
+            event.kind == "status" or loop.time() - refreshed >= QUEUE_REFRESH
+        ):
+            # Another job moved: this one's place or ETA may have changed with it.
+            refreshed = loop.time()
+            mine = await service.jobs.get(job_id)
+            body = _status_body(service, mine, *await service.jobs.position_and_eta(mine))
+            if _moved(stream.last, body):
+                await stream.send(body.status if mine.terminal else "status", body)
+                if mine.terminal:
+                    return
+
+
+def _moved(before: models.JobStatusOut, now: models.JobStatusOut) -> bool:
+    """Whether a waiting job's view changed enough to tell: place, state, or ETA by >= 1 s."""
+    if (before.status, before.queue_position) != (now.status, now.queue_position):
+        return True
+    if (before.eta_seconds is None) != (now.eta_seconds is None):
+        return True
+    return abs((before.eta_seconds or 0.0) - (now.eta_seconds or 0.0)) >= 1.0
 
 
 _MP4: dict[str, Any] = {"video/mp4": {}}
@@ -582,4 +643,5 @@ def create_app(service: Service) -> web.Application:
     app[SERVICE] = service
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
+    web_page.add_routes(app, _service)  # the web page: `/` for browsers, its files, /camera
     return app

@@ -59,6 +59,8 @@ async def read_create(request: web.Request, settings: Settings) -> tuple[models.
             data: dict[str, Any] = {k: v for k, v in fields.items() if v != ""}
             if data.get("duration", "").isdigit():
                 data["duration"] = int(data["duration"])
+            if "webhook_events" in data:  # a comma-separated list in a form
+                data["webhook_events"] = [e.strip() for e in data["webhook_events"].split(",")]
             params = models.JobParams.model_validate(data)
         except ValidationError as exc:
             raise InvalidParams(validation_message(exc)) from None

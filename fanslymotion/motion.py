@@ -40,15 +40,6 @@ ASPECTS: tuple[Aspect, ...] = get_args(Aspect)
 DURATIONS: tuple[Duration, ...] = get_args(Duration)
 RESOLUTIONS: dict[str, int] = {r: int(r.removesuffix("p")) for r in get_args(Resolution)}
 
-PRESET_DESCRIPTIONS: dict[str, str] = {
-    "micro": "A slow push-in of a few percent with a subtle drift: the photo gently comes alive.",
-    "pan_l": "The camera turns left: the scene slides to the right across the frame.",
-    "pan_r": "The camera turns right: the scene slides to the left across the frame.",
-    "tilt_up": "The camera tilts up: the scene slides down the frame.",
-    "tilt_down": "The camera tilts down: the scene slides up the frame.",
-    "dolly_in": "The camera moves toward the centre: a clear, steady zoom in.",
-}
-
 # Amplitudes at strength 1, in base-window units. Strength scales them linearly, so strength 0
 # is a still frame. At the default strength 0.5 a pan travels 15 % of the frame's width.
 PAN_TRAVEL = 0.30
@@ -250,6 +241,46 @@ class CameraPath:
         """Boxes of `n_frames` frames evenly spread over the path, first and last included."""
         for i in range(n_frames):
             yield self.box(i / (n_frames - 1) if n_frames > 1 else 0.0)
+
+
+def centre_crop(src_size: tuple[int, int], crop_size: tuple[int, int]) -> tuple[float, ...]:
+    """The largest box of `crop_size`'s aspect centred in the photo, as `ImageOps.fit` cuts it."""
+    src_w, src_h = _check_size("photo size", src_size)
+    crop_w, crop_h = _check_size("crop size", crop_size)
+    aspect = crop_w / crop_h
+    if src_w / src_h > aspect:
+        width, height = src_h * aspect, float(src_h)
+    else:
+        width, height = float(src_w), src_w / aspect
+    x0, y0 = (src_w - width) / 2, (src_h - height) / 2
+    return (x0, y0, x0 + width, y0 + height)
+
+
+def camera_boxes(
+    preset: str,
+    strength: float,
+    src_size: tuple[int, int],
+    out_size: tuple[int, int],
+    n_frames: int,
+    *,
+    crop_size: tuple[int, int] | None = None,
+) -> list[tuple[float, float, float, float]]:
+    """The crop box of every frame of a clip, in the photo's pixels: what a preview shows.
+
+    The motion renderer fits the path into the whole photo (`CameraPath`). The SVD renderer
+    first cuts the photo to its working size (`crop_size`, centred) and fits the path into
+    that; the boxes are then mapped back onto the photo.
+    """
+    n = _check_frames(n_frames)
+    if crop_size is None:
+        return list(CameraPath(preset, strength, src_size, out_size).boxes(n))
+    cx0, cy0, cx1, _ = centre_crop(src_size, crop_size)
+    path = CameraPath(preset, strength, crop_size, out_size)
+    scale = (cx1 - cx0) / path.src_w
+    return [
+        (cx0 + x0 * scale, cy0 + y0 * scale, cx0 + x1 * scale, cy0 + y1 * scale)
+        for x0, y0, x1, y1 in path.boxes(n)
+    ]
 
 
 def _check_frames(n_frames: int) -> int:

@@ -9,6 +9,7 @@ frame rate.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -389,6 +390,21 @@ def probe(path: Path) -> VideoInfo:
     )
 
 
+def packet_sizes(path: Path) -> list[int]:
+    """The byte size of each video packet (frame) in decoding order: for bitrate over time."""
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path)]
+    command += ["-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"]
+    result = subprocess.run(command, capture_output=True, check=False)
+    if result.returncode != 0:
+        raise BadRequest("the file is not a readable video")
+    sizes = []
+    for line in result.stdout.decode("utf-8", "replace").splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) >= 6 and not line.startswith("#") and fields[4].isdigit():
+            sizes.append(int(fields[4]))
+    return sizes
+
+
 def read_frames(path: Path, *, luma: bool = False) -> Generator[np.ndarray, None, None]:
     """Decode a video into RGB uint8 arrays of shape (height, width, 3), one at a time.
 
@@ -444,6 +460,61 @@ def _read(path: Path, width: int, height: int, pix_fmt: str) -> Generator[np.nda
                 process.kill()
             process.stdout.close()
             process.wait()
+
+
+async def reencode(
+    source: Path, target: Path, *, width: int, height: int, seconds: float, max_bytes: int
+) -> int:
+    """Re-encode `source` into `target` at `width`x`height`, aiming at `max_bytes`.
+
+    Bitrate-capped H.264, no audio, the index at the front. Async (ffmpeg in a subprocess, so
+    the caller's event loop keeps running; a cancelled call kills ffmpeg). Returns the new size
+    in bytes; raises OSError when ffmpeg fails.
+    """
+    # 4 % for the MP4 container; never below a bitrate x264 can honour.
+    kbps = max(50, int(max_bytes * 8 * 0.96 / max(1.0, seconds) / 1000))
+    rate = f"{kbps}k"
+    command = [
+        ffmpeg_exe(),
+        "-y",
+        "-v",
+        "error",
+        "-i",
+        str(source),
+        "-vf",
+        f"scale={width}:{height}",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-b:v",
+        rate,
+        "-maxrate",
+        rate,
+        "-bufsize",
+        rate,
+        "-pix_fmt",
+        "yuv420p",
+        "-movflags",
+        "+faststart",
+        "-an",
+        "-f",
+        "mp4",
+        str(target),
+    ]
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        _, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    if process.returncode != 0:
+        tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise OSError(f"ffmpeg exited with {process.returncode}: {tail[0]}")
+    return (await asyncio.to_thread(target.stat)).st_size
 
 
 def first_frame_jpeg(video: Path, output: Path, *, quality: int = 3, timeout: float = 60) -> None:

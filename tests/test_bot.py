@@ -54,8 +54,8 @@ class Stack:
         jobs = JobQueue(settings, store, RenderWorker(settings, MotionRenderer(settings)))
         await jobs.start()
         bot = TelegramBot(settings, jobs)
-        bot.delivery_poll = 0.5
-        bot.delivery_backoff = 0.2
+        bot.outbox.poll = 0.5
+        bot.outbox.backoff = 0.2
         bot.connect_backoff = 0.2
         self.running.append((store, jobs, bot))
         await bot.start()
