@@ -39,7 +39,7 @@ from .eta import Estimator, Kind
 from .metrics import Metrics
 from .models import TERMINAL, JobStatus, Phase, Progress
 from .renderer import Renderer, RenderResult, RenderSpec, RenderTask, RenderWorker
-from .store import Job, NewJob, Store, parse_time
+from .store import Job, NewJob, Store, check_same_request, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -201,9 +201,15 @@ class JobQueue:
     # -- submission and control ---------------------------------------------------------------
 
     async def submit(
-        self, request: JobRequest, image: bytes, *, idempotency_key: str | None = None
+        self,
+        request: JobRequest,
+        image: bytes,
+        *,
+        idempotency_key: str | None = None,
+        request_digest: str | None = None,
     ) -> tuple[Job, bool]:
-        """Validate, store the photo and queue a job. Returns (job, created)."""
+        """Validate, store the photo and queue a job. Returns (job, created). A repeat of an
+        idempotency key returns its job when `request_digest` is the same, else 422."""
         if self._stopping:
             raise Unavailable(
                 "the service is restarting, please try again in a minute", retry_after=30
@@ -215,6 +221,7 @@ class JobQueue:
         if idempotency_key is not None:
             existing = await self.store.job_by_idempotency_key(request.user_id, idempotency_key)
             if existing is not None:
+                check_same_request(existing, request_digest)
                 return existing, False
         try:
             await self.store.check_caps(
@@ -250,6 +257,7 @@ class JobQueue:
             fps=self.settings.fps,
             input_path=relative,
             idempotency_key=idempotency_key,
+            request_digest=request_digest,
             webhook_url=hook_url,
             webhook_events=json.dumps(hook_events) if hook_url else None,
         )

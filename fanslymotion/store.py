@@ -13,6 +13,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import astuple, dataclass, fields, replace
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from typing import Any, Literal, TypeVar
 
 import aiosqlite
 
-from .errors import TooManyJobs
+from .errors import InvalidParams, TooManyJobs
 from .models import ACTIVE, TERMINAL, JobStatus, Progress
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,13 @@ BEGIN
 END;
 """
 
-MIGRATIONS: list[str] = [SCHEMA, PHASE_COLUMNS, WEBHOOKS]
+# Version 4: what an idempotency key was used for (parameters and photo digest), so that the
+# same key with another request is refused instead of answered with the old job.
+REQUEST_DIGEST = """
+ALTER TABLE jobs ADD COLUMN request_digest TEXT;
+"""
+
+MIGRATIONS: list[str] = [SCHEMA, PHASE_COLUMNS, WEBHOOKS, REQUEST_DIGEST]
 
 
 def iso_utc(moment: datetime) -> str:
@@ -245,6 +252,7 @@ class Job:
     interruptions: int = 0
     webhook_url: str | None = None
     webhook_events: str | None = None  # a JSON list of event names
+    request_digest: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -274,8 +282,9 @@ class NewJob:
     fps: int
     input_path: str
     idempotency_key: str | None
+    request_digest: str | None = None
     webhook_url: str | None = None
-    webhook_events: str | None = None
+    webhook_events: str | None = None  # a JSON list of event names
 
 
 @dataclass
@@ -325,12 +334,36 @@ async def _check_caps(
         )
 
 
+def check_same_request(existing: Job, digest: str | None) -> None:
+    """An idempotency key names one request: another one under the same key is refused."""
+    if existing.request_digest is not None and digest != existing.request_digest:
+        raise InvalidParams(
+            "this Idempotency-Key was used for another request (other parameters or photo)",
+            code="idempotency_key_reused",
+        )
+
+
+# Rows kept in memory (the write-through copy below): the live ones and the latest others.
+ROW_CACHE = 4096
+
+
 class Store:
-    """Async access to the database. Create with `await Store.open(path)`."""
+    """Async access to the database. Create with `await Store.open(path)`.
+
+    The service is the only writer of its database (the data folder's lock sees to that), so
+    the store keeps a write-through copy of the rows it has read or written, and the queue in
+    dispatch order until the next write that can reorder it: status polls, the most frequent
+    request, are answered from memory. Every write to `jobs` refreshes the copy from its
+    `RETURNING` row (or patches it: progress); any other write to `jobs` drops it.
+    """
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
         self._write = asyncio.Lock()
+        self._rows: OrderedDict[str, Job] = OrderedDict()
+        self._version = 0  # bumped by every committed write that may reorder the queue
+        self._writes = 0  # bumped by every transaction
+        self._queue: tuple[int, float, list[Job]] | None = None  # (version, valid until, queue)
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -375,22 +408,30 @@ class Store:
         rows = await self._fetchall(sql, params)
         return rows[0] if rows else None
 
-    async def _transaction(self, statements: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    async def _transaction(
+        self, statements: Callable[[aiosqlite.Connection], Awaitable[T]], *, reorders: bool = True
+    ) -> T:
         """Run `statements` in one IMMEDIATE transaction under the write lock, committed on return.
 
         Anything that fails, the COMMIT included (a deferred constraint, a full disk), rolls
         back: the connection never stays inside a transaction that every later write would
-        then join."""
+        then join. `reorders=False`: the write cannot change the queue's order (progress)."""
         async with self._write:
+            self._writes += 1
             await self._db.execute("BEGIN IMMEDIATE")
             try:
                 result = await statements(self._db)
                 await self._db.execute("COMMIT")
             except BaseException:
+                # A read meanwhile may have seen what is now undone: drop the copy.
+                self._rows.clear()
+                self._queue = None
                 # SQLite may have rolled back already (then ROLLBACK says so: nothing to undo).
                 with contextlib.suppress(sqlite3.Error):
                     await self._db.execute("ROLLBACK")
                 raise
+            if reorders:
+                self._version += 1
             return result
 
     async def _update(self, sql: str, params: Iterable[Any]) -> int:
@@ -400,7 +441,10 @@ class Store:
             cur = await db.execute(sql, tuple(params))
             return cur.rowcount
 
-        return await self._transaction(statements)
+        changed = await self._transaction(statements)
+        if sql.lstrip().upper().startswith("UPDATE JOBS"):
+            self._rows.clear()  # rows changed without RETURNING: the copy cannot be trusted
+        return changed
 
     async def _transition(self, sql: str, params: Iterable[Any]) -> Job | None:
         """One guarded `UPDATE ... RETURNING *`: the changed row, or None when the guard held."""
@@ -409,7 +453,16 @@ class Store:
             async with db.execute(sql, tuple(params)) as cur:
                 return self._job(await cur.fetchone())
 
-        return await self._transaction(statements)
+        return self._remember(await self._transaction(statements))
+
+    def _remember(self, job: Job | None) -> Job | None:
+        """Keep a committed row in the copy (the most recent ROW_CACHE rows)."""
+        if job is not None:
+            self._rows[job.job_id] = job
+            self._rows.move_to_end(job.job_id)
+            if len(self._rows) > ROW_CACHE:
+                self._rows.popitem(last=False)
+        return job
 
     @staticmethod
     def _job(row: sqlite3.Row | None) -> Job | None:
@@ -434,15 +487,18 @@ class Store:
                 ) as cur:
                     row = await cur.fetchone()
                 if row is not None:
-                    return self._job(row), False
+                    existing = self._job(row)
+                    assert existing is not None
+                    check_same_request(existing, new.request_digest)
+                    return existing, False
             await _check_caps(db, new.user_id, max_queued, max_active_per_user)
             now = utcnow()
             async with db.execute(
                 "INSERT INTO jobs (job_id, user_id, source, chat_id, message_id, language,"
                 " duration, resolution, motion_preset, aspect, strength, seed, steps, fps,"
-                " input_path, idempotency_key, webhook_url, webhook_events, status, created_at,"
-                " updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)"
+                " input_path, idempotency_key, request_digest, webhook_url, webhook_events,"
+                " status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)"
                 " RETURNING *",
                 (*astuple(new), now, now),  # NewJob's fields in the order named above
             ) as cur:
@@ -450,6 +506,7 @@ class Store:
 
         job, created = await self._transaction(statements)
         assert job is not None
+        self._remember(job)
         return job, created
 
     async def check_caps(self, user_id: int, *, max_queued: int, max_active_per_user: int) -> None:
@@ -460,7 +517,15 @@ class Store:
         await _check_caps(self._db, user_id, max_queued, max_active_per_user)
 
     async def get_job(self, job_id: str) -> Job | None:
-        return self._job(await self._fetchone("SELECT * FROM jobs WHERE job_id = ?", (job_id,)))
+        cached = self._rows.get(job_id)
+        if cached is not None:
+            self._rows.move_to_end(job_id)
+            return cached
+        writes = self._writes
+        job = self._job(await self._fetchone("SELECT * FROM jobs WHERE job_id = ?", (job_id,)))
+        if writes == self._writes and job_id not in self._rows:  # no write in between
+            self._remember(job)
+        return job
 
     async def job_by_idempotency_key(self, user_id: int, key: str) -> Job | None:
         return self._job(
@@ -510,6 +575,26 @@ class Store:
         waiting out a retry backoff follow, by the time they may run. Serving the first job
         leaves the rest in the same order, so positions count down one by one.
         """
+        if also is None:
+            return await self._queue_now(now), None
+        queue = await self._queue_now(now)
+        found = next((job for job in queue if job.job_id == also), None)
+        return queue, found or await self.get_job(also)
+
+    async def _queue_now(self, now: float) -> list[Job]:
+        """The queue in dispatch order, from the copy while no write and no end of a retry
+        backoff can have changed it."""
+        memo = self._queue
+        if memo is not None and memo[0] == self._version and now < memo[1]:
+            return memo[2]
+        version = self._version
+        queue, _ = await self._queue_query(now, None)
+        if version == self._version:
+            ends = [job.not_before for job in queue if job.not_before > now]
+            self._queue = (version, min(ends, default=float("inf")), queue)
+        return queue
+
+    async def _queue_query(self, now: float, also: str | None) -> tuple[list[Job], Job | None]:
         rows = await self._fetchall(
             "WITH turns AS ("
             "  SELECT user_id, MAX(COALESCE(MAX(started_at), ''),"
@@ -591,19 +676,37 @@ class Store:
         )
 
     async def set_progress(self, job_id: str, progress: Progress) -> None:
-        await self._update(
-            "UPDATE jobs SET progress = ?, message = ?, phase = ?, phase_step = ?,"
-            " phase_steps = ?, updated_at = ? WHERE job_id = ? AND status = 'processing'",
-            (
-                round(progress.percent, 1),
-                progress.message,
-                progress.phase,
-                progress.step,
-                progress.steps,
-                utcnow(),
-                job_id,
-            ),
-        )
+        percent, now = round(progress.percent, 1), utcnow()
+
+        async def statements(db: aiosqlite.Connection) -> int:
+            cur = await db.execute(
+                "UPDATE jobs SET progress = ?, message = ?, phase = ?, phase_step = ?,"
+                " phase_steps = ?, updated_at = ? WHERE job_id = ? AND status = 'processing'",
+                (
+                    percent,
+                    progress.message,
+                    progress.phase,
+                    progress.step,
+                    progress.steps,
+                    now,
+                    job_id,
+                ),
+            )
+            return cur.rowcount
+
+        # Progress never reorders the queue: the queue's copy stays; the row's is patched.
+        if await self._transaction(statements, reorders=False):
+            cached = self._rows.get(job_id)
+            if cached is not None:
+                self._rows[job_id] = replace(
+                    cached,
+                    progress=percent,
+                    message=progress.message,
+                    phase=progress.phase,
+                    phase_step=progress.step,
+                    phase_steps=progress.steps,
+                    updated_at=now,
+                )
 
     async def complete_job(
         self,
@@ -636,7 +739,7 @@ class Store:
                 )
             return job
 
-        return await self._transaction(statements)
+        return self._remember(await self._transaction(statements))
 
     async def fail_job(self, job_id: str, error: str) -> Job | None:
         """processing|queued -> failed."""
@@ -701,21 +804,24 @@ class Store:
             return cur2.rowcount, failed
 
         requeued, failed = await self._transaction(statements)
+        self._rows.clear()  # recovery rewrote rows without returning them all
         if requeued:
             log.info("recovered %d interrupted job(s)", requeued)
         return requeued, failed
 
     async def set_progress_message(self, job_id: str, message_id: int) -> None:
-        await self._update(
-            "UPDATE jobs SET progress_message_id = ? WHERE job_id = ?", (message_id, job_id)
+        await self._transition(
+            "UPDATE jobs SET progress_message_id = ? WHERE job_id = ? RETURNING *",
+            (message_id, job_id),
         )
 
     async def set_paths(
         self, job_id: str, *, input_path: str | None, output_path: str | None, archived: bool
     ) -> None:
         """Storage housekeeping moved or removed files of a finished job."""
-        await self._update(
-            "UPDATE jobs SET input_path = ?, output_path = ?, archived = ? WHERE job_id = ?",
+        await self._transition(
+            "UPDATE jobs SET input_path = ?, output_path = ?, archived = ? WHERE job_id = ?"
+            " RETURNING *",
             (input_path, output_path, int(archived), job_id),
         )
 
