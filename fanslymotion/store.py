@@ -815,6 +815,14 @@ class Store:
             (message_id, job_id),
         )
 
+    async def release_progress_message(self, chat_id: int, message_id: int) -> None:
+        """The message is no longer a job's progress message (the user took it for a menu)."""
+        await self._update(
+            "UPDATE jobs SET progress_message_id = NULL"
+            " WHERE chat_id = ? AND progress_message_id = ?",
+            (chat_id, message_id),
+        )
+
     async def set_paths(
         self, job_id: str, *, input_path: str | None, output_path: str | None, archived: bool
     ) -> None:
@@ -901,6 +909,26 @@ class Store:
             (error, retry_at, retry_at, job_id),
         )
 
+    async def undelivered(self, user_id: int) -> list[Delivery]:
+        """The user's videos given up as undeliverable whose file is still kept, oldest first."""
+        rows = await self._fetchall(
+            "SELECT d.* FROM deliveries d JOIN jobs j USING (job_id)"
+            " WHERE j.user_id = ? AND d.status = 'undeliverable' AND j.output_path IS NOT NULL"
+            " ORDER BY d.created_at",
+            (user_id,),
+        )
+        return [Delivery(**dict(row)) for row in rows]
+
+    async def redeliver(self, job_id: str) -> bool:
+        """undeliverable -> pending, with fresh attempts: the user is reachable again."""
+        return bool(
+            await self._update(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = 0, attempts = 0"
+                " WHERE job_id = ? AND status = 'undeliverable'",
+                (job_id,),
+            )
+        )
+
     async def sent_videos(self, user_id: int, limit: int = 10) -> list[tuple[Job, Delivery]]:
         rows = await self._fetchall(
             "SELECT j.*, d.status AS d_status, d.attempts AS d_attempts,"
@@ -966,6 +994,14 @@ class Store:
             "INSERT INTO users (user_id, blocked) VALUES (?, ?)"
             " ON CONFLICT (user_id) DO UPDATE SET blocked = excluded.blocked",
             (user_id, int(blocked)),
+        )
+
+    async def unblock(self, user_id: int) -> bool:
+        """Clear the user's `blocked` flag; True when it was set."""
+        return bool(
+            await self._update(
+                "UPDATE users SET blocked = 0 WHERE user_id = ? AND blocked = 1", (user_id,)
+            )
         )
 
     async def get_flag(self, name: str) -> str | None:
