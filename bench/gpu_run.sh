@@ -112,8 +112,8 @@ if [ "$rehearse" = 1 ]; then
     oom_args=(--tiny --threads 1)
 else
     svd_args=(--runs 2 --variants plain,eager,compiled)
-    e2e_args=()
-    oom_args=()
+    e2e_args=(--device cuda)
+    oom_args=(--device cuda)
 fi
 
 # Limits: svd first (the numbers that set the defaults), leaving e2e and oom their share; every
@@ -121,8 +121,10 @@ fi
 # out of time still leaves plain and ours eager.
 t=$(left); step svd $((t - 230 < 330 ? t - 230 : 330)) \
     "$python" bench/svd_gpu.py "${svd_args[@]}" --json "$out/svd.json"
-t=$(left); step e2e $((t - 100 < 200 ? t - 100 : 200)) \
-    "$python" bench/gpu_e2e.py "${e2e_args[@]}" --json "$out/e2e.json"
+# e2e gets its own deadline 20 s inside the step's, so it can stop the service and say why.
+t=$(left); limit=$((t - 100 < 200 ? t - 100 : 200))
+step e2e $limit "$python" bench/gpu_e2e.py "${e2e_args[@]}" --limit $((limit - 20)) \
+    --json "$out/e2e.json"
 t=$(left); step oom $((t - 10)) \
     "$python" bench/gpu_oom.py "${oom_args[@]}" --json "$out/oom.json"
 
