@@ -539,6 +539,7 @@ class TelegramBot:
             markup=markup,
             sent=text,
         )
+        self.progress.spend(chat_id)  # a new progress message counts like an edit
         self.progress.track(tracked)
         return tracked
 

@@ -92,6 +92,7 @@ _JSON_PARAMS = {
     "limit",
     "message_id",
     "offset",
+    "media",
     "reply_markup",
     "reply_parameters",
     "scope",
@@ -148,6 +149,7 @@ class FakeTelegram:
         self.floods: dict[tuple[str, int], tuple[int, int]] = {}  # (method, chat): (n, seconds)
         self.slow_uploads: dict[int, float] = {}  # chat -> seconds an upload takes
         self.file_outage = 0  # how many file downloads still get a 502 page
+        self.refuse_media = False  # editMessageMedia answers 400, as for a message it can't edit
         self._update_ids = itertools.count(1)
         self._file_ids = itertools.count(1)
         self._callback_ids = itertools.count(1)
@@ -633,6 +635,8 @@ class FakeTelegram:
                 retry_after=self.storm_retry_after,
             )
         message = self._target(params)
+        if "text" not in message:
+            raise ApiError(400, "Bad Request: there is no text in the message to edit")
         text = params.get("text") or ""
         if not text.strip():
             raise ApiError(400, "Bad Request: message text is empty")
@@ -650,6 +654,54 @@ class FakeTelegram:
         else:
             message.pop("reply_markup", None)
         return message
+
+    def _m_editmessagemedia(
+        self, params: dict[str, Any], files: dict[str, bytes]
+    ) -> dict[str, Any]:
+        """A text message may become media (not the other way round: edits of its text are
+        refused from then on, its caption is what changes)."""
+        message = self._target(params)
+        media = params.get("media")
+        if not isinstance(media, dict) or media.get("type") not in ("animation", "video"):
+            raise ApiError(400, "Bad Request: can't parse InputMedia")
+        if self.refuse_media:
+            raise ApiError(400, "Bad Request: MEDIA_EMPTY")
+        file_id, stored = self._upload("media", {"media": media.get("media")}, files)
+        message[str(media["type"])] = {
+            "file_id": file_id,
+            "file_unique_id": stored.unique_id,
+            "width": int(media.get("width") or 0),
+            "height": int(media.get("height") or 0),
+            "duration": int(media.get("duration") or 0),
+            "file_size": len(stored.data),
+        }
+        message.pop("text", None)
+        message["caption"] = media.get("caption") or ""
+        self._set_markup(message, params)
+        return message
+
+    def _m_editmessagecaption(
+        self, params: dict[str, Any], files: dict[str, bytes]
+    ) -> dict[str, Any]:
+        message = self._target(params)
+        if "text" in message:
+            raise ApiError(400, "Bad Request: there is no caption in the message to edit")
+        caption = params.get("caption") or ""
+        if message.get("caption") == caption and message.get("reply_markup") == (
+            params.get("reply_markup") or None
+        ):
+            raise ApiError(400, "Bad Request: message is not modified")
+        message["caption"] = caption
+        self._set_markup(message, params)
+        return message
+
+    @staticmethod
+    def _set_markup(message: dict[str, Any], params: dict[str, Any]) -> None:
+        markup = params.get("reply_markup") or None
+        if markup:
+            message["reply_markup"] = markup
+        else:
+            message.pop("reply_markup", None)
 
     def _m_editmessagereplymarkup(
         self, params: dict[str, Any], files: dict[str, bytes]

@@ -359,6 +359,12 @@ async def test_full_conversation_to_a_delivered_mp4(
     assert all(a != b for a, b in itertools.pairwise(texts))
     times = [c.at for c in edits]
     assert all(b - a >= 0.3 * 0.9 for a, b in itertools.pairwise(times)), times
+
+    async def recorded() -> bool:  # the outbox commits `sent` just after Telegram's answer
+        delivery = await stack.store.get_delivery(job_id)
+        return delivery is not None and delivery.status != "sending"
+
+    await wait_until(recorded, what="the delivery recorded")
     delivery = await stack.store.get_delivery(job_id)
     assert delivery is not None and delivery.status == "sent" and delivery.file_id
 
