@@ -223,9 +223,14 @@ async def test_replies_survive_an_outage(stack: Stack, tg: FakeTelegram) -> None
     menu = await open_menu(tg, ALICE)  # /start during the outage: answered once it ends
     assert "FanslyMotion turns a photo" in _text(menu)
     assert [c.status for c in tg.calls_of("sendMessage")] == [502, 502, 200]
+    # Polling itself cut off: the long poll in flight returns Alice's text, the next ones fail.
     tg.drop(1, "getUpdates")
     tg.outage(2, "getUpdates")
-    await open_menu(tg, BORIS)  # polling itself was cut off for a while
+    await tg.send_text(ALICE, "ping")
+    await tg.wait_message(ALICE.id, "I did not get that")
+    await open_menu(tg, BORIS)
+    polls = [c.status for c in tg.calls_of("getUpdates")]
+    assert polls.count(0) == 1 and polls.count(502) == 2
 
 
 async def test_one_slow_or_flooded_chat_does_not_hold_another(
