@@ -15,9 +15,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import photo_bytes
-from .fake_telegram import ApiCall, FakeTelegram
-from .test_bot import (
+from .bot_stack import (
     ALICE,
     BORIS,
     TOKEN,
@@ -32,6 +30,8 @@ from .test_bot import (
     wait_until,
     wait_video,
 )
+from .conftest import photo_bytes
+from .fake_telegram import ApiCall, FakeTelegram
 
 INTERVAL = 0.3
 

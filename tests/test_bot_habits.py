@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .conftest import photo_bytes
-from .fake_telegram import FakeTelegram, FakeUser
-from .test_bot import (
+from .bot_stack import (
     ALICE,
     BORIS,
     TOKEN,
@@ -27,6 +25,8 @@ from .test_bot import (
     wait_until,
     wait_video,
 )
+from .conftest import photo_bytes
+from .fake_telegram import FakeTelegram, FakeUser
 
 
 @pytest.fixture

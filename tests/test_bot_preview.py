@@ -13,9 +13,9 @@ import pytest
 
 from fanslymotion import video
 
+from .bot_stack import ALICE, TOKEN, Stack, _text, choose, job_id_of, progress_message, wait_video
 from .conftest import photo_bytes
 from .fake_telegram import ApiCall, FakeTelegram
-from .test_bot import ALICE, TOKEN, Stack, _text, choose, job_id_of, progress_message, wait_video
 
 EDITS = ("editMessageText", "editMessageMedia", "editMessageCaption")
 
