@@ -23,7 +23,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ValidationError
 
-from . import __version__, models, storage
+from . import __version__, checkpoints, models, storage
 from .config import Settings
 from .errors import (
     BadRequest,
@@ -493,6 +493,23 @@ async def job_download(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def job_preview(request: web.Request) -> web.Response:
+    """The live preview of a running SVD job: a small MP4 of the frames made so far."""
+    service = _service(request)
+    job = await service.jobs.get(_job_id(request))
+    path = checkpoints.work_dir(service.settings.data_dir, job.job_id) / checkpoints.PREVIEW
+    try:
+        # A few hundred KB at most, read whole: it is replaced (renamed over) after every pass.
+        data = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
+    except FileNotFoundError:
+        raise Conflict(f"no preview for this job (it is {job.status})") from None
+    return web.Response(body=data, content_type="video/mp4", headers={"Cache-Control": "no-store"})
+
+
+def _preview_url(settings: Settings, job_id: str) -> str:
+    return f"{settings.public_url.rstrip('/')}/job/{job_id}/preview"
+
+
 async def job_cancel(request: web.Request) -> web.Response:
     service = _service(request)
     job = await service.jobs.cancel(_job_id(request))
@@ -591,6 +608,13 @@ async def job_events(request: web.Request) -> web.StreamResponse:
             if event.kind == "status" and job.terminal:
                 data["error"] = job.error
                 await send(job.status, data)
+            elif event.preview is not None:
+                data["url"] = _preview_url(service.settings, job_id)
+                data["frames"] = event.preview.frames
+                data["passes_done"] = event.preview.passes_done
+                data["passes"] = event.preview.passes
+                data["size"] = event.preview.size_bytes
+                await send("preview", data)
             else:
                 await send(event.kind, data)
         with contextlib.suppress(ConnectionResetError):
@@ -617,6 +641,7 @@ def create_app(service: Service) -> web.Application:
     app.router.add_get("/job/download/{job_id}", job_download)
     app.router.add_post("/job/{job_id}/cancel", job_cancel)
     app.router.add_get("/job/{job_id}/events", job_events)
+    app.router.add_get("/job/{job_id}/preview", job_preview)
     return app
 
 

@@ -153,6 +153,7 @@ ENDPOINTS: dict[str, str] = {
     "GET /job/download/{job_id}": "the MP4 (HTTP Range supported)",
     "POST /job/{job_id}/cancel": "cancel a queued or running job",
     "GET /job/{job_id}/events": "Server-Sent Events: status and progress until the job ends",
+    "GET /job/{job_id}/preview": "a small MP4 of the frames made so far (SVD, while it renders)",
 }
 
 _MODELS: list[type[BaseModel]] = [
@@ -276,6 +277,13 @@ def openapi(auth: bool) -> dict[str, Any]:
             "get": op(
                 "Server-Sent Events of a job",
                 {"200": {"description": "event stream", "content": {"text/event-stream": {}}}},
+                parameters=[job_id],
+            )
+        },
+        "/job/{job_id}/preview": {
+            "get": op(
+                "Live preview of a rendering job",
+                {"200": {"description": "a small MP4", "content": {"video/mp4": {}}}},
                 parameters=[job_id],
             )
         },

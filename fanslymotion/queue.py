@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import motion, photo
+from . import checkpoints, motion, photo
 from .config import Settings
 from .errors import (
     Cancelled,
@@ -36,7 +36,7 @@ from .errors import (
     Unavailable,
 )
 from .metrics import Metrics
-from .renderer import MotionRenderer, Renderer, RenderResult, RenderSpec, RenderTask
+from .renderer import MotionRenderer, Preview, Renderer, RenderResult, RenderSpec, RenderTask
 from .store import TERMINAL, Job, Store, parse_time
 
 log = logging.getLogger(__name__)
@@ -82,11 +82,13 @@ class JobRequest:
 
 @dataclass(frozen=True)
 class JobEvent:
-    """A change seen by listeners (SSE clients, the bot): a committed status or live progress."""
+    """A change seen by listeners (SSE clients, the bot): a committed status, live progress,
+    or a new live preview (`preview` set; SVD only)."""
 
-    kind: Literal["status", "progress"]
+    kind: Literal["status", "progress", "preview"]
     job: Job
     eta_seconds: float | None = None
+    preview: Preview | None = None
 
 
 @dataclass
@@ -315,7 +317,13 @@ class JobQueue:
         )
         loop = asyncio.get_running_loop()
         free_mb = await loop.run_in_executor(None, self.free_disk_mb)
-        if free_mb < self.settings.min_free_mb:
+        # Room for the job's checkpoints too (SVD writes them as it goes).
+        scratch = self.renderer.scratch_bytes(
+            RenderSpec(
+                request.duration, request.resolution, request.motion_preset, fps=self.settings.fps
+            )
+        )
+        if free_mb - scratch / 2**20 < self.settings.min_free_mb:
             raise InsufficientStorage("the server is out of disk space, please try again later")
         extension = await loop.run_in_executor(None, self._check_photo, image)
         job_id = str(uuid.uuid4())
@@ -526,6 +534,15 @@ class JobQueue:
         log.info("job %s %s attempt=%d%s", job.job_id, job.status, job.attempts, extra)
         self.metrics.transitions.labels(job.status).inc()
         self._publish(JobEvent("status", job, 0.0 if job.terminal else None))
+        if job.terminal:  # a parked or retried job keeps its checkpoints, an ended one not
+            drop = asyncio.ensure_future(self._drop_work(job.job_id))
+            self._background.add(drop)
+            drop.add_done_callback(self._background.discard)
+
+    async def _drop_work(self, job_id: str) -> None:
+        folder = checkpoints.work_dir(self.settings.data_dir, job_id)
+        if await asyncio.get_running_loop().run_in_executor(None, checkpoints.remove_work, folder):
+            log.info("job %s: checkpoints removed", job_id)
 
     # -- the dispatcher -----------------------------------------------------------------------
 
@@ -577,6 +594,8 @@ class JobQueue:
             input_path=self.settings.data_dir / (started.input_path or ""),
             output_path=partial,
             metadata=self._metadata(started),
+            work_dir=checkpoints.work_dir(self.settings.data_dir, started.job_id),
+            on_preview=lambda shown: self._on_preview_threadsafe(loop, running, shown),
         )
 
         def progress(percent: float, phase: str, eta: float | None) -> None:
@@ -710,6 +729,25 @@ class JobQueue:
             )
             self._background.add(save)
             save.add_done_callback(self._background.discard)
+
+    def _on_preview_threadsafe(
+        self, loop: asyncio.AbstractEventLoop, running: _Running, preview: Preview
+    ) -> None:
+        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+            loop.call_soon_threadsafe(self._on_preview, running, preview)
+
+    def _on_preview(self, running: _Running, preview: Preview) -> None:
+        """On the loop: a new preview of the running job is in place."""
+        if running.done.is_set():
+            return
+        snapshot = Job(
+            **{
+                **asdict(running.job),
+                "progress": round(running.progress, 1),
+                "message": running.phase,
+            }
+        )
+        self._publish(JobEvent("preview", snapshot, running.eta, preview))
 
     def _learn(self, job: Job, seconds: float) -> None:
         guess = self.renderer.estimate_seconds(self.spec_of(job))
