@@ -48,7 +48,10 @@ STATE = "state.npz"
 PREVIEW = "preview.mp4"
 PREVIEW_SIDE = 320
 """Long side of the preview in pixels."""
-PREVIEW_CRF = 30
+PREVIEW_CRFS = (30, 38, 46)
+"""x264 qualities tried in turn until the preview fits PREVIEW_MAX_BYTES: real SVD frames take
+~55 KB for a whole 12 s clip at the first; only noise-like frames need the others."""
+PREVIEW_MAX_BYTES = 400_000
 
 
 def work_dir(data_dir: Path, job_id: str) -> Path:
@@ -292,29 +295,29 @@ class PassStore:
         plan = self._plan
         assert plan is not None
         count = min(len(self._small), plan.n_frames)
-        frames = itertools.islice(
-            motion.apply_camera(
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / PREVIEW
+        tmp = path.with_name(f".{PREVIEW}.tmp")
+        width, height = plan.size
+        for crf in PREVIEW_CRFS:
+            frames = motion.apply_camera(
                 self._small[:count],
                 out_size=plan.size,
                 n_frames=plan.n_frames,
                 preset=plan.preset,
                 strength=plan.strength,
-            ),
-            count,
-        )
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / PREVIEW
-        tmp = path.with_name(f".{PREVIEW}.tmp")
-        width, height = plan.size
-        video.encode(
-            frames,
-            tmp,
-            width=width,
-            height=height,
-            fps=plan.fps,
-            crf=PREVIEW_CRF,
-            preset="veryfast",
-        )
+            )
+            video.encode(
+                itertools.islice(frames, count),
+                tmp,
+                width=width,
+                height=height,
+                fps=plan.fps,
+                crf=crf,
+                preset="veryfast",
+            )
+            if tmp.stat().st_size <= PREVIEW_MAX_BYTES:
+                break
         os.replace(tmp, path)
         if self._on_preview is not None:
             self._on_preview(Preview(path, count, passes_done, plan.passes, path.stat().st_size))

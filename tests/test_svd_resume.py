@@ -328,6 +328,35 @@ async def test_service_cancel_removes_the_checkpoints(
     await wait_gone(work)
 
 
+async def test_retry_after_an_error_resumes(
+    start_service: ServiceFactory, tiny_svd: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model error in pass 3 fails the attempt; the retry starts at pass 3, not at pass 1."""
+    client = await svd_client(start_service, tiny_svd)
+    await client.service.jobs.wait_ready()
+    renderer = client.service.jobs.renderer
+    assert isinstance(renderer, SVDRenderer)
+    denoised: list[int] = []
+
+    def fault(stage: str) -> None:
+        if stage == "denoise":
+            denoised.append(1)
+            if len(denoised) == 3:
+                raise RuntimeError("a model fault in pass 3")
+
+    renderer.fault_injector = fault
+    try:
+        with caplog.at_level(logging.INFO, logger="fanslymotion"):
+            _, created = await client.create(duration=3, steps=2, seed=4)
+            final = await client.wait(created["job_id"])
+    finally:
+        renderer.fault_injector = None
+    assert final["status"] == "completed" and final["attempts"] == 1, final
+    assert len(denoised) == 4  # passes 1, 2, 3 (failed), then 3 again
+    assert "svd: resuming from pass 3/3" in caplog.text
+    await wait_gone(checkpoints.work_dir(client.service.settings.data_dir, created["job_id"]))
+
+
 async def test_motion_renderer_has_no_preview(client: Client) -> None:
     _, created = await client.create()
     events = await sse_events(client, created["job_id"])
