@@ -1,7 +1,8 @@
 """Stable Video Diffusion (SVD-XT) behind the renderer interface.
 
-The only module that imports torch, diffusers, transformers and accelerate; `renderer.py` imports
-it lazily, so a service running the camera-motion renderer never loads them.
+With `svd_chain.py`, the only modules that import torch, diffusers, transformers and accelerate;
+`renderer.py` imports this one lazily, so a service running the camera-motion renderer never loads
+them. Pass checkpoints and the live preview are written by `checkpoints.py`.
 """
 
 from __future__ import annotations
@@ -689,8 +690,17 @@ class SVDRenderer(Renderer):
         start = 0
         resumed = passes.load() if passes is not None else None
         if resumed is not None:
+            assert passes is not None
             start = chain.restore(resumed)
-            log.info("svd: resuming from pass %d/%d (checkpoint)", start + 1, segments)
+            if start < segments:
+                log.info(
+                    "svd job %s: resuming from pass %d/%d (checkpoint)",
+                    passes.folder.name,
+                    start + 1,
+                    segments,
+                )
+            else:
+                log.info("svd job %s: all %d passes checkpointed", passes.folder.name, segments)
             if tracker is not None:
                 tracker.resumed(start)
         emitted = 0

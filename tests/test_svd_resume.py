@@ -353,7 +353,7 @@ async def test_retry_after_an_error_resumes(
         renderer.fault_injector = None
     assert final["status"] == "completed" and final["attempts"] == 1, final
     assert len(denoised) == 4  # passes 1, 2, 3 (failed), then 3 again
-    assert "svd: resuming from pass 3/3" in caplog.text
+    assert f"svd job {created['job_id']}: resuming from pass 3/3" in caplog.text
     await wait_gone(checkpoints.work_dir(client.service.settings.data_dir, created["job_id"]))
 
 
@@ -482,7 +482,7 @@ def test_sigkill_after_two_passes_resumes_from_the_third(tmp_path: Path, tiny_sv
         proc.start()
         assert proc.wait(job_id, ("completed", "failed", "cancelled"))["status"] == "completed"
         log = proc.log()
-        assert "svd: resuming from pass 3/3" in log
+        assert f"svd job {job_id}: resuming from pass 3/3 (checkpoint)" in log
         assert calls(tmp_path / "calls-2") == steps  # pass 3 only
         _, resumed = proc.get(f"/job/download/{job_id}")
 
