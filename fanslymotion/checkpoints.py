@@ -337,5 +337,5 @@ class PassStore:
         return self.folder / f"pass-{k:02d}.npz"
 
     def _clear(self) -> None:
-        for path in self.folder.glob("*.npz"):
+        for path in (*self.folder.glob("*.npz"), self.folder / PREVIEW):
             path.unlink(missing_ok=True)

@@ -367,6 +367,15 @@ async def test_motion_renderer_has_no_preview(client: Client) -> None:
     assert not (client.service.settings.data_dir / "work").exists()
 
 
+async def test_preview_needs_the_token_as_the_video_does(start_service: ServiceFactory) -> None:
+    client = await start_service(api_token="secret")
+    path = f"/job/{uuid.uuid4()}/preview"
+    status, body, _ = await client.request("GET", path)
+    assert status == 401 and body["ok"] is False
+    status, body, _ = await client.request("GET", path, headers={"Authorization": "Bearer secret"})
+    assert status == 404, body
+
+
 async def test_housekeeping_removes_orphan_work_folders(client: Client) -> None:
     """A work folder whose job ended or never existed goes; a waiting job's stays."""
     service = client.service
