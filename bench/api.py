@@ -476,7 +476,7 @@ async def in_process(plan: Plan, image: str) -> Section:
         await bare.setup()
         bare_site = web.TCPSite(bare, "127.0.0.1", 0)
         await bare_site.start()
-        bare_port = bare_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        bare_port = int(bare.addresses[0][1])
         sampler = LagSampler()
         try:
             async with aiohttp.ClientSession() as session, LoadClient() as client:

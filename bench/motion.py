@@ -136,9 +136,9 @@ def make_photo(setup: Setup, path: Path) -> None:
     image.save(path, quality=92)
 
 
-def _encoder_args(crf: int) -> list[str]:
+def _encoder_args(crf: int, width: int, height: int, fps: int) -> list[str]:
     # Exactly the service's encoder options (see video.x264_args), for zoompan too.
-    return [*video.x264_args(crf, "veryfast"), "-movflags", "+faststart"]
+    return [*video.x264_args(crf, "veryfast", width, height, fps), "-movflags", "+faststart"]
 
 
 # --- child side -------------------------------------------------------------------------
@@ -189,7 +189,7 @@ def run_case(
         chain += "," + path.zoompan_filter(setup, scale)
         command = [video.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
         command += ["-i", str(photo_path), "-vf", chain, "-frames:v", str(n)]
-        command += [*_encoder_args(crf), "-f", "mp4", str(out)]
+        command += [*_encoder_args(crf, out_w, out_h, setup.fps), "-f", "mp4", str(out)]
         subprocess.run(command, check=True)
     wall, cpu = time.perf_counter() - wall0, _cpu() - cpu0
     # What the rest of the machine ran meanwhile, in cores: shared machines are noisy.

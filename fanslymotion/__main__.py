@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def render_command(args: argparse.Namespace, settings: Settings) -> int:
+    from .models import Progress
     from .renderer import MotionRenderer, RenderSpec, RenderTask
 
     if not 0.0 <= args.strength <= 1.0:
@@ -110,13 +111,14 @@ def render_command(args: argparse.Namespace, settings: Settings) -> int:
     started = time.monotonic()
     bar_shown = not args.quiet and sys.stderr.isatty()
 
-    def progress(percent: float, phase: str, eta: float | None) -> None:
+    def progress(report: Progress) -> None:
         if not bar_shown:
             return
-        filled = int(percent / 100 * 30)
-        eta_text = f" eta {eta:4.1f}s" if eta is not None else ""
+        filled = int(report.percent / 100 * 30)
+        eta_text = f" eta {report.eta:4.1f}s" if report.eta is not None else ""
         sys.stderr.write(
-            f"\r[{'#' * filled}{'.' * (30 - filled)}] {percent:5.1f}% {phase}{eta_text}  "
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {report.percent:5.1f}%"
+            f" {report.message}{eta_text}  "
         )
         sys.stderr.flush()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,6 +21,19 @@ def _int_list(value: object) -> object:
             return json.loads(text)
         return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
     return value
+
+
+def parse_secret(secret: str) -> bytes:
+    """The key of a `whsec_<base64>` secret (the Standard Webhooks form)."""
+    if not secret.startswith("whsec_"):
+        raise ValueError("must look like whsec_<base64>")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        raise ValueError("the part after whsec_ is not base64") from None
+    if len(key) < 16:
+        raise ValueError("the key must be at least 16 bytes")
+    return key
 
 
 class Settings(BaseSettings):
@@ -75,9 +90,29 @@ class Settings(BaseSettings):
     admins: Annotated[list[int], NoDecode] = []
     bot_progress_interval: float = Field(1.0, gt=0)
 
+    # webhooks
+    webhook_secret: SecretStr | None = None  # whsec_<base64>; unset: webhooks are off
+    webhook_retry_hours: float = Field(24.0, gt=0)
+    webhook_backoff: float = Field(5.0, gt=0)  # seconds before the first retry, doubling
+    webhook_allow_hosts: Annotated[list[str], NoDecode] = []
+
     log_level: str = "INFO"
 
     _split_ids = field_validator("allowed_users", "admins", mode="before")(_int_list)
+
+    @field_validator("webhook_allow_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_secret(value.get_secret_value())  # ValueError names what is wrong
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -39,5 +39,17 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.webhook_attempts = Counter(
+            "fanslymotion_webhook_attempts",
+            "Webhook delivery attempts by outcome (delivered, retry, give_up)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.webhooks_pending = Gauge(
+            "fanslymotion_webhooks_pending",
+            "Webhook events not delivered yet (waiting or in flight)",
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,19 +1,62 @@
-"""Pydantic models of the HTTP API: they validate requests and are the source of /openapi.json."""
+"""The job vocabulary (statuses, progress phases) and the pydantic models of the HTTP API,
+which validate requests and are the source of /openapi.json."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import models_json_schema
 
-from . import __version__
+from .motion import Aspect, Duration, Preset, Resolution
 
-Duration = Literal[3, 6, 8, 10, 12]
-Resolution = Literal["360p", "480p", "720p", "1080p"]
-Preset = Literal["micro", "pan_l", "pan_r", "tilt_up", "tilt_down", "dolly_in"]
-Aspect = Literal["auto", "16:9", "9:16", "1:1", "4:3", "3:4"]
-Status = Literal["queued", "processing", "completed", "failed", "cancelled"]
+
+class JobStatus(StrEnum):
+    """A job's state. queued -> processing -> completed | failed | cancelled; a retry, a stop or
+    a crash brings a processing job back to queued."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE: frozenset[str] = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
+TERMINAL: frozenset[str] = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class Phase(StrEnum):
+    """What a render is doing. Every renderer reports one of these; the bot and the page have a
+    text for each in every language (`phase_<value>` in texts.py)."""
+
+    STARTING = "starting"
+    LOADING = "loading"
+    PREPARING = "preparing"
+    RESUMED = "resumed"
+    RENDERING = "rendering"
+    ANIMATING = "animating"
+    DECODING = "decoding"
+    ENCODING = "encoding"
+    FINISHING = "finishing"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report of a render: percent 0-100 of the whole job, the phase, the pass
+    (`step` of `steps`, 0 of 0 when the phase has none) and the seconds left when known."""
+
+    percent: float
+    phase: Phase
+    step: int = 0
+    steps: int = 0
+    eta: float | None = None
+
+    @property
+    def message(self) -> str:
+        """The phase in plain English for logs and API clients, e.g. "animating 2/4"."""
+        return f"{self.phase} {self.step}/{self.steps}" if self.steps else str(self.phase)
 
 
 class JobParams(BaseModel):
@@ -39,14 +82,14 @@ class JobCreateJSON(JobParams):
 
 class JobCreated(BaseModel):
     job_id: str
-    status: Status
+    status: JobStatus
     queue_position: int | None
     estimated_time: float | None = Field(description="Seconds until the video is ready")
 
 
 class JobStatusOut(BaseModel):
     job_id: str
-    status: Status
+    status: JobStatus
     progress: float = Field(ge=0, le=100)
     message: str
     queue_position: int | None
@@ -70,7 +113,7 @@ class JobParameters(BaseModel):
 
 class JobResultOut(BaseModel):
     job_id: str
-    status: Status
+    status: JobStatus
     parameters: JobParameters
     seed: int
     frames: int | None
@@ -87,7 +130,7 @@ class JobResultOut(BaseModel):
 class JobSummary(BaseModel):
     job_id: str
     user_id: int
-    status: Status
+    status: JobStatus
     progress: float
     duration: int
     resolution: str
@@ -141,22 +184,19 @@ class IndexOut(BaseModel):
     endpoints: dict[str, str]
 
 
-ENDPOINTS: dict[str, str] = {
-    "GET /": "this page",
-    "GET /health": "service health, renderer state, queue length",
-    "GET /metrics": "Prometheus metrics",
-    "GET /openapi.json": "the OpenAPI 3.1 description of this API",
-    "POST /job/create": "queue a job (JSON with base64 image_data, or multipart with an image part)",
-    "GET /jobs": "list jobs, newest first (user_id, status, limit, offset)",
-    "GET /job/status/{job_id}": "status, progress and ETA",
-    "GET /job/result/{job_id}": "parameters and video facts of a job",
-    "GET /job/download/{job_id}": "the MP4 (HTTP Range supported)",
-    "POST /job/{job_id}/cancel": "cancel a queued or running job",
-    "GET /job/{job_id}/events": "Server-Sent Events: status and progress until the job ends",
-    "GET /job/{job_id}/preview": "a small MP4 of the frames made so far (SVD, while it renders)",
-}
+class JobsQuery(BaseModel):
+    """The query of GET /jobs; an empty value means the default."""
 
-_MODELS: list[type[BaseModel]] = [
+    model_config = ConfigDict(extra="ignore")
+
+    user_id: int | None = Field(None, ge=0, le=2**53)
+    status: JobStatus | None = None
+    limit: int = Field(20, ge=1, le=100)
+    offset: int = Field(0, ge=0, le=2**31)
+
+
+# The models whose schemas /openapi.json carries under components.
+DOCUMENTED: list[type[BaseModel]] = [
     JobCreateJSON,
     JobCreated,
     JobStatusOut,
@@ -166,141 +206,3 @@ _MODELS: list[type[BaseModel]] = [
     HealthOut,
     IndexOut,
 ]
-
-
-def openapi(auth: bool) -> dict[str, Any]:
-    """OpenAPI 3.1 document built from the models above."""
-    _, defs = models_json_schema(
-        [(model, "validation") for model in _MODELS], ref_template="#/components/schemas/{model}"
-    )
-    schemas: dict[str, Any] = defs["$defs"]
-    multipart = _multipart_from(schemas["JobCreateJSON"])
-
-    def ref(name: str) -> dict[str, str]:
-        return {"$ref": f"#/components/schemas/{name}"}
-
-    def answer(name: str, description: str) -> dict[str, Any]:
-        return {"description": description, "content": {"application/json": {"schema": ref(name)}}}
-
-    error = answer("ErrorOut", "error")
-    errors = {
-        code: error
-        for code in ("400", "401", "404", "409", "413", "415", "422", "429", "503", "507")
-    }
-    job_id = {
-        "name": "job_id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "format": "uuid"},
-    }
-    security: list[dict[str, list[str]]] = [{"bearer": []}] if auth else []
-
-    def op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        return {
-            "summary": summary,
-            "responses": {**responses, **errors},
-            "security": security,
-            **extra,
-        }
-
-    paths: dict[str, Any] = {
-        "/": {
-            "get": {"summary": "API information", "responses": {"200": answer("IndexOut", "ok")}}
-        },
-        "/health": {"get": {"summary": "Health", "responses": {"200": answer("HealthOut", "ok")}}},
-        "/job/create": {
-            "post": op(
-                "Queue a job",
-                {"201": answer("JobCreated", "created"), "200": answer("JobCreated", "replayed")},
-                parameters=[
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string", "maxLength": 200},
-                    },
-                ],
-                requestBody={
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": ref("JobCreateJSON")},
-                        "multipart/form-data": {"schema": multipart},
-                    },
-                },
-            )
-        },
-        "/jobs": {
-            "get": op(
-                "List jobs, newest first",
-                {"200": answer("JobListOut", "ok")},
-                parameters=[
-                    {"name": "user_id", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                    {
-                        "name": "status",
-                        "in": "query",
-                        "schema": {
-                            "type": "string",
-                            "enum": ["queued", "processing", "completed", "failed", "cancelled"],
-                        },
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
-                    },
-                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                ],
-            )
-        },
-        "/job/status/{job_id}": {
-            "get": op("Job status", {"200": answer("JobStatusOut", "ok")}, parameters=[job_id])
-        },
-        "/job/result/{job_id}": {
-            "get": op("Job result", {"200": answer("JobResultOut", "ok")}, parameters=[job_id])
-        },
-        "/job/download/{job_id}": {
-            "get": op(
-                "Download the video",
-                {
-                    "200": {"description": "the MP4", "content": {"video/mp4": {}}},
-                    "206": {"description": "a byte range", "content": {"video/mp4": {}}},
-                    "410": error,
-                    "416": {"description": "range not satisfiable"},
-                },
-                parameters=[job_id],
-            )
-        },
-        "/job/{job_id}/cancel": {
-            "post": op("Cancel a job", {"200": answer("JobStatusOut", "ok")}, parameters=[job_id])
-        },
-        "/job/{job_id}/events": {
-            "get": op(
-                "Server-Sent Events of a job",
-                {"200": {"description": "event stream", "content": {"text/event-stream": {}}}},
-                parameters=[job_id],
-            )
-        },
-        "/job/{job_id}/preview": {
-            "get": op(
-                "Live preview of a rendering job",
-                {"200": {"description": "a small MP4", "content": {"video/mp4": {}}}},
-                parameters=[job_id],
-            )
-        },
-    }
-    document: dict[str, Any] = {
-        "openapi": "3.1.0",
-        "info": {"title": "FanslyMotion", "version": __version__},
-        "paths": paths,
-        "components": {"schemas": schemas},
-    }
-    if auth:
-        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-    return document
-
-
-def _multipart_from(create: dict[str, Any]) -> dict[str, Any]:
-    properties = {k: v for k, v in create["properties"].items() if k != "image_data"}
-    properties["image"] = {"type": "string", "contentMediaType": "application/octet-stream"}
-    required = [name for name in create.get("required", []) if name != "image_data"] + ["image"]
-    return {"type": "object", "required": required, "properties": properties}

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 from PIL import Image
@@ -28,19 +29,16 @@ from .errors import InvalidParams
 
 log = logging.getLogger(__name__)
 
-PRESETS: tuple[str, ...] = ("micro", "pan_l", "pan_r", "tilt_up", "tilt_down", "dolly_in")
-RESOLUTIONS: dict[str, int] = {"360p": 360, "480p": 480, "720p": 720, "1080p": 1080}
-ASPECTS: tuple[str, ...] = ("auto", "16:9", "9:16", "1:1", "4:3", "3:4")
-DURATIONS: tuple[int, ...] = (3, 6, 8, 10, 12)
+# The product's choices, declared once: the API models, the bot and the CLI derive theirs.
+Preset = Literal["micro", "pan_l", "pan_r", "tilt_up", "tilt_down", "dolly_in"]
+Resolution = Literal["360p", "480p", "720p", "1080p"]
+Aspect = Literal["auto", "16:9", "9:16", "1:1", "4:3", "3:4"]
+Duration = Literal[3, 6, 8, 10, 12]
 
-PRESET_DESCRIPTIONS: dict[str, str] = {
-    "micro": "A slow push-in of a few percent with a subtle drift: the photo gently comes alive.",
-    "pan_l": "The camera turns left: the scene slides to the right across the frame.",
-    "pan_r": "The camera turns right: the scene slides to the left across the frame.",
-    "tilt_up": "The camera tilts up: the scene slides down the frame.",
-    "tilt_down": "The camera tilts down: the scene slides up the frame.",
-    "dolly_in": "The camera moves toward the centre: a clear, steady zoom in.",
-}
+PRESETS: tuple[Preset, ...] = get_args(Preset)
+ASPECTS: tuple[Aspect, ...] = get_args(Aspect)
+DURATIONS: tuple[Duration, ...] = get_args(Duration)
+RESOLUTIONS: dict[str, int] = {r: int(r.removesuffix("p")) for r in get_args(Resolution)}
 
 # Amplitudes at strength 1, in base-window units. Strength scales them linearly, so strength 0
 # is a still frame. At the default strength 0.5 a pan travels 15 % of the frame's width.

@@ -1,33 +1,31 @@
-"""The job queue: submission, the dispatcher, the GPU thread, retries, cancel and recovery.
+"""The job state machine: submission, dispatch, retries, cancel, events and ETAs.
 
-Jobs wait in an asyncio.Queue on the event loop. The dispatcher takes one at a time, marks it
-`processing` in SQLite and hands it to the GPU thread through a thread-safe `queue.Queue`. The
-thread owns the renderer; it reports progress and its outcome back to the loop only through
-`loop.call_soon_threadsafe`, never touching asyncio objects itself.
+Jobs wait as `queued` rows in SQLite; the store decides which one is served next (the fair
+order in `Store.queue`), and an event on the loop wakes the dispatcher when something changes.
+The dispatcher serves one job at a time through the `RenderWorker`, which owns the GPU thread
+and the renderer; progress comes back on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-import os
-import queue as thread_queue
 import secrets
-import shutil
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from . import checkpoints, motion, photo
+from . import checkpoints, datadir, motion, photo, webhook
 from .config import Settings
+from .datadir import move_into_place, remove_quietly, write_atomic
 from .errors import (
     Cancelled,
-    Conflict,
     FanslyError,
     InsufficientStorage,
     InvalidParams,
@@ -35,13 +33,13 @@ from .errors import (
     RenderError,
     Unavailable,
 )
+from .eta import Estimator, Kind
 from .metrics import Metrics
-from .renderer import MotionRenderer, Preview, Renderer, RenderResult, RenderSpec, RenderTask
-from .store import TERMINAL, Job, Store, parse_time
+from .models import TERMINAL, JobStatus, Phase, Progress
+from .renderer import Preview, Renderer, RenderResult, RenderSpec, RenderTask, RenderWorker
+from .store import Job, NewJob, Store, parse_time
 
 log = logging.getLogger(__name__)
-
-RENDER_NICENESS = 10
 
 StopReason = Literal["user", "shutdown", "timeout"]
 
@@ -62,6 +60,8 @@ class JobRequest:
     chat_id: int | None = None
     message_id: int | None = None
     language: str | None = None
+    webhook_url: str | None = None
+    webhook_events: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if self.duration not in motion.DURATIONS:
@@ -92,146 +92,47 @@ class JobEvent:
 
 
 @dataclass
-class _Work:
-    task: RenderTask
-    progress: Callable[[float, str, float | None], None]
-    cancel: threading.Event
-    future: asyncio.Future[RenderResult]
-
-
-@dataclass
 class _Running:
     job: Job
     cancel: threading.Event
     started: float
+    renderer: Renderer
     reason: StopReason | None = None
-    progress: float = 0.0
-    phase: str = "starting"
-    eta: float | None = None
+    progress: Progress = field(default_factory=lambda: Progress(0.0, Phase.STARTING))
     last_saved: float = 0.0
     done: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class GPUThread:
-    """The one thread that owns the renderer. Work comes in through a thread-safe queue."""
-
-    def __init__(
-        self, renderer: Renderer, loop: asyncio.AbstractEventLoop, settings: Settings
-    ) -> None:
-        self.renderer = renderer
-        self._loop = loop
-        self._settings = settings
-        self._inbox: thread_queue.Queue[_Work | None] = thread_queue.Queue()
-        self.loaded = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="gpu", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def submit(self, work: _Work) -> None:
-        self._inbox.put(work)
-
-    def stop(self, timeout: float) -> None:
-        """Ask the thread to end after its current work; wait up to `timeout` seconds."""
-        self._inbox.put(None)
-        self._thread.join(timeout)
-
-    def _main(self) -> None:
-        # Render below the event loop's CPU priority: on Linux nice is per thread and ffmpeg
-        # inherits it, so on a CPU-bound box the API still answers promptly during a render.
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RENDER_NICENESS)
-        self._load()
-        while True:
-            work = self._inbox.get()
-            if work is None:
-                break
-            try:
-                result = self.renderer.render(work.task, work.progress, work.cancel)
-            except Exception as exc:  # every job's failure goes back to the loop
-                self._resolve(work.future, None, exc)
-            else:
-                self._resolve(work.future, result, None)
-        with contextlib.suppress(Exception):
-            self.renderer.close()
-
-    def _load(self) -> None:
-        if self.renderer.state.status == "ready":  # a restarted thread keeps the loaded model
-            self.loaded.set()
-            return
-        try:
-            self.renderer.load()
-        except Exception as exc:
-            self.renderer.state.status = "failed"
-            self.renderer.state.reason = f"{type(exc).__name__}: {exc}"
-        fallback = self._settings.renderer == "auto"  # RENDERER=svd: a failure is final
-        if (
-            self.renderer.state.status == "failed"
-            and fallback
-            and not isinstance(self.renderer, MotionRenderer)
-        ):
-            reason = f"{self.renderer.name} failed to load ({self.renderer.state.reason})"
-            log.error("%s; falling back to the camera-motion renderer", reason)
-            self.renderer = MotionRenderer(self._settings, reason)
-            self.renderer.load()
-        log.info(
-            "renderer %s %s (%s)",
-            self.renderer.name,
-            self.renderer.state.status,
-            self.renderer.state.reason,
-        )
-        self.loaded.set()
-
-    def _resolve(
-        self,
-        future: asyncio.Future[RenderResult],
-        result: RenderResult | None,
-        exc: BaseException | None,
-    ) -> None:
-        def settle() -> None:
-            if future.done():
-                return
-            if exc is not None:
-                future.set_exception(exc)
-            else:
-                assert result is not None
-                future.set_result(result)
-
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-            self._loop.call_soon_threadsafe(settle)
 
 
 class JobQueue:
     """The job service used by the HTTP API and the bot."""
 
     def __init__(
-        self, settings: Settings, store: Store, renderer: Renderer, metrics: Metrics | None = None
+        self,
+        settings: Settings,
+        store: Store,
+        worker: RenderWorker,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
         self.store = store
-        self._initial_renderer = renderer
-        self._pending: asyncio.Queue[str] = asyncio.Queue()
-        self._gpu: GPUThread | None = None
+        self.worker = worker
+        self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._running: _Running | None = None
         self._subscribers: set[asyncio.Queue[JobEvent]] = set()
         self._resumed = asyncio.Event()
         self._resumed.set()
         self._stopping = False
-        self._timers: set[asyncio.TimerHandle] = set()
         self._background: set[asyncio.Task[Any]] = set()
-        # Measured render time / the renderer's own estimate, smoothed: corrects ETAs.
-        self._eta_factor = 1.0
+        self.estimator = Estimator()
 
     # -- life cycle ---------------------------------------------------------------------------
 
     @property
-    def renderer(self) -> Renderer:
-        return self._gpu.renderer if self._gpu is not None else self._initial_renderer
+    def renderer(self) -> Renderer | None:
+        """The renderer that serves, once loaded (None while it loads)."""
+        return self.worker.renderer
 
     @property
     def stopping(self) -> bool:
@@ -242,26 +143,30 @@ class JobQueue:
         return not self._resumed.is_set()
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Recover interrupted jobs, start the worker (which loads the renderer) and the
+        dispatcher. Raises `Unavailable` when RENDERER=svd cannot even be tried."""
         for folder in (self.settings.hot_dir, self.settings.inputs_dir):
             folder.mkdir(parents=True, exist_ok=True)
         if await self.store.get_flag("paused") == "1":
             self._resumed.clear()
             log.info("processing is paused (an admin paused it before the restart)")
-        for job_id in await self.store.recover():
-            self._pending.put_nowait(job_id)
-        self._gpu = GPUThread(self._initial_renderer, loop, self.settings)
-        self._gpu.start()
+        for kind, seconds in await self.store.render_times():
+            self.estimator.learn(Kind(*kind), seconds)
+        _, failed = await self.store.recover(self.settings.max_retries)
+        for job in failed:
+            self._transition(job, job.error or "")
+            self._cleanup_input(job)
+        self.worker.start()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="dispatcher")
-        log.info("queue started with %d queued job(s)", self._pending.qsize())
+        queued = await self.store.count_jobs(status=JobStatus.QUEUED)
+        log.info("queue started with %d queued job(s)", queued)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking jobs, bring the running one back to `queued`, end the GPU thread."""
         if self._stopping:
             return
         self._stopping = True
-        for timer in self._timers:
-            timer.cancel()
+        self._wake.set()
         running = self._running
         if running is not None:
             running.reason = "shutdown"
@@ -275,15 +180,13 @@ class JobQueue:
         for task in list(self._background):
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await task
-        if self._gpu is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._gpu.stop, grace)
+        await self.worker.stop(grace)
         for subscriber in list(self._subscribers):
             subscriber.put_nowait(_CLOSED)
 
-    async def wait_ready(self) -> None:
-        """Wait until the renderer finished loading (or failed over to the motion renderer)."""
-        assert self._gpu is not None
-        await asyncio.get_running_loop().run_in_executor(None, self._gpu.loaded.wait)
+    async def wait_ready(self) -> Renderer:
+        """The renderer once it is loaded (or replaced by the motion renderer under `auto`)."""
+        return await self.worker.ready()
 
     async def pause(self) -> None:
         await self.store.set_flag("paused", "1")
@@ -306,6 +209,9 @@ class JobQueue:
                 "the service is restarting, please try again in a minute", retry_after=30
             )
         request.validate()
+        hook_url, hook_events = webhook.check_subscription(
+            self.settings, request.webhook_url, list(request.webhook_events)
+        )
         if idempotency_key is not None:
             existing = await self.store.job_by_idempotency_key(request.user_id, idempotency_key)
             if existing is not None:
@@ -318,38 +224,39 @@ class JobQueue:
         loop = asyncio.get_running_loop()
         free_mb = await loop.run_in_executor(None, self.free_disk_mb)
         # Room for the job's checkpoints too (SVD writes them as it goes).
-        scratch = self.renderer.scratch_bytes(
-            RenderSpec(
-                request.duration, request.resolution, request.motion_preset, fps=self.settings.fps
-            )
+        spec = RenderSpec(
+            request.duration, request.resolution, request.motion_preset, fps=self.settings.fps
         )
+        scratch = self.renderer.scratch_bytes(spec) if self.renderer is not None else 0
         if free_mb - scratch / 2**20 < self.settings.min_free_mb:
             raise InsufficientStorage("the server is out of disk space, please try again later")
         extension = await loop.run_in_executor(None, self._check_photo, image)
         job_id = str(uuid.uuid4())
         relative = f"inputs/{job_id}{extension}"
         await loop.run_in_executor(None, write_atomic, self.settings.data_dir / relative, image)
-        values: dict[str, Any] = {
-            "job_id": job_id,
-            "user_id": request.user_id,
-            "source": request.source,
-            "chat_id": request.chat_id,
-            "message_id": request.message_id,
-            "language": request.language,
-            "duration": request.duration,
-            "resolution": request.resolution,
-            "motion_preset": request.motion_preset,
-            "aspect": request.aspect,
-            "strength": request.strength,
-            "seed": request.seed if request.seed is not None else secrets.randbelow(2**31),
-            "steps": request.steps if request.steps is not None else self.settings.svd_steps,
-            "fps": self.settings.fps,
-            "input_path": relative,
-            "idempotency_key": idempotency_key,
-        }
+        new = NewJob(
+            job_id=job_id,
+            user_id=request.user_id,
+            source=request.source,
+            chat_id=request.chat_id,
+            message_id=request.message_id,
+            language=request.language,
+            duration=request.duration,
+            resolution=request.resolution,
+            motion_preset=request.motion_preset,
+            aspect=request.aspect,
+            strength=request.strength,
+            seed=request.seed if request.seed is not None else secrets.randbelow(2**31),
+            steps=request.steps if request.steps is not None else self.settings.svd_steps,
+            fps=self.settings.fps,
+            input_path=relative,
+            idempotency_key=idempotency_key,
+            webhook_url=hook_url,
+            webhook_events=json.dumps(hook_events) if hook_url else None,
+        )
         try:
             job, created = await self.store.create_job(
-                values,
+                new,
                 max_queued=self.settings.max_queued,
                 max_active_per_user=self.settings.max_active_per_user,
             )
@@ -370,7 +277,7 @@ class JobQueue:
             job.seed,
             job.source,
         )
-        self._pending.put_nowait(job.job_id)
+        self._wake.set()
         self._publish(JobEvent("status", job, await self.eta_seconds(job)))
         return job, True
 
@@ -429,14 +336,11 @@ class JobQueue:
             return None
         return running.job
 
-    def live_progress(self, job_id: str) -> tuple[float, str, float | None] | None:
+    def live_progress(self, job_id: str) -> Progress | None:
         running = self._running
         if running is None or running.job.job_id != job_id:
             return None
-        return running.progress, running.phase, running.eta
-
-    def queue_length(self) -> int:
-        return self._pending.qsize()
+        return running.progress
 
     def spec_of(self, job: Job) -> RenderSpec:
         return RenderSpec(
@@ -450,8 +354,28 @@ class JobQueue:
             steps=job.steps,
         )
 
-    def estimate_seconds(self, job: Job) -> float:
-        return self.renderer.estimate_seconds(self.spec_of(job)) * self._eta_factor
+    def estimate_seconds(self, job: Job) -> float | None:
+        """The learned render time of `job` on the serving renderer; None while it loads."""
+        renderer = self.renderer
+        if renderer is None:
+            return None
+        spec = self.spec_of(job)
+        kind = Kind(renderer.name, job.resolution, spec.frames, job.steps)
+        return self.estimator.estimate(kind, renderer.estimate_seconds(spec))
+
+    def _running_rest(self) -> float | None:
+        """Seconds the running job still needs (0 with none running; None when unknown)."""
+        running = self._running
+        if running is None:
+            return 0.0
+        elapsed = time.monotonic() - running.started
+        report = running.progress
+        if report.eta is not None:
+            return max(0.0, report.eta)
+        if report.percent >= 5.0 and elapsed > 0.5:  # a measured rate beats any estimate
+            return elapsed * (100.0 - report.percent) / report.percent
+        estimate = self.estimate_seconds(running.job)
+        return None if estimate is None else max(0.0, estimate - elapsed)
 
     async def eta_seconds(self, job: Job) -> float | None:
         """Seconds until this job is done: the running job's rest, the jobs ahead, and its own."""
@@ -472,40 +396,44 @@ class JobQueue:
     ) -> tuple[int | None, float | None]:
         """(queue position, ETA in seconds), with at most one query whatever the queue's length.
 
-        `ahead`, when the caller has it, is the queued jobs served before this one.
+        `ahead`, when the caller has it, is the queued jobs served before this one, in the
+        dispatcher's order. ETAs are a simulation of that order (each job starts when the one
+        before ends, or when its retry backoff ends), so they never decrease down the queue.
         """
         if job.status in TERMINAL:
             return None, 0.0
-        running = self._running
-        if job.status == "processing":
+        if job.status == JobStatus.PROCESSING:
+            running = self._running
             if running is None or running.job.job_id != job.job_id:
                 return None, None
-            if running.eta is not None:
-                return None, round(running.eta, 1)
-            elapsed = time.monotonic() - running.started
-            return None, round(max(0.0, self.estimate_seconds(job) - elapsed), 1)
+            rest = self._running_rest()
+            return None, None if rest is None else round(rest, 1)
         if ahead is None:
             ahead = await self.store.queued_ahead(job.job_id)
-        wait = sum(self.estimate_seconds(other) for other in ahead)
-        if running is not None:
-            wait += running.eta if running.eta is not None else self.estimate_seconds(running.job)
-        return len(ahead) + 1, round(wait + self.estimate_seconds(job), 1)
+        finish = self._running_rest()
+        now = time.time()
+        for other in (*ahead, job):
+            own = self.estimate_seconds(other)
+            if finish is None or own is None or self.paused:
+                return len(ahead) + 1, None
+            finish = max(finish, other.not_before - now) + own
+        assert finish is not None
+        return len(ahead) + 1, round(finish, 1)
 
     def free_disk_mb(self) -> float:
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return shutil.disk_usage(self.settings.data_dir).free / 1024 / 1024
+        return datadir.free_disk_mb(self.settings.data_dir)
 
     async def health(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        renderer = self.renderer
+        state = self.worker.state
         return {
-            "ok": not self._stopping and renderer.state.status != "failed",
-            "renderer": renderer.state.as_dict(),
-            "queue_length": await self.store.count_jobs(status="queued"),
+            "ok": not self._stopping and state.status != "failed",
+            "renderer": state.as_dict(),
+            "queue_length": await self.store.count_jobs(status=JobStatus.QUEUED),
             "running_job": self.running_job_id(),
             "paused": self.paused,
             "stopping": self._stopping,
-            "gpu_thread_alive": self._gpu is not None and self._gpu.is_alive(),
+            "gpu_thread_alive": self.worker.is_alive(),
             "free_disk_mb": round(await loop.run_in_executor(None, self.free_disk_mb), 1),
         }
 
@@ -547,96 +475,75 @@ class JobQueue:
     # -- the dispatcher -----------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
-        while True:
-            job_id = await self._pending.get()
+        """Serve jobs one at a time in the store's order, once the renderer is ready."""
+        try:
+            renderer = await self.worker.ready()
+        except Exception as exc:  # RENDERER=svd that failed: Service.start refuses to start
+            log.error("no renderer can serve (%s); jobs stay queued", exc)
+            return
+        while not self._stopping:
             await self._resumed.wait()
-            if self._stopping:
-                return
-            job = await self.store.get_job(job_id)
-            if job is None or job.status != "queued":
+            self._wake.clear()  # before the query: a submit after it wakes the next wait
+            job, wake_at = await self.store.next_job(time.time())
+            if self._stopping or self.paused:
                 continue
-            delay = job.not_before - time.time()
-            if delay > 0:
-                self._later(delay, job_id)
+            if job is None:
+                timeout = None if wake_at is None else max(0.0, wake_at - time.time())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
                 continue
             try:
-                await self._run(job)
+                await self._run(job, renderer)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug here must not stop the queue
-                log.exception("dispatcher error on job %s", job_id)
+                log.exception("dispatcher error on job %s", job.job_id)
 
-    def _later(self, delay: float, job_id: str) -> None:
+    async def _run(self, queued: Job, renderer: Renderer) -> None:
         loop = asyncio.get_running_loop()
-
-        def put() -> None:
-            self._timers.discard(handle)
-            if not self._stopping:
-                self._pending.put_nowait(job_id)
-
-        handle = loop.call_later(delay, put)
-        self._timers.add(handle)
-
-    async def _run(self, queued: Job) -> None:
-        assert self._gpu is not None
-        loop = asyncio.get_running_loop()
-        started = await self.store.start_job(queued.job_id, self.renderer.name)
+        started = await self.store.start_job(queued.job_id, renderer.name)
         if started is None:
             return
-        running = _Running(started, threading.Event(), time.monotonic())
+        running = _Running(started, threading.Event(), time.monotonic(), renderer)
         self._running = running
         waited = _seconds_between(started.created_at, started.started_at)
-        self._transition(started, f"renderer={self.renderer.name}, waited {waited:.1f}s")
+        self._transition(started, f"renderer={renderer.name}, waited {waited:.1f}s")
         partial = self.settings.hot_dir / f".{started.job_id}.partial.mp4"
         task = RenderTask(
             job_id=started.job_id,
             spec=self.spec_of(started),
             input_path=self.settings.data_dir / (started.input_path or ""),
             output_path=partial,
-            metadata=self._metadata(started),
+            metadata=self._metadata(started, renderer),
             work_dir=checkpoints.work_dir(self.settings.data_dir, started.job_id),
             on_preview=lambda shown: self._on_preview_threadsafe(loop, running, shown),
         )
 
-        def progress(percent: float, phase: str, eta: float | None) -> None:
-            with contextlib.suppress(RuntimeError):  # loop closed during shutdown
-                loop.call_soon_threadsafe(self._on_progress, running, percent, phase, eta)
+        def on_timeout() -> None:
+            if running.reason is None:
+                log.warning(
+                    "job %s over its %.0fs timeout", started.job_id, self.settings.job_timeout
+                )
+                running.reason = "timeout"
+                running.cancel.set()
 
-        future: asyncio.Future[RenderResult] = loop.create_future()
-        self._gpu.submit(_Work(task, progress, running.cancel, future))
+        timer = loop.call_later(self.settings.job_timeout, on_timeout)
         try:
-            outcome = await self._wait(running, future)
+            outcome: RenderResult | BaseException
+            try:
+                outcome = await self.worker.render(
+                    task, lambda report: self._on_progress(running, report), running.cancel
+                )
+            except Exception as exc:
+                outcome = exc
+            timer.cancel()
             await self._finish(running, outcome, partial)
         finally:
+            timer.cancel()
             self._running = None
             running.done.set()
             # After a success the file was renamed already; after anything else it must go.
             await loop.run_in_executor(None, remove_quietly, partial)
-
-    async def _wait(
-        self, running: _Running, future: asyncio.Future[RenderResult]
-    ) -> RenderResult | BaseException:
-        """Wait for the GPU thread's answer, watching the job timeout and the thread's health."""
-        assert self._gpu is not None
-        while True:
-            done, _ = await asyncio.wait({future}, timeout=0.5)
-            if done:
-                exc = future.exception()
-                return exc if exc is not None else future.result()
-            if not self._gpu.is_alive():
-                # Only a BaseException (SystemExit and the like) gets past the thread's
-                # handler. The job is retried on a fresh thread with the same renderer.
-                log.error("the GPU thread died; starting a new one")
-                self._gpu = GPUThread(self.renderer, asyncio.get_running_loop(), self.settings)
-                self._gpu.start()
-                return RenderError("the renderer stopped unexpectedly")
-            elapsed = time.monotonic() - running.started
-            if elapsed > self.settings.job_timeout and running.reason is None:
-                log.warning(
-                    "job %s over its %.0fs timeout", running.job.job_id, self.settings.job_timeout
-                )
-                running.reason = "timeout"
-                running.cancel.set()
 
     async def _finish(
         self, running: _Running, outcome: RenderResult | BaseException, partial: Path
@@ -659,9 +566,9 @@ class JobQueue:
                 render_seconds=seconds,
             )
             if done is not None:
-                self._learn(job, seconds)
+                self._learn(done, outcome.renderer, seconds)
                 self.metrics.render_seconds.labels(
-                    self.renderer.name, job.resolution, str(job.duration)
+                    outcome.renderer, job.resolution, str(job.duration)
                 ).observe(seconds)
                 self._transition(
                     done, f"{seconds:.1f}s {outcome.width}x{outcome.height} {outcome.frames} frames"
@@ -701,31 +608,34 @@ class JobQueue:
                 self._transition(
                     back, f"failed after {seconds:.1f}s: {message}; retry in {delay:.0f}s"
                 )
-                self._later(delay, job.job_id)
             return
         failed = await self.store.fail_job(job.job_id, message)
         if failed is not None:
             self._transition(failed, f"after {seconds:.1f}s: {message}")
             self._cleanup_input(failed)
 
-    def _on_progress(
-        self, running: _Running, percent: float, phase: str, eta: float | None
-    ) -> None:
-        """On the loop: keep the live figures, tell listeners, persist at most every interval."""
+    def _on_progress(self, running: _Running, report: Progress) -> None:
+        """On the loop: keep the live figures, tell listeners, persist at most every interval.
+
+        The percentage never goes back within an attempt."""
         if running.done.is_set():
             return
-        running.progress = max(running.progress, min(100.0, float(percent)))
-        running.phase = phase
-        running.eta = eta
-        snapshot = Job(
-            **{**asdict(running.job), "progress": round(running.progress, 1), "message": phase}
+        percent = max(running.progress.percent, min(100.0, float(report.percent)))
+        running.progress = replace(report, percent=percent)
+        snapshot = replace(
+            running.job,
+            progress=round(percent, 1),
+            message=report.message,
+            phase=report.phase,
+            phase_step=report.step,
+            phase_steps=report.steps,
         )
-        self._publish(JobEvent("progress", snapshot, eta))
+        self._publish(JobEvent("progress", snapshot, self._running_rest()))
         now = time.monotonic()
         if now - running.last_saved >= self.settings.progress_interval:
             running.last_saved = now
             save = asyncio.ensure_future(
-                self.store.set_progress(running.job.job_id, round(running.progress, 1), phase)
+                self.store.set_progress(running.job.job_id, running.progress)
             )
             self._background.add(save)
             save.add_done_callback(self._background.discard)
@@ -740,64 +650,38 @@ class JobQueue:
         """On the loop: a new preview of the running job is in place."""
         if running.done.is_set():
             return
-        snapshot = Job(
-            **{
-                **asdict(running.job),
-                "progress": round(running.progress, 1),
-                "message": running.phase,
-            }
+        report = running.progress
+        snapshot = replace(
+            running.job,
+            progress=round(report.percent, 1),
+            message=report.message,
+            phase=report.phase,
+            phase_step=report.step,
+            phase_steps=report.steps,
         )
-        self._publish(JobEvent("preview", snapshot, running.eta, preview))
+        self._publish(JobEvent("preview", snapshot, self._running_rest(), preview))
 
-    def _learn(self, job: Job, seconds: float) -> None:
-        guess = self.renderer.estimate_seconds(self.spec_of(job))
-        if guess > 0:
-            self._eta_factor = 0.7 * self._eta_factor + 0.3 * (seconds / guess)
+    def _learn(self, job: Job, renderer: str, seconds: float) -> None:
+        self.estimator.learn(Kind(renderer, job.resolution, job.frames or 0, job.steps), seconds)
 
-    def _metadata(self, job: Job) -> dict[str, str]:
+    def _metadata(self, job: Job, renderer: Renderer) -> dict[str, str]:
         return {
             "title": f"FanslyMotion {job.motion_preset} {job.duration}s {job.resolution}",
             "comment": (
                 f"job_id={job.job_id} motion={job.motion_preset} duration={job.duration}"
                 f" resolution={job.resolution} aspect={job.aspect} strength={job.strength:g}"
-                f" seed={job.seed} steps={job.steps} fps={job.fps} renderer={self.renderer.name}"
+                f" seed={job.seed} steps={job.steps} fps={job.fps} renderer={renderer.name}"
             ),
             "fanslymotion_seed": str(job.seed),
             "fanslymotion_motion": job.motion_preset,
-            "fanslymotion_renderer": self.renderer.name,
+            "fanslymotion_renderer": renderer.name,
         }
 
     def _cleanup_input(self, job: Job) -> None:
-        """Apply the input retention setting once a job has ended."""
-        if job.input_path is None or self.settings.input_retention == "keep":
-            return
-        task = asyncio.ensure_future(self._retire_input(job))
+        """Apply the input retention setting once a job has ended (in the background)."""
+        task = asyncio.ensure_future(datadir.retire_input(self.settings, self.store, job))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _retire_input(self, job: Job) -> None:
-        assert job.input_path is not None
-        loop = asyncio.get_running_loop()
-        source = self.settings.data_dir / job.input_path
-        if self.settings.input_retention == "archive":
-            target = f"archive/inputs/{source.name}"
-            await loop.run_in_executor(
-                None, move_into_place, source, self.settings.data_dir / target
-            )
-            await self.store.set_paths(
-                job.job_id,
-                input_path=target,
-                output_path=job.output_path,
-                archived=bool(job.archived),
-            )
-        else:
-            await loop.run_in_executor(None, remove_quietly, source)
-            await self.store.set_paths(
-                job.job_id,
-                input_path=None,
-                output_path=job.output_path,
-                archived=bool(job.archived),
-            )
 
 
 class _Closed:
@@ -814,33 +698,3 @@ def is_closed(event: object) -> bool:
 def _seconds_between(first: str | None, second: str | None) -> float:
     start, end = parse_time(first), parse_time(second)
     return (end - start).total_seconds() if start and end else 0.0
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, fsync, then rename: never a half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def move_into_place(source: Path, target: Path) -> int:
-    """Rename a finished file to its final name (same filesystem: atomic); returns its size."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(source, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(source, target)
-    return target.stat().st_size
-
-
-def remove_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-def check_conflict(job: Job) -> None:
-    if job.status != "completed" or job.output_path is None:
-        raise Conflict(f"the video is not ready (job is {job.status})")

@@ -7,17 +7,22 @@ when SVD is a candidate). This module never imports app, bot or queue.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
+import queue as thread_queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from . import motion, photo, video
 from .config import Settings
-from .errors import Cancelled, Unavailable
+from .errors import Cancelled, FanslyError, RenderError, Unavailable
+from .models import Phase, Progress
 
 if TYPE_CHECKING:  # torch, numpy and PIL load lazily: the camera-motion renderer needs no torch
     import numpy as np
@@ -28,8 +33,10 @@ if TYPE_CHECKING:  # torch, numpy and PIL load lazily: the camera-motion rendere
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[float, str, "float | None"], None]
-"""progress(percent 0-100, phase name, eta seconds or None); called from the render thread."""
+T = TypeVar("T")
+
+ProgressFn = Callable[[Progress], None]
+"""Called from the render thread with each progress report."""
 
 RendererStatus = Literal["loading", "ready", "failed"]
 
@@ -154,7 +161,7 @@ class Renderer:
             metadata={"fanslymotion_seed": str(spec.seed), **task.metadata},
             on_frame=on_frame,
         )
-        progress(100.0, "encoded", 0.0)
+        progress(Progress(100.0, Phase.FINISHING, eta=0.0))
         return RenderResult(spec.frames, width, height, spec.fps, self.name)
 
     def memory_stats(self) -> dict[str, float]:
@@ -196,7 +203,7 @@ class MotionRenderer(Renderer):
         self, task: RenderTask, progress: ProgressFn, cancel: threading.Event
     ) -> RenderResult:
         spec = task.spec
-        progress(0.0, "preparing", None)
+        progress(Progress(0.0, Phase.PREPARING))
         image, (width, height) = self._open_photo(task)
         total = spec.frames
         frames = motion.motion_frames(
@@ -213,7 +220,7 @@ class MotionRenderer(Renderer):
             elapsed = time.monotonic() - started
             eta = elapsed / done * (total - done) if done else None
             # The last few percent are ffmpeg's flush and the move into place.
-            progress(min(99.0, 99.0 * done / total), "rendering", eta)
+            progress(Progress(min(99.0, 99.0 * done / total), Phase.RENDERING, eta=eta))
 
         return self._encode(task, frames, (width, height), on_frame, progress)
 
@@ -245,3 +252,157 @@ def _select_svd(settings: Settings) -> Renderer:
         log.warning("SVD renderer not used: %s; using the camera-motion renderer", reason)
         return MotionRenderer(settings, reason)
     return svd.SVDRenderer(settings, device=device, weights=weights)
+
+
+RENDER_NICENESS = 10
+
+
+@dataclass
+class _Work:
+    task: RenderTask
+    progress: ProgressFn
+    cancel: threading.Event
+    future: asyncio.Future[RenderResult]
+
+
+class RenderWorker:
+    """The one thread that owns the renderer, and the renderer's final choice.
+
+    `start()` picks the candidate (a start-up error for RENDERER=svd without CUDA or weights)
+    and loads it in the thread; `ready()` gives the renderer that really serves, decided once:
+    under `auto` a candidate that fails to load is replaced by the camera-motion renderer,
+    under `svd` the failure is raised. `render()` hands one job to the thread and awaits its
+    result; progress comes back on the event loop through `call_soon_threadsafe`, and the
+    thread never touches asyncio objects itself. A thread killed by a BaseException delivers it
+    to the job as a retryable error, and the next render gets a fresh thread.
+    """
+
+    def __init__(self, settings: Settings, candidate: Renderer | None = None) -> None:
+        self._settings = settings
+        self._candidate = candidate
+        self._renderer: Renderer | None = None
+        self._inbox: thread_queue.Queue[_Work | None] = thread_queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready: asyncio.Future[Renderer] | None = None
+        self.fallback_reason: str | None = None
+        """Why the candidate could not serve, when the camera-motion renderer replaced it."""
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self._candidate is None:
+            self._candidate = select_renderer(self._settings)
+        log.info("renderer: %s (%s)", self._candidate.name, self._candidate.state.reason)
+        self._ready = self._loop.create_future()
+        self._spawn()
+
+    @property
+    def renderer(self) -> Renderer | None:
+        """The renderer that serves, once `ready()`; None while it loads."""
+        return self._renderer
+
+    @property
+    def state(self) -> RendererState:
+        """The serving renderer's state, or the candidate's while it loads."""
+        chosen = self._renderer or self._candidate
+        assert chosen is not None, "start() first"
+        return chosen.state
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    async def ready(self) -> Renderer:
+        """The renderer that serves; raises `Unavailable` when none can (RENDERER=svd)."""
+        assert self._ready is not None, "start() first"
+        return await asyncio.shield(self._ready)
+
+    async def render(
+        self, task: RenderTask, on_progress: ProgressFn, cancel: threading.Event
+    ) -> RenderResult:
+        """Render `task` in the thread. `on_progress` runs on the event loop."""
+        await self.ready()
+        loop = asyncio.get_running_loop()
+        if not self.is_alive():
+            log.error("the render thread had died; starting a new one")
+            self._spawn()
+
+        def progress(report: Progress) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
+                loop.call_soon_threadsafe(on_progress, report)
+
+        future: asyncio.Future[RenderResult] = loop.create_future()
+        self._inbox.put(_Work(task, progress, cancel, future))
+        return await future
+
+    async def stop(self, grace: float) -> None:
+        """End the thread after its current work; wait up to `grace` seconds."""
+        self._inbox.put(None)
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, grace)
+
+    # -- in the thread --
+
+    def _spawn(self) -> None:
+        self._thread = threading.Thread(target=self._main, name="gpu", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        # Render below the event loop's CPU priority: on Linux nice is per thread and ffmpeg
+        # inherits it, so on a CPU-bound box the API still answers promptly during a render.
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RENDER_NICENESS)
+        if self._renderer is None and not self._load():
+            return
+        renderer = self._renderer
+        assert renderer is not None
+        while (work := self._inbox.get()) is not None:
+            try:
+                result = renderer.render(work.task, work.progress, work.cancel)
+            except Exception as exc:  # every job's failure goes back to the loop
+                self._settle(work.future, exc)
+            except BaseException as exc:  # SystemExit and the like end this thread
+                log.error("the render thread stopped: %s: %s", type(exc).__name__, exc)
+                self._settle(work.future, RenderError("the renderer stopped unexpectedly"))
+                return
+            else:
+                self._settle(work.future, result)
+        with contextlib.suppress(Exception):
+            renderer.close()
+
+    def _load(self) -> bool:
+        """Load the candidate, or fall back; settle `ready`. False when nothing can serve."""
+        candidate = self._candidate
+        assert candidate is not None
+        try:
+            candidate.load()
+            chosen = candidate
+        except Exception as exc:
+            reason = exc.message if isinstance(exc, FanslyError) else f"{type(exc).__name__}: {exc}"
+            candidate.state.status, candidate.state.reason = "failed", reason
+            if self._settings.renderer == "svd" or isinstance(candidate, MotionRenderer):
+                log.error("renderer %s failed to load: %s", candidate.name, reason)
+                assert self._ready is not None
+                self._settle(self._ready, Unavailable(reason))
+                return False
+            self.fallback_reason = reason
+            log.error("%s; falling back to the camera-motion renderer", reason)
+            chosen = MotionRenderer(self._settings, reason)
+            chosen.load()
+        log.info("renderer %s %s (%s)", chosen.name, chosen.state.status, chosen.state.reason)
+        self._renderer = chosen
+        assert self._ready is not None
+        self._settle(self._ready, chosen)
+        return True
+
+    def _settle(self, future: asyncio.Future[T], outcome: T | BaseException) -> None:
+        def settle() -> None:
+            if future.done():
+                return
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            self._loop.call_soon_threadsafe(settle)

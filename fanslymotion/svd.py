@@ -26,6 +26,7 @@ from . import checkpoints, motion
 from .checkpoints import PassStore, PreviewPlan
 from .config import Settings
 from .errors import Cancelled, FanslyError, GPUOutOfMemory, InvalidParams, RenderError, Unavailable
+from .models import Phase, Progress
 from .renderer import (
     ProgressFn,
     Renderer,
@@ -291,10 +292,8 @@ class _SVDProgress:
         """A job that continues from a checkpoint: its finished passes count as done."""
         self._steps_done = passes_done * self.steps
         self._decoded = float(passes_done)
-        if passes_done < self.segments:
-            self._emit(f"resumed from pass {passes_done + 1}/{self.segments}")
-        else:
-            self._emit(f"resumed after pass {passes_done}/{self.segments}")
+        # The pass it continues at (the last one when every pass is done: encoding only).
+        self._emit(Phase.RESUMED, min(passes_done + 1, self.segments))
 
     def mark(self) -> None:
         """Restart the clock (a new pass starts: image encoding is not a step)."""
@@ -307,21 +306,21 @@ class _SVDProgress:
             self._step_s = self._smooth(self._step_s if self._step_measured else None, elapsed)
             self._step_measured = True
         self._steps_done = max(self._steps_done, segment * self.steps + index + 1)
-        self._emit(f"denoising {segment + 1}/{self.segments}")
+        self._emit(Phase.ANIMATING, segment + 1)
 
     def decoded(self, segment: int, fraction: float, seconds: float | None = None) -> None:
         if seconds is not None:
             self._decode_s = self._smooth(self._decode_s, seconds)
             self._last_kind = ""
         self._decoded = max(self._decoded, segment + fraction)
-        self._emit(f"decoding {segment + 1}/{self.segments}")
+        self._emit(Phase.DECODING, segment + 1)
 
     def encoded(self, done: int) -> None:
         elapsed = self._tick("frame")
         if elapsed >= 0:
             self._frame_s = self._smooth(self._frame_s, elapsed)
         self._encoded = max(self._encoded, done)
-        self._emit("encoding")
+        self._emit(Phase.ENCODING)
 
     def eta(self) -> float | None:
         if not self._step_measured:
@@ -335,7 +334,7 @@ class _SVDProgress:
             + (self.frames - self._encoded) * frame_s
         )
 
-    def _emit(self, phase: str) -> None:
+    def _emit(self, phase: Phase, segment: int = 0) -> None:
         w_denoise, w_decode, w_encode = PROGRESS_WEIGHTS
         percent = (
             w_denoise * self._steps_done / (self.segments * self.steps)
@@ -344,7 +343,8 @@ class _SVDProgress:
         )
         # The last percent is the flush of the encoder and the move into place.
         self._percent = max(self._percent, min(99.0, percent))
-        self._report(self._percent, phase, self.eta())
+        steps = self.segments if segment else 0
+        self._report(Progress(self._percent, phase, segment, steps, self.eta()))
 
 
 @dataclass
@@ -367,9 +367,6 @@ class SVDRenderer(Renderer):
         self.device = device
         self.weights = weights
         self.state = RendererState(self.name, "loading", "SVD not loaded yet", device=device)
-        self.fallback_reason: str | None = None
-        """Why this renderer cannot serve (set when `load` fails); the queue then falls back to
-        the camera-motion renderer and shows this reason."""
         self.fault_injector: Callable[[str], None] | None = None
         """Test seam: called with "denoise" or "decode" before each model call; raising
         `torch.cuda.OutOfMemoryError` from it exercises the OOM fallbacks on any device."""
@@ -412,9 +409,8 @@ class SVDRenderer(Renderer):
             log.exception("%s", reason)
             self._pipe = None
             self.state.status, self.state.reason = "failed", reason
-            self.fallback_reason = reason
-            if self.settings.renderer == "svd":
-                raise Unavailable(reason) from exc
+            # Whether the service then falls back to the motion renderer is the worker's call.
+            raise Unavailable(reason) from exc
 
     def _load_pipeline(self) -> tuple[Any, str]:
         if self.weights is None:
@@ -575,7 +571,7 @@ class SVDRenderer(Renderer):
         from PIL import Image, ImageOps
 
         spec = task.spec
-        progress(0.0, "preparing", None)
+        progress(Progress(0.0, Phase.PREPARING))
         image, (out_w, out_h) = self._open_photo(task)
         aspect = motion.resolve_aspect(spec.aspect, image.width, image.height)
         work_w, work_h = svd_working_size(aspect, self.settings.svd_size)

@@ -6,8 +6,6 @@ the markup. `t(lang, key, **values)` formats one text; an unknown language falls
 
 from __future__ import annotations
 
-from .motion import PRESET_DESCRIPTIONS
-
 LANGUAGES: tuple[str, ...] = ("en", "ru")
 DEFAULT_LANGUAGE = "en"
 
@@ -312,9 +310,19 @@ RU: dict[str, str] = {
     "resumed": "▶️ Обработка возобновлена.",
 }
 
-# One line per preset for the motion step. English comes from the engine itself.
+# One line per preset for the motion step (and the presets' English descriptions for anyone
+# else who shows them).
+PRESET_DESCRIPTIONS: dict[str, str] = {
+    "micro": "A slow push-in of a few percent with a subtle drift: the photo gently comes alive.",
+    "pan_l": "The camera turns left: the scene slides to the right across the frame.",
+    "pan_r": "The camera turns right: the scene slides to the left across the frame.",
+    "tilt_up": "The camera tilts up: the scene slides down the frame.",
+    "tilt_down": "The camera tilts down: the scene slides up the frame.",
+    "dolly_in": "The camera moves toward the centre: a clear, steady zoom in.",
+}
+
 DESCRIPTIONS: dict[str, dict[str, str]] = {
-    "en": dict(PRESET_DESCRIPTIONS),
+    "en": PRESET_DESCRIPTIONS,
     "ru": {
         "micro": "Медленный наезд на несколько процентов с лёгким дрейфом: фото мягко оживает.",
         "pan_l": "Камера поворачивает влево: сцена плывёт вправо по кадру.",

@@ -9,6 +9,7 @@ frame rate.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -65,11 +66,58 @@ def ffmpeg_exe() -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
-def x264_args(crf: int, preset: str) -> list[str]:
-    """The encoder's options: H.264 in yuv420p, BT.709 TV range, tagged as such.
+# H.264 levels the encoder may declare: (name, macroblocks per second, macroblocks per frame,
+# max bitrate in kbit/s, max VBV buffer in kbit) for the High profile (Annex A, table A-1, with
+# the High profile's 1.25 factor on bitrate and buffer).
+_LEVELS = (
+    ("3.0", 40_500, 1_620, 12_500, 12_500),
+    ("3.1", 108_000, 3_600, 17_500, 17_500),
+    ("3.2", 216_000, 5_120, 25_000, 25_000),
+    ("4.0", 245_760, 8_192, 25_000, 31_250),
+    ("4.1", 245_760, 8_192, 62_500, 78_125),
+    ("4.2", 522_240, 8_704, 62_500, 78_125),
+    ("5.0", 589_824, 22_080, 168_750, 168_750),
+    ("5.1", 983_040, 36_864, 300_000, 300_000),
+)
+
+KEYFRAME_SECONDS = 2
+"""A keyframe at least this often: a player seeks to any second without decoding the clip."""
+
+
+def vbv(width: int, height: int) -> tuple[int, int]:
+    """(maxrate kbit/s, VBV buffer kbit) for an output size: a ceiling on the bitrate that CRF
+    alone does not give (a noisy photo at CRF 20 runs to 30 Mbit/s at 1080p). 1080p keeps within
+    level 4.0 and under 40 MB for 12 s; the smaller sizes scale down with their pixels."""
+    short = min(width, height)
+    if short <= 360:
+        return 2_500, 4_000
+    if short <= 480:
+        return 5_000, 8_000
+    if short <= 720:
+        return 10_000, 14_000
+    return 20_000, 25_000
+
+
+def h264_level(width: int, height: int, fps: int) -> str:
+    """The lowest level that holds this size, frame rate and our VBV ceiling."""
+    mbs = ((width + 15) // 16) * ((height + 15) // 16)
+    maxrate, bufsize = vbv(width, height)
+    for name, mb_rate, frame_mbs, max_br, max_cpb in _LEVELS:
+        if mbs <= frame_mbs and mbs * fps <= mb_rate and maxrate <= max_br and bufsize <= max_cpb:
+            return name
+    return _LEVELS[-1][0]
+
+
+def x264_args(crf: int, preset: str, width: int, height: int, fps: int) -> list[str]:
+    """The encoder's options: H.264 in yuv420p, BT.709 TV range, tagged as such; CRF quality
+    under a VBV ceiling that keeps the stream within the level it declares; a keyframe every
+    `KEYFRAME_SECONDS`.
 
     bench/motion.py gives the same options to ffmpeg's zoompan, so that only the frames differ.
     """
+    maxrate, bufsize = vbv(width, height)
+    # CRF 0 is lossless (tests and benchmarks only): High 4:4:4 with no bitrate ceiling.
+    ceiling = ["-maxrate", f"{maxrate}k", "-bufsize", f"{bufsize}k", "-profile:v", "high"]
     return [
         "-c:v",
         "libx264",
@@ -77,6 +125,11 @@ def x264_args(crf: int, preset: str) -> list[str]:
         preset,
         "-crf",
         str(crf),
+        *(ceiling if crf > 0 else []),
+        "-level:v",
+        h264_level(width, height, fps),
+        "-g",
+        str(max(1, KEYFRAME_SECONDS * fps)),
         "-pix_fmt",
         "yuv420p",
         "-color_range",
@@ -120,7 +173,7 @@ def _encode_command(
         "-vf",
         "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,setsar=1,"
         "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv",
-        *x264_args(crf, preset),
+        *x264_args(crf, preset, width, height, fps),
         "-fps_mode",
         "passthrough",
         # use_metadata_tags keeps arbitrary keys (MP4 otherwise drops all but a fixed list).
@@ -392,3 +445,58 @@ def _read(path: Path, width: int, height: int, pix_fmt: str) -> Generator[np.nda
                 process.kill()
             process.stdout.close()
             process.wait()
+
+
+async def reencode(
+    source: Path, target: Path, *, width: int, height: int, seconds: float, max_bytes: int
+) -> int:
+    """Re-encode `source` into `target` at `width`x`height`, aiming at `max_bytes`.
+
+    Bitrate-capped H.264, no audio, the index at the front. Async (ffmpeg in a subprocess, so
+    the caller's event loop keeps running; a cancelled call kills ffmpeg). Returns the new size
+    in bytes; raises OSError when ffmpeg fails.
+    """
+    # 4 % for the MP4 container; never below a bitrate x264 can honour.
+    kbps = max(50, int(max_bytes * 8 * 0.96 / max(1.0, seconds) / 1000))
+    rate = f"{kbps}k"
+    command = [
+        ffmpeg_exe(),
+        "-y",
+        "-v",
+        "error",
+        "-i",
+        str(source),
+        "-vf",
+        f"scale={width}:{height}",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-b:v",
+        rate,
+        "-maxrate",
+        rate,
+        "-bufsize",
+        rate,
+        "-pix_fmt",
+        "yuv420p",
+        "-movflags",
+        "+faststart",
+        "-an",
+        "-f",
+        "mp4",
+        str(target),
+    ]
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        _, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    if process.returncode != 0:
+        tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise OSError(f"ffmpeg exited with {process.returncode}: {tail[0]}")
+    return (await asyncio.to_thread(target.stat)).st_size

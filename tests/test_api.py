@@ -412,7 +412,7 @@ async def test_stopping_service_answers_503(client: Client) -> None:
 
 
 def test_base64_is_decoded_in_slices_exactly() -> None:
-    from fanslymotion.app import decode_base64
+    from fanslymotion.api import decode_base64
 
     data = photo_bytes(64, 48)
     text = base64.b64encode(data).decode()

@@ -23,7 +23,7 @@ from fanslymotion import video
 from fanslymotion.bot import TelegramBot
 from fanslymotion.config import Settings
 from fanslymotion.queue import JobQueue
-from fanslymotion.renderer import MotionRenderer
+from fanslymotion.renderer import MotionRenderer, RenderWorker
 from fanslymotion.store import Job, Store
 
 from .conftest import make_settings, photo_bytes
@@ -51,11 +51,11 @@ class Stack:
         values.update(overrides)
         settings = make_settings(self.data_dir, **values)
         store = await Store.open(settings.db_path)
-        jobs = JobQueue(settings, store, MotionRenderer(settings))
+        jobs = JobQueue(settings, store, RenderWorker(settings, MotionRenderer(settings)))
         await jobs.start()
         bot = TelegramBot(settings, jobs)
-        bot.delivery_poll = 0.5
-        bot.delivery_backoff = 0.2
+        bot.outbox.poll = 0.5
+        bot.outbox.backoff = 0.2
         bot.connect_backoff = 0.2
         self.running.append((store, jobs, bot))
         await bot.start()

@@ -1,7 +1,7 @@
 """API fuzzing: schemathesis against the live service's /openapi.json, bounded and seeded.
 
 The service runs as `python -m fanslymotion` in a subprocess (schemathesis calls are
-synchronous). The schema is built at import time from `models.openapi`, the function the
+synchronous). The schema is built at import time from `api.openapi_document`, the function the
 service answers /openapi.json with, so that pytest can list one test per operation;
 `test_live_schema_is_the_fuzzed_one` checks that the running service serves exactly that
 document. (schemathesis' `from_fixture`, which would load it from the live URL, fails under
@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from fanslymotion import models
+from fanslymotion import api
 
 from .test_process import Process
 
@@ -88,7 +88,7 @@ def fuzz_config() -> schemathesis.Config:
     )
 
 
-DOCUMENT = models.openapi(auth=False)
+DOCUMENT = api.openapi_document(auth=False)
 schema = schemathesis.openapi.from_dict(DOCUMENT, config=fuzz_config())
 
 

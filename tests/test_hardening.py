@@ -14,10 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from fanslymotion import storage, video
+from fanslymotion import datadir, video
 from fanslymotion.config import Settings
 from fanslymotion.queue import JobQueue, JobRequest
-from fanslymotion.renderer import MotionRenderer, ProgressFn, RenderResult, RenderTask
+from fanslymotion.renderer import (
+    MotionRenderer,
+    ProgressFn,
+    RenderResult,
+    RenderTask,
+    RenderWorker,
+)
 from fanslymotion.store import Job, Store
 
 from .conftest import ServiceFactory, make_settings, photo_bytes
@@ -83,7 +89,7 @@ async def test_gpu_thread_death_restarts_it_and_retries_the_job(
 ) -> None:
     settings = make_settings(tmp_path / "data", max_retries=2)
     renderer = DyingOnceRenderer(settings)
-    jobs = JobQueue(settings, store, renderer)
+    jobs = JobQueue(settings, store, RenderWorker(settings, renderer))
     await jobs.start()
     try:
         job, _ = await jobs.submit(request(), photo_bytes())
@@ -101,7 +107,7 @@ async def test_ffmpeg_failure_fails_that_job_and_the_next_runs(
     tmp_path: Path, store: Store
 ) -> None:
     settings = make_settings(tmp_path / "data", max_retries=0)
-    jobs = JobQueue(settings, store, BrokenEncoderOnceRenderer(settings))
+    jobs = JobQueue(settings, store, RenderWorker(settings, BrokenEncoderOnceRenderer(settings)))
     await jobs.start()
     try:
         first, _ = await jobs.submit(request(), photo_bytes())
@@ -170,9 +176,9 @@ async def test_archive_then_prune(start_service: ServiceFactory) -> None:
     assert (await client.wait(job_id))["status"] == "completed"
     settings, store = client.service.settings, client.service.store
 
-    assert await storage.housekeeping(settings, store) == (0, 0)  # too young for either
+    assert await datadir.housekeeping(settings, store) == (0, 0)  # too young for either
     later = datetime.now(UTC) + timedelta(days=8)
-    assert await storage.housekeeping(settings, store, now=later) == (1, 0)
+    assert await datadir.housekeeping(settings, store, now=later) == (1, 0)
     job = await store.get_job(job_id)
     assert job is not None and job.output_path == f"archive/{job_id}.mp4"
     assert not (settings.hot_dir / f"{job_id}.mp4").exists()
@@ -180,7 +186,7 @@ async def test_archive_then_prune(start_service: ServiceFactory) -> None:
     assert status == 200 and len(data) == job.size_bytes  # still served, from the archive
 
     much_later = datetime.now(UTC) + timedelta(days=31)
-    assert await storage.housekeeping(settings, store, now=much_later) == (0, 1)
+    assert await datadir.housekeeping(settings, store, now=much_later) == (0, 1)
     assert not (settings.archive_dir / f"{job_id}.mp4").exists()
     status, body, _ = await client.request("GET", f"/job/download/{job_id}")
     assert status == 410 and body["ok"] is False

@@ -25,7 +25,14 @@ from PIL import Image
 from fanslymotion import video
 from fanslymotion.app import Service
 from fanslymotion.errors import Cancelled, GPUOutOfMemory, Unavailable
-from fanslymotion.renderer import MotionRenderer, RenderSpec, RenderTask, select_renderer
+from fanslymotion.models import Progress
+from fanslymotion.renderer import (
+    MotionRenderer,
+    RenderSpec,
+    RenderTask,
+    RenderWorker,
+    select_renderer,
+)
 from fanslymotion.svd import (
     SVDRenderer,
     find_svd_weights,
@@ -94,10 +101,10 @@ def _render(
 ) -> tuple[Any, ProgressLog]:
     events: ProgressLog = []
 
-    def progress(percent: float, phase: str, eta: float | None) -> None:
-        events.append((percent, phase, eta))
+    def progress(report: Progress) -> None:
+        events.append((report.percent, report.message, report.eta))
         if on_progress is not None:
-            on_progress(percent, phase)
+            on_progress(report.percent, report.message)
 
     metadata = {"fanslymotion_seed": str(spec.seed)}
     task = RenderTask("job", spec, photo, out, metadata)
@@ -202,15 +209,19 @@ def test_hub_id_resolves_from_the_cache(tmp_path: Path, tiny_svd: Path) -> None:
     assert found is not None and (found / "model_index.json").is_file()
 
 
-def test_broken_weights_fail_the_load(tmp_path: Path, tiny_svd: Path) -> None:
+async def test_broken_weights_fail_the_load(tmp_path: Path, tiny_svd: Path) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "model_index.json").write_text((tiny_svd / "model_index.json").read_text())
     auto = select_renderer(_settings(tmp_path, broken, renderer="auto"))
     assert isinstance(auto, SVDRenderer)
-    auto.load()  # under auto a failed load is a state, not an exception
-    assert auto.state.status == "failed"
-    assert auto.fallback_reason is not None and "SVD failed to load" in auto.fallback_reason
+    worker = RenderWorker(auto.settings, auto)
+    worker.start()
+    # Under auto a failed load is a state and a fall-back, not an exception.
+    chosen = await worker.ready()
+    await worker.stop(5)
+    assert auto.state.status == "failed" and isinstance(chosen, MotionRenderer)
+    assert worker.fallback_reason is not None and "SVD failed to load" in worker.fallback_reason
     forced = select_renderer(_settings(tmp_path, broken))
     with pytest.raises(Unavailable, match="SVD failed to load"):
         forced.load()
@@ -233,10 +244,10 @@ def test_multi_pass_render(renderer: SVDRenderer, photo: Path, tmp_path: Path) -
     assert percents == sorted(percents) and percents[0] == 0 and percents[-1] == 100
     phases = [phase for _, phase, _ in events]
     for k in range(1, 5):
-        assert f"denoising {k}/4" in phases and f"decoding {k}/4" in phases
-    assert "encoding" in phases and phases[-1] == "encoded"
+        assert f"animating {k}/4" in phases and f"decoding {k}/4" in phases
+    assert "encoding" in phases and phases[-1] == "finishing"
     # Every denoising step of every pass moves the bar: 4 passes x 3 steps.
-    assert sum(phase.startswith("denoising") for phase in phases) == 12
+    assert sum(phase.startswith("animating") for phase in phases) == 12
     assert any(eta is not None and eta > 0 for _, _, eta in events)
     assert renderer.last_fallback.level == 0
     assert renderer.estimate_seconds(SPEC) > 0
@@ -271,13 +282,13 @@ def test_cancel_inside_the_step_loop(renderer: SVDRenderer, photo: Path, tmp_pat
 
     def on_progress(percent: float, phase: str) -> None:
         phases.append(phase)
-        if phase == "denoising 2/4":
+        if phase == "animating 2/4":
             cancel.set()  # the next step's callback raises
 
     with pytest.raises(Cancelled):
         _render(renderer, photo, out, on_progress=on_progress, cancel=cancel)
-    assert phases[-1] == "denoising 2/4"
-    assert phases.count("denoising 2/4") == 1  # stopped at the very next step
+    assert phases[-1] == "animating 2/4"
+    assert phases.count("animating 2/4") == 1  # stopped at the very next step
     assert not out.exists()
     # The renderer carries on with the next job.
     result, _ = _render(renderer, photo, out)

@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 import torch
 
-from fanslymotion import checkpoints, storage, video
+from fanslymotion import checkpoints, datadir, video
 from fanslymotion.errors import Cancelled
+from fanslymotion.models import Progress
 from fanslymotion.renderer import Preview, RenderSpec, RenderTask, select_renderer
 from fanslymotion.svd import SVDRenderer
 
@@ -107,9 +108,9 @@ def render(
     events: Events = []
     cancel = threading.Event()
 
-    def progress(percent: float, phase: str, eta: float | None) -> None:
-        events.append((percent, phase))
-        if phase == stop_at:
+    def progress(report: Progress) -> None:
+        events.append((report.percent, report.message))
+        if report.message == stop_at:
             cancel.set()
 
     task = RenderTask("job", spec, photo, out, {}, work_dir=work, on_preview=previews_add(previews))
@@ -145,7 +146,7 @@ def test_resumed_render_continues_and_matches(
 
     work = tmp_path / "work"
     with pytest.raises(Cancelled):
-        render(renderer, photo, tmp_path / "a.mp4", work=work, stop_at=f"denoising 3/{PASSES}")
+        render(renderer, photo, tmp_path / "a.mp4", work=work, stop_at=f"animating 3/{PASSES}")
     assert passes_done(work) == 2
     assert sorted(p.name for p in work.glob("pass-*.npz")) == ["pass-00.npz", "pass-01.npz"]
     assert (work / checkpoints.PREVIEW).is_file()
@@ -157,7 +158,7 @@ def test_resumed_render_continues_and_matches(
     assert unet_calls.count == 2 * SPEC.steps  # passes 3 and 4 only
     assert f"resuming from pass 3/{PASSES}" in caplog.text
     percent, phase = events[1]  # after "preparing"
-    assert phase == f"resumed from pass 3/{PASSES}"
+    assert phase == f"resumed 3/{PASSES}"
     assert percent == pytest.approx((85 + 10) * 2 / PASSES)
     assert all(later >= percent for later, _ in events[2:])
     assert passes_done(work) == PASSES
@@ -176,7 +177,7 @@ def test_render_after_the_last_pass_only_encodes(
     again = tmp_path / "again.mp4"
     events = render(renderer, photo, again, work=work)
     assert unet_calls.count == 0
-    assert (f"resumed after pass {PASSES}/{PASSES}") in [phase for _, phase in events]
+    assert f"resumed {PASSES}/{PASSES}" in [phase for _, phase in events]
     assert np.array_equal(frames_of(again), frames_of(first))
 
 
@@ -189,7 +190,7 @@ def test_checkpoint_of_other_parameters_is_ignored(
 ) -> None:
     work = tmp_path / "work"
     with pytest.raises(Cancelled):
-        render(renderer, photo, tmp_path / "a.mp4", work=work, stop_at=f"denoising 3/{PASSES}")
+        render(renderer, photo, tmp_path / "a.mp4", work=work, stop_at=f"animating 3/{PASSES}")
     assert passes_done(work) == 2
 
     unet_calls.count = 0
@@ -387,7 +388,7 @@ async def test_housekeeping_removes_orphan_work_folders(client: Client) -> None:
     for folder in (live, orphan):
         folder.mkdir(parents=True)
         (folder / checkpoints.STATE).write_bytes(b"x")
-    await storage.housekeeping(service.settings, service.store)
+    await datadir.housekeeping(service.settings, service.store)
     assert live.is_dir() and not orphan.exists()
 
 
@@ -400,6 +401,7 @@ async def test_disk_guard_counts_the_checkpoints(
     await client.service.jobs.wait_ready()
     await client.service.jobs.pause()  # nothing renders at that size on the CPU
     renderer = client.service.jobs.renderer
+    assert renderer is not None
     long_job = renderer.scratch_bytes(RenderSpec(12, "360p", "pan_l", fps=12)) >> 20
     short_job = renderer.scratch_bytes(RenderSpec(3, "360p", "pan_l", fps=12)) >> 20
     assert long_job > short_job + 500

@@ -222,7 +222,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], Pat
     """Every preset over one textured photo, at the service's CRF 20 and losslessly."""
     folder = tmp_path_factory.mktemp("clips")
     image = textured_photo(1200, 800, seed=1, scale=1.5)
-    paths = {}
+    paths: dict[tuple[str, int], Path] = {}
     for preset in motion.PRESETS:
         for crf in (20, 0):
             frames = motion.motion_frames(

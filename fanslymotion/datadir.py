@@ -1,19 +1,23 @@
-"""Storage lifecycle: the data folder's lock, leftovers cleaned at start, videos archived after
-N days and pruned after M."""
+"""The data folder: its lock, the file helpers (atomic writes, moves, removal, free disk), the
+photos' retention, leftovers cleaned at start, videos archived after N days and pruned after M.
+
+Every blocking helper here is plain (no asyncio): callers run it in an executor."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from . import checkpoints
 from .config import Settings
 from .errors import Unavailable
-from .store import Store
+from .store import Job, Store, iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -77,25 +81,69 @@ def clean_leftovers(settings: Settings) -> int:
     return removed
 
 
-def _remove(path: Path) -> None:
-    path.unlink(missing_ok=True)
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, fsync, then rename: never a half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
-def _move(source: Path, target: Path) -> bool:
+def move_into_place(source: Path, target: Path) -> int:
+    """Rename a finished file to its final name (same filesystem: atomic); returns its size."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(source, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(source, target)
+    return target.stat().st_size
+
+
+def move_file(source: Path, target: Path) -> bool:
+    """Move a file that may cross filesystems (archive/ can be a mount); False if it is gone."""
     if not source.is_file():
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    # Same filesystem: a rename. Across filesystems: copy to a temporary name, then rename.
     try:
         os.replace(source, target)
     except OSError:
-        import shutil
-
+        # Across filesystems: copy under a temporary name, then rename, then drop the source.
+        tmp = target.with_name(f".{target.name}.tmp")
         shutil.copyfile(source, tmp)
         os.replace(tmp, target)
         source.unlink()
     return True
+
+
+def remove_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def free_disk_mb(data_dir: Path) -> float:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return shutil.disk_usage(data_dir).free / 1024 / 1024
+
+
+async def retire_input(settings: Settings, store: Store, job: Job) -> None:
+    """Apply INPUT_RETENTION to the photo of a job that ended: delete it or move it to the
+    archive; `keep` leaves it."""
+    if job.input_path is None or settings.input_retention == "keep":
+        return
+    loop = asyncio.get_running_loop()
+    source = settings.data_dir / job.input_path
+    if settings.input_retention == "archive":
+        target = f"archive/inputs/{source.name}"
+        await loop.run_in_executor(None, move_into_place, source, settings.data_dir / target)
+        kept: str | None = target
+    else:
+        await loop.run_in_executor(None, remove_quietly, source)
+        kept = None
+    await store.set_paths(
+        job.job_id, input_path=kept, output_path=job.output_path, archived=bool(job.archived)
+    )
 
 
 async def housekeeping(
@@ -107,12 +155,9 @@ async def housekeeping(
     """
     loop = asyncio.get_running_loop()
     moment = now or datetime.now(UTC)
-    archive_cutoff = (
-        (moment - timedelta(days=settings.archive_after_days)).isoformat().replace("+00:00", "Z")
-    )
-    prune_cutoff = (
-        (moment - timedelta(days=settings.prune_after_days)).isoformat().replace("+00:00", "Z")
-    )
+    # The same formatter as the rows' timestamps: fixed width, so text order is time order.
+    archive_cutoff = iso_utc(moment - timedelta(days=settings.archive_after_days))
+    prune_cutoff = iso_utc(moment - timedelta(days=settings.prune_after_days))
     archived = pruned = 0
     await remove_orphan_work(settings, store)
     for job in await store.finished_before(archive_cutoff):
@@ -120,7 +165,7 @@ async def housekeeping(
             continue
         source = settings.data_dir / job.output_path
         if job.completed_at is not None and job.completed_at < prune_cutoff:
-            await loop.run_in_executor(None, _remove, source)
+            await loop.run_in_executor(None, remove_quietly, source)
             await store.set_paths(
                 job.job_id, input_path=job.input_path, output_path=None, archived=True
             )
@@ -128,7 +173,9 @@ async def housekeeping(
             log.info("job %s video pruned after %g days", job.job_id, settings.prune_after_days)
         elif not job.archived:
             relative = f"archive/{source.name}"
-            moved = await loop.run_in_executor(None, _move, source, settings.data_dir / relative)
+            moved = await loop.run_in_executor(
+                None, move_file, source, settings.data_dir / relative
+            )
             await store.set_paths(
                 job.job_id,
                 input_path=job.input_path,

@@ -1,0 +1,420 @@
+"""The conversation's views: states, callback data, keyboards and texts.
+
+Pure functions of the language and the data they are given (a job row, the FSM data, figures):
+no Telegram calls, no database, so they are unit-tested without a server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from . import motion
+from .config import Settings
+from .errors import (
+    BadRequest,
+    FanslyError,
+    InsufficientStorage,
+    InvalidParams,
+    PayloadTooLarge,
+    TooManyJobs,
+    Unavailable,
+    UnsupportedMedia,
+)
+from .models import Progress
+from .store import Job
+from .texts import EN, LANGUAGE_NAMES, LANGUAGES, motion_description, motion_name, t
+
+MB = 1024 * 1024
+# Bots may download files up to 20 MB through the Bot API (getFile answers "file is too big").
+DOWNLOAD_LIMIT = 20 * MB
+
+# File extensions accepted for an image sent as a document without a MIME type.
+IMAGE_EXTENSIONS = frozenset(
+    {"jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif", "heic", "heif"}
+)
+
+
+class Flow(StatesGroup):
+    duration = State()
+    resolution = State()
+    motion = State()
+    aspect = State()
+    photo = State()
+
+
+STEPS: tuple[str, ...] = ("duration", "resolution", "motion", "aspect", "photo")
+STATE_OF: dict[str, State] = {
+    "duration": Flow.duration,
+    "resolution": Flow.resolution,
+    "motion": Flow.motion,
+    "aspect": Flow.aspect,
+    "photo": Flow.photo,
+}
+
+
+class Nav(CallbackData, prefix="nav"):
+    """Menu entries: menu, new, history, help, lang."""
+
+    to: str
+
+
+class Pick(CallbackData, prefix="pick"):
+    """A choice on a step. Values are encoded (no ':' in callback data parts)."""
+
+    step: str
+    value: str
+
+
+class Back(CallbackData, prefix="back"):
+    to: str
+
+
+class JobButton(CallbackData, prefix="job"):
+    """cancel | again | other, on one job."""
+
+    action: str
+    job_id: str
+
+
+class LangButton(CallbackData, prefix="lang"):
+    code: str
+
+
+def choices(step: str) -> tuple[str, ...]:
+    if step == "duration":
+        return tuple(str(d) for d in motion.DURATIONS)
+    if step == "resolution":
+        return tuple(motion.RESOLUTIONS)
+    if step == "motion":
+        return motion.PRESETS
+    if step == "aspect":
+        return motion.ASPECTS
+    return ()
+
+
+def encode_choice(value: str) -> str:
+    return value.replace(":", "x")
+
+
+def decode_choice(step: str, token: str) -> str | None:
+    """The real value behind a button's token, or None for a token from an outdated keyboard."""
+    for value in choices(step):
+        if encode_choice(value) == token:
+            return value
+    return None
+
+
+def button(text: str, data: CallbackData) -> InlineKeyboardButton:
+    return InlineKeyboardButton(text=text, callback_data=data.pack())
+
+
+def rows_of(buttons: list[InlineKeyboardButton], width: int) -> list[list[InlineKeyboardButton]]:
+    return [buttons[i : i + width] for i in range(0, len(buttons), width)]
+
+
+def choice_label(lang: str, step: str, value: str) -> str:
+    if step == "duration":
+        return t(lang, "seconds", n=value)
+    if step == "motion":
+        return motion_name(lang, value)
+    if step == "aspect" and value == "auto":
+        return t(lang, "aspect_auto")
+    return value
+
+
+def menu_keyboard(lang: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [button(t(lang, "btn_new"), Nav(to="new"))],
+            [
+                button(t(lang, "btn_history"), Nav(to="history")),
+                button(t(lang, "btn_help"), Nav(to="help")),
+            ],
+            [button(t(lang, "btn_lang"), Nav(to="lang"))],
+        ]
+    )
+
+
+def menu_only_keyboard(lang: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[button(t(lang, "btn_menu"), Nav(to="menu"))]])
+
+
+def back_target(step: str, data: dict[str, Any]) -> str:
+    """Where Back leads from `step`: the previous step, or the menu from the first one."""
+    if step == "motion" and data.get("reuse"):
+        return "menu"  # "same photo, other motion" starts at the motion step
+    index = STEPS.index(step)
+    return STEPS[index - 1] if index > 0 else "menu"
+
+
+def step_keyboard(lang: str, step: str, data: dict[str, Any]) -> InlineKeyboardMarkup:
+    width = {"duration": 5, "resolution": 4, "motion": 2, "aspect": 5}.get(step, 1)
+    current = str(data.get(step, ""))
+    buttons = [
+        button(
+            ("• " if value == current else "") + choice_label(lang, step, value),
+            Pick(step=step, value=encode_choice(value)),
+        )
+        for value in choices(step)
+    ]
+    # On the aspect step auto, the default, stands alone on the first row.
+    rows = (
+        [buttons[:1], *rows_of(buttons[1:], width)] if step == "aspect" else rows_of(buttons, width)
+    )
+    rows.append([button(t(lang, "btn_back"), Back(to=back_target(step, data)))])
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def summary(lang: str, data: dict[str, Any], upto: str) -> str:
+    parts: list[str] = []
+    for step in STEPS[: STEPS.index(upto)]:
+        value = data.get(step)
+        if value is not None:
+            parts.append(choice_label(lang, step, str(value)))
+    return t(lang, "summary", parts=" · ".join(parts)) if parts else ""
+
+
+def missing_step(data: dict[str, Any]) -> str | None:
+    """The first settings step without a choice (an old conversation may lack one)."""
+    for step in STEPS[:-1]:
+        if data.get(step) is None:
+            return step
+    return None
+
+
+def photo_limit(settings: Settings) -> int:
+    """Bytes of the largest photo the bot takes: the Bot API's download cap or ours, if lower."""
+    return min(DOWNLOAD_LIMIT, settings.max_upload_bytes)
+
+
+def mb(size: int) -> str:
+    return f"{size / MB:.3g}"
+
+
+def step_text(
+    lang: str, step: str, data: dict[str, Any], *, limit: int = DOWNLOAD_LIMIT, again: bool = False
+) -> str:
+    chosen = summary(lang, data, step)
+    if step == "duration":
+        return t(lang, "step_duration")
+    if step == "motion":
+        descriptions = "\n".join(
+            f"• {motion_name(lang, p)} — {motion_description(lang, p)}" for p in motion.PRESETS
+        )
+        return t(lang, "step_motion", summary=chosen, descriptions=descriptions)
+    if step == "photo":
+        key = "step_photo_again" if again else "step_photo"
+        return t(lang, key, summary=chosen, limit=mb(limit))
+    return t(lang, f"step_{step}", summary=chosen)
+
+
+def format_eta(lang: str, seconds: float | None) -> str:
+    if seconds is None:
+        return t(lang, "eta_unknown")
+    if seconds < 60:
+        # Coarse steps keep the text (and so the edits) from changing on every frame.
+        step = 1 if seconds < 10 else 5
+        return t(lang, "eta_seconds", s=max(1, int(round(seconds / step) * step)))
+    return t(lang, "eta_minutes", m=round(seconds / 60))
+
+
+def phase_text(lang: str, phase: str) -> str:
+    key = f"phase_{phase.split()[0].lower()}" if phase else "phase_generic"
+    return t(lang, key) if key in _PHASE_KEYS else t(lang, "phase_generic")
+
+
+_PHASE_KEYS = frozenset(
+    {
+        "phase_starting",
+        "phase_preparing",
+        "phase_rendering",
+        "phase_encoded",
+        "phase_loading",
+        "phase_encoding",
+    }
+)
+
+
+def bar(percent: float, cells: int = 12) -> str:
+    filled = int(percent / 100 * cells)
+    return "▓" * filled + "░" * (cells - filled)
+
+
+def job_params(lang: str, job: Job) -> str:
+    aspect = t(lang, "aspect_auto") if job.aspect == "auto" else job.aspect
+    return t(
+        lang,
+        "params",
+        motion=motion_name(lang, job.motion_preset),
+        duration=t(lang, "seconds", n=job.duration),
+        resolution=job.resolution,
+        aspect=aspect,
+    )
+
+
+def job_caption(lang: str, job: Job, width: int | None = None, height: int | None = None) -> str:
+    return t(
+        lang,
+        "caption",
+        motion=motion_name(lang, job.motion_preset),
+        duration=t(lang, "seconds", n=job.duration),
+        resolution=job.resolution,
+        width=width or job.width or "?",
+        height=height or job.height or "?",
+        seed=job.seed,
+    )
+
+
+def cancel_keyboard(lang: str, job_id: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[button(t(lang, "btn_cancel"), JobButton(action="cancel", job_id=job_id))]]
+    )
+
+
+def result_keyboard(lang: str, job_id: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [button(t(lang, "btn_again"), JobButton(action="again", job_id=job_id))],
+            [button(t(lang, "btn_other"), JobButton(action="other", job_id=job_id))],
+            [button(t(lang, "btn_menu"), Nav(to="menu"))],
+        ]
+    )
+
+
+def progress_view(
+    lang: str,
+    job: Job,
+    *,
+    eta: float | None,
+    position: int | None,
+    live: Progress | None = None,
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The progress message for a job's state: text and keyboard."""
+    params = job_params(lang, job)
+    if job.status == "completed":
+        return t(lang, "progress_done", params=params), None
+    if job.status == "cancelled":
+        return t(lang, "progress_cancelled", params=params), menu_only_keyboard(lang)
+    if job.status == "failed":
+        # `error` holds a domain error's safe message ("internal render error" otherwise).
+        error = job.error or t(lang, "generic_error")
+        return t(lang, "progress_failed", error=error, params=params), menu_only_keyboard(lang)
+    keyboard = cancel_keyboard(lang, job.job_id)
+    if job.status == "queued":
+        if position is None:
+            return t(lang, "progress_waiting", eta=format_eta(lang, eta), params=params), keyboard
+        return (
+            t(
+                lang,
+                "progress_queued",
+                position=position,
+                eta=format_eta(lang, eta),
+                params=params,
+            ),
+            keyboard,
+        )
+    percent, phase = job.progress, job.message
+    if live is not None:
+        percent, phase, eta = live.percent, live.message, live.eta
+    text = t(
+        lang,
+        "progress_running",
+        phase=phase_text(lang, phase),
+        percent=int(percent),
+        bar=bar(percent),
+        eta=format_eta(lang, eta),
+        params=params,
+    )
+    return text, keyboard
+
+
+def error_text(lang: str, exc: FanslyError, *, active: int, limit: int) -> str:
+    """A friendly, translated text for a domain error (its message is safe to quote)."""
+    if isinstance(exc, TooManyJobs):
+        if active >= limit:
+            return t(lang, "cap_user", active=active, limit=limit)
+        return t(lang, "cap_queue", seconds=exc.retry_after or 30)
+    if isinstance(exc, BadRequest | UnsupportedMedia | PayloadTooLarge | InvalidParams):
+        # The settings come from our own buttons, so an input error is about the photo
+        # (unreadable, too small, too many pixels...); its code says which, in the user's
+        # language. A case without a text of its own falls back to the (English) message.
+        why = f"why_{exc.code}"
+        detail = t(lang, why, **exc.details) if exc.code and why in EN else exc.message
+        return t(lang, "unreadable", detail=detail)
+    if isinstance(exc, Unavailable):
+        return t(lang, "unavailable")
+    if isinstance(exc, InsufficientStorage):
+        return t(lang, "storage")
+    return t(lang, "generic_error")
+
+
+def looks_like_image(mime_type: str | None, file_name: str | None) -> bool:
+    if mime_type:
+        return mime_type.lower().startswith("image/") and "svg" not in mime_type.lower()
+    extension = (file_name or "").rsplit(".", 1)[-1].lower()
+    return extension in IMAGE_EXTENSIONS
+
+
+def lang_keyboard() -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [button(LANGUAGE_NAMES[code], LangButton(code=code)) for code in LANGUAGES]
+        ]
+    )
+
+
+def cancel_list_keyboard(lang: str, jobs: list[Job]) -> InlineKeyboardMarkup:
+    buttons = [
+        button(t(lang, "btn_cancel_job", n=n), JobButton(action="cancel", job_id=job.job_id))
+        for n, job in enumerate(jobs, start=1)
+    ]
+    return InlineKeyboardMarkup(
+        inline_keyboard=[*rows_of(buttons, 3), [button(t(lang, "btn_menu"), Nav(to="menu"))]]
+    )
+
+
+def resend_keyboard(lang: str, job_id: str) -> InlineKeyboardMarkup:
+    """Under the offer of a video whose upload a restart cut short."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[button(t(lang, "btn_resend"), JobButton(action="resend", job_id=job_id))]]
+    )
+
+
+def new_video_keyboard(lang: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[button(t(lang, "btn_new"), Nav(to="new"))]])
+
+
+def status_line(
+    lang: str,
+    n: int,
+    job: Job,
+    *,
+    position: int | None,
+    eta: float | None,
+    live: Progress | None,
+) -> str:
+    """One job's line in /status: its place in the queue, or its phase and percent."""
+    params = job_params(lang, job)
+    if job.status == "queued":
+        return t(
+            lang,
+            "status_queued",
+            n=n,
+            params=params,
+            position=position or "?",
+            eta=format_eta(lang, eta),
+        )
+    percent, phase = (live.percent, live.message) if live else (job.progress, job.message)
+    return t(
+        lang,
+        "status_running",
+        n=n,
+        params=params,
+        phase=phase_text(lang, phase),
+        percent=int(percent),
+        eta=format_eta(lang, eta),
+    )

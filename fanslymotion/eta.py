@@ -1,0 +1,65 @@
+"""Render-time estimates learned from the renders the service has measured.
+
+A render's time depends on the renderer, the output size, the frame count and (for SVD) the
+denoising steps. The estimator keeps the last measured times of each such kind of job (loaded
+from the database at start, so it survives a restart) and answers with their median. A kind
+never measured is scaled from the nearest measured one of the same renderer, by pixels x frames
+(x steps for SVD), and only when nothing of that renderer was measured does the renderer's own
+first guess serve.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+from . import motion
+
+KEEP = 20
+"""Measured times kept per kind of job: enough for a stable median, recent enough to follow a
+machine that got faster (a compiled model) or slower (a shared box)."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What decides a render's time."""
+
+    renderer: str
+    resolution: str
+    frames: int
+    steps: int
+
+    def work(self) -> float:
+        """A size of the job in arbitrary units: output pixels x frames (x steps for SVD)."""
+        short = motion.RESOLUTIONS.get(self.resolution, 720)
+        pixels = short * short * 16 / 9
+        return pixels * self.frames * (self.steps if self.renderer == "svd" else 1)
+
+
+class Estimator:
+    """Median of the measured render times per `Kind`, with the nearest neighbour as fallback."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[Kind, deque[float]] = defaultdict(lambda: deque(maxlen=KEEP))
+
+    def learn(self, kind: Kind, seconds: float) -> None:
+        if seconds > 0 and math.isfinite(seconds):
+            self._seconds[kind].append(seconds)
+
+    def measured(self, kind: Kind) -> int:
+        return len(self._seconds.get(kind, ()))
+
+    def estimate(self, kind: Kind, first_guess: float) -> float:
+        """Seconds `kind` is expected to take; `first_guess` when nothing comparable ran."""
+        times = self._seconds.get(kind)
+        if times:
+            return statistics.median(times)
+        neighbours = [k for k, v in self._seconds.items() if v and k.renderer == kind.renderer]
+        if not neighbours:
+            return first_guess
+        # Nearest by the log of the work ratio: a 720p 6 s job is closer to 720p 8 s than to
+        # 360p 6 s. Time scales about linearly with work for both renderers.
+        nearest = min(neighbours, key=lambda k: abs(math.log(k.work() / kind.work())))
+        return statistics.median(self._seconds[nearest]) * kind.work() / nearest.work()

@@ -1,0 +1,118 @@
+"""The route table's type and the OpenAPI 3.1 document built from it and from the API models."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from . import __version__, models
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# The statuses any /job* route may answer with an ErrorOut body.
+JOB_ERRORS = ("400", "401", "404", "409", "413", "415", "422", "429", "503", "507")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route: what the router serves, what `GET /` lists and what OpenAPI describes.
+
+    `responses` and `parameters` are OpenAPI fragments, `body` makes the request body from the
+    component schemas; a `{job_id}` path parameter is added from the path. Routes under /job
+    are the guarded ones (bearer token, job errors).
+    """
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    responses: dict[str, Any]
+    parameters: list[dict[str, Any]] = field(default_factory=list)
+    body: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    @property
+    def guarded(self) -> bool:
+        return self.path.startswith("/job")
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def answer(name: str, description: str) -> dict[str, Any]:
+    """A JSON response whose body is the schema of model `name`."""
+    return {"description": description, "content": {"application/json": {"schema": ref(name)}}}
+
+
+JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """OpenAPI query parameters from a pydantic model of the query (one per field)."""
+    schema = model.model_json_schema()
+    parameters = []
+    for name, prop in schema["properties"].items():
+        options = [p for p in prop.get("anyOf", [prop]) if p.get("type") != "null"]
+        value = {k: v for k, v in options[0].items() if k != "title"}
+        parameters.append({"name": name, "in": "query", "required": False, "schema": value})
+    return parameters
+
+
+def document(routes: list[Route], auth: bool) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `routes` (with a bearer scheme when `auth`)."""
+    _, defs = models_json_schema(
+        [(model, "validation") for model in models.DOCUMENTED],
+        ref_template="#/components/schemas/{model}",
+    )
+    schemas: dict[str, Any] = defs["$defs"]
+    error = answer("ErrorOut", "error")
+    security: list[dict[str, list[str]]] = [{"bearer": []}] if auth else []
+    paths: dict[str, Any] = {}
+    for route in routes:
+        operation: dict[str, Any] = {"summary": route.summary, "responses": dict(route.responses)}
+        parameters = ([JOB_ID] if "{job_id}" in route.path else []) + route.parameters
+        if parameters:
+            operation["parameters"] = parameters
+        if route.body is not None:
+            operation["requestBody"] = route.body(schemas)
+        if route.guarded:
+            operation["responses"].update({code: error for code in JOB_ERRORS})
+            operation["security"] = security
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
+    result: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "FanslyMotion", "version": __version__},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+    if auth:
+        result["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    return result
+
+
+def create_body(schemas: dict[str, Any]) -> dict[str, Any]:
+    """/job/create takes JSON (base64 photo) or the same fields as a multipart form."""
+    return {
+        "required": True,
+        "content": {
+            "application/json": {"schema": ref("JobCreateJSON")},
+            "multipart/form-data": {"schema": _multipart_from(schemas["JobCreateJSON"])},
+        },
+    }
+
+
+def _multipart_from(create: dict[str, Any]) -> dict[str, Any]:
+    properties = {k: v for k, v in create["properties"].items() if k != "image_data"}
+    properties["image"] = {"type": "string", "contentMediaType": "application/octet-stream"}
+    required = [name for name in create.get("required", []) if name != "image_data"] + ["image"]
+    return {"type": "object", "required": required, "properties": properties}

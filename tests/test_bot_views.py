@@ -1,0 +1,163 @@
+"""The bot's views, without a server: keyboards, step texts, progress texts in both languages."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from aiogram.types import InlineKeyboardMarkup
+
+from fanslymotion import bot_views, motion, texts
+from fanslymotion.errors import BadRequest, TooManyJobs
+from fanslymotion.store import Job
+
+
+def make_job(**values: Any) -> Job:
+    """A job row with plausible values; a field added later gets an empty value of its type."""
+    defaults: dict[str, Any] = {
+        "job_id": "j1",
+        "user_id": 1,
+        "source": "telegram",
+        "duration": 6,
+        "resolution": "720p",
+        "motion_preset": "pan_l",
+        "aspect": "auto",
+        "seed": 42,
+        "status": "queued",
+        "width": 1280,
+        "height": 720,
+    }
+    defaults.update(values)
+    for field in dataclasses.fields(Job):
+        if field.name in defaults:
+            continue
+        kind = str(field.type)
+        if "None" in kind:
+            defaults[field.name] = None
+        elif kind.startswith("int"):
+            defaults[field.name] = 0
+        elif kind.startswith("float"):
+            defaults[field.name] = 0.0
+        else:
+            defaults[field.name] = ""
+    return Job(**defaults)
+
+
+def buttons(markup: InlineKeyboardMarkup | None) -> list[list[tuple[str, str]]]:
+    assert markup is not None
+    return [[(b.text, str(b.callback_data)) for b in row] for row in markup.inline_keyboard]
+
+
+def test_preset_descriptions_are_ui_text() -> None:
+    assert set(texts.PRESET_DESCRIPTIONS) == set(motion.PRESETS)
+    for text in texts.PRESET_DESCRIPTIONS.values():
+        assert text and "\n" not in text
+    assert not hasattr(motion, "PRESET_DESCRIPTIONS")
+
+
+@pytest.mark.parametrize("lang", texts.LANGUAGES)
+def test_step_keyboards_mark_the_choice_and_lead_back(lang: str) -> None:
+    rows = buttons(bot_views.step_keyboard(lang, "duration", {"duration": 6}))
+    flat = [item for row in rows[:-1] for item in row]
+    assert [data for _, data in flat] == [f"pick:duration:{d}" for d in motion.DURATIONS]
+    marked = [text for text, _ in flat if text.startswith("• ")]
+    assert marked == ["• " + texts.t(lang, "seconds", n=6)]
+    assert rows[-1] == [(texts.t(lang, "btn_back"), "back:menu")]
+
+    rows = buttons(bot_views.step_keyboard(lang, "aspect", {}))
+    assert rows[0] == [(texts.t(lang, "aspect_auto"), "pick:aspect:auto")]  # alone, first
+    assert ("16:9", "pick:aspect:16x9") in rows[1]
+    assert rows[-1][0][1] == "back:motion"
+    # "same photo, other motion" starts at the motion step: Back goes to the menu
+    rows = buttons(bot_views.step_keyboard(lang, "motion", {"reuse": "j1"}))
+    assert rows[-1][0][1] == "back:menu"
+
+
+def test_choices_round_trip_and_stale_tokens() -> None:
+    for step in ("duration", "resolution", "motion", "aspect"):
+        for value in bot_views.choices(step):
+            assert bot_views.decode_choice(step, bot_views.encode_choice(value)) == value
+    assert bot_views.decode_choice("aspect", "2x1") is None
+    assert bot_views.decode_choice("motion", "zoom_out") is None
+    assert bot_views.missing_step({"duration": 3, "resolution": "360p"}) == "motion"
+    full = {"duration": 3, "resolution": "360p", "motion": "micro", "aspect": "auto"}
+    assert bot_views.missing_step(full) is None
+
+
+@pytest.mark.parametrize("lang", texts.LANGUAGES)
+def test_step_texts_carry_the_summary_and_the_limit(lang: str) -> None:
+    data = {"duration": 3, "resolution": "480p", "motion": "micro", "aspect": "1:1"}
+    text = bot_views.step_text(lang, "photo", data, limit=5 * bot_views.MB)
+    assert "480p" in text and texts.motion_name(lang, "micro") in text and "5" in text
+    motion_step = bot_views.step_text(lang, "motion", data)
+    for preset in motion.PRESETS:
+        assert texts.motion_description(lang, preset) in motion_step
+
+
+@pytest.mark.parametrize("lang", texts.LANGUAGES)
+def test_progress_view_for_every_state(lang: str) -> None:
+    queued = make_job(status="queued")
+    text, markup = bot_views.progress_view(lang, queued, eta=75, position=2)
+    assert "2" in text and texts.t(lang, "eta_minutes", m=1) in text
+    assert buttons(markup) == [[(texts.t(lang, "btn_cancel"), "job:cancel:j1")]]
+
+    running = make_job(status="processing", progress=50.0, message="rendering")
+    text, markup = bot_views.progress_view(lang, running, eta=8, position=None)
+    assert "50" in text and "▓" * 6 + "░" * 6 in text
+    assert texts.t(lang, "eta_seconds", s=8) in text
+
+    done, markup = bot_views.progress_view(
+        lang, make_job(status="completed"), eta=None, position=None
+    )
+    assert done == texts.t(lang, "progress_done", params=bot_views.job_params(lang, queued))
+    assert markup is None
+    failed, markup = bot_views.progress_view(
+        lang, make_job(status="failed", error="boom"), eta=None, position=None
+    )
+    assert "boom" in failed and buttons(markup)[0][0][1] == "nav:menu"
+
+
+def test_eta_is_coarse_so_edits_stay_rare() -> None:
+    assert bot_views.format_eta("en", 3.4) == texts.t("en", "eta_seconds", s=3)
+    assert bot_views.format_eta("en", 23) == texts.t("en", "eta_seconds", s=25)
+    assert bot_views.format_eta("en", 150) == texts.t("en", "eta_minutes", m=2)
+    assert bot_views.format_eta("ru", None) == texts.t("ru", "eta_unknown")
+
+
+def test_error_texts_are_translated() -> None:
+    cap = TooManyJobs("too many", retry_after=30)
+    assert bot_views.error_text("ru", cap, active=3, limit=3) == texts.t(
+        "ru", "cap_user", active=3, limit=3
+    )
+    details = {"width": 40, "height": 30, "min_side": 64}
+    small = BadRequest("photo too small", code="photo_too_small", details=details)
+    detail = texts.t("ru", "why_photo_too_small", **details)
+    text = bot_views.error_text("ru", small, active=0, limit=3)
+    assert text == texts.t("ru", "unreadable", detail=detail)
+
+
+def test_images_are_recognised_by_type_or_name() -> None:
+    assert bot_views.looks_like_image("image/heic", None)
+    assert not bot_views.looks_like_image("image/svg+xml", "a.svg")
+    assert bot_views.looks_like_image(None, "IMG_0001.HEIC")
+    assert not bot_views.looks_like_image(None, "report.pdf")
+    assert not bot_views.looks_like_image("application/pdf", "x.jpg")
+
+
+def test_the_bot_imports_no_renderer() -> None:
+    """The bot's rooms talk to the queue, never to a renderer or the ML stack."""
+    import ast
+    from pathlib import Path
+
+    forbidden = {"renderer", "svd", "torch", "diffusers", "transformers", "accelerate"}
+    package = Path(bot_views.__file__).parent
+    for path in sorted(package.glob("bot*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                names = {(node.module or "").split(".")[0]} | {a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                names = {a.name.split(".")[0] for a in node.names}
+            else:
+                continue
+            assert not names & forbidden, f"{path.name} imports {names & forbidden}"

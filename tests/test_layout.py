@@ -1,0 +1,72 @@
+"""The import rules between our modules, read from the source (ast), so they cannot drift.
+
+- torch, diffusers, transformers and accelerate are imported only by svd.py (and svd_chain.py,
+  the chaining of its passes);
+- renderer.py and svd.py (and svd_chain.py) import nothing of app, api, bot or queue;
+- no bot module imports a renderer;
+- motion.py, video.py and photo.py import nothing of the service.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "fanslymotion"
+HEAVY = {"torch", "diffusers", "transformers", "accelerate"}
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module `path` imports, anywhere in it (also inside functions): our own modules as
+    ".name" (`.queue`), others by their top-level name (`torch`, and the stdlib's `queue`)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                ours = parts[0] == "fanslymotion" and len(parts) > 1
+                found.add(f".{parts[1]}" if ours else parts[0])
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # from . import x / from .x import y
+                if node.module:
+                    found.add("." + node.module.split(".")[0])
+                else:
+                    found.update("." + alias.name for alias in node.names)
+            elif node.module:
+                parts = node.module.split(".")
+                ours = parts[0] == "fanslymotion" and len(parts) > 1
+                found.add(f".{parts[1]}" if ours else parts[0])
+    return found
+
+
+MODULES = {path.stem: _imports(path) for path in sorted(PACKAGE.glob("*.py"))}
+
+
+def test_the_rules_see_our_modules() -> None:
+    assert {"renderer", "svd", "queue", "motion", "video", "photo"} <= MODULES.keys()
+    assert "torch" in MODULES["svd"] and ".motion" in MODULES["renderer"]
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_only_svd_imports_torch_and_diffusers(module: str) -> None:
+    if module not in ("svd", "svd_chain"):
+        assert not MODULES[module] & HEAVY, f"{module}.py imports {MODULES[module] & HEAVY}"
+
+
+@pytest.mark.parametrize("module", ["renderer", "svd", "svd_chain"])
+def test_renderers_do_not_import_the_service(module: str) -> None:
+    assert not MODULES[module] & {".app", ".api", ".bot", ".queue"}
+    assert not any(name.startswith(".bot") for name in MODULES[module])
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m == "bot" or m.startswith("bot_")))
+def test_the_bot_imports_no_renderer(module: str) -> None:
+    assert not MODULES[module] & {".renderer", ".svd"}
+
+
+@pytest.mark.parametrize("module", ["motion", "video", "photo"])
+def test_the_engines_import_nothing_of_the_service(module: str) -> None:
+    ours = {m for m in MODULES[module] if m.startswith(".")}
+    assert ours <= {".errors"}, f"{module}.py imports {ours}"
