@@ -12,6 +12,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ValidationError
 
 from . import __version__, checkpoints, models, openapi
+from . import web as web_page
 from .config import Settings
 from .errors import (
     BadRequest,
@@ -32,8 +34,9 @@ from .errors import (
     UnsupportedMedia,
 )
 from .metrics import CONTENT_TYPE
+from .models import TERMINAL
 from .openapi import Handler, Route, answer
-from .queue import JobRequest, is_closed
+from .queue import JobEvent, JobRequest, is_closed
 from .store import Job
 
 if TYPE_CHECKING:
@@ -185,6 +188,8 @@ async def create_job(request: web.Request) -> web.Response:
             seed=params.seed,
             steps=params.steps,
             source="api",
+            webhook_url=params.webhook_url,
+            webhook_events=tuple(params.webhook_events or ()),
         ),
         image,
         idempotency_key=key,
@@ -240,7 +245,10 @@ async def _read_create(request: web.Request, settings: Settings) -> tuple[models
             data = {k: v for k, v in fields.items() if v != ""}
             if data.get("duration", "").isdigit():
                 data["duration"] = int(data["duration"])
-            params = models.JobParams.model_validate(data)
+            form: dict[str, Any] = dict(data)
+            if "webhook_events" in form:  # a comma-separated list in a form
+                form["webhook_events"] = [e.strip() for e in form["webhook_events"].split(",")]
+            params = models.JobParams.model_validate(form)
         except ValidationError as exc:
             raise InvalidParams(_validation_message(exc)) from None
         return params, image_part
@@ -289,33 +297,46 @@ async def _read_capped(read: Callable[[int], Awaitable[bytes]], limit: int) -> b
 
 
 def _status_body(
-    service: Service, job: Job, position: int | None, eta: float | None
+    service: Service,
+    job: Job,
+    position: int | None,
+    eta: float | None,
+    webhook: dict[str, Any] | None = None,
 ) -> models.JobStatusOut:
-    """The status view of a job; position and ETA come with it (see JobQueue.status_of)."""
-    progress, message = job.progress, job.message
+    """The status view of a job; position and ETA come with it (see JobQueue.status_of), the
+    live progress from the running render."""
     live = service.jobs.live_progress(job.job_id)
     if live is not None:
-        progress, message = round(live.percent, 1), live.message
-    return models.JobStatusOut(
-        job_id=job.job_id,
-        status=job.status,
-        progress=progress,
-        message=message,
-        queue_position=position,
-        eta_seconds=eta,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        completed_at=job.completed_at,
-        attempts=job.attempts,
-        error=job.error,
-        renderer=job.renderer,
-    )
+        job = replace(
+            job,
+            progress=round(live.percent, 1),
+            message=live.message,
+            phase=live.phase,
+            phase_step=live.step,
+            phase_steps=live.steps,
+        )
+    body = models.JobStatusOut.model_validate(job)
+    body.queue_position, body.eta_seconds = position, eta
+    if webhook is not None:
+        body.webhook = models.WebhookState.model_validate(webhook)
+    return body
+
+
+def webhook_body(job: Job, event: str) -> dict[str, Any]:
+    """A webhook's body: the status body of the job as it was when `event` happened."""
+    del event  # the sender adds it; the body is the state
+    return models.JobStatusOut.model_validate(job).model_dump(mode="json")
+
+
+async def _full_status(service: Service, job_id: str) -> models.JobStatusOut:
+    """`GET /job/status`'s body: with the webhook's delivery state when the job has one."""
+    job, position, eta = await service.jobs.status_of(job_id)
+    hook = await service.store.webhook_summary(job.job_id) if job.webhook_url else None
+    return _status_body(service, job, position, eta, hook)
 
 
 async def job_status(request: web.Request) -> web.Response:
-    service = _service(request)
-    job, position, eta = await service.jobs.status_of(_job_id(request))
-    return _json(_status_body(service, job, position, eta))
+    return _json(await _full_status(_service(request), _job_id(request)))
 
 
 def _video_url(settings: Settings, job: Job) -> str | None:
@@ -330,14 +351,7 @@ async def job_result(request: web.Request) -> web.Response:
     body = models.JobResultOut(
         job_id=job.job_id,
         status=job.status,
-        parameters=models.JobParameters(
-            duration=job.duration,
-            resolution=job.resolution,
-            motion_preset=job.motion_preset,
-            aspect=job.aspect,
-            strength=job.strength,
-            steps=job.steps,
-        ),
+        parameters=models.JobParameters.model_validate(job),
         seed=job.seed,
         frames=job.frames,
         fps=job.fps,
@@ -404,32 +418,66 @@ async def jobs_list(request: web.Request) -> web.Response:
         user_id=query.user_id, status=query.status, limit=query.limit, offset=query.offset
     )
     body = models.JobListOut(
-        jobs=[
-            models.JobSummary(
-                job_id=j.job_id,
-                user_id=j.user_id,
-                status=j.status,
-                progress=j.progress,
-                duration=j.duration,
-                resolution=j.resolution,
-                motion_preset=j.motion_preset,
-                created_at=j.created_at,
-                completed_at=j.completed_at,
-            )
-            for j in jobs
-        ],
+        jobs=[models.JobSummary.model_validate(j) for j in jobs],
         limit=query.limit,
         offset=query.offset,
     )
     return _json(body)
 
 
+HEARTBEAT = 15.0
+"""Seconds between comment lines on a quiet stream: proxies and browsers keep it open."""
+QUEUE_REFRESH = 1.0
+"""Seconds at least between two recomputations of a waiting job's place while another job
+renders (its progress moves the ETA)."""
+
+
+def _event_id(body: models.JobStatusOut) -> str:
+    """An id that names the state an event carries: attempt, stage, progress and place. A
+    client that reconnects with it gets nothing twice: the current state only if it differs."""
+    stage = {"queued": 0, "processing": 1}.get(body.status, 2)
+    place = body.queue_position or 0
+    phase = f".{body.phase}{body.phase_step}" if body.phase else ""
+    return f"{body.attempts}.{stage}.{round(body.progress * 10)}.{place}{phase}"
+
+
+class _Stream:
+    """One SSE response: events with ids, each carrying a status body."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        self.response = response
+        self.last: models.JobStatusOut | None = None
+
+    async def send(self, kind: str, body: models.JobStatusOut) -> None:
+        data = json.dumps(body.model_dump(mode="json"), separators=(",", ":"))
+        await self.response.write(
+            f"id: {_event_id(body)}\nevent: {kind}\ndata: {data}\n\n".encode()
+        )
+        self.last = body
+
+    async def send_preview(self, body: models.JobStatusOut, preview: dict[str, Any]) -> None:
+        """A `preview` event: the status body with the new preview under `preview`."""
+        data = json.dumps(
+            {**body.model_dump(mode="json"), "preview": preview}, separators=(",", ":")
+        )
+        event_id = f"{_event_id(body)}.p{preview['passes_done']}"
+        await self.response.write(f"id: {event_id}\nevent: preview\ndata: {data}\n\n".encode())
+        self.last = body
+
+    async def heartbeat(self) -> None:
+        await self.response.write(b": keep-alive\n\n")
+
+
 async def job_events(request: web.Request) -> web.StreamResponse:
-    """Server-Sent Events: the current state, then every change, closing at the terminal state."""
+    """Server-Sent Events (README, "Live events"): the current state, every change, the place
+    in the queue while waiting, and exactly one terminal event, after which the stream ends."""
     service = _service(request)
     job_id = _job_id(request)
+    resumed_at = request.headers.get("Last-Event-ID")
     async with service.jobs.subscribe() as events:
-        job = await service.jobs.get(job_id)  # after subscribing: no change can slip between
+        body = await _full_status(service, job_id)  # after subscribing: nothing slips between
+        if body.status in TERMINAL and resumed_at == _event_id(body):
+            return web.Response(status=204)  # this client saw the end already: do not reconnect
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -438,45 +486,72 @@ async def job_events(request: web.Request) -> web.StreamResponse:
             }
         )
         await response.prepare(request)
-
-        async def send(kind: str, data: dict[str, Any]) -> None:
-            await response.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
-
-        first = _status_body(service, job, *await service.jobs.position_and_eta(job))
-        await send("status", first.model_dump())
-        while not job.terminal:
-            try:
-                event = await asyncio.wait_for(events.get(), 15.0)
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")
-                continue
-            if is_closed(event):
-                await send("closing", {"reason": "the service is stopping"})
-                break
-            if event.job.job_id != job_id:
-                continue
-            job = event.job
-            data = {
-                "job_id": job.job_id,
-                "status": job.status,
-                "progress": job.progress,
-                "message": job.message,
-                "eta_seconds": event.eta_seconds,
-            }
-            if event.kind == "status" and job.terminal:
-                data["error"] = job.error
-                await send(job.status, data)
-            elif event.preview is not None:
-                await send("preview", {**data, **_preview_fields(service.settings, event.preview)})
-            else:
-                await send(event.kind, data)
+        stream = _Stream(response)
+        if resumed_at != _event_id(body):
+            await stream.send("status", body)
+        stream.last = body
+        if body.status not in TERMINAL:
+            await _follow(service, job_id, stream, events)
+        else:
+            await stream.send(body.status, body)
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
         return response
 
 
-def _preview_fields(settings: Settings, preview: Preview) -> dict[str, Any]:
-    """What an SSE `preview` event adds: where the preview is and how far it goes."""
+async def _follow(
+    service: Service, job_id: str, stream: _Stream, events: asyncio.Queue[JobEvent]
+) -> None:
+    """Relay the job's events until its terminal one (or the service stops)."""
+    loop = asyncio.get_running_loop()
+    refreshed = loop.time()
+    while True:
+        try:
+            event = await asyncio.wait_for(events.get(), HEARTBEAT)
+        except TimeoutError:
+            await stream.heartbeat()
+            continue
+        assert stream.last is not None
+        if is_closed(event):
+            await stream.send("closing", stream.last)
+            return
+        job = event.job
+        if job.job_id == job_id:
+            if event.kind == "progress":
+                await stream.send("progress", _status_body(service, job, None, event.eta_seconds))
+                continue
+            if event.preview is not None:
+                body = _status_body(service, job, None, event.eta_seconds)
+                await stream.send_preview(body, _preview_data(service.settings, event.preview))
+                continue
+            body = _status_body(service, job, *await service.jobs.position_and_eta(job))
+            await stream.send(job.status if job.terminal else "status", body)
+            if job.terminal:
+                return
+        elif stream.last.status == "queued" and (
+            event.kind == "status" or loop.time() - refreshed >= QUEUE_REFRESH
+        ):
+            # Another job moved: this one's place or ETA may have changed with it.
+            refreshed = loop.time()
+            mine = await service.jobs.get(job_id)
+            body = _status_body(service, mine, *await service.jobs.position_and_eta(mine))
+            if _moved(stream.last, body):
+                await stream.send(body.status if mine.terminal else "status", body)
+                if mine.terminal:
+                    return
+
+
+def _moved(before: models.JobStatusOut, now: models.JobStatusOut) -> bool:
+    """Whether a waiting job's view changed enough to tell: place, state, or ETA by >= 1 s."""
+    if (before.status, before.queue_position) != (now.status, now.queue_position):
+        return True
+    if (before.eta_seconds is None) != (now.eta_seconds is None):
+        return True
+    return abs((before.eta_seconds or 0.0) - (now.eta_seconds or 0.0)) >= 1.0
+
+
+def _preview_data(settings: Settings, preview: Preview) -> dict[str, Any]:
+    """What a `preview` event adds to the status body: where the preview is, how far it goes."""
     job_id = preview.path.parent.name
     return {
         "url": f"{settings.public_url.rstrip('/')}/job/{job_id}/preview",
@@ -601,4 +676,5 @@ def create_app(service: Service) -> web.Application:
     app[SERVICE] = service
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
+    web_page.add_routes(app, _service)  # the web page: `/` for browsers, its files, /camera
     return app

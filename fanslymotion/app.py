@@ -16,13 +16,14 @@ from typing import Any
 from aiohttp import web
 
 from . import datadir
-from .api import create_app
+from .api import create_app, webhook_body
 from .config import Settings
 from .errors import FanslyError, Unavailable
 from .metrics import Metrics
 from .queue import JobQueue
 from .renderer import RenderWorker
 from .store import Store
+from .webhook import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Service:
         self.jobs = jobs
         self.metrics = metrics
         self.bot: Any = None
+        self.webhooks: WebhookSender | None = None
         self._lock = lock
         self._runner: web.AppRunner | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -81,6 +83,9 @@ class Service:
             service = cls(settings, store, jobs, metrics, lock)
             undo.pop_all()  # from here on, service.stop() undoes it all
             undo.push_async_callback(service.stop)
+            if settings.webhook_secret is not None:
+                service.webhooks = WebhookSender(settings, store, webhook_body, metrics)
+                await service.webhooks.start()
             service._housekeeping = asyncio.create_task(
                 datadir.run_housekeeping(settings, store), name="housekeeping"
             )
@@ -130,6 +135,8 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
         await self.jobs.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.store.close()

@@ -28,7 +28,8 @@ def parse_secret(secret: str) -> bytes:
     if not secret.startswith("whsec_"):
         raise ValueError("must look like whsec_<base64>")
     try:
-        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        text = secret.removeprefix("whsec_")
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except binascii.Error:
         raise ValueError("the part after whsec_ is not base64") from None
     if len(key) < 16:

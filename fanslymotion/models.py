@@ -23,6 +23,8 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+WebhookEvent = Literal["started", "progress", "completed", "failed", "cancelled"]
+
 ACTIVE: frozenset[str] = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
 TERMINAL: frozenset[str] = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
@@ -74,6 +76,14 @@ class JobParams(BaseModel):
     strength: float = Field(0.5, ge=0.0, le=1.0, description="Amplitude of the motion")
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Drawn when not given")
     steps: int | None = Field(None, ge=1, le=100, description="Denoising steps (SVD renderer)")
+    webhook_url: str | None = Field(
+        None,
+        max_length=2000,
+        description="http(s) URL that receives this job's events, signed per Standard Webhooks",
+    )
+    webhook_events: list[WebhookEvent] | None = Field(
+        None, description="events to send (default: completed, failed, cancelled)"
+    )
 
 
 class JobCreateJSON(JobParams):
@@ -87,22 +97,43 @@ class JobCreated(BaseModel):
     estimated_time: float | None = Field(description="Seconds until the video is ready")
 
 
+class WebhookState(BaseModel):
+    """Delivery of a job's webhook events so far."""
+
+    delivered: int = Field(description="events the receiver accepted")
+    pending: int = Field(description="events waiting for (another) attempt")
+    failed: int = Field(description="events given up")
+    attempts: int
+    last_error: str | None
+
+
 class JobStatusOut(BaseModel):
+    """A job's state. Built from the job's row (`from_attributes`); the queue adds the
+    position and ETA, the live render its progress."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     job_id: str
     status: JobStatus
     progress: float = Field(ge=0, le=100)
-    message: str
-    queue_position: int | None
-    eta_seconds: float | None
+    message: str = Field(description="the phase in plain English, e.g. 'animating 2/4'")
+    phase: Phase | Literal[""] = Field("", description="the phase's name ('' when none)")
+    phase_step: int = Field(0, description="the pass the phase is at (0 when it has none)")
+    phase_steps: int = Field(0, description="passes in all (0 when the phase has none)")
+    queue_position: int | None = None
+    eta_seconds: float | None = None
     created_at: str
     started_at: str | None
     completed_at: str | None
     attempts: int
     error: str | None
     renderer: str | None
+    webhook: WebhookState | None = None
 
 
 class JobParameters(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     duration: int
     resolution: str
     motion_preset: str
@@ -128,6 +159,8 @@ class JobResultOut(BaseModel):
 
 
 class JobSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     job_id: str
     user_id: int
     status: JobStatus

@@ -243,6 +243,46 @@ class CameraPath:
             yield self.box(i / (n_frames - 1) if n_frames > 1 else 0.0)
 
 
+def centre_crop(src_size: tuple[int, int], crop_size: tuple[int, int]) -> tuple[float, ...]:
+    """The largest box of `crop_size`'s aspect centred in the photo, as `ImageOps.fit` cuts it."""
+    src_w, src_h = _check_size("photo size", src_size)
+    crop_w, crop_h = _check_size("crop size", crop_size)
+    aspect = crop_w / crop_h
+    if src_w / src_h > aspect:
+        width, height = src_h * aspect, float(src_h)
+    else:
+        width, height = float(src_w), src_w / aspect
+    x0, y0 = (src_w - width) / 2, (src_h - height) / 2
+    return (x0, y0, x0 + width, y0 + height)
+
+
+def camera_boxes(
+    preset: str,
+    strength: float,
+    src_size: tuple[int, int],
+    out_size: tuple[int, int],
+    n_frames: int,
+    *,
+    crop_size: tuple[int, int] | None = None,
+) -> list[tuple[float, float, float, float]]:
+    """The crop box of every frame of a clip, in the photo's pixels: what a preview shows.
+
+    The motion renderer fits the path into the whole photo (`CameraPath`). The SVD renderer
+    first cuts the photo to its working size (`crop_size`, centred) and fits the path into
+    that; the boxes are then mapped back onto the photo.
+    """
+    n = _check_frames(n_frames)
+    if crop_size is None:
+        return list(CameraPath(preset, strength, src_size, out_size).boxes(n))
+    cx0, cy0, cx1, _ = centre_crop(src_size, crop_size)
+    path = CameraPath(preset, strength, crop_size, out_size)
+    scale = (cx1 - cx0) / path.src_w
+    return [
+        (cx0 + x0 * scale, cy0 + y0 * scale, cx0 + x1 * scale, cy0 + y1 * scale)
+        for x0, y0, x1, y1 in path.boxes(n)
+    ]
+
+
 def _check_frames(n_frames: int) -> int:
     if not isinstance(n_frames, int) or isinstance(n_frames, bool) or n_frames < 1:
         raise InvalidParams("the number of frames must be a whole number of at least 1")

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import secrets
 import threading
 import time
@@ -31,6 +32,7 @@ from .errors import (
     InvalidParams,
     NotFound,
     RenderError,
+    TooManyJobs,
     Unavailable,
 )
 from .eta import Estimator, Kind
@@ -216,11 +218,15 @@ class JobQueue:
             existing = await self.store.job_by_idempotency_key(request.user_id, idempotency_key)
             if existing is not None:
                 return existing, False
-        await self.store.check_caps(
-            request.user_id,
-            max_queued=self.settings.max_queued,
-            max_active_per_user=self.settings.max_active_per_user,
-        )
+        try:
+            await self.store.check_caps(
+                request.user_id,
+                max_queued=self.settings.max_queued,
+                max_active_per_user=self.settings.max_active_per_user,
+            )
+        except TooManyJobs as exc:
+            exc.retry_after = await self._free_slot_in(exc, request.user_id)
+            raise
         loop = asyncio.get_running_loop()
         free_mb = await loop.run_in_executor(None, self.free_disk_mb)
         # Room for the job's checkpoints too (SVD writes them as it goes).
@@ -260,8 +266,10 @@ class JobQueue:
                 max_queued=self.settings.max_queued,
                 max_active_per_user=self.settings.max_active_per_user,
             )
-        except BaseException:
+        except BaseException as exc:
             await loop.run_in_executor(None, remove_quietly, self.settings.data_dir / relative)
+            if isinstance(exc, TooManyJobs):  # a race past the early check: the same answer
+                exc.retry_after = await self._free_slot_in(exc, request.user_id)
             raise
         if not created:  # lost a race on the idempotency key: keep the first job's photo
             await loop.run_in_executor(None, remove_quietly, self.settings.data_dir / relative)
@@ -280,6 +288,23 @@ class JobQueue:
         self._wake.set()
         self._publish(JobEvent("status", job, await self.eta_seconds(job)))
         return job, True
+
+    async def _free_slot_in(self, refusal: TooManyJobs, user_id: int) -> int:
+        """Seconds until the cap that refused a job frees a slot (at least 1): the next queued
+        job's start for a full queue, the end of the user's first job for the per-user cap."""
+        seconds: float | None
+        if refusal.details.get("cap") == "queue":
+            seconds = self._running_rest()
+        else:
+            mine = [
+                job
+                for job in await self.store.list_jobs(user_id=user_id, limit=100)
+                if job.status in (JobStatus.QUEUED, JobStatus.PROCESSING)
+            ]
+            etas = [(await self.position_and_eta(job))[1] for job in mine]
+            known = [eta for eta in etas if eta is not None]
+            seconds = min(known) if known else None
+        return max(1, math.ceil(seconds)) if seconds is not None else 30
 
     def _check_photo(self, image: bytes) -> str:
         """Decode the upload once (in an executor) so bad input fails now, not in the queue."""

@@ -309,7 +309,9 @@ async def _check_caps(
     async with db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'") as cur:
         queued = int((await cur.fetchone() or (0,))[0])
     if queued >= max_queued:
-        raise TooManyJobs(f"the queue is full ({queued} jobs waiting)", retry_after=30)
+        raise TooManyJobs(
+            f"the queue is full ({queued} jobs waiting)", retry_after=30, details={"cap": "queue"}
+        )
     async with db.execute(
         "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN ('queued', 'processing')",
         (user_id,),
@@ -319,6 +321,7 @@ async def _check_caps(
         raise TooManyJobs(
             f"you already have {active} videos in progress (at most {max_active_per_user})",
             retry_after=30,
+            details={"cap": "user"},
         )
 
 

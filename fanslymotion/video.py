@@ -390,6 +390,21 @@ def probe(path: Path) -> VideoInfo:
     )
 
 
+def packet_sizes(path: Path) -> list[int]:
+    """The byte size of each video packet (frame) in decoding order: for bitrate over time."""
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path)]
+    command += ["-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"]
+    result = subprocess.run(command, capture_output=True, check=False)
+    if result.returncode != 0:
+        raise BadRequest("the file is not a readable video")
+    sizes = []
+    for line in result.stdout.decode("utf-8", "replace").splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) >= 6 and not line.startswith("#") and fields[4].isdigit():
+            sizes.append(int(fields[4]))
+    return sizes
+
+
 def read_frames(path: Path, *, luma: bool = False) -> Generator[np.ndarray, None, None]:
     """Decode a video into RGB uint8 arrays of shape (height, width, 3), one at a time.
 

@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -31,11 +31,12 @@ import aiohttp
 from .config import Settings, parse_secret
 from .errors import InvalidParams
 from .metrics import Metrics
+from .models import WebhookEvent
 from .store import Job, OutboxRow, Store
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("started", "progress", "completed", "failed", "cancelled")
+EVENTS: tuple[str, ...] = get_args(WebhookEvent)
 DEFAULT_EVENTS = ("completed", "failed", "cancelled")
 BACKOFF_CAP = 600.0
 """Seconds at most between two attempts of one event."""

@@ -288,35 +288,6 @@ async def test_idempotency_survives_restart(start_service: ServiceFactory, tmp_p
     assert await client.service.store.count_jobs(user_id=5) == 1
 
 
-async def test_server_sent_events(client: Client) -> None:
-    await client.service.jobs.pause()
-    _, created = await client.create(duration=6, resolution="480p")
-    job_id = created["job_id"]
-    events: list[tuple[str, dict[str, Any]]] = []
-
-    async def listen() -> None:
-        async with client.session.get(f"{client.base}/job/{job_id}/events") as response:
-            assert response.headers["Content-Type"].startswith("text/event-stream")
-            kind = ""
-            async for raw in response.content:
-                line = raw.decode().rstrip("\n")
-                if line.startswith("event: "):
-                    kind = line[7:]
-                elif line.startswith("data: "):
-                    events.append((kind, json.loads(line[6:])))
-
-    listeners = [asyncio.create_task(listen()) for _ in range(3)]
-    await asyncio.sleep(0.2)
-    await client.service.jobs.resume()
-    await asyncio.wait_for(asyncio.gather(*listeners), 60)
-    kinds = [kind for kind, _ in events]
-    assert kinds.count("completed") == 3  # each listener saw the end, and its stream closed
-    progress = [data["progress"] for kind, data in events if kind == "progress"]
-    assert progress and max(progress) <= 100
-    first_listener = [d["progress"] for k, d in events[: len(events) // 3] if k == "progress"]
-    assert first_listener == sorted(first_listener)
-
-
 async def test_jobs_listing(start_service: ServiceFactory) -> None:
     client = await start_service(max_active_per_user=5)
     await client.service.jobs.pause()

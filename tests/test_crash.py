@@ -108,7 +108,17 @@ async def test_kill_mid_render_with_bot_and_api_jobs(tmp_path: Path) -> None:
             if offer is not None and not videos_for(user):
                 await tg.press(user, offer, tg.buttons(offer)[0][1])
         await tg.wait_for(lambda: all(videos_for(u) for u in USERS), 60, "five videos")
-        await asyncio.sleep(4)  # longer than the outbox's poll: a duplicate would show by now
+
+        # Nothing left to send in the outbox, then the process ends: the count below is final.
+        def outbox_settled() -> bool:
+            with sqlite3.connect(tmp_path / "fanslymotion.sqlite3") as db:
+                rows = db.execute(
+                    "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'sending')"
+                ).fetchone()
+            return int(rows[0]) == 0
+
+        await tg.wait_for(outbox_settled, 60, "an empty outbox")
+        assert await loop.run_in_executor(None, proc.stop, signal.SIGTERM) == 0
         for user in USERS:
             sent = videos_for(user)
             assert len(sent) == 1, f"user {user.id} got {len(sent)} videos"
@@ -134,7 +144,6 @@ async def test_kill_mid_render_with_bot_and_api_jobs(tmp_path: Path) -> None:
         assert sorted(p.name for p in (tmp_path / "hot").iterdir()) == sorted(
             f"{j}.mp4" for j in job_ids
         )
-        assert await loop.run_in_executor(None, proc.stop, signal.SIGTERM) == 0
     finally:
         if proc.proc is not None and proc.proc.poll() is None:
             proc.proc.kill()

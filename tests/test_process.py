@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -33,11 +34,11 @@ class Process:
 
     def __init__(self, data_dir: Path, **env: str) -> None:
         self.data_dir = data_dir
-        self.port = free_port()
+        self.port = 0  # the service picks a free port; `start` reads it from the log
         self.env = {
             **os.environ,
             "FANSLYMOTION_DATA_DIR": str(data_dir),
-            "FANSLYMOTION_PORT": str(self.port),
+            "FANSLYMOTION_PORT": "0",
             "FANSLYMOTION_RENDERER": "motion",
             "FANSLYMOTION_FPS": "4",
             "FANSLYMOTION_MIN_FREE_MB": "0",
@@ -47,6 +48,10 @@ class Process:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        """Start the process and wait until it answers on the port it chose (no port is picked
+        here and bound there later, which another process could take in between)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        offset = len(self.log()) if (self.data_dir / "service.log").exists() else 0
         log = open(self.data_dir / "service.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fanslymotion"], env=self.env, stdout=log, stderr=log
@@ -54,10 +59,16 @@ class Process:
         log.close()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            found = re.search(r"HTTP API on http://[^:]+:(\d+)", self.log()[offset:])
+            if found is None:
+                assert self.proc.poll() is None, "service exited:\n" + self.log()
+                time.sleep(0.05)
+                continue
+            self.port = int(found.group(1))
             try:
                 if self.get("/health")[0] == 200:
                     return
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.1)
         raise AssertionError("service did not start:\n" + self.log())
 

@@ -287,12 +287,13 @@ async def test_service_preview_route_and_event(
 
     async def on_event(kind: str, data: Any) -> None:
         if kind == "preview" and not fetched:
-            status, body, response = await client.request("GET", data["url"])
+            status, body, response = await client.request("GET", data["preview"]["url"])
             assert response.content_type == "video/mp4"
             fetched.append((status, body))
 
     events = await sse_events(client, job_id, on_event)
-    previews = [data for kind, data in events if kind == "preview"]
+    assert all(data["status"] == "processing" for kind, data in events if kind == "preview")
+    previews = [data["preview"] for kind, data in events if kind == "preview"]
     # 3 s at 4 fps: 12 frames in 3 passes.
     assert [p["passes_done"] for p in previews] == [1, 2, 3]
     assert previews[0]["url"] == f"/job/{job_id}/preview" and previews[0]["passes"] == 3
@@ -320,7 +321,7 @@ async def test_service_cancel_removes_the_checkpoints(
     work = checkpoints.work_dir(client.service.settings.data_dir, job_id)
 
     async def cancel_after_first_pass(kind: str, data: Any) -> None:
-        if kind == "preview" and data["passes_done"] == 1:
+        if kind == "preview" and data["preview"]["passes_done"] == 1:
             assert (work / checkpoints.STATE).is_file()
             await client.request("POST", f"/job/{job_id}/cancel")
 

@@ -1,0 +1,518 @@
+// The page: choose a photo, preview the camera, submit, watch the job live, play the result,
+// browse the gallery. Every job action goes through the same HTTP API as any other client.
+
+import { ApiError, mediaUrl, request, setToken, streamEvents, token, userId } from "./api.js";
+import { Gallery } from "./gallery.js";
+import { apply, language, phase, setLanguage, t } from "./i18n.js";
+import { keepPhoto, photoOf } from "./photos.js";
+import { CameraPreview } from "./preview.js";
+
+const OPTIONS_KEY = "fanslymotion.options";
+const JOB_KEY = "fanslymotion.job";
+const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+const EXTENSIONS = /\.(jpe?g|png|webp|bmp|tiff?|gif|heic|heif|avif)$/i;
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  config: null,
+  photo: null, // the File chosen in the form
+  jobId: null,
+  watching: null, // AbortController of the event stream being read
+  result: null,
+  progress: null, // the last status or progress shown
+  blobs: [], // object URLs to release when the result changes
+};
+const preview = new CameraPreview($("photo"), $("camera-box"));
+const gallery = new Gallery($("gallery"), {
+  play: (jobId) => showResult(jobId, { scroll: true }),
+  download: (jobId) => download(jobId),
+  cancel: (jobId) => cancel(jobId, $("gallery-error")),
+  again: (jobId) => again(jobId, {}, $("gallery-error")),
+  failed: (exc, where) => report(exc, where),
+});
+
+// -- errors and the token ---------------------------------------------------------------------
+
+/** Say what went wrong, in words; a refused token sends the user back to the token form. */
+function report(exc, where) {
+  if (exc instanceof ApiError && exc.status === 401) {
+    askToken(Boolean(token()));
+    return;
+  }
+  if (exc instanceof ApiError && exc.status === 0) where.textContent = t("error.network");
+  else if (exc instanceof ApiError) where.textContent = exc.message;
+  else {
+    where.textContent = String(exc?.message || exc);
+  }
+}
+
+function askToken(wrong) {
+  setToken("");
+  preview.stop();
+  state.watching?.abort();
+  state.watching = null;
+  for (const id of ["make", "job", "result", "gallery"]) $(id).hidden = true;
+  $("gallery-grid").replaceChildren(); // without the token no job data stays on the page
+  $("token-panel").hidden = false;
+  $("token-change").hidden = true;
+  $("token-error").textContent = wrong ? t("token.wrong") : "";
+  $("token-input").focus();
+}
+
+async function saveToken(event) {
+  event.preventDefault();
+  const value = $("token-input").value.trim();
+  if (!value) return;
+  $("token-error").textContent = "";
+  try {
+    await request(`/jobs?user_id=${userId()}&limit=1`, { bearer: value });
+  } catch (exc) {
+    if (exc instanceof ApiError && exc.status === 401) $("token-error").textContent = t("token.wrong");
+    else report(exc, $("token-error"));
+    return;
+  }
+  setToken(value);
+  $("token-input").value = "";
+  $("token-panel").hidden = true;
+  await open();
+}
+
+// -- options ----------------------------------------------------------------------------------
+
+function fillSelect(select, values, label) {
+  select.replaceChildren(
+    ...values.map((value) => {
+      const option = document.createElement("option");
+      option.value = String(value);
+      option.textContent = label(value);
+      return option;
+    }),
+  );
+}
+
+function fillOptions() {
+  const c = state.config;
+  const keep = readOptions();
+  fillSelect($("opt-duration"), c.durations, (n) => t("opt.seconds", { n }));
+  fillSelect($("opt-resolution"), c.resolutions, (r) => r);
+  fillSelect($("opt-motion"), c.presets, (p) => t(`motion.${p}`));
+  fillSelect($("opt-aspect"), c.aspects, (a) => (a === "auto" ? t("aspect.auto") : a));
+  const saved = { ...{ duration: "6", resolution: "720p", motion_preset: "dolly_in" }, ...keep };
+  for (const [name, value] of Object.entries(saved)) {
+    const field = $("options").elements.namedItem(name);
+    if (field && value !== undefined) field.value = String(value);
+  }
+  $("strength-value").value = $("opt-strength").value;
+}
+
+function readOptions() {
+  try {
+    return JSON.parse(localStorage.getItem(OPTIONS_KEY) || "{}") || {};
+  } catch {
+    return {};
+  }
+}
+
+/** The chosen parameters, as /job/create and /camera take them. */
+function options() {
+  const form = $("options").elements;
+  const out = {
+    duration: form.namedItem("duration").value,
+    resolution: form.namedItem("resolution").value,
+    motion_preset: form.namedItem("motion_preset").value,
+    aspect: form.namedItem("aspect").value,
+    strength: form.namedItem("strength").value,
+  };
+  const seed = form.namedItem("seed").value.trim();
+  return seed === "" ? out : { ...out, seed };
+}
+
+function optionsChanged() {
+  $("strength-value").value = $("opt-strength").value;
+  localStorage.setItem(OPTIONS_KEY, JSON.stringify({ seed: "", ...options() }));
+  refreshPreview();
+}
+
+function refreshPreview() {
+  if (!state.photo || $("stage").hidden) return;
+  const { seed: _seed, ...params } = options();
+  preview.show(params).catch((exc) => report(exc, $("photo-error")));
+}
+
+// -- the photo --------------------------------------------------------------------------------
+
+/** The refusals the browser can tell before an upload: type, size, then pixels. */
+function refusal(file) {
+  const c = state.config;
+  const type = file.type || "";
+  const image = type.startsWith("image/") && type !== "image/svg+xml";
+  if (!image && !(type === "" && EXTENSIONS.test(file.name || ""))) {
+    return t("photo.type", { supported: c.supported });
+  }
+  if (file.size > c.max_upload_bytes) return t("photo.size", { mb: c.max_upload_mb });
+  return "";
+}
+
+function choose(file) {
+  if (!file) return;
+  $("photo-error").textContent = "";
+  $("make-error").textContent = "";
+  const refused = refusal(file);
+  if (refused) {
+    $("photo-error").textContent = refused;
+    return;
+  }
+  state.photo = null;
+  $("animate").disabled = true;
+  preview.stop();
+  const img = $("photo");
+  if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+  img.onload = () => {
+    const { naturalWidth: w, naturalHeight: h } = img;
+    const c = state.config;
+    if (Math.min(w, h) < c.min_side) {
+      $("photo-error").textContent = t("photo.small", { min: c.min_side, w, h });
+      $("stage").hidden = true;
+      return;
+    }
+    if (w * h > c.max_pixels) {
+      $("photo-error").textContent = t("photo.pixels", { mp: c.max_pixels / 1e6 });
+      $("stage").hidden = true;
+      return;
+    }
+    state.photo = file;
+    $("stage").hidden = false;
+    $("animate").disabled = false;
+    refreshPreview();
+  };
+  img.onerror = () => {
+    // HEIC and the like: the service reads them, this browser cannot show them.
+    state.photo = file;
+    $("stage").hidden = true;
+    $("photo-error").textContent = t("photo.nopreview");
+    $("animate").disabled = false;
+  };
+  img.src = URL.createObjectURL(file);
+}
+
+function wirePhotoInputs() {
+  const drop = $("drop");
+  $("file-input").addEventListener("change", (e) => choose(e.target.files[0]));
+  drop.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    choose(e.dataTransfer?.files?.[0]);
+  });
+  document.addEventListener("paste", (e) => {
+    const file = [...(e.clipboardData?.files || [])][0];
+    if (file) {
+      e.preventDefault();
+      choose(file);
+    }
+  });
+}
+
+// -- submitting and watching a job ------------------------------------------------------------
+
+async function submit(photo, params, where) {
+  const body = new FormData();
+  body.set("user_id", String(userId()));
+  for (const [name, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== "") body.set(name, String(value));
+  }
+  body.set("image", photo, photo.name || "photo");
+  let created;
+  try {
+    created = await request("/job/create", { method: "POST", body });
+  } catch (exc) {
+    report(exc, where);
+    return;
+  }
+  await keepPhoto(created.job_id, photo);
+  watch(created.job_id, created);
+  gallery.load(0);
+}
+
+function onSubmit(event) {
+  event.preventDefault();
+  if (!state.photo) return;
+  $("make-error").textContent = "";
+  submit(state.photo, options(), $("make-error"));
+}
+
+function showProgress(body) {
+  state.progress = body;
+  const status = body.status;
+  const progress = Number(body.progress ?? 0);
+  const job = $("job");
+  const changed = job.dataset.status !== status;
+  job.dataset.status = status;
+  $("job-progress").value = status === "completed" ? 100 : progress;
+  if (changed) {
+    // Only a change of status is announced (the region is polite); the figures below are not.
+    $("job-status").textContent = t(`job.${status}`);
+    if (state.config) gallery.load();
+  }
+  const eta = body.eta_seconds ?? body.estimated_time;
+  const detail = [];
+  if (status === "queued" && body.queue_position) {
+    detail.push(t("job.position", { n: body.queue_position }));
+  }
+  if (status === "processing") detail.push(`${progress.toFixed(0)} %`);
+  if (status === "processing" && phase(body)) detail.push(phase(body));
+  if (!TERMINAL.has(status) && eta != null) detail.push(t("job.eta", { s: Math.ceil(eta) }));
+  $("job-detail").textContent = detail.join(" · ");
+  $("job-cancel").hidden = TERMINAL.has(status);
+  if (status === "failed" && body.error) $("job-error").textContent = body.error;
+}
+
+/** Follow a job through its event stream until it ends; reconnect if the stream drops. */
+async function watch(jobId, first) {
+  state.watching?.abort();
+  const controller = new AbortController();
+  state.watching = controller;
+  state.jobId = jobId;
+  localStorage.setItem(JOB_KEY, jobId);
+  $("job").hidden = false;
+  $("job").dataset.jobId = jobId;
+  $("job").dataset.status = "";
+  $("job-error").textContent = "";
+  $("result").hidden = true;
+  if (first) showProgress({ progress: 0, ...first });
+  let last = first || {};
+  while (!controller.signal.aborted) {
+    try {
+      await streamEvents(
+        jobId,
+        (_name, data) => {
+          if (data.job_id && data.job_id !== jobId) return;
+          if (!data.status) return; // e.g. "closing": the service stops; read the status below
+          if ($("job-error").textContent === t("job.lost")) $("job-error").textContent = "";
+          last = { ...last, ...data };
+          showProgress(last);
+        },
+        controller.signal,
+      );
+      if (!TERMINAL.has(last.status)) last = await request(`/job/status/${jobId}`);
+    } catch (exc) {
+      if (controller.signal.aborted) return;
+      if (exc instanceof ApiError && exc.status !== 0) {
+        report(exc, $("job-error"));
+        if (exc.status === 404) localStorage.removeItem(JOB_KEY);
+        return;
+      }
+      $("job-error").textContent = t("job.lost");
+    }
+    if (TERMINAL.has(last.status)) break;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  if (controller.signal.aborted) return;
+  $("job-error").textContent = last.status === "failed" ? last.error || t("job.failed") : "";
+  showProgress(last);
+  gallery.load();
+  if (last.status === "completed") await showResult(jobId);
+}
+
+async function cancel(jobId, where) {
+  try {
+    const body = await request(`/job/${jobId}/cancel`, { method: "POST" });
+    if (jobId === state.jobId) showProgress(body);
+    gallery.load();
+  } catch (exc) {
+    report(exc, where);
+  }
+}
+
+// -- the result -------------------------------------------------------------------------------
+
+function releaseBlobs() {
+  for (const url of state.blobs) URL.revokeObjectURL(url);
+  state.blobs = [];
+}
+
+async function showResult(jobId, { scroll = false } = {}) {
+  $("result-error").textContent = "";
+  let result;
+  let video;
+  let poster = "";
+  try {
+    result = await request(`/job/result/${jobId}`);
+    releaseBlobs();
+    video = await mediaUrl(result.video_url);
+    if (result.poster_url) poster = await mediaUrl(result.poster_url);
+  } catch (exc) {
+    report(exc, $("result-error"));
+    $("result").hidden = false;
+    return;
+  }
+  state.blobs = [video, poster].filter((url) => url.startsWith("blob:"));
+  state.result = result;
+  const player = $("video");
+  player.poster = poster;
+  player.src = video;
+  player.dataset.jobId = jobId;
+  const link = $("download");
+  link.href = video;
+  link.download = `fanslymotion-${jobId}.mp4`;
+  showParams(result);
+  fillOtherMotions(result);
+  $("result").hidden = false;
+  if (scroll) $("result").scrollIntoView({ behavior: "smooth", block: "start" });
+  player.play().catch(() => {
+    // autoplay refused: the controls are there
+  });
+}
+
+function fillOtherMotions(result) {
+  const current = result.parameters.motion_preset;
+  const others = state.config.presets.filter((p) => p !== current);
+  fillSelect($("other-motion"), others, (p) => t(`motion.${p}`));
+}
+
+function showParams(result) {
+  const p = result.parameters;
+  const rows = [
+    ["param.duration", t("opt.seconds", { n: result.duration ?? p.duration })],
+    ["param.size", `${result.width}x${result.height} (${p.resolution})`],
+    ["param.motion", t(`motion.${p.motion_preset}`)],
+    ["param.aspect", p.aspect],
+    ["param.strength", String(p.strength)],
+    ["param.seed", String(result.seed)],
+    ["param.renderer", result.renderer || ""],
+  ];
+  $("result-params").replaceChildren(
+    ...rows.flatMap(([key, value]) => {
+      const dt = document.createElement("dt");
+      dt.textContent = t(key);
+      const dd = document.createElement("dd");
+      dd.textContent = value;
+      return [dt, dd];
+    }),
+  );
+}
+
+/** Send a finished job's photo again with its parameters, changed by `changes`. */
+async function again(jobId, changes, where) {
+  where.textContent = "";
+  let result;
+  try {
+    result = await request(`/job/result/${jobId}`);
+  } catch (exc) {
+    report(exc, where);
+    return;
+  }
+  const photo = await photoOf(jobId);
+  if (!photo) {
+    where.textContent = t("result.nophoto");
+    return;
+  }
+  const p = result.parameters;
+  const params = {
+    duration: p.duration,
+    resolution: p.resolution,
+    motion_preset: p.motion_preset,
+    aspect: p.aspect,
+    strength: p.strength,
+    ...changes,
+  };
+  await submit(photo, params, where);
+}
+
+async function download(jobId) {
+  try {
+    const result = await request(`/job/result/${jobId}`);
+    const url = await mediaUrl(result.video_url);
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = `fanslymotion-${jobId}.mp4`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    if (url.startsWith("blob:")) setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (exc) {
+    report(exc, $("gallery-error"));
+  }
+}
+
+// -- start ------------------------------------------------------------------------------------
+
+function translate() {
+  apply();
+  $("lang-switch").textContent = language() === "ru" ? "English" : "Русский";
+  $("lang-switch").lang = language() === "ru" ? "en" : "ru";
+  $("user-note").textContent = t("user.note", { id: userId() });
+  if (state.config) {
+    fillOptions();
+    gallery.load();
+    if (state.result) {
+      showParams(state.result);
+      fillOtherMotions(state.result);
+    }
+    if (state.progress) {
+      $("job").dataset.status = ""; // say the status again, in the new language
+      showProgress(state.progress);
+    }
+  }
+}
+
+/** With the token (if any) known: show the form, the gallery and the job left running. */
+async function open() {
+  $("make").hidden = false;
+  $("token-change").hidden = !state.config.token_required;
+  await gallery.load(0);
+  if (!$("token-panel").hidden) return; // the token was refused meanwhile
+  const jobId = localStorage.getItem(JOB_KEY);
+  if (jobId && !state.watching) watch(jobId);
+}
+
+async function main() {
+  translate();
+  try {
+    state.config = await request("/web/config");
+  } catch (exc) {
+    report(exc, $("make-error"));
+    return;
+  }
+  fillOptions();
+  wirePhotoInputs();
+  $("options").addEventListener("change", optionsChanged);
+  $("opt-strength").addEventListener("input", optionsChanged);
+  $("options").addEventListener("submit", onSubmit);
+  $("seed-random").addEventListener("click", () => {
+    $("opt-seed").value = "";
+    optionsChanged();
+  });
+  $("token-form").addEventListener("submit", saveToken);
+  $("token-change").addEventListener("click", () => askToken(false));
+  $("job-cancel").addEventListener("click", () => {
+    $("job-status").textContent = t("job.cancelling");
+    cancel(state.jobId, $("job-error"));
+  });
+  $("again-variant").addEventListener("click", () =>
+    again(state.result.job_id, {}, $("result-error")),
+  );
+  $("again-motion").addEventListener("click", () =>
+    again(
+      state.result.job_id,
+      { motion_preset: $("other-motion").value, seed: state.result.seed },
+      $("result-error"),
+    ),
+  );
+  $("lang-switch").addEventListener("click", () => {
+    setLanguage(language() === "ru" ? "en" : "ru");
+    translate();
+  });
+  document.body.dataset.ready = "true";
+  if (state.config.token_required && !token()) {
+    askToken(false);
+    return;
+  }
+  await open();
+}
+
+main();

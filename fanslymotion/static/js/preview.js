@@ -1,0 +1,68 @@
+// The camera preview: the crop window of every frame, as the service computes it (GET /camera),
+// drawn over the photo and played at the clip's real duration, in a loop.
+
+import { request } from "./api.js";
+
+export class CameraPreview {
+  constructor(image, box) {
+    this.image = image;
+    this.box = box;
+    this.path = null;
+    this.started = 0;
+    this.frame = 0;
+    this.pending = null;
+    this.tick = this.tick.bind(this);
+  }
+
+  /** Fetch the path for the photo's size and these parameters, then animate it. */
+  async show(params) {
+    const width = this.image.naturalWidth;
+    const height = this.image.naturalHeight;
+    if (!width || !height) return;
+    const query = new URLSearchParams({ width, height, ...params });
+    this.pending?.abort();
+    const pending = new AbortController();
+    this.pending = pending;
+    try {
+      const path = await request(`/camera?${query}`, { signal: pending.signal });
+      if (pending.signal.aborted) return;
+      this.path = path;
+      this.started = performance.now();
+      this.box.dataset.frames = String(path.frames);
+      this.box.dataset.output = `${path.output.width}x${path.output.height}`;
+      if (!this.frame) this.frame = requestAnimationFrame(this.tick);
+    } catch (exc) {
+      if (exc.name !== "AbortError") throw exc;
+    }
+  }
+
+  stop() {
+    this.pending?.abort();
+    if (this.frame) cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    this.path = null;
+  }
+
+  tick(now) {
+    this.frame = requestAnimationFrame(this.tick);
+    const path = this.path;
+    if (!path || !this.image.clientWidth) return;
+    const boxes = path.boxes;
+    // Position along the clip, looping; frames are evenly spread from t = 0 to t = 1.
+    // (A frame's timestamp may be a little older than the moment the path arrived.)
+    const t = (Math.max(0, now - this.started) / 1000 / path.duration) % 1;
+    const at = t * (boxes.length - 1);
+    const i = Math.min(boxes.length - 1, Math.floor(at));
+    const j = Math.min(boxes.length - 1, i + 1);
+    const f = at - i;
+    const mix = (k) => boxes[i][k] + (boxes[j][k] - boxes[i][k]) * f;
+    const sx = this.image.clientWidth / path.photo.width;
+    const sy = this.image.clientHeight / path.photo.height;
+    const style = this.box.style;
+    style.left = `${mix(0) * sx}px`;
+    style.top = `${mix(1) * sy}px`;
+    style.width = `${(mix(2) - mix(0)) * sx}px`;
+    style.height = `${(mix(3) - mix(1)) * sy}px`;
+    this.box.dataset.frame = String(i);
+  }
+}

@@ -1,0 +1,222 @@
+"""The web page: `GET /` for browsers, its static files, and the camera-path route it previews.
+
+The page is plain HTML, CSS and JavaScript modules under `static/`, served as they are (no build
+step, nothing from the internet). API clients asking `/` for JSON keep getting the JSON index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from . import motion, photo
+from .errors import InvalidParams
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ServiceOf = Callable[[web.Request], Any]
+
+
+# Largest side the camera route takes: far beyond any photo MAX_PIXELS lets through.
+MAX_SIDE = 100_000
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+_JSON_TYPES = ("application/json", "application/*")
+
+
+class CameraQuery(BaseModel):
+    """The query of `GET /camera`: a photo size and the job parameters that shape the path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(ge=1, le=MAX_SIDE, description="Photo width in pixels, as displayed")
+    height: int = Field(ge=1, le=MAX_SIDE, description="Photo height in pixels, as displayed")
+    duration: motion.Duration
+    resolution: motion.Resolution
+    motion_preset: motion.Preset
+    aspect: motion.Aspect = "auto"
+    strength: float = Field(0.5, ge=0.0, le=1.0)
+
+
+def prefers_html(accept: str) -> bool:
+    """Whether an Accept header ranks HTML above JSON. `*/*` alone (curl, aiohttp) is JSON;
+    a tie between explicit HTML and JSON goes to JSON, so API clients are never surprised."""
+    html = json = 0.0
+    for item in accept.split(","):
+        kind, _, params = item.strip().partition(";")
+        kind = kind.strip().lower()
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if kind in _HTML_TYPES:
+            html = max(html, quality)
+        elif kind in _JSON_TYPES:
+            json = max(json, quality)
+    return html > 0.0 and html > json
+
+
+def content_policy(public_url: str) -> str:
+    """The page's Content-Security-Policy: everything from this service (and PUBLIC_URL's
+    origin, where video links point), nothing from elsewhere, no inline script."""
+    media = "'self' blob:"
+    parsed = urlsplit(public_url)
+    if parsed.scheme in ("http", "https") and parsed.netloc:
+        media = f"{media} {parsed.scheme}://{parsed.netloc}"
+    return (
+        f"default-src 'self'; img-src {media} data:; media-src {media}; connect-src 'self';"
+        " object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+def page_middleware(service_of: ServiceOf) -> Middleware:
+    """`GET /`: the page for a browser; everyone else gets the API's own answer (the JSON
+    index). A middleware, so it does not matter how the API registers its `/`."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path != "/" or request.method not in ("GET", "HEAD"):
+            return await handler(request)
+        if prefers_html(request.headers.get("Accept", "")):
+            policy = content_policy(service_of(request).settings.public_url)
+            response: web.StreamResponse = web.FileResponse(
+                STATIC_DIR / "index.html",
+                headers={
+                    "Content-Type": "text/html; charset=utf-8",
+                    "Cache-Control": "no-cache",
+                    "Content-Security-Policy": policy,
+                },
+            )
+        else:
+            response = await handler(request)
+        response.headers["Vary"] = "Accept"
+        return response
+
+    return middleware
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "query"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def parse_camera_query(query: dict[str, str], settings: Settings) -> CameraQuery:
+    """Check the query as /job/create checks a form; InvalidParams (422) names what is wrong."""
+    data: dict[str, Any] = {k: v for k, v in query.items() if v != ""}
+    if str(data.get("duration", "")).isdigit():  # query values are text; Literal[3] wants 3
+        data["duration"] = int(data["duration"])
+    try:
+        params = CameraQuery.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidParams(_validation_message(exc)) from None
+    if params.width * params.height > settings.max_pixels:
+        raise InvalidParams(
+            f"the photo has too many pixels: at most {settings.max_pixels / 1e6:g} megapixels"
+        )
+    return params
+
+
+def _working_size(renderer: str, aspect: str, settings: Settings) -> tuple[int, int] | None:
+    """The size the SVD renderer cuts the photo to first; None for the motion renderer."""
+    if renderer != "svd":
+        return None
+    from . import svd  # already loaded when SVD is the renderer (it imports torch)
+
+    return svd.svd_working_size(aspect, settings.svd_size)
+
+
+def camera_path(params: CameraQuery, settings: Settings, renderer: str) -> dict[str, Any]:
+    """The camera route's body: output size, frame count and one crop box per frame."""
+    size = (params.width, params.height)
+    out_w, out_h = motion.output_size(params.resolution, params.aspect, *size)
+    aspect = motion.resolve_aspect(params.aspect, *size)
+    frames = params.duration * settings.fps
+    boxes = motion.camera_boxes(
+        params.motion_preset,
+        params.strength,
+        size,
+        (out_w, out_h),
+        frames,
+        crop_size=_working_size(renderer, aspect, settings),
+    )
+    return {
+        "ok": True,
+        "renderer": renderer,
+        "photo": {"width": params.width, "height": params.height},
+        "output": {"width": out_w, "height": out_h},
+        "aspect": aspect,
+        "fps": settings.fps,
+        "frames": frames,
+        "duration": params.duration,
+        "boxes": [[round(v, 3) for v in box] for box in boxes],
+    }
+
+
+def camera_route(service_of: ServiceOf) -> Handler:
+    """`GET /camera?width=&height=&duration=&resolution=&motion_preset=&aspect=&strength=`."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        service = service_of(request)
+        settings: Settings = service.settings
+        params = parse_camera_query(dict(request.query), settings)
+        # The renderer that serves, or the one loading (SVD takes a while to load).
+        renderer = service.jobs.worker.state.name
+        work = functools.partial(camera_path, params, settings, renderer)
+        body = await asyncio.get_running_loop().run_in_executor(None, work)
+        return web.json_response(body)
+
+    return handler
+
+
+def config_route(service_of: ServiceOf) -> Handler:
+    """`GET /web/config`: what the page needs to know before it talks to the API."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        settings: Settings = service_of(request).settings
+        body = {
+            "ok": True,
+            "token_required": settings.api_token is not None,
+            "max_upload_bytes": settings.max_upload_bytes,
+            "max_upload_mb": settings.max_upload_mb,
+            "max_pixels": settings.max_pixels,
+            "min_side": settings.min_side,
+            "fps": settings.fps,
+            "supported": photo.SUPPORTED_TEXT,
+            "durations": list(motion.DURATIONS),
+            "resolutions": list(motion.RESOLUTIONS),
+            "presets": list(motion.PRESETS),
+            "aspects": list(motion.ASPECTS),
+        }
+        return web.json_response(body, headers={"Cache-Control": "no-cache"})
+
+    return handler
+
+
+async def favicon(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC_DIR / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
+
+
+def add_routes(app: web.Application, service_of: ServiceOf) -> None:
+    """Register the page, its files and its routes on the API's application (before it starts)."""
+    app.middlewares.append(page_middleware(service_of))
+    app.router.add_get("/favicon.ico", favicon)
+    app.router.add_get("/camera", camera_route(service_of))
+    app.router.add_get("/web/config", config_route(service_of))
+    app.router.add_static("/static/", STATIC_DIR, append_version=False)
