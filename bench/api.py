@@ -73,11 +73,14 @@ class Plan:
     window: float  # seconds of load per measurement
     warmup: float  # seconds of load before it, not recorded
     submits: int  # submit -> start samples
-    long_jobs: int  # long renders queued so that one runs through every window
+    long_jobs: int  # long renders kept queued behind the running one, topped up before windows
 
 
-FULL = Plan(window=10.0, warmup=1.0, submits=20, long_jobs=7)
-QUICK = Plan(window=1.0, warmup=0.2, submits=3, long_jobs=3)
+FULL = Plan(window=10.0, warmup=1.0, submits=20, long_jobs=3)
+QUICK = Plan(window=1.0, warmup=0.2, submits=3, long_jobs=2)
+# Two renders back to back leave a gap of a few ms (commit, dispatch); more than this between
+# them, or no render at all, and the window did not run "while a render runs".
+MAX_RENDER_GAP = 0.5
 
 
 # -- statistics -------------------------------------------------------------------------------
@@ -98,6 +101,7 @@ class Load:
     p99_ms: float
     total: int = 0  # requests including the warm-up
     cpu_us: float | None = None  # in-process: server CPU per request, background subtracted
+    rendering: bool = True  # a render ran through the whole window (from the database)
 
     @property
     def rps(self) -> float:
@@ -311,9 +315,20 @@ class Api:
         return health["running_job"]  # type: ignore[no-any-return]
 
 
+async def completed_job(api: Api, image: str) -> str:
+    """A short job, rendered to the end: the target of the completed-job window."""
+    job_id = await api.create(job_body(image, 99, SHORT_JOB))
+
+    async def done() -> bool:
+        return bool((await api.status(job_id))["status"] == "completed")
+
+    await poll(done, 60, "a short job to complete")
+    return job_id
+
+
 async def start_renders(api: Api, image: str, count: int) -> list[str]:
-    """Queue `count` long renders; return once the first one is really rendering."""
-    ids = [await api.create(job_body(image, 100 + i, LONG_JOB)) for i in range(count)]
+    """Queue `count` + 1 long renders; return once the first one is really rendering."""
+    ids = [await api.create(job_body(image, 100 + i, LONG_JOB)) for i in range(count + 1)]
 
     async def rendering() -> bool:
         body = await api.status(ids[0])
@@ -321,6 +336,54 @@ async def start_renders(api: Api, image: str, count: int) -> list[str]:
 
     await poll(rendering, 60, "the first render to start")
     return ids
+
+
+async def top_up(api: Api, image: str, ids: list[str], count: int) -> None:
+    """Keep `count` long renders queued behind the running one, so renders run back to back."""
+    queued = [i for i in ids if (await api.status(i))["status"] == "queued"]
+    for _ in range(count - len(queued)):
+        ids.append(await api.create(job_body(image, 100 + len(ids), LONG_JOB)))
+
+
+async def rendering_job(api: Api, needed: float) -> str:
+    """The running job if its render has well over `needed` seconds left, else the next one
+    once it starts: a window on the running job must not outlive its render."""
+    before = await api.running_job()
+    if before is not None:
+        eta = (await api.status(before)).get("eta_seconds")
+        if eta is not None and eta > 1.5 * needed:
+            return before
+    state: dict[str, str | None] = {"job": None}
+
+    async def started() -> bool:
+        state["job"] = await api.running_job()
+        return state["job"] is not None and state["job"] != before
+
+    await poll(started, 120, "the next render to start")
+    assert state["job"] is not None
+    return state["job"]
+
+
+def render_covered(database: Path, begin: float, end: float) -> bool:
+    """Whether renders ran through [begin, end] (Unix seconds) with no gap over
+    MAX_RENDER_GAP: the union of started_at..completed_at (or now) of the jobs, from SQLite."""
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT started_at, completed_at FROM jobs WHERE started_at IS NOT NULL"
+            " ORDER BY started_at"
+        ).fetchall()
+    reach = begin
+    for started, ended in rows:
+        start = parse_time(started)
+        assert start is not None
+        stop = parse_time(ended)
+        finish = stop.timestamp() if stop is not None else time.time()
+        if start.timestamp() > reach + MAX_RENDER_GAP:
+            if start.timestamp() > end:
+                break
+            return False
+        reach = max(reach, finish)
+    return reach >= end
 
 
 async def measure_submits(
@@ -417,35 +480,50 @@ async def probe_main(seconds: float) -> dict[str, float]:
 # -- the two setups ---------------------------------------------------------------------------
 
 
+@dataclass
+class Target:
+    """What the load windows poll, and how they keep a render going."""
+
+    api: Api
+    bare_base: str
+    image: str
+    ids: list[str]
+    completed: str
+    database: Path
+
+
 async def measure_loads(
     section: Section,
     client: LoadClient,
     plan: Plan,
-    api: Api,
-    bare_base: str,
-    ids: list[str],
+    target: Target,
     sampler: LagSampler | None,
     background: float = 0.0,
 ) -> None:
-    """Every load window in turn, on the job rendering now (or the 2nd queued one)."""
+    """Every load window in turn, each while renders run back to back (checked afterwards in
+    the database): the job rendering now, the 2nd queued one, a completed one, the bare one."""
     windows: list[tuple[str, float | None]] = [
         ("bare", None),
         ("status", None),
         ("status_queued", None),
+        ("status_completed", None),
         ("bare_paced", PACED_RATE),
         ("status_paced", PACED_RATE),
     ]
+    api = target.api
     for name, rate in windows:
-        running = await api.running_job()
-        queued = [i for i in ids if (await api.status(i))["status"] == "queued"]
-        if running is None or not queued:
-            section.render_running = False
-            running = running or ids[0]
-        target = queued[min(1, len(queued) - 1)] if name == "status_queued" and queued else running
-        url = f"{bare_base if name.startswith('bare') else api.base}/job/status/{target}"
+        await top_up(api, target.image, target.ids, plan.long_jobs)
+        if name in ("status", "status_paced"):
+            job = await rendering_job(api, plan.window + plan.warmup)
+        elif name == "status_queued":
+            queued = [i for i in target.ids if (await api.status(i))["status"] == "queued"]
+            job = queued[min(1, len(queued) - 1)]
+        else:
+            job = target.completed
+        url = f"{target.bare_base if name.startswith('bare') else api.base}/job/status/{job}"
         if sampler is not None:
             sampler.start()
-        cpu, began = service_cpu_seconds(), time.perf_counter()
+        cpu, began, wall = service_cpu_seconds(), time.perf_counter(), time.time()
         load = await client.run(url, plan, rate)
         if sampler is not None:  # in-process: this process is the server
             # The server's own work for the requests: the CPU of every thread but the GPU
@@ -453,8 +531,14 @@ async def measure_loads(
             spent = service_cpu_seconds() - cpu - background * (time.perf_counter() - began)
             load.cpu_us = max(spent, 0.0) / max(load.total, 1) * 1e6
             section.lag_ms[f"render+{name}"] = await sampler.stop()
+        loop = asyncio.get_running_loop()
+        load.rendering = await loop.run_in_executor(
+            None, render_covered, target.database, wall, time.time()
+        )
+        if name in ("status", "status_paced"):  # the polled job rendered all along
+            load.rendering &= (await api.status(job))["status"] == "processing"
         section.loads[name] = load
-        section.render_running &= await api.running_job() is not None
+        section.render_running &= load.rendering
 
 
 async def in_process(plan: Plan, image: str) -> Section:
@@ -492,6 +576,7 @@ async def in_process(plan: Plan, image: str) -> Section:
                 section.start_ms, section.post_ms = await measure_submits(
                     api, image, plan.submits, started_at
                 )
+                completed = await completed_job(api, image)
                 ids = await start_renders(api, image, plan.long_jobs)
                 sampler.start()
                 cpu, began = service_cpu_seconds(), time.perf_counter()
@@ -500,8 +585,10 @@ async def in_process(plan: Plan, image: str) -> Section:
                 section.lag_ms["control"] = await lag_probe(plan.window)
                 background = (service_cpu_seconds() - cpu) / (time.perf_counter() - began)
                 section.lag_ms["render"] = await sampler.stop()
-                bare_base = f"http://127.0.0.1:{bare_port}"
-                await measure_loads(section, client, plan, api, bare_base, ids, sampler, background)
+                target = Target(
+                    api, f"http://127.0.0.1:{bare_port}", image, ids, completed, settings.db_path
+                )
+                await measure_loads(section, client, plan, target, sampler, background)
                 # One big upload while the render runs: how long does the loop stall?
                 big = big_photo_b64()
                 sampler.start()
@@ -591,9 +678,11 @@ async def full_process(plan: Plan, image: str) -> Section:
                 section.start_ms, section.post_ms = await measure_submits(
                     api, image, plan.submits, sqlite_started_at(database)
                 )
+                completed = await completed_job(api, image)
                 ids = await start_renders(api, image, plan.long_jobs)
                 bare_base = f"http://127.0.0.1:{bare_port}"
-                await measure_loads(section, client, plan, api, bare_base, ids, None)
+                target = Target(api, bare_base, image, ids, completed, database)
+                await measure_loads(section, client, plan, target, None)
                 for job_id in ids:
                     await api.call("POST", f"/job/{job_id}/cancel")
         finally:
@@ -626,6 +715,7 @@ LOAD_NAMES = {
     "bare": "bare aiohttp handler, saturated",
     "status": "/job/status (running job), saturated",
     "status_queued": "/job/status (queued job, 2nd), saturated",
+    "status_completed": "/job/status (completed job), saturated",
     "bare_paced": f"bare aiohttp handler, paced {PACED_RATE:g}/s per client",
     "status_paced": f"/job/status (running job), paced {PACED_RATE:g}/s per client",
 }
@@ -643,17 +733,19 @@ def report(sections: list[Section], plan: Plan, quick: bool, load_before: float)
         " 12 fps); saturated: each client sends its next request as soon as it has an answer;"
         f" paced: each client sends {PACED_RATE:g} requests per second",
         "",
-        "| setup | load | requests/s | p50 ms | p99 ms | errors | % of bare | server CPU/request |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| setup | load | requests/s | p50 ms | p99 ms | errors | % of bare | server CPU/request"
+        " | render throughout |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for section in sections:
         for key, load in section.loads.items():
             bare = section.loads.get("bare_paced" if key.endswith("_paced") else "bare")
             share = f"{100 * load.rps / bare.rps:.0f} %" if bare and bare.rps else "-"
             cpu = f"{load.cpu_us:.0f} µs" if load.cpu_us is not None else "n/a"
+            rendering = "yes" if load.rendering else "**no**"
             lines.append(
                 f"| {section.setup} | {LOAD_NAMES[key]} | {load.rps:.0f} | {load.p50_ms:.1f}"
-                f" | {load.p99_ms:.1f} | {load.errors} | {share} | {cpu} |"
+                f" | {load.p99_ms:.1f} | {load.errors} | {share} | {cpu} | {rendering} |"
             )
     lines += ["", "| target | " + " | ".join(s.setup for s in sections) + " | met |"]
     lines.append("| --- |" + " ---: |" * len(sections) + " --- |")
@@ -664,10 +756,14 @@ def report(sections: list[Section], plan: Plan, quick: bool, load_before: float)
         lines.append(f"| {label} | " + " | ".join(text for text, _ in cells) + f" | {met} |")
 
     def ratio(s: Section) -> tuple[str, bool | None]:
-        if not s.loads.get("bare") or not s.loads["bare"].rps or "status" not in s.loads:
+        """The slowest of the running, queued and completed job's rates, against bare."""
+        kinds = [k for k in ("status", "status_queued", "status_completed") if k in s.loads]
+        if not s.loads.get("bare") or not s.loads["bare"].rps or not kinds:
             return "-", None
-        value = s.loads["status"].rps / s.loads["bare"].rps
-        return f"{100 * value:.0f} %", value >= TARGETS["ratio"]
+        shares = {k: s.loads[k].rps / s.loads["bare"].rps for k in kinds}
+        worst = min(shares.values())
+        text = " / ".join(f"{100 * v:.0f} %" for v in shares.values())
+        return f"{text} (worst {100 * worst:.0f} %)", worst >= TARGETS["ratio"]
 
     def p99(s: Section, key: str, judge: bool) -> tuple[str, bool | None]:
         if key not in s.loads:
@@ -727,7 +823,7 @@ def report(sections: list[Section], plan: Plan, quick: bool, load_before: float)
     row("submit -> start <= 50 ms (median)", [start(s) for s in sections])
     row("POST /job/create answered (info, median)", [info(s.post_ms) for s in sections])
     if not all(s.render_running for s in sections):
-        lines += ["", "warning: a window ran while no render was running"]
+        lines += ["", "FAILED: a window ran while no render was running (see the last column)"]
     return "\n".join(lines)
 
 

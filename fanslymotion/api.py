@@ -1,38 +1,27 @@
-"""The HTTP API: middlewares, request parsing, handlers, SSE, and the one route table that
-feeds the router, the index at `/` and /openapi.json. `app.Service` is what it serves."""
+"""The HTTP API: middlewares, handlers, SSE, and the one route table that feeds the router, the
+index at `/` and /openapi.json. Requests are read in `api_input`, files served by `api_files`;
+`app.Service` is what it serves."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import hmac
 import json
 import logging
+import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from . import __version__, checkpoints, models, openapi
+from . import __version__, api_files, api_input, checkpoints, models, openapi
 from . import web as web_page
 from .config import Settings
-from .errors import (
-    BadRequest,
-    Conflict,
-    FanslyError,
-    InvalidParams,
-    NotFound,
-    PayloadTooLarge,
-    Unauthorized,
-    UnsupportedMedia,
-)
+from .errors import Conflict, FanslyError, InvalidParams, NotFound, Unauthorized
 from .metrics import CONTENT_TYPE
 from .models import TERMINAL
 from .openapi import Handler, Route, answer
@@ -46,10 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SERVICE: web.AppKey[Service] = web.AppKey("service")
-
-
-class Gone(FanslyError):
-    status = 410
 
 
 # -- middleware -------------------------------------------------------------------------------
@@ -68,14 +53,22 @@ def json_error(
     return web.json_response(error_body(status, message, code), status=status, headers=headers)
 
 
+def _domain_error(exc: FanslyError) -> web.Response:
+    headers = dict(exc.headers)
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="fanslymotion"'
+    return json_error(exc.status, exc.message, headers or None, code=exc.code)
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one place where domain errors become HTTP answers. Never a traceback."""
     try:
         return await handler(request)
     except FanslyError as exc:
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-        return json_error(exc.status, exc.message, headers, code=exc.code)
+        return _domain_error(exc)
     except web.HTTPRequestEntityTooLarge:
         return json_error(413, "the request is too large")
     except web.HTTPException as exc:
@@ -86,6 +79,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             exc.reason or "error",
             {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None,
         )
+    except HttpProcessingError as exc:  # a body aiohttp could not parse (chunked encoding...)
+        return json_error(400, f"the request could not be read: {exc.message or 'bad request'}")
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception as exc:
@@ -96,15 +91,26 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return json_error(500, "internal error")
 
 
+def _bearer(request: web.Request) -> str | None:
+    """The credentials of an `Authorization: Bearer ...` header (the scheme in any case)."""
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else None
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """With FANSLYMOTION_API_TOKEN set, every /job* and /jobs route needs the bearer token."""
-    token = request.app[SERVICE].settings.api_token
-    if token is not None and request.path.startswith("/job"):
-        given = request.headers.get("Authorization", "")
-        expected = f"Bearer {token.get_secret_value()}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise Unauthorized("a valid bearer token is required")
+    """With FANSLYMOTION_API_TOKEN set, every /job* and /jobs route needs the bearer token; the
+    video, the poster and the live preview also open with a signed link (a wrong or expired one is 403)."""
+    settings = request.app[SERVICE].settings
+    token = settings.api_token
+    if token is None or not request.path.startswith("/job"):
+        return await handler(request)
+    if request.match_info.handler in SIGNED and api_files.is_signed(request):
+        api_files.check_signature(settings, _job_id(request), request)
+        return await handler(request)
+    given = _bearer(request)
+    if given is None or not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise Unauthorized("a valid bearer token is required")
     return await handler(request)
 
 
@@ -115,8 +121,10 @@ def _service(request: web.Request) -> Service:
     return request.app[SERVICE]
 
 
-def _json(model: BaseModel, status: int = 200) -> web.Response:
-    return web.json_response(text=model.model_dump_json(), status=status)
+def _json(
+    model: BaseModel, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(text=model.model_dump_json(), status=status, headers=headers)
 
 
 def _job_id(request: web.Request) -> str:
@@ -127,20 +135,27 @@ def _job_id(request: web.Request) -> str:
         raise NotFound("no such job") from None
 
 
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
-
-
 async def index(request: web.Request) -> web.Response:
     endpoints = {f"{route.method} {route.path}": route.summary for route in ROUTES}
     return _json(models.IndexOut(name="FanslyMotion", version=__version__, endpoints=endpoints))
 
 
+def _not_taking_work(settings: Settings, body: dict[str, Any]) -> str | None:
+    """Why the service cannot take work now, or None."""
+    renderer = body.get("renderer") or {}
+    if body.get("stopping"):
+        return "the service is stopping"
+    if renderer.get("status") == "failed":
+        return f"the renderer failed: {renderer.get('reason', '')}".rstrip(": ")
+    if body.get("free_disk_mb", float("inf")) < settings.min_free_mb:
+        return f"free disk is below FANSLYMOTION_MIN_FREE_MB ({settings.min_free_mb} MB)"
+    if body.get("paused"):
+        return "processing is paused by an admin"
+    return None
+
+
 async def health(request: web.Request) -> web.Response:
+    """200 while the service can take work, 503 with `ok: false` and the reason otherwise."""
     service = _service(request)
     body = await service.jobs.health()
     body["bot"] = (
@@ -148,7 +163,9 @@ async def health(request: web.Request) -> web.Response:
         if service.bot is not None
         else {"enabled": False, "state": "off", "reason": "no bot token"}
     )
-    return web.json_response(body)
+    reason = _not_taking_work(service.settings, body)
+    body["ok"], body["reason"] = reason is None, reason
+    return web.json_response(body, status=200 if reason is None else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -173,10 +190,14 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 async def create_job(request: web.Request) -> web.Response:
     service = _service(request)
-    params, image = await _read_create(request, service.settings)
+    params, image = await api_input.read_create(request, service.settings)
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not 0 < len(key) <= 200:
-        raise InvalidParams("Idempotency-Key must be 1 to 200 characters")
+    digest = None
+    if key is not None:
+        if not 0 < len(key) <= 200:
+            raise InvalidParams("Idempotency-Key must be 1 to 200 characters")
+        loop = asyncio.get_running_loop()
+        digest = await loop.run_in_executor(None, api_input.request_digest, params, image)
     job, created = await service.jobs.submit(
         JobRequest(
             user_id=params.user_id,
@@ -193,107 +214,33 @@ async def create_job(request: web.Request) -> web.Response:
         ),
         image,
         idempotency_key=key,
+        request_digest=digest,
     )
     position, eta = await service.jobs.position_and_eta(job)
     body = models.JobCreated(
         job_id=job.job_id,
         status=job.status,
         queue_position=position,
+        eta_seconds=eta,
         estimated_time=eta,
     )
-    return _json(body, 201 if created else 200)
+    location = f"{service.settings.public_url}/job/status/{job.job_id}"
+    return _json(body, 201 if created else 200, {"Location": location} if created else None)
 
 
-async def _read_create(request: web.Request, settings: Settings) -> tuple[models.JobParams, bytes]:
-    """Parse either form of /job/create; the photo's bytes are capped while they are read."""
-    limit = settings.max_upload_bytes
-    content_type = request.content_type
-    if content_type == "application/json":
-        raw = await _read_capped(request.content.read, limit * 4 // 3 + 64 * 1024)
-        loop = asyncio.get_running_loop()
-        try:
-            data = await loop.run_in_executor(None, json.loads, raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise BadRequest("the body is not valid JSON") from None
-        except RecursionError:  # thousands of nested brackets
-            raise BadRequest("the JSON body is nested too deeply") from None
-        if not isinstance(data, dict):
-            raise InvalidParams("the body must be a JSON object")
-        try:
-            body = models.JobCreateJSON.model_validate(data)
-        except ValidationError as exc:
-            raise InvalidParams(_validation_message(exc)) from None
-        encoded = body.image_data.strip()
-        if encoded.startswith("data:") and "," in encoded:  # tolerate a data: URL
-            encoded = encoded.split(",", 1)[1]
-        if len(encoded) > limit * 4 // 3 + 4:
-            raise PayloadTooLarge(f"the photo is larger than {settings.max_upload_mb:g} MB")
-        try:
-            image = await loop.run_in_executor(None, decode_base64, encoded)
-        except (binascii.Error, ValueError):
-            raise BadRequest("image_data is not valid base64") from None
-        return models.JobParams.model_validate(body.model_dump(exclude={"image_data"})), image
-    if content_type == "multipart/form-data":
-        try:
-            fields, image_part = await _read_form(request, limit)
-        except (ValueError, HttpProcessingError):  # no boundary, broken part headers...
-            raise BadRequest("the multipart body could not be read") from None
-        if image_part is None:
-            raise InvalidParams("image: a file part named 'image' is required")
-        try:
-            # Form fields are text; pydantic converts "7" to an int but not "3" to Literal[3].
-            data = {k: v for k, v in fields.items() if v != ""}
-            if data.get("duration", "").isdigit():
-                data["duration"] = int(data["duration"])
-            form: dict[str, Any] = dict(data)
-            if "webhook_events" in form:  # a comma-separated list in a form
-                form["webhook_events"] = [e.strip() for e in form["webhook_events"].split(",")]
-            params = models.JobParams.model_validate(form)
-        except ValidationError as exc:
-            raise InvalidParams(_validation_message(exc)) from None
-        return params, image_part
-    raise UnsupportedMedia("send application/json (image_data in base64) or multipart/form-data")
+def _video_state(job: Job) -> models.VideoState:
+    if job.status == "completed":
+        return "ready" if job.output_path is not None else "deleted"
+    return "pending" if job.status in ("queued", "processing") else "none"
 
 
-def decode_base64(text: str, chunk: int = 1 << 20) -> bytes:
-    """Strict base64 in 1 MiB slices: binascii holds the GIL for a whole call, and one call on a
-    20 MB photo would stall the event loop for over 100 ms even from an executor."""
-    chunk -= chunk % 4
-    return b"".join(
-        base64.b64decode(text[start : start + chunk], validate=True)
-        for start in range(0, len(text), chunk)
-    )
-
-
-async def _read_form(request: web.Request, limit: int) -> tuple[dict[str, str], bytes | None]:
-    """The text fields and the `image` part of a multipart body."""
-    fields: dict[str, str] = {}
-    image: bytes | None = None
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            raise BadRequest("nested multipart bodies are not supported")
-        if part.name == "image":
-            image = await _read_capped(part.read_chunk, limit)
-        elif part.name:
-            try:
-                value = await _read_capped(part.read_chunk, 4096)
-            except PayloadTooLarge:
-                raise InvalidParams(f"{part.name}: a form field is at most 4 KB") from None
-            fields[part.name] = value.decode("utf-8", "replace")
-    return fields, image
-
-
-async def _read_capped(read: Callable[[int], Awaitable[bytes]], limit: int) -> bytes:
-    """Read a body or part in chunks, refusing as soon as it passes `limit` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await read(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the upload is larger than {limit / 1024 / 1024:.0f} MB")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _links(settings: Settings, job: Job, now: float) -> tuple[str | None, str | None]:
+    """(video_url, poster_url): signed when API_TOKEN is set; None while there is no video."""
+    if _video_state(job) != "ready":
+        return None, None
+    video = api_files.link(settings, f"/job/download/{job.job_id}", job.job_id, now)
+    poster = api_files.link(settings, f"/job/{job.job_id}/poster", job.job_id, now)
+    return video, poster
 
 
 def _status_body(
@@ -317,6 +264,8 @@ def _status_body(
         )
     body = models.JobStatusOut.model_validate(job)
     body.queue_position, body.eta_seconds = position, eta
+    body.video = _video_state(job)
+    body.video_url, body.poster_url = _links(service.settings, job, time.time())
     if webhook is not None:
         body.webhook = models.WebhookState.model_validate(webhook)
     return body
@@ -325,7 +274,9 @@ def _status_body(
 def webhook_body(job: Job, event: str) -> dict[str, Any]:
     """A webhook's body: the status body of the job as it was when `event` happened."""
     del event  # the sender adds it; the body is the state
-    return models.JobStatusOut.model_validate(job).model_dump(mode="json")
+    body = models.JobStatusOut.model_validate(job)
+    body.video = _video_state(job)
+    return body.model_dump(mode="json")
 
 
 async def _full_status(service: Service, job_id: str) -> models.JobStatusOut:
@@ -339,15 +290,10 @@ async def job_status(request: web.Request) -> web.Response:
     return _json(await _full_status(_service(request), _job_id(request)))
 
 
-def _video_url(settings: Settings, job: Job) -> str | None:
-    if job.status != "completed" or job.output_path is None:
-        return None
-    return f"{settings.public_url.rstrip('/')}/job/download/{job.job_id}"
-
-
 async def job_result(request: web.Request) -> web.Response:
     service = _service(request)
     job = await service.jobs.get(_job_id(request))
+    video_url, poster_url = _links(service.settings, job, time.time())
     body = models.JobResultOut(
         job_id=job.job_id,
         status=job.status,
@@ -361,7 +307,9 @@ async def job_result(request: web.Request) -> web.Response:
         size=job.size_bytes,
         renderer=job.renderer,
         render_seconds=round(job.render_seconds, 3) if job.render_seconds is not None else None,
-        video_url=_video_url(service.settings, job),
+        video=_video_state(job),
+        video_url=video_url,
+        poster_url=poster_url,
     )
     return _json(body)
 
@@ -369,21 +317,11 @@ async def job_result(request: web.Request) -> web.Response:
 async def job_download(request: web.Request) -> web.StreamResponse:
     service = _service(request)
     job = await service.jobs.get(_job_id(request))
-    if job.status != "completed":
-        raise Conflict(f"the video is not ready: the job is {job.status}")
-    if job.output_path is None:
-        raise Gone("the video was deleted after its retention period")
-    path: Path = service.settings.data_dir / job.output_path
-    exists = await asyncio.get_running_loop().run_in_executor(None, path.is_file)
-    if not exists:
-        raise Gone("the video is no longer stored")
-    # FileResponse streams from an executor and answers Range requests itself.
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": "video/mp4",
-            "Content-Disposition": f'attachment; filename="fanslymotion-{job.job_id}.mp4"',
-        },
+    api_files.check_video(job)
+    assert job.output_path is not None
+    disposition = f'attachment; filename="fanslymotion-{job.job_id}.mp4"'
+    return await api_files.serve_file(
+        request, service.settings.data_dir / job.output_path, "video/mp4", disposition
     )
 
 
@@ -400,6 +338,12 @@ async def job_preview(request: web.Request) -> web.Response:
     return web.Response(body=data, content_type="video/mp4", headers={"Cache-Control": "no-store"})
 
 
+async def job_poster(request: web.Request) -> web.StreamResponse:
+    service = _service(request)
+    job = await service.jobs.get(_job_id(request))
+    return await api_files.serve_poster(request, service.settings, job)
+
+
 async def job_cancel(request: web.Request) -> web.Response:
     service = _service(request)
     job = await service.jobs.cancel(_job_id(request))
@@ -408,12 +352,7 @@ async def job_cancel(request: web.Request) -> web.Response:
 
 async def jobs_list(request: web.Request) -> web.Response:
     service = _service(request)
-    try:
-        query = models.JobsQuery.model_validate(
-            {name: value for name, value in request.query.items() if value != ""}
-        )
-    except ValidationError as exc:
-        raise InvalidParams(_validation_message(exc)) from None
+    query = api_input.jobs_query(request)
     jobs = await service.store.list_jobs(
         user_id=query.user_id, status=query.status, limit=query.limit, offset=query.offset
     )
@@ -554,7 +493,7 @@ def _preview_data(settings: Settings, preview: Preview) -> dict[str, Any]:
     """What a `preview` event adds to the status body: where the preview is, how far it goes."""
     job_id = preview.path.parent.name
     return {
-        "url": f"{settings.public_url.rstrip('/')}/job/{job_id}/preview",
+        "url": api_files.link(settings, f"/job/{job_id}/preview", job_id),
         "frames": preview.frames,
         "passes_done": preview.passes_done,
         "passes": preview.passes,
@@ -563,6 +502,47 @@ def _preview_data(settings: Settings, preview: Preview) -> dict[str, Any]:
 
 
 _MP4: dict[str, Any] = {"video/mp4": {}}
+_JPEG: dict[str, Any] = {"image/jpeg": {}}
+_ERROR = answer("ErrorOut", "error")
+_SIGNED_QUERY: list[dict[str, Any]] = [
+    {
+        "name": "expires",
+        "in": "query",
+        "required": False,
+        "description": "a signed link's expiry (Unix seconds); with API_TOKEN set, a signed"
+        " link opens without the bearer header",
+        "schema": {"type": "integer"},
+    },
+    {
+        "name": "sig",
+        "in": "query",
+        "required": False,
+        "description": "a signed link's HMAC-SHA256 over the job id and the expiry",
+        "schema": {"type": "string"},
+    },
+]
+
+
+def _file(description: str, content: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {
+            "Accept-Ranges": {"schema": {"type": "string"}},
+            "ETag": {"schema": {"type": "string"}},
+        },
+        "content": content,
+    }
+
+
+_FILE_ERRORS = {
+    "403": answer("ErrorOut", "a signed link that is wrong or expired"),
+    "410": answer("ErrorOut", "the video was deleted after its retention period"),
+    "416": {
+        "description": "the range starts past the end of the file",
+        "headers": {"Content-Range": {"schema": {"type": "string"}}},
+        "content": {"application/json": {"schema": openapi.ref("ErrorOut")}},
+    },
+}
 
 ROUTES: list[Route] = [
     Route("GET", "/", index, "this page", {"200": answer("IndexOut", "ok")}),
@@ -570,8 +550,11 @@ ROUTES: list[Route] = [
         "GET",
         "/health",
         health,
-        "service health, renderer state, queue length",
-        {"200": answer("HealthOut", "ok")},
+        "service health, renderer state, queue length; 503 while it cannot take work",
+        {
+            "200": answer("HealthOut", "taking work"),
+            "503": answer("HealthOut", "not taking work: `reason` says why"),
+        },
     ),
     Route(
         "GET",
@@ -597,13 +580,27 @@ ROUTES: list[Route] = [
         "/job/create",
         create_job,
         "queue a job (JSON with base64 image_data, or multipart with an image part)",
-        {"201": answer("JobCreated", "created"), "200": answer("JobCreated", "replayed")},
+        {
+            "201": {
+                **answer("JobCreated", "created"),
+                "headers": {
+                    "Location": {
+                        "description": "the job's status URL",
+                        "schema": {"type": "string"},
+                    }
+                },
+            },
+            "200": answer("JobCreated", "a repeat with the same Idempotency-Key and request"),
+        },
         parameters=[
             {
                 "name": "Idempotency-Key",
                 "in": "header",
                 "required": False,
-                "schema": {"type": "string", "maxLength": 200},
+                "description": "a repeat with the same key and request returns the first job"
+                " (200); the same key with another request is 422 idempotency_key_reused. Keys"
+                " are per user_id and live as long as the job's row",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 200},
             },
         ],
         body=openapi.create_body,
@@ -634,13 +631,25 @@ ROUTES: list[Route] = [
         "GET",
         "/job/download/{job_id}",
         job_download,
-        "the MP4 (HTTP Range supported)",
+        "the MP4 (HTTP Range and If-Range supported; opens with a signed link)",
         {
-            "200": {"description": "the MP4", "content": _MP4},
-            "206": {"description": "a byte range", "content": _MP4},
-            "410": answer("ErrorOut", "error"),
-            "416": {"description": "range not satisfiable"},
+            "200": _file("the MP4", _MP4),
+            "206": _file("a byte range", _MP4),
+            **_FILE_ERRORS,
         },
+        parameters=_SIGNED_QUERY,
+    ),
+    Route(
+        "GET",
+        "/job/{job_id}/poster",
+        job_poster,
+        "the video's first frame as JPEG (opens with a signed link)",
+        {
+            "200": _file("the poster", _JPEG),
+            "206": _file("a byte range", _JPEG),
+            **_FILE_ERRORS,
+        },
+        parameters=_SIGNED_QUERY,
     ),
     Route(
         "POST",
@@ -666,12 +675,16 @@ ROUTES: list[Route] = [
 ]
 
 
+# The routes that also open with a signed link instead of the bearer header.
+SIGNED: frozenset[Handler] = frozenset({job_download, job_poster, job_preview})
+
+
 def create_app(service: Service) -> web.Application:
     settings = service.settings
     # JSON carries the photo in base64 (4/3 of its size); leave room for the other fields.
     app = web.Application(
         middlewares=[errors_middleware, auth_middleware],
-        client_max_size=settings.max_upload_bytes * 4 // 3 + 1024 * 1024,
+        client_max_size=api_input.json_body_limit(settings) + 1024 * 1024,
     )
     app[SERVICE] = service
     for route in ROUTES:

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from . import datadir
 from .api import create_app, webhook_body
-from .config import Settings
+from .config import Settings, model_problem, unknown_variables
 from .errors import FanslyError, Unavailable
 from .metrics import Metrics
 from .queue import JobQueue
@@ -57,6 +57,10 @@ class Service:
         start the bot if configured. A failure on the way undoes what was done: a job the
         queue had already picked up is parked again, the database and the lock are released."""
         loop = asyncio.get_running_loop()
+        # A model setting that cannot work is refused now, not when the first job fails.
+        problem = await loop.run_in_executor(None, model_problem, settings)
+        if problem is not None:
+            raise Unavailable(problem)
         async with contextlib.AsyncExitStack() as undo:
             await loop.run_in_executor(
                 None, functools.partial(settings.data_dir.mkdir, parents=True, exist_ok=True)
@@ -157,6 +161,8 @@ def _is_loopback(host: str) -> bool:
 async def serve(settings: Settings) -> int:
     """Run until SIGINT or SIGTERM; returns the process exit code."""
     loop = asyncio.get_running_loop()
+    for warning in unknown_variables(os.environ):
+        log.warning("%s", warning)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)

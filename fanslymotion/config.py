@@ -4,11 +4,31 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PREFIX = "FANSLYMOTION_"
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+_DEVICE = re.compile(r"(cpu|cuda(:\d+)?)?")
 
 
 def _int_list(value: object) -> object:
@@ -49,6 +69,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     api_token: SecretStr | None = None
     public_url: str = ""  # base for video_url; empty: relative URLs
+    link_ttl: float = Field(86400.0, gt=0)  # seconds a signed video or poster link is valid
 
     # storage
     data_dir: Path = Path("./data")
@@ -101,6 +122,45 @@ class Settings(BaseSettings):
 
     _split_ids = field_validator("allowed_users", "admins", mode="before")(_int_list)
 
+    # Checked here, at start, rather than when the first job fails on them.
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        text = value.strip()
+        if not text:
+            return ""
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                "must be an absolute http(s) URL such as https://example.com, or empty"
+            )
+        return text.rstrip("/")
+
+    @field_validator("prune_after_days")
+    @classmethod
+    def _prune_after_archive(cls, value: float, info: ValidationInfo) -> float:
+        archive = info.data.get("archive_after_days")
+        if archive is not None and value < archive:
+            raise ValueError(f"must be at least ARCHIVE_AFTER_DAYS ({archive:g})")
+        return value
+
+    @field_validator("x264_preset")
+    @classmethod
+    def _known_preset(cls, value: str) -> str:
+        preset = value.strip().lower()
+        if preset not in X264_PRESETS:
+            raise ValueError(f"must be one of {', '.join(X264_PRESETS)}")
+        return preset
+
+    @field_validator("svd_device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        device = value.strip().lower()
+        if not _DEVICE.fullmatch(device):
+            raise ValueError("must be empty, cpu, cuda or cuda:N")
+        return device
+
     @field_validator("webhook_allow_hosts", mode="before")
     @classmethod
     def _host_list(cls, value: object) -> object:
@@ -142,3 +202,36 @@ class Settings(BaseSettings):
     @property
     def inputs_dir(self) -> Path:
         return self.data_dir / "inputs"
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each FANSLYMOTION_* name that is no setting (a typo is otherwise ignored
+    silently), naming the closest known one."""
+    known = [PREFIX + name.upper() for name in Settings.model_fields]
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(PREFIX) or upper in known:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"{name} is not a FanslyMotion setting and is ignored{hint}")
+    return warnings
+
+
+def model_problem(settings: Settings) -> str | None:
+    """Why SVD_MODEL cannot be used, when a renderer that may load it is set: it must be a
+    folder holding the pipeline or a hub id (owner/name). Checked at start, as a file test."""
+    if settings.renderer == "motion":
+        return None  # never loaded
+    value = settings.svd_model
+    folder = Path(value).expanduser()
+    if folder.is_dir():
+        if not (folder / "model_index.json").is_file():
+            return f"FANSLYMOTION_SVD_MODEL: {value} holds no model_index.json"
+        return None
+    if folder.exists():
+        return f"FANSLYMOTION_SVD_MODEL: {value} is a file, not a model folder"
+    if _HUB_ID.fullmatch(value) and not value.startswith("."):
+        return None
+    return f"FANSLYMOTION_SVD_MODEL: {value} is neither a model folder nor a hub id (owner/name)"

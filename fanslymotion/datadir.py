@@ -11,10 +11,11 @@ import fcntl
 import logging
 import os
 import shutil
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import checkpoints
+from . import checkpoints, video
 from .config import Settings
 from .errors import Unavailable
 from .store import Job, Store, iso_utc
@@ -66,8 +67,13 @@ def clean_leftovers(settings: Settings) -> int:
     Runs before the queue starts, so nothing can be writing them.
     """
     removed = 0
-    work = settings.data_dir / "work"  # checkpoints a kill interrupted mid-write
-    for folder in (settings.hot_dir, settings.inputs_dir, settings.archive_dir, work):
+    for folder in (
+        settings.hot_dir,
+        settings.inputs_dir,
+        settings.archive_dir,
+        settings.data_dir / "posters",
+        settings.data_dir / "work",  # checkpoints a kill interrupted mid-write
+    ):
         if not folder.is_dir():
             continue
         for path in folder.rglob(".*"):
@@ -127,6 +133,26 @@ def free_disk_mb(data_dir: Path) -> float:
     return shutil.disk_usage(data_dir).free / 1024 / 1024
 
 
+def poster_path(settings: Settings, job_id: str) -> Path:
+    return settings.data_dir / "posters" / f"{job_id}.jpg"
+
+
+def make_poster(source: Path, poster: Path) -> Path:
+    """The first frame of `source` as a JPEG at `poster`, made once: the cached file when there
+    is one. Two first requests at once each write a temporary file of their own and rename it;
+    the second rename replaces an identical file."""
+    if poster.is_file():
+        return poster
+    poster.parent.mkdir(parents=True, exist_ok=True)
+    tmp = poster.with_name(f".{poster.stem}.{uuid.uuid4().hex[:8]}.jpg.tmp")
+    try:
+        video.first_frame_jpeg(source, tmp)
+        os.replace(tmp, poster)
+    finally:
+        remove_quietly(tmp)
+    return poster
+
+
 async def retire_input(settings: Settings, store: Store, job: Job) -> None:
     """Apply INPUT_RETENTION to the photo of a job that ended: delete it or move it to the
     archive; `keep` leaves it."""
@@ -166,6 +192,7 @@ async def housekeeping(
         source = settings.data_dir / job.output_path
         if job.completed_at is not None and job.completed_at < prune_cutoff:
             await loop.run_in_executor(None, remove_quietly, source)
+            await loop.run_in_executor(None, remove_quietly, poster_path(settings, job.job_id))
             await store.set_paths(
                 job.job_id, input_path=job.input_path, output_path=None, archived=True
             )

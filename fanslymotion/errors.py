@@ -20,12 +20,14 @@ class FanslyError(Exception):
         retry_after: int | None = None,
         code: str = "",
         details: Mapping[str, object] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
         self.code = code
         self.details = dict(details or {})
+        self.headers = dict(headers or {})  # extra HTTP headers of the answer
 
 
 class BadRequest(FanslyError):
@@ -82,6 +84,22 @@ class InsufficientStorage(FanslyError):
 
 class Unauthorized(FanslyError):
     status = 401
+
+
+class Forbidden(FanslyError):
+    """A signed link that is wrong or expired."""
+
+    status = 403
+
+
+class Gone(FanslyError):
+    """The video was deleted after its retention period."""
+
+    status = 410
+
+
+class RangeNotSatisfiable(FanslyError):
+    status = 416
 
 
 class RenderError(FanslyError):

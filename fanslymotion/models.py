@@ -61,6 +61,17 @@ class Progress:
         return f"{self.phase} {self.step}/{self.steps}" if self.steps else str(self.phase)
 
 
+# pending: no video yet; ready: it can be downloaded; deleted: pruned after its retention
+# period (the job stays completed); none: the job failed or was cancelled.
+VideoState = Literal["pending", "ready", "deleted", "none"]
+_VIDEO = "whether the job's video exists: pending, ready, deleted (pruned) or none"
+_VIDEO_URL = (
+    "where to download the MP4 while `video` is ready; with API_TOKEN set it is a signed link"
+    " (expires, sig) that opens without the bearer header until it expires"
+)
+_POSTER_URL = "the video's first frame as JPEG, signed like video_url"
+
+
 class JobParams(BaseModel):
     """Parameters of a job, shared by the JSON and the multipart forms of /job/create."""
 
@@ -94,7 +105,10 @@ class JobCreated(BaseModel):
     job_id: str
     status: JobStatus
     queue_position: int | None
-    estimated_time: float | None = Field(description="Seconds until the video is ready")
+    eta_seconds: float | None = Field(description="Seconds until the video is ready")
+    estimated_time: float | None = Field(
+        description="The old name of eta_seconds, kept for one release", deprecated=True
+    )
 
 
 class WebhookState(BaseModel):
@@ -128,6 +142,9 @@ class JobStatusOut(BaseModel):
     attempts: int
     error: str | None
     renderer: str | None
+    video: VideoState = Field("pending", description=_VIDEO)
+    video_url: str | None = Field(None, description=_VIDEO_URL)
+    poster_url: str | None = Field(None, description=_POSTER_URL)
     webhook: WebhookState | None = None
 
 
@@ -155,7 +172,9 @@ class JobResultOut(BaseModel):
     size: int | None
     renderer: str | None
     render_seconds: float | None
-    video_url: str | None
+    video: VideoState = Field(description=_VIDEO)
+    video_url: str | None = Field(description=_VIDEO_URL)
+    poster_url: str | None = Field(description=_POSTER_URL)
 
 
 class JobSummary(BaseModel):
@@ -184,8 +203,11 @@ class ErrorOut(BaseModel):
     status: int
     code: str | None = Field(
         None,
-        description="a stable name for the case when the status alone does not say it,"
-        " e.g. photo_too_small, photo_damaged, photo_unsupported, photo_too_many_pixels",
+        description="a stable name for the case when the status alone does not say it:"
+        " photo_empty, photo_unreadable, photo_damaged, photo_unsupported,"
+        " photo_too_many_pixels, photo_too_small (400/413/415/422); idempotency_key_reused"
+        " (422); not_ready, job_failed, job_cancelled (409); video_deleted (410);"
+        " link_invalid, link_expired (403)",
     )
 
 
@@ -201,7 +223,10 @@ class RendererOut(BaseModel):
 class HealthOut(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    ok: bool
+    ok: bool = Field(description="false (with status 503) while the service cannot take work")
+    reason: str | None = Field(
+        description="why it cannot: the renderer failed, disk below MIN_FREE_MB, paused, stopping"
+    )
     renderer: RendererOut
     queue_length: int
     running_job: str | None

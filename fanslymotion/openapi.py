@@ -16,6 +16,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # The statuses any /job* route may answer with an ErrorOut body.
 JOB_ERRORS = ("400", "401", "404", "409", "413", "415", "422", "429", "503", "507")
+# 401 comes with a WWW-Authenticate challenge, 429 and 503 with Retry-After.
+_ERROR_HEADERS = {
+    "401": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    "429": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+    "503": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+}
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,9 @@ def document(routes: list[Route], auth: bool) -> dict[str, Any]:
         if route.body is not None:
             operation["requestBody"] = route.body(schemas)
         if route.guarded:
-            operation["responses"].update({code: error for code in JOB_ERRORS})
+            for code in JOB_ERRORS:
+                extra = {"headers": _ERROR_HEADERS[code]} if code in _ERROR_HEADERS else {}
+                operation["responses"].setdefault(code, {**error, **extra})
             operation["security"] = security
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     result: dict[str, Any] = {

@@ -515,3 +515,34 @@ async def reencode(
         tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
         raise OSError(f"ffmpeg exited with {process.returncode}: {tail[0]}")
     return (await asyncio.to_thread(target.stat)).st_size
+
+
+def first_frame_jpeg(video: Path, output: Path, *, quality: int = 3, timeout: float = 60) -> None:
+    """Write the first frame of `video` to `output` as a JPEG (`quality`: ffmpeg's -q:v, 2 is
+    best). The caller picks `output`: write to a temporary name and rename it."""
+    command = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        str(video),
+        "-frames:v",
+        "1",
+        # Our videos are BT.709 TV range; a JPEG is read as BT.601 full range, and ffmpeg's
+        # default conversion would shift the colours (greens by about 10 levels).
+        "-vf",
+        "scale=in_color_matrix=bt709:in_range=tv:out_color_matrix=bt601:out_range=pc,"
+        "format=yuvj420p",
+        "-q:v",
+        str(quality),
+        "-f",
+        "mjpeg",  # one frame of MJPEG is a JPEG file
+        "-y",
+        str(output),
+    ]
+    result = subprocess.run(command, capture_output=True, check=False, timeout=timeout)
+    if result.returncode != 0 or not output.is_file() or output.stat().st_size == 0:
+        log.info("poster failed (%s): %s", result.returncode, result.stderr[-_STDERR_TAIL:])
+        raise RenderError("the poster could not be made from the video", retryable=False)

@@ -152,6 +152,16 @@ PHOTO_ERROR_CODES = {
     "photo_too_many_pixels",
     "photo_too_small",
 }
+# The other codes of the API's error bodies (see models.ErrorOut).
+ERROR_CODES = PHOTO_ERROR_CODES | {
+    "idempotency_key_reused",
+    "not_ready",
+    "job_failed",
+    "job_cancelled",
+    "video_deleted",
+    "link_invalid",
+    "link_expired",
+}
 
 
 def assert_error_body(body: object, status: int) -> None:
@@ -160,4 +170,4 @@ def assert_error_body(body: object, status: int) -> None:
     assert body["ok"] is False and body["status"] == status and isinstance(body["error"], str)
     assert set(body) <= {"ok", "error", "status", "code"}, body
     if "code" in body:
-        assert body["code"] in PHOTO_ERROR_CODES, body
+        assert body["code"] in ERROR_CODES, body

@@ -309,8 +309,10 @@ async def test_jobs_listing(start_service: ServiceFactory) -> None:
 
 
 async def test_failed_render_is_retried_then_fails_cleanly(start_service: ServiceFactory) -> None:
-    # An x264 preset the encoder rejects makes every render fail the same way.
-    client = await start_service(x264_preset="no-such-preset", max_retries=2)
+    # An x264 preset the encoder rejects makes every render fail the same way. Settings refuse
+    # one at start, so it is slipped in after the service started.
+    client = await start_service(max_retries=2)
+    client.service.settings.x264_preset = "no-such-preset"
     _, created = await client.create()
     final = await client.wait(created["job_id"])
     assert final["status"] == "failed"
@@ -383,7 +385,7 @@ async def test_stopping_service_answers_503(client: Client) -> None:
 
 
 def test_base64_is_decoded_in_slices_exactly() -> None:
-    from fanslymotion.api import decode_base64
+    from fanslymotion.api_input import decode_base64
 
     data = photo_bytes(64, 48)
     text = base64.b64encode(data).decode()

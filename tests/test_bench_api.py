@@ -54,7 +54,7 @@ def test_bench_api_quick(tmp_path: Path) -> None:
     for section in sections:
         assert section["render_running"] is True
         assert len(section["start_ms"]) == 3 and all(v > 0 for v in section["start_ms"])
-        assert len(section["loads"]) == 5
+        assert len(section["loads"]) == 6  # running, queued, completed, paced, and bare twice
         for load in section["loads"].values():
             assert load["requests"] > 0 and load["errors"] == 0, section
     assert sections[0]["lag_ms"]["render"]["samples"] > 0

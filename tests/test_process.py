@@ -66,7 +66,7 @@ class Process:
                 continue
             self.port = int(found.group(1))
             try:
-                if self.get("/health")[0] == 200:
+                if self.get("/health")[0] in (200, 503):  # 503: up, not taking work
                     return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.1)

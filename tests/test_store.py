@@ -3,7 +3,9 @@ failed COMMIT rolled back, and one timestamp format for rows and cut-offs."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -128,5 +130,76 @@ async def test_cutoffs_and_rows_share_one_time_format(tmp_path: Path) -> None:
         later = completed + timedelta(days=1, microseconds=1)
         assert await datadir.housekeeping(settings, store, now=later) == (1, 0)
         assert (settings.archive_dir / "x.mp4").read_bytes() == b"video"
+    finally:
+        await store.close()
+
+
+def _disk_rows(path: Path) -> dict[str, dict[str, object]]:
+    """Every job row as another connection reads it from the file."""
+    with sqlite3.connect(path) as db:
+        db.row_factory = sqlite3.Row
+        return {row["job_id"]: dict(row) for row in db.execute("SELECT * FROM jobs")}
+
+
+async def test_the_memory_copy_is_the_database(tmp_path: Path) -> None:
+    """After every kind of write, what the store answers from memory (rows and the queue in
+    dispatch order) is what a fresh connection reads from the file."""
+    from dataclasses import asdict
+
+    from fanslymotion.models import Phase, Progress
+
+    path = tmp_path / "db.sqlite3"
+    store = await Store.open(path)
+    try:
+        ids = [f"00000000-0000-4000-8000-00000000000{n}" for n in range(4)]
+        for n, job_id in enumerate(ids):
+            await store.create_job(
+                new_job(job_id, user_id=0 if n in (0, 3) else 1),
+                max_queued=9,
+                max_active_per_user=9,
+            )
+
+        async def check() -> None:
+            disk = _disk_rows(path)
+            for job_id in ids:
+                job = await store.get_job(job_id)
+                assert job is not None and asdict(job) == disk[job_id], job_id
+            fresh = await Store.open(path)
+            try:
+                expected = [j.job_id for j in (await fresh.queue(time.time()))[0]]
+            finally:
+                await fresh.close()
+            assert [j.job_id for j in (await store.queue(time.time()))[0]] == expected
+
+        await check()
+        await store.start_job(ids[0], "motion")
+        await check()
+        await store.set_progress(ids[0], Progress(42.0, Phase.RENDERING))
+        await check()
+        await store.requeue_job(ids[0], count_attempt=True, not_before=time.time() + 0.3)
+        await check()
+        await store.cancel_job(ids[1], running=False)
+        await store.set_progress_message(ids[2], 77)
+        await check()
+        await store.start_job(ids[2], "motion")
+        await store.complete_job(
+            ids[2],
+            output_path="hot/x.mp4",
+            width=1,
+            height=1,
+            frames=1,
+            size_bytes=1,
+            render_seconds=0.1,
+        )
+        await store.set_paths(ids[2], input_path=None, output_path=None, archived=True)
+        await check()
+        # The end of the retry backoff reorders the queue with no write: the copy follows.
+        during = [j.job_id for j in (await store.queue(time.time()))[0]]
+        assert during[-1] == ids[0]  # backing off: behind the jobs that can run now
+        job = await store.get_job(ids[0])
+        assert job is not None
+        await asyncio.sleep(max(0.0, job.not_before - time.time()) + 0.01)
+        await check()
+        assert [j.job_id for j in (await store.queue(time.time()))[0]] == [ids[0], ids[3]]
     finally:
         await store.close()

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from fanslymotion import checkpoints, datadir, video
+from fanslymotion import api_files, checkpoints, datadir, video
 from fanslymotion.errors import Cancelled
 from fanslymotion.models import Progress
 from fanslymotion.renderer import Preview, RenderSpec, RenderTask, select_renderer
@@ -376,6 +376,12 @@ async def test_preview_needs_the_token_as_the_video_does(start_service: ServiceF
     assert status == 401 and body["ok"] is False
     status, body, _ = await client.request("GET", path, headers={"Authorization": "Bearer secret"})
     assert status == 404, body
+    # A signed link opens it as it opens the video (the SSE event's url is one); a forged one not.
+    signed = api_files.link(client.service.settings, path, path.split("/")[2])
+    status, body, _ = await client.request("GET", signed)
+    assert status == 404, body  # past the auth: the job does not exist
+    status, body, _ = await client.request("GET", signed.replace("sig=", "sig=0"))
+    assert status == 403 and body["code"] == "link_invalid"
 
 
 async def test_housekeeping_removes_orphan_work_folders(client: Client) -> None:

@@ -1,0 +1,185 @@
+"""Reading requests: the two forms of /job/create (JSON with a base64 photo, or multipart), the
+/jobs query, and the request digest behind idempotency keys. Every cap is checked while the
+bytes arrive, and CPU-heavy steps (json.loads, base64, hashing) run in an executor."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+from pydantic import BaseModel, ValidationError
+
+from . import models
+from .config import Settings
+from .errors import BadRequest, InvalidParams, PayloadTooLarge, UnsupportedMedia
+
+# Base64 with a line break every 76 characters (what `base64` and most encoders write) is
+# 78/76 of the plain text; leave that much room before refusing a body as too large.
+_WRAPPED = 78 / 76
+
+
+def validation_message(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def _too_large(settings: Settings) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the photo is larger than {settings.max_upload_mb:g} MB")
+
+
+def json_body_limit(settings: Settings) -> int:
+    """The most bytes a JSON body may have: the photo's cap in wrapped base64, and 64 KB."""
+    return int(settings.max_upload_bytes * 4 / 3 * _WRAPPED) + 64 * 1024
+
+
+async def read_create(request: web.Request, settings: Settings) -> tuple[models.JobParams, bytes]:
+    """Parse either form of /job/create; the photo's bytes are capped while they are read."""
+    content_type = request.content_type
+    if content_type == "application/json":
+        return await _read_json(request, settings)
+    if content_type == "multipart/form-data":
+        try:
+            fields, image = await _read_form(request, settings)
+        except (ValueError, HttpProcessingError):  # no boundary, broken part headers...
+            raise BadRequest("the multipart body could not be read") from None
+        if image is None:
+            raise InvalidParams("image: a file part named 'image' is required")
+        try:
+            # Form fields are text; pydantic converts "7" to an int but not "3" to Literal[3].
+            data: dict[str, Any] = {k: v for k, v in fields.items() if v != ""}
+            if data.get("duration", "").isdigit():
+                data["duration"] = int(data["duration"])
+            if "webhook_events" in data:  # a comma-separated list in a form
+                data["webhook_events"] = [e.strip() for e in data["webhook_events"].split(",")]
+            params = models.JobParams.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidParams(validation_message(exc)) from None
+        return params, image
+    raise UnsupportedMedia("send application/json (image_data in base64) or multipart/form-data")
+
+
+async def _read_json(request: web.Request, settings: Settings) -> tuple[models.JobParams, bytes]:
+    raw = await _read_capped(request.content.read, json_body_limit(settings), _too_large(settings))
+    loop = asyncio.get_running_loop()
+    try:
+        data = await loop.run_in_executor(None, json.loads, raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("the body is not valid JSON") from None
+    except RecursionError:  # thousands of nested brackets
+        raise BadRequest("the JSON body is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise InvalidParams("the body must be a JSON object")
+    try:
+        # Strict: JSON has types, so `true` is no user id and "3" no duration.
+        body = models.JobCreateJSON.model_validate(data, strict=True)
+    except ValidationError as exc:
+        raise InvalidParams(validation_message(exc)) from None
+    try:
+        image = await loop.run_in_executor(
+            None, decode_base64, body.image_data, 1 << 20, settings.max_upload_bytes
+        )
+    except TooLarge:
+        raise _too_large(settings) from None
+    except (binascii.Error, ValueError):
+        raise BadRequest("image_data is not valid base64") from None
+    if len(image) > settings.max_upload_bytes:
+        raise _too_large(settings)
+    return models.JobParams.model_validate(body.model_dump(exclude={"image_data"})), image
+
+
+class TooLarge(Exception):
+    """The base64 text holds more bytes than the limit (found before decoding it all)."""
+
+
+def decode_base64(text: str, chunk: int = 1 << 20, limit: int | None = None) -> bytes:
+    """Strict base64, with a data: URL prefix and whitespace (line breaks) allowed, decoded in
+    1 MiB slices: binascii and str.split hold the GIL for a whole call, and one call on a 20 MB
+    photo would stall the event loop for over 100 ms even from an executor. Over `limit` bytes
+    it raises TooLarge as soon as the text says so."""
+    text = text.strip()
+    if text.startswith("data:") and "," in text[:200]:
+        text = text.split(",", 1)[1]
+    chunk = max(4, chunk - chunk % 4)
+    decoded: list[bytes] = []
+    carry = ""  # characters of an incomplete quantum, left over by the previous slice
+    seen = 0  # base64 characters so far, whitespace left out
+    for start in range(0, len(text), chunk):
+        piece = text[start : start + chunk]
+        if any(space in piece for space in " \t\r\n"):
+            piece = "".join(piece.split())
+        seen += len(piece)
+        if limit is not None and (seen - 3) * 3 // 4 > limit:  # padding makes up to 2 less
+            raise TooLarge
+        piece = carry + piece
+        whole = len(piece) - len(piece) % 4
+        decoded.append(base64.b64decode(piece[:whole], validate=True))
+        carry = piece[whole:]
+    if carry:
+        raise ValueError("base64 text ends in an incomplete quantum")
+    return b"".join(decoded)
+
+
+async def _read_form(
+    request: web.Request, settings: Settings
+) -> tuple[dict[str, str], bytes | None]:
+    """The text fields and the `image` part of a multipart body."""
+    fields: dict[str, str] = {}
+    image: bytes | None = None
+    reader = await request.multipart()
+    field_too_large = PayloadTooLarge("a form field is at most 4 KB")
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise BadRequest("nested multipart bodies are not supported")
+        if part.name == "image":
+            image = await _read_capped(
+                part.read_chunk, settings.max_upload_bytes, _too_large(settings)
+            )
+        elif part.name:
+            try:
+                value = await _read_capped(part.read_chunk, 4096, field_too_large)
+            except PayloadTooLarge:
+                raise InvalidParams(f"{part.name}: a form field is at most 4 KB") from None
+            fields[part.name] = value.decode("utf-8", "replace")
+    return fields, image
+
+
+async def _read_capped(
+    read: Callable[[int], Awaitable[bytes]], limit: int, error: PayloadTooLarge
+) -> bytes:
+    """Read a body or part in chunks, raising `error` as soon as it passes `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await read(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise error
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def jobs_query(request: web.Request) -> models.JobsQuery:
+    try:
+        return models.JobsQuery.model_validate(
+            {name: value for name, value in request.query.items() if value != ""}
+        )
+    except ValidationError as exc:
+        raise InvalidParams(validation_message(exc)) from None
+
+
+def request_digest(params: BaseModel, image: bytes) -> str:
+    """What an idempotency key is bound to: the parameters as asked (a seed left out stays left
+    out) and the photo's SHA-256. Runs in an executor (hashing 20 MB takes tens of ms)."""
+    asked = params.model_dump(mode="json", exclude={"user_id"})
+    text = json.dumps(asked, sort_keys=True, separators=(",", ":"))
+    photo = hashlib.sha256(image).hexdigest()
+    return hashlib.sha256(f"{text}\n{photo}".encode()).hexdigest()
