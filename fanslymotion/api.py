@@ -18,10 +18,10 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel
 
-from . import __version__, api_files, api_input, models, openapi
+from . import __version__, api_files, api_input, checkpoints, models, openapi
 from . import web as web_page
 from .config import Settings
-from .errors import FanslyError, InvalidParams, NotFound, Unauthorized
+from .errors import Conflict, FanslyError, InvalidParams, NotFound, Unauthorized
 from .metrics import CONTENT_TYPE
 from .models import TERMINAL
 from .openapi import Handler, Route, answer
@@ -30,6 +30,7 @@ from .store import Job
 
 if TYPE_CHECKING:
     from .app import Service
+    from .renderer import Preview
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def _bearer(request: web.Request) -> str | None:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """With FANSLYMOTION_API_TOKEN set, every /job* and /jobs route needs the bearer token; the
-    video and the poster also open with a signed link (a wrong or expired one is 403)."""
+    video, the poster and the live preview also open with a signed link (a wrong or expired one is 403)."""
     settings = request.app[SERVICE].settings
     token = settings.api_token
     if token is None or not request.path.startswith("/job"):
@@ -324,6 +325,19 @@ async def job_download(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def job_preview(request: web.Request) -> web.Response:
+    """The live preview of a running SVD job: a small MP4 of the frames made so far."""
+    service = _service(request)
+    job = await service.jobs.get(_job_id(request))
+    path = checkpoints.work_dir(service.settings.data_dir, job.job_id) / checkpoints.PREVIEW
+    try:
+        # A few hundred KB at most, read whole: it is replaced (renamed over) after every pass.
+        data = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
+    except FileNotFoundError:
+        raise Conflict(f"no preview for this job (it is {job.status})") from None
+    return web.Response(body=data, content_type="video/mp4", headers={"Cache-Control": "no-store"})
+
+
 async def job_poster(request: web.Request) -> web.StreamResponse:
     service = _service(request)
     job = await service.jobs.get(_job_id(request))
@@ -378,6 +392,15 @@ class _Stream:
         await self.response.write(
             f"id: {_event_id(body)}\nevent: {kind}\ndata: {data}\n\n".encode()
         )
+        self.last = body
+
+    async def send_preview(self, body: models.JobStatusOut, preview: dict[str, Any]) -> None:
+        """A `preview` event: the status body with the new preview under `preview`."""
+        data = json.dumps(
+            {**body.model_dump(mode="json"), "preview": preview}, separators=(",", ":")
+        )
+        event_id = f"{_event_id(body)}.p{preview['passes_done']}"
+        await self.response.write(f"id: {event_id}\nevent: preview\ndata: {data}\n\n".encode())
         self.last = body
 
     async def heartbeat(self) -> None:
@@ -436,6 +459,10 @@ async def _follow(
             if event.kind == "progress":
                 await stream.send("progress", _status_body(service, job, None, event.eta_seconds))
                 continue
+            if event.preview is not None:
+                body = _status_body(service, job, None, event.eta_seconds)
+                await stream.send_preview(body, _preview_data(service.settings, event.preview))
+                continue
             body = _status_body(service, job, *await service.jobs.position_and_eta(job))
             await stream.send(job.status if job.terminal else "status", body)
             if job.terminal:
@@ -460,6 +487,18 @@ def _moved(before: models.JobStatusOut, now: models.JobStatusOut) -> bool:
     if (before.eta_seconds is None) != (now.eta_seconds is None):
         return True
     return abs((before.eta_seconds or 0.0) - (now.eta_seconds or 0.0)) >= 1.0
+
+
+def _preview_data(settings: Settings, preview: Preview) -> dict[str, Any]:
+    """What a `preview` event adds to the status body: where the preview is, how far it goes."""
+    job_id = preview.path.parent.name
+    return {
+        "url": api_files.link(settings, f"/job/{job_id}/preview", job_id),
+        "frames": preview.frames,
+        "passes_done": preview.passes_done,
+        "passes": preview.passes,
+        "size": preview.size_bytes,
+    }
 
 
 _MP4: dict[str, Any] = {"video/mp4": {}}
@@ -626,11 +665,18 @@ ROUTES: list[Route] = [
         "Server-Sent Events: status and progress until the job ends",
         {"200": {"description": "event stream", "content": {"text/event-stream": {}}}},
     ),
+    Route(
+        "GET",
+        "/job/{job_id}/preview",
+        job_preview,
+        "a small MP4 of the frames made so far (SVD, while it renders)",
+        {"200": {"description": "the preview", "content": _MP4}},
+    ),
 ]
 
 
 # The routes that also open with a signed link instead of the bearer header.
-SIGNED: frozenset[Handler] = frozenset({job_download, job_poster})
+SIGNED: frozenset[Handler] = frozenset({job_download, job_poster, job_preview})
 
 
 def create_app(service: Service) -> web.Application:

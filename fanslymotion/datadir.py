@@ -15,7 +15,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import video
+from . import checkpoints, video
 from .config import Settings
 from .errors import Unavailable
 from .store import Job, Store, iso_utc
@@ -72,6 +72,7 @@ def clean_leftovers(settings: Settings) -> int:
         settings.inputs_dir,
         settings.archive_dir,
         settings.data_dir / "posters",
+        settings.data_dir / "work",  # checkpoints a kill interrupted mid-write
     ):
         if not folder.is_dir():
             continue
@@ -184,6 +185,7 @@ async def housekeeping(
     archive_cutoff = iso_utc(moment - timedelta(days=settings.archive_after_days))
     prune_cutoff = iso_utc(moment - timedelta(days=settings.prune_after_days))
     archived = pruned = 0
+    await remove_orphan_work(settings, store)
     for job in await store.finished_before(archive_cutoff):
         if job.output_path is None:
             continue
@@ -210,6 +212,25 @@ async def housekeeping(
             archived += 1
             log.info("job %s video archived", job.job_id)
     return archived, pruned
+
+
+async def remove_orphan_work(settings: Settings, store: Store) -> int:
+    """Remove the work folders (SVD checkpoints) of jobs that ended or no longer exist. The queue
+    removes a job's folder when it ends; this catches the ones a crash or a bug left."""
+    loop = asyncio.get_running_loop()
+    root = settings.data_dir / "work"
+    folders = await loop.run_in_executor(
+        None, lambda: sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    )
+    removed = 0
+    for folder in folders:
+        job = await store.get_job(folder.name)
+        if job is None or job.terminal:
+            await loop.run_in_executor(None, checkpoints.remove_work, folder)
+            removed += 1
+    if removed:
+        log.info("removed %d orphan work folder(s)", removed)
+    return removed
 
 
 async def run_housekeeping(settings: Settings, store: Store) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from . import datadir, motion, photo, webhook
+from . import checkpoints, datadir, motion, photo, webhook
 from .config import Settings
 from .datadir import move_into_place, remove_quietly, write_atomic
 from .errors import (
@@ -38,7 +38,7 @@ from .errors import (
 from .eta import Estimator, Kind
 from .metrics import Metrics
 from .models import TERMINAL, JobStatus, Phase, Progress
-from .renderer import Renderer, RenderResult, RenderSpec, RenderTask, RenderWorker
+from .renderer import Preview, Renderer, RenderResult, RenderSpec, RenderTask, RenderWorker
 from .store import Job, NewJob, Store, check_same_request, parse_time
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,13 @@ class JobRequest:
 
 @dataclass(frozen=True)
 class JobEvent:
-    """A change seen by listeners (SSE clients, the bot): a committed status or live progress."""
+    """A change seen by listeners (SSE clients, the bot): a committed status, live progress,
+    or a new live preview (`preview` set; SVD only)."""
 
-    kind: Literal["status", "progress"]
+    kind: Literal["status", "progress", "preview"]
     job: Job
     eta_seconds: float | None = None
+    preview: Preview | None = None
 
 
 @dataclass
@@ -232,7 +234,12 @@ class JobQueue:
             raise
         loop = asyncio.get_running_loop()
         free_mb = await loop.run_in_executor(None, self.free_disk_mb)
-        if free_mb < self.settings.min_free_mb:
+        # Room for the job's checkpoints too (SVD writes them as it goes).
+        spec = RenderSpec(
+            request.duration, request.resolution, request.motion_preset, fps=self.settings.fps
+        )
+        scratch = self.renderer.scratch_bytes(spec) if self.renderer is not None else 0
+        if free_mb - scratch / 2**20 < self.settings.min_free_mb:
             raise InsufficientStorage("the server is out of disk space, please try again later")
         extension = await loop.run_in_executor(None, self._check_photo, image)
         job_id = str(uuid.uuid4())
@@ -501,6 +508,15 @@ class JobQueue:
         log.info("job %s %s attempt=%d%s", job.job_id, job.status, job.attempts, extra)
         self.metrics.transitions.labels(job.status).inc()
         self._publish(JobEvent("status", job, 0.0 if job.terminal else None))
+        if job.terminal:  # a parked or retried job keeps its checkpoints, an ended one not
+            drop = asyncio.ensure_future(self._drop_work(job.job_id))
+            self._background.add(drop)
+            drop.add_done_callback(self._background.discard)
+
+    async def _drop_work(self, job_id: str) -> None:
+        folder = checkpoints.work_dir(self.settings.data_dir, job_id)
+        if await asyncio.get_running_loop().run_in_executor(None, checkpoints.remove_work, folder):
+            log.info("job %s: checkpoints removed", job_id)
 
     # -- the dispatcher -----------------------------------------------------------------------
 
@@ -544,6 +560,8 @@ class JobQueue:
             spec=self.spec_of(started),
             input_path=self.settings.data_dir / (started.input_path or ""),
             output_path=partial,
+            work_dir=checkpoints.work_dir(self.settings.data_dir, started.job_id),
+            on_preview=lambda shown: self._on_preview_threadsafe(loop, running, shown),
         )
 
         def on_timeout() -> None:
@@ -666,6 +684,27 @@ class JobQueue:
             )
             self._background.add(save)
             save.add_done_callback(self._background.discard)
+
+    def _on_preview_threadsafe(
+        self, loop: asyncio.AbstractEventLoop, running: _Running, preview: Preview
+    ) -> None:
+        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+            loop.call_soon_threadsafe(self._on_preview, running, preview)
+
+    def _on_preview(self, running: _Running, preview: Preview) -> None:
+        """On the loop: a new preview of the running job is in place."""
+        if running.done.is_set():
+            return
+        report = running.progress
+        snapshot = replace(
+            running.job,
+            progress=round(report.percent, 1),
+            message=report.message,
+            phase=report.phase,
+            phase_step=report.step,
+            phase_steps=report.steps,
+        )
+        self._publish(JobEvent("preview", snapshot, self._running_rest(), preview))
 
     def _learn(self, job: Job, renderer: str, seconds: float) -> None:
         self.estimator.learn(Kind(renderer, job.resolution, job.frames or 0, job.steps), seconds)

@@ -60,12 +60,27 @@ class RenderSpec:
 
 
 @dataclass(frozen=True)
+class Preview:
+    """A live preview of a render in progress (SVD only): a small MP4 of the frames so far."""
+
+    path: Path
+    frames: int
+    passes_done: int
+    passes: int
+    size_bytes: int
+
+
+@dataclass(frozen=True)
 class RenderTask:
     job_id: str
     spec: RenderSpec
     input_path: Path
     output_path: Path  # a temporary name; the queue renames it once the render succeeds
     metadata: Mapping[str, str] = field(default_factory=dict)
+    work_dir: Path | None = None
+    """data/work/<job>/: SVD's pass checkpoints and preview (the motion renderer ignores it)."""
+    on_preview: Callable[[Preview], None] | None = None
+    """Called from a render thread each time a new preview is in place."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +190,10 @@ class Renderer:
     def estimate_seconds(self, spec: RenderSpec) -> float:
         """A first guess of the render time, before the queue has measured real ones."""
         return 1.0 + spec.frames * 0.05
+
+    def scratch_bytes(self, spec: RenderSpec) -> int:
+        """At most this many bytes of the job's work folder (checkpoints) on disk."""
+        return 0
 
 
 def check_cancel(cancel: threading.Event) -> None:

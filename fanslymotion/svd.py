@@ -1,11 +1,13 @@
 """Stable Video Diffusion (SVD-XT) behind the renderer interface.
 
-The only module that imports torch, diffusers, transformers and accelerate; `renderer.py` imports
-it lazily, so a service running the camera-motion renderer never loads them.
+With `svd_chain.py`, the only modules that import torch, diffusers, transformers and accelerate;
+`renderer.py` imports this one lazily, so a service running the camera-motion renderer never loads
+them. Pass checkpoints and the live preview are written by `checkpoints.py`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -20,7 +22,8 @@ import diffusers  # noqa: F401  (a lazy module: the pipeline classes load on fir
 import torch
 import torch._dynamo.exc
 
-from . import motion
+from . import checkpoints, motion
+from .checkpoints import PassStore, PreviewPlan
 from .config import Settings
 from .errors import Cancelled, FanslyError, GPUOutOfMemory, InvalidParams, RenderError, Unavailable
 from .models import Phase, Progress
@@ -33,6 +36,7 @@ from .renderer import (
     RenderTask,
     check_cancel,
 )
+from .svd_chain import Chain
 
 if TYPE_CHECKING:
     import numpy as np
@@ -284,6 +288,13 @@ class _SVDProgress:
         previous, self._last_kind = self._last_kind, kind
         return elapsed if previous == kind else -1.0
 
+    def resumed(self, passes_done: int) -> None:
+        """A job that continues from a checkpoint: its finished passes count as done."""
+        self._steps_done = passes_done * self.steps
+        self._decoded = float(passes_done)
+        # The pass it continues at (the last one when every pass is done: encoding only).
+        self._emit(Phase.RESUMED, min(passes_done + 1, self.segments))
+
     def mark(self) -> None:
         """Restart the clock (a new pass starts: image encoding is not a step)."""
         self._last = time.monotonic()
@@ -522,6 +533,17 @@ class SVDRenderer(Renderer):
         decode = self._decode_seconds if self._decode_seconds is not None else 2 * step
         return 2.0 + segments * (spec.steps * step + decode) + spec.frames * 0.02
 
+    def scratch_bytes(self, spec: RenderSpec) -> int:
+        """The checkpoints' bound: every kept frame and one tail, raw, at the largest working
+        size (the landscape one: no other has more pixels), plus the preview. Lossless WebP
+        makes them about half of that on photos."""
+        per_pass = self._frames_per_pass
+        overlap = svd_overlap(per_pass)
+        segments = svd_segments(spec.frames, per_pass, overlap)
+        kept = segments * (per_pass - 1 - overlap) + 2 * (overlap + 1)
+        width, height = svd_working_size("16:9", self.settings.svd_size)
+        return kept * width * height * 3 + (1 << 20)
+
     # -- rendering --
 
     def render(
@@ -576,20 +598,68 @@ class SVDRenderer(Renderer):
             out_w,
             out_h,
         )
-        working = self.working_frames(first, spec, cancel=cancel, tracker=tracker)
-        frames = motion.apply_camera(
-            working,
-            out_size=(out_w, out_h),
+        passes = self._pass_store(task, (work_w, work_h), (out_w, out_h), segments)
+        try:
+            working = self.working_frames(
+                first, spec, cancel=cancel, tracker=tracker, passes=passes
+            )
+            frames = motion.apply_camera(
+                working,
+                out_size=(out_w, out_h),
+                n_frames=spec.frames,
+                preset=spec.motion,
+                strength=spec.strength,
+            )
+
+            def on_frame(done: int) -> None:
+                check_cancel(cancel)
+                tracker.encoded(done)
+
+            return self._encode(task, frames, (out_w, out_h), on_frame, progress)
+        finally:
+            if passes is not None:
+                passes.close()  # the passes finished so far are on disk before the job stops
+
+    def _pass_store(
+        self,
+        task: RenderTask,
+        work_size: tuple[int, int],
+        out_size: tuple[int, int],
+        segments: int,
+    ) -> PassStore | None:
+        """The job's checkpoints, keyed by everything a pass's pixels depend on."""
+        if task.work_dir is None:
+            return None
+        spec = task.spec
+        params = {
+            "photo": hashlib.sha256(task.input_path.read_bytes()).hexdigest(),
+            "seed": spec.seed,
+            "steps": spec.steps,
+            "fps": spec.fps,
+            "motion": spec.motion,
+            "strength": spec.strength,
+            "passes": segments,
+            "working_size": list(work_size),
+            "frames_per_pass": self._frames_per_pass,
+            "model": self.settings.svd_model,
+            "dtype": str(self._pipe.unet.dtype),
+            "device": self.device,
+        }
+        plan = PreviewPlan(
+            size=checkpoints.preview_size(*out_size),
             n_frames=spec.frames,
+            fps=spec.fps,
             preset=spec.motion,
             strength=spec.strength,
+            passes=segments,
         )
-
-        def on_frame(done: int) -> None:
-            check_cancel(cancel)
-            tracker.encoded(done)
-
-        return self._encode(task, frames, (out_w, out_h), on_frame, progress)
+        return PassStore(
+            task.work_dir,
+            params,
+            min_free_bytes=self.settings.min_free_mb << 20,
+            preview=plan,
+            on_preview=task.on_preview,
+        )
 
     def working_frames(
         self,
@@ -599,46 +669,58 @@ class SVDRenderer(Renderer):
         cancel: threading.Event | None = None,
         tracker: _SVDProgress | None = None,
         n_frames: int | None = None,
+        passes: PassStore | None = None,
     ) -> Iterator[FrameArray]:
         """`n_frames` (default `spec.frames`) frames, HxWx3 uint8 at the size of `first`, SVD's
-        working size: chained passes, seams cross-faded, colour held to the first pass."""
-        from PIL import Image
-
+        working size: chained passes, seams cross-faded, colour held to the first pass. With
+        `passes`, each pass is checkpointed, and a matching checkpoint is continued from."""
         cancel = cancel or threading.Event()
         total = spec.frames if n_frames is None else n_frames
         per_pass = self._frames_per_pass
         overlap = svd_overlap(per_pass)
-        head = overlap + 1  # frames shared by consecutive passes
         segments = svd_segments(total, per_pass, overlap)
         bucket, noise_aug = svd_motion(spec.motion, spec.strength)
         ladder = MemoryFallback()
         self.last_fallback = ladder
-        reference: tuple[torch.Tensor, torch.Tensor] | None = None
-        tail: torch.Tensor | None = None
-        condition = first
+        chain = Chain(first, per_pass, overlap + 1)
+        start = 0
+        resumed = passes.load() if passes is not None else None
+        if resumed is not None:
+            assert passes is not None
+            start = chain.restore(resumed)
+            if start < segments:
+                log.info(
+                    "svd job %s: resuming from pass %d/%d (checkpoint)",
+                    passes.folder.name,
+                    start + 1,
+                    segments,
+                )
+            else:
+                log.info("svd job %s: all %d passes checkpointed", passes.folder.name, segments)
+            if tracker is not None:
+                tracker.resumed(start)
         emitted = 0
         for k in range(segments):
-            check_cancel(cancel)
-            clip = self._segment(
-                condition, spec, k, bucket, noise_aug, ladder=ladder, cancel=cancel, tracker=tracker
-            )
-            with torch.inference_mode():
-                ycc = _to_ycbcr(clip)
-                if reference is None:
-                    reference = _channel_stats(ycc)
-                else:
-                    ycc = _match_stats(ycc, _channel_stats(ycc), reference)
-                clip = _from_ycbcr(ycc)
-                if tail is not None:
-                    clip[:head] = _crossfade(tail, clip[:head])
-                last = k == segments - 1
-                keep = per_pass if last else per_pass - head
-                if not last:
-                    tail = clip[per_pass - head :].clone()
-                    condition = Image.fromarray(
-                        _to_uint8(clip[per_pass - head : per_pass - head + 1])[0]
-                    )
-                out = _to_uint8(clip[:keep])
+            if k < start:
+                assert passes is not None
+                out = passes.kept(k)
+                if k == start - 1:
+                    passes.preview_now(start)
+            else:
+                check_cancel(cancel)
+                clip = self._segment(
+                    chain.condition,
+                    spec,
+                    k,
+                    bucket,
+                    noise_aug,
+                    ladder=ladder,
+                    cancel=cancel,
+                    tracker=tracker,
+                )
+                out = chain.link(clip, last=k == segments - 1)
+                if passes is not None:
+                    passes.save(k, out, chain.tail, chain.reference_arrays())
             for frame in out:
                 if emitted == total:
                     return
@@ -870,62 +952,3 @@ def _dtype_keyword() -> str:
     from diffusers.utils import deprecation_utils
 
     return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
-
-
-# Colour is handled in YCbCr (BT.601, on [-1, 1] RGB): luma and chroma statistics are matched
-# separately, which corrects SVD's typical drift (brightness creeping, a colour cast) without
-# the hue shifts that matching R, G and B independently can cause.
-_RGB_TO_YCC = (
-    (0.299, 0.587, 0.114),
-    (-0.168736, -0.331264, 0.5),
-    (0.5, -0.418688, -0.081312),
-)
-
-
-def _to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
-
-    matrix = torch.tensor(_RGB_TO_YCC, dtype=rgb.dtype, device=rgb.device)
-    return torch.einsum("ij,fjhw->fihw", matrix, rgb)
-
-
-def _from_ycbcr(ycc: torch.Tensor) -> torch.Tensor:
-
-    matrix = torch.linalg.inv(torch.tensor(_RGB_TO_YCC, dtype=torch.float64)).to(ycc)
-    return torch.einsum("ij,fjhw->fihw", matrix, ycc)
-
-
-def _channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and standard deviation over frames and pixels, shaped (1, C, 1, 1)."""
-
-    std, mean = torch.std_mean(x, dim=(0, 2, 3), keepdim=True)
-    return mean, std
-
-
-def _match_stats(
-    x: torch.Tensor,
-    stats: tuple[torch.Tensor, torch.Tensor],
-    reference: tuple[torch.Tensor, torch.Tensor],
-) -> torch.Tensor:
-    """Shift and scale each channel to the reference statistics (gain limited to 0.8-1.25, so
-    a pass whose content really changed is not forced into the first one's contrast)."""
-    mean, std = stats
-    ref_mean, ref_std = reference
-    gain = (ref_std / std.clamp_min(1e-4)).clamp(0.8, 1.25)
-    return (x - mean) * gain + ref_mean
-
-
-def _crossfade(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-    """Blend the overlapping frames of two passes: raised-cosine weights from old to new."""
-
-    n = old.shape[0]
-    t = torch.arange(1, n + 1, dtype=old.dtype, device=old.device) / (n + 1)
-    w = (0.5 - 0.5 * torch.cos(torch.pi * t)).view(n, 1, 1, 1)
-    return old * (1 - w) + new * w
-
-
-def _to_uint8(frames: torch.Tensor) -> FrameArray:
-    """(F, 3, H, W) in [-1, 1] -> (F, H, W, 3) uint8 on the CPU."""
-
-    out = ((frames + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-    array: FrameArray = out.cpu().numpy()
-    return array

@@ -131,6 +131,14 @@ async def start_service(tmp_path: Path) -> AsyncIterator[ServiceFactory]:
         await service.stop()
 
 
+@pytest.fixture(scope="session")
+def tiny_svd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random-weight SVD pipeline's folder (tests/svd_tiny.py), written once per session."""
+    from .svd_tiny import build_tiny_svd
+
+    return build_tiny_svd(tmp_path_factory.mktemp("tiny-svd"))
+
+
 @pytest.fixture
 async def client(start_service: ServiceFactory) -> Client:
     return await start_service()

@@ -59,12 +59,6 @@ pytestmark = [
 ProgressLog = list[tuple[float, str, float | None]]
 
 
-@pytest.fixture(scope="session")
-def tiny_svd(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny pipeline's folder, written once per test session."""
-    return build_tiny_svd(tmp_path_factory.mktemp("tiny-svd"))
-
-
 def _settings(tmp_path: Path, model: Path | str, **overrides: Any) -> Any:
     values: dict[str, Any] = {
         "renderer": "svd",
