@@ -372,12 +372,14 @@ renders (its progress moves the ETA)."""
 
 
 def _event_id(body: models.JobStatusOut) -> str:
-    """An id that names the state an event carries: attempt, stage, progress and place. A
-    client that reconnects with it gets nothing twice: the current state only if it differs."""
+    """An id that names the state an event carries: attempt, stage, progress, place (and a
+    waiting job's ETA, which it is told about). A client that reconnects with it gets nothing
+    twice: the current state only if it differs."""
     stage = {"queued": 0, "processing": 1}.get(body.status, 2)
     place = body.queue_position or 0
     phase = f".{body.phase}{body.phase_step}" if body.phase else ""
-    return f"{body.attempts}.{stage}.{round(body.progress * 10)}.{place}{phase}"
+    wait = f".{round(body.eta_seconds)}" if stage == 0 and body.eta_seconds is not None else ""
+    return f"{body.attempts}.{stage}.{round(body.progress * 10)}.{place}{wait}{phase}"
 
 
 class _Stream:
@@ -386,13 +388,17 @@ class _Stream:
     def __init__(self, response: web.StreamResponse) -> None:
         self.response = response
         self.last: models.JobStatusOut | None = None
+        self.sent: str | None = None  # the id of the last event sent
 
     async def send(self, kind: str, body: models.JobStatusOut) -> None:
+        """Send one event; one that would repeat the state just sent is left out (a transition
+        can carry the same live figures as the progress report before it)."""
+        event_id = _event_id(body)
+        if kind in ("status", "progress") and self.sent == event_id:
+            return
         data = json.dumps(body.model_dump(mode="json"), separators=(",", ":"))
-        await self.response.write(
-            f"id: {_event_id(body)}\nevent: {kind}\ndata: {data}\n\n".encode()
-        )
-        self.last = body
+        await self.response.write(f"id: {event_id}\nevent: {kind}\ndata: {data}\n\n".encode())
+        self.last, self.sent = body, event_id
 
     async def send_preview(self, body: models.JobStatusOut, preview: dict[str, Any]) -> None:
         """A `preview` event: the status body with the new preview under `preview`."""
