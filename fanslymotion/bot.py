@@ -2,15 +2,18 @@
 
 The bot lives in a few rooms:
 - `bot.py` (here): `TelegramBot`, the life cycle (connect with backoff, long polling without
-  signal handlers), the per-update middleware (allow-list, language), and submitting a job;
+  signal handlers), the per-update middleware (allow-list, language, a user back after a
+  block), submitting a job, downloads;
 - `bot_views.py`: states, callback data, keyboards and texts, pure functions;
+- `bot_screens.py`: showing the conversation in its one live message;
 - `bot_handlers.py`: the handlers, with their dependencies injected by aiogram by name;
-- `bot_progress.py`: the progress messages, edited at most once per interval per chat;
-- `bot_delivery.py`: the delivery outbox over SQLite (retried, survives restarts);
-- `bot_telegram.py`: FSM storage, the 429 middleware and the error kinds.
+- `bot_photo.py`: the photo's handlers (photo first, albums, HEIC, wrong files);
+- `bot_progress.py`: the progress messages, within each chat's edit budget;
+- `bot_delivery.py`: the delivery outbox over SQLite (parallel across chats, survives restarts);
+- `bot_telegram.py`: FSM storage, the request middleware and the error kinds.
 
-Users never see a traceback or a server detail: domain errors show their safe `.message`, anything
-else a generic apology, and the real cause goes to the log.
+Users never see a traceback or a server detail: every error has a text of its own in their
+language, and the real cause goes to the log.
 """
 
 from __future__ import annotations
@@ -536,6 +539,7 @@ class TelegramBot:
             markup=markup,
             sent=text,
         )
+        self.progress.spend(chat_id)  # a new progress message counts like an edit
         self.progress.track(tracked)
         return tracked
 

@@ -19,7 +19,14 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
 from .bot_delivery import DOCUMENT_PREFIX
-from .bot_photo import on_early_photo, on_not_photo, on_photo, resubmit, settings_done
+from .bot_photo import (
+    incoming_kind,
+    on_early_photo,
+    on_not_photo,
+    on_photo,
+    resubmit,
+    settings_done,
+)
 from .bot_screens import is_current, show_conv, show_menu, show_step, take_over
 from .bot_views import (
     STATE_OF,
@@ -376,6 +383,15 @@ async def reuse_job(
         await state.update_data(used=used)
 
 
+async def on_not_a_choice(
+    message: Message, state: FSMContext, raw_state: str | None, lang: str, settings: Settings
+) -> None:
+    """Something typed on a settings step: say what it was and show the step again."""
+    step = next((name for name, st in STATE_OF.items() if st.state == raw_state), "duration")
+    note = t(lang, "use_buttons", kind=t(lang, incoming_kind(message)))
+    await show_step(message, state, lang, step, settings, note=note)
+
+
 async def on_other(message: Message, lang: str) -> None:
     await message.answer(t(lang, "unknown"), reply_markup=menu_only_keyboard(lang))
 
@@ -409,6 +425,9 @@ def build_router(*, admins: Collection[int]) -> Router:
     router.message.register(on_photo, StateFilter(Flow.photo), F.photo | F.document)
     router.message.register(on_not_photo, StateFilter(Flow.photo))
     router.message.register(on_early_photo, F.photo | F.document)
+    router.message.register(
+        on_not_a_choice, StateFilter(Flow.duration, Flow.resolution, Flow.motion, Flow.aspect)
+    )
     router.message.register(on_other)
     router.callback_query.register(on_stale)
     return router

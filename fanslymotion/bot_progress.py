@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -33,7 +34,7 @@ from aiogram.exceptions import (
     TelegramForbiddenError,
     TelegramRetryAfter,
 )
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import FSInputFile, InlineKeyboardMarkup, InputMediaAnimation
 
 from .bot_telegram import is_not_modified, user_gone
 from .bot_views import progress_view
@@ -43,6 +44,13 @@ from .queue import JobEvent, JobQueue, is_closed
 from .store import TERMINAL, Job, parse_time
 
 log = logging.getLogger(__name__)
+
+
+def _message_lost(exc: TelegramBadRequest) -> bool:
+    """The message itself is gone (deleted) or can't be edited any more."""
+    text = exc.message.lower()
+    return "not found" in text or "can't be edited" in text
+
 
 # The flag that carries the jobs a stopping bot saw rendering to the next run.
 _INTERRUPTED = "bot_interrupted_jobs"
@@ -65,10 +73,24 @@ class Tracked:
     resumed: bool = False  # back in the queue after a restart (not after a failed attempt)
     failures: int = 0  # edits failed in a row (network, server)
     failing_since: float | None = None
+    preview: str | None = None  # the newest live preview (an MP4), to show in place of the text
+    preview_version: int = 0
+    preview_sent: int = 0
+    is_media: bool = False  # the message shows a preview now: its caption carries the text
+    media_refused: bool = False  # Telegram would not take a preview here: text it stays
+
+    @property
+    def wants_preview(self) -> bool:
+        return (
+            self.preview is not None
+            and self.preview_version != self.preview_sent
+            and not self.media_refused
+            and not self.final
+        )
 
     @property
     def pending(self) -> bool:
-        return not self.dead and self.text != self.sent
+        return not self.dead and (self.text != self.sent or self.wants_preview)
 
     @property
     def final(self) -> bool:
@@ -290,6 +312,16 @@ class ProgressTracker:
                 tracked.dead = True
         await self.store.release_progress_message(chat_id, message_id)
 
+    def show_preview(self, job_id: str, path: Path) -> None:
+        """A new live preview of a running job: its message shows it, the progress as caption,
+        at the chat's next edit (so within the budget)."""
+        tracked = self._tracked.get(job_id)
+        if tracked is None or tracked.final or tracked.media_refused:
+            return
+        tracked.preview = str(path)
+        tracked.preview_version += 1
+        self._poke(tracked.chat_id)
+
     async def user_returned(self, user_id: int, chat_id: int) -> None:
         """The user wrote to us again: their chat is open, their live jobs' messages too."""
         if chat_id not in self._blocked:
@@ -410,6 +442,9 @@ class ProgressTracker:
             if stored is not None:
                 await self._adopt(stored)
             return
+        preview = getattr(event, "preview", None)  # SVD's live preview events, where sent
+        if preview is not None:
+            self.show_preview(job.job_id, Path(preview.path))
         if event.kind == "progress":
             if not tracked.final:
                 self._show(tracked, job, eta=event.eta_seconds, position=None)
@@ -419,18 +454,15 @@ class ProgressTracker:
     # -- talking to Telegram -------------------------------------------------------------------
 
     async def edit(self, tracked: Tracked) -> None:
-        """Send a progress message's newest text. Errors end in the log, never in a crash."""
+        """Send a progress message's newest text (or preview). Errors end in the log, never in a
+        crash."""
         bot = self._bot()
         if bot is None:
             return
         text = tracked.text
+        media = tracked.wants_preview
         try:
-            await bot.edit_message_text(
-                text=text,
-                chat_id=tracked.chat_id,
-                message_id=tracked.message_id,
-                reply_markup=tracked.markup,
-            )
+            await self._send(bot, tracked, text, media=media)
         except TelegramRetryAfter as exc:
             log.warning("progress of job %s: flood control %ss", tracked.job_id, exc.retry_after)
             self.spend(tracked.chat_id, float(exc.retry_after))
@@ -439,6 +471,10 @@ class ProgressTracker:
                 await self._sent(tracked, text)
             elif user_gone(exc):
                 await self._chat_gone(tracked.chat_id, tracked.user_id, exc)
+            elif media and not _message_lost(exc):
+                # Telegram would not show the preview here: the text goes on as it was.
+                log.info("job %s: preview refused (%s); text only", tracked.job_id, exc.message)
+                tracked.media_refused = True
             else:
                 await self._lost(bot, tracked, exc)
         except TelegramForbiddenError as exc:
@@ -449,6 +485,30 @@ class ProgressTracker:
             await self._sent(tracked, text)
         finally:
             self._edited.set()
+
+    @staticmethod
+    async def _send(bot: Bot, tracked: Tracked, text: str, *, media: bool) -> None:
+        """The one call for this edit: the preview with the text as its caption, the caption of
+        a message that shows a preview, or the text."""
+        chat_id, message_id, markup = tracked.chat_id, tracked.message_id, tracked.markup
+        if media and tracked.preview is not None:
+            # Taken even if this call fails: the next pass brings a newer preview anyway.
+            tracked.preview_sent = tracked.preview_version
+            animation = InputMediaAnimation(
+                media=FSInputFile(tracked.preview, filename="preview.mp4"), caption=text
+            )
+            await bot.edit_message_media(
+                media=animation, chat_id=chat_id, message_id=message_id, reply_markup=markup
+            )
+            tracked.is_media = True
+        elif tracked.is_media:
+            await bot.edit_message_caption(
+                caption=text, chat_id=chat_id, message_id=message_id, reply_markup=markup
+            )
+        else:
+            await bot.edit_message_text(
+                text=text, chat_id=chat_id, message_id=message_id, reply_markup=markup
+            )
 
     async def _sent(self, tracked: Tracked, text: str) -> None:
         tracked.sent = text

@@ -28,7 +28,15 @@ from aiogram.exceptions import (
 )
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
-from aiogram.methods import EditMessageText, Response, SendDocument, SendVideo, TelegramMethod
+from aiogram.methods import (
+    EditMessageCaption,
+    EditMessageMedia,
+    EditMessageText,
+    Response,
+    SendDocument,
+    SendVideo,
+    TelegramMethod,
+)
 from aiogram.methods.base import TelegramType
 from aiogram.types import InputFile
 
@@ -127,7 +135,7 @@ _RESENT_AFTER_ERRORS = frozenset(
 def _owner_retries(method: TelegramMethod[Any]) -> bool:
     """Calls whose caller schedules its own retry: progress edits (with the newest text, within
     the chat's budget) and uploads (the outbox, per chat, without holding an upload slot)."""
-    if isinstance(method, EditMessageText):
+    if isinstance(method, EditMessageText | EditMessageCaption | EditMessageMedia):
         return True
     if isinstance(method, SendVideo):
         return isinstance(method.video, InputFile)

@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .conftest import photo_bytes
-from .fake_telegram import FakeTelegram, FakeUser
-from .test_bot import (
+from .bot_stack import (
     ALICE,
     BORIS,
     TOKEN,
@@ -27,6 +25,8 @@ from .test_bot import (
     wait_until,
     wait_video,
 )
+from .conftest import photo_bytes
+from .fake_telegram import FakeTelegram, FakeUser
 
 
 @pytest.fixture
@@ -144,12 +144,18 @@ async def test_wrong_input_names_itself_and_the_step_stays(stack: Stack, tg: Fak
     await tg.send_document(ALICE, b"%PDF-1.4\n", "invoice.pdf", "application/pdf")
     outside = await tg.wait_message(ALICE.id, "That's a PDF, not an image")
     assert "Nice photo" not in _text(outside) and ("🏠 Menu", "nav:menu") in tg.buttons(outside)
+    menu = await open_menu(tg, ALICE)
+    await tg.press(ALICE, menu, "nav:new")
+    await wait_button(tg, ALICE.id, "pick:duration:3")
+    await tg.send_text(ALICE, "ten seconds please")
+    typed = await tg.wait_message(ALICE.id, "choose with the buttons below")
+    assert "Step 1 of 5" in _text(typed) and "pick:duration:10" in [d for _, d in tg.buttons(typed)]
     await choose(tg, ALICE)
     await tg.send_document(ALICE, b"PK\x03\x04", "photos.zip", "application/zip")
     again = await tg.wait_message(ALICE.id, "That's an archive, not an image")
     assert "Step 5 of 5" in _text(again) and ("⬅️ Back", "back:aspect") in tg.buttons(again)
     await tg.send_text(ALICE, "here")
-    hint = await tg.wait_message(ALICE.id, "That's a text message")
+    hint = await tg.wait_message(ALICE.id, "That's a text message. Please send a photo")
     assert ("⬅️ Back", "back:aspect") in tg.buttons(hint)
     assert await stack.store.count_jobs() == 0
 

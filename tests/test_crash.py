@@ -14,9 +14,9 @@ from typing import Any
 
 from fanslymotion import video
 
+from .bot_stack import TOKEN, choose, job_id_of, progress_message
 from .conftest import photo_bytes
 from .fake_telegram import ApiCall, FakeTelegram, FakeUser
-from .test_bot import TOKEN, choose, job_id_of, progress_message
 from .test_process import Process
 
 USERS = [FakeUser(2000 + n, f"User{n}", "en" if n % 2 else "ru") for n in range(5)]
