@@ -7,18 +7,22 @@ VAE gets SVD's config explicitly; the image encoder is a CLIP ViT-H/14 vision to
 times, in one process, on one set of weights:
 
 * plain: `StableVideoDiffusionPipeline.__call__` in fp16, eager, `decode_chunk_size=8`;
-* ours: the renderer's own pass (`SVDRenderer.working_frames`, one pass) after
-  `optimize_pipeline` (torch.compile of the UNet, channels-last, cuDNN autotuning) and with
-  the decode chunk chosen from free GPU memory (the whole pass in one chunk on an H100);
+* ours eager: the renderer's own pass (`SVDRenderer.working_frames`, one pass) after
+  `optimize_pipeline` without compilation (SDPA attention), the decode chunk chosen from
+  free GPU memory (the whole pass in one chunk on an H100 or H200);
+* ours compiled: the same after `optimize_pipeline` with torch.compile of the UNet,
+  channels-last convolutions and cuDNN autotuning (`FANSLYMOTION_SVD_COMPILE=true`);
 
 at 1024x576, 25 frames, 25 steps, the same seed and conditioning: seconds per clip (frames
 on the CPU as uint8, ready to encode), peak GPU memory, and how far the two outputs differ.
 Random weights make noise, not video, but the arithmetic (and so the time) is the real one.
 
-    .venv/bin/python bench/svd_gpu.py                # on a CUDA machine; ~10 min with compile
+    .venv/bin/python bench/svd_gpu.py                # on a CUDA machine; ~4 min on an H200
     .venv/bin/python bench/svd_gpu.py --tiny         # CPU smoke run of the same code (a test)
 
-`--json FILE` writes the results; docs/benchmarks.md records them.
+`--json FILE` writes the results, after every variant (a run stopped by a time limit keeps what
+it measured; `complete` says whether it got to the end); docs/benchmarks.md records them.
+bench/gpu_run.sh runs this with the end-to-end and out-of-memory checks in one command.
 """
 
 from __future__ import annotations
@@ -204,6 +208,54 @@ def compare(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     }
 
 
+def environment(device: str) -> dict[str, Any]:
+    """Versions and the card, for the record (docs/benchmarks.md wants card, driver, torch)."""
+    import diffusers
+    import transformers
+
+    cudnn: Any = torch.backends.cudnn  # its functions are unannotated
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": cudnn.version() if cudnn.is_available() else None,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "cpu_threads": torch.get_num_threads(),
+    }
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(device)
+        env["card"] = props.name
+        env["memory_gib"] = props.total_memory / 2**30
+        env["multiprocessors"] = props.multi_processor_count
+        env["capability"] = f"{props.major}.{props.minor}"
+        try:
+            import subprocess
+
+            env["driver"] = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            env["driver"] = None
+    return env
+
+
+VARIANTS = ("plain", "eager", "compiled")
+
+
+def summary(seconds: list[float], peak: float | None) -> dict[str, Any]:
+    return {
+        "seconds": seconds,
+        "best_s": min(seconds),
+        "median_s": statistics.median(seconds),
+        "peak_gib": peak,
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -222,13 +274,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--preset", default="pan_l", help="motion preset for the SVD conditioning")
     parser.add_argument(
+        "--variants",
+        default=None,
+        help="comma-separated, in this order: plain, eager (ours, eager UNet), compiled (ours,"
+        " torch.compile); default plain,eager,compiled on CUDA, plain,eager on the CPU",
+    )
+    parser.add_argument(
         "--compile",
         dest="compile",
         action="store_true",
         default=None,
-        help="torch.compile the UNet (default on CUDA)",
+        help="ours compiled only: --variants plain,compiled",
     )
-    parser.add_argument("--no-compile", dest="compile", action="store_false")
+    parser.add_argument(
+        "--no-compile", dest="compile", action="store_false", help="--variants plain,eager"
+    )
+    parser.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=2,
+        help="denoising steps of each variant's untimed first call (kernels, allocator,"
+        " compilation: the shapes do not depend on the steps)",
+    )
     parser.add_argument(
         "--compile-mode",
         default="default",
@@ -250,8 +317,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     width = args.width or (128 if args.tiny else 1024)
     height = args.height or (64 if args.tiny else 576)
     steps = args.steps or (3 if args.tiny else 25)
-    compile_unet = cuda if args.compile is None else args.compile
+    if args.variants is not None:
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    elif args.compile is not None:
+        variants = ["plain", "compiled" if args.compile else "eager"]
+    else:
+        variants = ["plain", "eager", "compiled"] if cuda else ["plain", "eager"]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or variants != sorted(variants, key=VARIANTS.index) or "plain" not in variants:
+        parser.error(f"--variants: plain first, then eager and/or compiled, not {args.variants!r}")
     dtype = torch.float16 if cuda else torch.float32
+
+    results: dict[str, Any] = {"complete": False, "variants": variants}
+
+    def save() -> None:
+        # After every variant: a run cut short by its time limit keeps what it measured.
+        if args.json is not None:
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
 
     started = time.perf_counter()
     pipe = build_pipeline(tiny=args.tiny, device=device, dtype=dtype)
@@ -264,17 +346,38 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{card}: SVD{' (tiny)' if args.tiny else '-XT'} unet {parameters(pipe.unet) / 1e9:.3f} B,"
         f" vae {parameters(pipe.vae) / 1e6:.0f} M, image encoder"
         f" {parameters(pipe.image_encoder) / 1e6:.0f} M params, built in {build_s:.1f} s;"
-        f" {width}x{height}, {frames} frames, {steps} steps, {dtype}",
+        f" {width}x{height}, {frames} frames, {steps} steps, {dtype}; variants"
+        f" {', '.join(variants)}",
         flush=True,
     )
+    results.update(
+        {
+            "card": card,
+            "device": device,
+            "tiny": args.tiny,
+            "torch": torch.__version__,
+            "env": environment(device),
+            "size": f"{width}x{height}",
+            "frames": frames,
+            "steps": steps,
+            "dtype": str(dtype).removeprefix("torch."),
+            "build_s": build_s,
+            "params": {
+                "unet": parameters(pipe.unet),
+                "vae": parameters(pipe.vae),
+                "image_encoder": parameters(pipe.image_encoder),
+            },
+        }
+    )
+    save()
 
-    def plain(decode_chunk: int = 8) -> np.ndarray:
+    def plain(decode_chunk: int = 8, n_steps: int = steps) -> np.ndarray:
         out = pipe(
             image,
             height=height,
             width=width,
             num_frames=frames,
-            num_inference_steps=steps,
+            num_inference_steps=n_steps,
             fps=args.fps,
             motion_bucket_id=bucket,
             noise_aug_strength=noise_aug,
@@ -287,17 +390,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         return array
 
-    # Plain first: ours changes the modules in place (channels-last, compiled UNet).
-    plain()  # warm-up: CUDA context, kernels, allocator
+    # Plain first: ours changes the modules in place (SDPA set explicitly, then channels-last
+    # and the compiled UNet).
+    plain(n_steps=args.warmup_steps)  # warm-up: CUDA context, kernels, allocator
     plain_s, plain_peak, plain_out = timed(plain, runs=args.runs, device=device)
-    # Untimed: the plain pipeline decoding the whole pass at once, as ours does when memory
-    # allows. The temporal VAE mixes neighbouring frames, so the decode chunking alone changes
-    # the output; this separates that from what the other speed-ups change.
-    plain_whole = plain(frames)
+    # The plain pipeline decoding the whole pass at once, as ours does when memory allows. The
+    # temporal VAE mixes neighbouring frames, so the decode chunking alone changes the output;
+    # this separates that from what the other speed-ups change. Timed once, for the record.
+    whole_s, whole_peak, plain_whole = timed(lambda: plain(frames), runs=1, device=device)
     print(
-        f"plain: {min(plain_s):.2f} s/clip (runs {', '.join(f'{s:.2f}' for s in plain_s)})",
+        f"plain: {min(plain_s):.2f} s/clip (runs {', '.join(f'{s:.2f}' for s in plain_s)});"
+        f" whole-pass decode {whole_s[0]:.2f} s",
         flush=True,
     )
+    results["plain"] = {
+        **summary(plain_s, plain_peak),
+        "decode_chunk": 8,
+        "whole_decode_s": whole_s[0],
+        "whole_decode_peak_gib": whole_peak,
+    }
+    results["difference"] = {"plain_decode_8_vs_whole": compare(plain_out, plain_whole)}
+    save()
 
     settings = Settings(
         _env_file=None,
@@ -305,104 +418,113 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         svd_device=device,
         svd_size=max(64, max(width, height) // 64 * 64),
     )
-    optimize_pipeline(
-        pipe,
-        compile_unet=compile_unet,
-        compile_mode=args.compile_mode,
-        compile_backend=args.compile_backend,
-    )
-    renderer = SVDRenderer.from_pipeline(settings, pipe, device=device, compile_unet=compile_unet)
     spec = RenderSpec(
         duration=1, resolution="720p", motion=args.preset, fps=args.fps, steps=steps, seed=args.seed
     )
-
-    def ours() -> np.ndarray:
-        return np.stack(list(renderer.working_frames(image, spec, n_frames=frames)))
-
+    warm_spec = RenderSpec(
+        duration=1,
+        resolution="720p",
+        motion=args.preset,
+        fps=args.fps,
+        steps=args.warmup_steps,
+        seed=args.seed,
+    )
     from torch._dynamo.utils import counters
 
-    started = time.perf_counter()
-    ours()  # warm-up; with torch.compile this is the compilation
-    warmup_s = time.perf_counter() - started
-    # Graphs dynamo made of the UNet: 1 when it traces whole; more means graph breaks, and
-    # growth during the timed runs would mean recompilations.
-    graphs_after_warmup = int(counters["stats"]["unique_graphs"])
-    ours_s, ours_peak, ours_out = timed(ours, runs=args.runs, device=device)
-    graphs = int(counters["stats"]["unique_graphs"])
-    if compile_unet and not renderer.compiled:
-        print("warning: torch.compile failed; ours ran the eager UNet (see the log above)")
-    if compile_unet and graphs != graphs_after_warmup:
-        print(
-            f"warning: recompiled during the timed runs ({graphs_after_warmup} -> {graphs} graphs)"
+    outputs: dict[str, np.ndarray] = {}
+    for variant in variants[1:]:
+        compile_unet = variant == "compiled"
+        optimize_pipeline(
+            pipe,
+            compile_unet=compile_unet,
+            compile_mode=args.compile_mode,
+            compile_backend=args.compile_backend,
         )
-    print(
-        f"ours: {min(ours_s):.2f} s/clip (runs {', '.join(f'{s:.2f}' for s in ours_s)};"
-        f" first call {warmup_s:.1f} s{' incl. compilation' if compile_unet else ''})",
-        flush=True,
-    )
+        renderer = SVDRenderer.from_pipeline(
+            settings, pipe, device=device, compile_unet=compile_unet
+        )
 
-    diff = compare(plain_out, ours_out)
-    differences = {
-        "ours_vs_plain": diff,
-        "ours_vs_plain_whole_decode": compare(plain_whole, ours_out),
-        "plain_decode_8_vs_whole": compare(plain_out, plain_whole),
-    }
-    speedup = min(plain_s) / min(ours_s)
-    results: dict[str, Any] = {
-        "card": card,
-        "device": device,
-        "tiny": args.tiny,
-        "torch": torch.__version__,
-        "size": f"{width}x{height}",
-        "frames": frames,
-        "steps": steps,
-        "dtype": str(dtype).removeprefix("torch."),
-        "params": {
-            "unet": parameters(pipe.unet),
-            "vae": parameters(pipe.vae),
-            "image_encoder": parameters(pipe.image_encoder),
-        },
-        "plain": {
-            "seconds": plain_s,
-            "best_s": min(plain_s),
-            "median_s": statistics.median(plain_s),
-            "peak_gib": plain_peak,
-            "decode_chunk": 8,
-        },
-        "ours": {
-            "seconds": ours_s,
-            "best_s": min(ours_s),
-            "median_s": statistics.median(ours_s),
-            "peak_gib": ours_peak,
+        def ours(r: SVDRenderer = renderer, s: RenderSpec = spec) -> np.ndarray:
+            return np.stack(list(r.working_frames(image, s, n_frames=frames)))
+
+        started = time.perf_counter()
+        ours(s=warm_spec)  # warm-up; with torch.compile this is the compilation
+        sync(device)
+        warmup_s = time.perf_counter() - started
+        # Graphs dynamo made of the UNet: 1 when it traces whole; more means graph breaks, and
+        # growth during the timed runs would mean recompilations.
+        graphs_after_warmup = int(counters["stats"]["unique_graphs"])
+        ours_s, ours_peak, outputs[variant] = timed(ours, runs=args.runs, device=device)
+        graphs = int(counters["stats"]["unique_graphs"])
+        if compile_unet and not renderer.compiled:
+            print("warning: torch.compile failed; ours ran the eager UNet (see the log above)")
+        if compile_unet and graphs != graphs_after_warmup:
+            print(
+                f"warning: recompiled during the timed runs ({graphs_after_warmup} -> {graphs}"
+                " graphs)"
+            )
+        print(
+            f"ours: {variant} {min(ours_s):.2f} s/clip (runs"
+            f" {', '.join(f'{s:.2f}' for s in ours_s)}; first call ({args.warmup_steps} steps)"
+            f" {warmup_s:.1f} s{' incl. compilation' if compile_unet else ''})",
+            flush=True,
+        )
+        results[f"ours_{variant}"] = {
+            **summary(ours_s, ours_peak),
             "first_call_s": warmup_s,
+            "first_call_steps": args.warmup_steps,
             # False when compilation failed and the renderer fell back to the eager UNet.
             "compiled": renderer.compiled,
             "compile_mode": args.compile_mode if compile_unet else None,
             "compile_backend": args.compile_backend if compile_unet else None,
             "graphs": graphs if compile_unet else None,
             "decode_chunk": renderer.last_fallback.last_chunk,
-        },
-        "speedup": speedup,
-        "difference": differences,
-    }
+            "speedup": min(plain_s) / min(ours_s),
+        }
+        # "ours" is the fastest configuration measured: compiled when it ran.
+        results["ours"] = results[f"ours_{variant}"]
+        results["speedup"] = results["ours"]["speedup"]
+        results["difference"]["ours_vs_plain"] = compare(plain_out, outputs[variant])
+        results["difference"]["ours_vs_plain_whole_decode"] = compare(plain_whole, outputs[variant])
+        results["difference"][f"ours_{variant}_vs_plain_whole_decode"] = compare(
+            plain_whole, outputs[variant]
+        )
+        if variant == "compiled" and "eager" in outputs:
+            results["difference"]["ours_compiled_vs_ours_eager"] = compare(
+                outputs["eager"], outputs["compiled"]
+            )
+            results["compile_gain"] = (
+                results["ours_eager"]["best_s"] / results["ours_compiled"]["best_s"]
+            )
+        save()
+
+    ours_best = results["ours"]
+    speedup = results["speedup"]
+    diff = results["difference"]["ours_vs_plain"]
     peaks = ""
-    if plain_peak is not None and ours_peak is not None:
-        peaks = f"; peak GPU memory plain {plain_peak:.1f} GiB, ours {ours_peak:.1f} GiB"
+    if plain_peak is not None and ours_best["peak_gib"] is not None:
+        peaks = (
+            f"; peak GPU memory plain {plain_peak:.1f} GiB, ours {ours_best['peak_gib']:.1f} GiB"
+        )
     print(
         f"speed-up {speedup:.2f}x{peaks}; difference on the same seed: max {diff['max_abs']:.0f},"
         f" mean {diff['mean_abs']:.3f} (of 255), PSNR {diff['psnr_db']:.1f} dB",
         flush=True,
     )
-    for name in ("ours_vs_plain_whole_decode", "plain_decode_8_vs_whole"):
-        d = differences[name]
+    for name, d in results["difference"].items():
+        if name == "ours_vs_plain":
+            continue
         print(
             f"  {name}: max {d['max_abs']:.0f}, mean {d['mean_abs']:.3f}, PSNR {d['psnr_db']:.1f} dB"
         )
+    if "compile_gain" in results:
+        print(f"  torch.compile gain over ours eager: {results['compile_gain']:.2f}x")
     if cuda and not args.tiny:
-        target = speedup >= 2.0 and min(ours_s) <= 11.0
+        target = speedup >= 2.0 and ours_best["best_s"] <= 11.0
+        results["target_met"] = target
         print(f"target (>= 2x plain and <= 11 s/clip): {'met' if target else 'NOT met'}")
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    results["complete"] = True
+    save()
     return results
 
 

@@ -100,12 +100,7 @@ def render_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: cannot create {output.parent}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     partial = output.with_name(f".{output.stem}.partial.mp4")
-    metadata = {
-        "comment": f"motion={spec.motion} duration={spec.duration} resolution={spec.resolution}"
-        f" aspect={spec.aspect} strength={spec.strength:g} seed={spec.seed} fps={spec.fps}",
-        "fanslymotion_seed": str(spec.seed),
-    }
-    task = RenderTask("cli", spec, args.photo, partial, metadata)
+    task = RenderTask("cli", spec, args.photo, partial)  # the renderer writes the tags
     renderer = MotionRenderer(settings, "render command")
     renderer.load()
     started = time.monotonic()

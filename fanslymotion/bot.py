@@ -35,6 +35,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import (
     BotCommand,
+    BotCommandScopeChat,
     ErrorEvent,
     ReplyParameters,
     TelegramObject,
@@ -46,8 +47,16 @@ from aiogram.utils.token import TokenValidationError, validate_token
 from .bot_delivery import Outbox
 from .bot_handlers import build_router
 from .bot_progress import ProgressTracker, Tracked
-from .bot_telegram import REDACTED, REDACTED_LOGGERS, RedactToken, RetryAfter, SQLiteStorage
-from .bot_views import cancel_keyboard, error_text, format_eta
+from .bot_telegram import (
+    REDACTED,
+    REDACTED_LOGGERS,
+    TRANSIENT,
+    RedactToken,
+    RetryAfter,
+    SQLiteStorage,
+    gone_text,
+)
+from .bot_views import accepted_text, cancel_keyboard, error_text, missed_keyboard
 from .config import Settings
 from .errors import FanslyError, TooManyJobs
 from .queue import JobQueue, JobRequest
@@ -64,6 +73,8 @@ class TelegramBot:
     """The bot's life cycle, its language memory and job submission. See the module docstring."""
 
     polling_timeout = 30  # seconds a getUpdates long poll may wait
+    download_attempts = 4  # tries of a photo download that fails on the network or a 5xx
+    download_backoff = 0.5
     connect_backoff = 2.0  # first delay before reconnecting to the Bot API, doubled per try
     connect_max_backoff = 300.0
     stop_grace = 5.0
@@ -84,6 +95,9 @@ class TelegramBot:
         self._delivery_task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
         self._languages: dict[int, str] = {}
+        self.connect_attempts = 0
+        self._present: set[int] = set()  # users seen (and unblocked) by this process
+        self._albums: dict[int, str] = {}  # chat -> the album whose first photo was taken
         self._redact: RedactToken | None = None
         self.outbox = Outbox(
             settings,
@@ -91,6 +105,9 @@ class TelegramBot:
             bot=self.current_bot,
             language_of_job=self.language_of_job,
             stopping=self.stop_requested,
+            before_send=self._settle,
+            blocked=self.mark_blocked,
+            chat_blocked=self._chat_blocked,
         )
         self.progress = ProgressTracker(
             settings,
@@ -98,6 +115,7 @@ class TelegramBot:
             bot=self.current_bot,
             language_of_job=self.language_of_job,
             on_completed=self.outbox.wake,
+            blocked=self.mark_blocked,
         )
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -112,6 +130,12 @@ class TelegramBot:
     def current_bot(self) -> Bot | None:
         """The connected Bot, or None between connections."""
         return self.bot
+
+    def _chat_blocked(self, chat_id: int) -> bool:
+        return self.progress.blocked(chat_id)
+
+    async def _settle(self, job: Job, within: float) -> None:
+        await self.progress.settle(job, within)
 
     @contextlib.contextmanager
     def handling(self) -> Iterator[None]:
@@ -162,25 +186,24 @@ class TelegramBot:
         # `sent`, the next process would send the same video again.
         self.outbox.wake()
         if self._delivery_task is not None:
-            await asyncio.wait({self._delivery_task}, timeout=self.stop_grace)
-        tasks = [
-            task
-            for task in (self._delivery_task, self._progress_task, self._runner)
-            if task is not None
-        ]
-        tasks += self.progress.tasks()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self._inflight:
-            _, late = await asyncio.wait(set(self._inflight), timeout=self.stop_grace)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late, timeout=1.0)
+            await asyncio.wait(
+                {self._delivery_task, *self.outbox.senders()}, timeout=self.stop_grace
+            )
+        await _end(
+            [
+                task
+                for task in (self._delivery_task, self._progress_task, self._runner)
+                if task is not None
+            ]
+            + self.progress.tasks()
+            + self.outbox.senders()
+        )
+        await self._wait_handlers()
+        # Handlers that ran meanwhile may have started editors: those stop too.
+        await _end(self.progress.tasks())
         self._progress_task = self._delivery_task = self._runner = None
+        if self._enabled:
+            await self.progress.note_interrupted()
         self.progress.clear()
         if self.bot is not None:
             await self.bot.session.close()
@@ -190,6 +213,16 @@ class TelegramBot:
         if self._redact is not None:
             for name in REDACTED_LOGGERS:
                 logging.getLogger(name).removeFilter(self._redact)
+
+    async def _wait_handlers(self) -> None:
+        """Let running handlers finish (a while), then cancel the rest."""
+        if not self._inflight:
+            return
+        _, late = await asyncio.wait(set(self._inflight), timeout=self.stop_grace)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=1.0)
 
     def _make_bot(self, token: str) -> Bot:
         api = TelegramAPIServer.from_base(self.settings.telegram_api)
@@ -219,6 +252,7 @@ class TelegramBot:
         delay = self.connect_backoff
         while not self.stop_requested():
             bot = self._make_bot(token)
+            self.connect_attempts += 1
             reason = await self._connect(bot)
             if reason is None:
                 delay = self.connect_backoff
@@ -306,9 +340,68 @@ class TelegramBot:
         stored = await self.store.get_language(job.user_id)
         return stored or job.language or "en"
 
-    async def set_language(self, user_id: int, lang: str) -> None:
+    async def set_language(self, bot: Bot, user_id: int, lang: str) -> None:
+        """Store the choice; the chat's command menu and its jobs' messages follow it."""
         await self.store.set_language(user_id, lang)
         self._languages[user_id] = lang
+        commands = [BotCommand(command=c, description=d) for c, d in COMMANDS[lang]]
+        try:  # in a private chat the chat id is the user id
+            await bot.set_my_commands(commands, scope=BotCommandScopeChat(chat_id=user_id))
+        except TelegramAPIError as exc:  # only the menu's language: never worth failing for
+            log.info("commands for chat %s not set: %s", user_id, exc.message)
+        await self.progress.refresh_all(user_id=user_id, lang=lang)
+
+    async def mark_blocked(self, user_id: int) -> None:
+        """The user blocked us (or is gone): nothing more goes to them until they write."""
+        self._present.discard(user_id)
+        with contextlib.suppress(Exception):
+            await self.store.set_blocked(user_id, True)
+
+    async def user_wrote(self, user_id: int, lang: str) -> None:
+        """An update from the user: if they had blocked us, they are back; offer what they missed.
+
+        Checked once per user and process (and again after a block), not on every update.
+        """
+        if user_id in self._present:
+            return
+        self._present.add(user_id)
+        if not await self.store.unblock(user_id):
+            return
+        log.info("user %s is reachable again", user_id)
+        await self.progress.user_returned(user_id, chat_id=user_id)
+        missed = await self.missed_videos(user_id)
+        bot = self.bot
+        if missed and bot is not None:
+            try:
+                await bot.send_message(
+                    user_id,
+                    t(lang, "missed_videos", n=len(missed)),
+                    reply_markup=missed_keyboard(lang, missed[-1]),
+                )
+            except TelegramAPIError as exc:  # the update itself is still handled
+                log.info("user %s: missed videos not offered: %s", user_id, exc.message)
+
+    async def missed_videos(self, user_id: int) -> list[str]:
+        """Jobs whose video was given up because the user could not be reached."""
+        return [d.job_id for d in await self.store.undelivered(user_id) if gone_text(d.last_error)]
+
+    async def send_missed(self, user_id: int) -> int:
+        """Put the user's missed videos back into the outbox; how many."""
+        count = 0
+        for job_id in await self.missed_videos(user_id):
+            count += await self.store.redeliver(job_id)
+        if count:
+            self.outbox.wake()
+        return count
+
+    def album_part(self, chat_id: int, media_group_id: str | None) -> str:
+        """ "first" for an album's first photo, "later" for the rest, "none" outside albums."""
+        if not media_group_id:
+            return "none"
+        if self._albums.get(chat_id) == media_group_id:
+            return "later"
+        self._albums[chat_id] = media_group_id
+        return "first"
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self.settings.admins
@@ -354,6 +447,7 @@ class TelegramBot:
         photo_ref: str | None,
         state: FSMContext,
         reply_to: int | None = None,
+        note: str = "",
     ) -> Job | None:
         """Queue a job and send its "accepted" message, which becomes the progress message.
 
@@ -381,7 +475,7 @@ class TelegramBot:
         # No await between submit() and here: the progress watcher cannot see this job's
         # events before it knows that its message is on the way.
         with self.progress.accepting(job.job_id):
-            tracked = await self._send_accepted(bot, job, chat_id, lang, reply_to)
+            tracked = await self._send_accepted(bot, job, chat_id, lang, reply_to, note)
         if tracked is not None:
             await self.store.set_progress_message(job.job_id, tracked.message_id)
             # Events may have passed while the message was on its way: catch up from the database.
@@ -394,18 +488,27 @@ class TelegramBot:
             photos[job.job_id] = photo_ref
         # Keep the newest few (dicts keep insertion order).
         photos = dict(list(photos.items())[-PHOTOS_KEPT:])
-        await state.set_data({**data, "photos": photos, "reuse": None})
+        last = {step: params.get(step) for step in ("duration", "resolution", "motion", "aspect")}
+        # The conversation is over: its buttons are retired, the photo and settings remembered.
+        await state.set_data(
+            {
+                **data,
+                "photos": photos,
+                "last": last,
+                **{"reuse": None, "pending": None, "photo_of": None, "conv": None},
+            }
+        )
         await state.set_state(None)
         return job
 
     async def _send_accepted(
-        self, bot: Bot, job: Job, chat_id: int, lang: str, reply_to: int | None
+        self, bot: Bot, job: Job, chat_id: int, lang: str, reply_to: int | None, note: str
     ) -> Tracked | None:
         """Send the "accepted" message and track it as the job's progress message."""
         position = await self.store.queue_position(job.job_id)
         eta = await self.jobs.eta_seconds(job)
-        key = "accepted_queued" if position is not None else "accepted_running"
-        text = t(lang, key, position=position, eta=format_eta(lang, eta))
+        text = accepted_text(lang, position=position, eta=eta, paused=self.jobs.paused)
+        text = f"{note}\n{text}" if note else text
         markup = cancel_keyboard(lang, job.job_id)
         try:
             sent = await bot.send_message(
@@ -437,9 +540,27 @@ class TelegramBot:
         return tracked
 
     async def download(self, bot: Bot, file_id: str) -> bytes:
-        buffer = await bot.download(file_id, destination=io.BytesIO(), timeout=120)
-        assert isinstance(buffer, io.BytesIO)
-        return buffer.getvalue()
+        """A file from Telegram; transient failures (network, 5xx, a proxy's page) are retried
+        with backoff, so one bad moment of the Bot API does not lose a user's photo."""
+        delay = self.download_backoff
+        for attempt in range(1, self.download_attempts + 1):
+            try:
+                buffer = await bot.download(file_id, destination=io.BytesIO(), timeout=120)
+            except TRANSIENT as exc:
+                if attempt == self.download_attempts:
+                    raise
+                log.info("download of %s failed (%s); retrying in %.1fs", file_id, exc, delay)
+                await asyncio.sleep(delay)
+                delay *= 2
+            else:
+                assert isinstance(buffer, io.BytesIO)
+                return buffer.getvalue()
+        raise AssertionError("unreachable")
+
+    async def heic_to_png(self, data: bytes) -> bytes | None:
+        """A HEIC/HEIF image as PNG (pillow-heif, loaded on first use), or None if unreadable."""
+        limit = self.settings.max_pixels
+        return await asyncio.get_running_loop().run_in_executor(None, _heic_to_png, data, limit)
 
     async def photo_of(
         self, bot: Bot, job: Job, data: dict[str, Any]
@@ -486,6 +607,7 @@ class _Context(BaseMiddleware):
             return None
         data["lang"] = lang
         with self.owner.handling():
+            await self.owner.user_wrote(user.id, lang)
             return await handler(event, data)
 
     @staticmethod
@@ -497,3 +619,29 @@ class _Context(BaseMiddleware):
                 await event.callback_query.answer(t(lang, "private"), show_alert=True)
             elif event.message is not None and event.message.chat.type == "private":
                 await event.message.answer(t(lang, "private"))  # never into a group
+
+
+async def _end(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel tasks and wait for them; whatever they raise on the way out is theirs."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+def _heic_to_png(data: bytes, max_pixels: int) -> bytes | None:
+    """Decode a HEIC/HEIF file to PNG bytes; None when it cannot be read or is too large."""
+    import pillow_heif  # only when a HEIC file arrives
+
+    try:
+        heif = pillow_heif.open_heif(io.BytesIO(data))
+        width, height = heif.size
+        if width * height > max_pixels:
+            return None
+        buffer = io.BytesIO()
+        heif.to_pillow().save(buffer, "PNG")
+    except (ValueError, OSError, RuntimeError) as exc:
+        log.info("HEIC file not readable: %s", exc)
+        return None
+    return buffer.getvalue()

@@ -35,17 +35,27 @@ PUBLIC_API_HOST = "api.telegram.org"
 DOCUMENT_PREFIX = "doc:"
 
 
+# The delivery's error when the chat is known to have blocked the bot (Telegram's own words).
+BLOCKED = "Forbidden: bot was blocked by the user"
+
+
 class TooLarge(Exception):
     """No version of a video fits the Bot API's upload limit."""
 
 
 class Outbox:
-    """Sends finished videos. See the module docstring."""
+    """Sends finished videos, several chats at once, one video at a time per chat.
+
+    At most `uploads` uploads run together; a chat that is slow or told to wait (429) only holds
+    its own videos back. See the module docstring.
+    """
 
     poll = 3.0  # seconds between outbox scans when nothing wakes the loop
     backoff = 5.0  # first retry delay of a failed delivery, doubled per attempt
     max_backoff = 600.0
     attempts = 12  # after this many failures a delivery is given up
+    uploads = 4  # uploads in flight at once, across chats
+    settle_timeout = 3.0  # at most this long for the final progress text before a video
 
     def __init__(
         self,
@@ -55,22 +65,37 @@ class Outbox:
         bot: Callable[[], Bot | None],
         language_of_job: Callable[[Job], Awaitable[str]],
         stopping: Callable[[], bool],
+        before_send: Callable[[Job, float], Awaitable[None]],
+        blocked: Callable[[int], Awaitable[None]],
+        chat_blocked: Callable[[int], bool],
     ) -> None:
         self.settings = settings
         self.store = store
         self._bot = bot
         self._language_of_job = language_of_job
         self._stopping = stopping
+        self._before_send = before_send
+        self._blocked_user = blocked
+        self._chat_blocked = chat_blocked
         public = PUBLIC_API_HOST in settings.telegram_api
         self.upload_limit = PUBLIC_UPLOAD_LIMIT if public else LOCAL_UPLOAD_LIMIT
         self._wake = asyncio.Event()
+        self._slots: asyncio.Semaphore | None = None
+        self._chats: dict[int, asyncio.Task[None]] = {}  # chat -> its sender
+        self._held: dict[int, float] = {}  # chat -> time.time() before which it gets nothing
+        self.scans = 0  # outbox scans so far (tests wait on it instead of on the clock)
 
     def wake(self) -> None:
         """Look at the outbox now (a job completed, or a user asked for a video again)."""
         self._wake.set()
 
+    def senders(self) -> list[asyncio.Task[None]]:
+        """The per-chat sender tasks in flight, for a clean stop."""
+        return list(self._chats.values())
+
     async def run(self) -> None:
-        """Send finished videos from the outbox; woken by completions, polling as a fallback."""
+        """Hand due deliveries to per-chat senders; woken by completions, polling as a fallback."""
+        self._slots = asyncio.Semaphore(self.uploads)
         try:
             await self._offer_interrupted()
         except asyncio.CancelledError:
@@ -80,16 +105,44 @@ class Outbox:
         while not self._stopping():
             self._wake.clear()
             try:
-                for delivery in await self.store.due_deliveries():
-                    if self._stopping():
-                        return
-                    await self._deliver(delivery.job_id, delivery.chat_id, delivery.attempts)
+                await self._dispatch()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("delivery loop error")
+            self.scans += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll)
+
+    async def _dispatch(self) -> None:
+        now = time.time()
+        for delivery in await self.store.due_deliveries(limit=100):
+            chat = delivery.chat_id
+            if chat in self._chats or self._held.get(chat, 0.0) > now:
+                continue  # its sender takes it in turn, or the chat must wait
+            self._chats[chat] = asyncio.create_task(self._send_chat(chat), name=f"deliver-{chat}")
+
+    async def _send_chat(self, chat_id: int) -> None:
+        """Send one chat's due videos in order; stop at the first failure (it waits its turn)."""
+        try:
+            while not self._stopping():
+                due = [
+                    d for d in await self.store.due_deliveries(limit=100) if d.chat_id == chat_id
+                ]
+                if not due:
+                    return
+                assert self._slots is not None
+                async with self._slots:
+                    delivered = await self._deliver(due[0].job_id, chat_id, due[0].attempts)
+                if not delivered:
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery to chat %s failed", chat_id)
+        finally:
+            self._chats.pop(chat_id, None)
+            self._wake.set()  # the next scan may have waited for this chat
 
     async def _offer_interrupted(self) -> None:
         """Uploads cut short by a dead process: offer the video instead of maybe sending it twice."""
@@ -109,11 +162,12 @@ class Outbox:
                     reply_markup=resend_keyboard(lang, job.job_id),
                 )
 
-    async def _deliver(self, job_id: str, chat_id: int, attempts: int) -> None:
+    async def _deliver(self, job_id: str, chat_id: int, attempts: int) -> bool:
+        """One delivery; False when it failed (or could not start) and the chat should wait."""
         bot = self._bot()
         job = await self.store.get_job(job_id)
         if bot is None or job is None:
-            return
+            return False
         lang = await self._language_of_job(job)
         path = self.settings.data_dir / job.output_path if job.output_path else None
         if path is None or not await asyncio.to_thread(path.is_file):
@@ -121,9 +175,16 @@ class Outbox:
             await self.store.delivery_failed(job_id, "video file missing", retry_at=None)
             with contextlib.suppress(TelegramAPIError):
                 await bot.send_message(chat_id, t(lang, "video_missing"))
-            return
+            return True
+        # "Ready, here it comes" goes out before the video, not after it.
+        await self._before_send(job, self.settle_timeout)
         if not await self.store.delivery_claim(job_id):
-            return  # not pending any more (sent, or claimed by an earlier pass)
+            return True  # not pending any more (sent, or claimed by an earlier pass)
+        if self._chat_blocked(chat_id):
+            # This process already heard 403 from the chat: no upload until the user writes.
+            log.info("job %s undeliverable: chat %s blocked the bot", job_id, chat_id)
+            await self.store.delivery_failed(job_id, BLOCKED, retry_at=None)
+            return True
         try:
             async with chat_action(bot, chat_id, "upload_video"):
                 file_id = await self._send_video(bot, job, path, chat_id, lang)
@@ -131,9 +192,10 @@ class Outbox:
             raise
         except Exception as exc:  # whatever it was, the outbox row records it and retries
             await self._failed(bot, job, chat_id, attempts, exc, lang)
-            return
+            return False
         if await self.store.delivery_sent(job_id, file_id):
             log.info("job %s delivered to chat %s", job_id, chat_id)
+        return True
 
     async def _failed(
         self, bot: Bot, job: Job, chat_id: int, attempts: int, exc: Exception, lang: str
@@ -144,8 +206,7 @@ class Outbox:
         if isinstance(exc, TelegramAPIError) and user_gone(exc):
             log.info("job %s undeliverable: %s", job.job_id, reason)
             await self.store.delivery_failed(job.job_id, reason, retry_at=None)
-            with contextlib.suppress(Exception):
-                await self.store.set_blocked(job.user_id, True)
+            await self._blocked_user(job.user_id)
             return
         too_large = isinstance(exc, TelegramEntityTooLarge | TooLarge)
         if too_large or attempts + 1 >= self.attempts:
@@ -161,6 +222,8 @@ class Outbox:
             delay = float(exc.retry_after)
         else:
             delay = min(self.max_backoff, self.backoff * 2**attempts)
+        # This chat waits (its later videos too, to keep their order); the others go on.
+        self._held[chat_id] = time.time() + delay
         log.warning("job %s delivery failed (%s); retrying in %.0fs", job.job_id, reason, delay)
         await self.store.delivery_failed(job.job_id, reason, retry_at=time.time() + delay)
 

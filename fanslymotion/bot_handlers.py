@@ -13,13 +13,14 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, cast
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError, TelegramNotFound
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, Message
 
 from .bot_delivery import DOCUMENT_PREFIX
-from .bot_telegram import is_not_modified
+from .bot_photo import on_early_photo, on_not_photo, on_photo, resubmit, settings_done
+from .bot_screens import is_current, show_conv, show_menu, show_step, take_over
 from .bot_views import (
     STATE_OF,
     STEPS,
@@ -32,18 +33,14 @@ from .bot_views import (
     cancel_list_keyboard,
     decode_choice,
     job_caption,
+    job_params,
     lang_keyboard,
-    looks_like_image,
     mb,
     menu_keyboard,
     menu_only_keyboard,
-    missing_step,
-    new_video_keyboard,
     photo_limit,
     result_keyboard,
     status_line,
-    step_keyboard,
-    step_text,
     summary,
 )
 from .config import Settings
@@ -57,51 +54,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-# -- showing things --------------------------------------------------------------------------------
-
-
-async def show(
-    target: Message | CallbackQuery, text: str, markup: InlineKeyboardMarkup | None
-) -> None:
-    """Edit the message a button was pressed on (a text message), or send a new one."""
-    if isinstance(target, Message):
-        await target.answer(text, reply_markup=markup)
-        return
-    message = target.message
-    if isinstance(message, Message) and message.text is not None:
-        try:
-            await message.edit_text(text, reply_markup=markup)
-            return
-        except TelegramBadRequest as exc:
-            if is_not_modified(exc):
-                return
-            log.debug("could not edit message %s: %s", message.message_id, exc.message)
-    if message is not None and target.bot is not None:
-        await target.bot.send_message(message.chat.id, text, reply_markup=markup)
-
-
-async def show_step(
-    target: Message | CallbackQuery,
-    state: FSMContext,
-    lang: str,
-    step: str,
-    settings: Settings,
-    *,
-    again: bool = False,
-) -> None:
-    data = await state.get_data()
-    await state.set_state(STATE_OF[step])
-    text = step_text(lang, step, data, limit=photo_limit(settings), again=again)
-    await show(target, text, step_keyboard(lang, step, data))
-
-
-async def show_menu(target: Message | CallbackQuery, state: FSMContext, lang: str) -> None:
-    await state.set_state(None)
-    await show(target, t(lang, "menu"), menu_keyboard(lang))
+# -- history --------------------------------------------------------------------------------------
 
 
 async def send_history(bot: Bot, store: Store, chat_id: int, user_id: int, lang: str) -> None:
-    videos = [(job, d) for job, d in await store.sent_videos(user_id, limit=5) if d.file_id]
+    videos = await store.sent_videos(user_id, limit=5)
     if not videos:
         await bot.send_message(
             chat_id, t(lang, "history_none"), reply_markup=menu_only_keyboard(lang)
@@ -113,6 +70,8 @@ async def send_history(bot: Bot, store: Store, chat_id: int, user_id: int, lang:
         caption = job_caption(lang, job)
         markup = result_keyboard(lang, job.job_id)
         try:
+            if not file_id:
+                raise LookupError("no file_id was kept")
             if file_id.startswith(DOCUMENT_PREFIX):
                 await bot.send_document(
                     chat_id,
@@ -131,50 +90,16 @@ async def send_history(bot: Bot, store: Store, chat_id: int, user_id: int, lang:
                     caption=caption,
                     reply_markup=markup,
                 )
-        except TelegramBadRequest as exc:  # e.g. a file_id Telegram no longer knows
-            log.info("history: job %s not re-sent: %s", job.job_id, exc.message)
-
-
-async def resubmit(
-    callback: CallbackQuery,
-    state: FSMContext,
-    lang: str,
-    telegram: TelegramBot,
-    job: Job,
-    params: dict[str, Any],
-    *,
-    shown: str | None = None,
-) -> None:
-    """Queue `params` on the photo of an earlier `job` (first showing `shown` in place of the
-    buttons, if given); when that photo is gone, ask for it again."""
-    assert callback.bot is not None and callback.message is not None
-    data = await state.get_data()
-    found = await telegram.photo_of(callback.bot, job, data)
-    if found is None:
-        await state.set_data({**data, **params, "reuse": None})
-        await show_step(callback, state, lang, "photo", telegram.settings, again=True)
-        return
-    image, ref = found
-    if shown is not None:
-        await show(callback, shown, None)
-    await telegram.submit(
-        bot=callback.bot,
-        chat_id=callback.message.chat.id,
-        user_id=callback.from_user.id,
-        lang=lang,
-        params=params,
-        image=image,
-        photo_ref=ref,
-        state=state,
-    )
+        except (TelegramBadRequest, LookupError) as exc:  # e.g. a file_id Telegram forgot
+            log.info("history: job %s not re-sent: %s", job.job_id, exc)
+            gone = t(lang, "history_gone", params=job_params(lang, job))
+            await bot.send_message(chat_id, gone)
 
 
 # -- commands --------------------------------------------------------------------------------------
 
 
-async def on_start(message: Message, state: FSMContext, lang: str, store: Store) -> None:
-    assert message.from_user is not None
-    await store.set_blocked(message.from_user.id, False)  # writing to us means unblocked
+async def on_start(message: Message, state: FSMContext, lang: str) -> None:
     await show_menu(message, state, lang)
 
 
@@ -185,12 +110,14 @@ async def on_help(message: Message, lang: str, settings: Settings) -> None:
 
 
 async def on_lang(message: Message, lang: str) -> None:
-    await message.answer(t(lang, "lang_prompt"), reply_markup=lang_keyboard())
+    await message.answer(t(lang, "lang_prompt"), reply_markup=lang_keyboard(lang))
 
 
 async def on_cancel(message: Message, state: FSMContext, lang: str, telegram: TelegramBot) -> None:
     assert message.from_user is not None
     await state.set_state(None)
+    # Every open menu and step is retired with the conversation.
+    await state.update_data(conv=None, pending=None, reuse=None, photo_of=None)
     active = await telegram.active_jobs(message.from_user.id)
     if not active:
         await message.answer(t(lang, "cancel_flow"), reply_markup=menu_only_keyboard(lang))
@@ -215,8 +142,9 @@ async def on_status(
                 n,
                 job,
                 position=await store.queue_position(job.job_id) if queued else None,
-                eta=await jobs.eta_seconds(job),
+                eta=None if jobs.paused else await jobs.eta_seconds(job),
                 live=None if queued else jobs.live_progress(job.job_id),
+                paused=jobs.paused,
             )
         )
     await message.answer("\n".join(lines), reply_markup=cancel_list_keyboard(lang, active))
@@ -248,18 +176,20 @@ async def on_queue(message: Message, lang: str, store: Store, jobs: JobQueue) ->
     await message.answer(text)
 
 
-async def on_pause(message: Message, lang: str, jobs: JobQueue) -> None:
+async def on_pause(message: Message, lang: str, jobs: JobQueue, telegram: TelegramBot) -> None:
     assert message.from_user is not None
     await jobs.pause()
     log.info("processing paused by admin %s", message.from_user.id)
     await message.answer(t(lang, "paused"))
+    await telegram.progress.refresh_all()  # every waiting job says so, without an ETA
 
 
-async def on_resume(message: Message, lang: str, jobs: JobQueue) -> None:
+async def on_resume(message: Message, lang: str, jobs: JobQueue, telegram: TelegramBot) -> None:
     assert message.from_user is not None
     await jobs.resume()
     log.info("processing resumed by admin %s", message.from_user.id)
     await message.answer(t(lang, "resumed"))
+    await telegram.progress.refresh_all()
 
 
 # -- menu and steps --------------------------------------------------------------------------------
@@ -270,23 +200,33 @@ async def on_nav(
     callback_data: Nav,
     state: FSMContext,
     lang: str,
-    store: Store,
-    settings: Settings,
+    telegram: TelegramBot,
 ) -> None:
+    data = await state.get_data()
+    # "Menu" works from anywhere (a video, a finished job); the menu's own entries only on the
+    # live conversation message.
+    if callback_data.to != "menu" and not is_current(callback, data):
+        await callback.answer(t(lang, "stale_menu"))
+        return
     await callback.answer()
+    settings = telegram.settings
     if callback_data.to == "new":
-        await state.update_data(reuse=None)
+        await state.update_data(reuse=None, photo_of=None)
         await show_step(callback, state, lang, "duration", settings)
+    elif callback_data.to == "last" and data.get("last") and data.get("pending"):
+        await state.update_data(**data["last"])
+        await settings_done(callback, state, lang, telegram)
     elif callback_data.to == "history":
         assert callback.bot is not None and callback.message is not None
         chat_id = callback.message.chat.id
-        await send_history(callback.bot, store, chat_id, callback.from_user.id, lang)
+        await send_history(callback.bot, telegram.store, chat_id, callback.from_user.id, lang)
     elif callback_data.to == "help":
         text = t(lang, "help", limit=mb(photo_limit(settings)))
-        await show(callback, text, menu_only_keyboard(lang))
+        await show_conv(callback, state, text, menu_only_keyboard(lang))
     elif callback_data.to == "lang":
-        await show(callback, t(lang, "lang_prompt"), lang_keyboard())
+        await show_conv(callback, state, t(lang, "lang_prompt"), lang_keyboard(lang))
     else:
+        await take_over(callback, telegram)
         await show_menu(callback, state, lang)
 
 
@@ -297,11 +237,14 @@ async def on_back(
     lang: str,
     settings: Settings,
 ) -> None:
+    if not is_current(callback, await state.get_data()):
+        await callback.answer(t(lang, "stale_menu"))
+        return
     await callback.answer()
     if callback_data.to in STATE_OF:
         await show_step(callback, state, lang, callback_data.to, settings)
     else:
-        await state.update_data(reuse=None)
+        await state.update_data(reuse=None, photo_of=None)
         await show_menu(callback, state, lang)
 
 
@@ -309,15 +252,19 @@ async def on_pick(
     callback: CallbackQuery,
     callback_data: Pick,
     state: FSMContext,
+    raw_state: str | None,
     lang: str,
     telegram: TelegramBot,
 ) -> None:
-    value = decode_choice(callback_data.step, callback_data.value)
-    if value is None:
-        await callback.answer(t(lang, "stale_button"))
+    step = callback_data.step
+    value = decode_choice(step, callback_data.value)
+    data = await state.get_data()
+    expected = STATE_OF[step].state if step in STATE_OF else None
+    # A finished step (a second tap, an old keyboard) can't be reopened.
+    if value is None or raw_state != expected or not is_current(callback, data):
+        await callback.answer(t(lang, "stale_menu"))
         return
     await callback.answer()
-    step = callback_data.step
     await state.update_data({step: int(value) if step == "duration" else value})
     data = await state.get_data()
     if step == "motion" and data.get("reuse"):
@@ -330,17 +277,24 @@ async def on_pick(
         shown = summary(lang, data, "photo")
         await resubmit(callback, state, lang, telegram, job, data, shown=shown)
         return
-    await show_step(callback, state, lang, STEPS[STEPS.index(step) + 1], telegram.settings)
+    following = STEPS[STEPS.index(step) + 1]
+    if following == "photo":
+        await settings_done(callback, state, lang, telegram)
+        return
+    await show_step(callback, state, lang, following, telegram.settings)
 
 
 async def on_lang_pick(
-    callback: CallbackQuery, callback_data: LangButton, telegram: TelegramBot
+    callback: CallbackQuery, callback_data: LangButton, state: FSMContext, telegram: TelegramBot
 ) -> None:
+    assert callback.bot is not None
     code = callback_data.code if callback_data.code in LANGUAGES else "en"
-    await telegram.set_language(callback.from_user.id, code)
+    await telegram.set_language(callback.bot, callback.from_user.id, code)
     log.info("user %s switched the language to %s", callback.from_user.id, code)
     await callback.answer()
-    await show(callback, t(code, "lang_set") + "\n\n" + t(code, "menu"), menu_keyboard(code))
+    await state.set_state(None)
+    text = t(code, "lang_set") + "\n\n" + t(code, "menu")
+    await show_conv(callback, state, text, menu_keyboard(code))
 
 
 # -- job buttons -----------------------------------------------------------------------------------
@@ -355,27 +309,41 @@ async def on_job_button(
     store: Store,
     jobs: JobQueue,
 ) -> None:
+    action = callback_data.action
     job = await store.get_job(callback_data.job_id)
     if job is None or job.user_id != callback.from_user.id:
         await callback.answer(t(lang, "not_yours" if job else "stale_button"))
         return
-    if callback_data.action == "cancel":
+    if action == "cancel":
         if job.terminal:
             await callback.answer(t(lang, "already_finished"))
             return
         await callback.answer(t(lang, "cancelling"))
         cancelled = await jobs.cancel(job.job_id, user_id=callback.from_user.id)
         log.info("job %s: cancel pressed, now %s", job.job_id, cancelled.status)
-        return
-    if callback_data.action == "resend":
+    elif action == "resend":
         if await store.delivery_retry(job.job_id):
             log.info("job %s: the user asked for the interrupted video", job.job_id)
             await callback.answer(t(lang, "resending"))
             telegram.outbox.wake()
         else:
             await callback.answer(t(lang, "already_sent"))
-        return
-    await callback.answer()
+    elif action == "missed":
+        sent = await telegram.send_missed(callback.from_user.id)
+        await callback.answer(t(lang, "resending" if sent else "already_sent"))
+    else:
+        await reuse_job(callback, action, state, lang, telegram, job)
+
+
+async def reuse_job(
+    callback: CallbackQuery,
+    action: str,
+    state: FSMContext,
+    lang: str,
+    telegram: TelegramBot,
+    job: Job,
+) -> None:
+    """again / retry: the same settings now; other / settings: choose some, same photo."""
     data = await state.get_data()
     params = {
         "duration": job.duration,
@@ -383,72 +351,29 @@ async def on_job_button(
         "motion": job.motion_preset,
         "aspect": job.aspect,
     }
-    if callback_data.action == "other":
-        await state.set_data({**data, **params, "reuse": job.job_id})
+    if action in ("other", "settings"):
+        await take_over(callback, telegram)
+    if action == "other":
+        await callback.answer()
+        await state.set_data({**data, **params, "reuse": job.job_id, "pending": None})
         await show_step(callback, state, lang, "motion", telegram.settings)
         return
-    # "again with a new seed": same photo, same parameters, the seed drawn anew.
-    await resubmit(callback, state, lang, telegram, job, params)
-
-
-# -- the photo -------------------------------------------------------------------------------------
-
-
-async def on_photo(
-    message: Message, state: FSMContext, lang: str, telegram: TelegramBot, settings: Settings
-) -> None:
-    assert message.from_user is not None and message.bot is not None
-    data = await state.get_data()
-    missing = missing_step(data)
-    if missing is not None:  # an old conversation without every choice: ask again
-        await show_step(message, state, lang, missing, settings)
+    if action == "settings":
+        await callback.answer()
+        await state.set_data({**data, "reuse": None, "pending": None, "photo_of": job.job_id})
+        await show_step(callback, state, lang, "duration", telegram.settings)
         return
-    limit = photo_limit(settings)
-    if message.photo:
-        size = message.photo[-1]  # the largest; Telegram lists them small to large
-        file_id, file_size = size.file_id, size.file_size
-    else:
-        document = message.document
-        assert document is not None
-        if not looks_like_image(document.mime_type, document.file_name):
-            await message.answer(t(lang, "not_image"))
-            return
-        file_id, file_size = document.file_id, document.file_size
-    if file_size is not None and file_size > limit:
-        await message.answer(t(lang, "too_big", limit=mb(limit)))
+    # "another variant" (a new seed) or "try again": one job per button, however many taps.
+    key = f"{action}:{job.job_id}"
+    if key in (data.get("used") or {}):
+        await callback.answer(t(lang, "already_queued"))
         return
-    try:
-        image = await telegram.download(message.bot, file_id)
-    except TelegramBadRequest as exc:
-        if "too big" in exc.message.lower():
-            await message.answer(t(lang, "too_big", limit=mb(limit)))
-        else:
-            log.warning("photo download failed: %s", exc.message)
-            await message.answer(t(lang, "download_failed"))
-        return
-    except (TelegramNetworkError, TelegramNotFound) as exc:
-        log.warning("photo download failed: %s", exc)
-        await message.answer(t(lang, "download_failed"))
-        return
-    await telegram.submit(
-        bot=message.bot,
-        chat_id=message.chat.id,
-        user_id=message.from_user.id,
-        lang=lang,
-        params=data,
-        image=image,
-        photo_ref=file_id,
-        state=state,
-        reply_to=message.message_id,
-    )
-
-
-async def on_not_photo(message: Message, lang: str) -> None:
-    await message.answer(t(lang, "send_photo_hint"))
-
-
-async def on_early_photo(message: Message, lang: str) -> None:
-    await message.answer(t(lang, "photo_first"), reply_markup=new_video_keyboard(lang))
+    await callback.answer()
+    made = await resubmit(callback, state, lang, telegram, job, params)
+    if made is not None:
+        data = await state.get_data()
+        used = dict(list({**(data.get("used") or {}), key: made.job_id}.items())[-50:])
+        await state.update_data(used=used)
 
 
 async def on_other(message: Message, lang: str) -> None:

@@ -1,8 +1,19 @@
 """Progress messages: the "accepted" message of each Telegram job, edited into a progress bar.
 
-`ProgressTracker` follows the queue's events and keeps, per tracked job, the text the message
-should show; one `ChatEditor` per chat sends the newest text at most once per
-`BOT_PROGRESS_INTERVAL` and only when it changed.
+`ProgressTracker` follows the queue's events and keeps, per tracked job, the text its message
+should show; one `ChatEditor` per chat sends the newest text when the chat's edit budget allows.
+
+The budget: at most one edit (or replacement message) per chat per `BOT_PROGRESS_INTERVAL`, on
+every path (events, refreshes, the reconcile, resume after a restart, and after a 429, which
+holds the chat for `retry_after` and then sends the newest text). The budget belongs to the chat,
+not to an editor task, so nothing that re-creates an editor can spend it twice.
+
+A message that cannot be edited is never edited again: a deleted one (400) is replaced once by a
+new message while its job runs; a chat that refused us (403, blocked) gets nothing until its user
+writes again. Network and server errors only slow a chat down (backoff), and a periodic reconcile
+re-reads every tracked job, so the messages converge to the truth once the Bot API is back.
+A message the user moves on with (a "Menu" tap turns a finished job's message into the menu) is
+released: its job forgets it in the database, so no restart edits it back.
 """
 
 from __future__ import annotations
@@ -27,10 +38,14 @@ from aiogram.types import InlineKeyboardMarkup
 from .bot_telegram import is_not_modified, user_gone
 from .bot_views import progress_view
 from .config import Settings
+from .models import Progress
 from .queue import JobEvent, JobQueue, is_closed
 from .store import TERMINAL, Job, parse_time
 
 log = logging.getLogger(__name__)
+
+# The flag that carries the jobs a stopping bot saw rendering to the next run.
+_INTERRUPTED = "bot_interrupted_jobs"
 
 
 @dataclass
@@ -46,23 +61,28 @@ class Tracked:
     text: str = ""
     markup: InlineKeyboardMarkup | None = None
     sent: str = ""
-    dead: bool = False  # the message is gone (deleted, or the user blocked the bot)
-    failures: int = 0  # edits failed in a row (network, server); too many and we give up
+    dead: bool = False  # never edited again (deleted, too old, or the chat refused us)
+    resumed: bool = False  # back in the queue after a restart (not after a failed attempt)
+    failures: int = 0  # edits failed in a row (network, server)
+    failing_since: float | None = None
 
     @property
     def pending(self) -> bool:
         return not self.dead and self.text != self.sent
 
+    @property
+    def final(self) -> bool:
+        return self.status in TERMINAL
+
 
 class ChatEditor:
-    """Edits the progress messages of one chat, at most once per interval, only on change."""
+    """Sends the pending texts of one chat's progress messages, within the chat's budget."""
 
     def __init__(self, tracker: ProgressTracker, chat_id: int) -> None:
         self.tracker = tracker
         self.chat_id = chat_id
         self.items: dict[str, Tracked] = {}
         self.wake = asyncio.Event()
-        self.next_at = 0.0
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -74,16 +94,12 @@ class ChatEditor:
         if not self.running:
             self.task = asyncio.create_task(self.run(), name=f"progress-{self.chat_id}")
 
-    def hold(self, seconds: float) -> None:
-        """No edit in this chat for `seconds` (Telegram's flood control asked for it)."""
-        self.next_at = time.monotonic() + seconds
-
     async def run(self) -> None:
         while True:
             for job_id, item in list(self.items.items()):
-                if item.dead or (item.status in TERMINAL and not item.pending):
+                if item.dead or (item.final and not item.pending):
                     del self.items[job_id]
-                    self.tracker.forget(job_id)
+                    self.tracker.forget(item)
             pending = [item for item in self.items.values() if item.pending]
             if not pending:
                 if not self.items:
@@ -91,20 +107,25 @@ class ChatEditor:
                 self.wake.clear()
                 await self.wake.wait()
                 continue
-            delay = self.next_at - time.monotonic()
+            delay = self.tracker.budget_left(self.chat_id)
             if delay > 0:
                 await asyncio.sleep(delay)
                 continue  # texts may have changed while waiting: take the newest
             item = pending[0]
+            # The edited one goes to the back, so two jobs in one chat take turns.
+            self.items[item.job_id] = self.items.pop(item.job_id)
+            self.tracker.spend(self.chat_id)
             await self.tracker.edit(item)
-            self.next_at = time.monotonic() + self.tracker.settings.bot_progress_interval
 
 
 class ProgressTracker:
-    """Every tracked progress message, kept in step with the queue's events."""
+    """Every tracked progress message, kept in step with the queue. See the module docstring."""
 
-    edit_attempts = 10  # progress edits failing in a row before a message is given up
     resume_window = 900.0  # at start, jobs that ended this many seconds ago get a final edit
+    resume_spacing = 0.05  # at start, chats get their first edit this far apart
+    reconcile_interval = 5.0  # seconds between two re-reads of every tracked job
+    failure_backoff = 30.0  # the longest pause of a chat after network or server errors
+    give_up_after = 3600.0  # a message failing (network, server) this long is left alone
 
     def __init__(
         self,
@@ -114,6 +135,7 @@ class ProgressTracker:
         bot: Callable[[], Bot | None],
         language_of_job: Callable[[Job], Awaitable[str]],
         on_completed: Callable[[], None],
+        blocked: Callable[[int], Awaitable[None]],
     ) -> None:
         self.settings = settings
         self.jobs = jobs
@@ -121,10 +143,30 @@ class ProgressTracker:
         self._bot = bot
         self._language_of_job = language_of_job
         self._on_completed = on_completed
+        self._blocked_user = blocked
         self._tracked: dict[str, Tracked] = {}
         self._editors: dict[int, ChatEditor] = {}
+        self._next_at: dict[int, float] = {}  # chat -> when its budget allows the next edit
         self._accepting: set[str] = set()
         self._untracked: set[str] = set()
+        self._dead: set[tuple[int, int]] = set()  # (chat, message) never to be edited again
+        self._replaced: set[str] = set()  # jobs whose deleted message was replaced once
+        self._blocked: set[int] = set()  # chats that refused us, until their user writes
+        self._edited = asyncio.Event()
+        self.resumed = asyncio.Event()  # set once the messages of the last run are picked up
+        self._interrupted: set[str] = set()  # jobs that were rendering when the last run stopped
+
+    # -- the budget ----------------------------------------------------------------------------
+
+    def budget_left(self, chat_id: int) -> float:
+        """Seconds until the chat may get its next edit (0 or less: now)."""
+        return self._next_at.get(chat_id, 0.0) - time.monotonic()
+
+    def spend(self, chat_id: int, seconds: float | None = None) -> None:
+        """Use the chat's budget for `seconds` (the interval by default) from now."""
+        seconds = self.settings.bot_progress_interval if seconds is None else seconds
+        until = time.monotonic() + seconds
+        self._next_at[chat_id] = max(self._next_at.get(chat_id, 0.0), until)
 
     # -- what the rest of the bot uses ---------------------------------------------------------
 
@@ -141,8 +183,12 @@ class ProgressTracker:
         """The job has no progress message (it could not be sent): never adopt one."""
         self._untracked.add(job_id)
 
-    def forget(self, job_id: str) -> None:
-        self._tracked.pop(job_id, None)
+    def blocked(self, chat_id: int) -> bool:
+        return chat_id in self._blocked
+
+    def forget(self, item: Tracked) -> None:
+        if self._tracked.get(item.job_id) is item:
+            del self._tracked[item.job_id]
 
     def track(self, tracked: Tracked) -> None:
         self._tracked[tracked.job_id] = tracked
@@ -151,6 +197,12 @@ class ProgressTracker:
             editor = self._editors[tracked.chat_id] = ChatEditor(self, tracked.chat_id)
         editor.items[tracked.job_id] = tracked
         editor.poke()
+
+    async def note_interrupted(self) -> None:
+        """At stop: remember which tracked jobs were rendering, so the next run can say so."""
+        running = [t.job_id for t in self._tracked.values() if t.status == "processing"]
+        with contextlib.suppress(Exception):
+            await self.store.set_flag(_INTERRUPTED, " ".join(running))
 
     def tasks(self) -> list[asyncio.Task[None]]:
         """The editors' tasks, for a clean stop."""
@@ -173,54 +225,153 @@ class ProgressTracker:
         if eta is None and not job.terminal:
             eta = await self.jobs.eta_seconds(job)
         figures = self.jobs.live_progress(job.job_id) if live else None
-        if tracked.status in TERMINAL and not job.terminal:
+        if tracked.final and not job.terminal:
             return  # a stale read lost the race against the final event: the end is final
+        self._show(tracked, job, eta=eta, position=position, live=figures)
+
+    def _show(
+        self,
+        tracked: Tracked,
+        job: Job,
+        *,
+        eta: float | None,
+        position: int | None,
+        live: Progress | None = None,
+    ) -> None:
         tracked.status = job.status
+        if job.status == "queued" and job.attempts > 0:
+            tracked.resumed = not job.error  # a failed attempt leaves its error; a restart not
         tracked.text, tracked.markup = progress_view(
-            tracked.lang, job, eta=eta, position=position, live=figures
+            tracked.lang,
+            job,
+            eta=eta,
+            position=position,
+            live=live,
+            paused=self.jobs.paused,
+            tries=self.settings.max_retries + 1,
+            resumed=tracked.resumed,
         )
         self._poke(tracked.chat_id)
+
+    async def refresh_all(self, *, user_id: int | None = None, lang: str | None = None) -> None:
+        """Re-read every tracked job (of one user, switching to `lang` if given)."""
+        for tracked in list(self._tracked.values()):
+            if user_id is not None and tracked.user_id != user_id:
+                continue
+            if lang is not None:
+                tracked.lang = lang
+            job = await self.store.get_job(tracked.job_id)
+            if job is not None:
+                await self.refresh(tracked, job)
+
+    async def settle(self, job: Job, within: float) -> None:
+        """Bring a finished job's message to its final text before its video goes out.
+
+        Waits for the chat's budget and the edit, at most `within` seconds.
+        """
+        tracked = self._tracked.get(job.job_id)
+        if tracked is None:
+            return
+        await self.refresh(tracked, job, live=False)
+        deadline = time.monotonic() + within
+        while tracked.pending and self._tracked.get(job.job_id) is tracked:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._edited.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._edited.wait(), left)
+
+    async def release(self, chat_id: int, message_id: int) -> None:
+        """The user took this message over (it shows a menu or a step now): never edit it."""
+        self._dead.add((chat_id, message_id))
+        for tracked in self._tracked.values():
+            if tracked.chat_id == chat_id and tracked.message_id == message_id:
+                tracked.dead = True
+        await self.store.release_progress_message(chat_id, message_id)
+
+    async def user_returned(self, user_id: int, chat_id: int) -> None:
+        """The user wrote to us again: their chat is open, their live jobs' messages too."""
+        if chat_id not in self._blocked:
+            return
+        self._blocked.discard(chat_id)
+        for status in ("processing", "queued"):
+            for job in await self.store.list_jobs(user_id=user_id, status=status, limit=50):
+                if job.chat_id == chat_id and job.job_id not in self._tracked:
+                    await self._adopt(job)
 
     # -- following the queue -------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Follow job events: progress messages and wake-ups of the delivery loop."""
+        """Follow job events; between them, reconcile every `reconcile_interval`."""
         async with self.jobs.subscribe() as events:
             await self.resume()
+            next_reconcile = time.monotonic() + self.reconcile_interval
             while True:
-                event = await events.get()
+                try:
+                    left = max(0.0, next_reconcile - time.monotonic())
+                    event = await asyncio.wait_for(events.get(), left)
+                except TimeoutError:
+                    await self._guarded(self.reconcile(), "reconcile")
+                    next_reconcile = time.monotonic() + self.reconcile_interval
+                    continue
                 if is_closed(event):
                     log.info("job service stopped; progress updates end")
                     return
-                try:
-                    await self._on_event(event)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("progress update for job %s failed", event.job.job_id)
+                await self._guarded(self._on_event(event), f"job {event.job.job_id}")
+
+    @staticmethod
+    async def _guarded(work: Awaitable[None], what: str) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("progress update for %s failed", what)
 
     async def resume(self) -> None:
         """After a (re)start: pick up the progress messages of unfinished Telegram jobs.
 
-        Jobs that ended shortly before are included: the process may have stopped before their
-        final edit went out (if it did, Telegram answers "not modified", which is ignored).
+        Jobs that ended shortly before are included when their final text never went out (their
+        message id is cleared once it does). The chats' first edits are spread out.
         """
         count = 0
         recent = datetime.now(UTC) - timedelta(seconds=self.resume_window)
+        self._interrupted = set((await self.store.get_flag(_INTERRUPTED) or "").split())
+        chats: set[int] = set()
         for status in ("processing", "queued", "completed", "failed", "cancelled"):
             for job in await self.store.list_jobs(status=status, limit=1000):
                 if job.terminal:
                     ended = parse_time(job.completed_at)
                     if ended is None or ended < recent:
                         continue
-                if await self._adopt(job) is not None:
+                if job.chat_id is not None and job.chat_id not in chats:
+                    self.spend(job.chat_id, len(chats) * self.resume_spacing)
+                    chats.add(job.chat_id)
+                if await self._adopt(job, at_start=True) is not None:
                     count += 1
         if count:
             log.info("resumed %d progress message(s)", count)
+        self.resumed.set()
 
-    async def _adopt(self, job: Job) -> Tracked | None:
+    async def reconcile(self) -> None:
+        """Re-read every tracked job, and adopt live jobs whose messages nobody follows."""
+        await self.refresh_all()
+        for status in ("processing", "queued"):
+            for job in await self.store.list_jobs(status=status, limit=1000):
+                if job.job_id not in self._tracked:
+                    await self._adopt(job)
+
+    async def _adopt(self, job: Job, *, at_start: bool = False) -> Tracked | None:
         """Start tracking a job whose progress message id is in the database."""
         if job.source != "telegram" or job.chat_id is None or job.progress_message_id is None:
+            return None
+        if (
+            job.job_id in self._accepting
+            or job.job_id in self._untracked
+            or job.chat_id in self._blocked
+            or (job.chat_id, job.progress_message_id) in self._dead
+        ):
             return None
         tracked = Tracked(
             job_id=job.job_id,
@@ -228,6 +379,11 @@ class ProgressTracker:
             chat_id=job.chat_id,
             message_id=job.progress_message_id,
             lang=await self._language_of_job(job),
+            # A live job found at start that was running before (or has an attempt behind it)
+            # was cut off by the restart.
+            resumed=at_start
+            and not job.terminal
+            and (job.attempts > 0 or job.job_id in self._interrupted),
         )
         self.track(tracked)
         await self.refresh(tracked, job)
@@ -248,22 +404,15 @@ class ProgressTracker:
             return
         tracked = self._tracked.get(job.job_id)
         if tracked is None:
-            if job.job_id in self._accepting or job.job_id in self._untracked or job.terminal:
+            if job.terminal or job.job_id in self._accepting or job.job_id in self._untracked:
                 return
             stored = await self.store.get_job(job.job_id)
-            if stored is None or stored.progress_message_id is None:
-                self._untracked.add(job.job_id)
-                return
-            await self._adopt(stored)
+            if stored is not None:
+                await self._adopt(stored)
             return
         if event.kind == "progress":
-            if tracked.status in TERMINAL:
-                return
-            tracked.status = job.status
-            tracked.text, tracked.markup = progress_view(
-                tracked.lang, job, eta=event.eta_seconds, position=None
-            )
-            self._poke(tracked.chat_id)
+            if not tracked.final:
+                self._show(tracked, job, eta=event.eta_seconds, position=None)
         else:
             await self.refresh(tracked, job, eta=event.eta_seconds, live=False)
 
@@ -274,54 +423,89 @@ class ProgressTracker:
         bot = self._bot()
         if bot is None:
             return
-        text, markup = tracked.text, tracked.markup
+        text = tracked.text
         try:
             await bot.edit_message_text(
                 text=text,
                 chat_id=tracked.chat_id,
                 message_id=tracked.message_id,
-                reply_markup=markup,
+                reply_markup=tracked.markup,
             )
         except TelegramRetryAfter as exc:
-            # The middleware already waited what it could; try again after the rest.
             log.warning("progress of job %s: flood control %ss", tracked.job_id, exc.retry_after)
-            editor = self._editors.get(tracked.chat_id)
-            if editor is not None:
-                editor.hold(exc.retry_after)
-            return
+            self.spend(tracked.chat_id, float(exc.retry_after))
         except TelegramBadRequest as exc:
             if is_not_modified(exc):
-                tracked.sent = text
-                return
-            if user_gone(exc):
+                await self._sent(tracked, text)
+            elif user_gone(exc):
                 await self._chat_gone(tracked.chat_id, tracked.user_id, exc)
-                return
-            # Deleted by the user, or too old to edit: stop following it; the video still comes.
-            log.info("progress message of job %s no longer editable: %s", tracked.job_id, exc)
-            tracked.dead = True
-            return
+            else:
+                await self._lost(bot, tracked, exc)
         except TelegramForbiddenError as exc:
             await self._chat_gone(tracked.chat_id, tracked.user_id, exc)
-            return
         except Exception as exc:  # network, server, an answer that is not JSON...
-            # `sent` stays as it was: the editor tries again after its interval.
-            tracked.failures += 1
-            tracked.dead = tracked.failures >= self.edit_attempts
-            log.warning(
-                "progress of job %s %s: %s: %s",
-                tracked.job_id,
-                "abandoned" if tracked.dead else "not updated",
-                type(exc).__name__,
-                exc,
-            )
-            return
+            self._failed(tracked, exc)
+        else:
+            await self._sent(tracked, text)
+        finally:
+            self._edited.set()
+
+    async def _sent(self, tracked: Tracked, text: str) -> None:
         tracked.sent = text
-        tracked.failures = 0
+        tracked.failures, tracked.failing_since = 0, None
+
+    def _failed(self, tracked: Tracked, exc: Exception) -> None:
+        """A network or server error: slow the chat down; keep the text for later."""
+        now = time.monotonic()
+        tracked.failures += 1
+        tracked.failing_since = tracked.failing_since or now
+        tracked.dead = now - tracked.failing_since > self.give_up_after
+        pause = min(self.failure_backoff, self.settings.bot_progress_interval * 2**tracked.failures)
+        self.spend(tracked.chat_id, pause)
+        log.warning(
+            "progress of job %s %s: %s: %s",
+            tracked.job_id,
+            "abandoned" if tracked.dead else f"not updated (next try in {pause:.0f}s)",
+            type(exc).__name__,
+            exc,
+        )
+
+    async def _lost(self, bot: Bot, tracked: Tracked, exc: TelegramBadRequest) -> None:
+        """The message is gone (deleted) or can't be edited: never again; replace it once."""
+        tracked.dead = True
+        self._dead.add((tracked.chat_id, tracked.message_id))
+        log.info("progress message of job %s no longer editable: %s", tracked.job_id, exc.message)
+        if tracked.final or tracked.job_id in self._replaced:
+            return
+        self._replaced.add(tracked.job_id)
+        try:
+            sent = await bot.send_message(
+                tracked.chat_id, tracked.text, reply_markup=tracked.markup
+            )
+        except TelegramForbiddenError as gone:
+            await self._chat_gone(tracked.chat_id, tracked.user_id, gone)
+            return
+        except Exception as error:  # the video still comes; only live progress is lost
+            log.info("job %s: progress message not replaced: %s", tracked.job_id, error)
+            return
+        await self.store.set_progress_message(tracked.job_id, sent.message_id)
+        replacement = Tracked(
+            job_id=tracked.job_id,
+            user_id=tracked.user_id,
+            chat_id=tracked.chat_id,
+            message_id=sent.message_id,
+            lang=tracked.lang,
+            status=tracked.status,
+            text=tracked.text,
+            markup=tracked.markup,
+            sent=tracked.text,
+        )
+        self.track(replacement)
 
     async def _chat_gone(self, chat_id: int, user_id: int, exc: TelegramAPIError) -> None:
         log.info("chat %s is gone (%s): progress updates stop", chat_id, exc.message)
+        self._blocked.add(chat_id)
         for item in self._tracked.values():
             if item.chat_id == chat_id:
                 item.dead = True
-        with contextlib.suppress(Exception):
-            await self.store.set_blocked(user_id, True)
+        await self._blocked_user(user_id)

@@ -11,21 +11,26 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import (
     BaseRequestMiddleware,
     NextRequestMiddlewareType,
 )
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
+    TelegramNetworkError,
     TelegramRetryAfter,
+    TelegramServerError,
 )
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
-from aiogram.methods import Response, TelegramMethod
+from aiogram.methods import EditMessageText, Response, SendDocument, SendVideo, TelegramMethod
 from aiogram.methods.base import TelegramType
+from aiogram.types import InputFile
 
 from .store import Store
 
@@ -105,12 +110,48 @@ class SQLiteStorage(BaseStorage):
 # -- Telegram plumbing ---------------------------------------------------------------------------
 
 
-class RetryAfter(BaseRequestMiddleware):
-    """Honour 429 Too Many Requests: wait `retry_after` and send the same request again."""
+# Failures that say nothing about the request itself: the network, a 5xx, a proxy's HTML page.
+TRANSIENT: tuple[type[Exception], ...] = (
+    TelegramNetworkError,
+    TelegramServerError,
+    ClientDecodeError,
+    aiohttp.ClientError,
+    TimeoutError,
+)
+# Small replies worth sending again after a transient failure (a lost answer may mean a copy).
+_RESENT_AFTER_ERRORS = frozenset(
+    {"sendMessage", "answerCallbackQuery", "setMyCommands", "deleteMessage"}
+)
 
-    def __init__(self, *, attempts: int = 5, max_wait: float = 60.0) -> None:
+
+def _owner_retries(method: TelegramMethod[Any]) -> bool:
+    """Calls whose caller schedules its own retry: progress edits (with the newest text, within
+    the chat's budget) and uploads (the outbox, per chat, without holding an upload slot)."""
+    if isinstance(method, EditMessageText):
+        return True
+    if isinstance(method, SendVideo):
+        return isinstance(method.video, InputFile)
+    if isinstance(method, SendDocument):
+        return isinstance(method.document, InputFile)
+    return False
+
+
+class RetryAfter(BaseRequestMiddleware):
+    """Honour 429 Too Many Requests (wait `retry_after`, send the same request again), and send
+    small replies again after a transient failure, with backoff; both bounded."""
+
+    def __init__(
+        self,
+        *,
+        attempts: int = 5,
+        max_wait: float = 60.0,
+        error_attempts: int = 4,
+        error_backoff: float = 0.5,
+    ) -> None:
         self.attempts = attempts
         self.max_wait = max_wait
+        self.error_attempts = error_attempts
+        self.error_backoff = error_backoff
 
     async def __call__(
         self,
@@ -118,20 +159,39 @@ class RetryAfter(BaseRequestMiddleware):
         bot: Bot,
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
-        for attempt in range(1, self.attempts + 1):
+        name = method.__api_method__
+        delay = self.error_backoff
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 return await make_request(bot, method)
             except TelegramRetryAfter as exc:
-                if attempt == self.attempts or exc.retry_after > self.max_wait:
+                if (
+                    _owner_retries(method)
+                    or attempt >= self.attempts
+                    or exc.retry_after > self.max_wait
+                ):
                     raise
                 log.warning(
                     "Telegram flood control on %s: waiting %ss (attempt %d)",
-                    method.__api_method__,
+                    name,
                     exc.retry_after,
                     attempt,
                 )
                 await asyncio.sleep(exc.retry_after)
-        raise AssertionError("unreachable")
+            except TRANSIENT as exc:
+                if name not in _RESENT_AFTER_ERRORS or attempt >= self.error_attempts:
+                    raise
+                log.warning(
+                    "%s failed (%s: %s); sending it again in %.1fs",
+                    name,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay *= 2
 
 
 def is_not_modified(exc: TelegramBadRequest) -> bool:
@@ -142,9 +202,15 @@ def user_gone(exc: TelegramAPIError) -> bool:
     """The chat can never receive messages again: blocked, deactivated, or unknown."""
     if isinstance(exc, TelegramForbiddenError):
         return True
-    text = exc.message.lower()
-    return isinstance(exc, TelegramBadRequest) and (
-        "chat not found" in text or "user is deactivated" in text
+    return isinstance(exc, TelegramBadRequest) and gone_text(exc.message)
+
+
+def gone_text(text: str | None) -> bool:
+    """Whether an error text (e.g. a delivery's last error) says the user can't be reached."""
+    lowered = (text or "").lower()
+    return any(
+        phrase in lowered
+        for phrase in ("blocked by the user", "chat not found", "user is deactivated", "forbidden")
     )
 
 

@@ -205,7 +205,9 @@ def step_text(
         descriptions = "\n".join(
             f"• {motion_name(lang, p)} — {motion_description(lang, p)}" for p in motion.PRESETS
         )
-        return t(lang, "step_motion", summary=chosen, descriptions=descriptions)
+        # "Same photo, other motion" is one question, not step 3 of 5.
+        key = "step_motion_other" if data.get("reuse") else "step_motion"
+        return t(lang, key, summary=chosen, descriptions=descriptions)
     if step == "photo":
         key = "step_photo_again" if again else "step_photo"
         return t(lang, key, summary=chosen, limit=mb(limit))
@@ -222,21 +224,13 @@ def format_eta(lang: str, seconds: float | None) -> str:
     return t(lang, "eta_minutes", m=round(seconds / 60))
 
 
-def phase_text(lang: str, phase: str) -> str:
-    key = f"phase_{phase.split()[0].lower()}" if phase else "phase_generic"
-    return t(lang, key) if key in _PHASE_KEYS else t(lang, "phase_generic")
-
-
-_PHASE_KEYS = frozenset(
-    {
-        "phase_starting",
-        "phase_preparing",
-        "phase_rendering",
-        "phase_encoded",
-        "phase_loading",
-        "phase_encoding",
-    }
-)
+def phase_text(lang: str, phase: str, step: int = 0, steps: int = 0) -> str:
+    """The user's words for a render phase (a `Phase` value), with its pass: "Animating 2/4"."""
+    key = f"phase_{phase}"
+    if not phase or key not in EN:
+        return t(lang, "phase_generic")
+    words = t(lang, key)
+    return f"{words} {step}/{steps}" if steps else words
 
 
 def bar(percent: float, cells: int = 12) -> str:
@@ -285,6 +279,40 @@ def result_keyboard(lang: str, job_id: str) -> InlineKeyboardMarkup:
     )
 
 
+def retry_keyboard(lang: str, job_id: str) -> InlineKeyboardMarkup:
+    """Under a failed or cancelled job: try again, or other settings on the same photo."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [button(t(lang, "btn_retry"), JobButton(action="retry", job_id=job_id))],
+            [button(t(lang, "btn_settings"), JobButton(action="settings", job_id=job_id))],
+            [button(t(lang, "btn_menu"), Nav(to="menu"))],
+        ]
+    )
+
+
+def failure_text(lang: str, error: str | None) -> str:
+    """Why a job failed, in the user's words: the server's own message never reaches them."""
+    text = (error or "").lower()
+    if "took longer" in text or "timed out" in text:
+        return t(lang, "fail_timeout")
+    if "memory" in text:
+        return t(lang, "fail_memory")
+    return t(lang, "fail_render")
+
+
+def job_note(lang: str, job: Job, *, tries: int, resumed: bool = False) -> str:
+    """A line on a job that is not on its first try: a retry, or a restart of the service."""
+    if job.terminal:
+        return ""
+    if resumed:
+        return t(lang, "note_resumed")
+    if job.attempts <= 0:
+        return ""
+    if job.status == "queued" and not job.error:
+        return t(lang, "note_resumed")
+    return t(lang, "note_retry", attempt=min(job.attempts + 1, tries), tries=tries)
+
+
 def progress_view(
     lang: str,
     job: Job,
@@ -292,44 +320,47 @@ def progress_view(
     eta: float | None,
     position: int | None,
     live: Progress | None = None,
+    paused: bool = False,
+    tries: int = 1,
+    resumed: bool = False,
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     """The progress message for a job's state: text and keyboard."""
     params = job_params(lang, job)
     if job.status == "completed":
         return t(lang, "progress_done", params=params), None
     if job.status == "cancelled":
-        return t(lang, "progress_cancelled", params=params), menu_only_keyboard(lang)
+        return t(lang, "progress_cancelled", params=params), retry_keyboard(lang, job.job_id)
     if job.status == "failed":
-        # `error` holds a domain error's safe message ("internal render error" otherwise).
-        error = job.error or t(lang, "generic_error")
-        return t(lang, "progress_failed", error=error, params=params), menu_only_keyboard(lang)
+        error = failure_text(lang, job.error)
+        return t(lang, "progress_failed", error=error, params=params), retry_keyboard(
+            lang, job.job_id
+        )
     keyboard = cancel_keyboard(lang, job.job_id)
     if job.status == "queued":
-        if position is None:
-            return t(lang, "progress_waiting", eta=format_eta(lang, eta), params=params), keyboard
-        return (
-            t(
-                lang,
-                "progress_queued",
-                position=position,
-                eta=format_eta(lang, eta),
-                params=params,
-            ),
-            keyboard,
+        if paused:
+            text = t(lang, "progress_paused", position=position or "?", params=params)
+        elif position is None:
+            text = t(lang, "progress_waiting", eta=format_eta(lang, eta), params=params)
+        else:
+            text = t(
+                lang, "progress_queued", position=position, eta=format_eta(lang, eta), params=params
+            )
+    else:
+        percent, phase = job.progress, phase_text(lang, job.phase, job.phase_step, job.phase_steps)
+        if live is not None:
+            percent, eta = live.percent, live.eta
+            phase = phase_text(lang, live.phase, live.step, live.steps)
+        text = t(
+            lang,
+            "progress_running",
+            phase=phase,
+            percent=int(percent),
+            bar=bar(percent),
+            eta=format_eta(lang, eta),
+            params=params,
         )
-    percent, phase = job.progress, job.message
-    if live is not None:
-        percent, phase, eta = live.percent, live.message, live.eta
-    text = t(
-        lang,
-        "progress_running",
-        phase=phase_text(lang, phase),
-        percent=int(percent),
-        bar=bar(percent),
-        eta=format_eta(lang, eta),
-        params=params,
-    )
-    return text, keyboard
+    note = job_note(lang, job, tries=tries, resumed=resumed)
+    return (f"{text}\n{note}" if note else text), keyboard
 
 
 def error_text(lang: str, exc: FanslyError, *, active: int, limit: int) -> str:
@@ -341,9 +372,9 @@ def error_text(lang: str, exc: FanslyError, *, active: int, limit: int) -> str:
     if isinstance(exc, BadRequest | UnsupportedMedia | PayloadTooLarge | InvalidParams):
         # The settings come from our own buttons, so an input error is about the photo
         # (unreadable, too small, too many pixels...); its code says which, in the user's
-        # language. A case without a text of its own falls back to the (English) message.
+        # language. A case without a text of its own gets a general one (never the server's).
         why = f"why_{exc.code}"
-        detail = t(lang, why, **exc.details) if exc.code and why in EN else exc.message
+        detail = t(lang, why, **exc.details) if exc.code and why in EN else t(lang, "why_generic")
         return t(lang, "unreadable", detail=detail)
     if isinstance(exc, Unavailable):
         return t(lang, "unavailable")
@@ -359,10 +390,16 @@ def looks_like_image(mime_type: str | None, file_name: str | None) -> bool:
     return extension in IMAGE_EXTENSIONS
 
 
-def lang_keyboard() -> InlineKeyboardMarkup:
+def lang_keyboard(current: str | None = None) -> InlineKeyboardMarkup:
+    """The language picker; the current language is marked with •."""
     return InlineKeyboardMarkup(
         inline_keyboard=[
-            [button(LANGUAGE_NAMES[code], LangButton(code=code)) for code in LANGUAGES]
+            [
+                button(
+                    ("• " if code == current else "") + LANGUAGE_NAMES[code], LangButton(code=code)
+                )
+                for code in LANGUAGES
+            ]
         ]
     )
 
@@ -396,9 +433,12 @@ def status_line(
     position: int | None,
     eta: float | None,
     live: Progress | None,
+    paused: bool = False,
 ) -> str:
     """One job's line in /status: its place in the queue, or its phase and percent."""
     params = job_params(lang, job)
+    if job.status == "queued" and paused:
+        return t(lang, "status_paused", n=n, params=params, position=position or "?")
     if job.status == "queued":
         return t(
             lang,
@@ -408,13 +448,77 @@ def status_line(
             position=position or "?",
             eta=format_eta(lang, eta),
         )
-    percent, phase = (live.percent, live.message) if live else (job.progress, job.message)
+    if live is not None:
+        percent, phase = live.percent, phase_text(lang, live.phase, live.step, live.steps)
+    else:
+        percent = job.progress
+        phase = phase_text(lang, job.phase, job.phase_step, job.phase_steps)
     return t(
         lang,
         "status_running",
         n=n,
         params=params,
-        phase=phase_text(lang, phase),
+        phase=phase,
         percent=int(percent),
         eta=format_eta(lang, eta),
     )
+
+
+def accepted_text(lang: str, *, position: int | None, eta: float | None, paused: bool) -> str:
+    """The first answer to a photo: the place in the queue and when the video will be ready."""
+    if position is not None and paused:
+        return t(lang, "accepted_paused", position=position)
+    if position is not None:
+        return t(lang, "accepted_queued", position=position, eta=format_eta(lang, eta))
+    return t(lang, "accepted_running", eta=format_eta(lang, eta))
+
+
+def missed_keyboard(lang: str, job_id: str) -> InlineKeyboardMarkup:
+    """Under "while you were away...": send the videos the user missed."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [button(t(lang, "btn_send_missed"), JobButton(action="missed", job_id=job_id))]
+        ]
+    )
+
+
+_ARCHIVES = ("zip", "rar", "7z", "tar", "gz", "tgz", "bz2", "xz")
+
+
+def document_kind(mime_type: str | None, file_name: str | None) -> str:
+    """The text key naming what a non-image file is ("kind_pdf", "kind_zip"...)."""
+    mime = (mime_type or "").lower()
+    extension = (file_name or "").rsplit(".", 1)[-1].lower() if file_name else ""
+    if mime == "application/pdf" or extension == "pdf":
+        return "kind_pdf"
+    if any(word in mime for word in ("zip", "rar", "7z", "tar", "compressed")):
+        return "kind_zip"
+    if extension in _ARCHIVES:
+        return "kind_zip"
+    for prefix, kind in (
+        ("text/", "kind_text"),
+        ("video/", "kind_video"),
+        ("audio/", "kind_audio"),
+    ):
+        if mime.startswith(prefix):
+            return kind
+    return "kind_text" if extension in ("txt", "md", "csv") else "kind_file"
+
+
+def is_heic(mime_type: str | None, file_name: str | None) -> bool:
+    mime = (mime_type or "").lower()
+    extension = (file_name or "").rsplit(".", 1)[-1].lower() if file_name else ""
+    return mime in ("image/heic", "image/heif", "image/heic-sequence", "image/heif-sequence") or (
+        extension in ("heic", "heif")
+    )
+
+
+def photo_first_keyboard(lang: str, data: dict[str, Any]) -> InlineKeyboardMarkup:
+    """The first step, with "as last time" on top when the user has made a video before."""
+    markup = step_keyboard(lang, "duration", data)
+    last = data.get("last") or {}
+    if all(last.get(step) is not None for step in STEPS[:-1]):
+        parts = " · ".join(choice_label(lang, step, str(last[step])) for step in STEPS[:-1])
+        quick = button(t(lang, "btn_last_settings", params=parts), Nav(to="last"))
+        return InlineKeyboardMarkup(inline_keyboard=[[quick], *markup.inline_keyboard])
+    return markup

@@ -164,6 +164,17 @@ def resolve_aspect(aspect: str, photo_w: int, photo_h: int) -> str:
     return "1:1"
 
 
+def aspect_of(width: int, height: int) -> str:
+    """The named aspect of an output size (the nearest, as sizes are rounded to even pixels)."""
+    _check_size("size", (width, height))
+    return min(_ASPECT_RATIOS, key=lambda name: abs(math.log(width / height * _ratio(name))))
+
+
+def _ratio(name: str) -> float:
+    a, b = _ASPECT_RATIOS[name]
+    return b / a
+
+
 def _round_even(value: float) -> int:
     return max(2, 2 * round(value / 2))
 

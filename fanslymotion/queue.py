@@ -215,9 +215,7 @@ class JobQueue:
                 "the service is restarting, please try again in a minute", retry_after=30
             )
         request.validate()
-        hook_url, hook_events = webhook.check_subscription(
-            self.settings, request.webhook_url, list(request.webhook_events)
-        )
+        webhook.check_subscription(self.settings, request.webhook_url, list(request.webhook_events))
         if idempotency_key is not None:
             existing = await self.store.job_by_idempotency_key(request.user_id, idempotency_key)
             if existing is not None:
@@ -240,27 +238,7 @@ class JobQueue:
         job_id = str(uuid.uuid4())
         relative = f"inputs/{job_id}{extension}"
         await loop.run_in_executor(None, write_atomic, self.settings.data_dir / relative, image)
-        new = NewJob(
-            job_id=job_id,
-            user_id=request.user_id,
-            source=request.source,
-            chat_id=request.chat_id,
-            message_id=request.message_id,
-            language=request.language,
-            duration=request.duration,
-            resolution=request.resolution,
-            motion_preset=request.motion_preset,
-            aspect=request.aspect,
-            strength=request.strength,
-            seed=request.seed if request.seed is not None else secrets.randbelow(2**31),
-            steps=request.steps if request.steps is not None else self.settings.svd_steps,
-            fps=self.settings.fps,
-            input_path=relative,
-            idempotency_key=idempotency_key,
-            request_digest=request_digest,
-            webhook_url=hook_url,
-            webhook_events=json.dumps(hook_events) if hook_url else None,
-        )
+        new = self._new_row(request, job_id, relative, idempotency_key, request_digest)
         try:
             job, created = await self.store.create_job(
                 new,
@@ -289,6 +267,41 @@ class JobQueue:
         self._wake.set()
         self._publish(JobEvent("status", job, await self.eta_seconds(job)))
         return job, True
+
+    def _new_row(
+        self,
+        request: JobRequest,
+        job_id: str,
+        input_path: str,
+        idempotency_key: str | None,
+        request_digest: str | None,
+    ) -> NewJob:
+        """The row of a validated request: a seed drawn and the service's steps and fps filled
+        in where the request leaves them open."""
+        hook_url, hook_events = webhook.check_subscription(
+            self.settings, request.webhook_url, list(request.webhook_events)
+        )
+        return NewJob(
+            job_id=job_id,
+            user_id=request.user_id,
+            source=request.source,
+            chat_id=request.chat_id,
+            message_id=request.message_id,
+            language=request.language,
+            duration=request.duration,
+            resolution=request.resolution,
+            motion_preset=request.motion_preset,
+            aspect=request.aspect,
+            strength=request.strength,
+            seed=request.seed if request.seed is not None else secrets.randbelow(2**31),
+            steps=request.steps if request.steps is not None else self.settings.svd_steps,
+            fps=self.settings.fps,
+            input_path=input_path,
+            idempotency_key=idempotency_key,
+            request_digest=request_digest,
+            webhook_url=hook_url,
+            webhook_events=json.dumps(hook_events) if hook_url else None,
+        )
 
     async def _free_slot_in(self, refusal: TooManyJobs, user_id: int) -> int:
         """Seconds until the cap that refused a job frees a slot (at least 1): the next queued
@@ -531,7 +544,6 @@ class JobQueue:
             spec=self.spec_of(started),
             input_path=self.settings.data_dir / (started.input_path or ""),
             output_path=partial,
-            metadata=self._metadata(started, renderer),
         )
 
         def on_timeout() -> None:
@@ -657,19 +669,6 @@ class JobQueue:
 
     def _learn(self, job: Job, renderer: str, seconds: float) -> None:
         self.estimator.learn(Kind(renderer, job.resolution, job.frames or 0, job.steps), seconds)
-
-    def _metadata(self, job: Job, renderer: Renderer) -> dict[str, str]:
-        return {
-            "title": f"FanslyMotion {job.motion_preset} {job.duration}s {job.resolution}",
-            "comment": (
-                f"job_id={job.job_id} motion={job.motion_preset} duration={job.duration}"
-                f" resolution={job.resolution} aspect={job.aspect} strength={job.strength:g}"
-                f" seed={job.seed} steps={job.steps} fps={job.fps} renderer={renderer.name}"
-            ),
-            "fanslymotion_seed": str(job.seed),
-            "fanslymotion_motion": job.motion_preset,
-            "fanslymotion_renderer": renderer.name,
-        }
 
     def _cleanup_input(self, job: Job) -> None:
         """Apply the input retention setting once a job has ended (in the background)."""

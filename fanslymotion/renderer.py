@@ -132,7 +132,7 @@ class Renderer:
         on_frame: Callable[[int], None],
         progress: ProgressFn,
     ) -> RenderResult:
-        """Stream `frames` into the task's MP4 (its seed in the metadata) and report the end."""
+        """Stream `frames` into the task's MP4 (with `metadata`) and report the end."""
         spec = task.spec
         width, height = size
         video.encode(
@@ -143,11 +143,30 @@ class Renderer:
             fps=spec.fps,
             crf=self.settings.crf,
             preset=self.settings.x264_preset,
-            metadata={"fanslymotion_seed": str(spec.seed), **task.metadata},
+            metadata=self.metadata(task, size),
             on_frame=on_frame,
         )
         progress(Progress(100.0, Phase.FINISHING, eta=0.0))
         return RenderResult(spec.frames, width, height, spec.fps, self.name)
+
+    def metadata(self, task: RenderTask, size: tuple[int, int]) -> dict[str, str]:
+        """The MP4's tags: what was asked, with the aspect it resolved to and the renderer that
+        really made it; the task's own tags go on top."""
+        spec = task.spec
+        aspect = motion.aspect_of(*size)
+        return {
+            "title": f"FanslyMotion {spec.motion} {spec.duration}s {spec.resolution}",
+            "comment": (
+                f"job_id={task.job_id} motion={spec.motion} duration={spec.duration}"
+                f" resolution={spec.resolution} aspect={aspect} strength={spec.strength:g}"
+                f" seed={spec.seed} steps={spec.steps} fps={spec.fps} renderer={self.name}"
+            ),
+            "fanslymotion_seed": str(spec.seed),
+            "fanslymotion_motion": spec.motion,
+            "fanslymotion_aspect": aspect,
+            "fanslymotion_renderer": self.name,
+            **task.metadata,
+        }
 
     def memory_stats(self) -> dict[str, float]:
         """Accelerator memory in bytes by kind (e.g. allocated, reserved); empty on the CPU."""

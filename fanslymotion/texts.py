@@ -34,7 +34,10 @@ EN: dict[str, str] = {
     "btn_menu": "🏠 Menu",
     "btn_cancel": "✖️ Cancel",
     "btn_cancel_job": "✖️ Cancel {n}",
-    "btn_again": "🎲 Again, new seed",
+    "btn_again": "🎲 Another variant",
+    "btn_retry": "🔁 Try again",
+    "btn_settings": "🛠 Same photo, other settings",
+    "btn_last_settings": "⚡ As last time: {params}",
     "btn_other": "🎞 Same photo, other motion",
     # the steps
     "step_duration": "Step 1 of 5 — length.\nHow long should the video be?",
@@ -42,6 +45,7 @@ EN: dict[str, str] = {
         "Step 2 of 5 — resolution.\n{summary}\n\nHow sharp? Higher resolutions take longer."
     ),
     "step_motion": "Step 3 of 5 — camera motion.\n{summary}\n\n{descriptions}",
+    "step_motion_other": "Same photo, another camera motion.\n{summary}\n\n{descriptions}",
     "step_aspect": (
         "Step 4 of 5 — frame shape.\n{summary}\n\n"
         "Auto follows your photo: landscape → 16:9, portrait → 9:16, square → 1:1."
@@ -64,13 +68,24 @@ EN: dict[str, str] = {
     "motion_tilt_down": "Tilt down",
     "motion_dolly_in": "Dolly in",
     # the photo
-    "not_image": "That file is not an image. Please send a photo (JPEG, PNG, WebP…).",
+    "not_image": "That's {kind}, not an image. Please send a photo (JPEG, PNG, WebP…).",
+    "kind_pdf": "a PDF",
+    "kind_zip": "an archive",
+    "kind_text": "a text file",
+    "kind_video": "a video",
+    "kind_audio": "an audio file",
+    "kind_sticker": "a sticker",
+    "kind_message": "a text message",
+    "kind_file": "a file",
+    "heic_refused": "I could not read that HEIC/HEIF file. Please send it as a photo instead.",
+    "album_first": "That's an album: I'll use its first photo.",
     "too_big": (
         "That file is larger than {limit} MB, too large for a bot to download. "
         "Please send a smaller image, or send it as a photo."
     ),
     "unreadable": "I could not use that image: {detail}. Please try another photo.",
     # the {detail} of "unreadable", by the error's code
+    "why_generic": "it could not be used",
     "why_photo_empty": "the file is empty",
     "why_photo_unreadable": "the file could not be read",
     "why_photo_damaged": "it is damaged or cut short",
@@ -80,13 +95,27 @@ EN: dict[str, str] = {
         "it is too small ({width}×{height}; at least {min_side} px on the short side)"
     ),
     "send_photo_hint": "Please send a photo for this step, or press Back.",
-    "photo_first": "Nice photo! First choose the video settings, then send it again.",
+    "wrong_input": "That's {kind}. Please send a photo for this step, or press Back.",
+    "photo_first": "Nice photo! I'll keep it. First choose the video settings.",
+    "photo_kept": "I have your photo: after the last step it goes straight into the queue.",
     "download_failed": "I could not download that file from Telegram. Please send it again.",
     # accepted and progress
     "accepted_queued": "✅ Accepted! Your video is #{position} in the queue.\nReady in {eta}.",
     "accepted_running": "✅ Accepted! Rendering has started.\nReady in {eta}.",
+    "accepted_paused": (
+        "✅ Accepted! Your video is #{position} in the queue.\n"
+        "⏸ Paused by the operator; your place is kept."
+    ),
     "progress_queued": "⏳ Waiting in the queue: #{position}\nReady in {eta}\n{params}",
     "progress_waiting": "⏳ Waiting to start\nReady in {eta}\n{params}",
+    "progress_paused": (
+        "⏸ Paused by the operator; your place is kept: #{position} in the queue\n{params}"
+    ),
+    "note_retry": "🔁 Retrying (attempt {attempt} of {tries})",
+    "note_resumed": "🔄 The service restarted; continuing",
+    "fail_timeout": "it took too long to make",
+    "fail_memory": "the server ran out of memory",
+    "fail_render": "something went wrong on our side",
     "progress_running": "🎬 {phase}: {percent}%\n{bar}\nTime left: {eta}\n{params}",
     "progress_done": "✅ Ready! Here comes the video.\n{params}",
     "progress_cancelled": "✖️ Cancelled. Nothing will be sent.\n{params}",
@@ -94,16 +123,19 @@ EN: dict[str, str] = {
     "phase_starting": "Starting",
     "phase_preparing": "Preparing",
     "phase_rendering": "Rendering",
-    "phase_encoded": "Finishing",
+    "phase_finishing": "Finishing",
     "phase_loading": "Loading the model",
     "phase_encoding": "Encoding",
+    "phase_animating": "Animating",
+    "phase_decoding": "Decoding",
+    "phase_resumed": "Continuing",
     "phase_generic": "Working",
     "eta_unknown": "a moment",
     "eta_seconds": "about {s} s",
     "eta_minutes": "about {m} min",
     "params": "{motion} · {duration} · {resolution} · {aspect}",
     # delivery
-    "caption": "🎬 {motion} · {duration} · {resolution} · {width}×{height}\nSeed: {seed}",
+    "caption": "🎬 {motion} · {duration} · {resolution} · {width}×{height}\nVariant #{seed}",
     "video_too_big": "Sorry, the video is too large to send through Telegram.",
     "video_missing": "Sorry, this video is no longer available.",
     # job buttons
@@ -118,6 +150,10 @@ EN: dict[str, str] = {
     "already_finished": "This video has already finished.",
     "not_yours": "This video is not yours.",
     "stale_button": "This button is outdated.",
+    "stale_menu": "This menu is outdated: the newest one is further down.",
+    "already_queued": "This one is already on its way.",
+    "missed_videos": "Welcome back! While you were away, videos were made for you: {n}.",
+    "btn_send_missed": "📩 Send them",
     # limits and errors
     "cap_user": (
         "You already have {active} videos in progress (at most {limit}). "
@@ -150,9 +186,11 @@ EN: dict[str, str] = {
     "status_none": "You have no videos in progress.",
     "status_header": "Your videos in progress:",
     "status_queued": "{n}. {params} — #{position} in the queue, ready in {eta}",
+    "status_paused": "{n}. {params} — #{position} in the queue, paused by the operator",
     "status_running": "{n}. {params} — {phase} {percent}%, ready in {eta}",
     "history_none": "No videos yet. Press “Photo → video” to make one.",
     "history_header": "Your last videos:",
+    "history_gone": "{params}: this video can no longer be re-sent (Telegram no longer has it).",
     "lang_prompt": "Choose the language:",
     "lang_set": "Language: English.",
     # admins
@@ -183,7 +221,10 @@ RU: dict[str, str] = {
     "btn_menu": "🏠 Меню",
     "btn_cancel": "✖️ Отменить",
     "btn_cancel_job": "✖️ Отменить {n}",
-    "btn_again": "🎲 Ещё раз, новый seed",
+    "btn_again": "🎲 Другой вариант",
+    "btn_retry": "🔁 Попробовать ещё раз",
+    "btn_settings": "🛠 То же фото, другие настройки",
+    "btn_last_settings": "⚡ Как в прошлый раз: {params}",
     "btn_other": "🎞 То же фото, другое движение",
     "step_duration": "Шаг 1 из 5 — длительность.\nСколько должно длиться видео?",
     "step_resolution": (
@@ -191,6 +232,7 @@ RU: dict[str, str] = {
         "Насколько чётко? Высокое разрешение считается дольше."
     ),
     "step_motion": "Шаг 3 из 5 — движение камеры.\n{summary}\n\n{descriptions}",
+    "step_motion_other": "То же фото, другое движение камеры.\n{summary}\n\n{descriptions}",
     "step_aspect": (
         "Шаг 4 из 5 — формат кадра.\n{summary}\n\n"
         "«Авто» следует за фото: горизонтальное → 16:9, вертикальное → 9:16, квадратное → 1:1."
@@ -211,12 +253,23 @@ RU: dict[str, str] = {
     "motion_tilt_up": "Наклон вверх",
     "motion_tilt_down": "Наклон вниз",
     "motion_dolly_in": "Наезд",
-    "not_image": "Это не изображение. Пришлите фото (JPEG, PNG, WebP…).",
+    "not_image": "Это {kind}, а не изображение. Пришлите фото (JPEG, PNG, WebP…).",
+    "kind_pdf": "PDF-документ",
+    "kind_zip": "архив",
+    "kind_text": "текстовый файл",
+    "kind_video": "видео",
+    "kind_audio": "аудиофайл",
+    "kind_sticker": "стикер",
+    "kind_message": "текстовое сообщение",
+    "kind_file": "файл",
+    "heic_refused": "Не получилось прочитать этот файл HEIC/HEIF. Отправьте его как фото.",
+    "album_first": "Это альбом: я возьму из него первое фото.",
     "too_big": (
         "Файл больше {limit} МБ — бот не может скачать такой файл. "
         "Пришлите изображение поменьше или отправьте его как фото."
     ),
     "unreadable": "Не получилось использовать это изображение: {detail}. Попробуйте другое фото.",
+    "why_generic": "его не удалось использовать",
     "why_photo_empty": "файл пустой",
     "why_photo_unreadable": "файл не удалось прочитать",
     "why_photo_damaged": "оно повреждено или обрезано",
@@ -226,28 +279,46 @@ RU: dict[str, str] = {
         "оно слишком маленькое ({width}×{height}; нужно хотя бы {min_side} пикс. по короткой стороне)"
     ),
     "send_photo_hint": "На этом шаге нужно фото. Или нажмите «Назад».",
-    "photo_first": "Отличное фото! Сначала выберите настройки видео, потом пришлите его снова.",
+    "wrong_input": "Это {kind}. На этом шаге нужно фото. Или нажмите «Назад».",
+    "photo_first": "Отличное фото! Я его сохраню. Сначала выберите настройки видео.",
+    "photo_kept": "Ваше фото у меня: после последнего шага оно сразу встанет в очередь.",
     "download_failed": "Не удалось скачать файл из Telegram. Пришлите его ещё раз.",
-    "accepted_queued": "✅ Принято! Ваше видео №{position} в очереди.\nБудет готово через {eta}.",
-    "accepted_running": "✅ Принято! Видео уже создаётся.\nБудет готово через {eta}.",
-    "progress_queued": "⏳ В очереди: №{position}\nБудет готово через {eta}\n{params}",
-    "progress_waiting": "⏳ Ждёт запуска\nБудет готово через {eta}\n{params}",
-    "progress_running": "🎬 {phase}: {percent}%\n{bar}\nОсталось: {eta}\n{params}",
+    "accepted_queued": "✅ Принято! Ваше видео №{position} в очереди.\nБудет готово {eta}.",
+    "accepted_running": "✅ Принято! Видео уже создаётся.\nБудет готово {eta}.",
+    "accepted_paused": (
+        "✅ Принято! Ваше видео №{position} в очереди.\n"
+        "⏸ Обработка приостановлена оператором; ваше место сохранено."
+    ),
+    "progress_queued": "⏳ В очереди: №{position}\nБудет готово {eta}\n{params}",
+    "progress_waiting": "⏳ Ждёт запуска\nБудет готово {eta}\n{params}",
+    "progress_paused": (
+        "⏸ Обработка приостановлена оператором; ваше место в очереди сохранено: №{position}\n"
+        "{params}"
+    ),
+    "note_retry": "🔁 Повторная попытка ({attempt} из {tries})",
+    "note_resumed": "🔄 Сервис перезапустился; продолжаем",
+    "fail_timeout": "оно создавалось слишком долго",
+    "fail_memory": "серверу не хватило памяти",
+    "fail_render": "у нас что-то пошло не так",
+    "progress_running": "🎬 {phase}: {percent}%\n{bar}\nБудет готово {eta}\n{params}",
     "progress_done": "✅ Готово! Отправляю видео.\n{params}",
     "progress_cancelled": "✖️ Отменено. Видео не будет отправлено.\n{params}",
     "progress_failed": "⚠️ К сожалению, видео не получилось: {error}\n{params}",
     "phase_starting": "Запуск",
     "phase_preparing": "Подготовка",
     "phase_rendering": "Создание видео",
-    "phase_encoded": "Завершение",
+    "phase_finishing": "Завершение",
     "phase_loading": "Загрузка модели",
     "phase_encoding": "Кодирование",
+    "phase_animating": "Оживление",
+    "phase_decoding": "Декодирование",
+    "phase_resumed": "Продолжение",
     "phase_generic": "Работаю",
-    "eta_unknown": "несколько секунд",
-    "eta_seconds": "около {s} с",
-    "eta_minutes": "около {m} мин",
+    "eta_unknown": "совсем скоро",
+    "eta_seconds": "примерно через {s} с",
+    "eta_minutes": "примерно через {m} мин",
     "params": "{motion} · {duration} · {resolution} · {aspect}",
-    "caption": "🎬 {motion} · {duration} · {resolution} · {width}×{height}\nSeed: {seed}",
+    "caption": "🎬 {motion} · {duration} · {resolution} · {width}×{height}\nВариант №{seed}",
     "video_too_big": "К сожалению, видео слишком большое для отправки через Telegram.",
     "video_missing": "К сожалению, это видео больше недоступно.",
     "cancelling": "Отменяю…",
@@ -261,6 +332,10 @@ RU: dict[str, str] = {
     "already_finished": "Это видео уже завершено.",
     "not_yours": "Это не ваше видео.",
     "stale_button": "Эта кнопка устарела.",
+    "stale_menu": "Это меню устарело: актуальное ниже.",
+    "already_queued": "Это видео уже в работе.",
+    "missed_videos": "С возвращением! Пока вас не было, для вас были готовы видео: {n}.",
+    "btn_send_missed": "📩 Прислать их",
     "cap_user": (
         "У вас уже {active} видео в работе (максимум {limit}). "
         "Дождитесь, пока одно из них будет готово, — /status покажет их."
@@ -290,10 +365,12 @@ RU: dict[str, str] = {
     "cancel_jobs": "Видео в работе — нажмите кнопку, чтобы отменить:",
     "status_none": "У вас нет видео в работе.",
     "status_header": "Ваши видео в работе:",
-    "status_queued": "{n}. {params} — №{position} в очереди, готово через {eta}",
-    "status_running": "{n}. {params} — {phase} {percent}%, готово через {eta}",
+    "status_queued": "{n}. {params} — №{position} в очереди, будет готово {eta}",
+    "status_paused": "{n}. {params} — №{position} в очереди, обработка приостановлена оператором",
+    "status_running": "{n}. {params} — {phase} {percent}%, будет готово {eta}",
     "history_none": "Видео пока нет. Нажмите «Фото → видео», чтобы сделать первое.",
     "history_header": "Ваши последние видео:",
+    "history_gone": "{params}: это видео больше нельзя прислать повторно (в Telegram его уже нет).",
     "lang_prompt": "Выберите язык:",
     "lang_set": "Язык: русский.",
     "queue_stats": (

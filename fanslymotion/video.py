@@ -36,6 +36,7 @@ X264_PRESETS = (
     "slow",
     "slower",
     "veryslow",
+    "placebo",
 )
 _METADATA_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _STDERR_TAIL = 2000

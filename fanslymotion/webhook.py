@@ -1,7 +1,7 @@
 """Webhooks: job events pushed to the client's own server, from a durable outbox.
 
 The store writes an event to `webhook_outbox` in the same transaction as the state change
-that causes it (SQLite triggers, see store.WEBHOOKS), so an event exists exactly when its
+that causes it (SQLite triggers, see store.schema.WEBHOOKS), so an event exists exactly when its
 change was committed. `WebhookSender` delivers due rows: signed per the Standard Webhooks
 scheme, retried with exponential backoff and jitter on timeouts, connection errors, 408, 429
 (after its Retry-After) and 5xx, given up on other statuses and on redirects (never followed),

@@ -5,8 +5,11 @@ It speaks the real wire format (form or multipart requests, the `{"ok", "result"
 offsets) and answers errors the way the real API does, so the real aiogram Dispatcher can poll
 it. Tests "are a user" through `send_text`, `press`, `send_photo` and `send_document`, and read
 what the bot did from `calls` and `messages`. Fault switches: `edit_storm` (429 on
-editMessageText), `block` (403 for everything sent to a user), `upload_limit` (413),
-`upload_failures` (500 on uploads).
+editMessageText), `flood` (429 with retry_after on any method in one chat), `block` (403 for
+everything sent to a user, until `unblock`), `delete` (the user deletes a bot message: 400 on
+edits), `outage` (502 HTML pages from a proxy, as a real outage looks), `drop` (the connection
+closes without an answer), `slow_uploads` (per chat), `upload_limit` (413), `upload_failures`
+(500 on uploads).
 """
 
 from __future__ import annotations
@@ -103,6 +106,14 @@ _JSON_PARAMS = {
 }
 
 
+# What a reverse proxy in front of the Bot API answers while the API is down.
+_BAD_GATEWAY = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+
+
 class FakeTelegram:
     """The server, its state and the user-side helpers."""
 
@@ -131,6 +142,12 @@ class FakeTelegram:
         self.storm_retry_after = 1
         self.upload_failures = 0  # how many sendVideo/sendDocument calls still get a 500
         self.webhook_deleted = 0
+        # method (lower case) -> how many calls still get a 502 HTML page; "*" for every method
+        self.outages: dict[str, int] = {}
+        self.drops: dict[str, int] = {}  # method -> how many calls still lose their connection
+        self.floods: dict[tuple[str, int], tuple[int, int]] = {}  # (method, chat): (n, seconds)
+        self.slow_uploads: dict[int, float] = {}  # chat -> seconds an upload takes
+        self.file_outage = 0  # how many file downloads still get a 502 page
         self._update_ids = itertools.count(1)
         self._file_ids = itertools.count(1)
         self._callback_ids = itertools.count(1)
@@ -208,7 +225,12 @@ class FakeTelegram:
         return file_id, unique
 
     async def send_photo(
-        self, user: FakeUser, data: bytes, caption: str | None = None
+        self,
+        user: FakeUser,
+        data: bytes,
+        caption: str | None = None,
+        *,
+        media_group_id: str | None = None,
     ) -> dict[str, Any]:
         """The user sends a compressed photo: a thumbnail and the full size, as Telegram does."""
         from PIL import Image
@@ -234,6 +256,8 @@ class FakeTelegram:
         content: dict[str, Any] = {"photo": sizes}
         if caption:
             content["caption"] = caption
+        if media_group_id:
+            content["media_group_id"] = media_group_id
         message = self._user_message(user, **content)
         await self._push({"message": message})
         return message
@@ -266,13 +290,16 @@ class FakeTelegram:
         await self._push({"message": message})
         return message
 
-    async def press(self, user: FakeUser, message: dict[str, Any], button: str) -> dict[str, Any]:
+    async def press(
+        self, user: FakeUser, message: dict[str, Any], button: str, *, seen: bool = False
+    ) -> dict[str, Any]:
         """The user presses the inline button whose callback data or text matches `button`.
 
         The message is taken as the server has it now (its current keyboard), and the button must
-        be on it: a test cannot press what the user cannot see.
+        be on it: a test cannot press what the user cannot see. `seen=True` presses the message
+        as the test saw it: a second quick tap on a keyboard whose edit had not arrived yet.
         """
-        current = self.messages[(message["chat"]["id"], message["message_id"])]
+        current = message if seen else self.messages[(message["chat"]["id"], message["message_id"])]
         data = self.find_button(current, button)
         query = {
             "id": str(next(self._callback_ids)),
@@ -307,6 +334,25 @@ class FakeTelegram:
     def block(self, user_id: int) -> None:
         """The user blocks the bot: every send to them answers 403 from now on."""
         self.blocked.add(user_id)
+
+    def unblock(self, user_id: int) -> None:
+        self.blocked.discard(user_id)
+
+    def delete(self, chat_id: int, message_id: int) -> None:
+        """The user deletes a message of the bot: edits answer 400 "message to edit not found"."""
+        del self.messages[(chat_id, message_id)]
+
+    def outage(self, calls: int, method: str = "*") -> None:
+        """The next `calls` calls (of `method`, or of any) get a proxy's 502 HTML page."""
+        self.outages[method.lower()] = calls
+
+    def drop(self, calls: int, method: str) -> None:
+        """The next `calls` calls of `method` lose their connection before any answer."""
+        self.drops[method.lower()] = calls
+
+    def flood(self, method: str, chat_id: int, calls: int, retry_after: int) -> None:
+        """The next `calls` calls of `method` in a chat get 429 with `retry_after`."""
+        self.floods[(method.lower(), chat_id)] = (calls, retry_after)
 
     # -- what the bot did ---------------------------------------------------------------------
 
@@ -403,11 +449,57 @@ class FakeTelegram:
                     params[name] = json.loads(value)
         return params, files
 
+    def _take(self, faults: dict[str, int], method: str) -> bool:
+        """Use up one planned fault for `method` (or for any method, under "*")."""
+        for key in (method.lower(), "*"):
+            if faults.get(key, 0) > 0:
+                faults[key] -= 1
+                return True
+        return False
+
+    def _flooded(self, method: str, params: dict[str, Any]) -> None:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            key = (method.lower(), int(params["chat_id"]))
+            calls, retry_after = self.floods.get(key, (0, 0))
+            if calls > 0:
+                self.floods[key] = (calls - 1, retry_after)
+                raise ApiError(
+                    429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after
+                )
+
+    async def _fault(self, call: ApiCall, request: web.Request) -> web.Response | None:
+        """A planned outage or dropped connection for this call, if any."""
+        if call.method.lower() == "getupdates" and not (
+            self.outages.get("getupdates") or self.drops.get("getupdates")
+        ):
+            return None  # "*" spares polling; an outage of getUpdates is named
+        if self._take(self.drops, call.method):
+            call.status, call.description = 0, "connection dropped"
+            self.calls.append(call)
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=204)
+        if self._take(self.outages, call.method):
+            call.status, call.description = 502, "502 Bad Gateway (HTML)"
+            self.calls.append(call)
+            await self._notify()
+            return web.Response(status=502, text=_BAD_GATEWAY, content_type="text/html")
+        return None
+
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         params, files = await self._read(request)
         call = ApiCall(method, params, files, time.monotonic())
+        fault = await self._fault(call, request)
+        if fault is not None:
+            return fault
+        if method.lower() in ("sendvideo", "senddocument") and files:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                delay = self.slow_uploads.get(int(params["chat_id"]), 0.0)
+                if delay:
+                    await asyncio.sleep(delay)
         try:
+            self._flooded(method, params)
             if request.match_info["token"] != self.token:
                 raise ApiError(401, "Unauthorized")
             handler = getattr(self, f"_m_{method.lower()}", None)
@@ -433,6 +525,9 @@ class FakeTelegram:
             return web.json_response(
                 {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
             )
+        if self.file_outage > 0:
+            self.file_outage -= 1
+            return web.Response(status=502, text=_BAD_GATEWAY, content_type="text/html")
         path = request.match_info["path"]
         for stored in self.files.values():
             if stored.path == path:
@@ -478,7 +573,15 @@ class FakeTelegram:
         commands = params.get("commands")
         if not isinstance(commands, list) or not commands:
             raise ApiError(400, "Bad Request: commands must be a non-empty list")
-        self.commands[str(params.get("language_code") or "")] = commands
+        scope = params.get("scope") or {}
+        if isinstance(scope, dict) and scope.get("type") == "chat":
+            # per chat: the key is "chat:<id>" (with ":<language>" when one is given)
+            key = f"chat:{scope.get('chat_id')}"
+            if params.get("language_code"):
+                key += f":{params['language_code']}"
+        else:
+            key = str(params.get("language_code") or "")
+        self.commands[key] = commands
         return True
 
     def _chat(self, params: dict[str, Any]) -> int:

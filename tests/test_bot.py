@@ -91,6 +91,13 @@ class Stack:
             await self.stop()
 
 
+async def outbox_scans(bot: TelegramBot, count: int) -> None:
+    """Wait for `count` more scans of the delivery outbox (what a "nothing more is sent" check
+    needs to have happened, rather than a guess at the time it takes)."""
+    target = bot.outbox.scans + count
+    await wait_until(lambda: bot.outbox.scans >= target, what=f"{count} outbox scans")
+
+
 async def wait_until(predicate: Any, within: float = 10.0, what: str = "a condition") -> Any:
     deadline = time.monotonic() + within
     while True:
@@ -143,8 +150,19 @@ async def wait_button(
 
 
 async def open_menu(tg: FakeTelegram, user: FakeUser) -> dict[str, Any]:
+    """/start, and the new menu it opens (an older menu in the chat is outdated by it)."""
+    before = max((m["message_id"] for m in tg.bot_messages(user.id)), default=0)
     await tg.send_text(user, "/start")
-    return await wait_button(tg, user.id, "nav:new")
+
+    def find() -> dict[str, Any] | None:
+        for message in tg.bot_messages(user.id)[::-1]:
+            buttons = [data for _, data in tg.buttons(message)]
+            if message["message_id"] > before and "nav:new" in buttons:
+                return message
+        return None
+
+    found: dict[str, Any] = await tg.wait_for(find, 10, "a new menu")
+    return found
 
 
 async def choose(
@@ -295,7 +313,7 @@ async def test_full_conversation_to_a_delivered_mp4(
     assert int(call.get("width")) == 1280 and int(call.get("height")) == 720
     assert int(call.get("duration")) == 6
     assert call.get("supports_streaming") is True
-    assert "Pan left" in call.get("caption") and f"Seed: {job.seed}" in call.get("caption")
+    assert "Pan left" in call.get("caption") and f"Variant #{job.seed}" in call.get("caption")
     assert "1280×720" in call.get("caption")
     path = tmp_path / "received.mp4"
     path.write_bytes(tg.uploaded(call))
@@ -405,7 +423,7 @@ async def test_cancel_while_rendering(stack: Stack, tg: FakeTelegram) -> None:
         lambda: "Cancelled" in _text(tg.message(ALICE.id, accepted["message_id"])), 5, "cancelled"
     )
     assert ("🏠 Menu", "nav:menu") in tg.buttons(tg.message(ALICE.id, accepted["message_id"]))
-    await asyncio.sleep(1.0)  # a delivery would have gone out by now
+    await outbox_scans(stack.bot, 2)  # a delivery would have gone out by now
     assert not tg.calls_of("sendVideo")
     assert await stack.store.get_delivery(job_id) is None
     assert not list((stack.settings.data_dir / "hot").glob("*.mp4"))
@@ -460,7 +478,7 @@ async def test_restart_mid_render_then_delivery_once(stack: Stack, tg: FakeTeleg
         5,
         "ready",
     )
-    await asyncio.sleep(1.5)  # three delivery polls: nothing is sent twice
+    await outbox_scans(stack.bot, 3)  # three delivery polls: nothing is sent twice
     assert len([c for c in tg.calls_of("sendVideo") if c.files]) == 1
     delivery = await stack.store.get_delivery(job_id)
     assert delivery is not None and delivery.status == "sent"
@@ -485,7 +503,7 @@ async def test_upload_cut_by_a_crash_is_offered_not_resent(stack: Stack, tg: Fak
     await stack.start(fps=4)
     offer = await wait_button(tg, BORIS.id, f"job:resend:{job_id}")
     assert "перезапустился" in _text(offer)  # in Boris's language
-    await asyncio.sleep(1.5)  # three delivery polls: nothing went out on its own
+    await outbox_scans(stack.bot, 3)  # three delivery polls: nothing went out on its own
     assert len(tg.calls_of("sendVideo", ok=True)) == 1
     delivery = await stack.store.get_delivery(job_id)
     assert delivery is not None and delivery.status == "interrupted"
@@ -500,7 +518,7 @@ async def test_upload_cut_by_a_crash_is_offered_not_resent(stack: Stack, tg: Fak
     await wait_until(sent, what="the delivery recorded as sent")
     await tg.press(BORIS, offer, f"job:resend:{job_id}")  # a second tap sends nothing more
     await tg.wait_call("answerCallbackQuery", lambda c: "уже отправлено" in str(c.get("text")))
-    await asyncio.sleep(1.0)
+    await outbox_scans(stack.bot, 2)
     assert len(tg.calls_of("sendVideo", ok=True)) == 2
 
 
@@ -520,7 +538,7 @@ async def test_final_progress_edit_after_a_restart(stack: Stack, tg: FakeTelegra
         5,
         "the final edit",
     )
-    await asyncio.sleep(0.6)  # a delivery poll of the new process: nothing is sent twice
+    await outbox_scans(stack.bot, 2)  # delivery polls of the new process: nothing sent twice
     assert len(tg.calls_of("sendVideo")) == 1
 
 
@@ -614,7 +632,7 @@ async def test_blocked_user_is_undeliverable_and_harmless(stack: Stack, tg: Fake
     delivery = await stack.store.get_delivery(job_id)
     assert delivery is not None and "blocked" in (delivery.last_error or "")
     assert job.status == "completed"
-    await asyncio.sleep(0.6)  # another delivery poll: the job is untouched, nothing retried
+    await outbox_scans(stack.bot, 2)  # more delivery polls: the job untouched, nothing retried
     again = await stack.store.get_job(job_id)
     assert again is not None and again.status == "completed"
     delivery = await stack.store.get_delivery(job_id)
@@ -829,7 +847,7 @@ async def test_rejected_missing_and_malformed_tokens(
         lambda: bot.status() if bot.status()["state"] == "retrying" else None, what="retrying"
     )
     assert "<bot-token>" in str(status["reason"])
-    await asyncio.sleep(0.5)  # a second attempt, logged by aiogram's own loggers too
+    await wait_until(lambda: bot.connect_attempts >= 2, what="a second attempt")  # logged too
     assert "TEST-token" not in str(status["reason"])
     assert "TEST-token" not in caplog.text
 

@@ -10,6 +10,7 @@ from aiogram.types import InlineKeyboardMarkup
 
 from fanslymotion import bot_views, motion, texts
 from fanslymotion.errors import BadRequest, TooManyJobs
+from fanslymotion.models import Phase, Progress
 from fanslymotion.store import Job
 
 
@@ -102,7 +103,7 @@ def test_progress_view_for_every_state(lang: str) -> None:
     assert "2" in text and texts.t(lang, "eta_minutes", m=1) in text
     assert buttons(markup) == [[(texts.t(lang, "btn_cancel"), "job:cancel:j1")]]
 
-    running = make_job(status="processing", progress=50.0, message="rendering")
+    running = make_job(status="processing", progress=50.0, phase="rendering")
     text, markup = bot_views.progress_view(lang, running, eta=8, position=None)
     assert "50" in text and "▓" * 6 + "░" * 6 in text
     assert texts.t(lang, "eta_seconds", s=8) in text
@@ -113,9 +114,25 @@ def test_progress_view_for_every_state(lang: str) -> None:
     assert done == texts.t(lang, "progress_done", params=bot_views.job_params(lang, queued))
     assert markup is None
     failed, markup = bot_views.progress_view(
-        lang, make_job(status="failed", error="boom"), eta=None, position=None
+        lang,
+        make_job(status="failed", error="the render took longer than 2 s"),
+        eta=None,
+        position=None,
     )
-    assert "boom" in failed and buttons(markup)[0][0][1] == "nav:menu"
+    # the server's English never reaches the user; their own words do, with a way on
+    assert "took longer" not in failed and texts.t(lang, "fail_timeout") in failed
+    assert [row[0][1] for row in buttons(markup)] == ["job:retry:j1", "job:settings:j1", "nav:menu"]
+
+    paused, _ = bot_views.progress_view(lang, queued, eta=5, position=3, paused=True)
+    assert (
+        paused.startswith("⏸") and "3" in paused and texts.t(lang, "eta_seconds", s=5) not in paused
+    )
+    retry = make_job(status="queued", attempts=1, error="internal render error")
+    text, _ = bot_views.progress_view(lang, retry, eta=5, position=1, tries=3)
+    assert text.endswith(texts.t(lang, "note_retry", attempt=2, tries=3))
+    again = make_job(status="processing", attempts=0, progress=10.0, phase="rendering")
+    text, _ = bot_views.progress_view(lang, again, eta=5, position=None, resumed=True)
+    assert text.endswith(texts.t(lang, "note_resumed"))
 
 
 def test_eta_is_coarse_so_edits_stay_rare() -> None:
@@ -161,3 +178,59 @@ def test_the_bot_imports_no_renderer() -> None:
             else:
                 continue
             assert not names & forbidden, f"{path.name} imports {names & forbidden}"
+
+
+@pytest.mark.parametrize("lang", texts.LANGUAGES)
+def test_every_phase_has_words(lang: str) -> None:
+    """A text for every Phase in every language: a new phase without one fails here."""
+    for phase in Phase:
+        assert f"phase_{phase}" in texts.TEXTS[lang], phase
+        assert bot_views.phase_text(lang, phase) == texts.t(lang, f"phase_{phase}")
+    animating = bot_views.phase_text(lang, Phase.ANIMATING, 2, 4)
+    assert animating == texts.t(lang, "phase_animating") + " 2/4"
+    assert bot_views.phase_text(lang, "") == texts.t(lang, "phase_generic")
+    svd = make_job(status="processing", phase=Phase.DECODING, progress=96.0)
+    text, _ = bot_views.progress_view(lang, svd, eta=3, position=None)
+    assert text.startswith(f"🎬 {texts.t(lang, 'phase_decoding')}: 96%")
+    live = Progress(percent=40.0, phase=Phase.ANIMATING, step=2, steps=4, eta=20.0)
+    text, _ = bot_views.progress_view(lang, svd, eta=None, position=None, live=live)
+    assert text.startswith(f"🎬 {animating}: 40%")
+
+
+def _sample_values(template: str) -> dict[str, object]:
+    import string
+
+    names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    samples: dict[str, object] = {"eta": "ETA", "params": "PARAMS", "kind": "KIND"}
+    return {name: samples.get(name, 5) for name in names}
+
+
+def test_russian_reads_right_with_its_placeholders_filled() -> None:
+    """Every Russian text, filled in: no English words for people, no "через около"."""
+    for key, template in texts.RU.items():
+        text = template.format(**_sample_values(template))
+        assert "seed" not in text.lower(), key
+        assert not any(word in text for word in (" the ", "Step ", "Ready")), key
+    for seconds in (3, 25, 150, None):
+        eta = bot_views.format_eta("ru", seconds)
+        for key in ("accepted_queued", "progress_queued", "progress_running", "status_queued"):
+            filled = texts.t("ru", key, **{**_sample_values(texts.RU[key]), "eta": eta})
+            assert "через около" not in filled and "через примерно" not in filled, key
+    for key, template in texts.EN.items():
+        filled = template.format(**_sample_values(template))
+        assert "seed" not in filled.lower(), key  # people get "variant"
+    assert texts.t("ru", "btn_again") == "🎲 Другой вариант"
+    assert texts.t("en", "btn_again") == "🎲 Another variant"
+
+
+def test_wrong_files_are_named_and_the_picker_marks_the_language() -> None:
+    assert bot_views.document_kind("application/pdf", "a.pdf") == "kind_pdf"
+    assert bot_views.document_kind("application/zip", "a.zip") == "kind_zip"
+    assert bot_views.document_kind(None, "notes.txt") == "kind_text"
+    assert bot_views.document_kind("video/mp4", "clip.mp4") == "kind_video"
+    assert bot_views.is_heic(None, "IMG_0001.HEIC") and bot_views.is_heic("image/heif", None)
+    rows = buttons(bot_views.lang_keyboard("ru"))
+    assert rows == [[("English", "lang:en"), ("• Русский", "lang:ru")]]
+    assert bot_views.step_text("en", "motion", {"reuse": "j1"}).startswith("Same photo")
+    accepted = bot_views.accepted_text("en", position=2, eta=30, paused=True)
+    assert "#2" in accepted and "Ready in" not in accepted

@@ -125,6 +125,9 @@ async def test_job_during_a_failing_load_records_the_renderer_that_made_it(
         info = video.probe(settings.data_dir / (done.output_path or ""))
         assert info.metadata.get("fanslymotion_renderer") == "motion"
         assert "renderer=motion" in info.metadata.get("comment", "")
+        # `auto` is tagged as what it became for this landscape photo.
+        assert info.metadata.get("fanslymotion_aspect") == "16:9"
+        assert "aspect=16:9" in info.metadata.get("comment", "")
         metric = jobs.metrics.registry.get_sample_value(
             "fanslymotion_render_seconds_count",
             {"renderer": "motion", "resolution": "360p", "duration": "3"},

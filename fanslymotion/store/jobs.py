@@ -1,0 +1,417 @@
+"""The jobs table: insert, reads, the dispatch order, transitions, progress, recovery."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import astuple, replace
+
+import aiosqlite
+
+from ..errors import TooManyJobs
+from ..models import JobStatus, Progress
+from .base import Base
+from .rows import Job, NewJob, check_same_request, utcnow
+
+log = logging.getLogger(__name__)
+
+
+async def _check_caps(
+    db: aiosqlite.Connection, user_id: int, max_queued: int, max_active_per_user: int
+) -> None:
+    async with db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'") as cur:
+        queued = int((await cur.fetchone() or (0,))[0])
+    if queued >= max_queued:
+        raise TooManyJobs(
+            f"the queue is full ({queued} jobs waiting)", retry_after=30, details={"cap": "queue"}
+        )
+    async with db.execute(
+        "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN ('queued', 'processing')",
+        (user_id,),
+    ) as cur:
+        active = int((await cur.fetchone() or (0,))[0])
+    if active >= max_active_per_user:
+        raise TooManyJobs(
+            f"you already have {active} videos in progress (at most {max_active_per_user})",
+            retry_after=30,
+            details={"cap": "user"},
+        )
+
+
+class Jobs(Base):
+    """Queries of the jobs table."""
+
+    async def create_job(
+        self, new: NewJob, *, max_queued: int, max_active_per_user: int
+    ) -> tuple[Job, bool]:
+        """Insert a queued job unless the caps forbid it.
+
+        Returns (job, created). With an idempotency key already used by this user the existing
+        job comes back with created=False, whatever its state, and no cap applies.
+        """
+
+        async def statements(db: aiosqlite.Connection) -> tuple[Job | None, bool]:
+            if new.idempotency_key is not None:
+                async with db.execute(
+                    "SELECT * FROM jobs WHERE user_id = ? AND idempotency_key = ?",
+                    (new.user_id, new.idempotency_key),
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is not None:
+                    existing = self._job(row)
+                    assert existing is not None
+                    check_same_request(existing, new.request_digest)
+                    return existing, False
+            await _check_caps(db, new.user_id, max_queued, max_active_per_user)
+            now = utcnow()
+            async with db.execute(
+                "INSERT INTO jobs (job_id, user_id, source, chat_id, message_id, language,"
+                " duration, resolution, motion_preset, aspect, strength, seed, steps, fps,"
+                " input_path, idempotency_key, request_digest, webhook_url, webhook_events,"
+                " status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)"
+                " RETURNING *",
+                (*astuple(new), now, now),  # NewJob's fields in the order named above
+            ) as cur:
+                return self._job(await cur.fetchone()), True
+
+        job, created = await self._transaction(statements)
+        assert job is not None
+        self._remember(job)
+        return job, created
+
+    async def check_caps(self, user_id: int, *, max_queued: int, max_active_per_user: int) -> None:
+        """The caps without a transaction: a cheap early refusal before a photo is decoded.
+
+        `create_job` checks them again inside its transaction, which is what really holds.
+        """
+        await _check_caps(self._db, user_id, max_queued, max_active_per_user)
+
+    async def get_job(self, job_id: str) -> Job | None:
+        cached = self._rows.get(job_id)
+        if cached is not None:
+            self._rows.move_to_end(job_id)
+            return cached
+        writes = self._writes
+        job = self._job(await self._fetchone("SELECT * FROM jobs WHERE job_id = ?", (job_id,)))
+        if writes == self._writes and job_id not in self._rows:  # no write in between
+            self._remember(job)
+        return job
+
+    async def job_by_idempotency_key(self, user_id: int, key: str) -> Job | None:
+        return self._job(
+            await self._fetchone(
+                "SELECT * FROM jobs WHERE user_id = ? AND idempotency_key = ?", (user_id, key)
+            )
+        )
+
+    async def list_jobs(
+        self,
+        *,
+        user_id: int | None = None,
+        status: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[Job]:
+        rows = await self._fetchall(
+            "SELECT * FROM jobs"
+            " WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR status = ?2)"
+            " ORDER BY rowid DESC LIMIT ?3 OFFSET ?4",
+            (user_id, status, limit, offset),
+        )
+        return [job for row in rows if (job := self._job(row)) is not None]
+
+    async def count_jobs(self, *, user_id: int | None = None, status: str | None = None) -> int:
+        row = await self._fetchone(
+            "SELECT COUNT(*) FROM jobs"
+            " WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR status = ?2)",
+            (user_id, status),
+        )
+        return int(row[0]) if row else 0
+
+    async def counts_by_status(self) -> dict[str, int]:
+        rows = await self._fetchall("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+        counts: dict[str, int] = dict.fromkeys(JobStatus, 0)
+        counts.update({str(r[0]): int(r[1]) for r in rows})
+        return counts
+
+    async def queue(self, now: float, *, also: str | None = None) -> tuple[list[Job], Job | None]:
+        """The queued jobs in the order the dispatcher serves them, and the job `also` (queued
+        or not) when asked for: one query.
+
+        The rule (README, "Dispatch order"): jobs that can run now come first, round robin
+        between users: a user's k-th waiting job is in round k, and within a round users take
+        turns by the time of their turn (when a job of theirs last started, or, if later, when
+        their oldest waiting job was made), so a user just served goes to the back. Jobs still
+        waiting out a retry backoff follow, by the time they may run. Serving the first job
+        leaves the rest in the same order, so positions count down one by one.
+        """
+        if also is None:
+            return await self._queue_now(now), None
+        queue = await self._queue_now(now)
+        found = next((job for job in queue if job.job_id == also), None)
+        return queue, found or await self.get_job(also)
+
+    async def _queue_now(self, now: float) -> list[Job]:
+        """The queue in dispatch order, from the copy while no write and no end of a retry
+        backoff can have changed it."""
+        memo = self._queue
+        if memo is not None and memo[0] == self._version and now < memo[1]:
+            return memo[2]
+        version = self._version
+        queue, _ = await self._queue_query(now, None)
+        if version == self._version:
+            ends = [job.not_before for job in queue if job.not_before > now]
+            self._queue = (version, min(ends, default=float("inf")), queue)
+        return queue
+
+    async def _queue_query(self, now: float, also: str | None) -> tuple[list[Job], Job | None]:
+        rows = await self._fetchall(
+            "WITH turns AS ("
+            "  SELECT user_id, MAX(COALESCE(MAX(started_at), ''),"
+            "  MIN(CASE WHEN status = 'queued' THEN created_at END)) AS turn"
+            "  FROM jobs WHERE user_id IN (SELECT user_id FROM jobs WHERE status = 'queued')"
+            "  GROUP BY user_id),"
+            " waiting AS ("
+            "  SELECT q.*, (q.not_before > ?1) AS backoff,"
+            "  CASE WHEN q.not_before > ?1 THEN q.not_before ELSE 0 END AS wait_until,"
+            "  ROW_NUMBER() OVER (PARTITION BY q.user_id, q.not_before > ?1 ORDER BY q.rowid)"
+            "  AS round, t.turn AS turn, q.rowid AS seq"
+            "  FROM jobs q JOIN turns t ON t.user_id = q.user_id WHERE q.status = 'queued')"
+            " SELECT * FROM waiting"
+            " UNION ALL SELECT jobs.*, 0, 0, 0, '', 0 FROM jobs"
+            " WHERE job_id = ?2 AND status != 'queued'"
+            " ORDER BY backoff, wait_until, round, turn, seq",
+            (now, also),
+        )
+        jobs = [job for row in rows if (job := self._job(row)) is not None]
+        found = next((job for job in jobs if job.job_id == also), None) if also else None
+        return [job for job in jobs if job.status == JobStatus.QUEUED], found
+
+    async def next_job(self, now: float) -> tuple[Job | None, float | None]:
+        """(the job to serve now, or None; when none can run yet, the earliest `not_before`)."""
+        queue, _ = await self.queue(now)
+        for job in queue:
+            if job.not_before <= now:
+                return job, None
+        return None, min((job.not_before for job in queue), default=None)
+
+    async def queued_ids(self) -> list[str]:
+        """Queued jobs in the order they are served."""
+        queue, _ = await self.queue(time.time())
+        return [job.job_id for job in queue]
+
+    async def queued_ahead(self, job_id: str) -> list[Job]:
+        """The queued jobs served before `job_id`, in order (empty when it is not queued)."""
+        queue, _ = await self.queue(time.time())
+        ids = [job.job_id for job in queue]
+        return queue[: ids.index(job_id)] if job_id in ids else []
+
+    async def job_and_queue_ahead(self, job_id: str) -> tuple[Job | None, list[Job]]:
+        """A job and, when it is queued, the queued jobs served before it: one query."""
+        queue, found = await self.queue(time.time(), also=job_id)
+        ids = [job.job_id for job in queue]
+        if job_id in ids:
+            return queue[ids.index(job_id)], queue[: ids.index(job_id)]
+        return found, []
+
+    async def queue_position(self, job_id: str) -> int | None:
+        """1 for the next job to start; None when the job is not queued."""
+        ahead = await self.queued_ahead(job_id)
+        job = await self.get_job(job_id)
+        return len(ahead) + 1 if job is not None and job.status == JobStatus.QUEUED else None
+
+    async def render_times(
+        self, limit: int = 2000
+    ) -> list[tuple[tuple[str, str, int, int], float]]:
+        """The measured times of the latest completed renders, oldest first:
+        ((renderer, resolution, frames, steps), seconds)."""
+        rows = await self._fetchall(
+            "SELECT renderer, resolution, frames, steps, render_seconds FROM ("
+            " SELECT rowid AS seq, * FROM jobs WHERE status = 'completed'"
+            " AND render_seconds IS NOT NULL AND renderer IS NOT NULL AND frames IS NOT NULL"
+            " ORDER BY rowid DESC LIMIT ?) ORDER BY seq",
+            (limit,),
+        )
+        return [((str(r[0]), str(r[1]), int(r[2]), int(r[3])), float(r[4])) for r in rows]
+
+    async def start_job(self, job_id: str, renderer: str) -> Job | None:
+        """queued -> processing. None when the job is no longer queued (e.g. cancelled)."""
+        now = utcnow()
+        return await self._transition(
+            "UPDATE jobs SET status = 'processing', started_at = ?, updated_at = ?, renderer = ?,"
+            " progress = 0, message = 'starting', phase = 'starting', phase_step = 0,"
+            " phase_steps = 0, error = NULL"
+            " WHERE job_id = ? AND status = 'queued' RETURNING *",
+            (now, now, renderer, job_id),
+        )
+
+    async def set_progress(self, job_id: str, progress: Progress) -> None:
+        percent, now = round(progress.percent, 1), utcnow()
+
+        async def statements(db: aiosqlite.Connection) -> int:
+            cur = await db.execute(
+                "UPDATE jobs SET progress = ?, message = ?, phase = ?, phase_step = ?,"
+                " phase_steps = ?, updated_at = ? WHERE job_id = ? AND status = 'processing'",
+                (
+                    percent,
+                    progress.message,
+                    progress.phase,
+                    progress.step,
+                    progress.steps,
+                    now,
+                    job_id,
+                ),
+            )
+            return cur.rowcount
+
+        # Progress never reorders the queue: the queue's copy stays; the row's is patched.
+        if await self._transaction(statements, reorders=False):
+            cached = self._rows.get(job_id)
+            if cached is not None:
+                self._rows[job_id] = replace(
+                    cached,
+                    progress=percent,
+                    message=progress.message,
+                    phase=progress.phase,
+                    phase_step=progress.step,
+                    phase_steps=progress.steps,
+                    updated_at=now,
+                )
+
+    async def complete_job(
+        self,
+        job_id: str,
+        *,
+        output_path: str,
+        width: int,
+        height: int,
+        frames: int,
+        size_bytes: int,
+        render_seconds: float,
+    ) -> Job | None:
+        """processing -> completed, and the Telegram delivery queued in the same transaction."""
+        now = utcnow()
+
+        async def statements(db: aiosqlite.Connection) -> Job | None:
+            async with db.execute(
+                "UPDATE jobs SET status = 'completed', progress = 100, message = 'done',"
+                " output_path = ?, width = ?, height = ?, frames = ?, size_bytes = ?,"
+                " render_seconds = ?, completed_at = ?, updated_at = ?, error = NULL"
+                " WHERE job_id = ? AND status = 'processing' RETURNING *",
+                (output_path, width, height, frames, size_bytes, render_seconds, now, now, job_id),
+            ) as cur:
+                job = self._job(await cur.fetchone())
+            if job is not None and job.source == "telegram" and job.chat_id is not None:
+                await db.execute(
+                    "INSERT OR IGNORE INTO deliveries (job_id, chat_id, created_at)"
+                    " VALUES (?, ?, ?)",
+                    (job_id, job.chat_id, now),
+                )
+            return job
+
+        return self._remember(await self._transaction(statements))
+
+    async def fail_job(self, job_id: str, error: str) -> Job | None:
+        """processing|queued -> failed."""
+        now = utcnow()
+        return await self._transition(
+            "UPDATE jobs SET status = 'failed', error = ?, message = 'failed',"
+            " completed_at = ?, updated_at = ?"
+            " WHERE job_id = ? AND status IN ('queued', 'processing') RETURNING *",
+            (error, now, now, job_id),
+        )
+
+    async def cancel_job(self, job_id: str, *, running: bool) -> Job | None:
+        """queued -> cancelled (running=False), or processing -> cancelled once the render stopped."""
+        now = utcnow()
+        return await self._transition(
+            "UPDATE jobs SET status = 'cancelled', message = 'cancelled',"
+            " completed_at = ?, updated_at = ? WHERE job_id = ? AND status = ? RETURNING *",
+            (now, now, job_id, "processing" if running else "queued"),
+        )
+
+    async def requeue_job(
+        self, job_id: str, *, count_attempt: bool, not_before: float = 0.0, error: str | None = None
+    ) -> Job | None:
+        """processing -> queued: a retry after an error, a stop, or recovery after a crash."""
+        return await self._transition(
+            "UPDATE jobs SET status = 'queued', progress = 0, message = ?, error = ?,"
+            " attempts = attempts + ?, not_before = ?, started_at = NULL, updated_at = ?"
+            " WHERE job_id = ? AND status = 'processing' RETURNING *",
+            (
+                "waiting to retry" if error else "queued",
+                error,
+                1 if count_attempt else 0,
+                not_before,
+                utcnow(),
+                job_id,
+            ),
+        )
+
+    async def recover(self, max_retries: int) -> tuple[int, list[Job]]:
+        """At start: a job left `processing` by a dead process counts a failed attempt. It goes
+        back to the queue, or, past `max_retries` attempts, ends failed (a photo that kills the
+        process must not loop forever). Returns (jobs requeued, jobs failed)."""
+
+        async def statements(db: aiosqlite.Connection) -> tuple[int, list[Job]]:
+            now = utcnow()
+            async with db.execute(
+                "UPDATE jobs SET status = 'failed', message = 'failed', completed_at = ?1,"
+                " updated_at = ?1, attempts = attempts + 1, interruptions = interruptions + 1,"
+                " error = 'the service stopped while rendering this video '"
+                " || (interruptions + 1) || ' times'"
+                " WHERE status = 'processing' AND attempts >= ?2 RETURNING *",
+                (now, max_retries),
+            ) as cur:
+                failed = [job for row in await cur.fetchall() if (job := self._job(row))]
+            cur2 = await db.execute(
+                "UPDATE jobs SET status = 'queued', progress = 0, message = 'queued after restart',"
+                " phase = '', phase_step = 0, phase_steps = 0, attempts = attempts + 1,"
+                " interruptions = interruptions + 1, started_at = NULL, updated_at = ?"
+                " WHERE status = 'processing'",
+                (now,),
+            )
+            return cur2.rowcount, failed
+
+        requeued, failed = await self._transaction(statements)
+        self._rows.clear()  # recovery rewrote rows without returning them all
+        if requeued:
+            log.info("recovered %d interrupted job(s)", requeued)
+        return requeued, failed
+
+    async def set_progress_message(self, job_id: str, message_id: int) -> None:
+        await self._transition(
+            "UPDATE jobs SET progress_message_id = ? WHERE job_id = ? RETURNING *",
+            (message_id, job_id),
+        )
+
+    async def release_progress_message(self, chat_id: int, message_id: int) -> None:
+        """The message is no longer a job's progress message (the user took it for a menu)."""
+        await self._update(
+            "UPDATE jobs SET progress_message_id = NULL"
+            " WHERE chat_id = ? AND progress_message_id = ?",
+            (chat_id, message_id),
+        )
+
+    async def set_paths(
+        self, job_id: str, *, input_path: str | None, output_path: str | None, archived: bool
+    ) -> None:
+        """Storage housekeeping moved or removed files of a finished job."""
+        await self._transition(
+            "UPDATE jobs SET input_path = ?, output_path = ?, archived = ? WHERE job_id = ?"
+            " RETURNING *",
+            (input_path, output_path, int(archived), job_id),
+        )
+
+    async def finished_before(self, cutoff: str) -> list[Job]:
+        rows = await self._fetchall(
+            "SELECT * FROM jobs WHERE status IN ('completed', 'failed', 'cancelled')"
+            " AND completed_at < ? ORDER BY rowid",
+            (cutoff,),
+        )
+        return [job for row in rows if (job := self._job(row)) is not None]
+
+    async def integrity_check(self) -> str:
+        row = await self._fetchone("PRAGMA integrity_check")
+        return str(row[0]) if row else "no answer"

@@ -1,0 +1,138 @@
+"""The rows the store reads and writes, and the one timestamp format of the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Literal
+
+from ..errors import InvalidParams
+from ..models import TERMINAL
+
+
+def iso_utc(moment: datetime) -> str:
+    """The one timestamp format of the database: ISO 8601 UTC, always with microseconds, so
+    every value has the same width and text order is time order (cut-offs included)."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def utcnow() -> str:
+    return iso_utc(datetime.now(UTC))
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+@dataclass
+class Job:
+    """One row of `jobs`."""
+
+    job_id: str
+    user_id: int
+    source: str
+    chat_id: int | None
+    message_id: int | None
+    progress_message_id: int | None
+    language: str | None
+    duration: int
+    resolution: str
+    motion_preset: str
+    aspect: str
+    strength: float
+    seed: int
+    steps: int
+    fps: int
+    status: str
+    progress: float
+    message: str
+    error: str | None
+    attempts: int
+    renderer: str | None
+    input_path: str | None
+    output_path: str | None
+    width: int | None
+    height: int | None
+    frames: int | None
+    size_bytes: int | None
+    render_seconds: float | None
+    idempotency_key: str | None
+    not_before: float
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+    updated_at: str
+    archived: int
+    phase: str = ""
+    phase_step: int = 0
+    phase_steps: int = 0
+    interruptions: int = 0
+    webhook_url: str | None = None
+    webhook_events: str | None = None  # a JSON list of event names
+    request_digest: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+_JOB_COLUMNS = tuple(f.name for f in fields(Job))
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """The values a client's request gives a new row; the store adds status and timestamps."""
+
+    job_id: str
+    user_id: int
+    source: Literal["api", "telegram"]
+    chat_id: int | None
+    message_id: int | None
+    language: str | None
+    duration: int
+    resolution: str
+    motion_preset: str
+    aspect: str
+    strength: float
+    seed: int
+    steps: int
+    fps: int
+    input_path: str
+    idempotency_key: str | None
+    request_digest: str | None = None
+    webhook_url: str | None = None
+    webhook_events: str | None = None  # a JSON list of event names
+
+
+@dataclass
+class OutboxRow:
+    """A webhook event due for delivery, with the job as it was when the event happened."""
+
+    msg_id: str
+    event: str
+    url: str
+    attempts: int
+    created: float
+    job: Job
+
+
+@dataclass
+class Delivery:
+    job_id: str
+    chat_id: int
+    status: str
+    attempts: int
+    next_attempt_at: float
+    file_id: str | None
+    last_error: str | None
+    created_at: str
+    sent_at: str | None
+
+
+def check_same_request(existing: Job, digest: str | None) -> None:
+    """An idempotency key names one request: another one under the same key is refused."""
+    if existing.request_digest is not None and digest != existing.request_digest:
+        raise InvalidParams(
+            "this Idempotency-Key was used for another request (other parameters or photo)",
+            code="idempotency_key_reused",
+        )
