@@ -11,7 +11,6 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -252,23 +251,28 @@ def _status_body(
 ) -> models.JobStatusOut:
     """The status view of a job; position and ETA come with it (see JobQueue.status_of), the
     live progress from the running render."""
+    # The row is validated once; what is added to it is ours and typed, so it goes in as a
+    # copy (`model_copy(update=...)`): status polls are the most frequent request.
+    video_url, poster_url = _links(service.settings, job, time.time())
+    extra: dict[str, Any] = {
+        "queue_position": position,
+        "eta_seconds": eta,
+        "video": _video_state(job),
+        "video_url": video_url,
+        "poster_url": poster_url,
+    }
     live = service.jobs.live_progress(job.job_id)
     if live is not None:
-        job = replace(
-            job,
+        extra.update(
             progress=round(live.percent, 1),
             message=live.message,
             phase=live.phase,
             phase_step=live.step,
             phase_steps=live.steps,
         )
-    body = models.JobStatusOut.model_validate(job)
-    body.queue_position, body.eta_seconds = position, eta
-    body.video = _video_state(job)
-    body.video_url, body.poster_url = _links(service.settings, job, time.time())
     if webhook is not None:
-        body.webhook = models.WebhookState.model_validate(webhook)
-    return body
+        extra["webhook"] = models.WebhookState.model_validate(webhook)
+    return models.JobStatusOut.model_validate(job).model_copy(update=extra)
 
 
 def webhook_body(job: Job, event: str) -> dict[str, Any]:
