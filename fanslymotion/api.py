@@ -22,9 +22,9 @@ from . import web as web_page
 from .config import Settings
 from .errors import Conflict, FanslyError, InvalidParams, NotFound, Unauthorized
 from .metrics import CONTENT_TYPE
-from .models import TERMINAL
+from .models import TERMINAL, JobRequest
 from .openapi import Handler, Route, answer
-from .queue import JobEvent, JobRequest, is_closed
+from .queue import JobEvent, is_closed
 from .store import Job
 
 if TYPE_CHECKING:
@@ -273,14 +273,6 @@ def _status_body(
     if webhook is not None:
         extra["webhook"] = models.WebhookState.model_validate(webhook)
     return models.JobStatusOut.model_validate(job).model_copy(update=extra)
-
-
-def webhook_body(job: Job, event: str) -> dict[str, Any]:
-    """A webhook's body: the status body of the job as it was when `event` happened."""
-    del event  # the sender adds it; the body is the state
-    body = models.JobStatusOut.model_validate(job)
-    body.video = _video_state(job)
-    return body.model_dump(mode="json")
 
 
 async def _full_status(service: Service, job_id: str) -> models.JobStatusOut:
