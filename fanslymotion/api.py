@@ -11,7 +11,6 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -23,9 +22,9 @@ from . import web as web_page
 from .config import Settings
 from .errors import Conflict, FanslyError, InvalidParams, NotFound, Unauthorized
 from .metrics import CONTENT_TYPE
-from .models import TERMINAL
+from .models import TERMINAL, JobRequest
 from .openapi import Handler, Route, answer
-from .queue import JobEvent, JobRequest, is_closed
+from .queue import JobEvent, is_closed
 from .store import Job
 
 if TYPE_CHECKING:
@@ -252,31 +251,28 @@ def _status_body(
 ) -> models.JobStatusOut:
     """The status view of a job; position and ETA come with it (see JobQueue.status_of), the
     live progress from the running render."""
+    # The row is validated once; what is added to it is ours and typed, so it goes in as a
+    # copy (`model_copy(update=...)`): status polls are the most frequent request.
+    video_url, poster_url = _links(service.settings, job, time.time())
+    extra: dict[str, Any] = {
+        "queue_position": position,
+        "eta_seconds": eta,
+        "video": _video_state(job),
+        "video_url": video_url,
+        "poster_url": poster_url,
+    }
     live = service.jobs.live_progress(job.job_id)
     if live is not None:
-        job = replace(
-            job,
+        extra.update(
             progress=round(live.percent, 1),
             message=live.message,
             phase=live.phase,
             phase_step=live.step,
             phase_steps=live.steps,
         )
-    body = models.JobStatusOut.model_validate(job)
-    body.queue_position, body.eta_seconds = position, eta
-    body.video = _video_state(job)
-    body.video_url, body.poster_url = _links(service.settings, job, time.time())
     if webhook is not None:
-        body.webhook = models.WebhookState.model_validate(webhook)
-    return body
-
-
-def webhook_body(job: Job, event: str) -> dict[str, Any]:
-    """A webhook's body: the status body of the job as it was when `event` happened."""
-    del event  # the sender adds it; the body is the state
-    body = models.JobStatusOut.model_validate(job)
-    body.video = _video_state(job)
-    return body.model_dump(mode="json")
+        extra["webhook"] = models.WebhookState.model_validate(webhook)
+    return models.JobStatusOut.model_validate(job).model_copy(update=extra)
 
 
 async def _full_status(service: Service, job_id: str) -> models.JobStatusOut:
@@ -372,12 +368,14 @@ renders (its progress moves the ETA)."""
 
 
 def _event_id(body: models.JobStatusOut) -> str:
-    """An id that names the state an event carries: attempt, stage, progress and place. A
-    client that reconnects with it gets nothing twice: the current state only if it differs."""
+    """An id that names the state an event carries: attempt, stage, progress, place (and a
+    waiting job's ETA, which it is told about). A client that reconnects with it gets nothing
+    twice: the current state only if it differs."""
     stage = {"queued": 0, "processing": 1}.get(body.status, 2)
     place = body.queue_position or 0
     phase = f".{body.phase}{body.phase_step}" if body.phase else ""
-    return f"{body.attempts}.{stage}.{round(body.progress * 10)}.{place}{phase}"
+    wait = f".{round(body.eta_seconds)}" if stage == 0 and body.eta_seconds is not None else ""
+    return f"{body.attempts}.{stage}.{round(body.progress * 10)}.{place}{wait}{phase}"
 
 
 class _Stream:
@@ -386,13 +384,17 @@ class _Stream:
     def __init__(self, response: web.StreamResponse) -> None:
         self.response = response
         self.last: models.JobStatusOut | None = None
+        self.sent: str | None = None  # the id of the last event sent
 
     async def send(self, kind: str, body: models.JobStatusOut) -> None:
+        """Send one event; one that would repeat the state just sent is left out (a transition
+        can carry the same live figures as the progress report before it)."""
+        event_id = _event_id(body)
+        if kind in ("status", "progress") and self.sent == event_id:
+            return
         data = json.dumps(body.model_dump(mode="json"), separators=(",", ":"))
-        await self.response.write(
-            f"id: {_event_id(body)}\nevent: {kind}\ndata: {data}\n\n".encode()
-        )
-        self.last = body
+        await self.response.write(f"id: {event_id}\nevent: {kind}\ndata: {data}\n\n".encode())
+        self.last, self.sent = body, event_id
 
     async def send_preview(self, body: models.JobStatusOut, preview: dict[str, Any]) -> None:
         """A `preview` event: the status body with the new preview under `preview`."""

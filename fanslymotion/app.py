@@ -16,14 +16,14 @@ from typing import Any
 from aiohttp import web
 
 from . import datadir
-from .api import create_app, webhook_body
+from .api import create_app
 from .config import Settings, model_problem, unknown_variables
 from .errors import FanslyError, Unavailable
 from .metrics import Metrics
 from .queue import JobQueue
 from .renderer import RenderWorker
 from .store import Store
-from .webhook import WebhookSender
+from .webhook import WebhookSender, status_body
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Service:
             undo.pop_all()  # from here on, service.stop() undoes it all
             undo.push_async_callback(service.stop)
             if settings.webhook_secret is not None:
-                service.webhooks = WebhookSender(settings, store, webhook_body, metrics)
+                service.webhooks = WebhookSender(settings, store, status_body, metrics)
                 await service.webhooks.start()
             service._housekeeping = asyncio.create_task(
                 datadir.run_housekeeping(settings, store), name="housekeeping"

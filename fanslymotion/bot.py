@@ -62,7 +62,8 @@ from .bot_telegram import (
 from .bot_views import accepted_text, cancel_keyboard, error_text, missed_keyboard
 from .config import Settings
 from .errors import FanslyError, TooManyJobs
-from .queue import JobQueue, JobRequest
+from .models import JobRequest
+from .queue import JobQueue
 from .store import Job, Store
 from .texts import COMMANDS, LANGUAGES, language_from_code, t
 

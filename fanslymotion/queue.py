@@ -22,14 +22,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from . import checkpoints, datadir, motion, photo, webhook
+from . import checkpoints, datadir, photo, webhook
 from .config import Settings
 from .datadir import move_into_place, remove_quietly, write_atomic
 from .errors import (
     Cancelled,
     FanslyError,
     InsufficientStorage,
-    InvalidParams,
     NotFound,
     RenderError,
     TooManyJobs,
@@ -37,49 +36,13 @@ from .errors import (
 )
 from .eta import Estimator, Kind
 from .metrics import Metrics
-from .models import TERMINAL, JobStatus, Phase, Progress
+from .models import TERMINAL, JobRequest, JobStatus, Phase, Progress
 from .renderer import Preview, Renderer, RenderResult, RenderSpec, RenderTask, RenderWorker
 from .store import Job, NewJob, Store, check_same_request, parse_time
 
 log = logging.getLogger(__name__)
 
 StopReason = Literal["user", "shutdown", "timeout"]
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    """What a client asks for. `validate` enforces the product's ranges for API and bot alike."""
-
-    user_id: int
-    duration: int
-    resolution: str
-    motion_preset: str
-    aspect: str = "auto"
-    strength: float = 0.5
-    seed: int | None = None
-    steps: int | None = None
-    source: Literal["api", "telegram"] = "api"
-    chat_id: int | None = None
-    message_id: int | None = None
-    language: str | None = None
-    webhook_url: str | None = None
-    webhook_events: tuple[str, ...] = ()
-
-    def validate(self) -> None:
-        if self.duration not in motion.DURATIONS:
-            raise InvalidParams(f"duration must be one of {', '.join(map(str, motion.DURATIONS))}")
-        if self.resolution not in motion.RESOLUTIONS:
-            raise InvalidParams(f"resolution must be one of {', '.join(motion.RESOLUTIONS)}")
-        if self.motion_preset not in motion.PRESETS:
-            raise InvalidParams(f"motion_preset must be one of {', '.join(motion.PRESETS)}")
-        if self.aspect not in motion.ASPECTS:
-            raise InvalidParams(f"aspect must be one of {', '.join(motion.ASPECTS)}")
-        if not 0.0 <= self.strength <= 1.0:
-            raise InvalidParams("strength must be between 0 and 1")
-        if self.seed is not None and not 0 <= self.seed < 2**32:
-            raise InvalidParams("seed must be between 0 and 4294967295")
-        if self.steps is not None and not 1 <= self.steps <= 100:
-            raise InvalidParams("steps must be between 1 and 100")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Renderers: turn one job (a photo and its parameters) into an MP4 file.
 
 Two backends share one small interface: `MotionRenderer` (the CPU camera-motion engine, always
-available, here) and `SVDRenderer` (Stable Video Diffusion on CUDA, in `svd.py`, imported only
+available, here) and `SVDRenderer` (Stable Video Diffusion on CUDA, in the `svd` package, imported only
 when SVD is a candidate). This module never imports app, bot or queue.
 """
 

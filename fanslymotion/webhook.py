@@ -31,7 +31,7 @@ import aiohttp
 from .config import Settings, parse_secret
 from .errors import InvalidParams
 from .metrics import Metrics
-from .models import WebhookEvent
+from .models import JobStatusOut, WebhookEvent
 from .store import Job, OutboxRow, Store
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,13 @@ def classify(status: int, retry_after: str | None) -> Outcome:
     if 300 <= status < 400:
         return Outcome("give_up", f"HTTP {status}: redirects are not followed")
     return Outcome("give_up", f"HTTP {status}")
+
+
+def status_body(job: Job, event: str) -> dict[str, Any]:
+    """A webhook's body: the status body of the job as it was when `event` happened (the
+    sender adds the event's name)."""
+    del event
+    return JobStatusOut.model_validate(job).model_dump(mode="json")
 
 
 class WebhookSender:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import signal
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
@@ -268,3 +269,53 @@ async def test_links_and_location_use_public_url(
     _, body, _ = await client.request("GET", f"/job/status/{job_id}")
     assert body["video_url"] == f"{public}/job/download/{job_id}"
     assert body["poster_url"] == f"{public}/job/{job_id}/poster"
+
+
+def test_the_contract_on_the_real_process(tmp_path: Path) -> None:
+    """`python -m fanslymotion` with a token: lowercase bearer, 201 Location, a signed link that
+    opens without the header, a JSON 416, and /health."""
+    import json as jsonlib
+    import urllib.error
+    import urllib.request
+
+    from .test_process import Process
+
+    proc = Process(tmp_path, FANSLYMOTION_API_TOKEN="tok-9")
+    proc.start()
+    base = f"http://127.0.0.1:{proc.port}"
+
+    def call(path: str, headers: dict[str, str], body: bytes | None = None) -> tuple[int, Any]:
+        request = urllib.request.Request(base + path, data=body, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, (response.read(), response.headers)
+        except urllib.error.HTTPError as exc:
+            return exc.code, (exc.read(), exc.headers)
+
+    try:
+        auth = {"Authorization": "bearer tok-9", "Content-Type": "application/json"}
+        status, (raw, headers) = call("/job/create", auth, jsonlib.dumps(_payload()).encode())
+        assert status == 201, raw
+        job_id = jsonlib.loads(raw)["job_id"]
+        assert headers["Location"] == f"/job/status/{job_id}"
+        deadline = time.monotonic() + 60
+        while True:
+            _, (raw, _) = call(f"/job/status/{job_id}", auth)
+            body = jsonlib.loads(raw)
+            if body["status"] == "completed":
+                break
+            assert time.monotonic() < deadline, body
+            time.sleep(0.05)
+        status, (raw, headers) = call(body["video_url"], {})
+        assert status == 200 and headers.get_content_type() == "video/mp4"
+        assert raw == (tmp_path / f"hot/{job_id}.mp4").read_bytes()
+        status, (raw, headers) = call(body["video_url"], {"Range": "bytes=99999999-"})
+        assert status == 416 and headers.get_content_type() == "application/json"
+        assert_error_body(jsonlib.loads(raw), 416)
+        status, (raw, headers) = call(f"/job/status/{job_id}", {})
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
+        status, (raw, _) = call("/health", {})
+        assert status == 200 and jsonlib.loads(raw)["ok"] is True
+    finally:
+        assert proc.stop(signal.SIGTERM) == 0
+    assert "Traceback" not in proc.log()

@@ -16,7 +16,8 @@ import pytest
 
 from fanslymotion import datadir, video
 from fanslymotion.config import Settings
-from fanslymotion.queue import JobQueue, JobRequest
+from fanslymotion.models import JobRequest
+from fanslymotion.queue import JobQueue
 from fanslymotion.renderer import (
     MotionRenderer,
     ProgressFn,

@@ -210,6 +210,7 @@ def test_port_in_use_is_a_clear_startup_error(tmp_path: Path) -> None:
         job_id = first.create()
         first.wait(job_id, ("completed",))
         queued = first.create(duration=12, resolution="1080p")
+        first.wait(queued, ("processing",))  # killed mid-render, not before it starts
         assert first.stop(signal.SIGKILL) == -signal.SIGKILL
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))

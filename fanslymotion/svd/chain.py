@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .checkpoints import Resumed
+from ..checkpoints import Resumed
 
 if TYPE_CHECKING:
     import numpy as np

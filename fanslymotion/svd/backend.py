@@ -1,20 +1,14 @@
-"""Stable Video Diffusion (SVD-XT) behind the renderer interface.
-
-With `svd_chain.py`, the only modules that import torch, diffusers, transformers and accelerate;
-`renderer.py` imports this one lazily, so a service running the camera-motion renderer never loads
-them. Pass checkpoints and the live preview are written by `checkpoints.py`.
-"""
+"""`SVDRenderer`: Stable Video Diffusion behind the renderer interface: chained passes,
+checkpoints and previews, memory fallbacks, and the motion engine's camera path on top."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +16,12 @@ import diffusers  # noqa: F401  (a lazy module: the pipeline classes load on fir
 import torch
 import torch._dynamo.exc
 
-from . import checkpoints, motion
-from .checkpoints import PassStore, PreviewPlan
-from .config import Settings
-from .errors import Cancelled, FanslyError, GPUOutOfMemory, InvalidParams, RenderError, Unavailable
-from .models import Phase, Progress
-from .renderer import (
+from .. import checkpoints, motion
+from ..checkpoints import PassStore, PreviewPlan
+from ..config import Settings
+from ..errors import Cancelled, FanslyError, GPUOutOfMemory, RenderError, Unavailable
+from ..models import Phase, Progress
+from ..renderer import (
     ProgressFn,
     Renderer,
     RendererState,
@@ -36,7 +30,24 @@ from .renderer import (
     RenderTask,
     check_cancel,
 )
-from .svd_chain import Chain
+from .chain import Chain
+from .load import (
+    _dtype_keyword,
+    _fp16_variant_present,
+    _full_precision_present,
+    _is_compile_error,
+    _route_library_logs,
+    optimize_pipeline,
+)
+from .plan import (
+    BYTES_PER_DECODED_PIXEL,
+    MemoryFallback,
+    _SVDProgress,
+    svd_motion,
+    svd_overlap,
+    svd_segments,
+    svd_working_size,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,315 +57,6 @@ if TYPE_CHECKING:
     FrameArray = npt.NDArray[np.uint8]
 
 log = logging.getLogger(__name__)
-
-
-# --- Stable Video Diffusion ----------------------------------------------------------------------
-#
-# Method (docs/svd.md has the long version): the photo is centre-cropped to SVD's working size for
-# the output's aspect; SVD-XT makes `frames_per_pass` (25) frames a pass, so a clip is a chain of
-# passes, each conditioned on a frame of the one before; consecutive passes overlap by
-# `overlap + 1` frames that are cross-faded; every pass after the first has its colour statistics
-# matched to the first pass's; the camera path of the motion engine then crops and resizes every
-# frame to the exact output size.
-
-SVD_PASS_SEAM_FRACTION = 0.16
-"""Overlap between passes as a fraction of the frames a pass makes (4 of SVD-XT's 25)."""
-
-PROGRESS_WEIGHTS = (85.0, 10.0, 5.0)
-"""Shares of the 0-100 scale: denoising, VAE decoding, camera path + encoding (an estimate of
-their share of the time on a GPU at 1024x576; see docs/svd.md)."""
-
-BYTES_PER_DECODED_PIXEL = 2048
-"""Rough peak memory of the temporal VAE decoder per output pixel and frame in fp16 (the
-full-resolution up-block holds several 128-channel activations); doubled in fp32."""
-
-
-@dataclass(frozen=True)
-class SVDMotion:
-    """SVD's own conditioning for a preset: how much things move, how far from the photo."""
-
-    motion_bucket_id: int
-    noise_aug_strength: float
-
-
-SVD_PRESET_MOTION: dict[str, SVDMotion] = {
-    # A living photo: the camera barely moves (a slow push-in of a few percent), SVD's own
-    # motion carries the clip; little noise augmentation keeps it close to the photo.
-    "micro": SVDMotion(90, 0.02),
-    # Camera moves: the path supplies the travel, SVD adds life; enough noise augmentation that
-    # SVD is free to move the scene, a moderate bucket so it does not pan on its own.
-    "pan_l": SVDMotion(110, 0.05),
-    "pan_r": SVDMotion(110, 0.05),
-    "tilt_up": SVDMotion(110, 0.05),
-    "tilt_down": SVDMotion(110, 0.05),
-    "dolly_in": SVDMotion(120, 0.06),
-}
-_DEFAULT_SVD_MOTION = SVDMotion(110, 0.05)
-
-_ASPECT_RATIOS: dict[str, float] = {
-    "16:9": 16 / 9,
-    "9:16": 9 / 16,
-    "1:1": 1.0,
-    "4:3": 4 / 3,
-    "3:4": 3 / 4,
-}
-
-
-def svd_motion(preset: str, strength: float) -> tuple[int, float]:
-    """(motion_bucket_id, noise_aug_strength) for a preset; strength 0.5 is the preset's bucket,
-    0 a quarter of it and 1 1.75 times it (capped at 255)."""
-    params = SVD_PRESET_MOTION.get(preset, _DEFAULT_SVD_MOTION)
-    scale = 0.25 + 1.5 * min(1.0, max(0.0, strength))
-    bucket = max(1, min(255, round(params.motion_bucket_id * scale)))
-    return bucket, params.noise_aug_strength
-
-
-def svd_working_size(aspect: str, long_side: int) -> tuple[int, int]:
-    """SVD's generation size for an aspect: sides multiples of 64 (latents are 1/8 of the image
-    and the UNet halves them three times), at most `long_side`, and no more pixels than the
-    landscape size `long_side` x (9/16 of it) that SVD-XT was trained at.
-
-    The winner has the most useful pixels: the output's aspect is cropped out of the frame, so
-    a size whose aspect is off by a factor q keeps its area divided by q. Ties go to the closer
-    aspect. 1024 gives 1024x576, 576x1024, 768x768, 896x640 and 640x896.
-    """
-    ratio = _ASPECT_RATIOS.get(aspect)
-    if ratio is None:
-        raise InvalidParams(f"unknown aspect {aspect!r}")
-    side = max(64, long_side - long_side % 64)
-    budget = side * max(64, round(side * 9 / 16 / 64) * 64)
-    best = (64, 64)
-    best_key = (0.0, -math.inf)
-    for w in range(64, side + 1, 64):
-        for h in range(64, min(side, budget // w) + 1, 64):
-            error = abs(math.log(w / h / ratio))
-            key = (round(w * h * math.exp(-error), 6), -error)
-            if key > best_key:
-                best, best_key = (w, h), key
-    return best
-
-
-def svd_overlap(frames_per_pass: int) -> int:
-    """Frames a pass shares with the next beyond the conditioning frame: 4 for SVD-XT's 25.
-
-    The `overlap + 1` shared frames are at most half a pass, so the cross-faded head of a pass
-    never reaches its own tail (which the next pass is blended into)."""
-    if frames_per_pass < 4:
-        raise ValueError(f"SVD needs at least 4 frames a pass to chain them, not {frames_per_pass}")
-    return max(1, min(round(frames_per_pass * SVD_PASS_SEAM_FRACTION), frames_per_pass // 2 - 1))
-
-
-def svd_segments(total: int, frames_per_pass: int, overlap: int) -> int:
-    """Passes needed for `total` frames: the first gives `frames_per_pass`, each next one
-    `frames_per_pass - 1 - overlap` new frames."""
-    fresh = frames_per_pass - 1 - overlap
-    return 1 + max(0, -(-(total - frames_per_pass) // fresh))
-
-
-def svd_device(settings: Settings) -> tuple[str | None, str]:
-    """(device, reason): the device SVD would run on, or None and why not.
-
-    CUDA when available unless FANSLYMOTION_SVD_DEVICE names one; the CPU only when named
-    explicitly (tests and experiments: it is far too slow for the service)."""
-    wanted = settings.svd_device.strip().lower()
-    if wanted == "cpu":
-        return "cpu", "FANSLYMOTION_SVD_DEVICE=cpu"
-    if wanted and not wanted.startswith("cuda"):
-        return None, f"unsupported SVD device {wanted!r} (cuda or cpu)"
-
-    if not torch.cuda.is_available():
-        return None, "no CUDA device"
-    return (wanted or "cuda"), "CUDA available"
-
-
-def find_svd_weights(model: str, *, cache_dir: Path | None = None) -> Path | None:
-    """The folder holding the pipeline (its model_index.json), without downloading anything:
-    `model` is a local folder, or a hub id looked up in the Hugging Face cache (`cache_dir`,
-    by default the one huggingface_hub uses: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/...)."""
-    local = Path(model).expanduser()
-    if local.is_dir():
-        return local if (local / "model_index.json").is_file() else None
-    if model.count("/") != 1 or model.startswith((".", "/", "~")):
-        return None
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        cached = try_to_load_from_cache(model, "model_index.json", cache_dir=cache_dir)
-    except Exception:  # an id the hub library rejects: not in the cache
-        return None
-    if isinstance(cached, str):
-        return Path(cached).parent
-    return None
-
-
-_WEIGHT_COMPONENTS = ("unet", "vae", "image_encoder")
-
-
-def _fp16_variant_present(folder: Path) -> bool:
-    """Whether every component with weights has an fp16 variant file (`*.fp16.safetensors`)."""
-    for component in _WEIGHT_COMPONENTS:
-        sub = folder / component
-        if not any(sub.glob("*.fp16.safetensors")) and not any(sub.glob("*.fp16.bin")):
-            return False
-    return True
-
-
-def _full_precision_present(folder: Path) -> bool:
-    for component in _WEIGHT_COMPONENTS:
-        names = [p.name for p in (folder / component).glob("*.safetensors")]
-        names += [p.name for p in (folder / component).glob("*.bin")]
-        if not any(".fp16." not in name for name in names):
-            return False
-    return True
-
-
-def optimize_pipeline(
-    pipe: Any,
-    *,
-    compile_unet: bool,
-    compile_mode: str = "default",
-    compile_backend: str | Callable[..., Any] = "inductor",
-) -> None:
-    """Speed-ups that keep the output. Always: SDPA attention in the UNet and the VAE (diffusers'
-    default with torch 2, made explicit). With `compile_unet`: channels-last weights, cuDNN
-    autotuning on CUDA and `torch.compile` of the UNet (static shapes: one graph per working
-    size, compiled on its first call, which takes minutes with inductor; `bench/svd_gpu.py`
-    measures the gain). `compile_mode` applies to inductor only."""
-    from diffusers.models.attention_processor import AttnProcessor2_0
-
-    if hasattr(pipe.unet, "_orig_mod"):  # compiled already
-        return
-    sdpa: Any = AttnProcessor2_0  # diffusers' annotations are partial: keep mypy out of them
-    pipe.unet.set_attn_processor(sdpa())
-    pipe.vae.set_attn_processor(sdpa())
-    if not compile_unet:
-        return
-    if pipe.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    # Channels-last for the 2-D convolutions only: `Module.to(memory_format=...)` on the whole
-    # UNet or VAE fails on their temporal layers' 5-D Conv3d weights.
-    for module in (*pipe.unet.modules(), *pipe.vae.modules()):
-        if isinstance(module, torch.nn.Conv2d):
-            conv: Any = module  # torch's stubs for Module.to lack `memory_format`
-            conv.to(memory_format=torch.channels_last)
-    mode = compile_mode if compile_backend == "inductor" else None
-    pipe.unet = torch.compile(
-        pipe.unet, backend=compile_backend, mode=mode, fullgraph=False, dynamic=False
-    )
-
-
-def _is_compile_error(exc: BaseException) -> bool:
-    """Whether `exc` comes from torch.compile (tracing or code generation), not from the model."""
-
-    return isinstance(exc, torch._dynamo.exc.TorchDynamoException)
-
-
-class _SVDProgress:
-    """One 0-100 scale over every denoising step of every pass, the decodes and the encoding;
-    the ETA uses measured times (step, decode, frame) once there are some."""
-
-    def __init__(
-        self,
-        report: ProgressFn,
-        *,
-        segments: int,
-        steps: int,
-        frames: int,
-        step_seconds: float | None,
-    ) -> None:
-        self._report = report
-        self.segments = segments
-        self.steps = steps
-        self.frames = frames
-        self._steps_done = 0
-        self._decoded = 0.0
-        self._encoded = 0
-        # Seconds a step takes: from the previous jobs until this one has measured its own.
-        self._step_s = step_seconds or 0.0
-        self._step_measured = step_seconds is not None
-        self._decode_s: float | None = None
-        self._frame_s: float | None = None
-        self._last = time.monotonic()
-        self._last_kind = ""
-        self._percent = 0.0
-
-    @staticmethod
-    def _smooth(old: float | None, new: float) -> float:
-        return new if old is None else 0.7 * old + 0.3 * new
-
-    def _tick(self, kind: str) -> float:
-        now = time.monotonic()
-        elapsed, self._last = now - self._last, now
-        previous, self._last_kind = self._last_kind, kind
-        return elapsed if previous == kind else -1.0
-
-    def resumed(self, passes_done: int) -> None:
-        """A job that continues from a checkpoint: its finished passes count as done."""
-        self._steps_done = passes_done * self.steps
-        self._decoded = float(passes_done)
-        # The pass it continues at (the last one when every pass is done: encoding only).
-        self._emit(Phase.RESUMED, min(passes_done + 1, self.segments))
-
-    def mark(self) -> None:
-        """Restart the clock (a new pass starts: image encoding is not a step)."""
-        self._last = time.monotonic()
-        self._last_kind = ""
-
-    def step(self, segment: int, index: int) -> None:
-        elapsed = self._tick("step")
-        if elapsed >= 0:
-            self._step_s = self._smooth(self._step_s if self._step_measured else None, elapsed)
-            self._step_measured = True
-        self._steps_done = max(self._steps_done, segment * self.steps + index + 1)
-        self._emit(Phase.ANIMATING, segment + 1)
-
-    def decoded(self, segment: int, fraction: float, seconds: float | None = None) -> None:
-        if seconds is not None:
-            self._decode_s = self._smooth(self._decode_s, seconds)
-            self._last_kind = ""
-        self._decoded = max(self._decoded, segment + fraction)
-        self._emit(Phase.DECODING, segment + 1)
-
-    def encoded(self, done: int) -> None:
-        elapsed = self._tick("frame")
-        if elapsed >= 0:
-            self._frame_s = self._smooth(self._frame_s, elapsed)
-        self._encoded = max(self._encoded, done)
-        self._emit(Phase.ENCODING)
-
-    def eta(self) -> float | None:
-        if not self._step_measured:
-            return None
-        steps_left = self.segments * self.steps - self._steps_done
-        decode_s = self._decode_s if self._decode_s is not None else 2 * self._step_s
-        frame_s = self._frame_s if self._frame_s is not None else 0.02
-        return (
-            steps_left * self._step_s
-            + (self.segments - self._decoded) * decode_s
-            + (self.frames - self._encoded) * frame_s
-        )
-
-    def _emit(self, phase: Phase, segment: int = 0) -> None:
-        w_denoise, w_decode, w_encode = PROGRESS_WEIGHTS
-        percent = (
-            w_denoise * self._steps_done / (self.segments * self.steps)
-            + w_decode * self._decoded / self.segments
-            + w_encode * self._encoded / self.frames
-        )
-        # The last percent is the flush of the encoder and the move into place.
-        self._percent = max(self._percent, min(99.0, percent))
-        steps = self.segments if segment else 0
-        self._report(Progress(self._percent, phase, segment, steps, self.eta()))
-
-
-@dataclass
-class MemoryFallback:
-    """Where a job stands on the out-of-memory fallbacks: level 0 as planned, 1 half the decode
-    chunk, 2 model CPU offload as well; one more OOM ends the job with `GPUOutOfMemory`."""
-
-    level: int = 0
-    chunk_cap: int | None = None
-    last_chunk: int | None = None  # frames per VAE decode call, as last used
 
 
 class SVDRenderer(Renderer):
@@ -909,46 +611,8 @@ class SVDRenderer(Renderer):
             torch.cuda.empty_cache()
 
 
-class _DropFalseAlarms(logging.Filter):
-    """Library warnings that are noise here. diffusers warns on every dtype cast of a model
-    about "modules that should be kept in float32" even when there are none, and the SVD
-    pipeline in fp16 casts its VAE to fp32 and back on every call: two lines per pass.
-    transformers says once that it uses the PIL image processor because torchvision is not
-    installed: we leave torchvision out on purpose, and the PIL one is what SVD needs."""
-
-    NOISE = ("should be kept in float32: []", "requires torchvision (not installed)")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(noise in message for noise in self.NOISE)
-
-
-def _route_library_logs() -> None:
-    """diffusers and transformers print through stderr handlers of their own, and draw
-    progress bars while loading: send their records through the service's logging instead
-    (one format, one place), minus false alarms, and draw no bars."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    for library in (diffusers_logging, transformers_logging):
-        library.disable_default_handler()
-        library.enable_propagation()
-        library.disable_progress_bar()
-    for name in ("diffusers.models.modeling_utils", "transformers.utils.import_utils"):
-        noisy = logging.getLogger(name)
-        if not any(isinstance(f, _DropFalseAlarms) for f in noisy.filters):
-            noisy.addFilter(_DropFalseAlarms())
-
-
 def _oom_message(spec: RenderSpec) -> str:
     return (
         f"not enough GPU memory for {spec.resolution}, {spec.duration} s, even with the"
         " memory-saving fallbacks: the GPU is busy or too small; try again in a few minutes"
     )
-
-
-def _dtype_keyword() -> str:
-    """`dtype` since diffusers deprecated `torch_dtype`; older versions only know the latter."""
-    from diffusers.utils import deprecation_utils
-
-    return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
