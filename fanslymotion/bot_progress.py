@@ -442,9 +442,8 @@ class ProgressTracker:
             if stored is not None:
                 await self._adopt(stored)
             return
-        preview = getattr(event, "preview", None)  # SVD's live preview events, where sent
-        if preview is not None:
-            self.show_preview(job.job_id, Path(preview.path))
+        if event.preview is not None:  # SVD's live preview after a pass
+            self.show_preview(job.job_id, event.preview.path)
         if event.kind == "progress":
             if not tracked.final:
                 self._show(tracked, job, eta=event.eta_seconds, position=None)

@@ -15,7 +15,7 @@ from typing import Any
 from fanslymotion.bot import TelegramBot
 from fanslymotion.config import Settings
 from fanslymotion.queue import JobQueue
-from fanslymotion.renderer import MotionRenderer, RenderWorker
+from fanslymotion.renderer import RenderWorker, select_renderer
 from fanslymotion.store import Job, Store
 
 from .conftest import make_settings
@@ -43,7 +43,7 @@ class Stack:
         values.update(overrides)
         settings = make_settings(self.data_dir, **values)
         store = await Store.open(settings.db_path)
-        jobs = JobQueue(settings, store, RenderWorker(settings, MotionRenderer(settings)))
+        jobs = JobQueue(settings, store, RenderWorker(settings, select_renderer(settings)))
         await jobs.start()
         bot = TelegramBot(settings, jobs)
         bot.outbox.poll = 0.5

@@ -1,6 +1,7 @@
 """The live preview in the progress message (SVD publishes one after each pass): the message
 becomes the animation with the progress as its caption, within the chat's edit budget, and
-stays text where Telegram refuses the media."""
+stays text where Telegram refuses the media. The last test renders with the tiny random-weight
+SVD pipeline on the CPU, so the previews are the queue's own events."""
 
 from __future__ import annotations
 
@@ -101,3 +102,34 @@ async def test_a_refused_preview_leaves_the_text(
         lambda: "Here comes the video" in _text(tg.message(ALICE.id, message_id)), 10, "ready"
     )
     assert len(tg.calls_of("editMessageMedia")) == 1
+
+
+# diffusers' scheduler calls np.array() on a torch tensor (see tests/test_svd.py).
+@pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
+async def test_svd_previews_reach_the_progress_message(
+    stack: Stack, tg: FakeTelegram, tiny_svd: Path
+) -> None:
+    await stack.start(
+        renderer="svd", svd_model=str(tiny_svd), svd_device="cpu", svd_size=128, fps=4, svd_steps=2
+    )
+    await choose(tg, ALICE, duration=3)
+    await tg.send_photo(ALICE, photo_bytes(320, 240))
+    accepted = await progress_message(tg, ALICE)
+    message_id = accepted["message_id"]
+    await wait_video(tg, ALICE, within=120)
+    await tg.wait_for(
+        lambda: "Here comes the video" in str(tg.message(ALICE.id, message_id).get("caption")),
+        10,
+        "ready, as the preview's caption",
+    )
+    shown = [c for c in tg.calls_of("editMessageMedia") if c.ok]
+    assert shown
+    for call in shown:  # the preview MP4s themselves, the progress as their caption
+        media = call.get("media")
+        data = call.files[str(media["media"]).removeprefix("attach://")]
+        assert data[4:8] == b"ftyp" and "%" in media["caption"]
+    edits = edits_of(tg, message_id)
+    for before, later in itertools.pairwise(edits):
+        assert later.at - before.at >= 0.3 * 0.9
