@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import motion
@@ -43,23 +44,34 @@ class Estimator:
 
     def __init__(self) -> None:
         self._seconds: dict[Kind, deque[float]] = defaultdict(lambda: deque(maxlen=KEEP))
+        # Answers per kind until the next measurement: every status poll of a waiting job asks
+        # for each job ahead of it.
+        self._answers: dict[Kind, float] = {}
 
     def learn(self, kind: Kind, seconds: float) -> None:
         if seconds > 0 and math.isfinite(seconds):
             self._seconds[kind].append(seconds)
+            self._answers.clear()
 
     def measured(self, kind: Kind) -> int:
         return len(self._seconds.get(kind, ()))
 
-    def estimate(self, kind: Kind, first_guess: float) -> float:
-        """Seconds `kind` is expected to take; `first_guess` when nothing comparable ran."""
+    def estimate(self, kind: Kind, first_guess: float | Callable[[], float]) -> float:
+        """Seconds `kind` is expected to take; `first_guess` (a value, or a function that gives
+        it) when nothing comparable ran."""
+        known = self._answers.get(kind)
+        if known is not None:
+            return known
         times = self._seconds.get(kind)
-        if times:
-            return statistics.median(times)
         neighbours = [k for k, v in self._seconds.items() if v and k.renderer == kind.renderer]
-        if not neighbours:
-            return first_guess
-        # Nearest by the log of the work ratio: a 720p 6 s job is closer to 720p 8 s than to
-        # 360p 6 s. Time scales about linearly with work for both renderers.
-        nearest = min(neighbours, key=lambda k: abs(math.log(k.work() / kind.work())))
-        return statistics.median(self._seconds[nearest]) * kind.work() / nearest.work()
+        if times:
+            answer = statistics.median(times)
+        elif neighbours:
+            # Nearest by the log of the work ratio: a 720p 6 s job is closer to 720p 8 s than to
+            # 360p 6 s. Time scales about linearly with work for both renderers.
+            nearest = min(neighbours, key=lambda k: abs(math.log(k.work() / kind.work())))
+            answer = statistics.median(self._seconds[nearest]) * kind.work() / nearest.work()
+        else:  # the renderer's own guess: not kept, it is no measurement
+            return first_guess() if callable(first_guess) else first_guess
+        self._answers[kind] = answer
+        return answer

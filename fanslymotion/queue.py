@@ -368,9 +368,8 @@ class JobQueue:
         renderer = self.renderer
         if renderer is None:
             return None
-        spec = self.spec_of(job)
-        kind = Kind(renderer.name, job.resolution, spec.frames, job.steps)
-        return self.estimator.estimate(kind, renderer.estimate_seconds(spec))
+        kind = Kind(renderer.name, job.resolution, job.duration * job.fps, job.steps)
+        return self.estimator.estimate(kind, lambda: renderer.estimate_seconds(self.spec_of(job)))
 
     def _running_rest(self) -> float | None:
         """Seconds the running job still needs (0 with none running; None when unknown)."""
