@@ -13,7 +13,7 @@ import asyncio
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import numpy as np
@@ -22,6 +22,10 @@ from PIL import Image
 
 from fanslymotion.app import Service
 from fanslymotion.config import Settings
+
+if TYPE_CHECKING:
+    from .bot_stack import Stack
+    from .fake_telegram import FakeTelegram
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -171,3 +175,26 @@ def assert_error_body(body: object, status: int) -> None:
     assert set(body) <= {"ok", "error", "status", "code"}, body
     if "code" in body:
         assert body["code"] in ERROR_CODES, body
+
+
+# The bot's tests: a fake Bot API on 127.0.0.1 and the real bot stack polling it.
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    from .bot_stack import TOKEN
+    from .fake_telegram import FakeTelegram
+
+    fake = FakeTelegram(TOKEN)
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def stack(tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Stack]:
+    from .bot_stack import Stack
+
+    stack = Stack(tg, tmp_path / "data")
+    yield stack
+    await stack.stop_all()

@@ -12,7 +12,6 @@ import itertools
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -40,22 +39,6 @@ from .bot_stack import (
 )
 from .conftest import photo_bytes
 from .fake_telegram import FakeTelegram, FakeUser
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram(TOKEN)
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def stack(tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Stack]:
-    stack = Stack(tg, tmp_path / "data")
-    yield stack
-    await stack.stop_all()
-
 
 # -- the conversation ----------------------------------------------------------------------------
 

@@ -9,16 +9,11 @@ the fake's call log: the count and spacing of `editMessageText` per chat.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from .bot_stack import (
     ALICE,
     BORIS,
-    TOKEN,
     Stack,
     _text,
     choose,
@@ -34,21 +29,6 @@ from .conftest import photo_bytes
 from .fake_telegram import ApiCall, FakeTelegram
 
 INTERVAL = 0.3
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram(TOKEN)
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def stack(tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Stack]:
-    stack = Stack(tg, tmp_path / "data")
-    yield stack
-    await stack.stop_all()
 
 
 def progress_edits(tg: FakeTelegram, chat_id: int, message_ids: set[int]) -> list[ApiCall]:

@@ -4,16 +4,12 @@ taps, albums, old keyboards, wrong files, HEIC, and the language switch mid-job.
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from .bot_stack import (
     ALICE,
     BORIS,
-    TOKEN,
     Stack,
     _text,
     choose,
@@ -27,21 +23,6 @@ from .bot_stack import (
 )
 from .conftest import photo_bytes
 from .fake_telegram import FakeTelegram, FakeUser
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram(TOKEN)
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def stack(tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Stack]:
-    stack = Stack(tg, tmp_path / "data")
-    yield stack
-    await stack.stop_all()
 
 
 async def pick(tg: FakeTelegram, user: FakeUser, data: str) -> None:

@@ -6,7 +6,6 @@ SVD pipeline on the CPU, so the previews are the queue's own events."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -14,26 +13,11 @@ import pytest
 
 from fanslymotion import video
 
-from .bot_stack import ALICE, TOKEN, Stack, _text, choose, job_id_of, progress_message, wait_video
+from .bot_stack import ALICE, Stack, _text, choose, job_id_of, progress_message, wait_video
 from .conftest import photo_bytes
 from .fake_telegram import ApiCall, FakeTelegram
 
 EDITS = ("editMessageText", "editMessageMedia", "editMessageCaption")
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram(TOKEN)
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def stack(tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Stack]:
-    stack = Stack(tg, tmp_path / "data")
-    yield stack
-    await stack.stop_all()
 
 
 def small_mp4(path: Path) -> Path:
