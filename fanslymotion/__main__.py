@@ -1,4 +1,5 @@
-"""Command line: `python -m fanslymotion [serve]` runs the service; `render` makes one video."""
+"""Command line: `python -m fanslymotion [serve]` runs the service; `worker` renders a
+cluster's jobs on one GPU; `render` makes one video."""
 
 from __future__ import annotations
 
@@ -51,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fanslymotion {__version__}")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the HTTP API, the queue and the bot (the default)")
+    worker = sub.add_parser(
+        "worker", help="render a cluster's jobs on this GPU (needs DATABASE_URL, FRONT_URL)"
+    )
+    worker.add_argument(
+        "--name", default=None, help="unique name of this worker (default: host-gpuN)"
+    )
     render = sub.add_parser(
         "render", help="render one photo to an MP4 with the camera-motion engine"
     )
@@ -162,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(settings.log_level)
     if args.command == "render":
         return render_command(args, settings)
+    if args.command == "worker":
+        from .cluster.worker import run_worker
+
+        return asyncio.run(run_worker(settings, args.name))
     from .app import serve
 
     return asyncio.run(serve(settings))

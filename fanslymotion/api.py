@@ -169,6 +169,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     service = _service(request)
+    await service.jobs.refresh_metrics()
     for status, count in (await service.store.counts_by_status()).items():
         service.metrics.jobs.labels(status).set(count)
     service.metrics.queue_length.set(await service.store.count_jobs(status="queued"))

@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 
@@ -24,6 +24,9 @@ from .queue import JobQueue
 from .renderer import RenderWorker
 from .store import Store
 from .webhook import WebhookSender, status_body
+
+if TYPE_CHECKING:
+    from .cluster.front import ClusterQueue
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +62,10 @@ class Service:
         loop = asyncio.get_running_loop()
         # A model setting that cannot work is refused now, not when the first job fails.
         problem = await loop.run_in_executor(None, model_problem, settings)
-        if problem is not None:
+        if problem is not None and not settings.cluster:  # a cluster's front loads no model
             raise Unavailable(problem)
+        if settings.cluster and settings.worker_token is None:
+            raise Unavailable("cluster mode needs FANSLYMOTION_WORKER_TOKEN (shared with workers)")
         async with contextlib.AsyncExitStack() as undo:
             await loop.run_in_executor(
                 None, functools.partial(settings.data_dir.mkdir, parents=True, exist_ok=True)
@@ -73,11 +78,11 @@ class Service:
             undo.push_async_callback(store.close)
             await loop.run_in_executor(None, datadir.clean_leftovers, settings)
             metrics = Metrics()
-            jobs = JobQueue(settings, store, RenderWorker(settings), metrics=metrics)
+            jobs = await _job_queue(settings, store, metrics)
             undo.push_async_callback(jobs.stop)
             # Raises Unavailable for RENDERER=svd without CUDA or weights.
             await jobs.start()
-            if settings.renderer == "svd":
+            if settings.renderer == "svd" and not settings.cluster:
                 # Asked for SVD explicitly: a model that does not load is a start-up error, not
                 # a silent fall-back, so wait for the load before serving.
                 try:
@@ -107,6 +112,10 @@ class Service:
 
     async def _serve_http(self) -> None:
         app = create_app(self)
+        if self.settings.cluster:
+            from .cluster import routes
+
+            routes.add_routes(app, lambda request: cast("ClusterQueue", self.jobs))
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
@@ -147,6 +156,24 @@ class Service:
         if self._lock is not None:
             self._lock.release()
         log.info("stopped")
+
+
+async def _job_queue(settings: Settings, store: Store, metrics: Metrics) -> JobQueue:
+    """The single box's queue with its GPU thread, or, with DATABASE_URL, the cluster's."""
+    if not settings.cluster:
+        return JobQueue(settings, store, RenderWorker(settings), metrics=metrics)
+    import psycopg
+    import psycopg_pool
+
+    from .cluster.db import ClusterDB
+    from .cluster.front import ClusterQueue
+
+    assert settings.database_url is not None
+    try:
+        db = await ClusterDB.open(settings.database_url.get_secret_value())
+    except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
+        raise Unavailable(f"cannot reach PostgreSQL at FANSLYMOTION_DATABASE_URL: {exc}") from exc
+    return ClusterQueue(settings, store, db, metrics)
 
 
 def _is_loopback(host: str) -> bool:

@@ -108,6 +108,17 @@ class Settings(BaseSettings):
     webhook_backoff: float = Field(5.0, gt=0)  # seconds before the first retry, doubling
     webhook_allow_hosts: Annotated[list[str], NoDecode] = []
 
+    # cluster mode: set DATABASE_URL (postgresql://...) to keep jobs in PostgreSQL and render
+    # them on `python -m fanslymotion worker` processes; empty: one box (SQLite, one GPU thread)
+    database_url: SecretStr | None = None
+    front_url: str = ""  # workers: the front's base URL, e.g. http://front.lan:8000
+    worker_token: SecretStr | None = None  # shared by the front and its workers
+    worker_timeout: float = Field(30.0, ge=1)  # seconds without a heartbeat: the job runs elsewhere
+    worker_heartbeat: float = Field(5.0, gt=0)  # seconds between a worker's heartbeats
+    worker_poll: float = Field(
+        1.0, gt=0
+    )  # seconds between a worker's polls (NOTIFY wakes it sooner)
+
     log_level: str = "INFO"
 
     _split_ids = field_validator("allowed_users", "admins", mode="before")(_int_list)
@@ -165,6 +176,32 @@ class Settings(BaseSettings):
             parse_secret(value.get_secret_value())  # ValueError names what is wrong
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        scheme = urlsplit(value.get_secret_value().strip()).scheme
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL, or empty for the single-box mode")
+        return value
+
+    @field_validator("front_url")
+    @classmethod
+    def _front_url(cls, value: str) -> str:
+        text = value.strip()
+        if text and urlsplit(text).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL such as http://front.lan:8000")
+        return text.rstrip("/")
+
+    @field_validator("worker_heartbeat")
+    @classmethod
+    def _beats_within_timeout(cls, value: float, info: ValidationInfo) -> float:
+        timeout = info.data.get("worker_timeout")
+        if timeout is not None and value * 2 > timeout:
+            raise ValueError(f"must be at most half of WORKER_TIMEOUT ({timeout:g})")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -172,6 +209,11 @@ class Settings(BaseSettings):
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
+
+    @property
+    def cluster(self) -> bool:
+        """True when jobs live in PostgreSQL and workers render them (DATABASE_URL is set)."""
+        return self.database_url is not None
 
     @property
     def max_upload_bytes(self) -> int:

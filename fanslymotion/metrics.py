@@ -51,5 +51,25 @@ class Metrics:
             registry=self.registry,
         )
 
+        # cluster mode: one series per worker, read from the shared database at each scrape
+        self.worker_up = Gauge(
+            "fanslymotion_worker_up",
+            "1 while the worker's heartbeat is fresh",
+            ["worker", "renderer"],
+            registry=self.registry,
+        )
+        self.worker_busy = Gauge(
+            "fanslymotion_worker_busy",
+            "1 while the worker renders a job",
+            ["worker", "renderer"],
+            registry=self.registry,
+        )
+        self.worker_heartbeat_age = Gauge(
+            "fanslymotion_worker_heartbeat_age_seconds",
+            "Seconds since the worker's last heartbeat",
+            ["worker", "renderer"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

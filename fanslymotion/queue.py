@@ -75,13 +75,13 @@ class JobQueue:
         self,
         settings: Settings,
         store: Store,
-        worker: RenderWorker,
+        worker: RenderWorker | None,
         metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
         self.store = store
-        self.worker = worker
+        self._worker = worker  # None in cluster mode, where workers render (cluster.front)
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._running: _Running | None = None
@@ -95,9 +95,23 @@ class JobQueue:
     # -- life cycle ---------------------------------------------------------------------------
 
     @property
+    def worker(self) -> RenderWorker:
+        """The GPU thread of this process (the single box only)."""
+        assert self._worker is not None, "this queue renders on cluster workers"
+        return self._worker
+
+    @property
     def renderer(self) -> Renderer | None:
         """The renderer that serves, once loaded (None while it loads)."""
         return self.worker.renderer
+
+    @property
+    def renderer_name(self) -> str:
+        """The name of the renderer that serves, or of the one loading."""
+        return self.worker.state.name
+
+    async def refresh_metrics(self) -> None:
+        """Bring the gauges that are read on demand up to date (before a /metrics answer)."""
 
     @property
     def stopping(self) -> bool:
@@ -234,9 +248,13 @@ class JobQueue:
             job.seed,
             job.source,
         )
-        self._wake.set()
+        await self._enqueued(job)
         self._publish(JobEvent("status", job, await self.eta_seconds(job)))
         return job, True
+
+    async def _enqueued(self, job: Job) -> None:
+        """A new job is committed: wake the dispatcher."""
+        self._wake.set()
 
     def _new_row(
         self,

@@ -177,7 +177,7 @@ def camera_route(service_of: ServiceOf) -> Handler:
         settings: Settings = service.settings
         params = parse_camera_query(dict(request.query), settings)
         # The renderer that serves, or the one loading (SVD takes a while to load).
-        renderer = service.jobs.worker.state.name
+        renderer = service.jobs.renderer_name
         work = functools.partial(camera_path, params, settings, renderer)
         body = await asyncio.get_running_loop().run_in_executor(None, work)
         return web.json_response(body)

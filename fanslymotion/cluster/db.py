@@ -1,0 +1,513 @@
+"""All SQL of cluster mode: the shared job rows, procrastinate's jobs, workers and flags.
+
+Every change to a job row and to its procrastinate job happens in one transaction, and every
+change to a job row notifies `fm_jobs` (a trigger), which the front listens to. Writes from a
+worker are fenced: they name the job's attempt and the worker, and a row that has moved on
+(re-run elsewhere, cancelled) refuses them.
+
+Procrastinate's own SQL functions (`procrastinate_defer_jobs_v1`, `_cancel_job_v1`,
+`_finish_job_v1`) are called inside our transactions so that both sides commit together.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Self
+
+import psycopg
+from procrastinate.schema import SchemaManager
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from ..models import Progress
+from .schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+Connection = psycopg.AsyncConnection[Row]
+Params = Sequence[Any] | dict[str, Any] | None
+
+TASK = "render"  # procrastinate's task name for one render attempt
+QUEUE = "render"  # the queue workers take jobs from
+PAUSED_QUEUE = "render-paused"  # where waiting jobs sit while an admin pauses processing
+CHANNEL = "fm_jobs"  # NOTIFY channel: the payload is a job id
+TOP = 64  # waiting jobs ranked by the fair order in procrastinate's priorities; the rest wait
+
+_MIGRATE_LOCK = 7_351_001
+_SWEEP_LOCK = 7_351_002
+_RANK_LOCK = 7_351_003
+
+_NOTIFY = """
+CREATE OR REPLACE FUNCTION fm_notify_job() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('fm_jobs', NEW.job_id);
+    RETURN NULL;
+END;
+$$;
+DROP TRIGGER IF EXISTS fm_jobs_notify ON fm_jobs;
+CREATE TRIGGER fm_jobs_notify AFTER INSERT OR UPDATE ON fm_jobs
+    FOR EACH ROW EXECUTE FUNCTION fm_notify_job();
+"""
+
+# The dispatch order of the single box (store.jobs.Jobs.queue), in PostgreSQL: jobs that can run
+# now first, round robin between users by the time of their turn, oldest first within a user;
+# jobs in a retry backoff after them. `%(now)s` is the epoch time the backoffs are judged by.
+_FAIR_ORDER = """
+WITH queued AS (SELECT * FROM fm_jobs WHERE status = 'queued'),
+turns AS (
+    SELECT u.user_id, GREATEST(
+        COALESCE((SELECT MAX(s.started_at) FROM fm_jobs s WHERE s.user_id = u.user_id), ''),
+        u.first) AS turn
+    FROM (SELECT user_id, MIN(created_at) AS first FROM queued GROUP BY user_id) u),
+ordered AS (
+    SELECT q.job_id, q.pq_id, q.seq, q.not_before > %(now)s AS backoff,
+        CASE WHEN q.not_before > %(now)s THEN q.not_before ELSE 0 END AS wait_until,
+        ROW_NUMBER() OVER (PARTITION BY q.user_id, q.not_before > %(now)s ORDER BY q.seq)
+            AS round,
+        t.turn
+    FROM queued q JOIN turns t ON t.user_id = q.user_id)
+SELECT job_id, pq_id,
+    ROW_NUMBER() OVER (ORDER BY backoff, wait_until, round, turn, seq) AS rank
+FROM ordered
+"""
+
+_START_FIELDS = (
+    "progress = 0, message = 'starting', phase = 'starting', phase_step = 0, phase_steps = 0"
+)
+_BACK_TO_QUEUE = (
+    "status = 'queued', worker = NULL, started_at = NULL, progress = 0, phase = '',"
+    " phase_step = 0, phase_steps = 0, updated_at = fm_now()"
+)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Who renders which attempt of a job: the fence every worker write names."""
+
+    job_id: str
+    attempt: int
+    worker: str
+
+
+class ClusterDB:
+    """A connection pool to the cluster's PostgreSQL and the queries on it."""
+
+    def __init__(self, pool: AsyncConnectionPool[Connection], url: str) -> None:
+        self.pool = pool
+        self.url = url
+
+    @classmethod
+    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 8) -> Self:
+        """Open the pool (waiting up to a minute for the server) without touching the schema."""
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            check=AsyncConnectionPool.check_connection,
+            name="fanslymotion",
+        )
+        await pool.open(wait=True, timeout=60)
+        return cls(pool, url)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        async with self.pool.connection() as conn, conn.transaction():
+            yield conn
+
+    async def _one(self, sql: str, params: Params = None) -> Row | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, params: Params = None) -> list[Row]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
+    # -- schema -------------------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        """Create procrastinate's schema and ours, or bring ours up to date; safe to run from
+        every process at once (an advisory lock makes them take turns)."""
+        async with self.transaction() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+            cur = await conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS ok")
+            row = await cur.fetchone()
+            if not (row and row["ok"]):
+                await conn.execute(SchemaManager.get_schema())
+                log.info("procrastinate's schema created")
+            await conn.execute("CREATE TABLE IF NOT EXISTS fm_schema (version integer NOT NULL)")
+            cur = await conn.execute("SELECT COALESCE(MAX(version), 0) AS version FROM fm_schema")
+            row = await cur.fetchone()
+            version = int(row["version"]) if row else 0
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                await conn.execute(script)
+                await conn.execute("INSERT INTO fm_schema (version) VALUES (%s)", (number,))
+                log.info("cluster schema migrated to version %d", number)
+            await conn.execute(_NOTIFY)
+
+    async def schema_ready(self) -> bool:
+        row = await self._one("SELECT to_regclass('fm_jobs') IS NOT NULL AS ok")
+        return bool(row and row["ok"])
+
+    # -- the front's writes -------------------------------------------------------------------
+
+    async def enqueue(self, job: Any) -> bool:
+        """The job row and its procrastinate job, in one transaction. False when the row was
+        there already (a retried enqueue after a lost answer)."""
+        async with self.transaction() as conn:
+            cur = await conn.execute(
+                "INSERT INTO fm_jobs (job_id, user_id, duration, resolution, motion_preset,"
+                " aspect, strength, seed, steps, fps, status, attempts, interruptions,"
+                " not_before, created_at, updated_at) VALUES (%(job_id)s, %(user_id)s,"
+                " %(duration)s, %(resolution)s, %(motion_preset)s, %(aspect)s, %(strength)s,"
+                " %(seed)s, %(steps)s, %(fps)s, 'queued', %(attempts)s, %(interruptions)s,"
+                " %(not_before)s, %(created_at)s, fm_now())"
+                " ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
+                {
+                    name: getattr(job, name)
+                    for name in (
+                        "job_id",
+                        "user_id",
+                        "duration",
+                        "resolution",
+                        "motion_preset",
+                        "aspect",
+                        "strength",
+                        "seed",
+                        "steps",
+                        "fps",
+                        "attempts",
+                        "interruptions",
+                        "not_before",
+                        "created_at",
+                    )
+                },
+            )
+            if await cur.fetchone() is None:
+                return False
+            await _defer(conn, job.job_id, job.not_before)
+        await self.rerank()
+        return True
+
+    async def cancel(self, job_id: str) -> Row | None:
+        """queued|processing -> cancelled with its procrastinate job (a running one is asked
+        to abort, which reaches its worker by NOTIFY). The row before, or None."""
+        async with self.transaction() as conn:
+            cur = await conn.execute(
+                "SELECT status, pq_id, worker FROM fm_jobs WHERE job_id = %s FOR UPDATE",
+                (job_id,),
+            )
+            before = await cur.fetchone()
+            if before is None or before["status"] not in ("queued", "processing"):
+                return None
+            await conn.execute(
+                "UPDATE fm_jobs SET status = 'cancelled', message = 'cancelled',"
+                " completed_at = fm_now(), updated_at = fm_now() WHERE job_id = %s",
+                (job_id,),
+            )
+            if before["pq_id"] is not None:
+                await conn.execute(
+                    "SELECT procrastinate_cancel_job_v1(%s, %s, false)",
+                    (before["pq_id"], before["status"] == "processing"),
+                )
+        return before
+
+    async def complete(self, fence: Attempt, facts: dict[str, Any]) -> Row | None:
+        """processing -> completed, only for the attempt that renders it now."""
+        return await self._one(
+            "UPDATE fm_jobs SET status = 'completed', progress = 100, message = 'done',"
+            " phase = '', output_path = %(output_path)s, width = %(width)s, height = %(height)s,"
+            " frames = %(frames)s, size_bytes = %(size_bytes)s,"
+            " render_seconds = %(render_seconds)s, renderer = %(renderer)s, error = NULL,"
+            " completed_at = fm_now(), updated_at = fm_now()"
+            " WHERE job_id = %(job_id)s AND status = 'processing' AND attempts = %(attempt)s"
+            " AND worker = %(worker)s RETURNING *",
+            {**facts, "job_id": fence.job_id, "attempt": fence.attempt, "worker": fence.worker},
+        )
+
+    async def holds(self, fence: Attempt) -> bool:
+        """True while `fence` is the job's running attempt."""
+        row = await self._one(
+            "SELECT 1 AS ok FROM fm_jobs WHERE job_id = %s AND status = 'processing'"
+            " AND attempts = %s AND worker = %s",
+            (fence.job_id, fence.attempt, fence.worker),
+        )
+        return row is not None
+
+    async def set_paused(self, paused: bool) -> None:
+        """Pause: waiting jobs move to a queue no worker takes from (new ones go there too);
+        resume moves them back. Running jobs finish."""
+        source, target = (QUEUE, PAUSED_QUEUE) if paused else (PAUSED_QUEUE, QUEUE)
+        async with self.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO fm_flags (name, value) VALUES ('paused', %s)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                ("1" if paused else "0",),
+            )
+            await conn.execute(
+                "UPDATE procrastinate_jobs SET queue_name = %s"
+                " WHERE status = 'todo' AND queue_name = %s",
+                (target, source),
+            )
+
+    async def paused(self) -> bool:
+        row = await self._one("SELECT value FROM fm_flags WHERE name = 'paused'")
+        return bool(row and row["value"] == "1")
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def job(self, job_id: str) -> Row | None:
+        return await self._one("SELECT * FROM fm_jobs WHERE job_id = %s", (job_id,))
+
+    async def jobs(self, job_ids: list[str]) -> list[Row]:
+        return await self._all("SELECT * FROM fm_jobs WHERE job_id = ANY(%s)", (job_ids,))
+
+    async def active(self) -> list[Row]:
+        return await self._all(
+            "SELECT * FROM fm_jobs WHERE status IN ('queued', 'processing') ORDER BY seq"
+        )
+
+    async def fair_order(self, now: float) -> list[Row]:
+        """The waiting jobs in the order the workers take them (job_id, pq_id, rank)."""
+        return await self._all(_FAIR_ORDER + " ORDER BY rank", {"now": now})
+
+    async def workers(self, silent_for: float) -> list[Row]:
+        """Every worker with its state; one silent for `silent_for` seconds is `lost`."""
+        return await self._all(
+            "SELECT name, host, pid, renderer, renderer_state, job_id, jobs_done, started_at,"
+            " CASE WHEN last_heartbeat < now() - make_interval(secs => %s) THEN 'lost'"
+            " ELSE state END AS state,"
+            " to_char(last_heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+            " AS last_heartbeat,"
+            " extract(epoch FROM now() - last_heartbeat)::float AS heartbeat_age"
+            " FROM fm_workers ORDER BY name",
+            (silent_for,),
+        )
+
+    # -- the shared upkeep: fair priorities and stalled workers ----------------------------------
+
+    async def rerank(self, now: float | None = None) -> int:
+        """Give the first TOP waiting jobs of the fair order procrastinate priorities TOP..1 (it
+        serves the highest first) and every other waiting job 0. Returns the rows changed."""
+        async with self.transaction() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_RANK_LOCK,))
+            cur = await conn.execute(
+                "WITH fair AS (" + _FAIR_ORDER + "),"
+                " wanted AS (SELECT pq_id, (%(top)s + 1 - rank)::int AS priority FROM fair"
+                "  WHERE rank <= %(top)s AND pq_id IS NOT NULL),"
+                " ids AS (SELECT id FROM procrastinate_jobs WHERE status = 'todo'"
+                "  AND priority > 0 UNION SELECT pq_id FROM wanted)"
+                " UPDATE procrastinate_jobs p SET priority = COALESCE(w.priority, 0)"
+                " FROM ids LEFT JOIN wanted w ON w.pq_id = ids.id"
+                " WHERE p.id = ids.id AND p.status = 'todo'"
+                " AND p.priority IS DISTINCT FROM COALESCE(w.priority, 0)",
+                {"now": _epoch(now), "top": TOP},
+            )
+            return cur.rowcount
+
+    async def sweep(self, silent_for: float, max_retries: int) -> list[Row]:
+        """Re-run the jobs of workers silent for `silent_for` seconds (each counts an attempt; past
+        `max_retries` the job fails: a photo that kills workers must not loop), and give a job
+        left waiting without a procrastinate job a new one. One process sweeps at a time.
+        Returns the job rows changed."""
+        async with self.transaction() as conn:
+            cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS ok", (_SWEEP_LOCK,))
+            got = await cur.fetchone()
+            if not (got and got["ok"]):
+                return []
+            cur = await conn.execute(
+                "SELECT j.id FROM procrastinate_jobs j"
+                " LEFT JOIN procrastinate_workers w ON w.id = j.worker_id"
+                " WHERE j.status = 'doing' AND j.queue_name IN (%s, %s)"
+                " AND (j.worker_id IS NULL"
+                "  OR w.last_heartbeat < now() - make_interval(secs => %s))"
+                " FOR UPDATE OF j SKIP LOCKED",
+                (QUEUE, PAUSED_QUEUE, silent_for),
+            )
+            stalled = [int(row["id"]) for row in await cur.fetchall()]
+            for pq_id in stalled:
+                # A new procrastinate job per attempt: the stale worker, should it come back,
+                # finishes only its own (dead) one, never the re-run's.
+                await conn.execute(
+                    "SELECT procrastinate_finish_job_v1(%s, 'failed', false)", (pq_id,)
+                )
+            changed = await _rerun_stalled(conn, stalled, max_retries)
+            changed += await _redefer_orphans(conn)
+        if changed:
+            await self.rerank()
+        return changed
+
+    # -- the worker's writes --------------------------------------------------------------------
+
+    async def register_worker(self, name: str, host: str, pid: int, renderer: str) -> None:
+        await self._one(
+            "INSERT INTO fm_workers (name, host, pid, renderer, state, started_at)"
+            " VALUES (%s, %s, %s, %s, 'loading', fm_now())"
+            " ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
+            " renderer = excluded.renderer, state = 'loading', job_id = NULL,"
+            " started_at = excluded.started_at, last_heartbeat = now()",
+            (name, host, pid, renderer),
+        )
+
+    async def heartbeat(
+        self, name: str, state: str, job_id: str | None, renderer: str, renderer_state: str
+    ) -> None:
+        await self._one(
+            "UPDATE fm_workers SET state = %s, job_id = %s, renderer = %s,"
+            " renderer_state = %s::jsonb, last_heartbeat = now() WHERE name = %s",
+            (state, job_id, renderer, renderer_state, name),
+        )
+
+    async def worker_done(self, name: str) -> None:
+        await self._one("UPDATE fm_workers SET jobs_done = jobs_done + 1 WHERE name = %s", (name,))
+
+    async def start(self, job_id: str, pq_id: int, worker: str, renderer: str) -> Row | None:
+        """queued -> processing for the procrastinate job a worker fetched; None when the row
+        moved on meanwhile (cancelled, or re-deferred under another procrastinate job)."""
+        row = await self._one(
+            "UPDATE fm_jobs SET status = 'processing', worker = %s, renderer = %s,"
+            f" started_at = fm_now(), updated_at = fm_now(), error = NULL, {_START_FIELDS}"
+            " WHERE job_id = %s AND status = 'queued' AND pq_id = %s RETURNING *",
+            (worker, renderer, job_id, pq_id),
+        )
+        if row is not None:
+            await self.rerank()  # the user's turn moved: their next job goes back
+        return row
+
+    async def progress(self, fence: Attempt, progress: Progress) -> bool:
+        """Live progress of the running attempt; False when the fence no longer holds."""
+        row = await self._one(
+            "UPDATE fm_jobs SET progress = %s, message = %s, phase = %s, phase_step = %s,"
+            " phase_steps = %s, updated_at = fm_now()"
+            " WHERE job_id = %s AND status = 'processing' AND attempts = %s AND worker = %s"
+            " RETURNING job_id",
+            (
+                round(progress.percent, 1),
+                progress.message,
+                progress.phase,
+                progress.step,
+                progress.steps,
+                fence.job_id,
+                fence.attempt,
+                fence.worker,
+            ),
+        )
+        return row is not None
+
+    async def requeue(
+        self, fence: Attempt, *, count_attempt: bool, not_before: float, error: str | None
+    ) -> Row | None:
+        """processing -> queued under a new procrastinate job: a retry after an error
+        (counted) or a worker that stops (not counted)."""
+        async with self.transaction() as conn:
+            cur = await conn.execute(
+                f"UPDATE fm_jobs SET {_BACK_TO_QUEUE}, attempts = attempts + %s,"
+                " not_before = %s, error = %s, message = %s"
+                " WHERE job_id = %s AND status = 'processing' AND attempts = %s AND worker = %s"
+                " RETURNING *",
+                (
+                    1 if count_attempt else 0,
+                    not_before,
+                    error,
+                    "waiting to retry" if error else "queued",
+                    fence.job_id,
+                    fence.attempt,
+                    fence.worker,
+                ),
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                row["pq_id"] = await _defer(conn, fence.job_id, not_before)
+        if row is not None:
+            await self.rerank()
+        return row
+
+    async def fail(self, fence: Attempt, error: str) -> Row | None:
+        return await self._one(
+            "UPDATE fm_jobs SET status = 'failed', message = 'failed', error = %s,"
+            " completed_at = fm_now(), updated_at = fm_now()"
+            " WHERE job_id = %s AND status = 'processing' AND attempts = %s AND worker = %s"
+            " RETURNING *",
+            (error, fence.job_id, fence.attempt, fence.worker),
+        )
+
+
+def _epoch(now: float | None) -> float:
+    return time.time() if now is None else now
+
+
+async def _defer(conn: Connection, job_id: str, not_before: float) -> int:
+    """A procrastinate job for the next attempt of `job_id`, on the queue the pause flag says,
+    recorded in the job row. Inside the caller's transaction."""
+    cur = await conn.execute(
+        "SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW("
+        " CASE WHEN EXISTS (SELECT 1 FROM fm_flags WHERE name = 'paused' AND value = '1')"
+        "  THEN %(paused)s ELSE %(queue)s END,"
+        " %(task)s, 0, NULL, NULL, jsonb_build_object('job_id', %(job_id)s::text),"
+        " CASE WHEN %(not_before)s > 0 THEN to_timestamp(%(not_before)s) END"
+        ")::procrastinate_job_to_defer_v1]))[1] AS id",
+        {
+            "paused": PAUSED_QUEUE,
+            "queue": QUEUE,
+            "task": TASK,
+            "job_id": job_id,
+            "not_before": not_before,
+        },
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    pq_id = int(row["id"])
+    await conn.execute("UPDATE fm_jobs SET pq_id = %s WHERE job_id = %s", (pq_id, job_id))
+    return pq_id
+
+
+async def _rerun_stalled(conn: Connection, stalled: list[int], max_retries: int) -> list[Row]:
+    """The job rows of stalled procrastinate jobs: back to the queue as a new attempt, or
+    failed past `max_retries` (the single box's crash-loop guard)."""
+    if not stalled:
+        return []
+    cur = await conn.execute(
+        "UPDATE fm_jobs SET status = 'failed', message = 'failed', completed_at = fm_now(),"
+        " updated_at = fm_now(), attempts = attempts + 1, interruptions = interruptions + 1,"
+        " error = 'the worker stopped answering while rendering this video '"
+        " || (interruptions + 1) || ' times'"
+        " WHERE pq_id = ANY(%s) AND status = 'processing' AND attempts >= %s RETURNING *",
+        (stalled, max_retries),
+    )
+    changed = list(await cur.fetchall())
+    cur = await conn.execute(
+        f"UPDATE fm_jobs SET {_BACK_TO_QUEUE}, message = 'queued after a worker stopped',"
+        " attempts = attempts + 1, interruptions = interruptions + 1, not_before = 0"
+        " WHERE pq_id = ANY(%s) AND status = 'processing' RETURNING *",
+        (stalled,),
+    )
+    for row in await cur.fetchall():
+        row["pq_id"] = await _defer(conn, row["job_id"], 0.0)
+        changed.append(row)
+    return changed
+
+
+async def _redefer_orphans(conn: Connection) -> list[Row]:
+    """Waiting jobs whose procrastinate job is gone or ended (a crash between two writes, an
+    admin's cleanup): each gets a new one, so no waiting job is forgotten."""
+    cur = await conn.execute(
+        "SELECT f.job_id, f.not_before FROM fm_jobs f"
+        " LEFT JOIN procrastinate_jobs p ON p.id = f.pq_id"
+        " WHERE f.status = 'queued' AND (p.id IS NULL OR p.status NOT IN ('todo', 'doing'))"
+        " FOR UPDATE OF f SKIP LOCKED"
+    )
+    rows = list(await cur.fetchall())
+    for row in rows:
+        row["pq_id"] = await _defer(conn, row["job_id"], float(row["not_before"]))
+    return rows

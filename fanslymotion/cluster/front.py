@@ -1,0 +1,549 @@
+"""The front's job service in cluster mode: the single box's `JobQueue` with its dispatcher
+replaced by PostgreSQL, procrastinate and the workers.
+
+The front keeps its own SQLite rows (the bot's tables, deliveries and webhook outboxes hang on
+them) and the shared database holds the render side. A job is written here first, then
+enqueued there (row and procrastinate job in one transaction); a job that could not be
+enqueued, because PostgreSQL was away, is enqueued by the reconciler when it is back. Workers
+change the shared rows; every change notifies `fm_jobs`, and the front copies it into its own
+row with the same transitions, events, webhooks and deliveries as on one box. After a restart
+or a lost connection the reconciler copies every active job again, so nothing is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from aiohttp import StreamReader, web
+
+from ..config import Settings
+from ..datadir import remove_quietly
+from ..errors import Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable
+from ..eta import Kind
+from ..metrics import Metrics
+from ..models import TERMINAL, JobStatus, Phase, Progress
+from ..queue import JobEvent, JobQueue
+from ..renderer import MotionRenderer
+from ..store import Job, Store
+from ..store.jobs import MIRRORED
+from .db import Attempt, ClusterDB, Row
+
+log = logging.getLogger(__name__)
+
+_DB_ERRORS = (psycopg.Error, OSError)
+
+
+@dataclass
+class _Live:
+    """A job rendering on a worker, as the front last heard of it."""
+
+    job: Job
+    worker: str
+    started: float
+    progress: Progress
+    last_saved: float = 0.0
+
+
+class ClusterQueue(JobQueue):
+    """The job service of a front whose jobs render on `python -m fanslymotion worker`s."""
+
+    def __init__(
+        self, settings: Settings, store: Store, db: ClusterDB, metrics: Metrics | None = None
+    ) -> None:
+        super().__init__(settings, store, None, metrics)
+        self.db = db
+        self._live: dict[str, _Live] = {}
+        self._dirty: set[str] = set()
+        self._kick = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._workers: list[Row] = []
+        self._uploads: dict[str, asyncio.Lock] = {}
+        self._estimator_renderer = MotionRenderer(settings, "estimates for the queue")
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create or migrate the shared schema, copy its state, then follow it."""
+        for folder in (self.settings.hot_dir, self.settings.inputs_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        await self.db.migrate()
+        if await self.db.paused():
+            self._resumed.clear()
+            log.info("processing is paused (an admin paused it before the restart)")
+        for kind, seconds in await self.store.render_times():
+            self.estimator.learn(Kind(*kind), seconds)
+        await self._reconcile()
+        self._workers = await self.db.workers(self.settings.worker_timeout)
+        for name, loop in (
+            ("listener", self._listen),
+            ("mirror", self._mirror),
+            ("upkeep", self._upkeep),
+        ):
+            self._tasks.append(asyncio.create_task(loop(), name=f"cluster {name}"))
+        queued = await self.store.count_jobs(status=JobStatus.QUEUED)
+        log.info("cluster front started with %d queued job(s)", queued)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop following the database; running jobs go on rendering on their workers."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for task in list(self._background):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await task
+        await self.db.close()
+        for subscriber in list(self._subscribers):
+            subscriber.put_nowait(_closed())
+
+    async def pause(self) -> None:
+        await self.db.set_paused(True)
+        await super().pause()
+
+    async def resume(self) -> None:
+        await self.db.set_paused(False)
+        await super().resume()
+
+    # -- following the shared database ----------------------------------------------------------
+
+    async def _enqueued(self, job: Job) -> None:
+        try:
+            await self.db.enqueue(job)
+        except _DB_ERRORS as exc:
+            # The row is committed here: the reconciler enqueues it once PostgreSQL is back.
+            log.warning("job %s not enqueued yet (%s); will retry", job.job_id, exc)
+
+    async def _listen(self) -> None:
+        """LISTEN for job changes; after every (re)connect, copy all active jobs again."""
+        delay = 0.2
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.db.url, autocommit=True)
+                async with conn:
+                    await conn.execute("LISTEN fm_jobs")
+                    self._connected.set()
+                    if delay > 0.2:
+                        log.info("connection to PostgreSQL is back")
+                    delay = 0.2
+                    await self._reconcile()
+                    async for note in conn.notifies():
+                        self._dirty.add(note.payload)
+                        self._kick.set()
+            except _DB_ERRORS as exc:
+                if self._connected.is_set():
+                    log.warning("lost the connection to PostgreSQL (%s); reconnecting", exc)
+                self._connected.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _mirror(self) -> None:
+        """Copy changed shared rows into ours, in bursts."""
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            ids, self._dirty = sorted(self._dirty), set()
+            try:
+                rows = await self.db.jobs(ids)
+            except _DB_ERRORS as exc:
+                log.warning("cannot read changed jobs (%s); the reconciler will", exc)
+                continue
+            for row in rows:
+                try:
+                    await self.apply(row)
+                except Exception:
+                    log.exception("job %s: could not copy its state", row.get("job_id"))
+
+    async def _upkeep(self) -> None:
+        """Each second: re-run the jobs of silent workers, refresh the fair priorities (a
+        backoff may have ended) and the workers' list; now and then reconcile everything."""
+        tick = min(1.0, self.settings.worker_timeout / 4)
+        rounds = 0
+        while True:
+            await asyncio.sleep(tick)
+            rounds += 1
+            try:
+                for row in await self.db.sweep(
+                    self.settings.worker_timeout, self.settings.max_retries
+                ):
+                    log.warning(
+                        "job %s: its worker went silent; now %s", row["job_id"], row["status"]
+                    )
+                await self.db.rerank()
+                self._workers = await self.db.workers(self.settings.worker_timeout)
+                if rounds % 10 == 0:
+                    await self._reconcile()
+            except _DB_ERRORS as exc:
+                log.debug("upkeep skipped: %s", exc)
+
+    async def _reconcile(self) -> None:
+        """Every job active here: enqueued there if it is missing, else its state copied."""
+        active = [
+            job
+            for status in (JobStatus.QUEUED, JobStatus.PROCESSING)
+            for job in await self.store.list_jobs(status=status, limit=100_000)
+        ]
+        if not active:
+            return
+        rows = {row["job_id"]: row for row in await self.db.jobs([j.job_id for j in active])}
+        for job in active:
+            row = rows.get(job.job_id)
+            if row is None:
+                if await self.db.enqueue(job):
+                    log.info("job %s enqueued (it was not in PostgreSQL yet)", job.job_id)
+            else:
+                await self.apply(row)
+
+    async def apply(self, row: Row) -> Job | None:
+        """Bring our row of a job to the shared row's state, with the events a local change
+        would have had. Returns our row after it."""
+        job_id = str(row["job_id"])
+        local = await self.store.get_job(job_id)
+        if local is None or local.status in TERMINAL:
+            return local  # an ended job never changes again (cancel ends it there first)
+        state = {name: row[name] for name in MIRRORED}
+        same_attempt = local.attempts == row["attempts"]
+        if local.status == row["status"] == JobStatus.PROCESSING and same_attempt:
+            self._progress(local, row)
+            return local
+        if local.status == row["status"] and same_attempt and local.not_before == row["not_before"]:
+            return local
+        if local.status == row["status"] == JobStatus.PROCESSING:
+            # Re-run elsewhere in between: show the requeue this front did not see.
+            between = {**state, "status": JobStatus.QUEUED, "started_at": None}
+            if (back := await self.store.mirror_job(job_id, between)) is not None:
+                self._left_processing(back, "its worker went silent")
+        changed = await self.store.mirror_job(job_id, state)
+        if changed is None:
+            return None
+        if changed.status == JobStatus.PROCESSING:
+            self._live[job_id] = _Live(
+                changed, str(row["worker"]), time.monotonic(), Progress(0.0, Phase.STARTING)
+            )
+            self._transition(changed, f"on worker {row['worker']}, renderer={row['renderer']}")
+        else:
+            self._left_processing(changed, _note(changed, row))
+        return changed
+
+    def _left_processing(self, job: Job, note: str) -> None:
+        self._live.pop(job.job_id, None)
+        self._transition(job, note)
+        if job.status == JobStatus.COMPLETED and job.render_seconds is not None:
+            self._learn(job, job.renderer or "motion", job.render_seconds)
+            self.metrics.render_seconds.labels(
+                job.renderer or "motion", job.resolution, str(job.duration)
+            ).observe(job.render_seconds)
+        if job.terminal:
+            self._cleanup_input(job)
+
+    def _progress(self, local: Job, row: Row) -> None:
+        """Live progress of a running job: tell listeners now, save it at most every interval."""
+        live = self._live.get(local.job_id)
+        if live is None:
+            live = self._live[local.job_id] = _Live(
+                local, str(row["worker"]), time.monotonic(), Progress(0.0, Phase.STARTING)
+            )
+        report = Progress(
+            float(row["progress"]),
+            Phase(row["phase"]) if row["phase"] in Phase._value2member_map_ else Phase.STARTING,
+            step=int(row["phase_step"]),
+            steps=int(row["phase_steps"]),
+        )
+        if report == live.progress:
+            return
+        live.progress = report
+        snapshot = replace(
+            local,
+            progress=round(report.percent, 1),
+            message=report.message,
+            phase=report.phase,
+            phase_step=report.step,
+            phase_steps=report.steps,
+        )
+        self._publish(JobEvent("progress", snapshot, self._rest(live)))
+        now = time.monotonic()
+        if now - live.last_saved >= self.settings.progress_interval:
+            live.last_saved = now
+            state = {name: row[name] for name in MIRRORED}
+            save = asyncio.ensure_future(self.store.mirror_job(local.job_id, state))
+            self._background.add(save)
+            save.add_done_callback(self._background.discard)
+
+    # -- control --------------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str, *, user_id: int | None = None) -> Job:
+        """Cancel in the shared database first (a running job's worker is told to abort), then
+        here. Idempotent."""
+        job = await self.get(job_id)
+        if user_id is not None and job.user_id != user_id:
+            raise NotFound("no such job")
+        if job.terminal:
+            return job
+        try:
+            await self.db.cancel(job_id)
+            row = await self.db.job(job_id)
+        except _DB_ERRORS as exc:
+            raise Unavailable(
+                "the job database is not reachable, try again", retry_after=5
+            ) from exc
+        if row is None:  # never reached PostgreSQL: it can only be waiting here
+            cancelled = await self.store.cancel_job(job_id, running=False)
+            if cancelled is not None:
+                self._transition(cancelled, "cancelled while queued")
+                self._cleanup_input(cancelled)
+            return await self.get(job_id)
+        await self.apply(row)
+        return await self.get(job_id)
+
+    # -- artifacts ------------------------------------------------------------------------------
+
+    def check_worker(self, request: web.Request) -> Attempt:
+        """The attempt a worker's request speaks for; 401 without the worker token."""
+        token = self.settings.worker_token
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if (
+            token is None
+            or scheme.lower() != "bearer"
+            or not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode())
+        ):
+            raise Unauthorized("a valid worker token is required")
+        try:
+            attempt = int(request.query.get("attempt", ""))
+        except ValueError:
+            raise Conflict("attempt must be a number", code="stale_attempt") from None
+        worker = request.headers.get("X-Worker", "")
+        return Attempt(request.match_info["job_id"], attempt, worker)
+
+    async def photo_for(self, fence: Attempt) -> Path:
+        """The photo of the attempt that renders it now (409 for any other)."""
+        await self._hold(fence)
+        job = await self.get(fence.job_id)
+        if job.input_path is None:
+            raise NotFound("the photo of this job is gone")
+        return self.settings.data_dir / job.input_path
+
+    async def _hold(self, fence: Attempt) -> None:
+        try:
+            holds = await self.db.holds(fence)
+        except _DB_ERRORS as exc:
+            raise Unavailable(
+                "the job database is not reachable, try again", retry_after=2
+            ) from exc
+        if not holds:
+            raise Conflict(
+                "this attempt no longer renders the job (re-run elsewhere or cancelled)",
+                code="stale_attempt",
+            )
+
+    async def accept_video(self, fence: Attempt, body: StreamReader, facts: dict[str, Any]) -> Job:
+        """Stream a finished MP4 to a temporary name, then, if the attempt still holds the
+        job, rename it into place and complete the job. Uploads of one job take turns, so a
+        stale attempt can never replace the served file."""
+        await self._hold(fence)
+        loop = asyncio.get_running_loop()
+        folder = self.settings.hot_dir
+        partial = folder / f".{fence.job_id}.{fence.attempt}.upload.mp4"
+        final = folder / f"{fence.job_id}.mp4"
+        try:
+            size = await _receive(body, partial, self.settings.max_upload_bytes * 50)
+            lock = self._uploads.setdefault(fence.job_id, asyncio.Lock())
+            async with lock:
+                await self._hold(fence)
+                await loop.run_in_executor(None, partial.replace, final)
+                row = await self.db.complete(
+                    fence, {**facts, "size_bytes": size, "output_path": f"hot/{fence.job_id}.mp4"}
+                )
+                if row is None:
+                    await loop.run_in_executor(None, remove_quietly, final)
+                    raise Conflict("this attempt no longer renders the job", code="stale_attempt")
+                job = await self.apply(row)
+        finally:
+            self._uploads.pop(fence.job_id, None)
+            await loop.run_in_executor(None, remove_quietly, partial)
+        assert job is not None
+        return job
+
+    # -- views ----------------------------------------------------------------------------------
+
+    @property
+    def renderer(self) -> None:
+        return None  # the front renders nothing
+
+    @property
+    def renderer_name(self) -> str:
+        names = [str(w["renderer"]) for w in self._workers if w["state"] != "lost"]
+        return max(set(names), key=names.count) if names else "motion"
+
+    def estimate_seconds(self, job: Job) -> float | None:
+        """The learned time of this kind of job on the workers' renderer (motion's first guess
+        before any measurement; none for SVD before its first render)."""
+        name = self.renderer_name
+        kind = Kind(name, job.resolution, job.duration * job.fps, job.steps)
+        if name == "motion":
+            spec = self.spec_of(job)
+            return self.estimator.estimate(
+                kind, lambda: self._estimator_renderer.estimate_seconds(spec)
+            )
+        guess = self.estimator.estimate(kind, math.nan)  # nan: no SVD render measured yet
+        return None if math.isnan(guess) else guess
+
+    def running_job_id(self) -> str | None:
+        return next(iter(self._live), None)
+
+    def running_job(self, job_id: str) -> Job | None:
+        live = self._live.get(job_id)
+        return live.job if live is not None else None
+
+    def live_progress(self, job_id: str) -> Progress | None:
+        live = self._live.get(job_id)
+        return live.progress if live is not None else None
+
+    def _rest(self, live: _Live) -> float | None:
+        elapsed = time.monotonic() - live.started
+        report = live.progress
+        if report.eta is not None:
+            return max(0.0, report.eta)
+        if report.percent >= 5.0 and elapsed > 0.5:
+            return elapsed * (100.0 - report.percent) / report.percent
+        estimate = self.estimate_seconds(live.job)
+        return None if estimate is None else max(0.0, estimate - elapsed)
+
+    def _running_rest(self) -> float | None:
+        rests = [self._rest(live) for live in self._live.values()]
+        return 0.0 if not rests else (None if None in rests else min(r for r in rests if r))
+
+    async def position_and_eta(
+        self, job: Job, ahead: list[Job] | None = None
+    ) -> tuple[int | None, float | None]:
+        """As on one box, with as many parallel lanes as there are live workers: each job
+        starts when the first lane frees (or its backoff ends)."""
+        if job.status in TERMINAL:
+            return None, 0.0
+        if job.status == JobStatus.PROCESSING:
+            live = self._live.get(job.job_id)
+            rest = self._rest(live) if live is not None else None
+            return None, None if rest is None else round(rest, 1)
+        if ahead is None:
+            ahead = await self.store.queued_ahead(job.job_id)
+        lanes = sum(1 for w in self._workers if w["state"] not in ("lost", "stopped"))
+        rests = [self._rest(live) for live in self._live.values()]
+        if lanes == 0 or None in rests or self.paused:
+            return len(ahead) + 1, None
+        free = sorted([r for r in rests if r is not None] + [0.0] * max(0, lanes - len(rests)))
+        free = free[:lanes] if len(free) >= lanes else free + [0.0] * (lanes - len(free))
+        now = time.time()
+        finish = 0.0
+        for other in (*ahead, job):
+            own = self.estimate_seconds(other)
+            if own is None:
+                return len(ahead) + 1, None
+            start = max(free.pop(0), other.not_before - now)
+            finish = start + own
+            free.append(finish)
+            free.sort()
+        return len(ahead) + 1, round(finish, 1)
+
+    async def health(self) -> dict[str, Any]:
+        try:
+            workers = await self.db.workers(self.settings.worker_timeout)
+            reachable = True
+        except _DB_ERRORS:
+            workers, reachable = self._workers, False
+        self._workers = workers
+        live = [w for w in workers if w["state"] not in ("lost", "stopped")]
+        loop = asyncio.get_running_loop()
+        return {
+            "ok": not self._stopping and reachable,
+            "mode": "cluster",
+            "database": "ok" if reachable else "unreachable",
+            "renderer": {
+                "name": self.renderer_name,
+                "status": "ready" if live else "waiting",
+                "reason": f"{len(live)} worker(s) live" if live else "no live worker",
+            },
+            "workers": [_worker_view(w) for w in workers],
+            "queue_length": await self.store.count_jobs(status=JobStatus.QUEUED),
+            "running_job": self.running_job_id(),
+            "running_jobs": sorted(self._live),
+            "paused": self.paused,
+            "stopping": self._stopping,
+            "free_disk_mb": round(await loop.run_in_executor(None, self.free_disk_mb), 1),
+        }
+
+    async def refresh_metrics(self) -> None:
+        with contextlib.suppress(*_DB_ERRORS):
+            self._workers = await self.db.workers(self.settings.worker_timeout)
+        self.metrics.worker_up.clear()
+        self.metrics.worker_busy.clear()
+        self.metrics.worker_heartbeat_age.clear()
+        for worker in self._workers:
+            labels = (str(worker["name"]), str(worker["renderer"]))
+            self.metrics.worker_up.labels(*labels).set(0 if worker["state"] == "lost" else 1)
+            self.metrics.worker_busy.labels(*labels).set(1 if worker["job_id"] else 0)
+            self.metrics.worker_heartbeat_age.labels(*labels).set(worker["heartbeat_age"])
+
+
+def _worker_view(row: Row) -> dict[str, Any]:
+    state = row["renderer_state"]
+    return {
+        "name": row["name"],
+        "host": row["host"],
+        "renderer": row["renderer"],
+        "renderer_state": json.loads(state) if isinstance(state, str) else state,
+        "state": row["state"],
+        "job_id": row["job_id"],
+        "jobs_done": row["jobs_done"],
+        "last_heartbeat": row["last_heartbeat"],
+    }
+
+
+def _note(job: Job, row: Row) -> str:
+    worker = row.get("worker") or "a worker"
+    if job.status == JobStatus.COMPLETED:
+        return f"on {worker}, {job.render_seconds or 0:.1f}s {job.width}x{job.height}"
+    if job.status == JobStatus.QUEUED:
+        return f"{job.error or job.message}; retry" if job.error else job.message
+    return job.error or job.message
+
+
+async def _receive(body: StreamReader, path: Path, limit: int) -> int:
+    """Write an upload to `path` as it arrives (never whole in memory), fsynced; its size."""
+    loop = asyncio.get_running_loop()
+    handle = await loop.run_in_executor(None, path.open, "wb")
+    size = 0
+    try:
+        async for chunk in body.iter_chunked(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge("the video is larger than any render can be")
+            await loop.run_in_executor(None, handle.write, chunk)
+        await loop.run_in_executor(None, handle.flush)
+        await loop.run_in_executor(None, _fsync, handle.fileno())
+    finally:
+        await loop.run_in_executor(None, handle.close)
+    return size
+
+
+def _fsync(fd: int) -> None:
+    os.fsync(fd)
+
+
+def _closed() -> Any:
+    from ..queue import _CLOSED
+
+    return _CLOSED

@@ -1,0 +1,475 @@
+"""`python -m fanslymotion worker`: one process per GPU that renders a cluster's jobs.
+
+It loads its renderer once (the same choice as the single box: SVD, or the camera-motion
+renderer where SVD cannot run), then takes one job at a time from procrastinate. Procrastinate
+keeps its heartbeat and delivers aborts; every write to a job row names the attempt, so a
+worker that froze and came back after its job was re-run elsewhere is refused and drops it.
+The photo comes from the front and the MP4 goes back to it over HTTP (the worker token).
+
+SIGTERM or SIGINT: stop now, the running job goes back to the queue uncounted (as on one box).
+SIGUSR1: drain, i.e. finish the running job, take no new one, then exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import aiohttp
+import procrastinate
+import psycopg
+from procrastinate.job_context import JobContext
+
+from .. import checkpoints, datadir
+from ..config import Settings
+from ..errors import Cancelled, FanslyError, RenderError
+from ..models import Phase, Progress
+from ..renderer import RenderResult, RenderSpec, RenderTask, RenderWorker
+from .db import QUEUE, TASK, Attempt, ClusterDB, Row
+
+log = logging.getLogger(__name__)
+
+Reason = Literal["user", "shutdown", "timeout", "fenced"]
+_DB_ERRORS = (psycopg.Error, OSError)
+
+
+class Refused(Exception):
+    """The front refused the attempt's upload: the job was re-run elsewhere or cancelled."""
+
+
+@dataclass
+class _Current:
+    fence: Attempt
+    cancel: threading.Event = field(default_factory=threading.Event)
+    reason: Reason | None = None
+    progress: Progress = field(default_factory=lambda: Progress(0.0, Phase.STARTING))
+    dirty: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def stop(self, reason: Reason) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.cancel.set()
+
+
+def default_name(settings: Settings) -> str:
+    """host-gpuN from FANSLYMOTION_SVD_DEVICE (cuda:N), host-gpu0 otherwise."""
+    device = settings.svd_device
+    index = device.partition(":")[2] or "0"
+    return f"{socket.gethostname()}-{'cpu' if device == 'cpu' else 'gpu' + index}"
+
+
+def problems(settings: Settings) -> list[str]:
+    """What a worker needs and lacks."""
+    missing = []
+    if settings.database_url is None:
+        missing.append("FANSLYMOTION_DATABASE_URL (the cluster's PostgreSQL)")
+    if not settings.front_url:
+        missing.append("FANSLYMOTION_FRONT_URL (where the front answers, e.g. http://front:8000)")
+    if settings.worker_token is None:
+        missing.append("FANSLYMOTION_WORKER_TOKEN (the secret shared with the front)")
+    return missing
+
+
+class Worker:
+    """One GPU worker: its renderer, its procrastinate worker, its heartbeat."""
+
+    def __init__(self, settings: Settings, name: str, db: ClusterDB) -> None:
+        self.settings = settings
+        self.name = name
+        self.db = db
+        self.folder = settings.data_dir / "workers" / name
+        self.render_worker = RenderWorker(settings)
+        self.current: _Current | None = None
+        self.state = "loading"
+        self._stopping = False
+        self._run: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+        assert settings.worker_token is not None
+        self._headers = {
+            "Authorization": f"Bearer {settings.worker_token.get_secret_value()}",
+            "X-Worker": name,
+        }
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop, "shutdown")
+        loop.add_signal_handler(signal.SIGINT, self.stop, "shutdown")
+        loop.add_signal_handler(signal.SIGUSR1, self.stop, None)
+        await self.db.migrate()
+        await self.db.register_worker(self.name, socket.gethostname(), os.getpid(), "loading")
+        beats = asyncio.create_task(self._heartbeats(), name="heartbeats")
+        self.render_worker.start()
+        try:
+            renderer = await self.render_worker.ready()
+        except FanslyError as exc:
+            log.error("worker %s: no renderer can serve: %s", self.name, exc.message)
+            self.state = "failed"
+            await self._beat()
+            beats.cancel()
+            return 2
+        log.info("worker %s ready: renderer %s", self.name, renderer.name)
+        self.state = "idle"
+        await self._beat()
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
+        try:
+            await self._serve()
+        finally:
+            await self._http.close()
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beats
+            self.state = "stopped"
+            with contextlib.suppress(*_DB_ERRORS):
+                await self._beat()
+            await self.render_worker.stop(10)
+        log.info("worker %s stopped", self.name)
+        return 0
+
+    async def _serve(self) -> None:
+        """Run procrastinate's worker; start it again after a lost database connection."""
+        assert self.settings.database_url is not None
+        url = self.settings.database_url.get_secret_value()
+        while not self.stopping:
+            app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
+            app.task(name=TASK, queue=QUEUE, pass_context=True)(self._render)
+            self._run = asyncio.current_task()
+            try:
+                async with app.open_async():
+                    await app.run_worker_async(
+                        queues=[QUEUE],
+                        concurrency=1,
+                        name=self.name,
+                        fetch_job_polling_interval=self.settings.worker_poll,
+                        abort_job_polling_interval=self.settings.worker_poll,
+                        update_heartbeat_interval=self.settings.worker_heartbeat,
+                        stalled_worker_timeout=self.settings.worker_timeout,
+                        install_signal_handlers=False,
+                        listen_notify=True,
+                    )
+            except asyncio.CancelledError:
+                if not self.stopping:
+                    raise
+            except Exception as exc:  # a lost connection ends procrastinate's worker
+                if self.stopping:
+                    break
+                log.warning("worker %s: the queue stopped (%s); starting again", self.name, exc)
+                await asyncio.sleep(1.0)
+            finally:
+                self._run = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop(self, reason: Reason | None) -> None:
+        """SIGTERM/SIGINT: put the running job back and exit; SIGUSR1 (reason None): drain."""
+        if not self._stopping:
+            log.info("worker %s %s", self.name, "stopping" if reason else "draining")
+        self._stopping = True
+        if reason is not None and self.current is not None:
+            self.current.stop(reason)
+        if self._run is not None:
+            self._run.cancel()  # procrastinate stops fetching and waits for the running job
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.worker_heartbeat)
+            try:
+                await self._beat()
+            except _DB_ERRORS as exc:
+                log.debug("heartbeat failed: %s", exc)
+
+    async def _beat(self) -> None:
+        state = self.render_worker.state
+        job = self.current.fence.job_id if self.current is not None else None
+        await self.db.heartbeat(
+            self.name, self.state, job, state.name, json.dumps(state.as_dict(), default=str)
+        )
+
+    # -- one job --------------------------------------------------------------------------------
+
+    async def _render(self, context: JobContext, job_id: str) -> None:
+        """procrastinate's task: one attempt at one job."""
+        renderer = await self.render_worker.ready()
+        assert context.job.id is not None
+        row = await self.db.start(job_id, context.job.id, self.name, renderer.name)
+        if row is None:
+            log.info("job %s: no longer waiting for this attempt; skipped", job_id)
+            return
+        current = _Current(Attempt(job_id, int(row["attempts"]), self.name))
+        self.current, self.state = current, "busy"
+        log.info("job %s processing attempt=%d on %s", job_id, current.fence.attempt, self.name)
+        with contextlib.suppress(*_DB_ERRORS):
+            await self._beat()
+        writer = asyncio.create_task(self._write_progress(current), name="progress")
+        started = time.monotonic()
+        try:
+            await self._attempt(row, current, started)
+        finally:
+            writer.cancel()
+            self.current, self.state = None, "idle"
+            with contextlib.suppress(*_DB_ERRORS):
+                await self._beat()
+            await asyncio.get_running_loop().run_in_executor(
+                None, checkpoints.remove_work, checkpoints.work_dir(self.folder, job_id)
+            )
+
+    async def _attempt(self, row: Row, current: _Current, started: float) -> None:
+        fence = current.fence
+        folder = self.folder
+        photo = folder / "inputs" / f"{fence.job_id}.img"
+        partial = folder / "hot" / f".{fence.job_id}.partial.mp4"
+        loop = asyncio.get_running_loop()
+        render: asyncio.Future[RenderResult] | None = None
+        timer = loop.call_later(self.settings.job_timeout, current.stop, "timeout")
+        try:
+            await self._fetch_photo(fence, photo)
+            task = RenderTask(
+                job_id=fence.job_id,
+                spec=_spec(row),
+                input_path=photo,
+                output_path=partial,
+                work_dir=checkpoints.work_dir(folder, fence.job_id),
+            )
+            render = asyncio.ensure_future(
+                self.render_worker.render(
+                    task, lambda p: self._on_progress(current, p), current.cancel
+                )
+            )
+            result = await asyncio.shield(render)
+            timer.cancel()
+            await self._upload(fence, partial, result, time.monotonic() - started)
+            with contextlib.suppress(*_DB_ERRORS):
+                await self.db.worker_done(self.name)
+            log.info(
+                "job %s completed on %s in %.1fs",
+                fence.job_id,
+                self.name,
+                time.monotonic() - started,
+            )
+        except asyncio.CancelledError:
+            # procrastinate's abort: the front cancelled the job (or we are stopping).
+            current.stop("user" if not self._stopping else "shutdown")
+            if render is not None:
+                await asyncio.wait([render])
+            await self._settle_stop(current)
+            raise
+        except Refused:
+            log.info(
+                "job %s attempt=%d: the front refused it; dropped", fence.job_id, fence.attempt
+            )
+        except Exception as exc:
+            if isinstance(exc, Cancelled) and current.reason != "timeout":
+                await self._settle_stop(current)
+            else:
+                await self._failed(current, exc, time.monotonic() - started)
+        finally:
+            timer.cancel()
+            for path in (photo, partial):
+                await loop.run_in_executor(None, datadir.remove_quietly, path)
+
+    async def _settle_stop(self, current: _Current) -> None:
+        fence = current.fence
+        if current.reason == "shutdown":
+            back = await self.db.requeue(fence, count_attempt=False, not_before=0.0, error=None)
+            if back is not None:
+                log.info(
+                    "job %s queued (stopped by the worker's shutdown, will resume)", fence.job_id
+                )
+        elif current.reason == "fenced":
+            log.info(
+                "job %s attempt=%d: re-run elsewhere or cancelled; dropped",
+                fence.job_id,
+                fence.attempt,
+            )
+        else:
+            log.info("job %s cancelled on %s", fence.job_id, self.name)
+
+    async def _failed(self, current: _Current, exc: BaseException, seconds: float) -> None:
+        """A render error: retried with backoff while attempts are left, as on one box."""
+        fence = current.fence
+        if current.reason == "timeout":
+            exc = RenderError(f"the render took longer than {self.settings.job_timeout:.0f} s")
+        if isinstance(exc, RenderError):
+            retryable, message = exc.retryable, exc.message
+        elif isinstance(exc, FanslyError):
+            retryable, message = False, exc.message
+        else:
+            retryable, message = True, "internal render error"
+            log.error("job %s: unexpected %s: %s", fence.job_id, type(exc).__name__, exc)
+        if retryable and fence.attempt < self.settings.max_retries:
+            delay = self.settings.retry_backoff * (2**fence.attempt)
+            back = await self.db.requeue(
+                fence, count_attempt=True, not_before=time.time() + delay, error=message
+            )
+            if back is not None:
+                log.info(
+                    "job %s queued after %.1fs: %s; retry in %.0fs",
+                    fence.job_id,
+                    seconds,
+                    message,
+                    delay,
+                )
+            return
+        if await self.db.fail(fence, message) is not None:
+            log.info("job %s failed after %.1fs: %s", fence.job_id, seconds, message)
+
+    def _on_progress(self, current: _Current, report: Progress) -> None:
+        """On the loop: keep the latest report; the writer sends it at its pace."""
+        percent = max(current.progress.percent, min(100.0, float(report.percent)))
+        current.progress = Progress(percent, report.phase, report.step, report.steps, report.eta)
+        current.dirty.set()
+
+    async def _write_progress(self, current: _Current) -> None:
+        """Send the latest progress at most every PROGRESS_INTERVAL; a refused write means
+        the attempt lost the job (re-run elsewhere, cancelled): stop rendering it."""
+        while True:
+            await current.dirty.wait()
+            current.dirty.clear()
+            try:
+                if not await self.db.progress(current.fence, current.progress):
+                    current.stop("fenced")
+                    return
+            except _DB_ERRORS as exc:
+                log.debug("progress not saved: %s", exc)
+            await asyncio.sleep(self.settings.progress_interval)
+
+    # -- artifacts ------------------------------------------------------------------------------
+
+    def _url(self, fence: Attempt, what: str) -> str:
+        return (
+            f"{self.settings.front_url}/internal/jobs/{fence.job_id}/{what}?attempt={fence.attempt}"
+        )
+
+    async def _fetch_photo(self, fence: Attempt, path: Path) -> None:
+        """Stream the photo from the front to a local file (retried while the front is away)."""
+        assert self._http is not None
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, lambda: path.parent.mkdir(parents=True, exist_ok=True))
+
+        async def once() -> None:
+            assert self._http is not None
+            async with self._http.get(self._url(fence, "photo"), headers=self._headers) as resp:
+                await _check(resp)
+                handle = await loop.run_in_executor(None, path.open, "wb")
+                try:
+                    async for chunk in resp.content.iter_chunked(1 << 20):
+                        await loop.run_in_executor(None, handle.write, chunk)
+                finally:
+                    await loop.run_in_executor(None, handle.close)
+
+        await _retrying(once, f"job {fence.job_id}: photo")
+
+    async def _upload(
+        self, fence: Attempt, path: Path, result: RenderResult, seconds: float
+    ) -> None:
+        """Stream the MP4 to the front, which completes the job if this attempt still holds."""
+        headers = {
+            **self._headers,
+            "Content-Type": "video/mp4",
+            "X-Width": str(result.width),
+            "X-Height": str(result.height),
+            "X-Frames": str(result.frames),
+            "X-Render-Seconds": f"{seconds:.3f}",
+            "X-Renderer": result.renderer,
+        }
+
+        async def once() -> None:
+            assert self._http is not None
+            async with self._http.put(
+                self._url(fence, "video"), data=_chunks(path), headers=headers
+            ) as resp:
+                await _check(resp)
+
+        await _retrying(once, f"job {fence.job_id}: upload")
+
+
+async def _check(resp: aiohttp.ClientResponse) -> None:
+    if resp.status == 409:
+        raise Refused(await resp.text())
+    if resp.status >= 500:
+        raise ConnectionError(f"the front answered {resp.status}")
+    if resp.status >= 400:
+        raise RenderError(f"the front refused: {resp.status} {await resp.text()}")
+
+
+async def _retrying(call: Any, what: str, budget: float = 60.0) -> None:
+    """`call` until it succeeds, retrying network trouble with backoff for `budget` seconds."""
+    deadline = time.monotonic() + budget
+    delay = 0.5
+    while True:
+        try:
+            await call()
+            return
+        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise RenderError(f"{what}: the front is not reachable ({exc})") from exc
+            log.warning("%s failed (%s); again in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def _chunks(path: Path) -> Any:
+    """The file in 1 MiB pieces, read off the loop."""
+    loop = asyncio.get_running_loop()
+    handle = await loop.run_in_executor(None, path.open, "rb")
+    try:
+        while chunk := await loop.run_in_executor(None, handle.read, 1 << 20):
+            yield chunk
+    finally:
+        await loop.run_in_executor(None, handle.close)
+
+
+def _spec(row: Row) -> RenderSpec:
+    return RenderSpec(
+        duration=int(row["duration"]),
+        resolution=str(row["resolution"]),
+        motion=str(row["motion_preset"]),
+        aspect=str(row["aspect"]),
+        strength=float(row["strength"]),
+        seed=int(row["seed"]),
+        fps=int(row["fps"]),
+        steps=int(row["steps"]),
+    )
+
+
+async def run_worker(settings: Settings, name: str | None) -> int:
+    """The `worker` command: exit code 2 for settings that cannot work."""
+    missing = problems(settings)
+    if missing:
+        log.error("cannot start a worker: set %s", "; ".join(missing))
+        return 2
+    name = name or default_name(settings)
+    logging.getLogger("procrastinate").setLevel(logging.WARNING)  # our own line per transition
+    folder = settings.data_dir / "workers" / name
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, lambda: folder.mkdir(parents=True, exist_ok=True))
+    try:
+        lock = await loop.run_in_executor(None, datadir.DataFolderLock.acquire, folder)
+    except FanslyError as exc:
+        log.error("cannot start worker %s: %s", name, exc.message)
+        return 2
+    assert settings.database_url is not None
+    try:
+        db = await ClusterDB.open(settings.database_url.get_secret_value(), max_size=4)
+    except Exception as exc:
+        log.error("cannot reach PostgreSQL at FANSLYMOTION_DATABASE_URL: %s", exc)
+        lock.release()
+        return 2
+    try:
+        return await Worker(settings, name, db).run()
+    finally:
+        await db.close()
+        lock.release()
