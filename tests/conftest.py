@@ -11,7 +11,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from fanslymotion.config import Settings
 if TYPE_CHECKING:
     from .bot_stack import Stack
     from .fake_telegram import FakeTelegram
+    from .pg_server import PostgresServer
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -198,3 +200,35 @@ async def stack(tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Stack]:
     stack = Stack(tg, tmp_path / "data")
     yield stack
     await stack.stop_all()
+
+
+# The cluster tests: one real PostgreSQL server for the session (tests/pg_server.py).
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server on 127.0.0.1, started once and stopped at session end.
+
+    Without the server binaries the tests that need it are skipped, except under CI (CI set
+    to anything but "", "0" or "false"), where that is a failure: CI never skips them silently.
+    """
+    from .pg_server import PostgresServer
+
+    reason = PostgresServer.available()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {reason}", pytrace=False)
+        pytest.skip(reason)
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> str:
+    """The URL of a new, empty database on the session's server (t1, t2, ...)."""
+    return postgres.new_database(f"t{next(_databases)}")
