@@ -129,6 +129,12 @@ class ClusterDB:
             cur = await conn.execute(sql, params)
             return await cur.fetchone()
 
+    async def _run(self, sql: str, params: Params = None) -> int:
+        """A statement without an answer; the rows it changed."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return cur.rowcount
+
     async def _all(self, sql: str, params: Params = None) -> list[Row]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql, params)
@@ -351,7 +357,7 @@ class ClusterDB:
     # -- the worker's writes --------------------------------------------------------------------
 
     async def register_worker(self, name: str, host: str, pid: int, renderer: str) -> None:
-        await self._one(
+        await self._run(
             "INSERT INTO fm_workers (name, host, pid, renderer, state, started_at)"
             " VALUES (%s, %s, %s, %s, 'loading', fm_now())"
             " ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
@@ -363,14 +369,14 @@ class ClusterDB:
     async def heartbeat(
         self, name: str, state: str, job_id: str | None, renderer: str, renderer_state: str
     ) -> None:
-        await self._one(
+        await self._run(
             "UPDATE fm_workers SET state = %s, job_id = %s, renderer = %s,"
             " renderer_state = %s::jsonb, last_heartbeat = now() WHERE name = %s",
             (state, job_id, renderer, renderer_state, name),
         )
 
     async def worker_done(self, name: str) -> None:
-        await self._one("UPDATE fm_workers SET jobs_done = jobs_done + 1 WHERE name = %s", (name,))
+        await self._run("UPDATE fm_workers SET jobs_done = jobs_done + 1 WHERE name = %s", (name,))
 
     async def start(self, job_id: str, pq_id: int, worker: str, renderer: str) -> Row | None:
         """queued -> processing for the procrastinate job a worker fetched; None when the row

@@ -70,6 +70,7 @@ class ClusterQueue(JobQueue):
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[Row] = []
         self._uploads: dict[str, asyncio.Lock] = {}
+        self._applying = asyncio.Lock()
         self._estimator_renderer = MotionRenderer(settings, "estimates for the queue")
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -211,7 +212,12 @@ class ClusterQueue(JobQueue):
 
     async def apply(self, row: Row) -> Job | None:
         """Bring our row of a job to the shared row's state, with the events a local change
-        would have had. Returns our row after it."""
+        would have had. Returns our row after it. One at a time: an upload and a NOTIFY may
+        bring the same change."""
+        async with self._applying:
+            return await self._apply(row)
+
+    async def _apply(self, row: Row) -> Job | None:
         job_id = str(row["job_id"])
         local = await self.store.get_job(job_id)
         if local is None or local.status in TERMINAL:
@@ -279,8 +285,7 @@ class ClusterQueue(JobQueue):
         now = time.monotonic()
         if now - live.last_saved >= self.settings.progress_interval:
             live.last_saved = now
-            state = {name: row[name] for name in MIRRORED}
-            save = asyncio.ensure_future(self.store.mirror_job(local.job_id, state))
+            save = asyncio.ensure_future(self.store.set_progress(local.job_id, report))
             self._background.add(save)
             save.add_done_callback(self._background.discard)
 

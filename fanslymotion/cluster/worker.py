@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -162,8 +163,6 @@ class Worker:
                 if not self.stopping:
                     raise
             except Exception as exc:  # a lost connection ends procrastinate's worker
-                if self.stopping:
-                    break
                 log.warning("worker %s: the queue stopped (%s); starting again", self.name, exc)
                 await asyncio.sleep(1.0)
             finally:
@@ -455,7 +454,10 @@ async def run_worker(settings: Settings, name: str | None) -> int:
     logging.getLogger("procrastinate").setLevel(logging.WARNING)  # our own line per transition
     folder = settings.data_dir / "workers" / name
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, lambda: folder.mkdir(parents=True, exist_ok=True))
+    for sub in ("hot", "inputs"):
+        await loop.run_in_executor(
+            None, functools.partial((folder / sub).mkdir, parents=True, exist_ok=True)
+        )
     try:
         lock = await loop.run_in_executor(None, datadir.DataFolderLock.acquire, folder)
     except FanslyError as exc:

@@ -414,7 +414,7 @@ class Jobs(Base):
             async with db.execute(
                 "UPDATE jobs SET "
                 + ", ".join(f"{name} = ?" for name in MIRRORED)
-                + " WHERE job_id = ? RETURNING *",
+                + " WHERE job_id = ? AND status IN ('queued', 'processing') RETURNING *",
                 (*values, job_id),
             ) as cur:
                 job = self._job(await cur.fetchone())
