@@ -3,7 +3,8 @@
 - torch, diffusers, transformers and accelerate are imported only by the svd package (svd/);
 - renderer.py and svd/ import nothing of app, api, bot or queue;
 - no bot module imports a renderer;
-- motion.py, video.py and photo.py import nothing of the service.
+- motion.py, video.py and photo.py import nothing of the service;
+- only app and __main__ import the cluster package, which imports nothing of the bot or the API.
 """
 
 from __future__ import annotations
@@ -79,3 +80,22 @@ def test_the_bot_imports_no_renderer(module: str) -> None:
 def test_the_engines_import_nothing_of_the_service(module: str) -> None:
     ours = {m for m in MODULES[module] if m.startswith(".")}
     assert ours <= {".errors"}, f"{module}.py imports {ours}"
+
+
+CLUSTER_PARTS = sorted(m for m in MODULES if m.startswith("cluster."))
+
+
+def test_only_the_composition_root_knows_the_cluster() -> None:
+    """The bot, the API and the page never know which backend runs: only app and __main__
+    (the composition root and the command line) import the cluster package."""
+    assert {"cluster.db", "cluster.front", "cluster.worker", "cluster.routes"} <= set(CLUSTER_PARTS)
+    importers = {
+        m for m, names in MODULES.items() if ".cluster" in names and not m.startswith("cluster")
+    }
+    assert importers == {"app", "__main__"}
+
+
+@pytest.mark.parametrize("module", CLUSTER_PARTS)
+def test_the_cluster_imports_no_bot_and_no_api(module: str) -> None:
+    assert not MODULES[module] & {".app", ".api", ".web"}
+    assert not any(name.startswith(".bot") for name in MODULES[module])

@@ -280,6 +280,7 @@ class ClusterQueue(JobQueue):
             phase=report.phase,
             phase_step=report.step,
             phase_steps=report.steps,
+            updated_at=str(row["updated_at"]),  # when the worker wrote it
         )
         self._publish(JobEvent("progress", snapshot, self._rest(live)))
         now = time.monotonic()
@@ -362,7 +363,7 @@ class ClusterQueue(JobQueue):
         await self._hold(fence)
         loop = asyncio.get_running_loop()
         folder = self.settings.hot_dir
-        partial = folder / f".{fence.job_id}.{fence.attempt}.upload.mp4"
+        partial = folder / f".{fence.job_id}.{fence.attempt}.upload.partial.mp4"
         final = folder / f"{fence.job_id}.mp4"
         try:
             size = await _receive(body, partial, self.settings.max_upload_bytes * 50)

@@ -109,6 +109,7 @@ class Worker:
         loop.add_signal_handler(signal.SIGINT, self.stop, "shutdown")
         loop.add_signal_handler(signal.SIGUSR1, self.stop, None)
         await self.db.migrate()
+        await self._clean_scratch()
         await self.db.register_worker(self.name, socket.gethostname(), os.getpid(), "loading")
         beats = asyncio.create_task(self._heartbeats(), name="heartbeats")
         self.render_worker.start()
@@ -137,6 +138,24 @@ class Worker:
             await self.render_worker.stop(10)
         log.info("worker %s stopped", self.name)
         return 0
+
+    async def _clean_scratch(self) -> None:
+        """After a kill: drop the photos and partial videos left behind, and the checkpoints
+        of jobs that no longer wait or run (a job that does may come back here and resume)."""
+        loop = asyncio.get_running_loop()
+        for sub in ("hot", "inputs"):
+            for path in await loop.run_in_executor(None, _files, self.folder / sub):
+                await loop.run_in_executor(None, datadir.remove_quietly, path)
+        work = self.folder / "work"
+        names = await loop.run_in_executor(None, _names, work)
+        if names:
+            active = {
+                str(r["job_id"])
+                for r in await self.db.jobs(names)
+                if r["status"] in ("queued", "processing")
+            }
+            for name in set(names) - active:
+                await loop.run_in_executor(None, checkpoints.remove_work, work / name)
 
     async def _serve(self) -> None:
         """Run procrastinate's worker; start it again after a lost database connection."""
@@ -429,6 +448,14 @@ async def _chunks(path: Path) -> Any:
             yield chunk
     finally:
         await loop.run_in_executor(None, handle.close)
+
+
+def _files(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+
+
+def _names(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
 
 
 def _spec(row: Row) -> RenderSpec:
