@@ -133,7 +133,7 @@ class Cluster:
 
     def sql(self, query: str, *params: Any) -> list[dict[str, Any]]:
         with psycopg.connect(self.db_url, autocommit=True, row_factory=dict_row) as conn:
-            return list(conn.execute(query, params).fetchall())  # type: ignore[arg-type]
+            return list(conn.execute(query, params).fetchall())
 
     def shared(self, job_id: str) -> dict[str, Any]:
         rows = self.sql("SELECT * FROM fm_jobs WHERE job_id = %s", job_id)

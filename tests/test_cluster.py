@@ -217,11 +217,13 @@ def test_a_job_that_kills_every_worker_fails_after_max_retries(cluster: Cluster)
     job_id = cluster.front.create(**LONG)
     for round_ in range(3):  # MAX_RETRIES=2: the third death ends it
         worker = cluster.add_worker(f"box{round_}-gpu0")
+
+        def on(name: str = worker.name) -> bool:
+            row = cluster.shared(job_id)
+            return bool(row["status"] == "processing" and row["worker"] == name)
+
         wait_for(
-            lambda name=worker.name: (
-                cluster.shared(job_id)["status"] == "processing"
-                and cluster.shared(job_id)["worker"] == name
-            ),
+            on,
             60,
             f"attempt {round_} on {worker.name}",
         )

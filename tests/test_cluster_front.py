@@ -54,7 +54,7 @@ async def _until(client: Client, check: Any, within: float = 60) -> dict[str, An
     raise AssertionError(f"/health never matched: {body}")
 
 
-LONG = {"duration": 12, "resolution": "1080p", "motion_preset": "dolly_in"}
+LONG: dict[str, Any] = {"duration": 12, "resolution": "1080p", "motion_preset": "dolly_in"}
 
 
 async def test_live_progress_reaches_the_front_within_a_second(
