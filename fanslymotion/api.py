@@ -144,6 +144,8 @@ def _not_taking_work(settings: Settings, body: dict[str, Any]) -> str | None:
     renderer = body.get("renderer") or {}
     if body.get("stopping"):
         return "the service is stopping"
+    if body.get("database") == "unreachable":  # cluster mode: PostgreSQL is away
+        return "the job database is unreachable"
     if renderer.get("status") == "failed":
         return f"the renderer failed: {renderer.get('reason', '')}".rstrip(": ")
     if body.get("free_disk_mb", float("inf")) < settings.min_free_mb:

@@ -248,3 +248,38 @@ def test_postgres_restart_mid_run_loses_nothing(cluster: Cluster, postgres: Any)
     for job_id in [*jobs, late]:
         assert transitions(cluster.front.log(), job_id).count("completed") == 1
     assert "Traceback" not in cluster.front.log()
+
+
+def test_sigterm_parks_the_job_and_sigusr1_drains(cluster: Cluster) -> None:
+    cluster.front.start()
+    parked = cluster.add_worker("box0-gpu0")
+    cluster.wait_workers(1)
+    job_id = cluster.front.create(**LONG)
+    _rendering(cluster, job_id)
+    parked.signal(signal.SIGTERM)
+    assert parked.wait_exit() == 0
+    row = cluster.shared(job_id)
+    assert row["status"] == "queued" and row["attempts"] == 0  # back, not counted
+    drained = cluster.add_worker("box1-gpu0")
+    _rendering(cluster, job_id)
+    follow = cluster.front.create(user_id=2)  # waits behind: a draining worker takes nothing
+    drained.signal(signal.SIGUSR1)
+    assert drained.wait_exit(timeout=120) == 0
+    final = cluster.front.wait(job_id, TERMINAL, timeout=30)
+    assert final["status"] == "completed" and final["attempts"] == 0, cluster.logs()
+    assert cluster.shared(job_id)["worker"] == "box1-gpu0"
+    assert cluster.shared(follow)["status"] == "queued"
+    assert f"job {follow} processing" not in drained.log()
+    assert {w["name"]: w["state"] for w in cluster.health()["workers"]} == {
+        "box0-gpu0": "stopped",
+        "box1-gpu0": "stopped",
+    }
+
+
+def test_a_worker_with_the_wrong_token_stops_at_once(cluster: Cluster) -> None:
+    cluster.front.start()
+    wrong = cluster.add_worker("box0-gpu0", FANSLYMOTION_WORKER_TOKEN="not-the-secret")
+    assert wrong.wait_exit(timeout=60) == 2
+    assert "refuses FANSLYMOTION_WORKER_TOKEN" in wrong.log()
+    status, body = cluster.front.call("GET", "/internal/worker")
+    assert status == 401 and body["ok"] is False

@@ -204,3 +204,16 @@ async def test_cancel_ends_both_sides_together(db: ClusterDB) -> None:
     pq = await _pq(db, running.job_id)
     assert pq["status"] == "doing" and pq["abort_requested"] is True  # the worker is told
     assert await db.cancel(running.job_id) is None  # already ended
+
+
+async def test_a_running_row_under_an_ended_procrastinate_job_runs_again(db: ClusterDB) -> None:
+    await db.enqueue(_Job(user_id=1))
+    job_id, _ = await _take(db)
+    ended = await _pq(db, job_id)
+    # The worker's last write was lost (the database was away), then its task ended.
+    await db._run("SELECT procrastinate_finish_job_v1(%s, 'failed', false)", (ended["id"],))
+    changed = await db.sweep(silent_for=30, max_retries=2)
+    assert [row["job_id"] for row in changed] == [job_id]
+    row = await db.job(job_id)
+    assert row is not None and row["status"] == "queued" and row["attempts"] == 1
+    assert (await _pq(db, job_id))["status"] == "todo"

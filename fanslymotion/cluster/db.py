@@ -291,14 +291,17 @@ class ClusterDB:
     async def workers(self, silent_for: float) -> list[Row]:
         """Every worker with its state; one silent for `silent_for` seconds is `lost`."""
         return await self._all(
-            "SELECT name, host, pid, renderer, renderer_state, job_id, jobs_done, started_at,"
-            " CASE WHEN last_heartbeat < now() - make_interval(secs => %s) THEN 'lost'"
-            " ELSE state END AS state,"
+            "SELECT name, host, pid, renderer, renderer_state, jobs_done, started_at,"
+            " CASE WHEN state = 'stopped' THEN state"
+            "  WHEN last_heartbeat < now() - make_interval(secs => %(silent)s) THEN 'lost'"
+            "  ELSE state END AS state,"
+            " CASE WHEN state = 'busy' AND last_heartbeat >= now()"
+            "  - make_interval(secs => %(silent)s) THEN job_id END AS job_id,"
             " to_char(last_heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
             " AS last_heartbeat,"
             " extract(epoch FROM now() - last_heartbeat)::float AS heartbeat_age"
             " FROM fm_workers ORDER BY name",
-            (silent_for,),
+            {"silent": silent_for},
         )
 
     # -- the shared upkeep: fair priorities and stalled workers ----------------------------------
@@ -374,6 +377,32 @@ class ClusterDB:
             " renderer_state = %s::jsonb, last_heartbeat = now() WHERE name = %s",
             (state, job_id, renderer, renderer_state, name),
         )
+
+    async def procrastinate_heartbeat(self, worker_id: int) -> None:
+        await self._run("SELECT procrastinate_update_heartbeat_v1(%s)", (worker_id,))
+
+    async def prune(self, keep_hours: float, keep_days: float) -> int:
+        """Forget what nobody needs any more: ended procrastinate jobs (and their events)
+        older than `keep_hours`, ended job rows older than `keep_days` (the front keeps its
+        own), and workers silent for a day. Returns the rows removed."""
+        removed = 0
+        removed += await self._run(
+            "DELETE FROM procrastinate_jobs p"
+            " WHERE p.status IN ('succeeded', 'failed', 'cancelled', 'aborted')"
+            " AND NOT EXISTS (SELECT 1 FROM procrastinate_events e WHERE e.job_id = p.id"
+            "  AND e.at > now() - make_interval(secs => %s))",
+            (keep_hours * 3600,),
+        )
+        removed += await self._run(
+            "DELETE FROM fm_jobs WHERE status IN ('completed', 'failed', 'cancelled')"
+            " AND completed_at < to_char((now() - make_interval(days => %s)) AT TIME ZONE 'UTC',"
+            ' \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\')',
+            (int(keep_days),),
+        )
+        removed += await self._run(
+            "DELETE FROM fm_workers WHERE last_heartbeat < now() - interval '1 day'"
+        )
+        return removed
 
     async def worker_done(self, name: str) -> None:
         await self._run("UPDATE fm_workers SET jobs_done = jobs_done + 1 WHERE name = %s", (name,))
@@ -516,4 +545,15 @@ async def _redefer_orphans(conn: Connection) -> list[Row]:
     rows = list(await cur.fetchall())
     for row in rows:
         row["pq_id"] = await _defer(conn, row["job_id"], float(row["not_before"]))
+    # A worker writes the row's end before its procrastinate job ends; a row still rendering
+    # under an ended job lost that write (the database was away): it runs again, counted.
+    cur = await conn.execute(
+        f"UPDATE fm_jobs f SET {_BACK_TO_QUEUE}, message = 'queued after a lost result',"
+        " attempts = f.attempts + 1, interruptions = f.interruptions + 1, not_before = 0"
+        " FROM procrastinate_jobs p WHERE p.id = f.pq_id AND f.status = 'processing'"
+        " AND p.status IN ('succeeded', 'failed', 'aborted', 'cancelled') RETURNING f.*"
+    )
+    for row in await cur.fetchall():
+        row["pq_id"] = await _defer(conn, row["job_id"], 0.0)
+        rows.append(row)
     return rows

@@ -114,11 +114,21 @@ class ClusterQueue(JobQueue):
             subscriber.put_nowait(_closed())
 
     async def pause(self) -> None:
-        await self.db.set_paused(True)
+        try:
+            await self.db.set_paused(True)
+        except _DB_ERRORS as exc:
+            raise Unavailable(
+                "the job database is not reachable, try again", retry_after=5
+            ) from exc
         await super().pause()
 
     async def resume(self) -> None:
-        await self.db.set_paused(False)
+        try:
+            await self.db.set_paused(False)
+        except _DB_ERRORS as exc:
+            raise Unavailable(
+                "the job database is not reachable, try again", retry_after=5
+            ) from exc
         await super().resume()
 
     # -- following the shared database ----------------------------------------------------------
@@ -172,25 +182,33 @@ class ClusterQueue(JobQueue):
 
     async def _upkeep(self) -> None:
         """Each second: re-run the jobs of silent workers, refresh the fair priorities (a
-        backoff may have ended) and the workers' list; now and then reconcile everything."""
+        backoff may have ended) and the workers' list; now and then reconcile and prune.
+
+        After the database was away, every heartbeat looks old: workers get a whole
+        WORKER_TIMEOUT to beat again before anyone is judged silent."""
         tick = min(1.0, self.settings.worker_timeout / 4)
         rounds = 0
+        up_since: float | None = None
         while True:
             await asyncio.sleep(tick)
             rounds += 1
             try:
-                for row in await self.db.sweep(
-                    self.settings.worker_timeout, self.settings.max_retries
-                ):
-                    log.warning(
-                        "job %s: its worker went silent; now %s", row["job_id"], row["status"]
-                    )
-                await self.db.rerank()
                 self._workers = await self.db.workers(self.settings.worker_timeout)
+                up_since = up_since if up_since is not None else time.monotonic()
+                if time.monotonic() - up_since >= self.settings.worker_timeout:
+                    await self._sweep()
+                await self.db.rerank()
                 if rounds % 10 == 0:
                     await self._reconcile()
+                if rounds % 3600 == 1:
+                    await self.db.prune(24.0, max(1.0, self.settings.prune_after_days))
             except _DB_ERRORS as exc:
+                up_since = None
                 log.debug("upkeep skipped: %s", exc)
+
+    async def _sweep(self) -> None:
+        for row in await self.db.sweep(self.settings.worker_timeout, self.settings.max_retries):
+            log.warning("job %s: its worker went silent; now %s", row["job_id"], row["status"])
 
     async def _reconcile(self) -> None:
         """Every job active here: enqueued there if it is missing, else its state copied."""
@@ -318,8 +336,8 @@ class ClusterQueue(JobQueue):
 
     # -- artifacts ------------------------------------------------------------------------------
 
-    def check_worker(self, request: web.Request) -> Attempt:
-        """The attempt a worker's request speaks for; 401 without the worker token."""
+    def check_token(self, request: web.Request) -> None:
+        """401 unless the request carries the worker token."""
         token = self.settings.worker_token
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if (
@@ -328,6 +346,10 @@ class ClusterQueue(JobQueue):
             or not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode())
         ):
             raise Unauthorized("a valid worker token is required")
+
+    def check_worker(self, request: web.Request) -> Attempt:
+        """The attempt a worker's request speaks for; 401 without the worker token."""
+        self.check_token(request)
         try:
             attempt = int(request.query.get("attempt", ""))
         except ValueError:
@@ -381,7 +403,8 @@ class ClusterQueue(JobQueue):
         finally:
             self._uploads.pop(fence.job_id, None)
             await loop.run_in_executor(None, remove_quietly, partial)
-        assert job is not None
+        if job is None:  # completed there, unknown here (a restore from another time)
+            raise NotFound("the front has no row of this job")
         return job
 
     # -- views ----------------------------------------------------------------------------------
@@ -392,7 +415,7 @@ class ClusterQueue(JobQueue):
 
     @property
     def renderer_name(self) -> str:
-        names = [str(w["renderer"]) for w in self._workers if w["state"] != "lost"]
+        names = [str(w["renderer"]) for w in self._workers if w["state"] in ("idle", "busy")]
         return max(set(names), key=names.count) if names else "motion"
 
     def estimate_seconds(self, job: Job) -> float | None:
@@ -446,7 +469,7 @@ class ClusterQueue(JobQueue):
             return None, None if rest is None else round(rest, 1)
         if ahead is None:
             ahead = await self.store.queued_ahead(job.job_id)
-        lanes = sum(1 for w in self._workers if w["state"] not in ("lost", "stopped"))
+        lanes = sum(1 for w in self._workers if w["state"] in ("idle", "busy"))
         rests = [self._rest(live) for live in self._live.values()]
         if lanes == 0 or None in rests or self.paused:
             return len(ahead) + 1, None
@@ -471,7 +494,7 @@ class ClusterQueue(JobQueue):
         except _DB_ERRORS:
             workers, reachable = self._workers, False
         self._workers = workers
-        live = [w for w in workers if w["state"] not in ("lost", "stopped")]
+        live = [w for w in workers if w["state"] in ("idle", "busy")]
         loop = asyncio.get_running_loop()
         return {
             "ok": not self._stopping and reachable,
@@ -499,7 +522,8 @@ class ClusterQueue(JobQueue):
         self.metrics.worker_heartbeat_age.clear()
         for worker in self._workers:
             labels = (str(worker["name"]), str(worker["renderer"]))
-            self.metrics.worker_up.labels(*labels).set(0 if worker["state"] == "lost" else 1)
+            up = worker["state"] in ("idle", "busy", "loading")
+            self.metrics.worker_up.labels(*labels).set(1 if up else 0)
             self.metrics.worker_busy.labels(*labels).set(1 if worker["job_id"] else 0)
             self.metrics.worker_heartbeat_age.labels(*labels).set(worker["heartbeat_age"])
 

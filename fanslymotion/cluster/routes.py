@@ -26,6 +26,13 @@ def add_routes(app: web.Application, queue_of: Queue) -> None:
         job = await queue.accept_video(fence, request.content, _facts(request))
         return web.json_response({"ok": True, "job_id": job.job_id, "status": job.status})
 
+    async def hello(request: web.Request) -> web.Response:
+        """A worker checks its token at start."""
+        queue = queue_of(request)
+        queue.check_token(request)
+        return web.json_response({"ok": True, "mode": "cluster"})
+
+    app.router.add_get("/internal/worker", hello)
     app.router.add_get("/internal/jobs/{job_id}/photo", photo)
     app.router.add_put("/internal/jobs/{job_id}/video", video)
 

@@ -48,6 +48,10 @@ class Refused(Exception):
     """The front refused the attempt's upload: the job was re-run elsewhere or cancelled."""
 
 
+class BadToken(Exception):
+    """The front does not accept this worker's token: no job can succeed here."""
+
+
 @dataclass
 class _Current:
     fence: Attempt
@@ -92,7 +96,10 @@ class Worker:
         self.render_worker = RenderWorker(settings)
         self.current: _Current | None = None
         self.state = "loading"
+        self.exit_code = 0
         self._stopping = False
+        self._draining = False
+        self._pq_worker: int | None = None  # procrastinate's id of this worker, once known
         self._run: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
         assert settings.worker_token is not None
@@ -125,7 +132,11 @@ class Worker:
         self.state = "idle"
         await self._beat()
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
+        loop.set_exception_handler(_quiet_stale_finish)
         try:
+            if not await self._token_accepted():
+                self.exit_code = 2
+                return 2
             await self._serve()
         finally:
             await self._http.close()
@@ -137,7 +148,26 @@ class Worker:
                 await self._beat()
             await self.render_worker.stop(10)
         log.info("worker %s stopped", self.name)
-        return 0
+        return self.exit_code
+
+    async def _token_accepted(self) -> bool:
+        """Ask the front whether it takes our token; a front not up yet is no answer (the
+        worker may start first), a refusal is: no job could ever succeed here."""
+        assert self._http is not None
+        try:
+            async with self._http.get(
+                f"{self.settings.front_url}/internal/worker", headers=self._headers
+            ) as resp:
+                if resp.status in (401, 403):
+                    log.error(
+                        "worker %s: the front at %s refuses FANSLYMOTION_WORKER_TOKEN",
+                        self.name,
+                        self.settings.front_url,
+                    )
+                    return False
+        except (aiohttp.ClientError, OSError) as exc:
+            log.warning("worker %s: the front is not reachable yet (%s)", self.name, exc)
+        return True
 
     async def _clean_scratch(self) -> None:
         """After a kill: drop the photos and partial videos left behind, and the checkpoints
@@ -192,9 +222,13 @@ class Worker:
         return self._stopping
 
     def stop(self, reason: Reason | None) -> None:
-        """SIGTERM/SIGINT: put the running job back and exit; SIGUSR1 (reason None): drain."""
+        """SIGTERM/SIGINT: put the running job back and exit; SIGUSR1 (reason None): drain,
+        i.e. stop once the running job has ended (heartbeats go on until then)."""
         if not self._stopping:
             log.info("worker %s %s", self.name, "stopping" if reason else "draining")
+        if reason is None and self.current is not None:
+            self._draining = True  # _render ends the worker after its job
+            return
         self._stopping = True
         if reason is not None and self.current is not None:
             self.current.stop(reason)
@@ -210,6 +244,10 @@ class Worker:
                 log.debug("heartbeat failed: %s", exc)
 
     async def _beat(self) -> None:
+        """Our row in fm_workers, and procrastinate's heartbeat too: procrastinate stops its
+        own when its loop ends (a lost connection, a stop) while a job may still render."""
+        if self._pq_worker is not None and self.current is not None:
+            await self.db.procrastinate_heartbeat(self._pq_worker)
         state = self.render_worker.state
         job = self.current.fence.job_id if self.current is not None else None
         await self.db.heartbeat(
@@ -222,6 +260,7 @@ class Worker:
         """procrastinate's task: one attempt at one job."""
         renderer = await self.render_worker.ready()
         assert context.job.id is not None
+        self._pq_worker = context.job.worker_id
         row = await self.db.start(job_id, context.job.id, self.name, renderer.name)
         if row is None:
             log.info("job %s: no longer waiting for this attempt; skipped", job_id)
@@ -233,18 +272,26 @@ class Worker:
             await self._beat()
         writer = asyncio.create_task(self._write_progress(current), name="progress")
         started = time.monotonic()
+        keep = True
         try:
-            await self._attempt(row, current, started)
+            keep = await self._attempt(row, current, started)
+        except asyncio.CancelledError:
+            keep = current.reason == "shutdown"
+            raise
         finally:
             writer.cancel()
             self.current, self.state = None, "idle"
             with contextlib.suppress(*_DB_ERRORS):
                 await self._beat()
-            await asyncio.get_running_loop().run_in_executor(
-                None, checkpoints.remove_work, checkpoints.work_dir(self.folder, job_id)
-            )
+            if self._draining:
+                self.stop("shutdown")  # before procrastinate can fetch another job
+            if not keep:  # checkpoints stay for a retry or a resume here
+                await asyncio.get_running_loop().run_in_executor(
+                    None, checkpoints.remove_work, checkpoints.work_dir(self.folder, job_id)
+                )
 
-    async def _attempt(self, row: Row, current: _Current, started: float) -> None:
+    async def _attempt(self, row: Row, current: _Current, started: float) -> bool:
+        """One attempt; True when the job may come back (a retry, a park): keep its work."""
         fence = current.fence
         folder = self.folder
         photo = folder / "inputs" / f"{fence.job_id}.img"
@@ -277,6 +324,7 @@ class Worker:
                 self.name,
                 time.monotonic() - started,
             )
+            return False
         except asyncio.CancelledError:
             # procrastinate's abort: the front cancelled the job (or we are stopping).
             current.stop("user" if not self._stopping else "shutdown")
@@ -288,11 +336,18 @@ class Worker:
             log.info(
                 "job %s attempt=%d: the front refused it; dropped", fence.job_id, fence.attempt
             )
+            return False
+        except BadToken as exc:
+            log.error("worker %s: %s; stopping (the job goes back uncounted)", self.name, exc)
+            await self.db.requeue(fence, count_attempt=False, not_before=0.0, error=None)
+            self.exit_code = 2
+            self.stop("shutdown")
+            return True
         except Exception as exc:
             if isinstance(exc, Cancelled) and current.reason != "timeout":
                 await self._settle_stop(current)
-            else:
-                await self._failed(current, exc, time.monotonic() - started)
+                return current.reason == "shutdown"
+            return await self._failed(current, exc, time.monotonic() - started)
         finally:
             timer.cancel()
             for path in (photo, partial):
@@ -315,8 +370,9 @@ class Worker:
         else:
             log.info("job %s cancelled on %s", fence.job_id, self.name)
 
-    async def _failed(self, current: _Current, exc: BaseException, seconds: float) -> None:
-        """A render error: retried with backoff while attempts are left, as on one box."""
+    async def _failed(self, current: _Current, exc: BaseException, seconds: float) -> bool:
+        """A render error: retried with backoff while attempts are left, as on one box.
+        True when it will be retried."""
         fence = current.fence
         if current.reason == "timeout":
             exc = RenderError(f"the render took longer than {self.settings.job_timeout:.0f} s")
@@ -340,9 +396,10 @@ class Worker:
                     message,
                     delay,
                 )
-            return
+            return True
         if await self.db.fail(fence, message) is not None:
             log.info("job %s failed after %.1fs: %s", fence.job_id, seconds, message)
+        return False
 
     def _on_progress(self, current: _Current, report: Progress) -> None:
         """On the loop: keep the latest report; the writer sends it at its pace."""
@@ -417,6 +474,8 @@ class Worker:
 async def _check(resp: aiohttp.ClientResponse) -> None:
     if resp.status == 409:
         raise Refused(await resp.text())
+    if resp.status in (401, 403):
+        raise BadToken("the front refuses FANSLYMOTION_WORKER_TOKEN (not the one it has)")
     if resp.status >= 500:
         raise ConnectionError(f"the front answered {resp.status}")
     if resp.status >= 400:
@@ -448,6 +507,16 @@ async def _chunks(path: Path) -> Any:
             yield chunk
     finally:
         await loop.run_in_executor(None, handle.close)
+
+
+def _quiet_stale_finish(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """procrastinate cannot close a job the sweep already closed (this worker was silent and
+    its job runs elsewhere): expected, so one info line instead of an error with a trace."""
+    error = context.get("exception")
+    if error is not None and 'not in "doing"' in str(error):
+        log.info("procrastinate job already closed by the sweep: %s", str(error).splitlines()[0])
+        return
+    loop.default_exception_handler(context)
 
 
 def _files(folder: Path) -> list[Path]:
