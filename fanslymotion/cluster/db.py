@@ -59,7 +59,7 @@ CREATE TRIGGER fm_jobs_notify AFTER INSERT OR UPDATE ON fm_jobs
 # jobs in a retry backoff after them. `%(now)s` is the epoch time the backoffs are judged by.
 _FAIR_ORDER = """
 WITH queued AS (SELECT * FROM fm_jobs WHERE status = 'queued'),
-turns AS (
+turns AS MATERIALIZED (
     SELECT u.user_id, GREATEST(
         COALESCE((SELECT MAX(s.started_at) FROM fm_jobs s WHERE s.user_id = u.user_id), ''),
         u.first) AS turn
@@ -203,7 +203,7 @@ class ClusterDB:
             if await cur.fetchone() is None:
                 return False
             await _defer(conn, job.job_id, job.not_before)
-        await self.rerank()
+            await _rerank(conn, None)
         return True
 
     async def cancel(self, job_id: str) -> Row | None:
@@ -310,20 +310,16 @@ class ClusterDB:
         """Give the first TOP waiting jobs of the fair order procrastinate priorities TOP..1 (it
         serves the highest first) and every other waiting job 0. Returns the rows changed."""
         async with self.transaction() as conn:
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_RANK_LOCK,))
-            cur = await conn.execute(
-                "WITH fair AS (" + _FAIR_ORDER + "),"
-                " wanted AS (SELECT pq_id, (%(top)s + 1 - rank)::int AS priority FROM fair"
-                "  WHERE rank <= %(top)s AND pq_id IS NOT NULL),"
-                " ids AS (SELECT id FROM procrastinate_jobs WHERE status = 'todo'"
-                "  AND priority > 0 UNION SELECT pq_id FROM wanted)"
-                " UPDATE procrastinate_jobs p SET priority = COALESCE(w.priority, 0)"
-                " FROM ids LEFT JOIN wanted w ON w.pq_id = ids.id"
-                " WHERE p.id = ids.id AND p.status = 'todo'"
-                " AND p.priority IS DISTINCT FROM COALESCE(w.priority, 0)",
-                {"now": _epoch(now), "top": TOP},
-            )
-            return cur.rowcount
+            return await _rerank(conn, now)
+
+    async def backoff_ended(self, since: float, now: float) -> bool:
+        """Whether a waiting job's retry backoff ended in (since, now]: its rank changes."""
+        row = await self._one(
+            "SELECT EXISTS (SELECT 1 FROM fm_jobs WHERE status = 'queued'"
+            " AND not_before > %s AND not_before <= %s) AS ended",
+            (since, now),
+        )
+        return bool(row and row["ended"])
 
     async def sweep(self, silent_for: float, max_retries: int) -> list[Row]:
         """Re-run the jobs of workers silent for `silent_for` seconds (each counts an attempt; past
@@ -353,8 +349,8 @@ class ClusterDB:
                 )
             changed = await _rerun_stalled(conn, stalled, max_retries)
             changed += await _redefer_orphans(conn)
-        if changed:
-            await self.rerank()
+            if changed:
+                await _rerank(conn, None)
         return changed
 
     # -- the worker's writes --------------------------------------------------------------------
@@ -464,8 +460,7 @@ class ClusterDB:
             row = await cur.fetchone()
             if row is not None:
                 row["pq_id"] = await _defer(conn, fence.job_id, not_before)
-        if row is not None:
-            await self.rerank()
+                await _rerank(conn, None)
         return row
 
     async def fail(self, fence: Attempt, error: str) -> Row | None:
@@ -476,6 +471,33 @@ class ClusterDB:
             " RETURNING *",
             (error, fence.job_id, fence.attempt, fence.worker),
         )
+
+
+async def _rerank(conn: Connection, now: float | None) -> int:
+    """The re-rank inside the caller's transaction, so the priorities commit with the change
+    that moved them. Re-ranks take turns (a lock), and a fetch skips the rows one holds: after
+    a change the workers are woken again, as procrastinate wakes them for a new job."""
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_RANK_LOCK,))
+    cur = await conn.execute(
+        "WITH fair AS (" + _FAIR_ORDER + "),"
+        " wanted AS (SELECT pq_id, (%(top)s + 1 - rank)::int AS priority FROM fair"
+        "  WHERE rank <= %(top)s AND pq_id IS NOT NULL),"
+        " ids AS (SELECT id FROM procrastinate_jobs WHERE status = 'todo'"
+        "  AND priority > 0 UNION SELECT pq_id FROM wanted)"
+        " UPDATE procrastinate_jobs p SET priority = COALESCE(w.priority, 0)"
+        " FROM ids LEFT JOIN wanted w ON w.pq_id = ids.id"
+        " WHERE p.id = ids.id AND p.status = 'todo'"
+        " AND p.priority IS DISTINCT FROM COALESCE(w.priority, 0)",
+        {"now": _epoch(now), "top": TOP},
+    )
+    changed = cur.rowcount
+    if changed:
+        await conn.execute(
+            "SELECT pg_notify(channel, %s) FROM unnest(ARRAY[%s, 'procrastinate_any_queue_v1'])"
+            " AS channel",
+            ('{"type": "job_inserted", "job_id": null}', f"procrastinate_queue_v1#{QUEUE}"),
+        )
+    return changed
 
 
 def _epoch(now: float | None) -> float:

@@ -189,6 +189,7 @@ class ClusterQueue(JobQueue):
         tick = min(1.0, self.settings.worker_timeout / 4)
         rounds = 0
         up_since: float | None = None
+        ranked = time.time()  # backoffs that end after this re-rank the queue
         while True:
             await asyncio.sleep(tick)
             rounds += 1
@@ -197,7 +198,10 @@ class ClusterQueue(JobQueue):
                 up_since = up_since if up_since is not None else time.monotonic()
                 if time.monotonic() - up_since >= self.settings.worker_timeout:
                     await self._sweep()
-                await self.db.rerank()
+                now = time.time()
+                if await self.db.backoff_ended(ranked, now):
+                    await self.db.rerank(now)
+                ranked = now
                 if rounds % 10 == 0:
                     await self._reconcile()
                 if rounds % 3600 == 1:
