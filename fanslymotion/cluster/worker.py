@@ -513,8 +513,9 @@ def _quiet_stale_finish(loop: asyncio.AbstractEventLoop, context: dict[str, Any]
     """procrastinate cannot close a job the sweep already closed (this worker was silent and
     its job runs elsewhere): expected, so one info line instead of an error with a trace."""
     error = context.get("exception")
-    if error is not None and 'not in "doing"' in str(error):
-        log.info("procrastinate job already closed by the sweep: %s", str(error).splitlines()[0])
+    cause = str(getattr(error, "__cause__", None) or error)
+    if 'not in "doing"' in cause:
+        log.info("procrastinate job already closed by the sweep: %s", cause.splitlines()[0])
         return
     loop.default_exception_handler(context)
 
