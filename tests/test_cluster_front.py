@@ -174,3 +174,25 @@ async def test_health_and_metrics_list_the_workers(front: tuple[Client, WorkerPr
     worker.kill()
     health = await _until(client, lambda h: h["workers"][0]["state"] == "lost", 30)
     assert json.loads(json.dumps(health)) == health  # the whole answer stays plain JSON
+
+
+async def test_etas_come_from_the_times_the_workers_measured(
+    front: tuple[Client, WorkerProcess],
+) -> None:
+    client, _ = front
+    status, body = await client.create(user_id=5)
+    assert status == 201
+    measured = await client.wait(body["job_id"])
+    assert measured["status"] == "completed"
+    row = await client.service.store.get_job(body["job_id"])
+    assert row is not None and row.render_seconds is not None and row.renderer == "motion"
+    status, running = await client.create(user_id=6, **LONG)
+    await _until(client, lambda h: h["workers"][0]["job_id"] == running["job_id"])
+    waiting = [(await client.create(user_id=7 + i))[1]["job_id"] for i in range(2)]
+    statuses = [(await client.request("GET", f"/job/status/{j}"))[1] for j in waiting]
+    assert [s["queue_position"] for s in statuses] == [1, 2]
+    first, second = (s["eta_seconds"] for s in statuses)
+    assert first is not None and second is not None and 0 < first < second
+    # One lane: the second starts when the first ends, which takes what the worker measured.
+    assert second - first == pytest.approx(row.render_seconds, abs=0.2)
+    await client.request("POST", f"/job/{running['job_id']}/cancel")
