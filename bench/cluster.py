@@ -492,17 +492,18 @@ def report_takes(results: Results, plan: Plan) -> list[str]:
         if not times:
             continue
         take = percentile(times["fetch"], 50) + percentile(times["start"], 50)
+        # Each job is also enqueued once. The front's upkeep re-ranks on its own only when a
+        # retry's backoff ends: one more rerank per retry, not counted here.
         per_job = take + percentile(times["enqueue"], 50)
-        upkeep = percentile(times["rerank"], 50)  # the front re-ranks once a second
         takes = 1000 / take
-        jobs = (1000 - upkeep) / per_job if upkeep < 1000 else 0.0
+        jobs = 1000 / per_job
         workers = ", ".join(f"{takes * s:,.0f} at {s} s" for s in CLIP_SECONDS)
         whole = ", ".join(f"{jobs * s:,.0f} at {s} s" for s in CLIP_SECONDS)
         lines.append(
             f"\nCapacity at {size:,} queued: a take (fetch + start) costs {take:.1f} ms, so one"
             f" PostgreSQL serves {takes:,.0f} takes/s, i.e. workers per clip length: {workers};"
-            f" with each job's enqueue and the front's rerank every second: {jobs:,.0f} jobs/s,"
-            f" workers: {whole}"
+            f" with each job's enqueue too: {jobs:,.0f} jobs/s, workers: {whole} (a retry"
+            " adds one rerank when its backoff ends, not counted)"
         )
     return lines
 
