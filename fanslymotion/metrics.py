@@ -54,7 +54,7 @@ class Metrics:
         # cluster mode: one series per worker, read from the shared database at each scrape
         self.worker_up = Gauge(
             "fanslymotion_worker_up",
-            "1 while the worker's heartbeat is fresh",
+            "1 while the worker is loading, idle or busy with a fresh heartbeat",
             ["worker", "renderer"],
             registry=self.registry,
         )
