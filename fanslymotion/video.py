@@ -239,15 +239,8 @@ def encode(
     count = 0
     with tempfile.TemporaryFile() as stderr:
         try:
-            # Its own process group: a Ctrl-C at the terminal stops the service, which parks
-            # the job, instead of killing the encoder mid-file (a failed, counted attempt).
-            # Without us its stdin closes, so it never outlives the process.
             process = subprocess.Popen(
-                command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                process_group=0,
+                command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr
             )
         except OSError as exc:
             log.error("cannot start ffmpeg: %s", exc)
