@@ -138,6 +138,9 @@ class ChatEditor:
             self.items[item.job_id] = self.items.pop(item.job_id)
             self.tracker.spend(self.chat_id)
             await self.tracker.edit(item)
+            # Counted again from the answer: Telegram times edits by when they arrive, and a
+            # slow request must not bring the next one closer than the interval.
+            self.tracker.spend(self.chat_id)
 
 
 class ProgressTracker:
