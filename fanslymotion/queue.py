@@ -17,7 +17,6 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +34,7 @@ from .errors import (
     Unavailable,
 )
 from .eta import Estimator, Kind
+from .events import EventHub, JobEvent, is_closed
 from .metrics import Metrics
 from .models import TERMINAL, JobRequest, JobStatus, Phase, Progress
 from .renderer import Preview, Renderer, RenderResult, RenderSpec, RenderTask, RenderWorker
@@ -42,18 +42,9 @@ from .store import Job, NewJob, Store, check_same_request, parse_time
 
 log = logging.getLogger(__name__)
 
+__all__ = ["JobEvent", "JobQueue", "is_closed"]  # the events' names stay importable here
+
 StopReason = Literal["user", "shutdown", "timeout"]
-
-
-@dataclass(frozen=True)
-class JobEvent:
-    """A change seen by listeners (SSE clients, the bot): a committed status, live progress,
-    or a new live preview (`preview` set; SVD only)."""
-
-    kind: Literal["status", "progress", "preview"]
-    job: Job
-    eta_seconds: float | None = None
-    preview: Preview | None = None
 
 
 @dataclass
@@ -85,7 +76,7 @@ class JobQueue:
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._running: _Running | None = None
-        self._subscribers: set[asyncio.Queue[JobEvent]] = set()
+        self.events = EventHub()
         self._resumed = asyncio.Event()
         self._resumed.set()
         self._stopping = False
@@ -160,8 +151,7 @@ class JobQueue:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await task
         await self.worker.stop(grace)
-        for subscriber in list(self._subscribers):
-            subscriber.put_nowait(_CLOSED)
+        self.events.close()
 
     async def wait_ready(self) -> Renderer:
         """The renderer once it is loaded (or replaced by the motion renderer under `auto`)."""
@@ -465,22 +455,12 @@ class JobQueue:
 
     # -- events -------------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[JobEvent]]:
+    def subscribe(self) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[JobEvent]]:
         """Every JobEvent from now on, until the context ends or the queue stops."""
-        subscriber: asyncio.Queue[JobEvent] = asyncio.Queue(maxsize=10_000)
-        self._subscribers.add(subscriber)
-        try:
-            yield subscriber
-        finally:
-            self._subscribers.discard(subscriber)
+        return self.events.subscribe()
 
     def _publish(self, event: JobEvent) -> None:
-        for subscriber in list(self._subscribers):
-            if subscriber.full() and event.kind == "progress":
-                continue  # a slow listener may miss progress, never a status change
-            with contextlib.suppress(asyncio.QueueFull):
-                subscriber.put_nowait(event)
+        self.events.publish(event)
 
     def _transition(self, job: Job, note: str = "") -> None:
         """Log the committed transition (one line per job state) and tell listeners."""
@@ -694,17 +674,6 @@ class JobQueue:
         task = asyncio.ensure_future(datadir.retire_input(self.settings, self.store, job))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-class _Closed:
-    """Marker put in subscriber queues when the service stops."""
-
-
-_CLOSED: Any = _Closed()
-
-
-def is_closed(event: object) -> bool:
-    return event is _CLOSED
 
 
 def _seconds_between(first: str | None, second: str | None) -> float:

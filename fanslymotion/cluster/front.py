@@ -110,26 +110,23 @@ class ClusterQueue(JobQueue):
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await task
         await self.db.close()
-        for subscriber in list(self._subscribers):
-            subscriber.put_nowait(_closed())
+        self.events.close()
 
     async def pause(self) -> None:
-        try:
-            await self.db.set_paused(True)
-        except _DB_ERRORS as exc:
-            raise Unavailable(
-                "the job database is not reachable, try again", retry_after=5
-            ) from exc
+        await self._set_paused(True)
         await super().pause()
 
     async def resume(self) -> None:
+        await self._set_paused(False)
+        await super().resume()
+
+    async def _set_paused(self, paused: bool) -> None:
         try:
-            await self.db.set_paused(False)
+            await self.db.set_paused(paused)
         except _DB_ERRORS as exc:
             raise Unavailable(
                 "the job database is not reachable, try again", retry_after=5
             ) from exc
-        await super().resume()
 
     # -- following the shared database ----------------------------------------------------------
 
@@ -575,9 +572,3 @@ async def _receive(body: StreamReader, path: Path, limit: int) -> int:
 
 def _fsync(fd: int) -> None:
     os.fsync(fd)
-
-
-def _closed() -> Any:
-    from ..queue import _CLOSED
-
-    return _CLOSED
