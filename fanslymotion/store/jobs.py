@@ -361,6 +361,7 @@ class Jobs(Base):
         """processing -> queued: a retry after an error, a stop, or recovery after a crash."""
         return await self._transition(
             "UPDATE jobs SET status = 'queued', progress = 0, message = ?, error = ?,"
+            " phase = '', phase_step = 0, phase_steps = 0,"
             " attempts = attempts + ?, not_before = ?, started_at = NULL, updated_at = ?"
             " WHERE job_id = ? AND status = 'processing' RETURNING *",
             (
