@@ -454,8 +454,10 @@ class ClusterQueue(JobQueue):
         return None if estimate is None else max(0.0, estimate - elapsed)
 
     def _running_rest(self) -> float | None:
+        """Seconds until the first running job ends (0 with none; None when one is unknown)."""
         rests = [self._rest(live) for live in self._live.values()]
-        return 0.0 if not rests else (None if None in rests else min(r for r in rests if r))
+        known = [rest for rest in rests if rest is not None]
+        return None if len(known) < len(rests) else min(known, default=0.0)
 
     async def position_and_eta(
         self, job: Job, ahead: list[Job] | None = None
