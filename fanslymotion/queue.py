@@ -26,10 +26,8 @@ from .config import Settings
 from .datadir import move_into_place, remove_quietly, write_atomic
 from .errors import (
     Cancelled,
-    FanslyError,
     InsufficientStorage,
     NotFound,
-    RenderError,
     TooManyJobs,
     Unavailable,
 )
@@ -38,6 +36,7 @@ from .events import EventHub, JobEvent, is_closed
 from .metrics import Metrics
 from .models import TERMINAL, JobRequest, JobStatus, Phase, Progress
 from .renderer import Preview, Renderer, RenderResult, RenderSpec, RenderTask, RenderWorker
+from .retry import Failed, Outcome, Policy, Stopped, TimedOut, next_state
 from .store import Job, NewJob, Store, check_same_request, parse_time
 
 log = logging.getLogger(__name__)
@@ -580,43 +579,46 @@ class JobQueue:
                 )
                 self._cleanup_input(done)
             return
-        if isinstance(outcome, Cancelled) or running.reason in ("user", "shutdown"):
-            if running.reason == "shutdown":
-                back = await self.store.requeue_job(job.job_id, count_attempt=False)
-                if back is not None:
-                    self._transition(back, "stopped by shutdown, will resume")
-                return
-            if running.reason == "user":
-                cancelled = await self.store.cancel_job(job.job_id, running=True)
-                if cancelled is not None:
-                    self._transition(cancelled, f"cancelled after {seconds:.1f}s")
-                    self._cleanup_input(cancelled)
-                return
-            outcome = RenderError(f"the render took longer than {self.settings.job_timeout:.0f} s")
-        await self._failed(job, outcome, seconds)
-
-    async def _failed(self, job: Job, exc: BaseException, seconds: float) -> None:
-        if isinstance(exc, RenderError):
-            retryable, message = exc.retryable, exc.message
-        elif isinstance(exc, FanslyError):
-            retryable, message = False, exc.message  # bad input: another try cannot help
+        if running.reason == "user":
+            cancelled = await self.store.cancel_job(job.job_id, running=True)
+            if cancelled is not None:
+                self._transition(cancelled, f"cancelled after {seconds:.1f}s")
+                self._cleanup_input(cancelled)
+            return
+        ended: Outcome
+        if running.reason == "shutdown":
+            ended = Stopped()
+        elif isinstance(outcome, Cancelled):
+            ended = TimedOut()
         else:
-            retryable, message = True, "internal render error"
-            log.error("job %s: unexpected %s: %s", job.job_id, type(exc).__name__, exc)
-            log.debug("traceback", exc_info=exc)
-        if retryable and job.attempts < self.settings.max_retries:
-            delay = self.settings.retry_backoff * (2**job.attempts)
+            ended = Failed(outcome)
+        await self._retry_or_fail(job, ended, seconds)
+
+    async def _retry_or_fail(self, job: Job, outcome: Outcome, seconds: float) -> None:
+        """Apply the retry policy to the attempt that ended with `outcome`."""
+        after = next_state(Policy.of(self.settings), outcome, attempts=job.attempts)
+        if after.unexpected and isinstance(outcome, Failed):
+            error = outcome.error
+            log.error("job %s: unexpected %s: %s", job.job_id, type(error).__name__, error)
+            log.debug("traceback", exc_info=error)
+        if after.status == "queued":
             back = await self.store.requeue_job(
-                job.job_id, count_attempt=True, not_before=time.time() + delay, error=message
+                job.job_id,
+                count_attempt=after.counted,
+                not_before=time.time() + after.delay if after.delay else 0.0,
+                error=after.error,
             )
             if back is not None:
-                self._transition(
-                    back, f"failed after {seconds:.1f}s: {message}; retry in {delay:.0f}s"
+                note = (
+                    f"failed after {seconds:.1f}s: {after.error}; retry in {after.delay:.0f}s"
+                    if after.counted
+                    else "stopped by shutdown, will resume"
                 )
+                self._transition(back, note)
             return
-        failed = await self.store.fail_job(job.job_id, message)
+        failed = await self.store.fail_job(job.job_id, after.error or "failed")
         if failed is not None:
-            self._transition(failed, f"after {seconds:.1f}s: {message}")
+            self._transition(failed, f"after {seconds:.1f}s: {after.error}")
             self._cleanup_input(failed)
 
     def _on_progress(self, running: _Running, report: Progress) -> None:

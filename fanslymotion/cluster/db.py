@@ -24,6 +24,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from ..models import Progress
+from ..retry import Interrupted, after_interruption
 from .schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -531,26 +532,38 @@ async def _defer(conn: Connection, job_id: str, not_before: float) -> int:
 
 async def _rerun_stalled(conn: Connection, stalled: list[int], max_retries: int) -> list[Row]:
     """The job rows of stalled procrastinate jobs: back to the queue as a new attempt, or
-    failed past `max_retries` (the single box's crash-loop guard)."""
+    failed past `max_retries` (the retry policy's crash-loop guard)."""
     if not stalled:
         return []
     cur = await conn.execute(
-        "UPDATE fm_jobs SET status = 'failed', message = 'failed', completed_at = fm_now(),"
-        " updated_at = fm_now(), attempts = attempts + 1, interruptions = interruptions + 1,"
-        " error = 'the worker stopped answering while rendering this video '"
-        " || (interruptions + 1) || ' times'"
-        " WHERE pq_id = ANY(%s) AND status = 'processing' AND attempts >= %s RETURNING *",
-        (stalled, max_retries),
-    )
-    changed = list(await cur.fetchall())
-    cur = await conn.execute(
-        f"UPDATE fm_jobs SET {_BACK_TO_QUEUE}, message = 'queued after a worker stopped',"
-        " attempts = attempts + 1, interruptions = interruptions + 1, not_before = 0"
-        " WHERE pq_id = ANY(%s) AND status = 'processing' RETURNING *",
+        "SELECT job_id, attempts, interruptions FROM fm_jobs"
+        " WHERE pq_id = ANY(%s) AND status = 'processing' FOR UPDATE",
         (stalled,),
     )
-    for row in await cur.fetchall():
-        row["pq_id"] = await _defer(conn, row["job_id"], 0.0)
+    silent = Interrupted("the worker stopped answering")
+    changed: list[Row] = []
+    for left in await cur.fetchall():
+        after = after_interruption(
+            max_retries, silent, int(left["attempts"]), int(left["interruptions"])
+        )
+        if after.status == "failed":
+            done = await conn.execute(
+                "UPDATE fm_jobs SET status = 'failed', message = 'failed', error = %s,"
+                " completed_at = fm_now(), updated_at = fm_now(), attempts = attempts + 1,"
+                " interruptions = interruptions + 1 WHERE job_id = %s RETURNING *",
+                (after.error, left["job_id"]),
+            )
+        else:
+            done = await conn.execute(
+                f"UPDATE fm_jobs SET {_BACK_TO_QUEUE}, message = 'queued after a worker stopped',"
+                " attempts = attempts + 1, interruptions = interruptions + 1, not_before = 0"
+                " WHERE job_id = %s RETURNING *",
+                (left["job_id"],),
+            )
+        row = await done.fetchone()
+        assert row is not None  # locked above
+        if row["status"] == "queued":
+            row["pq_id"] = await _defer(conn, row["job_id"], 0.0)
         changed.append(row)
     return changed
 

@@ -31,6 +31,7 @@ from ..config import Settings
 from ..datadir import remove_quietly
 from ..errors import Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable
 from ..eta import Kind
+from ..keyed_lock import KeyedLock
 from ..metrics import Metrics
 from ..models import TERMINAL, JobStatus, Phase, Progress
 from ..queue import JobEvent, JobQueue
@@ -69,7 +70,7 @@ class ClusterQueue(JobQueue):
         self._connected = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[Row] = []
-        self._uploads: dict[str, asyncio.Lock] = {}
+        self._uploads = KeyedLock()
         self._applying = asyncio.Lock()
         self._estimator_renderer = MotionRenderer(settings, "estimates for the queue")
 
@@ -390,8 +391,7 @@ class ClusterQueue(JobQueue):
         final = folder / f"{fence.job_id}.mp4"
         try:
             size = await _receive(body, partial, self.settings.max_upload_bytes * 50)
-            lock = self._uploads.setdefault(fence.job_id, asyncio.Lock())
-            async with lock:
+            async with self._uploads.hold(fence.job_id):
                 await self._hold(fence)
                 await loop.run_in_executor(None, partial.replace, final)
                 row = await self.db.complete(
@@ -402,7 +402,6 @@ class ClusterQueue(JobQueue):
                     raise Conflict("this attempt no longer renders the job", code="stale_attempt")
                 job = await self.apply(row)
         finally:
-            self._uploads.pop(fence.job_id, None)
             await loop.run_in_executor(None, remove_quietly, partial)
         if job is None:  # completed there, unknown here (a restore from another time)
             raise NotFound("the front has no row of this job")
@@ -454,8 +453,10 @@ class ClusterQueue(JobQueue):
         return None if estimate is None else max(0.0, estimate - elapsed)
 
     def _running_rest(self) -> float | None:
+        """Seconds until the first running job ends (0 with none; None when one is unknown)."""
         rests = [self._rest(live) for live in self._live.values()]
-        return 0.0 if not rests else (None if None in rests else min(r for r in rests if r))
+        known = [rest for rest in rests if rest is not None]
+        return None if len(known) < len(rests) else min(known, default=0.0)
 
     async def position_and_eta(
         self, job: Job, ahead: list[Job] | None = None
