@@ -9,6 +9,7 @@ from dataclasses import astuple, replace
 import aiosqlite
 
 from ..errors import TooManyJobs
+from ..fair_order import fair_ctes
 from ..models import JobStatus, Progress
 from ..retry import Interrupted, after_interruption
 from .base import Base
@@ -192,21 +193,11 @@ class Jobs(Base):
 
     async def _queue_query(self, now: float, also: str | None) -> tuple[list[Job], Job | None]:
         rows = await self._fetchall(
-            "WITH turns AS ("
-            "  SELECT user_id, MAX(COALESCE(MAX(started_at), ''),"
-            "  MIN(CASE WHEN status = 'queued' THEN created_at END)) AS turn"
-            "  FROM jobs WHERE user_id IN (SELECT user_id FROM jobs WHERE status = 'queued')"
-            "  GROUP BY user_id),"
-            " waiting AS ("
-            "  SELECT q.*, (q.not_before > ?1) AS backoff,"
-            "  CASE WHEN q.not_before > ?1 THEN q.not_before ELSE 0 END AS wait_until,"
-            "  ROW_NUMBER() OVER (PARTITION BY q.user_id, q.not_before > ?1 ORDER BY q.rowid)"
-            "  AS round, t.turn AS turn, q.rowid AS seq"
-            "  FROM jobs q JOIN turns t ON t.user_id = q.user_id WHERE q.status = 'queued')"
-            " SELECT * FROM waiting"
-            " UNION ALL SELECT jobs.*, 0, 0, 0, '', 0 FROM jobs"
-            " WHERE job_id = ?2 AND status != 'queued'"
-            " ORDER BY backoff, wait_until, round, turn, seq",
+            "WITH"
+            + fair_ctes("sqlite")
+            + "SELECT jobs.*, fair.rank AS rank FROM fair JOIN jobs ON jobs.job_id = fair.job_id"
+            " UNION ALL SELECT jobs.*, 0 FROM jobs WHERE job_id = ?2 AND status != 'queued'"
+            " ORDER BY rank",
             (now, also),
         )
         jobs = [job for row in rows if (job := self._job(row)) is not None]
