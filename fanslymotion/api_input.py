@@ -57,15 +57,26 @@ async def read_create(request: web.Request, settings: Settings) -> tuple[models.
         try:
             # Form fields are text; pydantic converts "7" to an int but not "3" to Literal[3].
             data: dict[str, Any] = {k: v for k, v in fields.items() if v != ""}
-            if data.get("duration", "").isdigit():
-                data["duration"] = int(data["duration"])
+            for name in ("duration", "fps"):
+                if data.get(name, "").isdigit():
+                    data[name] = int(data[name])
             if "webhook_events" in data:  # a comma-separated list in a form
                 data["webhook_events"] = [e.strip() for e in data["webhook_events"].split(",")]
+            for name in ("focus", "camera"):  # objects travel as JSON text in a form
+                if name in data:
+                    data[name] = _json_field(name, data[name])
             params = models.JobParams.model_validate(data)
         except ValidationError as exc:
             raise InvalidParams(validation_message(exc)) from None
         return params, image
     raise UnsupportedMedia("send application/json (image_data in base64) or multipart/form-data")
+
+
+def _json_field(name: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise InvalidParams(f"{name}: a form field holding a JSON object") from None
 
 
 async def _read_json(request: web.Request, settings: Settings) -> tuple[models.JobParams, bytes]:
