@@ -316,7 +316,22 @@ def prepare(
         check_keyframes(shot.keyframes, image.size, out)
     found = None if shot.focus is not None or shot.keyframes else find_subject(image)
     shot = aim(shot, found)
-    path = plan(preset, strength, image.size, out, shot=shot)
+    warnings = prepare_warnings(shot, preset, strength, image.size, out, resolution, renderer)
+    return replace(shot, warnings=tuple(warnings))
+
+
+def prepare_warnings(
+    shot: Shot,
+    preset: str,
+    strength: float,
+    src_size: tuple[int, int],
+    out_size: tuple[int, int],
+    resolution: str,
+    renderer: str = "motion",
+) -> list[dict[str, Any]]:
+    """What a job with this aim earns: `upscale` when its tightest window enlarges the photo
+    more than UPSCALE_LIMIT, `svd_no_loop` when SVD is asked for a loop."""
+    path = plan(preset, strength, src_size, out_size, shot=shot)
     warnings: list[dict[str, Any]] = []
     upscale = upscale_warning(path, resolution)
     if upscale is not None:
@@ -329,7 +344,7 @@ def prepare(
                 " photo does not: the clip will not loop seamlessly",
             }
         )
-    return replace(shot, warnings=tuple(warnings))
+    return warnings
 
 
 def upscale_warning(
