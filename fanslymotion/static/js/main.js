@@ -2,20 +2,21 @@
 // browse the gallery. Every job action goes through the same HTTP API as any other client.
 
 import { ApiError, mediaUrl, request, setToken, streamEvents, token, userId } from "./api.js";
-import { Gallery } from "./gallery.js";
+import { Gallery, ratioName } from "./gallery.js";
 import { apply, language, phase, setLanguage, t } from "./i18n.js";
 import { keepPhoto, photoOf } from "./photos.js";
+import { PhotoPicker } from "./picker.js";
 import { CameraPreview } from "./preview.js";
 
 const OPTIONS_KEY = "fanslymotion.options";
 const JOB_KEY = "fanslymotion.job";
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
-const EXTENSIONS = /\.(jpe?g|png|webp|bmp|tiff?|gif|heic|heif|avif)$/i;
 
 const $ = (id) => document.getElementById(id);
 const state = {
   config: null,
   photo: null, // the File chosen in the form
+  picker: null,
   jobId: null,
   watching: null, // AbortController of the event stream being read
   result: null,
@@ -141,80 +142,23 @@ function refreshPreview() {
 
 // -- the photo --------------------------------------------------------------------------------
 
-/** The refusals the browser can tell before an upload: type, size, then pixels. */
-function refusal(file) {
-  const c = state.config;
-  const type = file.type || "";
-  const image = type.startsWith("image/") && type !== "image/svg+xml";
-  if (!image && !(type === "" && EXTENSIONS.test(file.name || ""))) {
-    return t("photo.type", { supported: c.supported });
-  }
-  if (file.size > c.max_upload_bytes) return t("photo.size", { mb: c.max_upload_mb });
-  return "";
+/** A photo accepted by the picker: show it (when the browser can) and let Animate go. */
+function photoChosen(file, size) {
+  state.photo = file;
+  $("stage").hidden = !size;
+  if (!size) $("photo-error").textContent = t("photo.nopreview");
+  $("animate").disabled = false;
+  refreshPreview();
 }
 
-function choose(file) {
-  if (!file) return;
-  $("photo-error").textContent = "";
-  $("make-error").textContent = "";
-  const refused = refusal(file);
-  if (refused) {
-    $("photo-error").textContent = refused;
-    return;
-  }
+/** No usable photo in the field any more: nothing to animate, nothing shown; `why` says why. */
+function photoGone(why) {
   state.photo = null;
-  $("animate").disabled = true;
   preview.stop();
-  const img = $("photo");
-  if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
-  img.onload = () => {
-    const { naturalWidth: w, naturalHeight: h } = img;
-    const c = state.config;
-    if (Math.min(w, h) < c.min_side) {
-      $("photo-error").textContent = t("photo.small", { min: c.min_side, w, h });
-      $("stage").hidden = true;
-      return;
-    }
-    if (w * h > c.max_pixels) {
-      $("photo-error").textContent = t("photo.pixels", { mp: c.max_pixels / 1e6 });
-      $("stage").hidden = true;
-      return;
-    }
-    state.photo = file;
-    $("stage").hidden = false;
-    $("animate").disabled = false;
-    refreshPreview();
-  };
-  img.onerror = () => {
-    // HEIC and the like: the service reads them, this browser cannot show them.
-    state.photo = file;
-    $("stage").hidden = true;
-    $("photo-error").textContent = t("photo.nopreview");
-    $("animate").disabled = false;
-  };
-  img.src = URL.createObjectURL(file);
-}
-
-function wirePhotoInputs() {
-  const drop = $("drop");
-  $("file-input").addEventListener("change", (e) => choose(e.target.files[0]));
-  drop.addEventListener("dragover", (e) => {
-    e.preventDefault();
-    drop.classList.add("over");
-  });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => {
-    e.preventDefault();
-    drop.classList.remove("over");
-    choose(e.dataTransfer?.files?.[0]);
-  });
-  document.addEventListener("paste", (e) => {
-    const file = [...(e.clipboardData?.files || [])][0];
-    if (file) {
-      e.preventDefault();
-      choose(file);
-    }
-  });
+  $("animate").disabled = true;
+  $("stage").hidden = true;
+  $("photo-error").textContent = why;
+  $("make-error").textContent = "";
 }
 
 // -- submitting and watching a job ------------------------------------------------------------
@@ -234,8 +178,17 @@ async function submit(photo, params, where) {
     return;
   }
   await keepPhoto(created.job_id, photo);
-  watch(created.job_id, created);
+  watch(created.job_id, created, { fresh: true });
+  reveal($("job"));
   gallery.load(0);
+}
+
+/** Scroll an element into view when it is not (on a phone the job and result cards are below). */
+function reveal(element) {
+  const box = element.getBoundingClientRect();
+  if (box.top >= 0 && box.bottom <= window.innerHeight) return;
+  const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  element.scrollIntoView({ behavior: still ? "auto" : "smooth", block: "start" });
 }
 
 function onSubmit(event) {
@@ -272,7 +225,7 @@ function showProgress(body) {
 }
 
 /** Follow a job through its event stream until it ends; reconnect if the stream drops. */
-async function watch(jobId, first) {
+async function watch(jobId, first, { fresh = false } = {}) {
   state.watching?.abort();
   const controller = new AbortController();
   state.watching = controller;
@@ -315,7 +268,8 @@ async function watch(jobId, first) {
   $("job-error").textContent = last.status === "failed" ? last.error || t("job.failed") : "";
   showProgress(last);
   gallery.load();
-  if (last.status === "completed") await showResult(jobId);
+  // A job made here ends with its video in view; one found after a reload just shows it.
+  if (last.status === "completed") await showResult(jobId, { scroll: fresh });
 }
 
 async function cancel(jobId, where) {
@@ -362,7 +316,7 @@ async function showResult(jobId, { scroll = false } = {}) {
   showParams(result);
   fillOtherMotions(result);
   $("result").hidden = false;
-  if (scroll) $("result").scrollIntoView({ behavior: "smooth", block: "start" });
+  if (scroll) reveal($("result"));
   player.play().catch(() => {
     // autoplay refused: the controls are there
   });
@@ -380,7 +334,7 @@ function showParams(result) {
     ["param.duration", t("opt.seconds", { n: result.duration ?? p.duration })],
     ["param.size", `${result.width}x${result.height} (${p.resolution})`],
     ["param.motion", t(`motion.${p.motion_preset}`)],
-    ["param.aspect", p.aspect],
+    ["param.aspect", aspectUsed(result)],
     ["param.strength", String(p.strength)],
     ["param.seed", String(result.seed)],
     ["param.renderer", result.renderer || ""],
@@ -394,6 +348,13 @@ function showParams(result) {
       return [dt, dd];
     }),
   );
+}
+
+/** The ratio the video has: "auto" says which one the photo gave. */
+function aspectUsed(result) {
+  const aspect = result.parameters.aspect;
+  if (aspect !== "auto" || !result.width) return aspect;
+  return t("param.aspectAuto", { ratio: ratioName(result.width, result.height, state.config.aspects) });
 }
 
 /** Send a finished job's photo again with its parameters, changed by `changes`. */
@@ -446,6 +407,7 @@ function translate() {
   $("lang-switch").textContent = language() === "ru" ? "English" : "Русский";
   $("lang-switch").lang = language() === "ru" ? "en" : "ru";
   $("user-note").textContent = t("user.note", { id: userId() });
+  if (!$("file-input").files.length) $("file-name").textContent = t("photo.none");
   if (state.config) {
     fillOptions();
     gallery.load();
@@ -466,6 +428,7 @@ async function open() {
   $("token-change").hidden = !state.config.token_required;
   await gallery.load(0);
   if (!$("token-panel").hidden) return; // the token was refused meanwhile
+  if (!state.photo) await state.picker.restore();
   const jobId = localStorage.getItem(JOB_KEY);
   if (jobId && !state.watching) watch(jobId);
 }
@@ -479,7 +442,16 @@ async function main() {
     return;
   }
   fillOptions();
-  wirePhotoInputs();
+  gallery.aspects = state.config.aspects;
+  state.picker = new PhotoPicker({
+    input: $("file-input"),
+    drop: $("drop"),
+    name: $("file-name"),
+    img: $("photo"),
+    config: state.config,
+    onPhoto: photoChosen,
+    onNone: photoGone,
+  });
   $("options").addEventListener("change", optionsChanged);
   $("opt-strength").addEventListener("input", optionsChanged);
   $("options").addEventListener("submit", onSubmit);
