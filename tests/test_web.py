@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import tomllib
 import urllib.request
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fanslymotion import motion, web
+from fanslymotion import models, motion, web
 
 from .conftest import Client, ServiceFactory, assert_error_body, make_settings, photo_bytes
 from .test_process import Process
@@ -175,10 +176,20 @@ async def test_root_is_the_page_for_browsers_and_json_for_api_clients(
     status, config, _ = await client.request("GET", "/web/config")
     assert status == 200 and config["token_required"] is True
     assert config["max_upload_bytes"] == client.service.settings.max_upload_bytes
+    # The page offers only what this service's /job/create and /camera take.
+    assert set(config["job_fields"]) == set(models.JobParams.model_fields)
+    assert set(config["camera_fields"]) == set(web.CameraQuery.model_fields)
     status, body, _ = await client.request("GET", "/jobs?user_id=1")
     assert status == 401
     status, body, _ = await client.request("GET", "/static/../app.py")
     assert status in (403, 404) and body["ok"] is False
+
+
+def test_the_page_has_every_word_in_both_languages() -> None:
+    source = (web.STATIC_DIR / "js" / "i18n.js").read_text(encoding="utf-8")
+    english, russian = source.split("\n  ru: {")
+    keys = [set(re.findall(r'^\s+"([\w.]+)":', part, re.M)) for part in (english, russian)]
+    assert keys[0] and keys[0] == keys[1], keys[0] ^ keys[1]
 
 
 def test_the_page_words_every_phase_in_both_languages() -> None:

@@ -11,6 +11,7 @@ import { CameraPreview } from "./preview.js";
 const OPTIONS_KEY = "fanslymotion.options";
 const JOB_KEY = "fanslymotion.job";
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+const FPS = [24, 30]; // the frame rates a job may ask for
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -98,10 +99,17 @@ function fillOptions() {
   fillSelect($("opt-resolution"), c.resolutions, (r) => r);
   fillSelect($("opt-motion"), c.presets, (p) => t(`motion.${p}`));
   fillSelect($("opt-aspect"), c.aspects, (a) => (a === "auto" ? t("aspect.auto") : a));
-  const saved = { ...{ duration: "6", resolution: "720p", motion_preset: "dolly_in" }, ...keep };
+  fillSelect($("opt-fps"), FPS, (n) => t("opt.fpsValue", { n }));
+  for (const name of ["fps", "loop"]) {
+    for (const el of document.querySelectorAll(`[data-field=${name}]`)) el.hidden = !offers(name);
+  }
+  const fps = FPS.includes(c.fps) ? c.fps : FPS[0];
+  const defaults = { duration: "6", resolution: "720p", motion_preset: "dolly_in", fps };
+  const saved = { ...defaults, ...keep };
   for (const [name, value] of Object.entries(saved)) {
     const field = $("options").elements.namedItem(name);
-    if (field && value !== undefined) field.value = String(value);
+    if (field?.type === "checkbox") field.checked = value === true;
+    else if (field && value !== undefined) field.value = String(value);
   }
   $("strength-value").value = $("opt-strength").value;
 }
@@ -114,18 +122,31 @@ function readOptions() {
   }
 }
 
-/** The chosen parameters, as /job/create and /camera take them. */
+/** Whether this service's /job/create takes a field (a newer page may meet an older service). */
+function offers(field) {
+  return Boolean(state.config?.job_fields?.includes(field));
+}
+
+/** The chosen parameters, typed as the JSON form of /job/create takes them. */
 function options() {
   const form = $("options").elements;
   const out = {
-    duration: form.namedItem("duration").value,
+    duration: Number(form.namedItem("duration").value),
     resolution: form.namedItem("resolution").value,
     motion_preset: form.namedItem("motion_preset").value,
     aspect: form.namedItem("aspect").value,
-    strength: form.namedItem("strength").value,
+    strength: Number(form.namedItem("strength").value),
   };
+  if (offers("fps")) out.fps = Number(form.namedItem("fps").value);
+  if (offers("loop")) out.loop = form.namedItem("loop").checked;
   const seed = form.namedItem("seed").value.trim();
-  return seed === "" ? out : { ...out, seed };
+  return seed === "" ? out : { ...out, seed: Number(seed) };
+}
+
+/** The parameters of a job that shape its camera, as /camera takes them. */
+function cameraParams() {
+  const fields = state.config.camera_fields || [];
+  return Object.fromEntries(Object.entries(options()).filter(([name]) => fields.includes(name)));
 }
 
 function optionsChanged() {
@@ -136,8 +157,7 @@ function optionsChanged() {
 
 function refreshPreview() {
   if (!state.photo || $("stage").hidden) return;
-  const { seed: _seed, ...params } = options();
-  preview.show(params).catch((exc) => report(exc, $("photo-error")));
+  preview.show(cameraParams()).catch((exc) => report(exc, $("photo-error")));
 }
 
 // -- the photo --------------------------------------------------------------------------------
@@ -163,16 +183,24 @@ function photoGone(why) {
 
 // -- submitting and watching a job ------------------------------------------------------------
 
+/** The photo as a data: URL, which the JSON form's image_data takes as it is. */
+function dataUrl(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+/** Create a job: the JSON form, so that numbers, booleans and the camera keep their types. */
 async function submit(photo, params, where) {
-  const body = new FormData();
-  body.set("user_id", String(userId()));
-  for (const [name, value] of Object.entries(params)) {
-    if (value !== undefined && value !== null && value !== "") body.set(name, String(value));
-  }
-  body.set("image", photo, photo.name || "photo");
   let created;
   try {
-    created = await request("/job/create", { method: "POST", body });
+    const fields = Object.entries(params).filter(([, v]) => v !== undefined && v !== null);
+    const body = { user_id: userId(), ...Object.fromEntries(fields) };
+    body.image_data = await dataUrl(photo);
+    created = await request("/job/create", { method: "POST", json: body });
   } catch (exc) {
     report(exc, where);
     return;
@@ -379,8 +407,13 @@ async function again(jobId, changes, where) {
     motion_preset: p.motion_preset,
     aspect: p.aspect,
     strength: p.strength,
-    ...changes,
   };
+  // The newer choices travel too, where this service takes them.
+  for (const name of ["fps", "loop", "focus", "camera"]) {
+    const value = name === "fps" ? (p.fps ?? result.fps) : p[name];
+    if (offers(name) && value !== undefined && value !== null) params[name] = value;
+  }
+  Object.assign(params, changes);
   await submit(photo, params, where);
 }
 
