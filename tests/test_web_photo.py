@@ -233,3 +233,30 @@ def test_the_russian_seed_field_shows_all_of_its_placeholder(
     wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert wide <= 0
     assert console.errors == []
+
+
+def test_a_small_photo_is_warned_about_before_animate_with_a_lower_choice(
+    browser: Any, site: Process
+) -> None:
+    page, console, posts = _open(browser, site)
+    page.get_by_label("Motion", exact=True).select_option("pan_r")
+    page.get_by_label("Resolution").select_option("720p")
+    # 600x400 at 720p: the window (at most 400 px high) is enlarged to 720 lines, 2x or more.
+    page.set_input_files("#file-input", _photo("small.jpg", landscape(600, 400), "image/jpeg"))
+    page.wait_for_selector("#upscale:not([hidden])")
+    words = page.inner_text("#upscale-text")
+    assert words.startswith("At 720p the camera's closest frame enlarges the photo ")
+    factor = float(words.split("photo ")[1].split("×")[0])
+    assert factor >= 2.0
+    assert [u for u in posts if "/job/create" in u] == []  # said before anything is sent
+    # One tap: a resolution the photo can fill, and the warning goes.
+    lower = page.get_by_role("button", name="Use 360p instead")
+    lower.click()
+    assert page.get_by_label("Resolution").input_value() == "360p"
+    page.wait_for_selector("#upscale[hidden]", state="attached")
+    page.wait_for_selector("#camera-box[data-output='640x360']")
+    # A big photo at a low resolution: no warning at all.
+    page.set_input_files("#file-input", _photo("big.jpg", landscape(1600, 1200), "image/jpeg"))
+    page.wait_for_selector("#camera-box[data-photo='1600x1200'][data-output='640x360']")
+    assert page.is_hidden("#upscale")
+    assert console.errors == []

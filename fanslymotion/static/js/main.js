@@ -6,7 +6,9 @@ import { Gallery, ratioName } from "./gallery.js";
 import { apply, language, phase, setLanguage, t } from "./i18n.js";
 import { keepPhoto, photoOf } from "./photos.js";
 import { PhotoPicker } from "./picker.js";
+import { CameraEditor } from "./editor.js";
 import { CameraPreview } from "./preview.js";
+import { upscaleWarning } from "./upscale.js";
 
 const OPTIONS_KEY = "fanslymotion.options";
 const JOB_KEY = "fanslymotion.job";
@@ -18,13 +20,25 @@ const state = {
   config: null,
   photo: null, // the File chosen in the form
   picker: null,
+  editing: false, // the camera is aimed with the editor, not a preset
   jobId: null,
   watching: null, // AbortController of the event stream being read
   result: null,
   progress: null, // the last status or progress shown
   blobs: [], // object URLs to release when the result changes
 };
-const preview = new CameraPreview($("photo"), $("camera-box"));
+const preview = new CameraPreview($("photo"), $("camera-box"), pathArrived);
+const editor = new CameraEditor({
+  image: $("photo"),
+  layer: $("camera-keys"),
+  controls: {
+    zoom: $("cam-zoom"),
+    middle: $("cam-middle"),
+    ease: $("cam-ease"),
+    selected: $("cam-selected"),
+  },
+  onChange: () => optionsChanged(),
+});
 const gallery = new Gallery($("gallery"), {
   play: (jobId) => showResult(jobId, { scroll: true }),
   download: (jobId) => download(jobId),
@@ -138,6 +152,7 @@ function options() {
     strength: Number(form.namedItem("strength").value),
   };
   if (offers("fps")) out.fps = Number(form.namedItem("fps").value);
+  if (offers("camera") && state.editing) out.camera = editor.value();
   if (offers("loop")) out.loop = form.namedItem("loop").checked;
   const seed = form.namedItem("seed").value.trim();
   return seed === "" ? out : { ...out, seed: Number(seed) };
@@ -151,8 +166,62 @@ function cameraParams() {
 
 function optionsChanged() {
   $("strength-value").value = $("opt-strength").value;
-  localStorage.setItem(OPTIONS_KEY, JSON.stringify({ seed: "", ...options() }));
+  const kept = { seed: "", ...options(), editing: Boolean(state.editing) };
+  localStorage.setItem(OPTIONS_KEY, JSON.stringify(kept));
   refreshPreview();
+}
+
+// -- the camera editor and the resolution warning -------------------------------------------
+
+/** Each path from /camera: the editor learns the output's shape, the warning is redone. */
+function pathArrived(path) {
+  const aspect = path.output.width / path.output.height;
+  if (state.editing && !editor.keys.length) {
+    editor.reset(editor.keysFrom(path, state.keptCamera && readOptions().camera), aspect);
+  }
+  editor.setAspect(aspect);
+  showWarning(path);
+}
+
+function showWarning(path) {
+  const resolution = $("opt-resolution").value;
+  const warning = path && upscaleWarning(path, resolution, state.config.resolutions);
+  $("upscale").hidden = !warning;
+  if (!warning) return;
+  const factor = warning.factor.toFixed(1);
+  $("upscale-text").textContent = t("warn.upscale", { factor, resolution });
+  $("upscale-lower").hidden = !warning.lower;
+  $("upscale-lower").textContent = t("warn.lower", { resolution: warning.lower });
+  $("upscale-lower").dataset.resolution = warning.lower || "";
+}
+
+function useLower() {
+  $("opt-resolution").value = $("upscale-lower").dataset.resolution;
+  optionsChanged();
+  $("opt-resolution").focus();
+}
+
+/** The editor on or off: on, it starts from the path shown (or the one kept from before). */
+function setEditing(on) {
+  state.editing = on && offers("camera");
+  $("cam-custom").checked = state.editing;
+  $("cam-tools").hidden = !state.editing;
+  $("camera-keys").hidden = !state.editing;
+  $("stage").classList.toggle("editing", state.editing);
+  $("opt-motion").disabled = state.editing;
+  setPlaying(false);
+  if (state.editing && preview.path) {
+    const aspect = preview.path.output.width / preview.path.output.height;
+    editor.reset(editor.keysFrom(preview.path, state.keptCamera && readOptions().camera), aspect);
+  }
+  if (!state.editing) editor.keys = [];
+}
+
+function setPlaying(on) {
+  $("stage").classList.toggle("playing", on);
+  $("cam-play").setAttribute("aria-pressed", String(on));
+  $("cam-play").textContent = t(on ? "cam.stop" : "cam.play");
+  if (on) preview.restart();
 }
 
 function refreshPreview() {
@@ -163,8 +232,10 @@ function refreshPreview() {
 // -- the photo --------------------------------------------------------------------------------
 
 /** A photo accepted by the picker: show it (when the browser can) and let Animate go. */
-function photoChosen(file, size) {
+function photoChosen(file, size, kept) {
   state.photo = file;
+  state.keptCamera = kept; // the photo from before a reload: its camera too
+  editor.keys = []; // the frames start again from the new photo's first path
   $("stage").hidden = !size;
   if (!size) $("photo-error").textContent = t("photo.nopreview");
   $("animate").disabled = false;
@@ -179,6 +250,7 @@ function photoGone(why) {
   $("stage").hidden = true;
   $("photo-error").textContent = why;
   $("make-error").textContent = "";
+  $("upscale").hidden = true;
 }
 
 // -- submitting and watching a job ------------------------------------------------------------
@@ -441,6 +513,9 @@ function translate() {
   $("lang-switch").lang = language() === "ru" ? "en" : "ru";
   $("user-note").textContent = t("user.note", { id: userId() });
   if (!$("file-input").files.length) $("file-name").textContent = t("photo.none");
+  editor.draw();
+  $("cam-play").textContent = t($("stage").classList.contains("playing") ? "cam.stop" : "cam.play");
+  if (preview.path) showWarning(preview.path);
   if (state.config) {
     fillOptions();
     gallery.load();
@@ -492,6 +567,16 @@ async function main() {
     $("opt-seed").value = "";
     optionsChanged();
   });
+  $("camera-edit").hidden = !offers("camera");
+  $("cam-custom").addEventListener("change", () => {
+    setEditing($("cam-custom").checked);
+    optionsChanged();
+  });
+  $("cam-play").addEventListener("click", () => {
+    setPlaying(!$("stage").classList.contains("playing"));
+  });
+  $("upscale-lower").addEventListener("click", useLower);
+  if (readOptions().editing) setEditing(true);
   $("token-form").addEventListener("submit", saveToken);
   $("token-change").addEventListener("click", () => askToken(false));
   $("job-cancel").addEventListener("click", () => {

@@ -39,8 +39,8 @@ function load(img, file) {
 }
 
 /**
- * The photo field. `onPhoto(file, size)` gets each photo accepted (size null when the browser
- * cannot show it); `onNone(message)` says the field holds no usable photo any more.
+ * The photo field. `onPhoto(file, size, kept)` gets each photo accepted (size null when the
+ * browser cannot show it, kept true for the one found after a reload); `onNone(message)` says the field holds no usable photo any more.
  */
 export class PhotoPicker {
   constructor({ input, drop, name, img, config, onPhoto, onNone }) {
@@ -118,6 +118,6 @@ export class PhotoPicker {
 
   accept(file, size, kept) {
     if (!kept) keepDraft(file);
-    this.onPhoto(file, size);
+    this.onPhoto(file, size, kept);
   }
 }
