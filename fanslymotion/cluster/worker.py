@@ -350,7 +350,9 @@ class Worker:
             self.stop("shutdown")
             return True
         except Exception as exc:
-            if isinstance(exc, Cancelled) and current.reason != "timeout":
+            # A stop's reason wins over what it caused (a Ctrl-C also ends ffmpeg).
+            stopped = isinstance(exc, Cancelled) or current.reason in ("user", "shutdown")
+            if stopped and current.reason != "timeout":
                 await self._settle_stop(current)
                 return current.reason == "shutdown"
             return await self._failed(current, exc, time.monotonic() - started)
