@@ -340,6 +340,29 @@ _SAR = re.compile(r"\[SAR (\d+:\d+) DAR")
 _FRAME = re.compile(r"^frame=(\d+)$", re.MULTILINE)
 
 
+def check_video(path: Path, *, frames: int, fps: int, width: int, height: int) -> str | None:
+    """Why `path` is not the video asked for (None when it is): it must decode to its end
+    without an error and hold exactly `frames` frames of `width`x`height`, lasting
+    `frames / fps` seconds (within a frame)."""
+    try:
+        info = probe(path)
+    except BadRequest as exc:
+        return exc.message
+    if (info.width, info.height) != (width, height):
+        return f"it is {info.width}x{info.height}, not {width}x{height}"
+    if info.frames != frames:
+        return f"it has {info.frames} frames, not {frames}"
+    if abs(info.duration - frames / fps) > 1.0 / fps:
+        return f"it lasts {info.duration:.2f}s, not {frames / fps:.2f}s"
+    command = [ffmpeg_exe(), "-v", "error", "-nostdin", "-xerror", "-i", str(path)]
+    command += ["-map", "0:v:0", "-f", "null", "-"]
+    result = subprocess.run(command, capture_output=True, check=False)
+    errors = result.stderr.decode("utf-8", "replace").strip()
+    if result.returncode != 0 or errors:
+        return f"it does not decode: {errors.splitlines()[-1] if errors else result.returncode}"
+    return None
+
+
 def _rate(match: re.Match[str] | None) -> float:
     if match is None:
         return 0.0
