@@ -152,6 +152,9 @@ def _not_taking_work(settings: Settings, body: dict[str, Any]) -> str | None:
         return f"free disk is below FANSLYMOTION_MIN_FREE_MB ({settings.min_free_mb} MB)"
     if body.get("paused"):
         return "processing is paused by an admin"
+    waiting = int(body.get("queue_length") or 0)
+    if body.get("mode") == "cluster" and waiting and renderer.get("status") == "waiting":
+        return f"{waiting} job(s) waiting and no live worker to render them"
     return None
 
 

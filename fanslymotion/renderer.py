@@ -149,8 +149,10 @@ class Renderer:
         size: tuple[int, int],
         on_frame: Callable[[int], None],
         progress: ProgressFn,
+        cancel: threading.Event | None = None,
     ) -> RenderResult:
-        """Stream `frames` into the task's MP4 (with `metadata`) and report the end."""
+        """Stream `frames` into the task's MP4 (with `metadata`) and report the end; `cancel`
+        is also heard while ffmpeg finishes the file."""
         spec = task.spec
         width, height = size
         video.encode(
@@ -163,6 +165,7 @@ class Renderer:
             preset=self.settings.x264_preset,
             metadata=self.metadata(task, size),
             on_frame=on_frame,
+            check=None if cancel is None else lambda: check_cancel(cancel),
         )
         progress(Progress(100.0, Phase.FINISHING, eta=0.0))
         return RenderResult(spec.frames, width, height, spec.fps, self.name)
@@ -245,7 +248,7 @@ class MotionRenderer(Renderer):
             # The last few percent are ffmpeg's flush and the move into place.
             progress(Progress(min(99.0, 99.0 * done / total), Phase.RENDERING, eta=eta))
 
-        return self._encode(task, frames, (width, height), on_frame, progress)
+        return self._encode(task, frames, (width, height), on_frame, progress, cancel)
 
 
 def select_renderer(settings: Settings) -> Renderer:

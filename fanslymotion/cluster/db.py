@@ -282,7 +282,7 @@ class ClusterDB:
         """Every worker with its state; one silent for `silent_for` seconds is `lost`."""
         return await self._all(
             "SELECT name, host, pid, renderer, renderer_state, jobs_done, started_at,"
-            " CASE WHEN state = 'stopped' THEN state"
+            " CASE WHEN state IN ('stopped', 'refused') THEN state"
             "  WHEN last_heartbeat < now() - make_interval(secs => %(silent)s) THEN 'lost'"
             "  ELSE state END AS state,"
             " CASE WHEN state = 'busy' AND last_heartbeat >= now()"
@@ -290,7 +290,11 @@ class ClusterDB:
             " to_char(last_heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
             " AS last_heartbeat,"
             " extract(epoch FROM now() - last_heartbeat)::float AS heartbeat_age"
-            " FROM fm_workers ORDER BY name",
+            " FROM fm_workers"
+            # A worker the front refused (a wrong token) shows for one timeout, then leaves.
+            " WHERE NOT (state = 'refused'"
+            "  AND last_heartbeat < now() - make_interval(secs => %(silent)s))"
+            " ORDER BY name",
             {"silent": silent_for},
         )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -27,9 +28,17 @@ from typing import Any
 import psycopg
 from aiohttp import StreamReader, web
 
+from .. import motion, video
 from ..config import Settings
 from ..datadir import remove_quietly
-from ..errors import Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable
+from ..errors import (
+    Conflict,
+    InvalidParams,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    Unavailable,
+)
 from ..eta import Kind
 from ..keyed_lock import KeyedLock
 from ..loops import stop_tasks, wait_event
@@ -393,6 +402,7 @@ class ClusterQueue(JobQueue):
         final = folder / f"{fence.job_id}.mp4"
         try:
             size = await _receive(body, partial, self.settings.max_upload_bytes * 50)
+            await self._check_video(fence, partial, facts)
             async with self._uploads.hold(fence.job_id):
                 await self._hold(fence)
                 await loop.run_in_executor(None, partial.replace, final)
@@ -408,6 +418,52 @@ class ClusterQueue(JobQueue):
         if job is None:  # completed there, unknown here (a restore from another time)
             raise NotFound("the front has no row of this job")
         return job
+
+    async def _check_video(self, fence: Attempt, path: Path, facts: dict[str, Any]) -> None:
+        """Probe an upload before it completes the job: it decodes, and its frames, size and
+        duration are the job's. Anything else is 422 to the worker, and the job is retried as
+        a failed attempt (or fails when none is left)."""
+        job = await self.get(fence.job_id)
+        width, height = int(facts["width"]), int(facts["height"])
+        problem = await asyncio.get_running_loop().run_in_executor(
+            None,
+            functools.partial(
+                video.check_video,
+                path,
+                frames=job.duration * job.fps,
+                fps=job.fps,
+                width=width,
+                height=height,
+            ),
+        )
+        short = motion.RESOLUTIONS.get(job.resolution)
+        if problem is None and short is not None and min(width, height) != short:
+            problem = f"it is {width}x{height}, not {job.resolution}"
+        if problem is None:
+            return
+        log.warning(
+            "job %s attempt=%d: upload from %s refused: %s",
+            fence.job_id,
+            fence.attempt,
+            fence.worker,
+            problem,
+        )
+        message = "the rendered video arrived damaged"
+        try:
+            if fence.attempt < self.settings.max_retries:
+                delay = self.settings.retry_backoff * (2**fence.attempt)
+                row = await self.db.requeue(
+                    fence, count_attempt=True, not_before=time.time() + delay, error=message
+                )
+            else:
+                row = await self.db.fail(fence, message)
+        except _DB_ERRORS as exc:
+            raise Unavailable(
+                "the job database is not reachable, try again", retry_after=2
+            ) from exc
+        if row is not None:
+            await self.apply(row)
+        raise InvalidParams(f"the video was refused: {problem}", code="bad_video")
 
     # -- views ----------------------------------------------------------------------------------
 

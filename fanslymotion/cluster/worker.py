@@ -51,6 +51,10 @@ class Refused(Exception):
     """The front refused the attempt's upload: the job was re-run elsewhere or cancelled."""
 
 
+class Rejected(Exception):
+    """The front refused the video as damaged and retries the job itself."""
+
+
 class BadToken(Exception):
     """The front does not accept this worker's token: no job can succeed here."""
 
@@ -123,6 +127,14 @@ class Worker:
         await self.db.migrate()
         await self._clean_scratch()
         await self.db.register_worker(self.name, socket.gethostname(), os.getpid(), "loading")
+        # The token first: a refused worker must not spend minutes loading SVD for nothing.
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
+        if not await self._token_accepted():
+            await self._http.close()
+            self.state = "refused"  # shown in /health for WORKER_TIMEOUT, then gone
+            with contextlib.suppress(*_DB_ERRORS):
+                await self.db.heartbeat(self.name, self.state, None, "none", "{}")
+            return 2
         beats = asyncio.create_task(self._heartbeats(), name="heartbeats")
         self.render_worker.start()
         try:
@@ -133,16 +145,13 @@ class Worker:
             await self._beat()
             self._halt.set()
             await stop_tasks([beats], 2.0, "worker")
+            await self._http.close()
             return 2
         log.info("worker %s ready: renderer %s", self.name, renderer.name)
         self.state = "idle"
         await self._beat()
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
         loop.set_exception_handler(_quiet_stale_finish)
         try:
-            if not await self._token_accepted():
-                self.exit_code = 2
-                return 2
             await self._serve()
         finally:
             await self._http.close()
@@ -345,6 +354,14 @@ class Worker:
                 "job %s attempt=%d: the front refused it; dropped", fence.job_id, fence.attempt
             )
             return False
+        except Rejected as exc:
+            log.warning(
+                "job %s attempt=%d: the front found the video damaged (%s); it retries the job",
+                fence.job_id,
+                fence.attempt,
+                exc,
+            )
+            return False
         except BadToken as exc:
             log.error("worker %s: %s; stopping (the job goes back uncounted)", self.name, exc)
             await self.db.requeue(fence, count_attempt=False, not_before=0.0, error=None)
@@ -352,7 +369,9 @@ class Worker:
             self.stop("shutdown")
             return True
         except Exception as exc:
-            if isinstance(exc, Cancelled) and current.reason != "timeout":
+            # A stop's reason wins over what it caused (a Ctrl-C also ends ffmpeg).
+            stopped = isinstance(exc, Cancelled) or current.reason in ("user", "shutdown")
+            if stopped and current.reason != "timeout":
                 await self._settle_stop(current)
                 return current.reason == "shutdown"
             return await self._failed(current, exc, time.monotonic() - started)
@@ -478,6 +497,8 @@ class Worker:
 async def _check(resp: aiohttp.ClientResponse) -> None:
     if resp.status == 409:
         raise Refused(await resp.text())
+    if resp.status == 422:
+        raise Rejected(await resp.text())
     if resp.status in (401, 403):
         raise BadToken("the front refuses FANSLYMOTION_WORKER_TOKEN (not the one it has)")
     if resp.status >= 500:

@@ -317,7 +317,7 @@ class SVDRenderer(Renderer):
                 check_cancel(cancel)
                 tracker.encoded(done)
 
-            return self._encode(task, frames, (out_w, out_h), on_frame, progress)
+            return self._encode(task, frames, (out_w, out_h), on_frame, progress, cancel)
         finally:
             if passes is not None:
                 passes.close()  # the passes finished so far are on disk before the job stops
