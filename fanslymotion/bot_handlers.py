@@ -2,7 +2,7 @@
 
 aiogram injects what each handler names: the update's pieces (`message`, `callback`,
 `callback_data`, `state`), `lang` from the bot's update middleware, and the dispatcher's workflow
-data set by `TelegramBot`: `telegram` (the TelegramBot), `store`, `jobs` and `settings`.
+data set by `TelegramBot`: `telegram` (the bot, seen through `bot_port.BotPort`), `store`, `jobs` and `settings`.
 `build_router()` only registers them (a router belongs to one dispatcher, so one per bot).
 """
 
@@ -56,7 +56,7 @@ from .store import Job, Store
 from .texts import LANGUAGES, t
 
 if TYPE_CHECKING:
-    from .bot import TelegramBot
+    from .bot_port import BotPort
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ async def on_lang(message: Message, lang: str) -> None:
     await message.answer(t(lang, "lang_prompt"), reply_markup=lang_keyboard(lang))
 
 
-async def on_cancel(message: Message, state: FSMContext, lang: str, telegram: TelegramBot) -> None:
+async def on_cancel(message: Message, state: FSMContext, lang: str, telegram: BotPort) -> None:
     assert message.from_user is not None
     await state.set_state(None)
     # Every open menu and step is retired with the conversation.
@@ -133,7 +133,7 @@ async def on_cancel(message: Message, state: FSMContext, lang: str, telegram: Te
 
 
 async def on_status(
-    message: Message, lang: str, telegram: TelegramBot, store: Store, jobs: JobQueue
+    message: Message, lang: str, telegram: BotPort, store: Store, jobs: JobQueue
 ) -> None:
     assert message.from_user is not None
     active = await telegram.active_jobs(message.from_user.id)
@@ -183,7 +183,7 @@ async def on_queue(message: Message, lang: str, store: Store, jobs: JobQueue) ->
     await message.answer(text)
 
 
-async def on_pause(message: Message, lang: str, jobs: JobQueue, telegram: TelegramBot) -> None:
+async def on_pause(message: Message, lang: str, jobs: JobQueue, telegram: BotPort) -> None:
     assert message.from_user is not None
     await jobs.pause()
     log.info("processing paused by admin %s", message.from_user.id)
@@ -191,7 +191,7 @@ async def on_pause(message: Message, lang: str, jobs: JobQueue, telegram: Telegr
     await telegram.progress.refresh_all()  # every waiting job says so, without an ETA
 
 
-async def on_resume(message: Message, lang: str, jobs: JobQueue, telegram: TelegramBot) -> None:
+async def on_resume(message: Message, lang: str, jobs: JobQueue, telegram: BotPort) -> None:
     assert message.from_user is not None
     await jobs.resume()
     log.info("processing resumed by admin %s", message.from_user.id)
@@ -207,7 +207,7 @@ async def on_nav(
     callback_data: Nav,
     state: FSMContext,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
 ) -> None:
     data = await state.get_data()
     # "Menu" works from anywhere (a video, a finished job); the menu's own entries only on the
@@ -261,7 +261,7 @@ async def on_pick(
     state: FSMContext,
     raw_state: str | None,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
 ) -> None:
     step = callback_data.step
     value = decode_choice(step, callback_data.value)
@@ -292,7 +292,7 @@ async def on_pick(
 
 
 async def on_lang_pick(
-    callback: CallbackQuery, callback_data: LangButton, state: FSMContext, telegram: TelegramBot
+    callback: CallbackQuery, callback_data: LangButton, state: FSMContext, telegram: BotPort
 ) -> None:
     assert callback.bot is not None
     code = callback_data.code if callback_data.code in LANGUAGES else "en"
@@ -312,7 +312,7 @@ async def on_job_button(
     callback_data: JobButton,
     state: FSMContext,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
     store: Store,
     jobs: JobQueue,
 ) -> None:
@@ -347,7 +347,7 @@ async def reuse_job(
     action: str,
     state: FSMContext,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
     job: Job,
 ) -> None:
     """again / retry: the same settings now; other / settings: choose some, same photo."""

@@ -39,9 +39,9 @@ from aiogram.types import FSInputFile, InlineKeyboardMarkup, InputMediaAnimation
 from .bot_telegram import is_not_modified, user_gone
 from .bot_views import progress_view
 from .config import Settings
-from .models import Progress
 from .queue import JobEvent, JobQueue, is_closed
-from .store import TERMINAL, Job, parse_time
+from .store import TERMINAL, Job, Store, parse_time
+from .vocabulary import Progress
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,7 @@ class ProgressTracker:
         self,
         settings: Settings,
         jobs: JobQueue,
+        store: Store,
         *,
         bot: Callable[[], Bot | None],
         language_of_job: Callable[[Job], Awaitable[str]],
@@ -164,7 +165,7 @@ class ProgressTracker:
     ) -> None:
         self.settings = settings
         self.jobs = jobs
-        self.store = jobs.store
+        self.store = store
         self._bot = bot
         self._language_of_job = language_of_job
         self._on_completed = on_completed

@@ -18,7 +18,7 @@ from .config import Settings
 from .texts import t
 
 if TYPE_CHECKING:
-    from .bot import TelegramBot
+    from .bot_port import BotPort
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ async def show_conv(
     await state.update_data(conv=await show(target, text, markup))
 
 
-async def take_over(callback: CallbackQuery, telegram: TelegramBot) -> None:
+async def take_over(callback: CallbackQuery, telegram: BotPort) -> None:
     """The pressed message becomes a menu or a step: if it was a finished job's progress
     message, it is released, so that no restart edits it back to the job's state."""
     message = callback.message

@@ -24,9 +24,9 @@ from .errors import (
     Unavailable,
     UnsupportedMedia,
 )
-from .models import Progress
 from .store import Job
 from .texts import EN, LANGUAGE_NAMES, LANGUAGES, motion_description, motion_name, t
+from .vocabulary import Progress
 
 MB = 1024 * 1024
 # Bots may download files up to 20 MB through the Bot API (getFile answers "file is too big").

@@ -34,10 +34,11 @@ from .errors import (
 from .eta import Estimator, Kind
 from .events import EventHub, JobEvent, is_closed
 from .metrics import Metrics
-from .models import TERMINAL, JobRequest, JobStatus, Phase, Progress
+from .models import JobRequest
 from .renderer import Preview, Renderer, RenderResult, RenderSpec, RenderTask, RenderWorker
 from .retry import Failed, Outcome, Policy, Stopped, TimedOut, next_state
 from .store import Job, NewJob, Store, check_same_request, parse_time
+from .vocabulary import TERMINAL, JobStatus, Phase, Progress
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,12 @@ class JobQueue:
 
     async def refresh_metrics(self) -> None:
         """Bring the gauges that are read on demand up to date (before a /metrics answer)."""
+        for status, count in (await self.store.counts_by_status()).items():
+            self.metrics.jobs.labels(status).set(count)
+        self.metrics.queue_length.set(await self.store.count_jobs(status=JobStatus.QUEUED))
+        renderer = self.renderer
+        for kind, value in (renderer.memory_stats() if renderer else {}).items():
+            self.metrics.gpu_memory.labels(kind).set(value)
 
     @property
     def stopping(self) -> bool:
@@ -337,6 +344,22 @@ class JobQueue:
         return job  # already terminal: cancelling again changes nothing
 
     # -- views --------------------------------------------------------------------------------
+
+    async def list_jobs(
+        self, *, user_id: int | None, status: str | None, limit: int, offset: int
+    ) -> list[Job]:
+        """The newest jobs first, of one user and in one status when asked."""
+        return await self.store.list_jobs(
+            user_id=user_id, status=status, limit=limit, offset=offset
+        )
+
+    async def webhook_summary(self, job_id: str) -> dict[str, Any] | None:
+        """How the job's webhook deliveries went; None without any."""
+        return await self.store.webhook_summary(job_id)
+
+    def preview_path(self, job_id: str) -> Path:
+        """Where the live preview of a rendering job is (there only while one exists)."""
+        return checkpoints.work_dir(self.settings.data_dir, job_id) / checkpoints.PREVIEW
 
     def running_job_id(self) -> str | None:
         return self._running.job.job_id if self._running is not None else None

@@ -31,8 +31,9 @@ import aiohttp
 from .config import Settings, parse_secret
 from .errors import InvalidParams
 from .metrics import Metrics
-from .models import JobStatusOut, WebhookEvent
+from .models import JobStatusOut
 from .store import Job, OutboxRow, Store
+from .vocabulary import WebhookEvent
 
 log = logging.getLogger(__name__)
 

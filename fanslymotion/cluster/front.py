@@ -33,11 +33,11 @@ from ..errors import Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavaila
 from ..eta import Kind
 from ..keyed_lock import KeyedLock
 from ..metrics import Metrics
-from ..models import TERMINAL, JobStatus, Phase, Progress
 from ..queue import JobEvent, JobQueue
 from ..renderer import MotionRenderer
 from ..store import Job, Store
 from ..store.jobs import MIRRORED
+from ..vocabulary import TERMINAL, JobStatus, Phase, Progress
 from .db import Attempt, ClusterDB, Row
 
 log = logging.getLogger(__name__)
@@ -517,6 +517,7 @@ class ClusterQueue(JobQueue):
         }
 
     async def refresh_metrics(self) -> None:
+        await super().refresh_metrics()
         with contextlib.suppress(*_DB_ERRORS):
             self._workers = await self.db.workers(self.settings.worker_timeout)
         self.metrics.worker_up.clear()

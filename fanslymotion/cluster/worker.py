@@ -32,11 +32,12 @@ import psycopg
 from procrastinate.job_context import JobContext
 
 from .. import checkpoints, datadir
+from ..backends import select_renderer
 from ..config import Settings
 from ..errors import Cancelled, FanslyError, RenderError
-from ..models import Phase, Progress
 from ..renderer import RenderResult, RenderSpec, RenderTask, RenderWorker
 from ..retry import Failed, Outcome, Policy, TimedOut, next_state
+from ..vocabulary import Phase, Progress
 from .db import QUEUE, TASK, Attempt, ClusterDB, Row
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class Worker:
         self.name = name
         self.db = db
         self.folder = settings.data_dir / "workers" / name
-        self.render_worker = RenderWorker(settings)
+        self.render_worker = RenderWorker(settings, functools.partial(select_renderer, settings))
         self.current: _Current | None = None
         self.state = "loading"
         self.exit_code = 0

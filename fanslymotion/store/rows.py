@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from ..errors import InvalidParams
-from ..models import TERMINAL
+from ..vocabulary import TERMINAL
 
 
 def iso_utc(moment: datetime) -> str:
