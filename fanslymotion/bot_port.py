@@ -11,6 +11,7 @@ from aiogram.fsm.context import FSMContext
 from .bot_delivery import Outbox
 from .bot_progress import ProgressTracker
 from .config import Settings
+from .queue import JobQueue
 from .store import Job, Store
 
 
@@ -18,6 +19,7 @@ class BotPort(Protocol):
     """The running bot as its handlers see it."""
 
     settings: Settings
+    jobs: JobQueue
     store: Store
     outbox: Outbox
     progress: ProgressTracker
@@ -43,6 +45,8 @@ class BotPort(Protocol):
         state: FSMContext,
         reply_to: int | None = None,
         note: str = "",
+        ends_flow: bool = True,
+        collapse: tuple[int, str] | None = None,
     ) -> Job | None: ...
 
     async def download(self, bot: Bot, file_id: str) -> bytes: ...

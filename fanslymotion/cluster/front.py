@@ -32,6 +32,7 @@ from ..datadir import remove_quietly
 from ..errors import Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable
 from ..eta import Kind
 from ..keyed_lock import KeyedLock
+from ..loops import stop_tasks, wait_event
 from ..metrics import Metrics
 from ..queue import JobEvent, JobQueue
 from ..renderer import MotionRenderer
@@ -68,6 +69,7 @@ class ClusterQueue(JobQueue):
         self._dirty: set[str] = set()
         self._kick = asyncio.Event()
         self._connected = asyncio.Event()
+        self._halt = asyncio.Event()  # set by stop(): the loops end at their next look
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[Row] = []
         self._uploads = KeyedLock()
@@ -97,19 +99,16 @@ class ClusterQueue(JobQueue):
         queued = await self.store.count_jobs(status=JobStatus.QUEUED)
         log.info("cluster front started with %d queued job(s)", queued)
 
-    async def stop(self, grace: float = 10.0) -> None:
+    async def stop(self, grace: float | None = None) -> None:
         """Stop following the database; running jobs go on rendering on their workers."""
         if self._stopping:
             return
+        grace = self.settings.stop_grace if grace is None else grace
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for task in list(self._background):
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await task
+        self._halt.set()
+        self._kick.set()
+        await stop_tasks(self._tasks, min(grace, 2.0), "cluster front")
+        await stop_tasks(list(self._background), grace, "cluster front")
         await self.db.close()
         self.events.close()
 
@@ -141,7 +140,7 @@ class ClusterQueue(JobQueue):
     async def _listen(self) -> None:
         """LISTEN for job changes; after every (re)connect, copy all active jobs again."""
         delay = 0.2
-        while True:
+        while not self._stopping:
             try:
                 conn = await psycopg.AsyncConnection.connect(self.db.url, autocommit=True)
                 async with conn:
@@ -151,21 +150,25 @@ class ClusterQueue(JobQueue):
                         log.info("connection to PostgreSQL is back")
                     delay = 0.2
                     await self._reconcile()
-                    async for note in conn.notifies():
-                        self._dirty.add(note.payload)
-                        self._kick.set()
+                    while not self._halt.is_set():  # a look at the flag at least every second
+                        async for note in conn.notifies(timeout=1.0):
+                            self._dirty.add(note.payload)
+                            self._kick.set()
+                    return
             except _DB_ERRORS as exc:
                 if self._connected.is_set():
                     log.warning("lost the connection to PostgreSQL (%s); reconnecting", exc)
                 self._connected.clear()
-            await asyncio.sleep(delay)
+            await wait_event(self._halt, delay)
             delay = min(delay * 2, 5.0)
 
     async def _mirror(self) -> None:
         """Copy changed shared rows into ours, in bursts."""
-        while True:
+        while not self._stopping:
             await self._kick.wait()
             self._kick.clear()
+            if self._halt.is_set():
+                return
             ids, self._dirty = sorted(self._dirty), set()
             try:
                 rows = await self.db.jobs(ids)
@@ -188,8 +191,7 @@ class ClusterQueue(JobQueue):
         rounds = 0
         up_since: float | None = None
         ranked = time.time()  # backoffs that end after this re-rank the queue
-        while True:
-            await asyncio.sleep(tick)
+        while not await wait_event(self._halt, tick):
             rounds += 1
             try:
                 self._workers = await self.db.workers(self.settings.worker_timeout)
@@ -306,9 +308,9 @@ class ClusterQueue(JobQueue):
         now = time.monotonic()
         if now - live.last_saved >= self.settings.progress_interval:
             live.last_saved = now
-            save = asyncio.ensure_future(self.store.set_progress(local.job_id, report))
-            self._background.add(save)
-            save.add_done_callback(self._background.discard)
+            self._in_background(
+                self.store.set_progress(local.job_id, report), f"job {local.job_id}: progress"
+            )
 
     # -- control --------------------------------------------------------------------------------
 

@@ -33,8 +33,10 @@ from procrastinate.job_context import JobContext
 
 from .. import checkpoints, datadir
 from ..backends import select_renderer
+from ..camera import Shot
 from ..config import Settings
 from ..errors import Cancelled, FanslyError, RenderError
+from ..loops import stop_tasks, wait_event
 from ..renderer import RenderResult, RenderSpec, RenderTask, RenderWorker
 from ..retry import Failed, Outcome, Policy, TimedOut, next_state
 from ..vocabulary import Phase, Progress
@@ -61,6 +63,7 @@ class _Current:
     reason: Reason | None = None
     progress: Progress = field(default_factory=lambda: Progress(0.0, Phase.STARTING))
     dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # the progress writer stops
 
     def stop(self, reason: Reason) -> None:
         if self.reason is None:
@@ -103,6 +106,7 @@ class Worker:
         self._draining = False
         self._pq_worker: int | None = None  # procrastinate's id of this worker, once known
         self._run: asyncio.Task[None] | None = None
+        self._halt = asyncio.Event()  # set once the worker stops: the heartbeats end
         self._http: aiohttp.ClientSession | None = None
         assert settings.worker_token is not None
         self._headers = {
@@ -128,7 +132,8 @@ class Worker:
             log.error("worker %s: no renderer can serve: %s", self.name, exc.message)
             self.state = "failed"
             await self._beat()
-            beats.cancel()
+            self._halt.set()
+            await stop_tasks([beats], 2.0, "worker")
             return 2
         log.info("worker %s ready: renderer %s", self.name, renderer.name)
         self.state = "idle"
@@ -142,9 +147,8 @@ class Worker:
             await self._serve()
         finally:
             await self._http.close()
-            beats.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beats
+            self._halt.set()
+            await stop_tasks([beats], 2.0, "worker")
             self.state = "stopped"
             with contextlib.suppress(*_DB_ERRORS):
                 await self._beat()
@@ -238,8 +242,7 @@ class Worker:
             self._run.cancel()  # procrastinate stops fetching and waits for the running job
 
     async def _heartbeats(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.worker_heartbeat)
+        while not await wait_event(self._halt, self.settings.worker_heartbeat):
             try:
                 await self._beat()
             except _DB_ERRORS as exc:
@@ -281,7 +284,9 @@ class Worker:
             keep = current.reason == "shutdown"
             raise
         finally:
-            writer.cancel()
+            current.ended.set()
+            current.dirty.set()
+            await stop_tasks([writer], 2.0, "worker")
             self.current, self.state = None, "idle"
             with contextlib.suppress(*_DB_ERRORS):
                 await self._beat()
@@ -332,6 +337,8 @@ class Worker:
             current.stop("user" if not self._stopping else "shutdown")
             if render is not None:
                 await asyncio.wait([render])
+                if not render.cancelled():
+                    render.exception()  # observed: its outcome is the cancel handled here
             await self._settle_stop(current)
             raise
         except Refused:
@@ -406,16 +413,18 @@ class Worker:
     async def _write_progress(self, current: _Current) -> None:
         """Send the latest progress at most every PROGRESS_INTERVAL; a refused write means
         the attempt lost the job (re-run elsewhere, cancelled): stop rendering it."""
-        while True:
+        while not current.ended.is_set():
             await current.dirty.wait()
             current.dirty.clear()
+            if current.ended.is_set():
+                return
             try:
                 if not await self.db.progress(current.fence, current.progress):
                     current.stop("fenced")
                     return
             except _DB_ERRORS as exc:
                 log.debug("progress not saved: %s", exc)
-            await asyncio.sleep(self.settings.progress_interval)
+            await wait_event(current.ended, self.settings.progress_interval)
 
     # -- artifacts ------------------------------------------------------------------------------
 
@@ -533,6 +542,7 @@ def _spec(row: Row) -> RenderSpec:
         strength=float(row["strength"]),
         seed=int(row["seed"]),
         fps=int(row["fps"]),
+        shot=Shot.from_json(row.get("shot")),
         steps=int(row["steps"]),
     )
 
