@@ -85,10 +85,10 @@ class TelegramBot:
     connect_max_backoff = 300.0
     stop_grace = 5.0
 
-    def __init__(self, settings: Settings, jobs: JobQueue) -> None:
+    def __init__(self, settings: Settings, jobs: JobQueue, store: Store) -> None:
         self.settings = settings
         self.jobs = jobs
-        self.store: Store = jobs.store
+        self.store = store  # the bot's own tables (languages, conversations, deliveries)
         self.bot: Bot | None = None
         self.dispatcher: Dispatcher | None = None
         self.username: str | None = None
@@ -119,6 +119,7 @@ class TelegramBot:
         self.progress = ProgressTracker(
             settings,
             jobs,
+            store,
             bot=self.current_bot,
             language_of_job=self.language_of_job,
             on_completed=self.outbox.wake,

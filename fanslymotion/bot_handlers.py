@@ -2,7 +2,7 @@
 
 aiogram injects what each handler names: the update's pieces (`message`, `callback`,
 `callback_data`, `state`), `lang` from the bot's update middleware, and the dispatcher's workflow
-data set by `TelegramBot`: `telegram` (the TelegramBot), `store`, `jobs` and `settings`.
+data set by `TelegramBot`: `telegram` (the bot, seen through `bot_port.BotPort`), `store`, `jobs` and `settings`.
 `build_router()` only registers them (a router belongs to one dispatcher, so one per bot).
 """
 
@@ -69,7 +69,7 @@ from .store import Job, Store
 from .texts import LANGUAGES, t
 
 if TYPE_CHECKING:
-    from .bot import TelegramBot
+    from .bot_port import BotPort
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ async def on_lang(message: Message, state: FSMContext, lang: str) -> None:
     await show_conv(message, state, t(lang, "lang_prompt"), lang_keyboard(lang))
 
 
-async def on_cancel(message: Message, state: FSMContext, lang: str, telegram: TelegramBot) -> None:
+async def on_cancel(message: Message, state: FSMContext, lang: str, telegram: BotPort) -> None:
     assert message.from_user is not None
     await state.set_state(None)
     # The open menu or step goes with the conversation.
@@ -160,7 +160,7 @@ async def on_cancel(message: Message, state: FSMContext, lang: str, telegram: Te
 
 
 async def status_view(
-    lang: str, user_id: int, telegram: TelegramBot
+    lang: str, user_id: int, telegram: BotPort
 ) -> tuple[str, InlineKeyboardMarkup]:
     """/status: the user's live jobs, each with its true place or progress, and Cancel buttons;
     finished and cancelled jobs are not in it."""
@@ -185,7 +185,7 @@ async def status_view(
     return "\n".join(lines), cancel_list_keyboard(lang, active)
 
 
-async def on_status(message: Message, state: FSMContext, lang: str, telegram: TelegramBot) -> None:
+async def on_status(message: Message, state: FSMContext, lang: str, telegram: BotPort) -> None:
     assert message.from_user is not None
     text, markup = await status_view(lang, message.from_user.id, telegram)
     await show_conv(message, state, text, markup)
@@ -216,7 +216,7 @@ async def on_queue(message: Message, lang: str, store: Store, jobs: JobQueue) ->
     await message.answer(text)
 
 
-async def on_pause(message: Message, lang: str, jobs: JobQueue, telegram: TelegramBot) -> None:
+async def on_pause(message: Message, lang: str, jobs: JobQueue, telegram: BotPort) -> None:
     assert message.from_user is not None
     await jobs.pause()
     log.info("processing paused by admin %s", message.from_user.id)
@@ -224,7 +224,7 @@ async def on_pause(message: Message, lang: str, jobs: JobQueue, telegram: Telegr
     await telegram.progress.refresh_all()  # every waiting job says so, without an ETA
 
 
-async def on_resume(message: Message, lang: str, jobs: JobQueue, telegram: TelegramBot) -> None:
+async def on_resume(message: Message, lang: str, jobs: JobQueue, telegram: BotPort) -> None:
     assert message.from_user is not None
     await jobs.resume()
     log.info("processing resumed by admin %s", message.from_user.id)
@@ -240,7 +240,7 @@ async def on_nav(
     callback_data: Nav,
     state: FSMContext,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
 ) -> None:
     data = await state.get_data()
     # "Menu" works from anywhere (a video, a finished job); the menu's own entries only on the
@@ -304,7 +304,7 @@ async def on_pick(
     state: FSMContext,
     raw_state: str | None,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
 ) -> None:
     step = callback_data.step
     value = decode_choice(step, callback_data.value)
@@ -340,7 +340,7 @@ async def on_lang_pick(
     callback_data: LangButton,
     state: FSMContext,
     raw_state: str | None,
-    telegram: TelegramBot,
+    telegram: BotPort,
 ) -> None:
     """A language picked: the chat follows at once; a conversation in the middle of its steps
     goes on where it was, now in that language."""
@@ -365,7 +365,7 @@ async def on_job_button(
     callback_data: JobButton,
     state: FSMContext,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
     store: Store,
     jobs: JobQueue,
 ) -> None:
@@ -392,7 +392,7 @@ async def on_job_button(
         await reuse_job(callback, action, state, lang, telegram, job)
 
 
-async def cancel_job(callback: CallbackQuery, lang: str, telegram: TelegramBot, job: Job) -> None:
+async def cancel_job(callback: CallbackQuery, lang: str, telegram: BotPort, job: Job) -> None:
     """Cancel from the job's own message or from a list (/status, /cancel): a list is redrawn
     without the job, so it never offers Cancel on a job that is over."""
     message = callback.message
@@ -413,7 +413,7 @@ async def reuse_job(
     action: str,
     state: FSMContext,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
     job: Job,
 ) -> None:
     """again / retry: the same settings now; other / settings: choose some, same photo."""

@@ -24,7 +24,6 @@ from .errors import (
     Unavailable,
     UnsupportedMedia,
 )
-from .models import Progress
 from .store import Job
 from .texts import (
     EN,
@@ -35,6 +34,7 @@ from .texts import (
     t,
     videos,
 )
+from .vocabulary import Progress
 
 MB = 1024 * 1024
 # Bots may download files up to 20 MB through the Bot API (getFile answers "file is too big").
