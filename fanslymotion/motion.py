@@ -283,7 +283,9 @@ class CameraPath:
             self.drift_scale = 0.0
             still = self.windows(ts)
             self.drift_scale = 1.0
-            cx, cy, zoom = (np.concatenate(pair) for pair in zip((cx, cy, zoom), still, strict=True))
+            cx, cy, zoom = (
+                np.concatenate(pair) for pair in zip((cx, cy, zoom), still, strict=True)
+            )
         half = 0.5 / zoom
         # Extent of all windows in base-window units; the base window must fit it into the photo.
         left, right = float(np.min(cx - half)), float(np.max(cx + half))
