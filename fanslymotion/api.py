@@ -458,7 +458,8 @@ async def _follow(
     refreshed = loop.time()
     while True:
         try:
-            event = await asyncio.wait_for(events.get(), HEARTBEAT)
+            async with asyncio.timeout(HEARTBEAT):
+                event = await events.get()
         except TimeoutError:
             await stream.heartbeat()
             continue

@@ -100,3 +100,9 @@ def test_only_the_composition_root_knows_the_cluster() -> None:
 def test_the_cluster_imports_no_bot_and_no_api(module: str) -> None:
     assert not MODULES[module] & {".app", ".api", ".web"}
     assert not any(name.startswith(".bot") for name in MODULES[module])
+
+
+def test_the_loop_helper_imports_nothing_of_ours() -> None:
+    """loops.py is used by every layer (queue, bot, webhooks, cluster): it depends on none."""
+    assert "loops" in MODULES
+    assert not {m for m in MODULES["loops"] if m.startswith(".")}
