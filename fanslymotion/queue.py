@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from . import checkpoints, datadir, photo, webhook
+from . import camera, checkpoints, datadir, photo, webhook
+from .camera import Shot
 from .config import Settings
 from .datadir import move_into_place, remove_quietly, write_atomic
 from .errors import (
@@ -203,16 +204,19 @@ class JobQueue:
         free_mb = await loop.run_in_executor(None, self.free_disk_mb)
         # Room for the job's checkpoints too (SVD writes them as it goes).
         spec = RenderSpec(
-            request.duration, request.resolution, request.motion_preset, fps=self.settings.fps
+            request.duration,
+            request.resolution,
+            request.motion_preset,
+            fps=request.fps or self.settings.fps,
         )
         scratch = self.renderer.scratch_bytes(spec) if self.renderer is not None else 0
         if free_mb - scratch / 2**20 < self.settings.min_free_mb:
             raise InsufficientStorage("the server is out of disk space, please try again later")
-        extension = await loop.run_in_executor(None, self._check_photo, image)
+        extension, shot = await loop.run_in_executor(None, self._check_photo, image, request)
         job_id = str(uuid.uuid4())
         relative = f"inputs/{job_id}{extension}"
         await loop.run_in_executor(None, write_atomic, self.settings.data_dir / relative, image)
-        new = self._new_row(request, job_id, relative, idempotency_key, request_digest)
+        new = self._new_row(request, job_id, relative, idempotency_key, request_digest, shot)
         try:
             job, created = await self.store.create_job(
                 new,
@@ -253,6 +257,7 @@ class JobQueue:
         input_path: str,
         idempotency_key: str | None,
         request_digest: str | None,
+        shot: Shot,
     ) -> NewJob:
         """The row of a validated request: a seed drawn and the service's steps and fps filled
         in where the request leaves them open."""
@@ -273,12 +278,13 @@ class JobQueue:
             strength=request.strength,
             seed=request.seed if request.seed is not None else secrets.randbelow(2**31),
             steps=request.steps if request.steps is not None else self.settings.svd_steps,
-            fps=self.settings.fps,
+            fps=request.fps or self.settings.fps,
             input_path=input_path,
             idempotency_key=idempotency_key,
             request_digest=request_digest,
             webhook_url=hook_url,
             webhook_events=json.dumps(hook_events) if hook_url else None,
+            shot=shot.to_json(),
         )
 
     async def _free_slot_in(self, refusal: TooManyJobs, user_id: int) -> int:
@@ -298,8 +304,9 @@ class JobQueue:
             seconds = min(known) if known else None
         return max(1, math.ceil(seconds)) if seconds is not None else 30
 
-    def _check_photo(self, image: bytes) -> str:
-        """Decode the upload once (in an executor) so bad input fails now, not in the queue."""
+    def _check_photo(self, image: bytes, request: JobRequest) -> tuple[str, Shot]:
+        """Decode the upload once (in an executor) so bad input fails now, not in the queue,
+        and aim the shot at it (keyframes checked, the subject found, warnings)."""
         if len(image) > self.settings.max_upload_bytes:
             from .errors import PayloadTooLarge
 
@@ -307,8 +314,19 @@ class JobQueue:
         img = photo.load_photo(
             image, max_pixels=self.settings.max_pixels, min_side=self.settings.min_side
         )
-        img.close()
-        return ".img"
+        try:
+            shot = camera.prepare(
+                img,
+                request.shot,
+                preset=request.motion_preset,
+                strength=request.strength,
+                resolution=request.resolution,
+                aspect=request.aspect,
+                renderer=self.renderer_name,
+            )
+        finally:
+            img.close()
+        return ".img", shot
 
     async def get(self, job_id: str) -> Job:
         job = await self.store.get_job(job_id)
@@ -369,6 +387,7 @@ class JobQueue:
             seed=job.seed,
             fps=job.fps,
             steps=job.steps,
+            shot=Shot.from_json(job.shot),
         )
 
     def estimate_seconds(self, job: Job) -> float | None:

@@ -174,10 +174,10 @@ class ClusterDB:
         async with self.transaction() as conn:
             cur = await conn.execute(
                 "INSERT INTO fm_jobs (job_id, user_id, duration, resolution, motion_preset,"
-                " aspect, strength, seed, steps, fps, status, attempts, interruptions,"
+                " aspect, strength, seed, steps, fps, shot, status, attempts, interruptions,"
                 " not_before, created_at, updated_at) VALUES (%(job_id)s, %(user_id)s,"
                 " %(duration)s, %(resolution)s, %(motion_preset)s, %(aspect)s, %(strength)s,"
-                " %(seed)s, %(steps)s, %(fps)s, 'queued', %(attempts)s, %(interruptions)s,"
+                " %(seed)s, %(steps)s, %(fps)s, %(shot)s, 'queued', %(attempts)s, %(interruptions)s,"
                 " %(not_before)s, %(created_at)s, fm_now())"
                 " ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
                 {
@@ -198,7 +198,9 @@ class ClusterDB:
                         "not_before",
                         "created_at",
                     )
-                },
+                }
+                # Rows made before the shot existed have none (a plain centred preset).
+                | {"shot": getattr(job, "shot", None)},
             )
             if await cur.fetchone() is None:
                 return False

@@ -32,6 +32,7 @@ import psycopg
 from procrastinate.job_context import JobContext
 
 from .. import checkpoints, datadir
+from ..camera import Shot
 from ..config import Settings
 from ..errors import Cancelled, FanslyError, RenderError
 from ..models import Phase, Progress
@@ -537,6 +538,7 @@ def _spec(row: Row) -> RenderSpec:
         strength=float(row["strength"]),
         seed=int(row["seed"]),
         fps=int(row["fps"]),
+        shot=Shot.from_json(row.get("shot")),
         steps=int(row["steps"]),
     )
 
