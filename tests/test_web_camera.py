@@ -178,6 +178,10 @@ def test_the_editor_aims_the_camera_by_pointer_and_keyboard(browser: Any, site: 
     result = site.get(f"/job/result/{job_id}")[1]
     assert result["parameters"]["camera"] == camera
     assert result["framing"] == "camera"
+    page.wait_for_function(
+        "() => document.getElementById('result-params').innerText.includes('Aimed at')"
+    )
+    assert "Aimed at\nyour frames" in page.inner_text("#result-params")
     assert console.errors == []
 
 
@@ -198,6 +202,8 @@ def test_frame_rate_and_loop_reach_the_job_and_the_preview(browser: Any, site: P
     result = site.get(f"/job/result/{job_id}")[1]
     assert result["fps"] == 30 and result["frames"] == 90
     assert result["parameters"]["loop"] is True and duration == pytest.approx(3.0, abs=0.1)
+    params = page.inner_text("#result-params")
+    assert "Frame rate\n30 fps" in params and "Loop\nyes" in params
     # The choices come back after a reload, in Russian too.
     page.reload()
     page.wait_for_selector("body[data-ready=true]")

@@ -464,14 +464,18 @@ function showParams(result) {
   const rows = [
     ["param.duration", t("opt.seconds", { n: result.duration ?? p.duration })],
     ["param.size", `${result.width}x${result.height} (${p.resolution})`],
-    ["param.motion", t(`motion.${p.motion_preset}`)],
+    ["param.motion", p.camera ? t("aim.camera") : t(`motion.${p.motion_preset}`)],
     ["param.aspect", aspectUsed(result)],
     ["param.strength", String(p.strength)],
     ["param.seed", String(result.seed)],
+    ["param.fps", result.fps ? t("opt.fpsValue", { n: result.fps }) : ""],
+    ["param.loop", p.loop ? t("param.yes") : ""],
+    ["param.framing", result.framing ? t(`aim.${result.framing}`) : ""],
     ["param.renderer", result.renderer || ""],
   ];
+  const shown = rows.filter(([, value]) => value);
   $("result-params").replaceChildren(
-    ...rows.flatMap(([key, value]) => {
+    ...shown.flatMap(([key, value]) => {
       const dt = document.createElement("dt");
       dt.textContent = t(key);
       const dd = document.createElement("dd");
