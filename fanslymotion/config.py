@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     retry_backoff: float = Field(5.0, ge=0)
     job_timeout: float = Field(1800.0, gt=0)
     progress_interval: float = Field(0.5, gt=0)
+    stop_grace: float = Field(10.0, ge=0)  # seconds a stop waits for the running job
 
     # uploads
     max_upload_mb: float = Field(20.0, gt=0)

@@ -20,7 +20,6 @@ from .. import checkpoints, motion
 from ..checkpoints import PassStore, PreviewPlan
 from ..config import Settings
 from ..errors import Cancelled, FanslyError, GPUOutOfMemory, RenderError, Unavailable
-from ..models import Phase, Progress
 from ..renderer import (
     ProgressFn,
     Renderer,
@@ -30,6 +29,7 @@ from ..renderer import (
     RenderTask,
     check_cancel,
 )
+from ..vocabulary import Phase, Progress
 from .chain import Chain
 from .load import (
     _dtype_keyword,
@@ -317,7 +317,7 @@ class SVDRenderer(Renderer):
                 check_cancel(cancel)
                 tracker.encoded(done)
 
-            return self._encode(task, frames, (out_w, out_h), on_frame, progress)
+            return self._encode(task, frames, (out_w, out_h), on_frame, progress, cancel)
         finally:
             if passes is not None:
                 passes.close()  # the passes finished so far are on disk before the job stops
