@@ -257,8 +257,10 @@ def test_a_restart_is_told_as_the_renderer_reports_it(lang: str) -> None:
 
 @pytest.mark.parametrize("lang", texts.LANGUAGES)
 def test_history_pages_and_the_caption(lang: str) -> None:
-    jobs = [(make_job(job_id=f"j{i}", seed=1000 + i, fps=24), f"file{i}") for i in range(7)]
-    jobs[6] = (jobs[6][0], None)  # Telegram's copy was never kept: make it again instead
+    jobs: list[tuple[Job, str | None]] = [
+        (make_job(job_id=f"j{i}", seed=1000 + i, fps=24), f"file{i}" if i < 6 else None)
+        for i in range(7)
+    ]  # the last one's copy was never kept: it can be made again instead
     text, markup = bot_views.history_view(lang, jobs, 0)
     rows = buttons(markup)
     assert [d for _, d in rows[0]] == [f"job:send:j{i}" for i in range(5)]
