@@ -63,6 +63,7 @@ from .bot_telegram import (
 from .bot_views import accepted_text, cancel_keyboard, error_text, missed_keyboard
 from .config import Settings
 from .errors import FanslyError, TooManyJobs
+from .loops import stop_tasks, wait_event
 from .models import JobRequest
 from .queue import JobQueue
 from .store import Job, Store
@@ -95,6 +96,7 @@ class TelegramBot:
         self._state = "off"
         self._reason = "not started"
         self._stopping = False
+        self._halt = asyncio.Event()  # set by stop(): the connect backoff ends at once
         self._runner: asyncio.Task[None] | None = None
         self._progress_task: asyncio.Task[None] | None = None
         self._delivery_task: asyncio.Task[None] | None = None
@@ -174,6 +176,8 @@ class TelegramBot:
             return
         self._enabled = True
         self._stopping = False
+        self._halt.clear()
+        self.progress.halt.clear()
         self._redact = RedactToken(secret)
         for name in REDACTED_LOGGERS:
             logging.getLogger(name).addFilter(self._redact)
@@ -182,30 +186,35 @@ class TelegramBot:
         self._runner = asyncio.create_task(self._run(secret), name="telegram-bot")
 
     async def stop(self) -> None:
-        """Stop polling, progress and deliveries; wait briefly for handlers; close the session."""
+        """Stop polling, progress and deliveries; wait briefly for handlers; close the session.
+
+        Every loop stops on the flag and its wake-up; what is still running after the grace
+        is cancelled, and what does not end even then is logged."""
         self._stopping = True
+        self._halt.set()
+        self.progress.stop()
         if self.dispatcher is not None:
             with contextlib.suppress(RuntimeError, TimeoutError):  # RuntimeError: not polling
-                await asyncio.wait_for(self.dispatcher.stop_polling(), self.stop_grace)
+                async with asyncio.timeout(self.stop_grace):
+                    await self.dispatcher.stop_polling()
         # A delivery in flight may finish: cancelled between its upload and the commit of
         # `sent`, the next process would send the same video again.
         self.outbox.wake()
-        if self._delivery_task is not None:
-            await asyncio.wait(
-                {self._delivery_task, *self.outbox.senders()}, timeout=self.stop_grace
-            )
-        await _end(
+        await stop_tasks(
             [
                 task
                 for task in (self._delivery_task, self._progress_task, self._runner)
                 if task is not None
             ]
             + self.progress.tasks()
-            + self.outbox.senders()
+            + self.outbox.senders(),
+            self.stop_grace,
+            "bot",
         )
         await self._wait_handlers()
         # Handlers that ran meanwhile may have started editors: those stop too.
-        await _end(self.progress.tasks())
+        self.progress.stop()
+        await stop_tasks(self.progress.tasks(), 1.0, "bot")
         self._progress_task = self._delivery_task = self._runner = None
         if self._enabled:
             await self.progress.note_interrupted()
@@ -221,13 +230,7 @@ class TelegramBot:
 
     async def _wait_handlers(self) -> None:
         """Let running handlers finish (a while), then cancel the rest."""
-        if not self._inflight:
-            return
-        _, late = await asyncio.wait(set(self._inflight), timeout=self.stop_grace)
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.wait(late, timeout=1.0)
+        await stop_tasks(set(self._inflight), self.stop_grace, "bot handlers")
 
     def _make_bot(self, token: str) -> Bot:
         api = TelegramAPIServer.from_base(self.settings.telegram_api)
@@ -273,7 +276,7 @@ class TelegramBot:
             if self.bot is bot:
                 self.bot = None  # progress and deliveries wait for the next connection
             await bot.session.close()
-            await asyncio.sleep(delay)
+            await wait_event(self._halt, delay)
             delay = min(delay * 2, self.connect_max_backoff)
 
     async def _connect(self, bot: Bot) -> str | None:
@@ -646,15 +649,6 @@ class _Context(BaseMiddleware):
                 await event.callback_query.answer(t(lang, "private"), show_alert=True)
             elif event.message is not None and event.message.chat.type == "private":
                 await event.message.answer(t(lang, "private"))  # never into a group
-
-
-async def _end(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel tasks and wait for them; whatever they raise on the way out is theirs."""
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
 
 def _heic_to_png(data: bytes, max_pixels: int) -> bytes | None:

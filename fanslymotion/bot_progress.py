@@ -39,6 +39,7 @@ from aiogram.types import FSInputFile, InlineKeyboardMarkup, InputMediaAnimation
 from .bot_telegram import is_not_modified, user_gone
 from .bot_views import progress_view
 from .config import Settings
+from .loops import wait_event
 from .models import Progress
 from .queue import JobEvent, JobQueue, is_closed
 from .store import TERMINAL, Job, parse_time
@@ -124,7 +125,7 @@ class ChatEditor:
             self.task = asyncio.create_task(self.run(), name=f"progress-{self.chat_id}")
 
     async def run(self) -> None:
-        while True:
+        while not self.tracker.halt.is_set():
             for job_id, item in list(self.items.items()):
                 if item.dead or (item.final and not item.pending):
                     del self.items[job_id]
@@ -138,7 +139,7 @@ class ChatEditor:
                 continue
             delay = self.tracker.budget_left(self.chat_id)
             if delay > 0:
-                await asyncio.sleep(delay)
+                await wait_event(self.tracker.halt, delay)
                 continue  # texts may have changed while waiting: take the newest
             item = pending[0]
             # The edited one goes to the back, so two jobs in one chat take turns.
@@ -185,6 +186,8 @@ class ProgressTracker:
         self._replaced: set[str] = set()  # jobs whose deleted message was replaced once
         self._blocked: set[int] = set()  # chats that refused us, until their user writes
         self._edited = asyncio.Event()
+        self.halt = asyncio.Event()  # set by stop(): the loop and the editors end
+        self._events: asyncio.Queue[JobEvent] | None = None  # what run() follows
         self.resumed = asyncio.Event()  # set once the messages of the last run are picked up
         self._interrupted: set[str] = set()  # jobs that were rendering when the last run stopped
         self._finals: dict[str, None] = {}  # jobs whose final text went out (see _FINALS)
@@ -224,6 +227,7 @@ class ProgressTracker:
             del self._tracked[item.job_id]
 
     def track(self, tracked: Tracked) -> None:
+        self._prune()
         self._tracked[tracked.job_id] = tracked
         editor = self._editors.get(tracked.chat_id)
         if editor is None or not editor.running:
@@ -241,9 +245,32 @@ class ProgressTracker:
         """The editors' tasks, for a clean stop."""
         return [e.task for e in self._editors.values() if e.task is not None]
 
+    def held_chats(self) -> set[int]:
+        """Chats with state held here (an editor, or an edit budget still running)."""
+        return set(self._editors) | set(self._next_at)
+
+    def _prune(self) -> None:
+        """Forget chats with nothing in flight: the per-chat state stays as large as the
+        chats with live jobs, not as every chat ever seen."""
+        now = time.monotonic()
+        for chat, until in list(self._next_at.items()):
+            if until <= now:
+                del self._next_at[chat]
+        for chat, editor in list(self._editors.items()):
+            if not editor.running and not editor.items:
+                del self._editors[chat]
+
     def clear(self) -> None:
         self._editors.clear()
         self._tracked.clear()
+
+    def stop(self) -> None:
+        """The flag and the wake-ups: `run` and every chat's editor end at their next look."""
+        self.halt.set()
+        for editor in self._editors.values():
+            editor.wake.set()
+        if self._events is not None:
+            self.jobs.events.end(self._events)
 
     def _poke(self, chat_id: int) -> None:
         editor = self._editors.get(chat_id)
@@ -318,8 +345,7 @@ class ProgressTracker:
             if left <= 0:
                 return
             self._edited.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._edited.wait(), left)
+            await wait_event(self._edited, left)
 
     async def release(self, chat_id: int, message_id: int) -> None:
         """The user took this message over (it shows a menu or a step now): never edit it."""
@@ -354,12 +380,14 @@ class ProgressTracker:
     async def run(self) -> None:
         """Follow job events; between them, reconcile every `reconcile_interval`."""
         async with self.jobs.subscribe() as events:
+            self._events = events
             await self.resume()
             next_reconcile = time.monotonic() + self.reconcile_interval
             while True:
                 try:
                     left = max(0.0, next_reconcile - time.monotonic())
-                    event = await asyncio.wait_for(events.get(), left)
+                    async with asyncio.timeout(left):
+                        event = await events.get()
                 except TimeoutError:
                     await self._guarded(self.reconcile(), "reconcile")
                     next_reconcile = time.monotonic() + self.reconcile_interval

@@ -31,6 +31,8 @@ from ..config import Settings
 from ..datadir import remove_quietly
 from ..errors import Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable
 from ..eta import Kind
+from ..keyed_lock import KeyedLock
+from ..loops import stop_tasks, wait_event
 from ..metrics import Metrics
 from ..models import TERMINAL, JobStatus, Phase, Progress
 from ..queue import JobEvent, JobQueue
@@ -67,9 +69,10 @@ class ClusterQueue(JobQueue):
         self._dirty: set[str] = set()
         self._kick = asyncio.Event()
         self._connected = asyncio.Event()
+        self._halt = asyncio.Event()  # set by stop(): the loops end at their next look
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[Row] = []
-        self._uploads: dict[str, asyncio.Lock] = {}
+        self._uploads = KeyedLock()
         self._applying = asyncio.Lock()
         self._estimator_renderer = MotionRenderer(settings, "estimates for the queue")
 
@@ -96,19 +99,16 @@ class ClusterQueue(JobQueue):
         queued = await self.store.count_jobs(status=JobStatus.QUEUED)
         log.info("cluster front started with %d queued job(s)", queued)
 
-    async def stop(self, grace: float = 10.0) -> None:
+    async def stop(self, grace: float | None = None) -> None:
         """Stop following the database; running jobs go on rendering on their workers."""
         if self._stopping:
             return
+        grace = self.settings.stop_grace if grace is None else grace
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for task in list(self._background):
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await task
+        self._halt.set()
+        self._kick.set()
+        await stop_tasks(self._tasks, min(grace, 2.0), "cluster front")
+        await stop_tasks(list(self._background), grace, "cluster front")
         await self.db.close()
         self.events.close()
 
@@ -140,7 +140,7 @@ class ClusterQueue(JobQueue):
     async def _listen(self) -> None:
         """LISTEN for job changes; after every (re)connect, copy all active jobs again."""
         delay = 0.2
-        while True:
+        while not self._stopping:
             try:
                 conn = await psycopg.AsyncConnection.connect(self.db.url, autocommit=True)
                 async with conn:
@@ -150,21 +150,25 @@ class ClusterQueue(JobQueue):
                         log.info("connection to PostgreSQL is back")
                     delay = 0.2
                     await self._reconcile()
-                    async for note in conn.notifies():
-                        self._dirty.add(note.payload)
-                        self._kick.set()
+                    while not self._halt.is_set():  # a look at the flag at least every second
+                        async for note in conn.notifies(timeout=1.0):
+                            self._dirty.add(note.payload)
+                            self._kick.set()
+                    return
             except _DB_ERRORS as exc:
                 if self._connected.is_set():
                     log.warning("lost the connection to PostgreSQL (%s); reconnecting", exc)
                 self._connected.clear()
-            await asyncio.sleep(delay)
+            await wait_event(self._halt, delay)
             delay = min(delay * 2, 5.0)
 
     async def _mirror(self) -> None:
         """Copy changed shared rows into ours, in bursts."""
-        while True:
+        while not self._stopping:
             await self._kick.wait()
             self._kick.clear()
+            if self._halt.is_set():
+                return
             ids, self._dirty = sorted(self._dirty), set()
             try:
                 rows = await self.db.jobs(ids)
@@ -187,8 +191,7 @@ class ClusterQueue(JobQueue):
         rounds = 0
         up_since: float | None = None
         ranked = time.time()  # backoffs that end after this re-rank the queue
-        while True:
-            await asyncio.sleep(tick)
+        while not await wait_event(self._halt, tick):
             rounds += 1
             try:
                 self._workers = await self.db.workers(self.settings.worker_timeout)
@@ -305,9 +308,9 @@ class ClusterQueue(JobQueue):
         now = time.monotonic()
         if now - live.last_saved >= self.settings.progress_interval:
             live.last_saved = now
-            save = asyncio.ensure_future(self.store.set_progress(local.job_id, report))
-            self._background.add(save)
-            save.add_done_callback(self._background.discard)
+            self._in_background(
+                self.store.set_progress(local.job_id, report), f"job {local.job_id}: progress"
+            )
 
     # -- control --------------------------------------------------------------------------------
 
@@ -390,8 +393,7 @@ class ClusterQueue(JobQueue):
         final = folder / f"{fence.job_id}.mp4"
         try:
             size = await _receive(body, partial, self.settings.max_upload_bytes * 50)
-            lock = self._uploads.setdefault(fence.job_id, asyncio.Lock())
-            async with lock:
+            async with self._uploads.hold(fence.job_id):
                 await self._hold(fence)
                 await loop.run_in_executor(None, partial.replace, final)
                 row = await self.db.complete(
@@ -402,7 +404,6 @@ class ClusterQueue(JobQueue):
                     raise Conflict("this attempt no longer renders the job", code="stale_attempt")
                 job = await self.apply(row)
         finally:
-            self._uploads.pop(fence.job_id, None)
             await loop.run_in_executor(None, remove_quietly, partial)
         if job is None:  # completed there, unknown here (a restore from another time)
             raise NotFound("the front has no row of this job")
@@ -454,8 +455,10 @@ class ClusterQueue(JobQueue):
         return None if estimate is None else max(0.0, estimate - elapsed)
 
     def _running_rest(self) -> float | None:
+        """Seconds until the first running job ends (0 with none; None when one is unknown)."""
         rests = [self._rest(live) for live in self._live.values()]
-        return 0.0 if not rests else (None if None in rests else min(r for r in rests if r))
+        known = [rest for rest in rests if rest is not None]
+        return None if len(known) < len(rests) else min(known, default=0.0)
 
     async def position_and_eta(
         self, job: Job, ahead: list[Job] | None = None
