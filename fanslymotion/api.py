@@ -216,6 +216,8 @@ async def create_job(request: web.Request) -> web.Response:
             source="api",
             webhook_url=params.webhook_url,
             webhook_events=tuple(params.webhook_events or ()),
+            fps=params.fps,
+            shot=params.shot(),
         ),
         image,
         idempotency_key=key,
@@ -228,6 +230,9 @@ async def create_job(request: web.Request) -> web.Response:
         queue_position=position,
         eta_seconds=eta,
         estimated_time=eta,
+        fps=job.fps,
+        framing=job.framing,
+        warnings=job.warnings,
     )
     location = f"{service.settings.public_url}/job/status/{job.job_id}"
     return _json(body, 201 if created else 200, {"Location": location} if created else None)
@@ -312,6 +317,8 @@ async def job_result(request: web.Request) -> web.Response:
         video=_video_state(job),
         video_url=video_url,
         poster_url=poster_url,
+        framing=job.framing,
+        warnings=job.warnings,
     )
     return _json(body)
 

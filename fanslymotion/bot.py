@@ -32,6 +32,7 @@ from aiogram.exceptions import (
     TelegramAPIError,
     TelegramForbiddenError,
     TelegramNetworkError,
+    TelegramRetryAfter,
     TelegramUnauthorizedError,
 )
 from aiogram.fsm.context import FSMContext
@@ -66,7 +67,7 @@ from .loops import stop_tasks, wait_event
 from .models import JobRequest
 from .queue import JobQueue
 from .store import Job, Store
-from .texts import COMMANDS, LANGUAGES, language_from_code, t
+from .texts import COMMANDS, LANGUAGES, language_from_code, t, videos
 
 log = logging.getLogger(__name__)
 
@@ -382,7 +383,7 @@ class TelegramBot:
             try:
                 await bot.send_message(
                     user_id,
-                    t(lang, "missed_videos", n=len(missed)),
+                    t(lang, "missed_videos", videos=videos(lang, len(missed))),
                     reply_markup=missed_keyboard(lang, missed[-1]),
                 )
             except TelegramAPIError as exc:  # the update itself is still handled
@@ -455,10 +456,15 @@ class TelegramBot:
         state: FSMContext,
         reply_to: int | None = None,
         note: str = "",
+        ends_flow: bool = True,
+        collapse: tuple[int, str] | None = None,
     ) -> Job | None:
         """Queue a job and send its "accepted" message, which becomes the progress message.
 
-        Returns None when the service refused (the user got a friendly message).
+        Returns None when the service refused (the user got a friendly message). With
+        `ends_flow` the conversation's steps are over; without (another variant, try again)
+        whatever the user is in the middle of stays as it is. `collapse` (message id, text):
+        the prompt this job answers, shown as that one line once the job is queued.
         """
         request = JobRequest(
             user_id=user_id,
@@ -482,6 +488,8 @@ class TelegramBot:
         # No await between submit() and here: the progress watcher cannot see this job's
         # events before it knows that its message is on the way.
         with self.progress.accepting(job.job_id):
+            if collapse is not None:
+                await self._collapse(bot, chat_id, *collapse)
             tracked = await self._send_accepted(bot, job, chat_id, lang, reply_to, note)
         if tracked is not None:
             await self.store.set_progress_message(job.job_id, tracked.message_id)
@@ -496,25 +504,38 @@ class TelegramBot:
         # Keep the newest few (dicts keep insertion order).
         photos = dict(list(photos.items())[-PHOTOS_KEPT:])
         last = {step: params.get(step) for step in ("duration", "resolution", "motion", "aspect")}
-        # The conversation is over: its buttons are retired, the photo and settings remembered.
-        await state.set_data(
-            {
-                **data,
-                "photos": photos,
-                "last": last,
-                **{"reuse": None, "pending": None, "photo_of": None, "conv": None},
-            }
-        )
-        await state.set_state(None)
+        # The photo and settings are remembered; the caller tidies the conversation's message.
+        update: dict[str, Any] = {"photos": photos, "last": last}
+        if collapse is not None:
+            update["conv"] = None  # answered: no live prompt until the next one
+        if ends_flow:
+            update.update(reuse=None, pending=None, photo_of=None)
+        await state.set_data({**data, **update})
+        if ends_flow:
+            await state.set_state(None)
         return job
+
+    async def _collapse(self, bot: Bot, chat_id: int, message_id: int, text: str) -> None:
+        """An answered prompt becomes its one-line summary, without buttons. An edit like a
+        progress edit: under flood control the chat's progress waits too."""
+        try:
+            await bot.edit_message_text(text=text, chat_id=chat_id, message_id=message_id)
+        except TelegramRetryAfter as exc:
+            self.progress.spend(chat_id, float(exc.retry_after))
+            log.info("prompt %s not collapsed: flood control", message_id)
+        except TelegramAPIError as exc:  # deleted, too old: only the tidying is lost
+            log.debug("prompt %s not collapsed: %s", message_id, exc.message)
 
     async def _send_accepted(
         self, bot: Bot, job: Job, chat_id: int, lang: str, reply_to: int | None, note: str
     ) -> Tracked | None:
         """Send the "accepted" message and track it as the job's progress message."""
-        position = await self.store.queue_position(job.job_id)
-        eta = await self.jobs.eta_seconds(job)
-        text = accepted_text(lang, position=position, eta=eta, paused=self.jobs.paused)
+        _, position, eta = await self.jobs.status_of(job.job_id)
+        # First in line with the renderer idle: it starts now, so it is not "in the queue".
+        at_once = position == 1 and not self.jobs.paused and self.jobs.running_job_id() is None
+        text = accepted_text(
+            lang, position=None if at_once else position, eta=eta, paused=self.jobs.paused
+        )
         text = f"{note}\n{text}" if note else text
         markup = cancel_keyboard(lang, job.job_id)
         try:
@@ -542,6 +563,7 @@ class TelegramBot:
             text=text,
             markup=markup,
             sent=text,
+            start_told=position is None or at_once,
         )
         self.progress.spend(chat_id)  # a new progress message counts like an edit
         self.progress.track(tracked)

@@ -43,6 +43,7 @@ from .loops import wait_event
 from .models import Progress
 from .queue import JobEvent, JobQueue, is_closed
 from .store import TERMINAL, Job, parse_time
+from .texts import t
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,10 @@ def _message_lost(exc: TelegramBadRequest) -> bool:
 
 # The flag that carries the jobs a stopping bot saw rendering to the next run.
 _INTERRUPTED = "bot_interrupted_jobs"
+# The flag of the finished jobs whose final text went out (newest last), so that a start edits
+# none of them again; kept short, as only the last `resume_window` matters.
+_FINALS = "bot_final_edits"
+_FINALS_KEPT = 300
 
 
 @dataclass
@@ -79,6 +84,8 @@ class Tracked:
     preview_sent: int = 0
     is_media: bool = False  # the message shows a preview now: its caption carries the text
     media_refused: bool = False  # Telegram would not take a preview here: text it stays
+    start_told: bool = False  # the message has said that rendering started
+    continued: int | None = None  # after a restart, the pass the renderer continued from
 
     @property
     def wants_preview(self) -> bool:
@@ -183,6 +190,7 @@ class ProgressTracker:
         self._events: asyncio.Queue[JobEvent] | None = None  # what run() follows
         self.resumed = asyncio.Event()  # set once the messages of the last run are picked up
         self._interrupted: set[str] = set()  # jobs that were rendering when the last run stopped
+        self._finals: dict[str, None] = {}  # jobs whose final text went out (see _FINALS)
 
     # -- the budget ----------------------------------------------------------------------------
 
@@ -293,6 +301,9 @@ class ProgressTracker:
         tracked.status = job.status
         if job.status == "queued" and job.attempts > 0:
             tracked.resumed = not job.error  # a failed attempt leaves its error; a restart not
+        phase, step = (live.phase, live.step) if live is not None else (job.phase, job.phase_step)
+        if job.status == "processing" and phase == "resumed" and step:
+            tracked.continued = step  # the renderer continues from a checkpoint at this pass
         tracked.text, tracked.markup = progress_view(
             tracked.lang,
             job,
@@ -302,6 +313,9 @@ class ProgressTracker:
             paused=self.jobs.paused,
             tries=self.settings.max_retries + 1,
             resumed=tracked.resumed,
+            continued=tracked.continued,
+            # Said once, by an edit of this message, then the progress goes on without it.
+            starting=job.status == "processing" and not tracked.start_told,
         )
         self._poke(tracked.chat_id)
 
@@ -401,13 +415,15 @@ class ProgressTracker:
         count = 0
         recent = datetime.now(UTC) - timedelta(seconds=self.resume_window)
         self._interrupted = set((await self.store.get_flag(_INTERRUPTED) or "").split())
+        finals = (await self.store.get_flag(_FINALS) or "").split()
+        self._finals = dict.fromkeys([*finals, *self._finals][-_FINALS_KEPT:])
         chats: set[int] = set()
         for status in ("processing", "queued", "completed", "failed", "cancelled"):
             for job in await self.store.list_jobs(status=status, limit=1000):
                 if job.terminal:
                     ended = parse_time(job.completed_at)
-                    if ended is None or ended < recent:
-                        continue
+                    if ended is None or ended < recent or job.job_id in self._finals:
+                        continue  # long over, or its final text went out already
                 if job.chat_id is not None and job.chat_id not in chats:
                     self.spend(job.chat_id, len(chats) * self.resume_spacing)
                     chats.add(job.chat_id)
@@ -441,7 +457,10 @@ class ProgressTracker:
             user_id=job.user_id,
             chat_id=job.chat_id,
             message_id=job.progress_message_id,
-            lang=await self._language_of_job(job),
+            # The language the message was written in.
+            lang=job.language or await self._language_of_job(job),
+            # A running job's message said it started (in this run or the last).
+            start_told=job.status != "queued",
             # A live job found at start that was running before (or has an attempt behind it)
             # was cut off by the restart.
             resumed=at_start
@@ -543,6 +562,18 @@ class ProgressTracker:
     async def _sent(self, tracked: Tracked, text: str) -> None:
         tracked.sent = text
         tracked.failures, tracked.failing_since = 0, None
+        if tracked.status == "processing" and text.startswith(self._started_line(tracked.lang)):
+            tracked.start_told = True
+        if tracked.final and text == tracked.text and tracked.job_id not in self._finals:
+            self._finals[tracked.job_id] = None
+            while len(self._finals) > _FINALS_KEPT:
+                del self._finals[next(iter(self._finals))]
+            with contextlib.suppress(Exception):  # only a needless edit at the next start
+                await self.store.set_flag(_FINALS, " ".join(self._finals))
+
+    @staticmethod
+    def _started_line(lang: str) -> str:
+        return t(lang, "progress_started").split("\n", 1)[0]
 
     def _failed(self, tracked: Tracked, exc: Exception) -> None:
         """A network or server error: slow the chat down; keep the text for later."""

@@ -26,7 +26,15 @@ from .errors import (
 )
 from .models import Progress
 from .store import Job
-from .texts import EN, LANGUAGE_NAMES, LANGUAGES, motion_description, motion_name, t
+from .texts import (
+    EN,
+    LANGUAGE_NAMES,
+    LANGUAGES,
+    motion_description,
+    motion_name,
+    t,
+    videos,
+)
 
 MB = 1024 * 1024
 # Bots may download files up to 20 MB through the Bot API (getFile answers "file is too big").
@@ -82,6 +90,12 @@ class JobButton(CallbackData, prefix="job"):
 
 class LangButton(CallbackData, prefix="lang"):
     code: str
+
+
+class HistPage(CallbackData, prefix="hist"):
+    """A page of /history (0: the newest videos)."""
+
+    page: int
 
 
 def choices(step: str) -> tuple[str, ...]:
@@ -203,7 +217,7 @@ def step_text(
         return t(lang, "step_duration")
     if step == "motion":
         descriptions = "\n".join(
-            f"• {motion_name(lang, p)} — {motion_description(lang, p)}" for p in motion.PRESETS
+            f"▸ {motion_name(lang, p)} — {motion_description(lang, p)}" for p in motion.PRESETS
         )
         # "Same photo, other motion" is one question, not step 3 of 5.
         key = "step_motion_other" if data.get("reuse") else "step_motion"
@@ -250,16 +264,48 @@ def job_params(lang: str, job: Job) -> str:
     )
 
 
+# Letters and digits that no one mixes up (no 0/O, 1/I/L).
+_VARIANT_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
+def variant_label(seed: int) -> str:
+    """A short name for a variant (its seed): three characters, e.g. "K7Q"."""
+    size = len(_VARIANT_ALPHABET)
+    value = abs(int(seed)) % size**3
+    return "".join(_VARIANT_ALPHABET[(value // size**i) % size] for i in (2, 1, 0))
+
+
+def aspect_label(
+    lang: str, aspect: str, width: int | None = None, height: int | None = None
+) -> str:
+    """The frame shape: "16:9"; auto says what it became when the size is known."""
+    if aspect != "auto":
+        return aspect
+    if width and height:
+        return next(
+            (shape for shape, ratio in _SHAPES if abs(width / height - ratio) < 0.02),
+            t(lang, "aspect_auto"),
+        )
+    return t(lang, "aspect_auto")
+
+
+_SHAPES = (("16:9", 16 / 9), ("9:16", 9 / 16), ("1:1", 1.0), ("4:3", 4 / 3), ("3:4", 3 / 4))
+
+
 def job_caption(lang: str, job: Job, width: int | None = None, height: int | None = None) -> str:
+    """The caption of a delivered video: its parameters and a short variant label."""
+    width, height = width or job.width, height or job.height
     return t(
         lang,
         "caption",
         motion=motion_name(lang, job.motion_preset),
         duration=t(lang, "seconds", n=job.duration),
         resolution=job.resolution,
-        width=width or job.width or "?",
-        height=height or job.height or "?",
-        seed=job.seed,
+        width=width or "?",
+        height=height or "?",
+        aspect=aspect_label(lang, job.aspect, width, height),
+        fps=job.fps,
+        variant=variant_label(job.seed),
     )
 
 
@@ -274,6 +320,16 @@ def result_keyboard(lang: str, job_id: str) -> InlineKeyboardMarkup:
         inline_keyboard=[
             [button(t(lang, "btn_again"), JobButton(action="again", job_id=job_id))],
             [button(t(lang, "btn_other"), JobButton(action="other", job_id=job_id))],
+            [button(t(lang, "btn_menu"), Nav(to="menu"))],
+        ]
+    )
+
+
+def remake_keyboard(lang: str, job_id: str) -> InlineKeyboardMarkup:
+    """Under a video that can't be sent again: make it again (same photo and settings)."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [button(t(lang, "btn_remake"), JobButton(action="again", job_id=job_id))],
             [button(t(lang, "btn_menu"), Nav(to="menu"))],
         ]
     )
@@ -300,16 +356,26 @@ def failure_text(lang: str, error: str | None) -> str:
     return t(lang, "fail_render")
 
 
-def job_note(lang: str, job: Job, *, tries: int, resumed: bool = False) -> str:
-    """A line on a job that is not on its first try: a retry, or a restart of the service."""
+def job_note(
+    lang: str, job: Job, *, tries: int, resumed: bool = False, continued: int | None = None
+) -> str:
+    """A line on a job that is not on its first try: a retry, or a restart of the service.
+
+    After a restart the line says what the renderer reported: continuing from a pass
+    (`continued`, from its "resumed" phase), or starting over once it works without one.
+    """
     if job.terminal:
         return ""
-    if resumed:
-        return t(lang, "note_resumed")
+    if resumed or (job.attempts > 0 and job.status == "queued" and not job.error):
+        if job.status == "queued":
+            return t(lang, "note_resumed")
+        if continued:
+            return t(lang, "note_from_pass", step=continued)
+        if job.phase in ("", "starting", "loading", "preparing"):
+            return t(lang, "note_restart_running")
+        return t(lang, "note_from_start")
     if job.attempts <= 0:
         return ""
-    if job.status == "queued" and not job.error:
-        return t(lang, "note_resumed")
     return t(lang, "note_retry", attempt=min(job.attempts + 1, tries), tries=tries)
 
 
@@ -323,8 +389,13 @@ def progress_view(
     paused: bool = False,
     tries: int = 1,
     resumed: bool = False,
+    continued: int | None = None,
+    starting: bool = False,
 ) -> tuple[str, InlineKeyboardMarkup | None]:
-    """The progress message for a job's state: text and keyboard."""
+    """The progress message for a job's state: text and keyboard.
+
+    `starting`: a running job whose message has not said yet that rendering started.
+    """
     params = job_params(lang, job)
     if job.status == "completed":
         return t(lang, "progress_done", params=params), None
@@ -352,14 +423,14 @@ def progress_view(
             phase = phase_text(lang, live.phase, live.step, live.steps)
         text = t(
             lang,
-            "progress_running",
+            "progress_started" if starting else "progress_running",
             phase=phase,
             percent=int(percent),
             bar=bar(percent),
             eta=format_eta(lang, eta),
             params=params,
         )
-    note = job_note(lang, job, tries=tries, resumed=resumed)
+    note = job_note(lang, job, tries=tries, resumed=resumed, continued=continued)
     return (f"{text}\n{note}" if note else text), keyboard
 
 
@@ -367,7 +438,7 @@ def error_text(lang: str, exc: FanslyError, *, active: int, limit: int) -> str:
     """A friendly, translated text for a domain error (its message is safe to quote)."""
     if isinstance(exc, TooManyJobs):
         if active >= limit:
-            return t(lang, "cap_user", active=active, limit=limit)
+            return t(lang, "cap_user", videos=videos(lang, active), limit=limit)
         return t(lang, "cap_queue", seconds=exc.retry_after or 30)
     if isinstance(exc, BadRequest | UnsupportedMedia | PayloadTooLarge | InvalidParams):
         # The settings come from our own buttons, so an input error is about the photo
@@ -522,3 +593,51 @@ def photo_first_keyboard(lang: str, data: dict[str, Any]) -> InlineKeyboardMarku
         quick = button(t(lang, "btn_last_settings", params=parts), Nav(to="last"))
         return InlineKeyboardMarkup(inline_keyboard=[[quick], *markup.inline_keyboard])
     return markup
+
+
+HISTORY_PAGE = 5  # videos per page of /history
+HISTORY_KEPT = 50  # the most videos /history pages through
+
+
+def history_view(
+    lang: str, entries: list[tuple[Job, str | None]], page: int
+) -> tuple[str, InlineKeyboardMarkup]:
+    """One page of /history: a numbered list (newest first), one button per video (send it
+    again by its kept file id, or make it again when there is none), and paging."""
+    total = len(entries)
+    pages = max(1, -(-total // HISTORY_PAGE))
+    page = min(max(page, 0), pages - 1)
+    first = page * HISTORY_PAGE
+    shown = entries[first : first + HISTORY_PAGE]
+    lines = [t(lang, "history_header", first=first + 1, last=first + len(shown), total=total)]
+    buttons: list[InlineKeyboardButton] = []
+    for n, (job, file_id) in enumerate(shown, start=first + 1):
+        lines.append(
+            t(
+                lang,
+                "history_line",
+                n=n,
+                params=job_params(lang, job),
+                fps=t(lang, "fps", fps=job.fps),
+                variant=variant_label(job.seed),
+            )
+        )
+        if file_id:
+            buttons.append(
+                button(t(lang, "btn_hist_send", n=n), JobButton(action="send", job_id=job.job_id))
+            )
+        else:
+            buttons.append(
+                button(
+                    t(lang, "btn_hist_repeat", n=n), JobButton(action="again", job_id=job.job_id)
+                )
+            )
+    lines.append("")
+    lines.append(t(lang, "history_legend"))
+    paging: list[InlineKeyboardButton] = []
+    if page > 0:
+        paging.append(button(t(lang, "btn_newer"), HistPage(page=page - 1)))
+    if page < pages - 1:
+        paging.append(button(t(lang, "btn_older"), HistPage(page=page + 1)))
+    rows = [buttons, *([paging] if paging else []), [button(t(lang, "btn_menu"), Nav(to="menu"))]]
+    return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=rows)

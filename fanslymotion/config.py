@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     svd_device: str = ""  # empty: cuda when available
     svd_dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"  # auto: fp16 on CUDA
     svd_compile: bool = False  # torch.compile the UNet (for CUDA): faster after a warm-up
-    fps: int = Field(12, ge=1, le=60)
+    fps: int = Field(24, ge=1, le=60)  # a job's default; a job may ask for 24 or 30
     crf: int = Field(20, ge=0, le=51)
     x264_preset: str = "veryfast"
     torch_threads: int = Field(0, ge=0)  # 0: torch's default

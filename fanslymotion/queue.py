@@ -22,15 +22,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from . import checkpoints, datadir, photo, webhook
+from . import camera, checkpoints, datadir, photo, webhook
+from .camera import Shot
 from .config import Settings
 from .datadir import move_into_place, remove_quietly, write_atomic
 from .errors import (
     Cancelled,
-    FanslyError,
     InsufficientStorage,
     NotFound,
-    RenderError,
     TooManyJobs,
     Unavailable,
 )
@@ -40,6 +39,7 @@ from .loops import stop_tasks, wait_event, watch
 from .metrics import Metrics
 from .models import TERMINAL, JobRequest, JobStatus, Phase, Progress
 from .renderer import Preview, Renderer, RenderResult, RenderSpec, RenderTask, RenderWorker
+from .retry import Failed, Outcome, Policy, Stopped, TimedOut, next_state
 from .store import Job, NewJob, Store, check_same_request, parse_time
 
 log = logging.getLogger(__name__)
@@ -207,16 +207,19 @@ class JobQueue:
         free_mb = await loop.run_in_executor(None, self.free_disk_mb)
         # Room for the job's checkpoints too (SVD writes them as it goes).
         spec = RenderSpec(
-            request.duration, request.resolution, request.motion_preset, fps=self.settings.fps
+            request.duration,
+            request.resolution,
+            request.motion_preset,
+            fps=request.fps or self.settings.fps,
         )
         scratch = self.renderer.scratch_bytes(spec) if self.renderer is not None else 0
         if free_mb - scratch / 2**20 < self.settings.min_free_mb:
             raise InsufficientStorage("the server is out of disk space, please try again later")
-        extension = await loop.run_in_executor(None, self._check_photo, image)
+        extension, shot = await loop.run_in_executor(None, self._check_photo, image, request)
         job_id = str(uuid.uuid4())
         relative = f"inputs/{job_id}{extension}"
         await loop.run_in_executor(None, write_atomic, self.settings.data_dir / relative, image)
-        new = self._new_row(request, job_id, relative, idempotency_key, request_digest)
+        new = self._new_row(request, job_id, relative, idempotency_key, request_digest, shot)
         try:
             job, created = await self.store.create_job(
                 new,
@@ -257,6 +260,7 @@ class JobQueue:
         input_path: str,
         idempotency_key: str | None,
         request_digest: str | None,
+        shot: Shot,
     ) -> NewJob:
         """The row of a validated request: a seed drawn and the service's steps and fps filled
         in where the request leaves them open."""
@@ -277,12 +281,13 @@ class JobQueue:
             strength=request.strength,
             seed=request.seed if request.seed is not None else secrets.randbelow(2**31),
             steps=request.steps if request.steps is not None else self.settings.svd_steps,
-            fps=self.settings.fps,
+            fps=request.fps or self.settings.fps,
             input_path=input_path,
             idempotency_key=idempotency_key,
             request_digest=request_digest,
             webhook_url=hook_url,
             webhook_events=json.dumps(hook_events) if hook_url else None,
+            shot=shot.to_json(),
         )
 
     async def _free_slot_in(self, refusal: TooManyJobs, user_id: int) -> int:
@@ -302,8 +307,9 @@ class JobQueue:
             seconds = min(known) if known else None
         return max(1, math.ceil(seconds)) if seconds is not None else 30
 
-    def _check_photo(self, image: bytes) -> str:
-        """Decode the upload once (in an executor) so bad input fails now, not in the queue."""
+    def _check_photo(self, image: bytes, request: JobRequest) -> tuple[str, Shot]:
+        """Decode the upload once (in an executor) so bad input fails now, not in the queue,
+        and aim the shot at it (keyframes checked, the subject found, warnings)."""
         if len(image) > self.settings.max_upload_bytes:
             from .errors import PayloadTooLarge
 
@@ -311,8 +317,19 @@ class JobQueue:
         img = photo.load_photo(
             image, max_pixels=self.settings.max_pixels, min_side=self.settings.min_side
         )
-        img.close()
-        return ".img"
+        try:
+            shot = camera.prepare(
+                img,
+                request.shot,
+                preset=request.motion_preset,
+                strength=request.strength,
+                resolution=request.resolution,
+                aspect=request.aspect,
+                renderer=self.renderer_name,
+            )
+        finally:
+            img.close()
+        return ".img", shot
 
     async def get(self, job_id: str) -> Job:
         job = await self.store.get_job(job_id)
@@ -373,6 +390,7 @@ class JobQueue:
             seed=job.seed,
             fps=job.fps,
             steps=job.steps,
+            shot=Shot.from_json(job.shot),
         )
 
     def estimate_seconds(self, job: Job) -> float | None:
@@ -593,43 +611,46 @@ class JobQueue:
                 )
                 self._cleanup_input(done)
             return
-        if isinstance(outcome, Cancelled) or running.reason in ("user", "shutdown"):
-            if running.reason == "shutdown":
-                back = await self.store.requeue_job(job.job_id, count_attempt=False)
-                if back is not None:
-                    self._transition(back, "stopped by shutdown, will resume")
-                return
-            if running.reason == "user":
-                cancelled = await self.store.cancel_job(job.job_id, running=True)
-                if cancelled is not None:
-                    self._transition(cancelled, f"cancelled after {seconds:.1f}s")
-                    self._cleanup_input(cancelled)
-                return
-            outcome = RenderError(f"the render took longer than {self.settings.job_timeout:.0f} s")
-        await self._failed(job, outcome, seconds)
-
-    async def _failed(self, job: Job, exc: BaseException, seconds: float) -> None:
-        if isinstance(exc, RenderError):
-            retryable, message = exc.retryable, exc.message
-        elif isinstance(exc, FanslyError):
-            retryable, message = False, exc.message  # bad input: another try cannot help
+        if running.reason == "user":
+            cancelled = await self.store.cancel_job(job.job_id, running=True)
+            if cancelled is not None:
+                self._transition(cancelled, f"cancelled after {seconds:.1f}s")
+                self._cleanup_input(cancelled)
+            return
+        ended: Outcome
+        if running.reason == "shutdown":
+            ended = Stopped()
+        elif isinstance(outcome, Cancelled):
+            ended = TimedOut()
         else:
-            retryable, message = True, "internal render error"
-            log.error("job %s: unexpected %s: %s", job.job_id, type(exc).__name__, exc)
-            log.debug("traceback", exc_info=exc)
-        if retryable and job.attempts < self.settings.max_retries:
-            delay = self.settings.retry_backoff * (2**job.attempts)
+            ended = Failed(outcome)
+        await self._retry_or_fail(job, ended, seconds)
+
+    async def _retry_or_fail(self, job: Job, outcome: Outcome, seconds: float) -> None:
+        """Apply the retry policy to the attempt that ended with `outcome`."""
+        after = next_state(Policy.of(self.settings), outcome, attempts=job.attempts)
+        if after.unexpected and isinstance(outcome, Failed):
+            error = outcome.error
+            log.error("job %s: unexpected %s: %s", job.job_id, type(error).__name__, error)
+            log.debug("traceback", exc_info=error)
+        if after.status == "queued":
             back = await self.store.requeue_job(
-                job.job_id, count_attempt=True, not_before=time.time() + delay, error=message
+                job.job_id,
+                count_attempt=after.counted,
+                not_before=time.time() + after.delay if after.delay else 0.0,
+                error=after.error,
             )
             if back is not None:
-                self._transition(
-                    back, f"failed after {seconds:.1f}s: {message}; retry in {delay:.0f}s"
+                note = (
+                    f"failed after {seconds:.1f}s: {after.error}; retry in {after.delay:.0f}s"
+                    if after.counted
+                    else "stopped by shutdown, will resume"
                 )
+                self._transition(back, note)
             return
-        failed = await self.store.fail_job(job.job_id, message)
+        failed = await self.store.fail_job(job.job_id, after.error or "failed")
         if failed is not None:
-            self._transition(failed, f"after {seconds:.1f}s: {message}")
+            self._transition(failed, f"after {seconds:.1f}s: {after.error}")
             self._cleanup_input(failed)
 
     def _on_progress(self, running: _Running, report: Progress) -> None:

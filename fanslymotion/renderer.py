@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from . import motion, photo, video
+from . import camera, motion, photo, subject, video
+from .camera import Shot
 from .config import Settings
 from .errors import Cancelled, FanslyError, RenderError, Unavailable
 from .models import Phase, Progress
@@ -51,8 +52,10 @@ class RenderSpec:
     aspect: str = "auto"
     strength: float = 0.5
     seed: int = 0
-    fps: int = 12
+    fps: int = 24
     steps: int = 25
+    shot: Shot = field(default_factory=Shot)
+    """How the clip is aimed (focus, keyframes, loop, the subject the front found)."""
 
     @property
     def frames(self) -> int:
@@ -228,13 +231,14 @@ class MotionRenderer(Renderer):
         progress(Progress(0.0, Phase.PREPARING))
         image, (width, height) = self._open_photo(task)
         total = spec.frames
-        frames = motion.motion_frames(
-            image,
-            out_size=(width, height),
-            n_frames=total,
-            preset=spec.motion,
-            strength=spec.strength,
+        shot = spec.shot
+        if shot.subject is None:  # a job made without one (the CLI, an older row): look now
+            found = None if shot.focus or shot.keyframes else subject.find_subject(image)
+            shot = camera.aim(shot, found)
+        path = camera.plan(
+            spec.motion, spec.strength, image.size, (width, height), shot=shot, seed=spec.seed
         )
+        frames = motion.render_path(image, path, total)
         started = time.monotonic()
 
         def on_frame(done: int) -> None:

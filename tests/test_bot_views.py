@@ -132,7 +132,7 @@ def test_progress_view_for_every_state(lang: str) -> None:
     assert text.endswith(texts.t(lang, "note_retry", attempt=2, tries=3))
     again = make_job(status="processing", attempts=0, progress=10.0, phase="rendering")
     text, _ = bot_views.progress_view(lang, again, eta=5, position=None, resumed=True)
-    assert text.endswith(texts.t(lang, "note_resumed"))
+    assert text.endswith(texts.t(lang, "note_from_start"))  # rendering: it starts over
 
 
 def test_eta_is_coarse_so_edits_stay_rare() -> None:
@@ -145,7 +145,7 @@ def test_eta_is_coarse_so_edits_stay_rare() -> None:
 def test_error_texts_are_translated() -> None:
     cap = TooManyJobs("too many", retry_after=30)
     assert bot_views.error_text("ru", cap, active=3, limit=3) == texts.t(
-        "ru", "cap_user", active=3, limit=3
+        "ru", "cap_user", videos=texts.videos("ru", 3), limit=3
     )
     details = {"width": 40, "height": 30, "min_side": 64}
     small = BadRequest("photo too small", code="photo_too_small", details=details)

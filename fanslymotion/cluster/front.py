@@ -36,15 +36,18 @@ from ..errors import (
     InvalidParams,
     NotFound,
     PayloadTooLarge,
+    RenderError,
     Unauthorized,
     Unavailable,
 )
 from ..eta import Kind
+from ..keyed_lock import KeyedLock
 from ..loops import stop_tasks, wait_event
 from ..metrics import Metrics
 from ..models import TERMINAL, JobStatus, Phase, Progress
 from ..queue import JobEvent, JobQueue
 from ..renderer import MotionRenderer
+from ..retry import Failed, Policy, next_state
 from ..store import Job, Store
 from ..store.jobs import MIRRORED
 from .db import Attempt, ClusterDB, Row
@@ -80,7 +83,7 @@ class ClusterQueue(JobQueue):
         self._halt = asyncio.Event()  # set by stop(): the loops end at their next look
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[Row] = []
-        self._uploads: dict[str, asyncio.Lock] = {}
+        self._uploads = KeyedLock()
         self._applying = asyncio.Lock()
         self._estimator_renderer = MotionRenderer(settings, "estimates for the queue")
 
@@ -402,8 +405,7 @@ class ClusterQueue(JobQueue):
         try:
             size = await _receive(body, partial, self.settings.max_upload_bytes * 50)
             await self._check_video(fence, partial, facts)
-            lock = self._uploads.setdefault(fence.job_id, asyncio.Lock())
-            async with lock:
+            async with self._uploads.hold(fence.job_id):
                 await self._hold(fence)
                 await loop.run_in_executor(None, partial.replace, final)
                 row = await self.db.complete(
@@ -414,7 +416,6 @@ class ClusterQueue(JobQueue):
                     raise Conflict("this attempt no longer renders the job", code="stale_attempt")
                 job = await self.apply(row)
         finally:
-            self._uploads.pop(fence.job_id, None)
             await loop.run_in_executor(None, remove_quietly, partial)
         if job is None:  # completed there, unknown here (a restore from another time)
             raise NotFound("the front has no row of this job")
@@ -449,15 +450,18 @@ class ClusterQueue(JobQueue):
             fence.worker,
             problem,
         )
-        message = "the rendered video arrived damaged"
+        damaged = RenderError("the rendered video arrived damaged")
+        after = next_state(Policy.of(self.settings), Failed(damaged), attempts=fence.attempt)
         try:
-            if fence.attempt < self.settings.max_retries:
-                delay = self.settings.retry_backoff * (2**fence.attempt)
+            if after.status == "queued":
                 row = await self.db.requeue(
-                    fence, count_attempt=True, not_before=time.time() + delay, error=message
+                    fence,
+                    count_attempt=True,
+                    not_before=time.time() + after.delay,
+                    error=after.error,
                 )
             else:
-                row = await self.db.fail(fence, message)
+                row = await self.db.fail(fence, after.error or damaged.message)
         except _DB_ERRORS as exc:
             raise Unavailable(
                 "the job database is not reachable, try again", retry_after=2
@@ -512,8 +516,10 @@ class ClusterQueue(JobQueue):
         return None if estimate is None else max(0.0, estimate - elapsed)
 
     def _running_rest(self) -> float | None:
+        """Seconds until the first running job ends (0 with none; None when one is unknown)."""
         rests = [self._rest(live) for live in self._live.values()]
-        return 0.0 if not rests else (None if None in rests else min(r for r in rests if r))
+        known = [rest for rest in rests if rest is not None]
+        return None if len(known) < len(rests) else min(known, default=0.0)
 
     async def position_and_eta(
         self, job: Job, ahead: list[Job] | None = None

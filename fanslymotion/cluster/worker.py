@@ -32,11 +32,13 @@ import psycopg
 from procrastinate.job_context import JobContext
 
 from .. import checkpoints, datadir
+from ..camera import Shot
 from ..config import Settings
 from ..errors import Cancelled, FanslyError, RenderError
 from ..loops import stop_tasks, wait_event
 from ..models import Phase, Progress
 from ..renderer import RenderResult, RenderSpec, RenderTask, RenderWorker
+from ..retry import Failed, Outcome, Policy, TimedOut, next_state
 from .db import QUEUE, TASK, Attempt, ClusterDB, Row
 
 log = logging.getLogger(__name__)
@@ -396,34 +398,28 @@ class Worker:
             log.info("job %s cancelled on %s", fence.job_id, self.name)
 
     async def _failed(self, current: _Current, exc: BaseException, seconds: float) -> bool:
-        """A render error: retried with backoff while attempts are left, as on one box.
-        True when it will be retried."""
+        """A render error: the retry policy of both deployments decides. True when it will be
+        retried."""
         fence = current.fence
-        if current.reason == "timeout":
-            exc = RenderError(f"the render took longer than {self.settings.job_timeout:.0f} s")
-        if isinstance(exc, RenderError):
-            retryable, message = exc.retryable, exc.message
-        elif isinstance(exc, FanslyError):
-            retryable, message = False, exc.message
-        else:
-            retryable, message = True, "internal render error"
+        outcome: Outcome = TimedOut() if current.reason == "timeout" else Failed(exc)
+        after = next_state(Policy.of(self.settings), outcome, attempts=fence.attempt)
+        if after.unexpected:
             log.error("job %s: unexpected %s: %s", fence.job_id, type(exc).__name__, exc)
-        if retryable and fence.attempt < self.settings.max_retries:
-            delay = self.settings.retry_backoff * (2**fence.attempt)
+        if after.status == "queued":
             back = await self.db.requeue(
-                fence, count_attempt=True, not_before=time.time() + delay, error=message
+                fence, count_attempt=True, not_before=time.time() + after.delay, error=after.error
             )
             if back is not None:
                 log.info(
                     "job %s queued after %.1fs: %s; retry in %.0fs",
                     fence.job_id,
                     seconds,
-                    message,
-                    delay,
+                    after.error,
+                    after.delay,
                 )
             return True
-        if await self.db.fail(fence, message) is not None:
-            log.info("job %s failed after %.1fs: %s", fence.job_id, seconds, message)
+        if await self.db.fail(fence, after.error or "failed") is not None:
+            log.info("job %s failed after %.1fs: %s", fence.job_id, seconds, after.error)
         return False
 
     def _on_progress(self, current: _Current, report: Progress) -> None:
@@ -566,6 +562,7 @@ def _spec(row: Row) -> RenderSpec:
         strength=float(row["strength"]),
         seed=int(row["seed"]),
         fps=int(row["fps"]),
+        shot=Shot.from_json(row.get("shot")),
         steps=int(row["steps"]),
     )
 
