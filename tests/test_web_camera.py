@@ -182,6 +182,11 @@ def test_the_editor_aims_the_camera_by_pointer_and_keyboard(browser: Any, site: 
         "() => document.getElementById('result-params').innerText.includes('Aimed at')"
     )
     assert "Aimed at\nyour frames" in page.inner_text("#result-params")
+    # A reload keeps the editor on, with the same frames over the same photo.
+    page.reload()
+    page.wait_for_selector(_key(page, "Middle"))
+    assert page.get_by_label("Aim the camera myself").is_checked()
+    assert _camera(page) == camera
     assert console.errors == []
 
 

@@ -156,7 +156,7 @@ function options() {
     strength: Number(form.namedItem("strength").value),
   };
   if (offers("fps") && form.namedItem("fps").value) out.fps = Number(form.namedItem("fps").value);
-  if (offers("camera") && state.editing) out.camera = editor.value();
+  if (offers("camera") && state.editing && editor.keys.length >= 2) out.camera = editor.value();
   if (offers("loop")) out.loop = form.namedItem("loop").checked;
   const seed = form.namedItem("seed").value.trim();
   return seed === "" ? out : { ...out, seed: Number(seed) };
@@ -182,6 +182,7 @@ function pathArrived(path) {
   const aspect = path.output.width / path.output.height;
   if (state.editing && !editor.keys.length) {
     editor.reset(editor.keysFrom(path, state.keptCamera && readOptions().camera), aspect);
+    setTimeout(optionsChanged); // the path through these frames, in place of the preset's
   }
   editor.setAspect(aspect);
   showWarning(path);
