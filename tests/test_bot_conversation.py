@@ -435,3 +435,83 @@ async def test_restarts_say_what_happens_and_leave_finished_messages_alone(
     assert any(say["from_start"] in x for x in said)  # the camera renderer starts over
     assert not any(say["from_pass"] in x for x in said)
     assert any(say["restarted"] in x for x in said)
+
+
+# -- issue 21's bot parts: fps, the subject grid, the one-tap lower resolution ---------------------
+
+SHOT_WORDS = {
+    "en": {
+        "fps": "• 30 fps",
+        "grid": "Where is the subject?",
+        "subject": "🎯 Subject: top right",
+        "warning": "The photo is small for 720p: it will be enlarged 1.8×",
+        "lower": "📉 Make it 360p instead",
+        "caption": "360p (640×360) · 16:9 · 30 fps",
+    },
+    "ru": {
+        "fps": "• 30 кадр/с",
+        "grid": "Где главный объект?",
+        "subject": "🎯 Объект: вверху справа",
+        "warning": "Фото маловато для 720p: его придётся увеличить в 1,8 раза",
+        "lower": "📉 Сделать в 360p",
+        "caption": "360p (640×360) · 16:9 · 30 кадр/с",
+    },
+}
+
+
+@USERS
+async def test_fps_subject_grid_and_a_lower_resolution_in_one_tap(
+    stack: Stack, tg: FakeTelegram, user: FakeUser, tmp_path: Any
+) -> None:
+    from fanslymotion import video
+
+    say = SHOT_WORDS["ru" if user.language_code == "ru" else "en"]
+    await stack.start()
+    menu = await open_menu(tg, user)
+    await tg.press(user, menu, "nav:new")
+    await pick(tg, user, "pick:duration:3")
+    await pick(tg, user, "pick:fps:30")  # an option: the resolution step stays, marked
+    await tg.wait_for(
+        lambda: say["fps"] in [x for x, _ in tg.buttons(tg.message(user.id, menu["message_id"]))],
+        5,
+        "30 fps marked",
+    )
+    await pick(tg, user, "pick:resolution:720p")
+    await pick(tg, user, "pick:motion:pan_l")
+    await pick(tg, user, "pick:subject:open")
+    grid = await tg.wait_message(user.id, say["grid"])
+    assert grid["message_id"] == menu["message_id"]  # the same live message
+    assert len([d for _, d in tg.buttons(grid) if d.startswith("pick:subject:")]) == 10
+    await tg.press(user, grid, "pick:subject:2")  # top right
+    await tg.wait_for(
+        lambda: (
+            say["subject"] in [x for x, _ in tg.buttons(tg.message(user.id, menu["message_id"]))]
+        ),
+        5,
+        "the aspect step with the subject",
+    )
+    await pick(tg, user, "pick:aspect:auto")
+    await wait_button(tg, user.id, "back:aspect")
+    await tg.send_photo(user, photo_bytes(800, 600))
+    # Before rendering: the warning, and the lower resolution one tap away.
+    accepted = await progress_message(tg, user)
+    first_id = job_id_of(tg, accepted)
+    assert say["warning"] in _text(accepted)
+    assert (say["lower"], f"job:lower:{first_id}") in tg.buttons(accepted)
+    await tg.press(user, accepted, f"job:lower:{first_id}")
+    first = await wait_job(stack, first_id, "cancelled")
+    assert (first.resolution, first.fps, first.focus) == ("720p", 30, {"x": 0.8333, "y": 0.1667})
+    call = await wait_video(tg, user)
+    assert say["caption"] in call.get("caption")
+    path = tmp_path / "lower.mp4"
+    path.write_bytes(tg.uploaded(call))
+    info = video.probe(path)
+    assert (info.width, info.height, info.frames) == (640, 360, 3 * 30)
+    jobs = await stack.store.list_jobs(user_id=user.id, status="completed", limit=5)
+    assert [(j.resolution, j.fps, j.focus) for j in jobs] == [("360p", 30, first.focus)]
+    assert not upscale_warned(jobs[0])
+    assert await stack.store.count_jobs() == 2
+
+
+def upscale_warned(job: Any) -> bool:
+    return any(w.get("code") == "upscale" for w in job.warnings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -288,3 +289,30 @@ def test_every_text_the_bot_names_exists_in_both_languages() -> None:
     for path in root.glob("bot*.py"):
         named |= set(re.findall(r"\bt\(\s*\w+,\s*\"(\w+)\"", path.read_text()))
     assert named and named <= set(texts.EN) and named <= set(texts.RU)
+
+
+@pytest.mark.parametrize("lang", texts.LANGUAGES)
+def test_fps_and_subject_options_and_the_upscale_warning(lang: str) -> None:
+    rows = buttons(bot_views.step_keyboard(lang, "resolution", {"fps": 30}))
+    assert rows[-2] == [
+        (texts.t(lang, "fps", fps=24), "pick:fps:24"),
+        ("• " + texts.t(lang, "fps", fps=30), "pick:fps:30"),
+    ]
+    rows = buttons(bot_views.step_keyboard(lang, "aspect", {"focus": {"x": 0.1, "y": 0.9}}))
+    assert rows[-2] == [
+        (texts.t(lang, "btn_subject", where=texts.t(lang, "subject_6")), "pick:subject:open")
+    ]
+    for cell in range(9):
+        assert bot_views.cell_of_focus(bot_views.focus_of_cell(cell)) == cell
+    _, markup = bot_views.subject_view(lang, {"focus": bot_views.focus_of_cell(4)})
+    grid = buttons(markup)
+    assert [len(row) for row in grid] == [3, 3, 3, 1, 1] and grid[1][1][0].startswith("• ")
+    assert grid[-1] == [(texts.t(lang, "btn_back"), "back:aspect")]
+    warning = {"code": "upscale", "factor": 2.84, "max_resolution": "480p", "message": "x"}
+    job = make_job(resolution="1080p", shot=json.dumps({"warnings": [warning]}))
+    text, live = bot_views.progress_view(lang, job, eta=5, position=1)
+    assert ("2,8" if lang == "ru" else "2.8") in text and "1080p" in text
+    assert buttons(live)[0] == [(texts.t(lang, "btn_lower", resolution="480p"), "job:lower:j1")]
+    done = dataclasses.replace(job, status="completed")
+    text, over = bot_views.progress_view(lang, done, eta=None, position=None)
+    assert over is None and "🔍" not in text  # over: no warning, no button
