@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import sqlite3
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -19,6 +19,7 @@ from . import datadir
 from .api import create_app
 from .backends import select_renderer
 from .config import Settings, model_problem, unknown_variables
+from .dispatcher import LocalExecutor
 from .errors import FanslyError, Unavailable
 from .metrics import Metrics
 from .queue import JobQueue
@@ -27,7 +28,7 @@ from .store import Store
 from .webhook import WebhookSender, status_body
 
 if TYPE_CHECKING:
-    from .cluster.front import ClusterQueue
+    from .cluster.front import ClusterExecutor
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class Service:
         self._housekeeping: asyncio.Task[None] | None = None
         self._stopped = False
         self.port: int | None = None
+        self.cluster: ClusterExecutor | None = None  # the cluster's executor (its routes)
 
     @classmethod
     async def start(cls, settings: Settings, *, http: bool = True) -> Service:
@@ -79,7 +81,7 @@ class Service:
             undo.push_async_callback(store.close)
             await loop.run_in_executor(None, datadir.clean_leftovers, settings)
             metrics = Metrics()
-            jobs = await _job_queue(settings, store, metrics)
+            jobs, cluster = await _job_queue(settings, store, metrics)
             undo.push_async_callback(jobs.stop)
             # Raises Unavailable for RENDERER=svd without CUDA or weights.
             await jobs.start()
@@ -91,6 +93,7 @@ class Service:
                 except Unavailable as exc:
                     raise Unavailable(f"the SVD renderer failed to load: {exc.message}") from exc
             service = cls(settings, store, jobs, metrics, lock)
+            service.cluster = cluster
             undo.pop_all()  # from here on, service.stop() undoes it all
             undo.push_async_callback(service.stop)
             if settings.webhook_secret is not None:
@@ -116,7 +119,9 @@ class Service:
         if self.settings.cluster:
             from .cluster import routes
 
-            routes.add_routes(app, lambda request: cast("ClusterQueue", self.jobs))
+            executor = self.cluster
+            assert executor is not None
+            routes.add_routes(app, lambda request: executor)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
@@ -163,23 +168,28 @@ class Service:
         log.info("stopped")
 
 
-async def _job_queue(settings: Settings, store: Store, metrics: Metrics) -> JobQueue:
-    """The single box's queue with its GPU thread, or, with DATABASE_URL, the cluster's."""
+async def _job_queue(
+    settings: Settings, store: Store, metrics: Metrics
+) -> tuple[JobQueue, ClusterExecutor | None]:
+    """The job service with the single box's executor (its GPU thread), or, with
+    DATABASE_URL, the cluster's (PostgreSQL and the workers)."""
     if not settings.cluster:
         worker = RenderWorker(settings, functools.partial(select_renderer, settings))
-        return JobQueue(settings, store, worker, metrics=metrics)
+        local = LocalExecutor(settings, store, worker)
+        return JobQueue(settings, store, local, metrics=metrics), None
     import psycopg
     import psycopg_pool
 
     from .cluster.db import ClusterDB
-    from .cluster.front import ClusterQueue
+    from .cluster.front import ClusterExecutor
 
     assert settings.database_url is not None
     try:
         db = await ClusterDB.open(settings.database_url.get_secret_value())
     except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
         raise Unavailable(f"cannot reach PostgreSQL at FANSLYMOTION_DATABASE_URL: {exc}") from exc
-    return ClusterQueue(settings, store, db, metrics)
+    cluster = ClusterExecutor(settings, store, db)
+    return JobQueue(settings, store, cluster, metrics=metrics), cluster
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,9 +1,9 @@
-"""The job state machine: submission, dispatch, retries, cancel, events and ETAs.
+"""The job service: submission, the fair order's positions and ETAs, cancel, pause, events and
+the retry policy's transitions, the same for both deployments.
 
-Jobs wait as `queued` rows in SQLite; the store decides which one is served next (the fair
-order in `Store.queue`), and an event on the loop wakes the dispatcher when something changes.
-The dispatcher serves one job at a time through the `RenderWorker`, which owns the GPU thread
-and the renderer; progress comes back on the loop.
+Jobs wait as `queued` rows in the service's store; an executor (`executor.Executor`) renders
+them and reports back: `dispatcher.LocalExecutor` on one box (the dispatcher and the GPU
+thread), `cluster.front.ClusterExecutor` in a cluster (PostgreSQL, procrastinate, workers).
 """
 
 from __future__ import annotations
@@ -14,104 +14,82 @@ import json
 import logging
 import math
 import secrets
-import threading
 import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from . import camera, checkpoints, datadir, photo, webhook
 from .camera import Shot
 from .config import Settings
-from .datadir import move_into_place, remove_quietly, write_atomic
-from .errors import (
-    Cancelled,
-    InsufficientStorage,
-    NotFound,
-    TooManyJobs,
-    Unavailable,
-)
+from .datadir import remove_quietly, write_atomic
+from .errors import InsufficientStorage, NotFound, TooManyJobs, Unavailable
 from .eta import Estimator, Kind, finish_of, first_free, rest_of
 from .events import EventHub, JobEvent, is_closed
-from .loops import stop_tasks, wait_event, watch
+from .executor import CancelledByUser, Ending, Executor, Rendered, spec_of
+from .loops import stop_tasks, watch
 from .metrics import Metrics
 from .models import JobRequest
-from .renderer import Preview, Renderer, RenderResult, RenderSpec, RenderTask, RenderWorker
-from .retry import Failed, Outcome, Policy, Stopped, TimedOut, next_state
-from .store import Job, NewJob, Store, check_same_request, parse_time
+from .renderer import Preview, Renderer, RenderSpec
+from .retry import Failed, Outcome, Policy, next_state
+from .store import Job, NewJob, Store, check_same_request
 from .vocabulary import TERMINAL, JobStatus, Phase, Progress
 
 log = logging.getLogger(__name__)
 
 __all__ = ["JobEvent", "JobQueue", "is_closed"]  # the events' names stay importable here
 
-StopReason = Literal["user", "shutdown", "timeout"]
-
 
 @dataclass
-class _Running:
+class _Live:
+    """A job rendering now, as the service last heard of it."""
+
     job: Job
-    cancel: threading.Event
     started: float
-    renderer: Renderer
-    reason: StopReason | None = None
     progress: Progress = field(default_factory=lambda: Progress(0.0, Phase.STARTING))
     last_saved: float = 0.0
-    done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class JobQueue:
-    """The job service used by the HTTP API and the bot."""
+    """The job service used by the HTTP API and the bot; `executor` renders its jobs."""
 
     def __init__(
         self,
         settings: Settings,
         store: Store,
-        worker: RenderWorker | None,
+        executor: Executor,
         metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
         self.store = store
-        self._worker = worker  # None in cluster mode, where workers render (cluster.front)
-        self._wake = asyncio.Event()
-        self._dispatcher: asyncio.Task[None] | None = None
-        self._running: _Running | None = None
+        self.executor = executor
         self.events = EventHub()
-        self._resumed = asyncio.Event()
-        self._resumed.set()
+        self.estimator = Estimator()
+        self._live: dict[str, _Live] = {}
         self._stopping = False
         self._background: set[asyncio.Task[Any]] = set()
-        self.estimator = Estimator()
 
     # -- life cycle ---------------------------------------------------------------------------
 
     @property
-    def worker(self) -> RenderWorker:
-        """The GPU thread of this process (the single box only)."""
-        assert self._worker is not None, "this queue renders on cluster workers"
-        return self._worker
-
-    @property
     def renderer(self) -> Renderer | None:
-        """The renderer that serves, once loaded (None while it loads)."""
-        return self.worker.renderer
+        """The renderer of this process once loaded (None while it loads, and on a front)."""
+        return self.executor.renderer
 
     @property
     def renderer_name(self) -> str:
         """The name of the renderer that serves, or of the one loading."""
-        return self.worker.state.name
+        return self.executor.renderer_name
 
     async def refresh_metrics(self) -> None:
         """Bring the gauges that are read on demand up to date (before a /metrics answer)."""
         for status, count in (await self.store.counts_by_status()).items():
             self.metrics.jobs.labels(status).set(count)
         self.metrics.queue_length.set(await self.store.count_jobs(status=JobStatus.QUEUED))
-        renderer = self.renderer
-        for kind, value in (renderer.memory_stats() if renderer else {}).items():
-            self.metrics.gpu_memory.labels(kind).set(value)
+        await self.executor.refresh_metrics(self.metrics)
 
     @property
     def stopping(self) -> bool:
@@ -119,63 +97,40 @@ class JobQueue:
 
     @property
     def paused(self) -> bool:
-        return not self._resumed.is_set()
+        return self.executor.paused
 
     async def start(self) -> None:
-        """Recover interrupted jobs, start the worker (which loads the renderer) and the
-        dispatcher. Raises `Unavailable` when RENDERER=svd cannot even be tried."""
+        """Learn the measured render times and start the executor. Raises `Unavailable` when
+        RENDERER=svd cannot even be tried."""
         for folder in (self.settings.hot_dir, self.settings.inputs_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        if await self.store.get_flag("paused") == "1":
-            self._resumed.clear()
-            log.info("processing is paused (an admin paused it before the restart)")
         for kind, seconds in await self.store.render_times():
             self.estimator.learn(Kind(*kind), seconds)
-        _, failed = await self.store.recover(self.settings.max_retries)
-        for job in failed:
-            self._transition(job, job.error or "")
-            self._cleanup_input(job)
-        self.worker.start()
-        self._dispatcher = asyncio.create_task(self._dispatch(), name="dispatcher")
+        await self.executor.start(self)
         queued = await self.store.count_jobs(status=JobStatus.QUEUED)
-        log.info("queue started with %d queued job(s)", queued)
+        log.info("job service started with %d queued job(s)", queued)
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop taking jobs, bring the running one back to `queued`, end the GPU thread.
-
-        The dispatcher ends on the flag after its job; past `grace` (STOP_GRACE) it is
-        cancelled, and the job in hand is parked all the same (see `_run`), uncounted."""
+        """Stop taking jobs; the executor parks what it renders here back in the queue."""
         if self._stopping:
             return
         grace = self.settings.stop_grace if grace is None else grace
         self._stopping = True
-        self._wake.set()
-        running = self._running
-        if running is not None:
-            running.reason = "shutdown"
-            running.cancel.set()
-            if not await wait_event(running.done, grace):
-                log.warning("job %s still rendering after %.1fs", running.job.job_id, grace)
-        if self._dispatcher is not None:
-            ended = running is None or running.done.is_set()
-            await stop_tasks([self._dispatcher], 1.0 if ended else 0.0, "dispatcher")
+        await self.executor.stop(grace)
         await stop_tasks(list(self._background), grace, "queue")
-        await self.worker.stop(grace)
         self.events.close()
 
-    async def wait_ready(self) -> Renderer:
-        """The renderer once it is loaded (or replaced by the motion renderer under `auto`)."""
-        return await self.worker.ready()
+    async def wait_ready(self) -> None:
+        """Return once the executor can render (the renderer loaded, or replaced by the motion
+        renderer under `auto`)."""
+        await self.executor.ready()
 
     async def pause(self) -> None:
-        await self.store.set_flag("paused", "1")
-        self._resumed.clear()
+        await self.executor.set_paused(True)
         log.info("processing paused")
 
     async def resume(self) -> None:
-        await self.store.set_flag("paused", "0")
-        self._resumed.set()
-        self._wake.set()
+        await self.executor.set_paused(False)
         log.info("processing resumed")
 
     # -- submission and control ---------------------------------------------------------------
@@ -252,13 +207,9 @@ class JobQueue:
             job.seed,
             job.source,
         )
-        await self._enqueued(job)
-        self._publish(JobEvent("status", job, await self.eta_seconds(job)))
+        await self.executor.enqueued(job)
+        self.events.publish(JobEvent("status", job, await self.eta_seconds(job)))
         return job, True
-
-    async def _enqueued(self, job: Job) -> None:
-        """A new job is committed: wake the dispatcher."""
-        self._wake.set()
 
     def _new_row(
         self,
@@ -349,21 +300,20 @@ class JobQueue:
         job = await self.get(job_id)
         if user_id is not None and job.user_id != user_id:
             raise NotFound("no such job")
-        if job.status == "queued":
+        if job.terminal:
+            return job  # cancelling again changes nothing
+        await self.executor.cancel(job)  # a running job ends there first
+        job = await self.get(job_id)
+        if job.status == JobStatus.QUEUED:
             cancelled = await self.store.cancel_job(job_id, running=False)
             if cancelled is not None:
-                self._transition(cancelled, "cancelled while queued")
-                self._cleanup_input(cancelled)
+                self.settled(cancelled, "cancelled while queued")
                 return cancelled
             job = await self.get(job_id)
-        if job.status == "processing":
-            running = self._running
-            if running is not None and running.job.job_id == job_id:
-                running.reason = "user"
-                running.cancel.set()
-                await running.done.wait()
-            return await self.get(job_id)
-        return job  # already terminal: cancelling again changes nothing
+            if job.status == JobStatus.PROCESSING:  # started in between
+                await self.executor.cancel(job)
+                job = await self.get(job_id)
+        return job
 
     # -- views --------------------------------------------------------------------------------
 
@@ -384,7 +334,7 @@ class JobQueue:
         return checkpoints.work_dir(self.settings.data_dir, job_id) / checkpoints.PREVIEW
 
     def running_job_id(self) -> str | None:
-        return self._running.job.job_id if self._running is not None else None
+        return next(iter(self._live), None)
 
     def running_job(self, job_id: str) -> Job | None:
         """The row of the running job as committed when it started, if `job_id` is running.
@@ -392,57 +342,41 @@ class JobQueue:
         Nothing in it but progress changes while it runs (see `live_progress`), so status polls
         of the running job, the most frequent request, need no database round trip.
         """
-        running = self._running
-        if running is None or running.job.job_id != job_id or running.done.is_set():
-            return None
-        return running.job
+        live = self._live.get(job_id)
+        return live.job if live is not None else None
 
     def live_progress(self, job_id: str) -> Progress | None:
-        running = self._running
-        if running is None or running.job.job_id != job_id:
-            return None
-        return running.progress
+        live = self._live.get(job_id)
+        return live.progress if live is not None else None
 
     def spec_of(self, job: Job) -> RenderSpec:
-        return RenderSpec(
-            duration=job.duration,
-            resolution=job.resolution,
-            motion=job.motion_preset,
-            aspect=job.aspect,
-            strength=job.strength,
-            seed=job.seed,
-            fps=job.fps,
-            steps=job.steps,
-            shot=Shot.from_json(job.shot),
-        )
+        return spec_of(job)
 
     def estimate_seconds(self, job: Job) -> float | None:
-        """The learned render time of `job` on the serving renderer; None while it loads."""
-        renderer = self.renderer
-        if renderer is None:
+        """The learned render time of `job` on the serving renderer (its own first guess before
+        any measurement); None while nothing serves or nothing is known."""
+        serving = self.executor.serving()
+        if serving is None:
             return None
-        kind = Kind(renderer.name, job.resolution, job.duration * job.fps, job.steps)
-        return self.estimator.estimate(kind, lambda: renderer.estimate_seconds(self.spec_of(job)))
-
-    def _lanes(self) -> int:
-        """How many jobs render at once: the one GPU thread here."""
-        return 1
+        name, guess = serving
+        kind = Kind(name, job.resolution, job.duration * job.fps, job.steps)
+        seconds = self.estimator.estimate(kind, lambda: guess(spec_of(job)))
+        return None if math.isnan(seconds) else seconds
 
     def _live_rests(self) -> dict[str, float | None]:
         """Seconds each running job still needs (None where unknown)."""
-        running = self._running
-        if running is None:
-            return {}
-        elapsed = time.monotonic() - running.started
-        estimate = self.estimate_seconds(running.job)
-        return {running.job.job_id: rest_of(running.progress, elapsed, estimate)}
+        now = time.monotonic()
+        return {
+            job_id: rest_of(live.progress, now - live.started, self.estimate_seconds(live.job))
+            for job_id, live in self._live.items()
+        }
 
     def _running_rest(self) -> float | None:
         """Seconds until a running job ends (0 with none running; None when unknown)."""
         return first_free(list(self._live_rests().values()))
 
     async def eta_seconds(self, job: Job) -> float | None:
-        """Seconds until this job is done: the running job's rest, the jobs ahead, and its own."""
+        """Seconds until this job is done: the running jobs' rests, the jobs ahead, and its own."""
         return (await self.position_and_eta(job))[1]
 
     async def status_of(self, job_id: str) -> tuple[Job, int | None, float | None]:
@@ -461,9 +395,9 @@ class JobQueue:
         """(queue position, ETA in seconds), with at most one query whatever the queue's length.
 
         `ahead`, when the caller has it, is the queued jobs served before this one, in the
-        dispatcher's order. ETAs are a simulation of that order by as many lanes as render at
-        once (`eta.finish_of`: each job starts when a lane frees, or when its retry backoff
-        ends), so they never decrease down the queue.
+        fair order. ETAs are a simulation of that order by as many lanes as render at once
+        (`eta.finish_of`: each job starts when a lane frees, or when its retry backoff ends),
+        so they never decrease down the queue.
         """
         if job.status in TERMINAL:
             return None, 0.0
@@ -477,7 +411,7 @@ class JobQueue:
             return len(ahead) + 1, None
         now = time.time()
         queue = ((self.estimate_seconds(other), other.not_before - now) for other in (*ahead, job))
-        finish = finish_of(self._lanes(), list(rests.values()), queue)
+        finish = finish_of(self.executor.lanes(), list(rests.values()), queue)
         return len(ahead) + 1, None if finish is None else round(finish, 1)
 
     def free_disk_mb(self) -> float:
@@ -485,15 +419,16 @@ class JobQueue:
 
     async def health(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        state = self.worker.state
+        executor = await self.executor.health()
+        ok = bool(executor.pop("ok"))
         return {
-            "ok": not self._stopping and state.status != "failed",
-            "renderer": state.as_dict(),
+            "ok": not self._stopping and ok,
+            **executor,
             "queue_length": await self.store.count_jobs(status=JobStatus.QUEUED),
             "running_job": self.running_job_id(),
+            "running_jobs": sorted(self._live),
             "paused": self.paused,
             "stopping": self._stopping,
-            "gpu_thread_alive": self.worker.is_alive(),
             "free_disk_mb": round(await loop.run_in_executor(None, self.free_disk_mb), 1),
         }
 
@@ -503,15 +438,12 @@ class JobQueue:
         """Every JobEvent from now on, until the context ends or the queue stops."""
         return self.events.subscribe()
 
-    def _publish(self, event: JobEvent) -> None:
-        self.events.publish(event)
-
     def _transition(self, job: Job, note: str = "") -> None:
         """Log the committed transition (one line per job state) and tell listeners."""
         extra = f" ({note})" if note else ""
         log.info("job %s %s attempt=%d%s", job.job_id, job.status, job.attempts, extra)
         self.metrics.transitions.labels(job.status).inc()
-        self._publish(JobEvent("status", job, 0.0 if job.terminal else None))
+        self.events.publish(JobEvent("status", job, 0.0 if job.terminal else None))
         if job.terminal:  # a parked or retried job keeps its checkpoints, an ended one not
             self._in_background(self._drop_work(job.job_id), f"job {job.job_id}: checkpoints")
 
@@ -520,133 +452,75 @@ class JobQueue:
         if await asyncio.get_running_loop().run_in_executor(None, checkpoints.remove_work, folder):
             log.info("job %s: checkpoints removed", job_id)
 
-    # -- the dispatcher -----------------------------------------------------------------------
+    # -- what the executor reports (executor.Reports) ---------------------------------------------
 
-    async def _dispatch(self) -> None:
-        """Serve jobs one at a time in the store's order, once the renderer is ready."""
-        try:
-            renderer = await self.worker.ready()
-        except Exception as exc:  # RENDERER=svd that failed: Service.start refuses to start
-            log.error("no renderer can serve (%s); jobs stay queued", exc)
+    def started(self, job: Job, note: str) -> None:
+        self._live[job.job_id] = _Live(job, time.monotonic())
+        self._transition(job, note)
+
+    def progress(self, job: Job, report: Progress, updated_at: str | None = None) -> None:
+        """Keep the live figures, tell listeners, persist at most every interval.
+
+        The percentage never goes back within an attempt."""
+        live = self._live.get(job.job_id)
+        if live is None:  # running since before this process started (a front's restart)
+            live = self._live[job.job_id] = _Live(job, time.monotonic())
+        percent = max(live.progress.percent, min(100.0, float(report.percent)))
+        report = replace(report, percent=percent)
+        if report == live.progress:
             return
-        while not self._stopping:
-            self._wake.clear()  # before the query: a submit after it wakes the next wait
-            if not self._resumed.is_set():  # paused: resume() and stop() wake it
-                await self._wake.wait()
-                continue
-            job, wake_at = await self.store.next_job(time.time())
-            if self._stopping or self.paused:
-                continue
-            if job is None:
-                timeout = None if wake_at is None else max(0.0, wake_at - time.time())
-                await wait_event(self._wake, timeout)
-                continue
-            try:
-                await self._run(job, renderer)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug here must not stop the queue
-                log.exception("dispatcher error on job %s", job.job_id)
-
-    async def _run(self, queued: Job, renderer: Renderer) -> None:
-        loop = asyncio.get_running_loop()
-        started = await self.store.start_job(queued.job_id, renderer.name)
-        if started is None:
-            return
-        running = _Running(started, threading.Event(), time.monotonic(), renderer)
-        self._running = running
-        waited = _seconds_between(started.created_at, started.started_at)
-        self._transition(started, f"renderer={renderer.name}, waited {waited:.1f}s")
-        partial = self.settings.hot_dir / f".{started.job_id}.partial.mp4"
-        task = RenderTask(
-            job_id=started.job_id,
-            spec=self.spec_of(started),
-            input_path=self.settings.data_dir / (started.input_path or ""),
-            output_path=partial,
-            work_dir=checkpoints.work_dir(self.settings.data_dir, started.job_id),
-            on_preview=lambda shown: self._on_preview_threadsafe(loop, running, shown),
-        )
-
-        def on_timeout() -> None:
-            if running.reason is None:
-                log.warning(
-                    "job %s over its %.0fs timeout", started.job_id, self.settings.job_timeout
-                )
-                running.reason = "timeout"
-                running.cancel.set()
-
-        timer = loop.call_later(self.settings.job_timeout, on_timeout)
-        try:
-            outcome: RenderResult | BaseException
-            try:
-                outcome = await self.worker.render(
-                    task, lambda report: self._on_progress(running, report), running.cancel
-                )
-            except asyncio.CancelledError:
-                # Cancelled past the stop's grace: park the job anyway, shielded from the
-                # cancel, so the next start does not count an attempt.
-                running.reason = running.reason or "shutdown"
-                running.cancel.set()
-                park = self._in_background(
-                    self._finish(running, Cancelled(), partial), f"job {started.job_id}: park"
-                )
-                await asyncio.shield(park)
-                raise
-            except Exception as exc:
-                outcome = exc
-            timer.cancel()
-            await self._finish(running, outcome, partial)
-        finally:
-            timer.cancel()
-            self._running = None
-            running.done.set()
-            # After a success the file was renamed already; after anything else it must go.
-            await loop.run_in_executor(None, remove_quietly, partial)
-
-    async def _finish(
-        self, running: _Running, outcome: RenderResult | BaseException, partial: Path
-    ) -> None:
-        job = running.job
-        seconds = time.monotonic() - running.started
-        loop = asyncio.get_running_loop()
-        if isinstance(outcome, RenderResult):
-            final = f"hot/{job.job_id}.mp4"
-            size = await loop.run_in_executor(
-                None, move_into_place, partial, self.settings.data_dir / final
+        live.progress = report
+        snapshot = live.job.with_progress(report, updated_at=updated_at)
+        self.events.publish(JobEvent("progress", snapshot, self._running_rest()))
+        now = time.monotonic()
+        if now - live.last_saved >= self.settings.progress_interval:
+            live.last_saved = now
+            self._in_background(
+                self.store.set_progress(job.job_id, report), f"job {job.job_id}: progress"
             )
+
+    def preview(self, job_id: str, preview: Preview) -> None:
+        live = self._live.get(job_id)
+        if live is not None:
+            snapshot = live.job.with_progress(live.progress)
+            self.events.publish(JobEvent("preview", snapshot, self._running_rest(), preview))
+
+    async def finished(self, job: Job, ending: Ending, seconds: float) -> None:
+        """Commit what follows an attempt: the video, the cancel, or the retry policy's answer."""
+        self._live.pop(job.job_id, None)
+        if isinstance(ending, Rendered):
             done = await self.store.complete_job(
                 job.job_id,
-                output_path=final,
-                width=outcome.width,
-                height=outcome.height,
-                frames=outcome.frames,
-                size_bytes=size,
+                output_path=ending.output_path,
+                width=ending.width,
+                height=ending.height,
+                frames=ending.frames,
+                size_bytes=ending.size_bytes,
                 render_seconds=seconds,
             )
             if done is not None:
-                self._learn(done, outcome.renderer, seconds)
-                self.metrics.render_seconds.labels(
-                    outcome.renderer, job.resolution, str(job.duration)
-                ).observe(seconds)
-                self._transition(
-                    done, f"{seconds:.1f}s {outcome.width}x{outcome.height} {outcome.frames} frames"
-                )
-                self._cleanup_input(done)
-            return
-        if running.reason == "user":
+                note = f"{seconds:.1f}s {ending.width}x{ending.height} {ending.frames} frames"
+                self.settled(done, note)
+        elif isinstance(ending, CancelledByUser):
             cancelled = await self.store.cancel_job(job.job_id, running=True)
             if cancelled is not None:
-                self._transition(cancelled, f"cancelled after {seconds:.1f}s")
-                self._cleanup_input(cancelled)
-            return
-        ended: Outcome
-        if running.reason == "shutdown":
-            ended = Stopped()
-        elif isinstance(outcome, Cancelled):
-            ended = TimedOut()
+                self.settled(cancelled, f"cancelled after {seconds:.1f}s")
         else:
-            ended = Failed(outcome)
-        await self._retry_or_fail(job, ended, seconds)
+            await self._retry_or_fail(job, ending, seconds)
+
+    def settled(self, job: Job, note: str) -> None:
+        """A committed change out of `processing` (or of a queued job's end): listeners told,
+        a render's time learned, an ended job's photo retired."""
+        self._live.pop(job.job_id, None)
+        self._transition(job, note)
+        if job.status == JobStatus.COMPLETED and job.render_seconds is not None:
+            renderer = job.renderer or "motion"
+            self._learn(job, renderer, job.render_seconds)
+            self.metrics.render_seconds.labels(renderer, job.resolution, str(job.duration)).observe(
+                job.render_seconds
+            )
+        if job.terminal:
+            self._cleanup_input(job)
 
     async def _retry_or_fail(self, job: Job, outcome: Outcome, seconds: float) -> None:
         """Apply the retry policy to the attempt that ended with `outcome`."""
@@ -668,43 +542,11 @@ class JobQueue:
                     if after.counted
                     else "stopped by shutdown, will resume"
                 )
-                self._transition(back, note)
+                self.settled(back, note)
             return
         failed = await self.store.fail_job(job.job_id, after.error or "failed")
         if failed is not None:
-            self._transition(failed, f"after {seconds:.1f}s: {after.error}")
-            self._cleanup_input(failed)
-
-    def _on_progress(self, running: _Running, report: Progress) -> None:
-        """On the loop: keep the live figures, tell listeners, persist at most every interval.
-
-        The percentage never goes back within an attempt."""
-        if running.done.is_set():
-            return
-        percent = max(running.progress.percent, min(100.0, float(report.percent)))
-        running.progress = replace(report, percent=percent)
-        snapshot = running.job.with_progress(running.progress)
-        self._publish(JobEvent("progress", snapshot, self._running_rest()))
-        now = time.monotonic()
-        if now - running.last_saved >= self.settings.progress_interval:
-            running.last_saved = now
-            self._in_background(
-                self.store.set_progress(running.job.job_id, running.progress),
-                f"job {running.job.job_id}: progress",
-            )
-
-    def _on_preview_threadsafe(
-        self, loop: asyncio.AbstractEventLoop, running: _Running, preview: Preview
-    ) -> None:
-        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
-            loop.call_soon_threadsafe(self._on_preview, running, preview)
-
-    def _on_preview(self, running: _Running, preview: Preview) -> None:
-        """On the loop: a new preview of the running job is in place."""
-        if running.done.is_set():
-            return
-        snapshot = running.job.with_progress(running.progress)
-        self._publish(JobEvent("preview", snapshot, self._running_rest(), preview))
+            self.settled(failed, f"after {seconds:.1f}s: {after.error}")
 
     def _learn(self, job: Job, renderer: str, seconds: float) -> None:
         self.estimator.learn(Kind(renderer, job.resolution, job.frames or 0, job.steps), seconds)
@@ -722,8 +564,3 @@ class JobQueue:
         task.add_done_callback(self._background.discard)
         watch(task, what)
         return task
-
-
-def _seconds_between(first: str | None, second: str | None) -> float:
-    start, end = parse_time(first), parse_time(second)
-    return (end - start).total_seconds() if start and end else 0.0

@@ -15,6 +15,7 @@ from typing import Any
 from fanslymotion.backends import select_renderer
 from fanslymotion.bot import TelegramBot
 from fanslymotion.config import Settings
+from fanslymotion.dispatcher import LocalExecutor
 from fanslymotion.queue import JobQueue
 from fanslymotion.renderer import RenderWorker
 from fanslymotion.store import Job, Store
@@ -44,7 +45,11 @@ class Stack:
         values.update(overrides)
         settings = make_settings(self.data_dir, **values)
         store = await Store.open(settings.db_path)
-        jobs = JobQueue(settings, store, RenderWorker(settings, select_renderer(settings)))
+        jobs = JobQueue(
+            settings,
+            store,
+            LocalExecutor(settings, store, RenderWorker(settings, select_renderer(settings))),
+        )
         await jobs.start()
         bot = TelegramBot(settings, jobs, store)
         bot.outbox.poll = 0.5

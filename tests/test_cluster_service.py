@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from fanslymotion.cluster.db import QUEUE, Attempt, ClusterDB
-from fanslymotion.cluster.front import ClusterQueue
+from fanslymotion.cluster.front import ClusterExecutor
 from fanslymotion.errors import TooManyJobs
 from fanslymotion.models import JobRequest, Phase, Progress
+from fanslymotion.queue import JobQueue
 from fanslymotion.store import Job, Store
 
 from .cluster_stack import TOKEN
@@ -22,7 +23,7 @@ from .conftest import make_settings, photo_bytes
 
 
 @pytest.fixture
-async def front(tmp_path: Path, pg_url: str) -> AsyncIterator[ClusterQueue]:
+async def front(tmp_path: Path, pg_url: str) -> AsyncIterator[JobQueue]:
     settings = make_settings(
         tmp_path / "data",
         database_url=pg_url,
@@ -33,7 +34,7 @@ async def front(tmp_path: Path, pg_url: str) -> AsyncIterator[ClusterQueue]:
     )
     store = await Store.open(settings.db_path)
     db = await ClusterDB.open(pg_url)
-    queue = ClusterQueue(settings, store, db)
+    queue = JobQueue(settings, store, ClusterExecutor(settings, store, db))
     await queue.start()
     try:
         yield queue
@@ -56,7 +57,7 @@ async def take(db: ClusterDB, worker: str = "w1") -> Attempt:
     return Attempt(job_id, int(row["attempts"]), worker)
 
 
-async def until(queue: ClusterQueue, job_id: str, check: object, within: float = 20) -> Job:
+async def until(queue: JobQueue, job_id: str, check: object, within: float = 20) -> Job:
     """The front's row of `job_id` once `check(row)` holds (the front follows NOTIFY)."""
     async with asyncio.timeout(within), queue.subscribe() as events:
         while not check(job := await queue.get(job_id)):  # type: ignore[operator]
@@ -66,19 +67,26 @@ async def until(queue: ClusterQueue, job_id: str, check: object, within: float =
     return job
 
 
+def db_of(front: JobQueue) -> ClusterDB:
+    """The shared database the front's executor follows."""
+    executor = front.executor
+    assert isinstance(executor, ClusterExecutor)
+    return executor.db
+
+
 def request(user_id: int) -> JobRequest:
     return JobRequest(user_id=user_id, duration=3, resolution="360p", motion_preset="pan_l")
 
 
 async def test_a_retried_job_waits_without_the_phase_of_its_failed_attempt(
-    front: ClusterQueue,
+    front: JobQueue,
 ) -> None:
     job, _ = await front.submit(request(1), photo_bytes())
-    fence = await take(front.db)
-    assert await front.db.progress(fence, Progress(50.0, Phase.RENDERING, 2, 4))
+    fence = await take(db_of(front))
+    assert await db_of(front).progress(fence, Progress(50.0, Phase.RENDERING, 2, 4))
     seen = await until(front, job.job_id, lambda j: j.phase_steps == 4)
     assert (seen.status, seen.phase, seen.phase_step) == ("processing", "rendering", 2)
-    back = await front.db.requeue(fence, count_attempt=True, not_before=1e12, error="a fault")
+    back = await db_of(front).requeue(fence, count_attempt=True, not_before=1e12, error="a fault")
     assert back is not None
     queued = await until(front, job.job_id, lambda j: j.status == "queued")
     assert queued.attempts == 1 and queued.error == "a fault"
@@ -88,14 +96,14 @@ async def test_a_retried_job_waits_without_the_phase_of_its_failed_attempt(
 
 
 async def test_a_full_queue_answers_429_with_retry_after_when_the_running_job_is_due(
-    front: ClusterQueue,
+    front: JobQueue,
 ) -> None:
     running, _ = await front.submit(request(1), photo_bytes())
-    fence = await take(front.db)
+    fence = await take(db_of(front))
     await until(front, running.job_id, lambda j: j.status == "processing")
     await asyncio.sleep(0.6)  # a measured rate needs half a second of rendering
     # The worker says it is at the end: the running job's rest is 0 s.
-    assert await front.db.progress(fence, Progress(100.0, Phase.FINISHING))
+    assert await db_of(front).progress(fence, Progress(100.0, Phase.FINISHING))
     await until(front, running.job_id, lambda j: j.phase == "finishing")
     await front.submit(request(2), photo_bytes())  # fills the queue (MAX_QUEUED=1)
     with pytest.raises(TooManyJobs) as refused:

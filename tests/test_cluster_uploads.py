@@ -73,7 +73,8 @@ def test_check_video_takes_the_right_file_only(tmp_path: Path) -> None:
 
 async def _processing(client: Client, job_id: str) -> dict[str, Any]:
     """The shared row once a worker renders the job."""
-    db = client.service.jobs.db  # type: ignore[attr-defined]
+    assert client.service.cluster is not None
+    db = client.service.cluster.db
     async with asyncio.timeout(60):
         while True:
             rows = await db.jobs([job_id])

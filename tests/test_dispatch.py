@@ -16,6 +16,7 @@ import pytest
 
 from fanslymotion import video
 from fanslymotion.config import Settings
+from fanslymotion.dispatcher import LocalExecutor
 from fanslymotion.errors import RenderError
 from fanslymotion.models import JobRequest, Phase, Progress
 from fanslymotion.queue import JobQueue
@@ -116,7 +117,9 @@ async def test_job_during_a_failing_load_records_the_renderer_that_made_it(
 ) -> None:
     settings = make_settings(tmp_path / "data", renderer="auto")
     candidate = SlowFailingSVD(settings)
-    jobs = JobQueue(settings, store, RenderWorker(settings, candidate))
+    jobs = JobQueue(
+        settings, store, LocalExecutor(settings, store, RenderWorker(settings, candidate))
+    )
     await jobs.start()
     try:
         job, _ = await jobs.submit(request(1), photo_bytes())
@@ -147,7 +150,9 @@ async def test_two_users_interleave_and_positions_match_the_served_order(
 ) -> None:
     settings = make_settings(tmp_path / "data", max_active_per_user=3)
     renderer = GatedRenderer(settings)
-    jobs = JobQueue(settings, store, RenderWorker(settings, renderer))
+    jobs = JobQueue(
+        settings, store, LocalExecutor(settings, store, RenderWorker(settings, renderer))
+    )
     await jobs.start()
     try:
         await jobs.pause()
@@ -178,7 +183,7 @@ async def test_positions_hold_through_a_retry_backoff_and_a_restart(
 ) -> None:
     settings = make_settings(tmp_path / "data", retry_backoff=8.0, max_retries=2)
     first = GatedRenderer(settings)
-    jobs = JobQueue(settings, store, RenderWorker(settings, first))
+    jobs = JobQueue(settings, store, LocalExecutor(settings, store, RenderWorker(settings, first)))
     await jobs.start()
     await jobs.pause()
     a, _ = await jobs.submit(request(1), photo_bytes())
@@ -201,7 +206,7 @@ async def test_positions_hold_through_a_retry_backoff_and_a_restart(
     assert (await jobs.get(c.job_id)).status == "queued"
 
     second = GatedRenderer(settings)
-    jobs = JobQueue(settings, store, RenderWorker(settings, second))
+    jobs = JobQueue(settings, store, LocalExecutor(settings, store, RenderWorker(settings, second)))
     await jobs.start()
     try:
         told = await positions(jobs, c.job_id, a.job_id)
@@ -237,7 +242,9 @@ async def test_a_retried_job_waits_without_the_phase_of_its_failed_attempt(
 ) -> None:
     settings = make_settings(tmp_path / "data", retry_backoff=60.0, progress_interval=0.01)
     renderer = FailingMidPass(settings)
-    jobs = JobQueue(settings, store, RenderWorker(settings, renderer))
+    jobs = JobQueue(
+        settings, store, LocalExecutor(settings, store, RenderWorker(settings, renderer))
+    )
     await jobs.start()
     try:
         job, _ = await jobs.submit(request(1), photo_bytes())

@@ -16,6 +16,7 @@ import pytest
 
 from fanslymotion import datadir, video
 from fanslymotion.config import Settings
+from fanslymotion.dispatcher import LocalExecutor
 from fanslymotion.models import JobRequest
 from fanslymotion.queue import JobQueue
 from fanslymotion.renderer import (
@@ -90,7 +91,9 @@ async def test_gpu_thread_death_restarts_it_and_retries_the_job(
 ) -> None:
     settings = make_settings(tmp_path / "data", max_retries=2)
     renderer = DyingOnceRenderer(settings)
-    jobs = JobQueue(settings, store, RenderWorker(settings, renderer))
+    jobs = JobQueue(
+        settings, store, LocalExecutor(settings, store, RenderWorker(settings, renderer))
+    )
     await jobs.start()
     try:
         job, _ = await jobs.submit(request(), photo_bytes())
@@ -108,7 +111,11 @@ async def test_ffmpeg_failure_fails_that_job_and_the_next_runs(
     tmp_path: Path, store: Store
 ) -> None:
     settings = make_settings(tmp_path / "data", max_retries=0)
-    jobs = JobQueue(settings, store, RenderWorker(settings, BrokenEncoderOnceRenderer(settings)))
+    jobs = JobQueue(
+        settings,
+        store,
+        LocalExecutor(settings, store, RenderWorker(settings, BrokenEncoderOnceRenderer(settings))),
+    )
     await jobs.start()
     try:
         first, _ = await jobs.submit(request(), photo_bytes())

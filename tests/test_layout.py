@@ -7,7 +7,9 @@
 - only app and __main__ import the cluster package, which imports nothing of the bot or the API;
 - no import cycle between our modules, not even one that only typing or a lazy import makes;
 - the render thread (renderer, svd/, checkpoints) and the store do not import the API's models;
-- the API and the page know neither the composition root nor the renderer or the checkpoints.
+- the API and the page know neither the composition root nor the renderer or the checkpoints;
+- the job service (queue) renders through the executor port only, the executors (dispatcher,
+  cluster.front) import no service, and no class there derives from another of ours.
 """
 
 from __future__ import annotations
@@ -166,3 +168,40 @@ def test_the_loop_helper_imports_nothing_of_ours() -> None:
     """loops.py is used by every layer (queue, bot, webhooks, cluster): it depends on none."""
     assert "loops" in MODULES
     assert not {m for m in MODULES["loops"] if m.startswith(".")}
+
+
+def _classes(path: Path) -> dict[str, list[str]]:
+    """Each class `path` defines, with the names of its bases."""
+    found = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ClassDef):
+            found[node.name] = [ast.unparse(base).split(".")[-1] for base in node.bases]
+    return found
+
+
+SERVICE_PARTS = ["queue", "executor", "dispatcher", *CLUSTER_PARTS]
+
+
+def test_the_job_service_and_its_executors_compose_and_never_inherit() -> None:
+    """One job service, two executors behind one port: no class of the service, the port or
+    an executor derives from another class of ours (nothing inherited can be dead)."""
+    ours = {name for path in PACKAGE.rglob("*.py") for name in _classes(path)}
+    for module in SERVICE_PARTS:
+        path = PACKAGE / (module.replace(".", "/") + ".py")
+        for name, bases in _classes(path).items():
+            inherited = set(bases) & ours
+            assert not inherited, f"{module}.{name} derives from {inherited}"
+    assert {"LocalExecutor"} <= _classes(PACKAGE / "dispatcher.py").keys()
+    assert {"ClusterExecutor"} <= _classes(PACKAGE / "cluster" / "front.py").keys()
+
+
+def test_the_service_knows_the_port_and_the_executors_know_no_service() -> None:
+    """queue.py renders through executor.Executor only; only the composition root picks the
+    executor; neither executor, nor the port, imports the service."""
+    assert ".executor" in MODULES["queue"]
+    assert not MODULES["queue"] & {".dispatcher", ".cluster"}
+    for module in ("executor", "dispatcher", "cluster.front"):
+        assert ".queue" not in MODULES[module], f"{module} imports the job service"
+    assert not MODULES["executor"] & {".dispatcher", ".cluster"}
+    importers = {m for m, names in MODULES.items() if ".dispatcher" in names}
+    assert importers == {"app"}

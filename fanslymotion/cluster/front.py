@@ -1,12 +1,13 @@
-"""The front's job service in cluster mode: the single box's `JobQueue` with its dispatcher
-replaced by PostgreSQL, procrastinate and the workers.
+"""The cluster's executor (`executor.Executor`): the front's job service (`queue.JobQueue`)
+has its jobs rendered by `python -m fanslymotion worker`s through PostgreSQL and procrastinate.
 
 The front keeps its own SQLite rows (the bot's tables, deliveries and webhook outboxes hang on
 them) and the shared database holds the render side. A job is written here first, then
 enqueued there (row and procrastinate job in one transaction); a job that could not be
 enqueued, because PostgreSQL was away, is enqueued by the reconciler when it is back. Workers
 change the shared rows; every change notifies `fm_jobs`, and the front copies it into its own
-row with the same transitions, events, webhooks and deliveries as on one box. After a restart
+row and reports it to the job service, so the transitions, events, webhooks and deliveries are
+the single box's. After a restart
 or a lost connection the reconciler copies every active job again, so nothing is missed.
 """
 
@@ -21,7 +22,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,11 @@ from ..errors import (
     Unauthorized,
     Unavailable,
 )
-from ..eta import Kind, rest_of
+from ..executor import Reports
 from ..keyed_lock import KeyedLock
 from ..loops import stop_tasks, wait_event
 from ..metrics import Metrics
-from ..queue import JobEvent, JobQueue
-from ..renderer import MotionRenderer
+from ..renderer import MotionRenderer, Renderer, RenderSpec
 from ..retry import Failed, Policy, next_state
 from ..store import Job, Store
 from ..store.jobs import MIRRORED
@@ -57,26 +57,16 @@ log = logging.getLogger(__name__)
 _DB_ERRORS = (psycopg.Error, OSError)
 
 
-@dataclass
-class _Live:
-    """A job rendering on a worker, as the front last heard of it."""
+class ClusterExecutor:
+    """Renders a front's jobs on `python -m fanslymotion worker`s; the front's store follows."""
 
-    job: Job
-    worker: str
-    started: float
-    progress: Progress
-    last_saved: float = 0.0
-
-
-class ClusterQueue(JobQueue):
-    """The job service of a front whose jobs render on `python -m fanslymotion worker`s."""
-
-    def __init__(
-        self, settings: Settings, store: Store, db: ClusterDB, metrics: Metrics | None = None
-    ) -> None:
-        super().__init__(settings, store, None, metrics)
+    def __init__(self, settings: Settings, store: Store, db: ClusterDB) -> None:
+        self.settings = settings
+        self.store = store
         self.db = db
-        self._live: dict[str, _Live] = {}
+        self._reports: Reports | None = None
+        self._paused = False
+        self._stopping = False
         self._dirty: set[str] = set()
         self._kick = asyncio.Event()
         self._connected = asyncio.Event()
@@ -89,16 +79,18 @@ class ClusterQueue(JobQueue):
 
     # -- life cycle ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    @property
+    def reports(self) -> Reports:
+        assert self._reports is not None, "start() first"
+        return self._reports
+
+    async def start(self, reports: Reports) -> None:
         """Create or migrate the shared schema, copy its state, then follow it."""
-        for folder in (self.settings.hot_dir, self.settings.inputs_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+        self._reports = reports
         await self.db.migrate()
         if await self.db.paused():
-            self._resumed.clear()
+            self._paused = True
             log.info("processing is paused (an admin paused it before the restart)")
-        for kind, seconds in await self.store.render_times():
-            self.estimator.learn(Kind(*kind), seconds)
         await self._reconcile()
         self._workers = await self.db.workers(self.settings.worker_timeout)
         for name, loop in (
@@ -107,41 +99,34 @@ class ClusterQueue(JobQueue):
             ("upkeep", self._upkeep),
         ):
             self._tasks.append(asyncio.create_task(loop(), name=f"cluster {name}"))
-        queued = await self.store.count_jobs(status=JobStatus.QUEUED)
-        log.info("cluster front started with %d queued job(s)", queued)
 
-    async def stop(self, grace: float | None = None) -> None:
+    async def stop(self, grace: float) -> None:
         """Stop following the database; running jobs go on rendering on their workers."""
-        if self._stopping:
-            return
-        grace = self.settings.stop_grace if grace is None else grace
         self._stopping = True
         self._halt.set()
         self._kick.set()
         await stop_tasks(self._tasks, min(grace, 2.0), "cluster front")
-        await stop_tasks(list(self._background), grace, "cluster front")
         await self.db.close()
-        self.events.close()
 
-    async def pause(self) -> None:
-        await self._set_paused(True)
-        await super().pause()
+    async def ready(self) -> None:
+        """The front loads no renderer: the workers do, and jobs wait for them in the queue."""
 
-    async def resume(self) -> None:
-        await self._set_paused(False)
-        await super().resume()
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
-    async def _set_paused(self, paused: bool) -> None:
+    async def set_paused(self, paused: bool) -> None:
         try:
             await self.db.set_paused(paused)
         except _DB_ERRORS as exc:
             raise Unavailable(
                 "the job database is not reachable, try again", retry_after=5
             ) from exc
+        self._paused = paused
 
     # -- following the shared database ----------------------------------------------------------
 
-    async def _enqueued(self, job: Job) -> None:
+    async def enqueued(self, job: Job) -> None:
         try:
             await self.db.enqueue(job)
         except _DB_ERRORS as exc:
@@ -258,7 +243,7 @@ class ClusterQueue(JobQueue):
         state = {name: row[name] for name in MIRRORED}
         same_attempt = local.attempts == row["attempts"]
         if local.status == row["status"] == JobStatus.PROCESSING and same_attempt:
-            self._progress(local, row)
+            self.reports.progress(local, _progress_of(row), updated_at=str(row["updated_at"]))
             return local
         if local.status == row["status"] and same_attempt and local.not_before == row["not_before"]:
             return local
@@ -266,81 +251,30 @@ class ClusterQueue(JobQueue):
             # Re-run elsewhere in between: show the requeue this front did not see.
             between = {**state, "status": JobStatus.QUEUED, "started_at": None}
             if (back := await self.store.mirror_job(job_id, between)) is not None:
-                self._left_processing(back, "its worker went silent")
+                self.reports.settled(back, "its worker went silent")
         changed = await self.store.mirror_job(job_id, state)
         if changed is None:
             return None
         if changed.status == JobStatus.PROCESSING:
-            self._live[job_id] = _Live(
-                changed, str(row["worker"]), time.monotonic(), Progress(0.0, Phase.STARTING)
-            )
-            self._transition(changed, f"on worker {row['worker']}, renderer={row['renderer']}")
+            self.reports.started(changed, f"on worker {row['worker']}, renderer={row['renderer']}")
         else:
-            self._left_processing(changed, _note(changed, row))
+            self.reports.settled(changed, _note(changed, row))
         return changed
-
-    def _left_processing(self, job: Job, note: str) -> None:
-        self._live.pop(job.job_id, None)
-        self._transition(job, note)
-        if job.status == JobStatus.COMPLETED and job.render_seconds is not None:
-            self._learn(job, job.renderer or "motion", job.render_seconds)
-            self.metrics.render_seconds.labels(
-                job.renderer or "motion", job.resolution, str(job.duration)
-            ).observe(job.render_seconds)
-        if job.terminal:
-            self._cleanup_input(job)
-
-    def _progress(self, local: Job, row: Row) -> None:
-        """Live progress of a running job: tell listeners now, save it at most every interval."""
-        live = self._live.get(local.job_id)
-        if live is None:
-            live = self._live[local.job_id] = _Live(
-                local, str(row["worker"]), time.monotonic(), Progress(0.0, Phase.STARTING)
-            )
-        report = Progress(
-            float(row["progress"]),
-            Phase(row["phase"]) if row["phase"] in Phase._value2member_map_ else Phase.STARTING,
-            step=int(row["phase_step"]),
-            steps=int(row["phase_steps"]),
-        )
-        if report == live.progress:
-            return
-        live.progress = report
-        # updated_at: when the worker wrote it
-        snapshot = local.with_progress(report, updated_at=str(row["updated_at"]))
-        self._publish(JobEvent("progress", snapshot, self._rest(live)))
-        now = time.monotonic()
-        if now - live.last_saved >= self.settings.progress_interval:
-            live.last_saved = now
-            self._in_background(
-                self.store.set_progress(local.job_id, report), f"job {local.job_id}: progress"
-            )
 
     # -- control --------------------------------------------------------------------------------
 
-    async def cancel(self, job_id: str, *, user_id: int | None = None) -> Job:
-        """Cancel in the shared database first (a running job's worker is told to abort), then
-        here. Idempotent."""
-        job = await self.get(job_id)
-        if user_id is not None and job.user_id != user_id:
-            raise NotFound("no such job")
-        if job.terminal:
-            return job
+    async def cancel(self, job: Job) -> None:
+        """Cancel in the shared database (a running job's worker is told to abort) and copy the
+        outcome; a job that never reached PostgreSQL is left to the service."""
         try:
-            await self.db.cancel(job_id)
-            row = await self.db.job(job_id)
+            await self.db.cancel(job.job_id)
+            row = await self.db.job(job.job_id)
         except _DB_ERRORS as exc:
             raise Unavailable(
                 "the job database is not reachable, try again", retry_after=5
             ) from exc
-        if row is None:  # never reached PostgreSQL: it can only be waiting here
-            cancelled = await self.store.cancel_job(job_id, running=False)
-            if cancelled is not None:
-                self._transition(cancelled, "cancelled while queued")
-                self._cleanup_input(cancelled)
-            return await self.get(job_id)
-        await self.apply(row)
-        return await self.get(job_id)
+        if row is not None:
+            await self.apply(row)
 
     # -- artifacts ------------------------------------------------------------------------------
 
@@ -368,7 +302,7 @@ class ClusterQueue(JobQueue):
     async def photo_for(self, fence: Attempt) -> Path:
         """The photo of the attempt that renders it now (409 for any other)."""
         await self._hold(fence)
-        job = await self.get(fence.job_id)
+        job = await self._job(fence.job_id)
         if job.input_path is None:
             raise NotFound("the photo of this job is gone")
         return self.settings.data_dir / job.input_path
@@ -418,7 +352,7 @@ class ClusterQueue(JobQueue):
         """Probe an upload before it completes the job: it decodes, and its frames, size and
         duration are the job's. Anything else is 422 to the worker, and the job is retried as
         a failed attempt (or fails when none is left)."""
-        job = await self.get(fence.job_id)
+        job = await self._job(fence.job_id)
         width, height = int(facts["width"]), int(facts["height"])
         problem = await asyncio.get_running_loop().run_in_executor(
             None,
@@ -463,10 +397,16 @@ class ClusterQueue(JobQueue):
             await self.apply(row)
         raise InvalidParams(f"the video was refused: {problem}", code="bad_video")
 
+    async def _job(self, job_id: str) -> Job:
+        job = await self.store.get_job(job_id)
+        if job is None:
+            raise NotFound("no such job")
+        return job
+
     # -- views ----------------------------------------------------------------------------------
 
     @property
-    def renderer(self) -> None:
+    def renderer(self) -> Renderer | None:
         return None  # the front renders nothing
 
     @property
@@ -474,40 +414,17 @@ class ClusterQueue(JobQueue):
         names = [str(w["renderer"]) for w in self._workers if w["state"] in ("idle", "busy")]
         return max(set(names), key=names.count) if names else "motion"
 
-    def estimate_seconds(self, job: Job) -> float | None:
-        """The learned time of this kind of job on the workers' renderer (motion's first guess
-        before any measurement; none for SVD before its first render)."""
+    def serving(self) -> tuple[str, Callable[[RenderSpec], float]]:
+        """The workers' renderer; motion's first guess before any measurement, none for SVD
+        before its first render."""
         name = self.renderer_name
-        kind = Kind(name, job.resolution, job.duration * job.fps, job.steps)
         if name == "motion":
-            spec = self.spec_of(job)
-            return self.estimator.estimate(
-                kind, lambda: self._estimator_renderer.estimate_seconds(spec)
-            )
-        guess = self.estimator.estimate(kind, math.nan)  # nan: no SVD render measured yet
-        return None if math.isnan(guess) else guess
+            return name, self._estimator_renderer.estimate_seconds
+        return name, lambda spec: math.nan
 
-    def running_job_id(self) -> str | None:
-        return next(iter(self._live), None)
-
-    def running_job(self, job_id: str) -> Job | None:
-        live = self._live.get(job_id)
-        return live.job if live is not None else None
-
-    def live_progress(self, job_id: str) -> Progress | None:
-        live = self._live.get(job_id)
-        return live.progress if live is not None else None
-
-    def _rest(self, live: _Live) -> float | None:
-        elapsed = time.monotonic() - live.started
-        return rest_of(live.progress, elapsed, self.estimate_seconds(live.job))
-
-    def _lanes(self) -> int:
+    def lanes(self) -> int:
         """One per live worker."""
         return sum(1 for w in self._workers if w["state"] in ("idle", "busy"))
-
-    def _live_rests(self) -> dict[str, float | None]:
-        return {job_id: self._rest(live) for job_id, live in self._live.items()}
 
     async def health(self) -> dict[str, Any]:
         try:
@@ -517,9 +434,8 @@ class ClusterQueue(JobQueue):
             workers, reachable = self._workers, False
         self._workers = workers
         live = [w for w in workers if w["state"] in ("idle", "busy")]
-        loop = asyncio.get_running_loop()
         return {
-            "ok": not self._stopping and reachable,
+            "ok": reachable,
             "mode": "cluster",
             "database": "ok" if reachable else "unreachable",
             "renderer": {
@@ -528,27 +444,20 @@ class ClusterQueue(JobQueue):
                 "reason": f"{len(live)} worker(s) live" if live else "no live worker",
             },
             "workers": [_worker_view(w) for w in workers],
-            "queue_length": await self.store.count_jobs(status=JobStatus.QUEUED),
-            "running_job": self.running_job_id(),
-            "running_jobs": sorted(self._live),
-            "paused": self.paused,
-            "stopping": self._stopping,
-            "free_disk_mb": round(await loop.run_in_executor(None, self.free_disk_mb), 1),
         }
 
-    async def refresh_metrics(self) -> None:
-        await super().refresh_metrics()
+    async def refresh_metrics(self, metrics: Metrics) -> None:
         with contextlib.suppress(*_DB_ERRORS):
             self._workers = await self.db.workers(self.settings.worker_timeout)
-        self.metrics.worker_up.clear()
-        self.metrics.worker_busy.clear()
-        self.metrics.worker_heartbeat_age.clear()
+        metrics.worker_up.clear()
+        metrics.worker_busy.clear()
+        metrics.worker_heartbeat_age.clear()
         for worker in self._workers:
             labels = (str(worker["name"]), str(worker["renderer"]))
             up = worker["state"] in ("idle", "busy", "loading")
-            self.metrics.worker_up.labels(*labels).set(1 if up else 0)
-            self.metrics.worker_busy.labels(*labels).set(1 if worker["job_id"] else 0)
-            self.metrics.worker_heartbeat_age.labels(*labels).set(worker["heartbeat_age"])
+            metrics.worker_up.labels(*labels).set(1 if up else 0)
+            metrics.worker_busy.labels(*labels).set(1 if worker["job_id"] else 0)
+            metrics.worker_heartbeat_age.labels(*labels).set(worker["heartbeat_age"])
 
 
 def _worker_view(row: Row) -> dict[str, Any]:
@@ -563,6 +472,17 @@ def _worker_view(row: Row) -> dict[str, Any]:
         "jobs_done": row["jobs_done"],
         "last_heartbeat": row["last_heartbeat"],
     }
+
+
+def _progress_of(row: Row) -> Progress:
+    """The live progress a worker wrote in its row."""
+    phase = row["phase"]
+    return Progress(
+        float(row["progress"]),
+        Phase(phase) if phase in Phase._value2member_map_ else Phase.STARTING,
+        step=int(row["phase_step"]),
+        steps=int(row["phase_steps"]),
+    )
 
 
 def _note(job: Job, row: Row) -> str:

@@ -9,9 +9,9 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import BadRequest
-from .front import ClusterQueue
+from .front import ClusterExecutor
 
-Queue = Callable[[web.Request], ClusterQueue]
+Queue = Callable[[web.Request], ClusterExecutor]
 
 
 def add_routes(app: web.Application, queue_of: Queue) -> None:
