@@ -94,6 +94,7 @@ class ClusterQueue(JobQueue):
         for folder in (self.settings.hot_dir, self.settings.inputs_dir):
             folder.mkdir(parents=True, exist_ok=True)
         await self.db.migrate()
+        self._connected.set()  # the listener clears it when it loses the database
         if await self.db.paused():
             self._resumed.clear()
             log.info("processing is paused (an admin paused it before the restart)")
@@ -131,7 +132,13 @@ class ClusterQueue(JobQueue):
         await self._set_paused(False)
         await super().resume()
 
+    def _need_database(self) -> None:
+        """A 503 at once while the listener knows PostgreSQL is away (no pool wait)."""
+        if not self._connected.is_set():
+            raise Unavailable("the job database is not reachable, try again", retry_after=5)
+
     async def _set_paused(self, paused: bool) -> None:
+        self._need_database()
         try:
             await self.db.set_paused(paused)
         except _DB_ERRORS as exc:
@@ -171,7 +178,7 @@ class ClusterQueue(JobQueue):
                     log.warning("lost the connection to PostgreSQL (%s); reconnecting", exc)
                 self._connected.clear()
             await wait_event(self._halt, delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 2.0)  # back within 2 s of the database's return
 
     async def _mirror(self) -> None:
         """Copy changed shared rows into ours, in bursts."""
@@ -333,6 +340,7 @@ class ClusterQueue(JobQueue):
             raise NotFound("no such job")
         if job.terminal:
             return job
+        self._need_database()
         try:
             await self.db.cancel(job_id)
             row = await self.db.job(job_id)
@@ -553,11 +561,16 @@ class ClusterQueue(JobQueue):
         return len(ahead) + 1, round(finish, 1)
 
     async def health(self) -> dict[str, Any]:
-        try:
-            workers = await self.db.workers(self.settings.worker_timeout)
-            reachable = True
-        except _DB_ERRORS:
-            workers, reachable = self._workers, False
+        """Within a second whatever PostgreSQL does: while the listener knows it is away, the
+        last list of workers, without a wait on the pool."""
+        workers, reachable = self._workers, False
+        if self._connected.is_set():
+            try:
+                async with asyncio.timeout(1.0):
+                    workers = await self.db.workers(self.settings.worker_timeout)
+                reachable = True
+            except (*_DB_ERRORS, TimeoutError):
+                pass
         self._workers = workers
         live = [w for w in workers if w["state"] in ("idle", "busy")]
         loop = asyncio.get_running_loop()
