@@ -4,7 +4,11 @@ seconds of the database's return. The session's server is stopped and started ag
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +16,7 @@ from typing import Any
 import pytest
 
 from .cluster_stack import Cluster, cluster_of, wait_for
+from .conftest import photo_bytes
 from .pg_server import PostgresServer
 
 pytestmark = pytest.mark.timeout(240)
@@ -34,6 +39,30 @@ def _down(postgres: PostgresServer) -> bool:
             return False
     except psycopg.OperationalError:
         return True
+
+
+def _create(cluster: Cluster, key: str) -> tuple[int, Any]:
+    """POST /job/create with an Idempotency-Key: (status, JSON body)."""
+    body = json.dumps(
+        {
+            "user_id": 3,
+            "duration": 3,
+            "resolution": "360p",
+            "motion_preset": "pan_l",
+            "image_data": base64.b64encode(photo_bytes()).decode(),
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{cluster.front.port}/job/create",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Idempotency-Key": key},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def _timed(call: Any) -> tuple[float, Any]:
@@ -66,12 +95,18 @@ def test_an_outage_answers_at_once_and_the_front_is_back_within_seconds(
             lambda: cluster.front.call("POST", f"/job/{queued}/cancel")
         )
         assert seconds < 1.0 and status == 503, body
+        seconds, (status, body) = _timed(lambda: _create(cluster, "during-the-outage"))
+        assert seconds < 1.0 and status == 503, body
     finally:
         postgres.resume()
     resumed = time.monotonic()
     wait_for(lambda: cluster.front.get("/health")[0] == 200, 10, "the front serving again")
     assert time.monotonic() - resumed < 5.0
-    after = cluster.front.create(user_id=3)
+    status, after_body = _create(cluster, "during-the-outage")  # the client's retry
+    assert status == 201, after_body
+    after = str(after_body["job_id"])
+    status, again = _create(cluster, "during-the-outage")
+    assert status == 200 and again["job_id"] == after  # exactly one job for the key
     for job_id in (queued, after):
         assert cluster.front.wait(job_id, ("completed",), timeout=90)["status"] == "completed"
     log = cluster.front.log()

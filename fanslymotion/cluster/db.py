@@ -129,6 +129,13 @@ class ClusterDB:
     async def close(self) -> None:
         await self.pool.close()
 
+    async def ping(self) -> None:
+        """Raises unless the server answers, on a connection of its own: a refused connect
+        answers in milliseconds, where the pool would wait for its own reconnect."""
+        conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=CONNECT_WAIT)
+        async with conn:
+            await conn.execute("SELECT 1")
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self.pool.connection() as conn, conn.transaction():

@@ -44,7 +44,7 @@ from ..eta import Kind
 from ..keyed_lock import KeyedLock
 from ..loops import stop_tasks, wait_event
 from ..metrics import Metrics
-from ..models import TERMINAL, JobStatus, Phase, Progress
+from ..models import TERMINAL, JobRequest, JobStatus, Phase, Progress
 from ..queue import JobEvent, JobQueue
 from ..renderer import MotionRenderer
 from ..retry import Failed, Policy, next_state
@@ -124,6 +124,21 @@ class ClusterQueue(JobQueue):
         await self.db.close()
         self.events.close()
 
+    async def submit(
+        self,
+        request: JobRequest,
+        image: bytes,
+        *,
+        idempotency_key: str | None = None,
+        request_digest: str | None = None,
+    ) -> tuple[Job, bool]:
+        """As on one box, but 503 at once while PostgreSQL is known to be away, before anything
+        is written: a retry with the same Idempotency-Key later makes exactly one job."""
+        await self._need_database()
+        return await super().submit(
+            request, image, idempotency_key=idempotency_key, request_digest=request_digest
+        )
+
     async def pause(self) -> None:
         await self._set_paused(True)
         await super().pause()
@@ -132,13 +147,21 @@ class ClusterQueue(JobQueue):
         await self._set_paused(False)
         await super().resume()
 
-    def _need_database(self) -> None:
-        """A 503 at once while the listener knows PostgreSQL is away (no pool wait)."""
-        if not self._connected.is_set():
-            raise Unavailable("the job database is not reachable, try again", retry_after=5)
+    async def _need_database(self) -> None:
+        """A 503 within a second while PostgreSQL is away (never the pool's wait): the
+        listener's word, or, while it reconnects, one quick look."""
+        if self._connected.is_set():
+            return
+        try:
+            async with asyncio.timeout(1.0):
+                await self.db.ping()
+        except (*_DB_ERRORS, TimeoutError):
+            raise Unavailable(
+                "the job database is not reachable, try again", retry_after=5
+            ) from None
 
     async def _set_paused(self, paused: bool) -> None:
-        self._need_database()
+        await self._need_database()
         try:
             await self.db.set_paused(paused)
         except _DB_ERRORS as exc:
@@ -340,7 +363,7 @@ class ClusterQueue(JobQueue):
             raise NotFound("no such job")
         if job.terminal:
             return job
-        self._need_database()
+        await self._need_database()
         try:
             await self.db.cancel(job_id)
             row = await self.db.job(job_id)
