@@ -44,6 +44,7 @@ from ..eta import Kind, rest_of
 from ..keyed_lock import KeyedLock
 from ..loops import stop_tasks, wait_event
 from ..metrics import Metrics
+from ..models import JobRequest
 from ..queue import JobEvent, JobQueue
 from ..renderer import MotionRenderer
 from ..retry import Failed, Policy, next_state
@@ -94,6 +95,7 @@ class ClusterQueue(JobQueue):
         for folder in (self.settings.hot_dir, self.settings.inputs_dir):
             folder.mkdir(parents=True, exist_ok=True)
         await self.db.migrate()
+        self._connected.set()  # the listener clears it when it loses the database
         if await self.db.paused():
             self._resumed.clear()
             log.info("processing is paused (an admin paused it before the restart)")
@@ -123,6 +125,21 @@ class ClusterQueue(JobQueue):
         await self.db.close()
         self.events.close()
 
+    async def submit(
+        self,
+        request: JobRequest,
+        image: bytes,
+        *,
+        idempotency_key: str | None = None,
+        request_digest: str | None = None,
+    ) -> tuple[Job, bool]:
+        """As on one box, but 503 at once while PostgreSQL is known to be away, before anything
+        is written: a retry with the same Idempotency-Key later makes exactly one job."""
+        await self._need_database()
+        return await super().submit(
+            request, image, idempotency_key=idempotency_key, request_digest=request_digest
+        )
+
     async def pause(self) -> None:
         await self._set_paused(True)
         await super().pause()
@@ -131,7 +148,21 @@ class ClusterQueue(JobQueue):
         await self._set_paused(False)
         await super().resume()
 
+    async def _need_database(self) -> None:
+        """A 503 within a second while PostgreSQL is away (never the pool's wait): the
+        listener's word, or, while it reconnects, one quick look."""
+        if self._connected.is_set():
+            return
+        try:
+            async with asyncio.timeout(1.0):
+                await self.db.ping()
+        except (*_DB_ERRORS, TimeoutError):
+            raise Unavailable(
+                "the job database is not reachable, try again", retry_after=5
+            ) from None
+
     async def _set_paused(self, paused: bool) -> None:
+        await self._need_database()
         try:
             await self.db.set_paused(paused)
         except _DB_ERRORS as exc:
@@ -171,7 +202,7 @@ class ClusterQueue(JobQueue):
                     log.warning("lost the connection to PostgreSQL (%s); reconnecting", exc)
                 self._connected.clear()
             await wait_event(self._halt, delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 2.0)  # back within 2 s of the database's return
 
     async def _mirror(self) -> None:
         """Copy changed shared rows into ours, in bursts."""
@@ -326,6 +357,7 @@ class ClusterQueue(JobQueue):
             raise NotFound("no such job")
         if job.terminal:
             return job
+        await self._need_database()
         try:
             await self.db.cancel(job_id)
             row = await self.db.job(job_id)
@@ -510,11 +542,16 @@ class ClusterQueue(JobQueue):
         return {job_id: self._rest(live) for job_id, live in self._live.items()}
 
     async def health(self) -> dict[str, Any]:
-        try:
-            workers = await self.db.workers(self.settings.worker_timeout)
-            reachable = True
-        except _DB_ERRORS:
-            workers, reachable = self._workers, False
+        """Within a second whatever PostgreSQL does: while the listener knows it is away, the
+        last list of workers, without a wait on the pool."""
+        workers, reachable = self._workers, False
+        if self._connected.is_set():
+            try:
+                async with asyncio.timeout(1.0):
+                    workers = await self.db.workers(self.settings.worker_timeout)
+                reachable = True
+            except (*_DB_ERRORS, TimeoutError):
+                pass
         self._workers = workers
         live = [w for w in workers if w["state"] in ("idle", "busy")]
         loop = asyncio.get_running_loop()
