@@ -376,9 +376,9 @@ def config_route(service_of: ServiceOf) -> Handler:
             "resolutions": list(motion.RESOLUTIONS),
             "presets": list(motion.PRESETS),
             "aspects": list(motion.ASPECTS),
-            # What this service's /job/create and /camera take, so the page offers only those.
+            # What /job/create and POST /camera take, so the page offers only those.
             "job_fields": sorted(models.JobParams.model_fields),
-            "camera_fields": sorted(CameraQuery.model_fields),
+            "camera_fields": sorted(CameraBody.model_fields),
         }
         return web.json_response(body, headers={"Cache-Control": "no-cache"})
 

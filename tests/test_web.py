@@ -178,7 +178,7 @@ async def test_root_is_the_page_for_browsers_and_json_for_api_clients(
     assert config["max_upload_bytes"] == client.service.settings.max_upload_bytes
     # The page offers only what this service's /job/create and /camera take.
     assert set(config["job_fields"]) == set(models.JobParams.model_fields)
-    assert set(config["camera_fields"]) == set(web.CameraQuery.model_fields)
+    assert set(config["camera_fields"]) == set(web.CameraBody.model_fields)
     status, body, _ = await client.request("GET", "/jobs?user_id=1")
     assert status == 401
     status, body, _ = await client.request("GET", "/static/../app.py")
