@@ -182,8 +182,9 @@ def _validation_message(exc: ValidationError) -> str:
 def parse_camera_query(query: dict[str, str], settings: Settings) -> CameraQuery:
     """Check the query as /job/create checks a form; InvalidParams (422) names what is wrong."""
     data: dict[str, Any] = {k: v for k, v in query.items() if v != ""}
-    if str(data.get("duration", "")).isdigit():  # query values are text; Literal[3] wants 3
-        data["duration"] = int(data["duration"])
+    for name in ("duration", "fps"):  # query values are text; Literal[3] wants 3
+        if str(data.get(name, "")).isdigit():
+            data[name] = int(data[name])
     try:
         params = CameraQuery.model_validate(data)
     except ValidationError as exc:
