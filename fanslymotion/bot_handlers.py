@@ -39,6 +39,7 @@ from .bot_screens import (
 )
 from .bot_views import (
     HISTORY_KEPT,
+    OPTION_OF_STEP,
     STATE_OF,
     STEPS,
     Back,
@@ -50,10 +51,12 @@ from .bot_views import (
     Pick,
     cancel_list_keyboard,
     decode_choice,
+    focus_of_cell,
     history_view,
     job_caption,
     job_params,
     lang_keyboard,
+    lower_resolution,
     mb,
     menu_keyboard,
     menu_only_keyboard,
@@ -61,9 +64,11 @@ from .bot_views import (
     remake_keyboard,
     result_keyboard,
     status_line,
+    subject_view,
     summary,
 )
 from .config import Settings
+from .models import FPS_CHOICES
 from .queue import JobQueue
 from .store import Job, Store
 from .texts import LANGUAGES, t
@@ -251,7 +256,8 @@ async def on_nav(
     await callback.answer()
     settings = telegram.settings
     if callback_data.to == "new":
-        await state.update_data(reuse=None, photo_of=None)
+        # The subject belongs to one photo; the frame rate is kept as a preference.
+        await state.update_data(reuse=None, photo_of=None, focus=None)
         await show_step(callback, state, lang, "duration", settings)
     elif callback_data.to == "last" and data.get("last") and data.get("pending"):
         await state.update_data(**data["last"])
@@ -309,12 +315,16 @@ async def on_pick(
     step = callback_data.step
     value = decode_choice(step, callback_data.value)
     data = await state.get_data()
-    expected = STATE_OF[step].state if step in STATE_OF else None
+    owner = OPTION_OF_STEP.get(step, step)
+    expected = STATE_OF[owner].state if owner in STATE_OF else None
     # A finished step (a second tap, an old keyboard) can't be reopened.
     if value is None or raw_state != expected or not is_current(callback, data):
         await callback.answer(stale_text(lang, data))
         return
     await callback.answer()
+    if step in OPTION_OF_STEP:
+        await on_option(callback, state, lang, telegram, step, value)
+        return
     await state.update_data({step: int(value) if step == "duration" else value})
     data = await state.get_data()
     if step == "motion" and data.get("reuse"):
@@ -333,6 +343,26 @@ async def on_pick(
         await settings_done(callback, state, lang, telegram)
         return
     await show_step(callback, state, lang, following, telegram.settings)
+
+
+async def on_option(
+    callback: CallbackQuery,
+    state: FSMContext,
+    lang: str,
+    telegram: BotPort,
+    option: str,
+    value: str,
+) -> None:
+    """An option on a step's message (fps, the subject): set it and show that step again."""
+    if option == "subject" and value == "open":
+        text, markup = subject_view(lang, await state.get_data())
+        await show_conv(callback, state, text, markup)
+        return
+    if option == "fps":
+        await state.update_data(fps=int(value))
+    else:
+        await state.update_data(focus=None if value == "auto" else focus_of_cell(int(value)))
+    await show_step(callback, state, lang, OPTION_OF_STEP[option], telegram.settings)
 
 
 async def on_lang_pick(
@@ -378,6 +408,8 @@ async def on_job_button(
         await cancel_job(callback, lang, telegram, job)
     elif action == "send":
         await resend_video(callback, lang, store, job)
+    elif action == "lower":
+        await lower_job(callback, state, lang, telegram, job)
     elif action == "resend":
         if await store.delivery_retry(job.job_id):
             log.info("job %s: the user asked for the interrupted video", job.job_id)
@@ -408,6 +440,34 @@ async def cancel_job(callback: CallbackQuery, lang: str, telegram: BotPort, job:
         await show(callback, text, markup)
 
 
+def job_settings(job: Job) -> dict[str, Any]:
+    """The settings of an earlier job, as the conversation keeps them."""
+    return {
+        "duration": job.duration,
+        "resolution": job.resolution,
+        "motion": job.motion_preset,
+        "aspect": job.aspect,
+        "fps": job.fps if job.fps in FPS_CHOICES else None,
+        "focus": job.focus,
+    }
+
+
+async def lower_job(
+    callback: CallbackQuery, state: FSMContext, lang: str, telegram: BotPort, job: Job
+) -> None:
+    """The photo is small for the job's resolution: the job gives way to one at the largest
+    resolution that needs no enlarging (one tap; a second finds the job over)."""
+    lower = lower_resolution(job)
+    if lower is None or job.terminal:
+        await callback.answer(t(lang, "already_finished" if job.terminal else "stale_button"))
+        return
+    await callback.answer()
+    await telegram.jobs.cancel(job.job_id, user_id=callback.from_user.id)
+    log.info("job %s: the user chose %s instead of %s", job.job_id, lower, job.resolution)
+    params = {**job_settings(job), "resolution": lower}
+    await resubmit(callback, state, lang, telegram, job, params, ends_flow=False)
+
+
 async def reuse_job(
     callback: CallbackQuery,
     action: str,
@@ -418,12 +478,7 @@ async def reuse_job(
 ) -> None:
     """again / retry: the same settings now; other / settings: choose some, same photo."""
     data = await state.get_data()
-    params = {
-        "duration": job.duration,
-        "resolution": job.resolution,
-        "motion": job.motion_preset,
-        "aspect": job.aspect,
-    }
+    params = job_settings(job)
     if action in ("other", "settings"):
         await take_over(callback, telegram)
     if action == "other":
@@ -433,7 +488,9 @@ async def reuse_job(
         return
     if action == "settings":
         await callback.answer()
-        await state.set_data({**data, "reuse": None, "pending": None, "photo_of": job.job_id})
+        await state.set_data(
+            {**data, "reuse": None, "pending": None, "photo_of": job.job_id, "focus": job.focus}
+        )
         await show_step(callback, state, lang, "duration", telegram.settings)
         return
     # "Another variant" (a new seed) or "try again": while the job the last tap made is still on

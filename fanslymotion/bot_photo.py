@@ -294,6 +294,7 @@ async def on_early_photo(
         await message.answer("\n".join(notes))
         return
     notes.append(t(lang, "photo_first"))
+    await state.update_data(focus=None)  # a new conversation: the subject is this photo's
     data = await state.get_data()
     await state.set_state(STATE_OF["duration"])
     text = "\n".join(notes) + "\n\n" + step_text(lang, "duration", data)

@@ -458,8 +458,9 @@ class ProgressTracker:
             user_id=job.user_id,
             chat_id=job.chat_id,
             message_id=job.progress_message_id,
-            # The language the message was written in.
-            lang=job.language or await self._language_of_job(job),
+            # A finished job's message stays in the language it was written in; a live one
+            # follows the user's choice (as /language does while it runs).
+            lang=(job.terminal and job.language) or await self._language_of_job(job),
             # A running job's message said it started (in this run or the last).
             start_told=job.status != "queued",
             # A live job found at start that was running before (or has an attempt behind it)

@@ -36,6 +36,7 @@ from ..errors import (
     InvalidParams,
     NotFound,
     PayloadTooLarge,
+    RenderError,
     Unauthorized,
     Unavailable,
 )
@@ -45,6 +46,7 @@ from ..loops import stop_tasks, wait_event
 from ..metrics import Metrics
 from ..queue import JobEvent, JobQueue
 from ..renderer import MotionRenderer
+from ..retry import Failed, Policy, next_state
 from ..store import Job, Store
 from ..store.jobs import MIRRORED
 from ..vocabulary import TERMINAL, JobStatus, Phase, Progress
@@ -441,15 +443,18 @@ class ClusterQueue(JobQueue):
             fence.worker,
             problem,
         )
-        message = "the rendered video arrived damaged"
+        damaged = RenderError("the rendered video arrived damaged")
+        after = next_state(Policy.of(self.settings), Failed(damaged), attempts=fence.attempt)
         try:
-            if fence.attempt < self.settings.max_retries:
-                delay = self.settings.retry_backoff * (2**fence.attempt)
+            if after.status == "queued":
                 row = await self.db.requeue(
-                    fence, count_attempt=True, not_before=time.time() + delay, error=message
+                    fence,
+                    count_attempt=True,
+                    not_before=time.time() + after.delay,
+                    error=after.error,
                 )
             else:
-                row = await self.db.fail(fence, message)
+                row = await self.db.fail(fence, after.error or damaged.message)
         except _DB_ERRORS as exc:
             raise Unavailable(
                 "the job database is not reachable, try again", retry_after=2
