@@ -364,8 +364,25 @@ function showProgress(body) {
   if (status === "processing" && phase(body)) detail.push(phase(body));
   if (!TERMINAL.has(status) && eta != null) detail.push(t("job.eta", { s: Math.ceil(eta) }));
   $("job-detail").textContent = detail.join(" · ");
+  showJobWarnings(body.warnings || []);
   $("job-cancel").hidden = TERMINAL.has(status);
   if (status === "failed" && body.error) $("job-error").textContent = body.error;
+}
+
+/** What the service warned about this job (an enlarged photo, a loop SVD cannot close). */
+function showJobWarnings(warnings) {
+  const words = (w) => {
+    if (w.code === "upscale") return t("warn.jobUpscale", { factor: Number(w.factor).toFixed(1) });
+    if (w.code === "svd_no_loop") return t("warn.svdNoLoop");
+    return w.message || w.code;
+  };
+  $("job-warnings").replaceChildren(
+    ...warnings.map((w) => {
+      const item = document.createElement("li");
+      item.textContent = words(w);
+      return item;
+    }),
+  );
 }
 
 /** Follow a job through its event stream until it ends; reconnect if the stream drops. */
