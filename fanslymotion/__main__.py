@@ -77,8 +77,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def render_command(args: argparse.Namespace, settings: Settings) -> int:
-    from .models import Progress
     from .renderer import MotionRenderer, RenderSpec, RenderTask
+    from .vocabulary import Progress
 
     if not 0.0 <= args.strength <= 1.0:
         print("error: --strength must be between 0 and 1", file=sys.stderr)

@@ -60,11 +60,18 @@ from .bot_telegram import (
     SQLiteStorage,
     gone_text,
 )
-from .bot_views import accepted_text, cancel_keyboard, error_text, missed_keyboard
+from .bot_views import (
+    accepted_text,
+    error_text,
+    live_keyboard,
+    missed_keyboard,
+    upscale_text,
+)
+from .camera import make_shot
 from .config import Settings
 from .errors import FanslyError, TooManyJobs
 from .loops import stop_tasks, wait_event
-from .models import JobRequest
+from .models import FPS_CHOICES, JobRequest
 from .queue import JobQueue
 from .store import Job, Store
 from .texts import COMMANDS, LANGUAGES, language_from_code, t, videos
@@ -85,10 +92,10 @@ class TelegramBot:
     connect_max_backoff = 300.0
     stop_grace = 5.0
 
-    def __init__(self, settings: Settings, jobs: JobQueue) -> None:
+    def __init__(self, settings: Settings, jobs: JobQueue, store: Store) -> None:
         self.settings = settings
         self.jobs = jobs
-        self.store: Store = jobs.store
+        self.store = store  # the bot's own tables (languages, conversations, deliveries)
         self.bot: Bot | None = None
         self.dispatcher: Dispatcher | None = None
         self.username: str | None = None
@@ -119,6 +126,7 @@ class TelegramBot:
         self.progress = ProgressTracker(
             settings,
             jobs,
+            store,
             bot=self.current_bot,
             language_of_job=self.language_of_job,
             on_completed=self.outbox.wake,
@@ -472,6 +480,8 @@ class TelegramBot:
             resolution=str(params["resolution"]),
             motion_preset=str(params["motion"]),
             aspect=str(params.get("aspect") or "auto"),
+            fps=int(params["fps"]) if params.get("fps") in FPS_CHOICES else None,
+            shot=make_shot(focus=params.get("focus")),
             source="telegram",
             chat_id=chat_id,
             message_id=reply_to,
@@ -503,7 +513,8 @@ class TelegramBot:
             photos[job.job_id] = photo_ref
         # Keep the newest few (dicts keep insertion order).
         photos = dict(list(photos.items())[-PHOTOS_KEPT:])
-        last = {step: params.get(step) for step in ("duration", "resolution", "motion", "aspect")}
+        kept = ("duration", "resolution", "motion", "aspect", "fps")
+        last = {step: params.get(step) for step in kept}
         # The photo and settings are remembered; the caller tidies the conversation's message.
         update: dict[str, Any] = {"photos": photos, "last": last}
         if collapse is not None:
@@ -530,14 +541,16 @@ class TelegramBot:
         self, bot: Bot, job: Job, chat_id: int, lang: str, reply_to: int | None, note: str
     ) -> Tracked | None:
         """Send the "accepted" message and track it as the job's progress message."""
-        _, position, eta = await self.jobs.status_of(job.job_id)
+        fresh, position, eta = await self.jobs.status_of(job.job_id)
         # First in line with the renderer idle: it starts now, so it is not "in the queue".
         at_once = position == 1 and not self.jobs.paused and self.jobs.running_job_id() is None
         text = accepted_text(
             lang, position=None if at_once else position, eta=eta, paused=self.jobs.paused
         )
         text = f"{note}\n{text}" if note else text
-        markup = cancel_keyboard(lang, job.job_id)
+        warning = upscale_text(lang, fresh)  # before rendering, with a lower choice below
+        text = f"{text}\n{warning}" if warning else text
+        markup = live_keyboard(lang, fresh)
         try:
             sent = await bot.send_message(
                 chat_id,

@@ -2,7 +2,7 @@
 
 aiogram injects what each handler names: the update's pieces (`message`, `callback`,
 `callback_data`, `state`), `lang` from the bot's update middleware, and the dispatcher's workflow
-data set by `TelegramBot`: `telegram` (the TelegramBot), `store`, `jobs` and `settings`.
+data set by `TelegramBot`: `telegram` (the bot, seen through `bot_port.BotPort`), `store`, `jobs` and `settings`.
 `build_router()` only registers them (a router belongs to one dispatcher, so one per bot).
 """
 
@@ -39,6 +39,7 @@ from .bot_screens import (
 )
 from .bot_views import (
     HISTORY_KEPT,
+    OPTION_OF_STEP,
     STATE_OF,
     STEPS,
     Back,
@@ -50,10 +51,12 @@ from .bot_views import (
     Pick,
     cancel_list_keyboard,
     decode_choice,
+    focus_of_cell,
     history_view,
     job_caption,
     job_params,
     lang_keyboard,
+    lower_resolution,
     mb,
     menu_keyboard,
     menu_only_keyboard,
@@ -61,15 +64,17 @@ from .bot_views import (
     remake_keyboard,
     result_keyboard,
     status_line,
+    subject_view,
     summary,
 )
 from .config import Settings
+from .models import FPS_CHOICES
 from .queue import JobQueue
 from .store import Job, Store
 from .texts import LANGUAGES, t
 
 if TYPE_CHECKING:
-    from .bot import TelegramBot
+    from .bot_port import BotPort
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +151,7 @@ async def on_lang(message: Message, state: FSMContext, lang: str) -> None:
     await show_conv(message, state, t(lang, "lang_prompt"), lang_keyboard(lang))
 
 
-async def on_cancel(message: Message, state: FSMContext, lang: str, telegram: TelegramBot) -> None:
+async def on_cancel(message: Message, state: FSMContext, lang: str, telegram: BotPort) -> None:
     assert message.from_user is not None
     await state.set_state(None)
     # The open menu or step goes with the conversation.
@@ -160,7 +165,7 @@ async def on_cancel(message: Message, state: FSMContext, lang: str, telegram: Te
 
 
 async def status_view(
-    lang: str, user_id: int, telegram: TelegramBot
+    lang: str, user_id: int, telegram: BotPort
 ) -> tuple[str, InlineKeyboardMarkup]:
     """/status: the user's live jobs, each with its true place or progress, and Cancel buttons;
     finished and cancelled jobs are not in it."""
@@ -185,7 +190,7 @@ async def status_view(
     return "\n".join(lines), cancel_list_keyboard(lang, active)
 
 
-async def on_status(message: Message, state: FSMContext, lang: str, telegram: TelegramBot) -> None:
+async def on_status(message: Message, state: FSMContext, lang: str, telegram: BotPort) -> None:
     assert message.from_user is not None
     text, markup = await status_view(lang, message.from_user.id, telegram)
     await show_conv(message, state, text, markup)
@@ -216,7 +221,7 @@ async def on_queue(message: Message, lang: str, store: Store, jobs: JobQueue) ->
     await message.answer(text)
 
 
-async def on_pause(message: Message, lang: str, jobs: JobQueue, telegram: TelegramBot) -> None:
+async def on_pause(message: Message, lang: str, jobs: JobQueue, telegram: BotPort) -> None:
     assert message.from_user is not None
     await jobs.pause()
     log.info("processing paused by admin %s", message.from_user.id)
@@ -224,7 +229,7 @@ async def on_pause(message: Message, lang: str, jobs: JobQueue, telegram: Telegr
     await telegram.progress.refresh_all()  # every waiting job says so, without an ETA
 
 
-async def on_resume(message: Message, lang: str, jobs: JobQueue, telegram: TelegramBot) -> None:
+async def on_resume(message: Message, lang: str, jobs: JobQueue, telegram: BotPort) -> None:
     assert message.from_user is not None
     await jobs.resume()
     log.info("processing resumed by admin %s", message.from_user.id)
@@ -240,7 +245,7 @@ async def on_nav(
     callback_data: Nav,
     state: FSMContext,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
 ) -> None:
     data = await state.get_data()
     # "Menu" works from anywhere (a video, a finished job); the menu's own entries only on the
@@ -251,7 +256,8 @@ async def on_nav(
     await callback.answer()
     settings = telegram.settings
     if callback_data.to == "new":
-        await state.update_data(reuse=None, photo_of=None)
+        # The subject belongs to one photo; the frame rate is kept as a preference.
+        await state.update_data(reuse=None, photo_of=None, focus=None)
         await show_step(callback, state, lang, "duration", settings)
     elif callback_data.to == "last" and data.get("last") and data.get("pending"):
         await state.update_data(**data["last"])
@@ -304,17 +310,21 @@ async def on_pick(
     state: FSMContext,
     raw_state: str | None,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
 ) -> None:
     step = callback_data.step
     value = decode_choice(step, callback_data.value)
     data = await state.get_data()
-    expected = STATE_OF[step].state if step in STATE_OF else None
+    owner = OPTION_OF_STEP.get(step, step)
+    expected = STATE_OF[owner].state if owner in STATE_OF else None
     # A finished step (a second tap, an old keyboard) can't be reopened.
     if value is None or raw_state != expected or not is_current(callback, data):
         await callback.answer(stale_text(lang, data))
         return
     await callback.answer()
+    if step in OPTION_OF_STEP:
+        await on_option(callback, state, lang, telegram, step, value)
+        return
     await state.update_data({step: int(value) if step == "duration" else value})
     data = await state.get_data()
     if step == "motion" and data.get("reuse"):
@@ -335,12 +345,32 @@ async def on_pick(
     await show_step(callback, state, lang, following, telegram.settings)
 
 
+async def on_option(
+    callback: CallbackQuery,
+    state: FSMContext,
+    lang: str,
+    telegram: BotPort,
+    option: str,
+    value: str,
+) -> None:
+    """An option on a step's message (fps, the subject): set it and show that step again."""
+    if option == "subject" and value == "open":
+        text, markup = subject_view(lang, await state.get_data())
+        await show_conv(callback, state, text, markup)
+        return
+    if option == "fps":
+        await state.update_data(fps=int(value))
+    else:
+        await state.update_data(focus=None if value == "auto" else focus_of_cell(int(value)))
+    await show_step(callback, state, lang, OPTION_OF_STEP[option], telegram.settings)
+
+
 async def on_lang_pick(
     callback: CallbackQuery,
     callback_data: LangButton,
     state: FSMContext,
     raw_state: str | None,
-    telegram: TelegramBot,
+    telegram: BotPort,
 ) -> None:
     """A language picked: the chat follows at once; a conversation in the middle of its steps
     goes on where it was, now in that language."""
@@ -365,7 +395,7 @@ async def on_job_button(
     callback_data: JobButton,
     state: FSMContext,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
     store: Store,
     jobs: JobQueue,
 ) -> None:
@@ -378,6 +408,8 @@ async def on_job_button(
         await cancel_job(callback, lang, telegram, job)
     elif action == "send":
         await resend_video(callback, lang, store, job)
+    elif action == "lower":
+        await lower_job(callback, state, lang, telegram, job)
     elif action == "resend":
         if await store.delivery_retry(job.job_id):
             log.info("job %s: the user asked for the interrupted video", job.job_id)
@@ -392,7 +424,7 @@ async def on_job_button(
         await reuse_job(callback, action, state, lang, telegram, job)
 
 
-async def cancel_job(callback: CallbackQuery, lang: str, telegram: TelegramBot, job: Job) -> None:
+async def cancel_job(callback: CallbackQuery, lang: str, telegram: BotPort, job: Job) -> None:
     """Cancel from the job's own message or from a list (/status, /cancel): a list is redrawn
     without the job, so it never offers Cancel on a job that is over."""
     message = callback.message
@@ -408,22 +440,45 @@ async def cancel_job(callback: CallbackQuery, lang: str, telegram: TelegramBot, 
         await show(callback, text, markup)
 
 
+def job_settings(job: Job) -> dict[str, Any]:
+    """The settings of an earlier job, as the conversation keeps them."""
+    return {
+        "duration": job.duration,
+        "resolution": job.resolution,
+        "motion": job.motion_preset,
+        "aspect": job.aspect,
+        "fps": job.fps if job.fps in FPS_CHOICES else None,
+        "focus": job.focus,
+    }
+
+
+async def lower_job(
+    callback: CallbackQuery, state: FSMContext, lang: str, telegram: BotPort, job: Job
+) -> None:
+    """The photo is small for the job's resolution: the job gives way to one at the largest
+    resolution that needs no enlarging (one tap; a second finds the job over)."""
+    lower = lower_resolution(job)
+    if lower is None or job.terminal:
+        await callback.answer(t(lang, "already_finished" if job.terminal else "stale_button"))
+        return
+    await callback.answer()
+    await telegram.jobs.cancel(job.job_id, user_id=callback.from_user.id)
+    log.info("job %s: the user chose %s instead of %s", job.job_id, lower, job.resolution)
+    params = {**job_settings(job), "resolution": lower}
+    await resubmit(callback, state, lang, telegram, job, params, ends_flow=False)
+
+
 async def reuse_job(
     callback: CallbackQuery,
     action: str,
     state: FSMContext,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
     job: Job,
 ) -> None:
     """again / retry: the same settings now; other / settings: choose some, same photo."""
     data = await state.get_data()
-    params = {
-        "duration": job.duration,
-        "resolution": job.resolution,
-        "motion": job.motion_preset,
-        "aspect": job.aspect,
-    }
+    params = job_settings(job)
     if action in ("other", "settings"):
         await take_over(callback, telegram)
     if action == "other":
@@ -433,7 +488,9 @@ async def reuse_job(
         return
     if action == "settings":
         await callback.answer()
-        await state.set_data({**data, "reuse": None, "pending": None, "photo_of": job.job_id})
+        await state.set_data(
+            {**data, "reuse": None, "pending": None, "photo_of": job.job_id, "focus": job.focus}
+        )
         await show_step(callback, state, lang, "duration", telegram.settings)
         return
     # "Another variant" (a new seed) or "try again": while the job the last tap made is still on

@@ -34,7 +34,7 @@ from .store import Job
 from .texts import t
 
 if TYPE_CHECKING:
-    from .bot import TelegramBot
+    from .bot_port import BotPort
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ async def resubmit(
     callback: CallbackQuery,
     state: FSMContext,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
     job: Job,
     params: dict[str, Any],
     *,
@@ -81,7 +81,7 @@ async def resubmit(
 
 
 async def settings_done(
-    callback: CallbackQuery, state: FSMContext, lang: str, telegram: TelegramBot
+    callback: CallbackQuery, state: FSMContext, lang: str, telegram: BotPort
 ) -> None:
     """Every setting is chosen: queue the photo the bot already has, or ask for one."""
     data = await state.get_data()
@@ -148,7 +148,7 @@ async def take_photo(
     message: Message,
     state: FSMContext,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
     params: dict[str, Any],
     photo: Incoming,
     *,
@@ -220,7 +220,7 @@ def precheck(lang: str, photo: Incoming, settings: Settings) -> str | None:
 
 
 async def on_photo(
-    message: Message, state: FSMContext, lang: str, telegram: TelegramBot, settings: Settings
+    message: Message, state: FSMContext, lang: str, telegram: BotPort, settings: Settings
 ) -> None:
     """The photo step: take the photo (the first of an album), or say what came instead."""
     part = telegram.album_part(message.chat.id, message.media_group_id)
@@ -261,7 +261,7 @@ async def on_early_photo(
     state: FSMContext,
     raw_state: str | None,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
     settings: Settings,
 ) -> None:
     """A photo before the photo step: kept, and the settings asked for (never the photo again).
@@ -294,6 +294,7 @@ async def on_early_photo(
         await message.answer("\n".join(notes))
         return
     notes.append(t(lang, "photo_first"))
+    await state.update_data(focus=None)  # a new conversation: the subject is this photo's
     data = await state.get_data()
     await state.set_state(STATE_OF["duration"])
     text = "\n".join(notes) + "\n\n" + step_text(lang, "duration", data)

@@ -40,10 +40,10 @@ from .bot_telegram import is_not_modified, user_gone
 from .bot_views import progress_view
 from .config import Settings
 from .loops import wait_event
-from .models import Progress
 from .queue import JobEvent, JobQueue, is_closed
-from .store import TERMINAL, Job, parse_time
+from .store import TERMINAL, Job, Store, parse_time
 from .texts import t
+from .vocabulary import Progress
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,7 @@ class ProgressTracker:
         self,
         settings: Settings,
         jobs: JobQueue,
+        store: Store,
         *,
         bot: Callable[[], Bot | None],
         language_of_job: Callable[[Job], Awaitable[str]],
@@ -172,7 +173,7 @@ class ProgressTracker:
     ) -> None:
         self.settings = settings
         self.jobs = jobs
-        self.store = jobs.store
+        self.store = store
         self._bot = bot
         self._language_of_job = language_of_job
         self._on_completed = on_completed
@@ -457,8 +458,9 @@ class ProgressTracker:
             user_id=job.user_id,
             chat_id=job.chat_id,
             message_id=job.progress_message_id,
-            # The language the message was written in.
-            lang=job.language or await self._language_of_job(job),
+            # A finished job's message stays in the language it was written in; a live one
+            # follows the user's choice (as /language does while it runs).
+            lang=(job.terminal and job.language) or await self._language_of_job(job),
             # A running job's message said it started (in this run or the last).
             start_told=job.status != "queued",
             # A live job found at start that was running before (or has an attempt behind it)

@@ -22,7 +22,7 @@ from .config import Settings
 from .texts import t
 
 if TYPE_CHECKING:
-    from .bot import TelegramBot
+    from .bot_port import BotPort
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def stale_text(lang: str, data: dict[str, Any]) -> str:
     return t(lang, "stale_menu" if data.get("conv") else "stale_none")
 
 
-async def take_over(callback: CallbackQuery, telegram: TelegramBot) -> None:
+async def take_over(callback: CallbackQuery, telegram: BotPort) -> None:
     """The pressed message becomes a menu or a step: if it was a finished job's progress
     message, it is released, so that no restart edits it back to the job's state."""
     message = callback.message

@@ -24,7 +24,7 @@ from .errors import (
     Unavailable,
     UnsupportedMedia,
 )
-from .models import Progress
+from .models import FPS_CHOICES
 from .store import Job
 from .texts import (
     EN,
@@ -35,6 +35,7 @@ from .texts import (
     t,
     videos,
 )
+from .vocabulary import Progress
 
 MB = 1024 * 1024
 # Bots may download files up to 20 MB through the Bot API (getFile answers "file is too big").
@@ -107,7 +108,55 @@ def choices(step: str) -> tuple[str, ...]:
         return motion.PRESETS
     if step == "aspect":
         return motion.ASPECTS
+    if step == "fps":
+        return tuple(str(f) for f in FPS_CHOICES)
+    if step == "subject":
+        return ("open", "auto", *(str(cell) for cell in range(9)))
     return ()
+
+
+# Options shown on a step's own message: the frame rate on the resolution step, the subject
+# (a 3x3 grid) on the frame-shape step. Choosing one shows that step again.
+OPTION_OF_STEP = {"fps": "resolution", "subject": "aspect"}
+_GRID_ARROWS = ("↖️", "⬆️", "↗️", "⬅️", "⏺", "➡️", "↙️", "⬇️", "↘️")
+
+
+def focus_of_cell(cell: int) -> dict[str, float]:
+    """The centre of a cell of the 3x3 grid (0 top left, 8 bottom right), as a job's focus."""
+    return {"x": round((cell % 3 * 2 + 1) / 6, 4), "y": round((cell // 3 * 2 + 1) / 6, 4)}
+
+
+def cell_of_focus(focus: dict[str, float] | None) -> int | None:
+    if not focus:
+        return None
+    column = min(2, max(0, int(float(focus["x"]) * 3)))
+    row = min(2, max(0, int(float(focus["y"]) * 3)))
+    return row * 3 + column
+
+
+def subject_label(lang: str, focus: dict[str, float] | None) -> str:
+    cell = cell_of_focus(focus)
+    return t(lang, "subject_auto") if cell is None else t(lang, f"subject_{cell}")
+
+
+def subject_view(lang: str, data: dict[str, Any]) -> tuple[str, InlineKeyboardMarkup]:
+    """ "Where is the subject?": a 3x3 grid over the photo, Auto (faces) by default."""
+    current = cell_of_focus(data.get("focus"))
+    cells = [
+        button(
+            ("• " if cell == current else "") + _GRID_ARROWS[cell],
+            Pick(step="subject", value=str(cell)),
+        )
+        for cell in range(9)
+    ]
+    auto = ("• " if current is None else "") + t(lang, "subject_auto")
+    rows = [
+        *rows_of(cells, 3),
+        [button(auto, Pick(step="subject", value="auto"))],
+        [button(t(lang, "btn_back"), Back(to="aspect"))],
+    ]
+    text = t(lang, "step_subject", summary=summary(lang, data, "photo"))
+    return text, InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 def encode_choice(value: str) -> str:
@@ -179,6 +228,20 @@ def step_keyboard(lang: str, step: str, data: dict[str, Any]) -> InlineKeyboardM
     rows = (
         [buttons[:1], *rows_of(buttons[1:], width)] if step == "aspect" else rows_of(buttons, width)
     )
+    if step == "resolution":
+        fps = str(data.get("fps", ""))
+        rows.append(
+            [
+                button(
+                    ("• " if value == fps else "") + t(lang, "fps", fps=value),
+                    Pick(step="fps", value=value),
+                )
+                for value in choices("fps")
+            ]
+        )
+    if step == "aspect" and not data.get("reuse"):
+        where = t(lang, "btn_subject", where=subject_label(lang, data.get("focus")))
+        rows.append([button(where, Pick(step="subject", value="open"))])
     rows.append([button(t(lang, "btn_back"), Back(to=back_target(step, data)))])
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
@@ -189,6 +252,8 @@ def summary(lang: str, data: dict[str, Any], upto: str) -> str:
         value = data.get(step)
         if value is not None:
             parts.append(choice_label(lang, step, str(value)))
+        if step == "resolution" and data.get("fps") and value is not None:
+            parts.append(t(lang, "fps", fps=data["fps"]))
     return t(lang, "summary", parts=" · ".join(parts)) if parts else ""
 
 
@@ -406,7 +471,7 @@ def progress_view(
         return t(lang, "progress_failed", error=error, params=params), retry_keyboard(
             lang, job.job_id
         )
-    keyboard = cancel_keyboard(lang, job.job_id)
+    keyboard = live_keyboard(lang, job)
     if job.status == "queued":
         if paused:
             text = t(lang, "progress_paused", position=position or "?", params=params)
@@ -431,7 +496,49 @@ def progress_view(
             params=params,
         )
     note = job_note(lang, job, tries=tries, resumed=resumed, continued=continued)
+    warning = upscale_text(lang, job)
+    text = f"{text}\n{warning}" if warning else text
     return (f"{text}\n{note}" if note else text), keyboard
+
+
+def live_keyboard(lang: str, job: Job) -> InlineKeyboardMarkup:
+    """Under a live job: Cancel, and the one-tap lower resolution when the photo is small."""
+    keyboard = cancel_keyboard(lang, job.job_id)
+    lower = lower_resolution(job)
+    if lower is None:
+        return keyboard
+    action = JobButton(action="lower", job_id=job.job_id)
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [button(t(lang, "btn_lower", resolution=lower), action)],
+            *keyboard.inline_keyboard,
+        ]
+    )
+
+
+def upscale_of(job: Job) -> dict[str, Any] | None:
+    return next((w for w in job.warnings if w.get("code") == "upscale"), None)
+
+
+def lower_resolution(job: Job) -> str | None:
+    """The largest resolution that would not enlarge this job's photo, when lower than its own."""
+    warning = upscale_of(job)
+    best = str((warning or {}).get("max_resolution") or "")
+    if best in motion.RESOLUTIONS and motion.RESOLUTIONS[best] < motion.RESOLUTIONS.get(
+        job.resolution, 0
+    ):
+        return best
+    return None
+
+
+def upscale_text(lang: str, job: Job) -> str:
+    """The warning of a photo too small for the resolution (while the job is not over)."""
+    warning = upscale_of(job)
+    if warning is None or job.terminal:
+        return ""
+    factor = f"{float(warning.get('factor') or 0):.1f}"
+    factor = factor.replace(".", ",") if lang == "ru" else factor  # a decimal comma
+    return t(lang, "warn_upscale", resolution=job.resolution, factor=factor)
 
 
 def error_text(lang: str, exc: FanslyError, *, active: int, limit: int) -> str:

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .renderer import Preview
 from .store import Job
+from .vocabulary import Preview
 
 
 @dataclass(frozen=True)

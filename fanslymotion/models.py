@@ -1,10 +1,11 @@
-"""The job vocabulary (statuses, progress phases) and the pydantic models of the HTTP API,
-which validate requests and are the source of /openapi.json."""
+"""The pydantic models of the HTTP API, which validate requests and are the source of
+/openapi.json, and the request a client makes (`JobRequest`). The job vocabulary (statuses,
+phases, progress) lives in vocabulary.py; it is imported here for the API's models and for
+modules that import it from here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,59 +15,13 @@ from .camera import MAX_KEYFRAMES, MAX_ZOOM, MIN_KEYFRAMES, Shot, make_shot
 from .errors import InvalidParams
 from .motion import Aspect, Duration, Preset, Resolution
 from .subject import Framing
+from .vocabulary import ACTIVE, TERMINAL, JobStatus, Phase, Progress, WebhookEvent
 
 # The frame rates a job may ask for; without one it gets the service's FPS.
 FPS_CHOICES = (24, 30)
 JobFps = Literal[24, 30]
 
-
-class JobStatus(StrEnum):
-    """A job's state. queued -> processing -> completed | failed | cancelled; a retry, a stop or
-    a crash brings a processing job back to queued."""
-
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-WebhookEvent = Literal["started", "progress", "completed", "failed", "cancelled"]
-
-ACTIVE: frozenset[str] = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
-TERMINAL: frozenset[str] = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
-
-
-class Phase(StrEnum):
-    """What a render is doing. Every renderer reports one of these; the bot and the page have a
-    text for each in every language (`phase_<value>` in texts.py)."""
-
-    STARTING = "starting"
-    LOADING = "loading"
-    PREPARING = "preparing"
-    RESUMED = "resumed"
-    RENDERING = "rendering"
-    ANIMATING = "animating"
-    DECODING = "decoding"
-    ENCODING = "encoding"
-    FINISHING = "finishing"
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One progress report of a render: percent 0-100 of the whole job, the phase, the pass
-    (`step` of `steps`, 0 of 0 when the phase has none) and the seconds left when known."""
-
-    percent: float
-    phase: Phase
-    step: int = 0
-    steps: int = 0
-    eta: float | None = None
-
-    @property
-    def message(self) -> str:
-        """The phase in plain English for logs and API clients, e.g. "animating 2/4"."""
-        return f"{self.phase} {self.step}/{self.steps}" if self.steps else str(self.phase)
+__all__ = ["ACTIVE", "TERMINAL", "JobStatus", "Phase", "Progress", "WebhookEvent"]
 
 
 # pending: no video yet; ready: it can be downloaded; deleted: pruned after its retention

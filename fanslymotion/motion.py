@@ -17,7 +17,7 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args
@@ -273,10 +273,19 @@ class CameraPath:
         self.loop = bool(loop)
         self.seed = seed
         self.lean = (0.0, 0.0)
+        self.drift_scale = 1.0
         aspect = self.out_w / self.out_h
 
         ts = np.linspace(0.0, 1.0, _EXTENT_SAMPLES)
         cx, cy, zoom = self.windows(ts)
+        if subject is not None and seed is not None:
+            # Aiming may turn the drift down (see _aim): the base window fits without it too.
+            self.drift_scale = 0.0
+            still = self.windows(ts)
+            self.drift_scale = 1.0
+            cx, cy, zoom = (
+                np.concatenate(pair) for pair in zip((cx, cy, zoom), still, strict=True)
+            )
         half = 0.5 / zoom
         # Extent of all windows in base-window units; the base window must fit it into the photo.
         left, right = float(np.min(cx - half)), float(np.max(cx + half))
@@ -290,6 +299,7 @@ class CameraPath:
         self.max_zoom = float(np.max(zoom))
         if subject is not None:
             self._aim(subject, ts)
+            self.max_zoom = float(np.max(self.windows(ts)[2]))
 
     def progress(self, t: np.ndarray) -> np.ndarray:
         """How far along the preset the camera is at times `t` (0 at rest, 1 at its far end)."""
@@ -300,7 +310,7 @@ class CameraPath:
         u = self.progress(t)
         cx, cy, zoom = _path(self.preset, u, self.strength)
         if self.seed is not None and self.strength > 0:
-            dx, dy, dz = drift(self.seed, self.strength, t)
+            dx, dy, dz = drift(self.seed, self.strength * self.drift_scale, t)
             cx, cy, zoom = cx + dx, cy + dy, zoom * dz
         if self.lean != (0.0, 0.0):
             e = _ease(u)
@@ -308,7 +318,10 @@ class CameraPath:
         return cx, cy, zoom
 
     def _aim(self, subject: tuple[float, float], ts: np.ndarray) -> None:
-        """Place the movement (anchor, and lean for a zoom) toward the subject; see the class."""
+        """Place the movement (anchor, and lean for a zoom) toward the subject; see the class.
+        The subject comes first: the drift is left out while aiming, then kept as large as the
+        aimed path leaves room for (the fit gave it room around a centred path)."""
+        self.drift_scale = 0.0
         cx, cy, zoom = self.windows(ts)
         far = int(np.argmax(_ease(self.progress(ts))))
         zooms = float(np.max(zoom) - np.min(zoom)) > 1e-9
@@ -330,23 +343,33 @@ class CameraPath:
             anchors.append(anchor)
             leans.append(lean)
         self.anchor_x, self.anchor_y = anchors
-        self.lean = (leans[0], leans[1])
-        self._fit_lean(ts)
+        full = (leans[0], leans[1])
 
-    def _fit_lean(self, ts: np.ndarray) -> None:
-        """Shrink the lean until every window of the clip is inside the photo (bisection)."""
-        full = self.lean
-        if full == (0.0, 0.0) or self._inside(ts):
-            return
+        def set_lean(k: float) -> None:
+            self.lean = (full[0] * k, full[1] * k)
+
+        def set_drift(k: float) -> None:
+            self.drift_scale = k
+
+        self._largest(ts, set_lean)
+        self._largest(ts, set_drift)
+
+    def _largest(self, ts: np.ndarray, set_scale: Callable[[float], None]) -> float:
+        """The largest scale in [0, 1] of a part of the path (set by `set_scale`) for which
+        every window of the clip is inside the photo (bisection); the part is left at it."""
+        set_scale(1.0)
+        if self._inside(ts):
+            return 1.0
         low, high = 0.0, 1.0
         for _ in range(30):
             mid = (low + high) / 2
-            self.lean = (full[0] * mid, full[1] * mid)
+            set_scale(mid)
             if self._inside(ts):
                 low = mid
             else:
                 high = mid
-        self.lean = (full[0] * low, full[1] * low)
+        set_scale(low)
+        return low
 
     def _inside(self, ts: np.ndarray) -> bool:
         cx, cy, zoom = self.windows(ts)

@@ -33,14 +33,15 @@ from .errors import (
     TooManyJobs,
     Unavailable,
 )
-from .eta import Estimator, Kind
+from .eta import Estimator, Kind, finish_of, first_free, rest_of
 from .events import EventHub, JobEvent, is_closed
 from .loops import stop_tasks, wait_event, watch
 from .metrics import Metrics
-from .models import TERMINAL, JobRequest, JobStatus, Phase, Progress
+from .models import JobRequest
 from .renderer import Preview, Renderer, RenderResult, RenderSpec, RenderTask, RenderWorker
 from .retry import Failed, Outcome, Policy, Stopped, TimedOut, next_state
 from .store import Job, NewJob, Store, check_same_request, parse_time
+from .vocabulary import TERMINAL, JobStatus, Phase, Progress
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,12 @@ class JobQueue:
 
     async def refresh_metrics(self) -> None:
         """Bring the gauges that are read on demand up to date (before a /metrics answer)."""
+        for status, count in (await self.store.counts_by_status()).items():
+            self.metrics.jobs.labels(status).set(count)
+        self.metrics.queue_length.set(await self.store.count_jobs(status=JobStatus.QUEUED))
+        renderer = self.renderer
+        for kind, value in (renderer.memory_stats() if renderer else {}).items():
+            self.metrics.gpu_memory.labels(kind).set(value)
 
     @property
     def stopping(self) -> bool:
@@ -360,6 +367,22 @@ class JobQueue:
 
     # -- views --------------------------------------------------------------------------------
 
+    async def list_jobs(
+        self, *, user_id: int | None, status: str | None, limit: int, offset: int
+    ) -> list[Job]:
+        """The newest jobs first, of one user and in one status when asked."""
+        return await self.store.list_jobs(
+            user_id=user_id, status=status, limit=limit, offset=offset
+        )
+
+    async def webhook_summary(self, job_id: str) -> dict[str, Any] | None:
+        """How the job's webhook deliveries went; None without any."""
+        return await self.store.webhook_summary(job_id)
+
+    def preview_path(self, job_id: str) -> Path:
+        """Where the live preview of a rendering job is (there only while one exists)."""
+        return checkpoints.work_dir(self.settings.data_dir, job_id) / checkpoints.PREVIEW
+
     def running_job_id(self) -> str | None:
         return self._running.job.job_id if self._running is not None else None
 
@@ -401,19 +424,22 @@ class JobQueue:
         kind = Kind(renderer.name, job.resolution, job.duration * job.fps, job.steps)
         return self.estimator.estimate(kind, lambda: renderer.estimate_seconds(self.spec_of(job)))
 
-    def _running_rest(self) -> float | None:
-        """Seconds the running job still needs (0 with none running; None when unknown)."""
+    def _lanes(self) -> int:
+        """How many jobs render at once: the one GPU thread here."""
+        return 1
+
+    def _live_rests(self) -> dict[str, float | None]:
+        """Seconds each running job still needs (None where unknown)."""
         running = self._running
         if running is None:
-            return 0.0
+            return {}
         elapsed = time.monotonic() - running.started
-        report = running.progress
-        if report.eta is not None:
-            return max(0.0, report.eta)
-        if report.percent >= 5.0 and elapsed > 0.5:  # a measured rate beats any estimate
-            return elapsed * (100.0 - report.percent) / report.percent
         estimate = self.estimate_seconds(running.job)
-        return None if estimate is None else max(0.0, estimate - elapsed)
+        return {running.job.job_id: rest_of(running.progress, elapsed, estimate)}
+
+    def _running_rest(self) -> float | None:
+        """Seconds until a running job ends (0 with none running; None when unknown)."""
+        return first_free(list(self._live_rests().values()))
 
     async def eta_seconds(self, job: Job) -> float | None:
         """Seconds until this job is done: the running job's rest, the jobs ahead, and its own."""
@@ -435,28 +461,24 @@ class JobQueue:
         """(queue position, ETA in seconds), with at most one query whatever the queue's length.
 
         `ahead`, when the caller has it, is the queued jobs served before this one, in the
-        dispatcher's order. ETAs are a simulation of that order (each job starts when the one
-        before ends, or when its retry backoff ends), so they never decrease down the queue.
+        dispatcher's order. ETAs are a simulation of that order by as many lanes as render at
+        once (`eta.finish_of`: each job starts when a lane frees, or when its retry backoff
+        ends), so they never decrease down the queue.
         """
         if job.status in TERMINAL:
             return None, 0.0
+        rests = self._live_rests()
         if job.status == JobStatus.PROCESSING:
-            running = self._running
-            if running is None or running.job.job_id != job.job_id:
-                return None, None
-            rest = self._running_rest()
+            rest = rests.get(job.job_id)
             return None, None if rest is None else round(rest, 1)
         if ahead is None:
             ahead = await self.store.queued_ahead(job.job_id)
-        finish = self._running_rest()
+        if self.paused:
+            return len(ahead) + 1, None
         now = time.time()
-        for other in (*ahead, job):
-            own = self.estimate_seconds(other)
-            if finish is None or own is None or self.paused:
-                return len(ahead) + 1, None
-            finish = max(finish, other.not_before - now) + own
-        assert finish is not None
-        return len(ahead) + 1, round(finish, 1)
+        queue = ((self.estimate_seconds(other), other.not_before - now) for other in (*ahead, job))
+        finish = finish_of(self._lanes(), list(rests.values()), queue)
+        return len(ahead) + 1, None if finish is None else round(finish, 1)
 
     def free_disk_mb(self) -> float:
         return datadir.free_disk_mb(self.settings.data_dir)
@@ -661,14 +683,7 @@ class JobQueue:
             return
         percent = max(running.progress.percent, min(100.0, float(report.percent)))
         running.progress = replace(report, percent=percent)
-        snapshot = replace(
-            running.job,
-            progress=round(percent, 1),
-            message=report.message,
-            phase=report.phase,
-            phase_step=report.step,
-            phase_steps=report.steps,
-        )
+        snapshot = running.job.with_progress(running.progress)
         self._publish(JobEvent("progress", snapshot, self._running_rest()))
         now = time.monotonic()
         if now - running.last_saved >= self.settings.progress_interval:
@@ -688,15 +703,7 @@ class JobQueue:
         """On the loop: a new preview of the running job is in place."""
         if running.done.is_set():
             return
-        report = running.progress
-        snapshot = replace(
-            running.job,
-            progress=round(report.percent, 1),
-            message=report.message,
-            phase=report.phase,
-            phase_step=report.step,
-            phase_steps=report.steps,
-        )
+        snapshot = running.job.with_progress(running.progress)
         self._publish(JobEvent("preview", snapshot, self._running_rest(), preview))
 
     def _learn(self, job: Job, renderer: str, seconds: float) -> None:

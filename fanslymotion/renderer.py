@@ -23,7 +23,8 @@ from . import camera, motion, photo, subject, video
 from .camera import Shot
 from .config import Settings
 from .errors import Cancelled, FanslyError, RenderError, Unavailable
-from .models import Phase, Progress
+from .vocabulary import Phase, Progress
+from .vocabulary import Preview as Preview  # where the renderers' callers look for it
 
 if TYPE_CHECKING:  # torch, numpy and PIL load lazily: the camera-motion renderer needs no torch
     import numpy as np
@@ -60,17 +61,6 @@ class RenderSpec:
     @property
     def frames(self) -> int:
         return self.duration * self.fps
-
-
-@dataclass(frozen=True)
-class Preview:
-    """A live preview of a render in progress (SVD only): a small MP4 of the frames so far."""
-
-    path: Path
-    frames: int
-    passes_done: int
-    passes: int
-    size_bytes: int
 
 
 @dataclass(frozen=True)
@@ -251,35 +241,6 @@ class MotionRenderer(Renderer):
         return self._encode(task, frames, (width, height), on_frame, progress, cancel)
 
 
-def select_renderer(settings: Settings) -> Renderer:
-    """Pick the backend from `settings.renderer`; see the README for the rules."""
-    if settings.renderer == "motion":
-        return MotionRenderer(settings, "FANSLYMOTION_RENDERER=motion")
-    return _select_svd(settings)
-
-
-def _select_svd(settings: Settings) -> Renderer:
-    """`auto`: SVD when a CUDA device and the weights are there, else the camera-motion engine.
-
-    `svd`: SVD or a start-up error (`Unavailable`). The checks are cheap: no model is loaded here,
-    the weights are only looked up (a local folder, or the Hugging Face cache, offline).
-    """
-    from . import svd  # torch and diffusers load only when SVD is a candidate
-
-    device, reason = svd.svd_device(settings)
-    weights: Path | None = None
-    if device is not None:
-        weights = svd.find_svd_weights(settings.svd_model)
-        if weights is None:
-            reason = f"SVD weights not found for {settings.svd_model} (offline)"
-    if device is None or weights is None:
-        if settings.renderer == "svd":
-            raise Unavailable(f"FANSLYMOTION_RENDERER=svd but {reason}")
-        log.warning("SVD renderer not used: %s; using the camera-motion renderer", reason)
-        return MotionRenderer(settings, reason)
-    return svd.SVDRenderer(settings, device=device, weights=weights)
-
-
 RENDER_NICENESS = 10
 
 
@@ -307,9 +268,10 @@ class RenderWorker:
     that no thread reads any more.
     """
 
-    def __init__(self, settings: Settings, candidate: Renderer | None = None) -> None:
+    def __init__(self, settings: Settings, candidate: Renderer | Callable[[], Renderer]) -> None:
         self._settings = settings
-        self._candidate = candidate
+        self._choose = candidate if callable(candidate) else None
+        self._candidate: Renderer | None = None if callable(candidate) else candidate
         self._renderer: Renderer | None = None
         self._inbox: thread_queue.Queue[_Work | None] = thread_queue.Queue()
         self._thread: threading.Thread | None = None
@@ -320,9 +282,11 @@ class RenderWorker:
         """Why the candidate could not serve, when the camera-motion renderer replaced it."""
 
     def start(self) -> None:
-        if self._candidate is None:
-            self._candidate = select_renderer(self._settings)
-        log.info("renderer: %s (%s)", self._candidate.name, self._candidate.state.reason)
+        if self._choose is not None:  # e.g. backends.select_renderer: may raise Unavailable
+            self._candidate = self._choose()
+        candidate = self._candidate
+        assert candidate is not None
+        log.info("renderer: %s (%s)", candidate.name, candidate.state.reason)
         self._ready = asyncio.get_running_loop().create_future()
         self._spawn()
 

@@ -63,7 +63,6 @@ EN: dict[str, str] = {
         "Send me a photo, or an image as a file (up to {limit} MB)."
     ),
     "summary": "Your choice: {parts}",
-    "closed": "Closed.",
     "seconds": "{n} s",
     "aspect_auto": "Auto (from the photo)",
     "motion_micro": "Micro",
@@ -155,6 +154,25 @@ EN: dict[str, str] = {
         "Variant #{variant}"
     ),
     "fps": "{fps} fps",
+    "btn_subject": "🎯 Subject: {where}",
+    "step_subject": (
+        "Where is the subject?\n{summary}\n\n"
+        "Tap its place in the photo, or keep Auto: I look for faces and keep them in frame."
+    ),
+    "subject_auto": "Auto (faces)",
+    "subject_0": "top left",
+    "subject_1": "top",
+    "subject_2": "top right",
+    "subject_3": "left",
+    "subject_4": "centre",
+    "subject_5": "right",
+    "subject_6": "bottom left",
+    "subject_7": "bottom",
+    "subject_8": "bottom right",
+    "warn_upscale": (
+        "🔍 The photo is small for {resolution}: it will be enlarged {factor}× and look soft."
+    ),
+    "btn_lower": "📉 Make it {resolution} instead",
     "video_too_big": "Sorry, the video is too large to send through Telegram.",
     "video_missing": "Sorry, this video is no longer available.",
     # job buttons
@@ -166,7 +184,7 @@ EN: dict[str, str] = {
     "btn_resend": "📩 Send me the video",
     "resending": "Sending it…",
     "already_sent": "This video was sent already.",
-    "already_finished": "This video has already finished.",
+    "already_finished": "Nothing to cancel: this video is no longer in progress.",
     "not_yours": "This video is not yours.",
     "stale_button": "This button no longer works. /start opens the menu.",
     "stale_menu": "This menu is outdated: the current one is further down.",
@@ -279,7 +297,6 @@ RU: dict[str, str] = {
         "Пришлите фото или изображение файлом (до {limit} МБ)."
     ),
     "summary": "Вы выбрали: {parts}",
-    "closed": "Закрыто.",
     "seconds": "{n} с",
     "aspect_auto": "Авто (по фото)",
     "motion_micro": "Микро",
@@ -368,6 +385,26 @@ RU: dict[str, str] = {
         "Вариант №{variant}"
     ),
     "fps": "{fps} кадр/с",
+    "btn_subject": "🎯 Объект: {where}",
+    "step_subject": (
+        "Где главный объект?\n{summary}\n\n"
+        "Нажмите на его место на фото или оставьте «Авто»: я найду лица и удержу их в кадре."
+    ),
+    "subject_auto": "Авто (лица)",
+    "subject_0": "вверху слева",
+    "subject_1": "вверху",
+    "subject_2": "вверху справа",
+    "subject_3": "слева",
+    "subject_4": "в центре",
+    "subject_5": "справа",
+    "subject_6": "внизу слева",
+    "subject_7": "внизу",
+    "subject_8": "внизу справа",
+    "warn_upscale": (
+        "🔍 Фото маловато для {resolution}: его придётся увеличить в {factor} раза,"
+        " и видео выйдет нечётким."
+    ),
+    "btn_lower": "📉 Сделать в {resolution}",
     "video_too_big": "К сожалению, видео слишком большое для отправки через Telegram.",
     "video_missing": "К сожалению, это видео больше недоступно.",
     "cancelling": "Отменяю…",
@@ -378,7 +415,7 @@ RU: dict[str, str] = {
     "btn_resend": "📩 Прислать видео",
     "resending": "Отправляю…",
     "already_sent": "Это видео уже отправлено.",
-    "already_finished": "Работа над этим видео уже закончена.",
+    "already_finished": "Отменять нечего: это видео уже не в работе.",
     "not_yours": "Это не ваше видео.",
     "stale_button": "Эта кнопка больше не работает. /start откроет меню.",
     "stale_menu": "Это меню устарело: актуальное ниже.",

@@ -12,7 +12,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -27,7 +27,26 @@ if TYPE_CHECKING:
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ServiceOf = Callable[[web.Request], Any]
+
+
+class _Renderers(Protocol):
+    @property
+    def renderer_name(self) -> str:
+        """The renderer that serves, or the one loading."""
+        ...
+
+
+class PageDeps(Protocol):
+    """What the page uses: the settings, and the job service's renderer name for /camera."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def jobs(self) -> _Renderers: ...
+
+
+ServiceOf = Callable[[web.Request], PageDeps]
 
 
 # Largest side the camera route takes: far beyond any photo MAX_PIXELS lets through.

@@ -32,8 +32,9 @@ from .config import Settings, parse_secret
 from .errors import InvalidParams
 from .loops import stop_tasks, wait_event
 from .metrics import Metrics
-from .models import JobStatusOut, WebhookEvent
+from .models import JobStatusOut
 from .store import Job, OutboxRow, Store
+from .vocabulary import WebhookEvent
 
 log = logging.getLogger(__name__)
 

@@ -728,6 +728,8 @@ def test_every_text_exists_in_both_languages_with_the_same_placeholders() -> Non
         assert set(texts.DESCRIPTIONS[lang]) == set(motion.PRESETS)
         assert all(f"motion_{preset}" in texts.TEXTS[lang] for preset in motion.PRESETS)
         assert len(texts.COMMANDS[lang]) == len(texts.COMMANDS["en"])
+        assert [c for c, _ in texts.COMMANDS[lang]] == [c for c, _ in texts.COMMANDS["en"]]
+        assert all(texts.TEXTS[lang][key].strip() for key in texts.EN), lang  # none empty
     assert texts.language_from_code("ru-RU") == "ru"
     for code in ("uk", "az", "hy", "uz", "kk", "be"):  # Russian only for Russian
         assert texts.language_from_code(code) == "en", code

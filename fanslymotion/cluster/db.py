@@ -25,8 +25,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from ..fair_order import fair_ctes
-from ..models import Progress
 from ..retry import Interrupted, after_interruption
+from ..vocabulary import Progress
 from .schema import MIGRATIONS
 
 log = logging.getLogger(__name__)

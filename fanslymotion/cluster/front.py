@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +40,17 @@ from ..errors import (
     Unauthorized,
     Unavailable,
 )
-from ..eta import Kind
+from ..eta import Kind, rest_of
 from ..keyed_lock import KeyedLock
 from ..loops import stop_tasks, wait_event
 from ..metrics import Metrics
-from ..models import TERMINAL, JobRequest, JobStatus, Phase, Progress
+from ..models import JobRequest
 from ..queue import JobEvent, JobQueue
 from ..renderer import MotionRenderer
 from ..retry import Failed, Policy, next_state
 from ..store import Job, Store
 from ..store.jobs import MIRRORED
+from ..vocabulary import TERMINAL, JobStatus, Phase, Progress
 from .db import Attempt, ClusterDB, Row
 
 log = logging.getLogger(__name__)
@@ -336,15 +337,8 @@ class ClusterQueue(JobQueue):
         if report == live.progress:
             return
         live.progress = report
-        snapshot = replace(
-            local,
-            progress=round(report.percent, 1),
-            message=report.message,
-            phase=report.phase,
-            phase_step=report.step,
-            phase_steps=report.steps,
-            updated_at=str(row["updated_at"]),  # when the worker wrote it
-        )
+        # updated_at: when the worker wrote it
+        snapshot = local.with_progress(report, updated_at=str(row["updated_at"]))
         self._publish(JobEvent("progress", snapshot, self._rest(live)))
         now = time.monotonic()
         if now - live.last_saved >= self.settings.progress_interval:
@@ -538,50 +532,14 @@ class ClusterQueue(JobQueue):
 
     def _rest(self, live: _Live) -> float | None:
         elapsed = time.monotonic() - live.started
-        report = live.progress
-        if report.eta is not None:
-            return max(0.0, report.eta)
-        if report.percent >= 5.0 and elapsed > 0.5:
-            return elapsed * (100.0 - report.percent) / report.percent
-        estimate = self.estimate_seconds(live.job)
-        return None if estimate is None else max(0.0, estimate - elapsed)
+        return rest_of(live.progress, elapsed, self.estimate_seconds(live.job))
 
-    def _running_rest(self) -> float | None:
-        """Seconds until the first running job ends (0 with none; None when one is unknown)."""
-        rests = [self._rest(live) for live in self._live.values()]
-        known = [rest for rest in rests if rest is not None]
-        return None if len(known) < len(rests) else min(known, default=0.0)
+    def _lanes(self) -> int:
+        """One per live worker."""
+        return sum(1 for w in self._workers if w["state"] in ("idle", "busy"))
 
-    async def position_and_eta(
-        self, job: Job, ahead: list[Job] | None = None
-    ) -> tuple[int | None, float | None]:
-        """As on one box, with as many parallel lanes as there are live workers: each job
-        starts when the first lane frees (or its backoff ends)."""
-        if job.status in TERMINAL:
-            return None, 0.0
-        if job.status == JobStatus.PROCESSING:
-            live = self._live.get(job.job_id)
-            rest = self._rest(live) if live is not None else None
-            return None, None if rest is None else round(rest, 1)
-        if ahead is None:
-            ahead = await self.store.queued_ahead(job.job_id)
-        lanes = sum(1 for w in self._workers if w["state"] in ("idle", "busy"))
-        rests = [self._rest(live) for live in self._live.values()]
-        if lanes == 0 or None in rests or self.paused:
-            return len(ahead) + 1, None
-        free = sorted([r for r in rests if r is not None] + [0.0] * max(0, lanes - len(rests)))
-        free = free[:lanes] if len(free) >= lanes else free + [0.0] * (lanes - len(free))
-        now = time.time()
-        finish = 0.0
-        for other in (*ahead, job):
-            own = self.estimate_seconds(other)
-            if own is None:
-                return len(ahead) + 1, None
-            start = max(free.pop(0), other.not_before - now)
-            finish = start + own
-            free.append(finish)
-            free.sort()
-        return len(ahead) + 1, round(finish, 1)
+    def _live_rests(self) -> dict[str, float | None]:
+        return {job_id: self._rest(live) for job_id, live in self._live.items()}
 
     async def health(self) -> dict[str, Any]:
         """Within a second whatever PostgreSQL does: while the listener knows it is away, the
@@ -616,6 +574,7 @@ class ClusterQueue(JobQueue):
         }
 
     async def refresh_metrics(self) -> None:
+        await super().refresh_metrics()
         with contextlib.suppress(*_DB_ERRORS):
             self._workers = await self.db.workers(self.settings.worker_timeout)
         self.metrics.worker_up.clear()

@@ -32,13 +32,14 @@ import psycopg
 from procrastinate.job_context import JobContext
 
 from .. import checkpoints, datadir
+from ..backends import select_renderer
 from ..camera import Shot
 from ..config import Settings
 from ..errors import Cancelled, FanslyError, RenderError
 from ..loops import stop_tasks, wait_event
-from ..models import Phase, Progress
 from ..renderer import RenderResult, RenderSpec, RenderTask, RenderWorker
 from ..retry import Failed, Outcome, Policy, TimedOut, next_state
+from ..vocabulary import Phase, Progress
 from .db import QUEUE, TASK, Attempt, ClusterDB, Row
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class Worker:
         self.name = name
         self.db = db
         self.folder = settings.data_dir / "workers" / name
-        self.render_worker = RenderWorker(settings)
+        self.render_worker = RenderWorker(settings, functools.partial(select_renderer, settings))
         self.current: _Current | None = None
         self.state = "loading"
         self.exit_code = 0

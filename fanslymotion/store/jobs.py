@@ -10,8 +10,8 @@ import aiosqlite
 
 from ..errors import TooManyJobs
 from ..fair_order import fair_ctes
-from ..models import JobStatus, Progress
 from ..retry import Interrupted, after_interruption
+from ..vocabulary import JobStatus, Progress
 from .base import Base
 from .rows import Job, NewJob, check_same_request, utcnow
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ..errors import InvalidParams
-from ..models import TERMINAL
+from ..vocabulary import TERMINAL, Progress
 
 
 def iso_utc(moment: datetime) -> str:
@@ -76,6 +76,18 @@ class Job:
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+    def with_progress(self, report: Progress, **changes: Any) -> Job:
+        """This row as a progress report shows it (live, before it is saved)."""
+        return replace(
+            self,
+            progress=round(report.percent, 1),
+            message=report.message,
+            phase=report.phase,
+            phase_step=report.step,
+            phase_steps=report.steps,
+            **changes,
+        )
 
     def _shot(self) -> dict[str, Any]:
         return json.loads(self.shot) if self.shot else {}

@@ -20,7 +20,6 @@ from .. import checkpoints, motion
 from ..checkpoints import PassStore, PreviewPlan
 from ..config import Settings
 from ..errors import Cancelled, FanslyError, GPUOutOfMemory, RenderError, Unavailable
-from ..models import Phase, Progress
 from ..renderer import (
     ProgressFn,
     Renderer,
@@ -30,6 +29,7 @@ from ..renderer import (
     RenderTask,
     check_cancel,
 )
+from ..vocabulary import Phase, Progress
 from .chain import Chain
 from .load import (
     _dtype_keyword,

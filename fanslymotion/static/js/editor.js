@@ -32,6 +32,7 @@ export class CameraEditor {
     controls.zoom.addEventListener("change", () => this.onChange());
     controls.ease.addEventListener("change", () => {
       this.ease = controls.ease.value;
+      this.draw();
       this.onChange();
     });
     controls.middle.addEventListener("click", () => this.toggleMiddle());
@@ -166,6 +167,7 @@ export class CameraEditor {
         }),
       );
     });
+    this.layer.dataset.camera = JSON.stringify(this.value()); // what a job will be sent
     const key = this.keys[this.selected];
     if (key) {
       this.controls.zoom.value = String(key.zoom);
@@ -233,7 +235,11 @@ export class CameraEditor {
   down(event) {
     const frame = event.target.closest(".key");
     this.pointers.set(event.pointerId, { x: event.clientX, y: event.clientY });
-    this.layer.setPointerCapture(event.pointerId);
+    try {
+      this.layer.setPointerCapture(event.pointerId);
+    } catch {
+      // a pointer the browser no longer tracks: the drag simply ends at the layer's edge
+    }
     if (this.pointers.size === 2) {
       // A pinch: zoom the selected frame by how far the two fingers go apart.
       this.gesture = { pinch: this.spread(), zoom: this.keys[this.selected].zoom };

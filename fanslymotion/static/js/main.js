@@ -113,11 +113,15 @@ function fillOptions() {
   fillSelect($("opt-resolution"), c.resolutions, (r) => r);
   fillSelect($("opt-motion"), c.presets, (p) => t(`motion.${p}`));
   fillSelect($("opt-aspect"), c.aspects, (a) => (a === "auto" ? t("aspect.auto") : a));
-  fillSelect($("opt-fps"), FPS, (n) => t("opt.fpsValue", { n }));
+  // The service's own rate comes first when a job cannot ask for it (it is then left unsaid).
+  const rates = FPS.includes(c.fps) ? FPS : ["", ...FPS];
+  fillSelect($("opt-fps"), rates, (n) =>
+    n === "" ? t("opt.fpsDefault", { n: c.fps }) : t("opt.fpsValue", { n }),
+  );
   for (const name of ["fps", "loop"]) {
     for (const el of document.querySelectorAll(`[data-field=${name}]`)) el.hidden = !offers(name);
   }
-  const fps = FPS.includes(c.fps) ? c.fps : FPS[0];
+  const fps = FPS.includes(c.fps) ? c.fps : "";
   const defaults = { duration: "6", resolution: "720p", motion_preset: "dolly_in", fps };
   const saved = { ...defaults, ...keep };
   for (const [name, value] of Object.entries(saved)) {
@@ -151,8 +155,8 @@ function options() {
     aspect: form.namedItem("aspect").value,
     strength: Number(form.namedItem("strength").value),
   };
-  if (offers("fps")) out.fps = Number(form.namedItem("fps").value);
-  if (offers("camera") && state.editing) out.camera = editor.value();
+  if (offers("fps") && form.namedItem("fps").value) out.fps = Number(form.namedItem("fps").value);
+  if (offers("camera") && state.editing && editor.keys.length >= 2) out.camera = editor.value();
   if (offers("loop")) out.loop = form.namedItem("loop").checked;
   const seed = form.namedItem("seed").value.trim();
   return seed === "" ? out : { ...out, seed: Number(seed) };
@@ -178,6 +182,7 @@ function pathArrived(path) {
   const aspect = path.output.width / path.output.height;
   if (state.editing && !editor.keys.length) {
     editor.reset(editor.keysFrom(path, state.keptCamera && readOptions().camera), aspect);
+    setTimeout(optionsChanged); // the path through these frames, in place of the preset's
   }
   editor.setAspect(aspect);
   showWarning(path);
@@ -209,6 +214,7 @@ function setEditing(on) {
   $("camera-keys").hidden = !state.editing;
   $("stage").classList.toggle("editing", state.editing);
   $("opt-motion").disabled = state.editing;
+  showFraming();
   setPlaying(false);
   if (state.editing && preview.path) {
     const aspect = preview.path.output.width / preview.path.output.height;
@@ -224,9 +230,34 @@ function setPlaying(on) {
   if (on) preview.restart();
 }
 
-function refreshPreview() {
+async function refreshPreview() {
   if (!state.photo || $("stage").hidden) return;
-  preview.show(cameraParams()).catch((exc) => report(exc, $("photo-error")));
+  const params = cameraParams();
+  const photo = state.photo;
+  const known = state.subject?.photo === photo;
+  if (!params.camera && !known) {
+    // Once per photo the service sees it, to find its subject as a job would (faces first);
+    // after that the preview aims at what it found, without sending the photo again.
+    params.image_data = await dataUrl(photo);
+    if (photo !== state.photo) return;
+  } else if (!params.camera && state.subject.framing !== "centre") {
+    params.focus = { x: state.subject.x, y: state.subject.y };
+  }
+  try {
+    await preview.show(params);
+  } catch (exc) {
+    report(exc, $("photo-error"));
+  }
+  if (params.image_data && preview.path?.subject && photo === state.photo) {
+    state.subject = { photo, framing: preview.path.framing, ...preview.path.subject };
+    showFraming();
+  }
+}
+
+/** How the camera is aimed, in words: the subject found, or the user's own path. */
+function showFraming() {
+  const framing = state.editing ? "camera" : state.subject?.framing;
+  $("framing").textContent = framing ? t(`framing.${framing}`) : "";
 }
 
 // -- the photo --------------------------------------------------------------------------------
@@ -234,6 +265,7 @@ function refreshPreview() {
 /** A photo accepted by the picker: show it (when the browser can) and let Animate go. */
 function photoChosen(file, size, kept) {
   state.photo = file;
+  state.subject = null; // the service looks at each new photo once
   state.keptCamera = kept; // the photo from before a reload: its camera too
   editor.keys = []; // the frames start again from the new photo's first path
   $("stage").hidden = !size;
@@ -433,14 +465,18 @@ function showParams(result) {
   const rows = [
     ["param.duration", t("opt.seconds", { n: result.duration ?? p.duration })],
     ["param.size", `${result.width}x${result.height} (${p.resolution})`],
-    ["param.motion", t(`motion.${p.motion_preset}`)],
+    ["param.motion", p.camera ? t("aim.camera") : t(`motion.${p.motion_preset}`)],
     ["param.aspect", aspectUsed(result)],
     ["param.strength", String(p.strength)],
     ["param.seed", String(result.seed)],
+    ["param.fps", result.fps ? t("opt.fpsValue", { n: result.fps }) : ""],
+    ["param.loop", p.loop ? t("param.yes") : ""],
+    ["param.framing", result.framing ? t(`aim.${result.framing}`) : ""],
     ["param.renderer", result.renderer || ""],
   ];
+  const shown = rows.filter(([, value]) => value);
   $("result-params").replaceChildren(
-    ...rows.flatMap(([key, value]) => {
+    ...shown.flatMap(([key, value]) => {
       const dt = document.createElement("dt");
       dt.textContent = t(key);
       const dd = document.createElement("dd");
@@ -482,9 +518,10 @@ async function again(jobId, changes, where) {
   };
   // The newer choices travel too, where this service takes them.
   for (const name of ["fps", "loop", "focus", "camera"]) {
-    const value = name === "fps" ? (p.fps ?? result.fps) : p[name];
-    if (offers(name) && value !== undefined && value !== null) params[name] = value;
+    if (offers(name) && p[name] !== undefined && p[name] !== null) params[name] = p[name];
   }
+  if (!FPS.includes(params.fps)) delete params.fps; // the service's own rate: left unsaid
+  if (changes.motion_preset) delete params.camera; // another motion replaces an aimed camera
   Object.assign(params, changes);
   await submit(photo, params, where);
 }
@@ -514,6 +551,7 @@ function translate() {
   $("user-note").textContent = t("user.note", { id: userId() });
   if (!$("file-input").files.length) $("file-name").textContent = t("photo.none");
   editor.draw();
+  showFraming();
   $("cam-play").textContent = t($("stage").classList.contains("playing") ? "cam.stop" : "cam.play");
   if (preview.path) showWarning(preview.path);
   if (state.config) {

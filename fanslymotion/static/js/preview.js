@@ -1,6 +1,6 @@
 // The camera preview: the crop window of every frame, as the service computes it (GET /camera),
-// drawn over the photo and played at the clip's real duration, in a loop. Objects among the
-// parameters (the editor's `camera`, a `focus`) travel as JSON text in the query.
+// drawn over the photo and played at the clip's real duration, in a loop. It is asked with
+// POST and a JSON body, so numbers, booleans and the editor's `camera` keep their types.
 
 import { request } from "./api.js";
 
@@ -21,14 +21,12 @@ export class CameraPreview {
     const width = this.image.naturalWidth;
     const height = this.image.naturalHeight;
     if (!width || !height) return;
-    const text = (v) => (typeof v === "object" ? JSON.stringify(v) : String(v));
-    const values = Object.entries(params).map(([name, value]) => [name, text(value)]);
-    const query = new URLSearchParams([["width", width], ["height", height], ...values]);
     this.pending?.abort();
     const pending = new AbortController();
     this.pending = pending;
     try {
-      const path = await request(`/camera?${query}`, { signal: pending.signal });
+      const json = { width, height, ...params };
+      const path = await request("/camera", { method: "POST", json, signal: pending.signal });
       if (pending.signal.aborted) return;
       this.path = path;
       this.started = performance.now();
