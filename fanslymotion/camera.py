@@ -347,6 +347,21 @@ def prepare_warnings(
     return warnings
 
 
+def working_crop(
+    src_size: tuple[int, int], crop_size: tuple[int, int], subject: Subject | None
+) -> motion.Box:
+    """The largest box of `crop_size`'s aspect in the photo, centred on the subject as far as
+    the photo allows (centred without one): the cut SVD makes before it animates, so the
+    subject it animates is the one the camera then aims at."""
+    x0, y0, x1, y1 = motion.centre_crop(src_size, crop_size)
+    if subject is None:
+        return (x0, y0, x1, y1)
+    w, h = x1 - x0, y1 - y0
+    left = min(max(subject.x * src_size[0] - w / 2, 0.0), src_size[0] - w)
+    top = min(max(subject.y * src_size[1] - h / 2, 0.0), src_size[1] - h)
+    return (left, top, left + w, top + h)
+
+
 def upscale_warning(
     path: motion.FramePath, resolution: str, scale: float = 1.0
 ) -> dict[str, Any] | None:

@@ -112,6 +112,9 @@ class LocalExecutor:
     async def ready(self) -> None:
         await self.worker.ready()
 
+    async def admit(self) -> None:
+        """The GPU thread's queue is SQLite's: always open while the service runs."""
+
     async def enqueued(self, job: Job) -> None:
         self._wake.set()
 

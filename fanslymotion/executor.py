@@ -91,6 +91,9 @@ class Executor(Protocol):
     async def ready(self) -> None:
         """Return once the executor can render (raises `Unavailable` when it never will)."""
 
+    async def admit(self) -> None:
+        """Raise `Unavailable` when a submit cannot be taken now (before anything is written)."""
+
     async def enqueued(self, job: Job) -> None:
         """A new job is committed in the service's store."""
 

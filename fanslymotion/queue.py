@@ -149,6 +149,7 @@ class JobQueue:
             raise Unavailable(
                 "the service is restarting, please try again in a minute", retry_after=30
             )
+        await self.executor.admit()
         request.validate()
         webhook.check_subscription(self.settings, request.webhook_url, list(request.webhook_events))
         if idempotency_key is not None:

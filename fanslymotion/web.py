@@ -182,8 +182,9 @@ def _validation_message(exc: ValidationError) -> str:
 def parse_camera_query(query: dict[str, str], settings: Settings) -> CameraQuery:
     """Check the query as /job/create checks a form; InvalidParams (422) names what is wrong."""
     data: dict[str, Any] = {k: v for k, v in query.items() if v != ""}
-    if str(data.get("duration", "")).isdigit():  # query values are text; Literal[3] wants 3
-        data["duration"] = int(data["duration"])
+    for name in ("duration", "fps"):  # query values are text; Literal[3] wants 3
+        if str(data.get(name, "")).isdigit():
+            data[name] = int(data[name])
     try:
         params = CameraQuery.model_validate(data)
     except ValidationError as exc:
@@ -376,9 +377,9 @@ def config_route(service_of: ServiceOf) -> Handler:
             "resolutions": list(motion.RESOLUTIONS),
             "presets": list(motion.PRESETS),
             "aspects": list(motion.ASPECTS),
-            # What this service's /job/create and /camera take, so the page offers only those.
+            # What /job/create and POST /camera take, so the page offers only those.
             "job_fields": sorted(models.JobParams.model_fields),
-            "camera_fields": sorted(CameraQuery.model_fields),
+            "camera_fields": sorted(CameraBody.model_fields),
         }
         return web.json_response(body, headers={"Cache-Control": "no-cache"})
 

@@ -226,3 +226,12 @@ def test_upscale_warning_gives_the_factor_and_the_largest_honest_resolution() ->
     assert warning is not None and warning["max_resolution"] == "480p", warning
     small = motion.CameraPath("micro", 0.5, (3000, 2000), (1280, 720))
     assert camera.upscale_warning(small, "720p") is None
+
+
+def test_the_working_crop_follows_the_subject() -> None:
+    centred = camera.working_crop((2000, 1000), (1024, 1024), None)
+    assert centred == pytest.approx((500.0, 0.0, 1500.0, 1000.0))
+    right = camera.working_crop((2000, 1000), (1024, 1024), subject.Subject("face", 0.8, 0.3))
+    assert right == pytest.approx((1000.0, 0.0, 2000.0, 1000.0))  # against the right edge
+    inner = camera.working_crop((2000, 1000), (1024, 1024), subject.Subject("face", 0.6, 0.3))
+    assert inner == pytest.approx((700.0, 0.0, 1700.0, 1000.0))

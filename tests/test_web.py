@@ -68,6 +68,15 @@ async def test_camera_route_gives_the_motion_renderers_boxes(client: Client) -> 
     assert lefts[0] > lefts[-1]  # pan_l: the window moves left over the photo
 
 
+async def test_camera_route_takes_a_frame_rate_in_the_query(client: Client) -> None:
+    query = "width=800&height=600&duration=3&resolution=360p&motion_preset=pan_l"
+    for fps in (24, 30):
+        status, body, _ = await client.request("GET", f"/camera?{query}&fps={fps}&loop=true")
+        assert status == 200, body
+        assert body["fps"] == fps and body["frames"] == len(body["boxes"]) == 3 * fps
+        assert body["loop"] is True
+
+
 @pytest.mark.parametrize(
     ("query", "words"),
     [
@@ -178,7 +187,7 @@ async def test_root_is_the_page_for_browsers_and_json_for_api_clients(
     assert config["max_upload_bytes"] == client.service.settings.max_upload_bytes
     # The page offers only what this service's /job/create and /camera take.
     assert set(config["job_fields"]) == set(models.JobParams.model_fields)
-    assert set(config["camera_fields"]) == set(web.CameraQuery.model_fields)
+    assert set(config["camera_fields"]) == set(web.CameraBody.model_fields)
     status, body, _ = await client.request("GET", "/jobs?user_id=1")
     assert status == 401
     status, body, _ = await client.request("GET", "/static/../app.py")

@@ -219,3 +219,47 @@ def test_frame_rate_and_loop_reach_the_job_and_the_preview(browser: Any, site: P
     assert page.get_by_label("Петля: камера возвращается туда, откуда начала").is_checked()
     assert page.get_by_label("Навести камеру самому").count() == 1
     assert console.errors == []
+
+
+def test_a_tap_on_the_photo_aims_the_camera_at_that_point(browser: Any, site: Process) -> None:
+    page, console = _open(browser, site)
+    page.wait_for_function(
+        "() => document.getElementById('framing').textContent.includes('stands out')"
+        " || document.getElementById('framing').textContent.includes('centred')"
+    )
+    photo = _rect(page, "#photo")
+    page.mouse.click(photo["x"] + photo["w"] * 0.8, photo["y"] + photo["h"] * 0.25)
+    focus = json.loads(page.get_attribute("#focus-mark", "data-focus"))
+    assert focus == {"x": pytest.approx(0.8, abs=0.01), "y": pytest.approx(0.25, abs=0.01)}
+    assert "the point you chose" in page.inner_text("#framing")
+    page.focus("#focus-mark")
+    page.keyboard.press("ArrowDown")  # 2 % down
+    focus = json.loads(page.get_attribute("#focus-mark", "data-focus"))
+    assert focus["y"] == pytest.approx(0.27, abs=0.011)
+    # The preview is the service's path aimed at the point.
+    query = {
+        "width": PHOTO[0],
+        "height": PHOTO[1],
+        "duration": 3,
+        "resolution": "360p",
+        "motion_preset": "dolly_in",
+        "focus": focus,
+    }
+    status, path = site.call("POST", "/camera", query)
+    assert status == 200 and path["framing"] == "focus", path
+    scale = photo["w"] / PHOTO[0]
+    last = path["boxes"][-1]
+    page.wait_for_function(
+        """([x, y]) => { const s = getComputedStyle(document.getElementById('camera-box'));
+            return Math.abs(parseFloat(s.left) - x) < 4 && Math.abs(parseFloat(s.top) - y) < 4; }""",
+        arg=[last[0] * scale, last[1] * scale],
+    )
+    page.get_by_role("button", name="Animate").click()
+    page.wait_for_selector("#job[data-status=completed]")
+    result = site.get(f"/job/result/{page.get_attribute('#job', 'data-job-id')}")[1]
+    assert result["framing"] == "focus" and result["parameters"]["focus"] == focus
+    # Forgetting the point gives the subject back to the service.
+    page.get_by_role("button", name="Let the service find the subject").click()
+    assert page.is_hidden("#focus-mark")
+    assert "the point you chose" not in page.inner_text("#framing")
+    assert console.errors == []

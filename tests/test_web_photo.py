@@ -249,6 +249,14 @@ def test_a_small_photo_is_warned_about_before_animate_with_a_lower_choice(
     factor = float(words.split("photo ")[1].split("×")[0])
     assert factor >= 2.0
     assert [u for u in posts if "/job/create" in u] == []  # said before anything is sent
+    # Animate anyway: the job carries the warning, and its card says it in words.
+    page.get_by_label("Duration").select_option("3")
+    page.get_by_role("button", name="Animate").click()
+    page.wait_for_selector("#job-warnings li")
+    assert page.inner_text("#job-warnings").startswith("This video enlarges the photo ")
+    job_id = page.get_attribute("#job", "data-job-id")
+    warned = site.get(f"/job/status/{job_id}")[1]["warnings"]
+    assert [w["code"] for w in warned] == ["upscale"] and warned[0]["factor"] > 1.5
     # One tap: a resolution the photo can fill, and the warning goes.
     lower = page.get_by_role("button", name="Use 360p instead")
     lower.click()

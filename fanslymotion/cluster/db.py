@@ -11,6 +11,7 @@ Procrastinate's own SQL functions (`procrastinate_defer_jobs_v1`, `_cancel_job_v
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -39,6 +40,10 @@ QUEUE = "render"  # the queue workers take jobs from
 PAUSED_QUEUE = "render-paused"  # where waiting jobs sit while an admin pauses processing
 CHANNEL = "fm_jobs"  # NOTIFY channel: the payload is a job id
 TOP = 64  # waiting jobs ranked by the fair order in procrastinate's priorities; the rest wait
+
+CONNECT_WAIT = 2  # seconds a new connection may take (psycopg's connect_timeout)
+POOL_WAIT = 2.0  # seconds a request waits for a pooled connection before it fails
+RECONNECT_FOR = 5.0  # seconds the pool retries a lost connection before it waits for a request
 
 _MIGRATE_LOCK = 7_351_001
 _SWEEP_LOCK = 7_351_002
@@ -87,21 +92,49 @@ class ClusterDB:
 
     @classmethod
     async def open(cls, url: str, *, min_size: int = 1, max_size: int = 8) -> Self:
-        """Open the pool (waiting up to a minute for the server) without touching the schema."""
+        """Open the pool (waiting up to a minute for the server) without touching the schema.
+
+        While PostgreSQL is away a request waits `POOL_WAIT` seconds at most for a connection
+        (then a 503), not the pool's default 30 s; a lost connection is retried for
+        `RECONNECT_FOR` seconds (delays 1, 2, 2) and then again at the next request, so the
+        pool's own backoff never grows past seconds and the front serves soon after the
+        database is back."""
+        # psycopg_pool warns about every failed reconnect, in several lines; the front's
+        # listener logs one line per change of state (lost, back) with the reason instead.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+        deadline = time.monotonic() + 60
+        while True:  # the server may still be starting: the pool gives up on it too soon
+            try:
+                first = await psycopg.AsyncConnection.connect(url, connect_timeout=CONNECT_WAIT)
+                await first.close()
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(1.0)
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
             open=False,
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": CONNECT_WAIT},
             check=AsyncConnectionPool.check_connection,
             name="fanslymotion",
+            timeout=POOL_WAIT,
+            reconnect_timeout=RECONNECT_FOR,
         )
         await pool.open(wait=True, timeout=60)
         return cls(pool, url)
 
     async def close(self) -> None:
         await self.pool.close()
+
+    async def ping(self) -> None:
+        """Raises unless the server answers, on a connection of its own: a refused connect
+        answers in milliseconds, where the pool would wait for its own reconnect."""
+        conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=CONNECT_WAIT)
+        async with conn:
+            await conn.execute("SELECT 1")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:

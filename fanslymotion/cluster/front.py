@@ -88,6 +88,7 @@ class ClusterExecutor:
         """Create or migrate the shared schema, copy its state, then follow it."""
         self._reports = reports
         await self.db.migrate()
+        self._connected.set()  # the listener clears it when it loses the database
         if await self.db.paused():
             self._paused = True
             log.info("processing is paused (an admin paused it before the restart)")
@@ -111,11 +112,30 @@ class ClusterExecutor:
     async def ready(self) -> None:
         """The front loads no renderer: the workers do, and jobs wait for them in the queue."""
 
+    async def admit(self) -> None:
+        """503 at once while PostgreSQL is known to be away, before anything is written: a
+        retry with the same Idempotency-Key later makes exactly one job."""
+        await self._need_database()
+
     @property
     def paused(self) -> bool:
         return self._paused
 
+    async def _need_database(self) -> None:
+        """A 503 within a second while PostgreSQL is away (never the pool's wait): the
+        listener's word, or, while it reconnects, one quick look."""
+        if self._connected.is_set():
+            return
+        try:
+            async with asyncio.timeout(1.0):
+                await self.db.ping()
+        except (*_DB_ERRORS, TimeoutError):
+            raise Unavailable(
+                "the job database is not reachable, try again", retry_after=5
+            ) from None
+
     async def set_paused(self, paused: bool) -> None:
+        await self._need_database()
         try:
             await self.db.set_paused(paused)
         except _DB_ERRORS as exc:
@@ -156,7 +176,7 @@ class ClusterExecutor:
                     log.warning("lost the connection to PostgreSQL (%s); reconnecting", exc)
                 self._connected.clear()
             await wait_event(self._halt, delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 2.0)  # back within 2 s of the database's return
 
     async def _mirror(self) -> None:
         """Copy changed shared rows into ours, in bursts."""
@@ -266,6 +286,7 @@ class ClusterExecutor:
     async def cancel(self, job: Job) -> None:
         """Cancel in the shared database (a running job's worker is told to abort) and copy the
         outcome; a job that never reached PostgreSQL is left to the service."""
+        await self._need_database()
         try:
             await self.db.cancel(job.job_id)
             row = await self.db.job(job.job_id)
@@ -427,11 +448,16 @@ class ClusterExecutor:
         return sum(1 for w in self._workers if w["state"] in ("idle", "busy"))
 
     async def health(self) -> dict[str, Any]:
-        try:
-            workers = await self.db.workers(self.settings.worker_timeout)
-            reachable = True
-        except _DB_ERRORS:
-            workers, reachable = self._workers, False
+        """Within a second whatever PostgreSQL does: while the listener knows it is away, the
+        last list of workers, without a wait on the pool."""
+        workers, reachable = self._workers, False
+        if self._connected.is_set():
+            try:
+                async with asyncio.timeout(1.0):
+                    workers = await self.db.workers(self.settings.worker_timeout)
+                reachable = True
+            except (*_DB_ERRORS, TimeoutError):
+                pass
         self._workers = workers
         live = [w for w in workers if w["state"] in ("idle", "busy")]
         return {

@@ -7,6 +7,7 @@ import { apply, language, phase, setLanguage, t } from "./i18n.js";
 import { keepPhoto, photoOf } from "./photos.js";
 import { PhotoPicker } from "./picker.js";
 import { CameraEditor } from "./editor.js";
+import { FocusPoint } from "./focus.js";
 import { CameraPreview } from "./preview.js";
 import { upscaleWarning } from "./upscale.js";
 
@@ -28,6 +29,12 @@ const state = {
   blobs: [], // object URLs to release when the result changes
 };
 const preview = new CameraPreview($("photo"), $("camera-box"), pathArrived);
+const focus = new FocusPoint({
+  image: $("photo"),
+  mark: $("focus-mark"),
+  clear: $("focus-clear"),
+  onChange: () => optionsChanged(),
+});
 const editor = new CameraEditor({
   image: $("photo"),
   layer: $("camera-keys"),
@@ -157,6 +164,7 @@ function options() {
   };
   if (offers("fps") && form.namedItem("fps").value) out.fps = Number(form.namedItem("fps").value);
   if (offers("camera") && state.editing && editor.keys.length >= 2) out.camera = editor.value();
+  if (offers("focus") && !state.editing && focus.value()) out.focus = focus.value();
   if (offers("loop")) out.loop = form.namedItem("loop").checked;
   const seed = form.namedItem("seed").value.trim();
   return seed === "" ? out : { ...out, seed: Number(seed) };
@@ -172,6 +180,7 @@ function optionsChanged() {
   $("strength-value").value = $("opt-strength").value;
   const kept = { seed: "", ...options(), editing: Boolean(state.editing) };
   localStorage.setItem(OPTIONS_KEY, JSON.stringify(kept));
+  showFraming();
   refreshPreview();
 }
 
@@ -235,12 +244,13 @@ async function refreshPreview() {
   const params = cameraParams();
   const photo = state.photo;
   const known = state.subject?.photo === photo;
-  if (!params.camera && !known) {
+  const aimed = params.camera || params.focus; // the user's aim: no subject to look for
+  if (!aimed && !known) {
     // Once per photo the service sees it, to find its subject as a job would (faces first);
     // after that the preview aims at what it found, without sending the photo again.
     params.image_data = await dataUrl(photo);
     if (photo !== state.photo) return;
-  } else if (!params.camera && state.subject.framing !== "centre") {
+  } else if (!aimed && state.subject.framing !== "centre") {
     params.focus = { x: state.subject.x, y: state.subject.y };
   }
   try {
@@ -256,7 +266,7 @@ async function refreshPreview() {
 
 /** How the camera is aimed, in words: the subject found, or the user's own path. */
 function showFraming() {
-  const framing = state.editing ? "camera" : state.subject?.framing;
+  const framing = state.editing ? "camera" : focus.value() ? "focus" : state.subject?.framing;
   $("framing").textContent = framing ? t(`framing.${framing}`) : "";
 }
 
@@ -267,6 +277,8 @@ function photoChosen(file, size, kept) {
   state.photo = file;
   state.subject = null; // the service looks at each new photo once
   state.keptCamera = kept; // the photo from before a reload: its camera too
+  const saved = kept && offers("focus") ? readOptions().focus : null;
+  focus.set(saved ? saved.x : null, saved?.y, { quiet: true }); // a new photo: no point yet
   editor.keys = []; // the frames start again from the new photo's first path
   $("stage").hidden = !size;
   if (!size) $("photo-error").textContent = t("photo.nopreview");
@@ -352,8 +364,25 @@ function showProgress(body) {
   if (status === "processing" && phase(body)) detail.push(phase(body));
   if (!TERMINAL.has(status) && eta != null) detail.push(t("job.eta", { s: Math.ceil(eta) }));
   $("job-detail").textContent = detail.join(" · ");
+  showJobWarnings(body.warnings || []);
   $("job-cancel").hidden = TERMINAL.has(status);
   if (status === "failed" && body.error) $("job-error").textContent = body.error;
+}
+
+/** What the service warned about this job (an enlarged photo, a loop SVD cannot close). */
+function showJobWarnings(warnings) {
+  const words = (w) => {
+    if (w.code === "upscale") return t("warn.jobUpscale", { factor: Number(w.factor).toFixed(1) });
+    if (w.code === "svd_no_loop") return t("warn.svdNoLoop");
+    return w.message || w.code;
+  };
+  $("job-warnings").replaceChildren(
+    ...warnings.map((w) => {
+      const item = document.createElement("li");
+      item.textContent = words(w);
+      return item;
+    }),
+  );
 }
 
 /** Follow a job through its event stream until it ends; reconnect if the stream drops. */
@@ -551,6 +580,7 @@ function translate() {
   $("user-note").textContent = t("user.note", { id: userId() });
   if (!$("file-input").files.length) $("file-name").textContent = t("photo.none");
   editor.draw();
+  focus.draw();
   showFraming();
   $("cam-play").textContent = t($("stage").classList.contains("playing") ? "cam.stop" : "cam.play");
   if (preview.path) showWarning(preview.path);
