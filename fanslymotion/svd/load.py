@@ -115,6 +115,18 @@ def optimize_pipeline(
     )
 
 
+def own_storage(pipe: Any) -> None:
+    """Give every weight and buffer a storage of its own. Loaded weights can be views at
+    arbitrary offsets of one buffer, and CPU kernels round differently at different alignments:
+    after an offload had moved them (new, aligned storage) the same job made other frames than
+    on a fresh load. Owned storage is laid out the same after a load, a restart or an offload."""
+    with torch.no_grad():
+        for name in ("unet", "vae", "image_encoder"):
+            model = getattr(pipe, name)
+            for tensor in (*model.parameters(), *model.buffers()):
+                tensor.data = tensor.data.clone()
+
+
 def _is_compile_error(exc: BaseException) -> bool:
     """Whether `exc` comes from torch.compile (tracing or code generation), not from the model."""
 
