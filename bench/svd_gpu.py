@@ -362,8 +362,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f" {', '.join(variants)}",
         flush=True,
     )
+    import importlib.util
+
     results.update(
         {
+            # The plain pipeline normalises CLIP's input through this processor (torchvision's
+            # back-end where installed); ours normalises it itself.
+            "image_processor": type(pipe.feature_extractor).__name__,
+            "torchvision": importlib.util.find_spec("torchvision") is not None,
             "card": card,
             "device": device,
             "tiny": args.tiny,
@@ -455,6 +461,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         renderer = SVDRenderer.from_pipeline(
             settings, pipe, device=device, compile_unet=compile_unet
         )
+        # The same fps conditioning as plain: one pass generated at the benchmark's rate.
+        renderer.generation_fps = float(args.fps)
 
         def ours(r: SVDRenderer = renderer, s: RenderSpec = spec) -> np.ndarray:
             return np.stack(list(r.working_frames(image, s, n_frames=frames)))

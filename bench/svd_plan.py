@@ -46,7 +46,7 @@ import torch
 
 from fanslymotion.config import Settings
 from fanslymotion.renderer import RenderSpec, RenderTask
-from fanslymotion.svd import SVDRenderer, optimize_pipeline
+from fanslymotion.svd import SVDRenderer, optimize_pipeline, svd_working_size
 
 warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
 
@@ -248,7 +248,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
             if compile_unet:
                 started = time.perf_counter()
-                renderer._warm_up()  # every working size, as a service's load does
+                # The landscape size only (the clips here are 16:9); a service compiles every
+                # working size at load.
+                from PIL import Image
+
+                width, height = svd_working_size("16:9", settings.svd_size)
+                renderer._warm_size(Image.new("RGB", (width, height), (128, 128, 128)))
                 results[f"compile_{mode}_s"] = time.perf_counter() - started
             for name, fps, generation in plans:
                 spec = RenderSpec(

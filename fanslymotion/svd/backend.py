@@ -626,6 +626,9 @@ class SVDRenderer(Renderer):
                     tracker.mark()
         seconds = (time.monotonic() - started) / max(1, spec.steps)
         self._step_seconds = _smooth(self._step_seconds, seconds)
+        if not bool(torch.isfinite(latents).all()):
+            # fp16 overflow: decoding would make flat frames and the job would "succeed".
+            raise RenderError("the video model produced invalid numbers (NaN or inf)")
         return latents
 
     def _decode_chunk(self, width: int, height: int, frames: int) -> int:
