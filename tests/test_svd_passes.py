@@ -300,7 +300,8 @@ _RESTARTED = """
 import sys, threading
 import numpy as np
 from fanslymotion import video
-from fanslymotion.renderer import RenderSpec, RenderTask, select_renderer
+from fanslymotion.backends import select_renderer
+from fanslymotion.renderer import RenderSpec, RenderTask
 from tests.conftest import make_settings
 from pathlib import Path
 
