@@ -1,6 +1,7 @@
 """Benchmark of the camera-motion engine against ffmpeg's zoompan and the encode-only floor.
 
-One synthetic photo-like 3000x2000 photo, one dolly-in + pan path, 720p, 6 s at 12 fps:
+One synthetic photo-like 3000x2000 photo, one dolly-in + pan path, 720p (`--resolution`), 6 s at
+24 fps (`--fps`):
 
   ours       load the JPEG, shrink once, resample float boxes, stream to x264 (fanslymotion)
   zoompan    ffmpeg's zoompan filter alone, following the same path
@@ -31,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,8 +67,8 @@ class Setup:
         return self.duration * self.fps
 
 
-FULL = Setup(3000, 2000, "720p", 6, 12, 160)
-QUICK = Setup(1500, 1000, "360p", 3, 12, 96, pair_step=3)
+FULL = Setup(3000, 2000, "720p", 6, 24, 160)
+QUICK = Setup(1500, 1000, "360p", 3, 24, 96, pair_step=6)
 
 
 def region_16_9(photo_w: int, photo_h: int, out_size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -333,11 +334,39 @@ def timed(
 BACKGROUND: list[float] = []  # other processes' load during each timed case, in cores
 
 
+def speed_only(setup: Setup, photo_path: Path, work: Path, repeat: int, path: BenchPath) -> int:
+    """The speed target alone: ours and the floor timed, ours' frames measured for jitter."""
+    walls = {}
+    print()
+    print("| case | wall s | CPU s | peak RSS MiB | other load |")
+    print("|---|---:|---:|---:|---:|")
+    for case in ("ours", "floor"):
+        wall, cpu, peak, others = timed(case, setup, photo_path, work / f"{case}.mp4", repeat)
+        walls[case] = (wall, cpu)
+        print(f"| {case} | {wall:.2f} | {cpu:.2f} | {peak / 2**20:.0f} | {others:.2f} |")
+    image = photo.load_photo(photo_path)
+    rms, worst = jitter(motion.render_path(image, path, setup.frames), setup, path)
+    ratio = walls["ours"][0] / walls["floor"][0]
+    cpu_ratio = walls["ours"][1] / walls["floor"][1]
+    print()
+    print(f"jitter of our frames before encoding, RMS / max: {rms:.4f} / {worst:.4f} px")
+    print(
+        f"target wall <= 1.3x floor: {ratio:.2f}x (CPU {cpu_ratio:.2f}x),"
+        f" {'met' if ratio <= 1.3 else 'NOT met'}"
+    )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run (< 60 s)")
     parser.add_argument("--variants", action="store_true", help="also time engine alternatives")
     parser.add_argument("--repeat", type=int, help="timed runs per case (median; default 3, 1)")
+    parser.add_argument("--fps", type=int, help="frames per second (default 24, the service's)")
+    parser.add_argument("--resolution", choices=list(motion.RESOLUTIONS), help="default 720p")
+    parser.add_argument(
+        "--speed", action="store_true", help="only ours against the floor, and ours' jitter"
+    )
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--photo", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -352,6 +381,10 @@ def main() -> int:
         return 0
 
     setup = QUICK if args.quick else FULL
+    if args.fps or args.resolution:
+        setup = replace(
+            setup, fps=args.fps or setup.fps, resolution=args.resolution or setup.resolution
+        )
     repeat = args.repeat or (1 if args.quick else 3)
     started = time.perf_counter()
     out_w, out_h = setup.out_size
@@ -366,6 +399,8 @@ def main() -> int:
         photo_path = work / "photo.jpg"
         make_photo(setup, photo_path)
         path = BenchPath(setup)
+        if args.speed:
+            return speed_only(setup, photo_path, work, repeat, path)
 
         rows: dict[str, tuple[float, float, int, float, str, str]] = {}
         for case in CASES:
@@ -442,7 +477,12 @@ def main() -> int:
         peaks = []
         for duration in lengths:
             s = Setup(
-                setup.photo_w, setup.photo_h, "480p" if args.quick else "1080p", duration, 12, 0
+                setup.photo_w,
+                setup.photo_h,
+                "480p" if args.quick else "1080p",
+                duration,
+                setup.fps,
+                0,
             )
             wall, _, peak, _ = timed("ours", s, photo_path, work / "rss.mp4", 1)
             peaks.append(peak)
@@ -456,7 +496,11 @@ def main() -> int:
         worst_lossless = float(rows["ours"][4].split(" / ")[1])
         grow = peaks[1] / peaks[0]
         print()
-        print(f"target wall <= 1.15x floor: {ratio:.2f}x, {'met' if ratio <= 1.15 else 'NOT met'}")
+        print(f"target wall <= 1.3x floor: {ratio:.2f}x, {'met' if ratio <= 1.3 else 'NOT met'}")
+        print(
+            f"target wall <= 1.15x floor (the first target, at 12 fps): {ratio:.2f}x,"
+            f" {'met' if ratio <= 1.15 else 'NOT met'}"
+        )
         print(
             f"target jitter <= 0.01 px: max {worst:.4f} before encoding,"
             f" {worst_lossless:.4f} after a lossless encode"

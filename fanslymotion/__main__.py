@@ -68,15 +68,17 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--motion", default="dolly_in", choices=motion.PRESETS)
     render.add_argument("--aspect", default="auto", choices=motion.ASPECTS)
     render.add_argument("--strength", type=float, default=0.5)
-    render.add_argument("--fps", type=int, default=None, help="frames per second (default 12)")
+    render.add_argument(
+        "--fps", type=int, default=None, help="frames per second (default: FPS, 24)"
+    )
     render.add_argument("--seed", type=int, default=0)
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
 def render_command(args: argparse.Namespace, settings: Settings) -> int:
-    from .models import Progress
     from .renderer import MotionRenderer, RenderSpec, RenderTask
+    from .vocabulary import Progress
 
     if not 0.0 <= args.strength <= 1.0:
         print("error: --strength must be between 0 and 1", file=sys.stderr)

@@ -1,6 +1,6 @@
 """The HTTP API: middlewares, handlers, SSE, and the one route table that feeds the router, the
 index at `/` and /openapi.json. Requests are read in `api_input`, files served by `api_files`;
-`app.Service` is what it serves."""
+`create_app` is given the settings and the job service (`ApiDeps`), nothing more."""
 
 from __future__ import annotations
 
@@ -11,29 +11,39 @@ import json
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel
 
-from . import __version__, api_files, api_input, checkpoints, models, openapi
+from . import __version__, api_files, api_input, models, openapi
 from . import web as web_page
 from .config import Settings
 from .errors import Conflict, FanslyError, InvalidParams, NotFound, Unauthorized
 from .metrics import CONTENT_TYPE
-from .models import TERMINAL, JobRequest
+from .models import JobRequest
 from .openapi import Handler, Route, answer
-from .queue import JobEvent, is_closed
+from .queue import JobEvent, JobQueue, is_closed
 from .store import Job
-
-if TYPE_CHECKING:
-    from .app import Service
-    from .renderer import Preview
+from .vocabulary import TERMINAL, Preview
 
 log = logging.getLogger(__name__)
 
-SERVICE: web.AppKey[Service] = web.AppKey("service")
+
+@dataclass(frozen=True)
+class ApiDeps:
+    """What the handlers use: the settings, the job service, and the bot's status for /health
+    (None without a bot). Only the composition root knows more."""
+
+    settings: Settings
+    jobs: JobQueue
+    bot_status: Callable[[], dict[str, Any] | None]
+
+
+SERVICE: web.AppKey[ApiDeps] = web.AppKey("api")
 
 
 # -- middleware -------------------------------------------------------------------------------
@@ -116,7 +126,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 # -- handlers ---------------------------------------------------------------------------------
 
 
-def _service(request: web.Request) -> Service:
+def _service(request: web.Request) -> ApiDeps:
     return request.app[SERVICE]
 
 
@@ -152,6 +162,9 @@ def _not_taking_work(settings: Settings, body: dict[str, Any]) -> str | None:
         return f"free disk is below FANSLYMOTION_MIN_FREE_MB ({settings.min_free_mb} MB)"
     if body.get("paused"):
         return "processing is paused by an admin"
+    waiting = int(body.get("queue_length") or 0)
+    if body.get("mode") == "cluster" and waiting and renderer.get("status") == "waiting":
+        return f"{waiting} job(s) waiting and no live worker to render them"
     return None
 
 
@@ -159,10 +172,9 @@ async def health(request: web.Request) -> web.Response:
     """200 while the service can take work, 503 with `ok: false` and the reason otherwise."""
     service = _service(request)
     body = await service.jobs.health()
+    bot = service.bot_status()
     body["bot"] = (
-        service.bot.status()
-        if service.bot is not None
-        else {"enabled": False, "state": "off", "reason": "no bot token"}
+        bot if bot is not None else {"enabled": False, "state": "off", "reason": "no bot token"}
     )
     reason = _not_taking_work(service.settings, body)
     body["ok"], body["reason"] = reason is None, reason
@@ -172,13 +184,8 @@ async def health(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     service = _service(request)
     await service.jobs.refresh_metrics()
-    for status, count in (await service.store.counts_by_status()).items():
-        service.metrics.jobs.labels(status).set(count)
-    service.metrics.queue_length.set(await service.store.count_jobs(status="queued"))
-    renderer = service.jobs.renderer
-    for kind, value in (renderer.memory_stats() if renderer else {}).items():
-        service.metrics.gpu_memory.labels(kind).set(value)
-    return web.Response(body=service.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+    body = service.jobs.metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 def openapi_document(auth: bool) -> dict[str, Any]:
@@ -213,6 +220,8 @@ async def create_job(request: web.Request) -> web.Response:
             source="api",
             webhook_url=params.webhook_url,
             webhook_events=tuple(params.webhook_events or ()),
+            fps=params.fps,
+            shot=params.shot(),
         ),
         image,
         idempotency_key=key,
@@ -225,6 +234,9 @@ async def create_job(request: web.Request) -> web.Response:
         queue_position=position,
         eta_seconds=eta,
         estimated_time=eta,
+        fps=job.fps,
+        framing=job.framing,
+        warnings=job.warnings,
     )
     location = f"{service.settings.public_url}/job/status/{job.job_id}"
     return _json(body, 201 if created else 200, {"Location": location} if created else None)
@@ -246,7 +258,7 @@ def _links(settings: Settings, job: Job, now: float) -> tuple[str | None, str | 
 
 
 def _status_body(
-    service: Service,
+    service: ApiDeps,
     job: Job,
     position: int | None,
     eta: float | None,
@@ -278,10 +290,10 @@ def _status_body(
     return models.JobStatusOut.model_validate(job).model_copy(update=extra)
 
 
-async def _full_status(service: Service, job_id: str) -> models.JobStatusOut:
+async def _full_status(service: ApiDeps, job_id: str) -> models.JobStatusOut:
     """`GET /job/status`'s body: with the webhook's delivery state when the job has one."""
     job, position, eta = await service.jobs.status_of(job_id)
-    hook = await service.store.webhook_summary(job.job_id) if job.webhook_url else None
+    hook = await service.jobs.webhook_summary(job.job_id) if job.webhook_url else None
     return _status_body(service, job, position, eta, hook)
 
 
@@ -309,6 +321,8 @@ async def job_result(request: web.Request) -> web.Response:
         video=_video_state(job),
         video_url=video_url,
         poster_url=poster_url,
+        framing=job.framing,
+        warnings=job.warnings,
     )
     return _json(body)
 
@@ -328,7 +342,7 @@ async def job_preview(request: web.Request) -> web.Response:
     """The live preview of a running SVD job: a small MP4 of the frames made so far."""
     service = _service(request)
     job = await service.jobs.get(_job_id(request))
-    path = checkpoints.work_dir(service.settings.data_dir, job.job_id) / checkpoints.PREVIEW
+    path = service.jobs.preview_path(job.job_id)
     try:
         # A few hundred KB at most, read whole: it is replaced (renamed over) after every pass.
         data = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
@@ -352,7 +366,7 @@ async def job_cancel(request: web.Request) -> web.Response:
 async def jobs_list(request: web.Request) -> web.Response:
     service = _service(request)
     query = api_input.jobs_query(request)
-    jobs = await service.store.list_jobs(
+    jobs = await service.jobs.list_jobs(
         user_id=query.user_id, status=query.status, limit=query.limit, offset=query.offset
     )
     body = models.JobListOut(
@@ -444,14 +458,15 @@ async def job_events(request: web.Request) -> web.StreamResponse:
 
 
 async def _follow(
-    service: Service, job_id: str, stream: _Stream, events: asyncio.Queue[JobEvent]
+    service: ApiDeps, job_id: str, stream: _Stream, events: asyncio.Queue[JobEvent]
 ) -> None:
     """Relay the job's events until its terminal one (or the service stops)."""
     loop = asyncio.get_running_loop()
     refreshed = loop.time()
     while True:
         try:
-            event = await asyncio.wait_for(events.get(), HEARTBEAT)
+            async with asyncio.timeout(HEARTBEAT):
+                event = await events.get()
         except TimeoutError:
             await stream.heartbeat()
             continue
@@ -684,14 +699,15 @@ ROUTES: list[Route] = [
 SIGNED: frozenset[Handler] = frozenset({job_download, job_poster, job_preview})
 
 
-def create_app(service: Service) -> web.Application:
-    settings = service.settings
+def create_app(
+    settings: Settings, jobs: JobQueue, bot_status: Callable[[], dict[str, Any] | None]
+) -> web.Application:
     # JSON carries the photo in base64 (4/3 of its size); leave room for the other fields.
     app = web.Application(
         middlewares=[errors_middleware, auth_middleware],
         client_max_size=api_input.json_body_limit(settings) + 1024 * 1024,
     )
-    app[SERVICE] = service
+    app[SERVICE] = ApiDeps(settings, jobs, bot_status)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
     web_page.add_routes(app, _service)  # the web page: `/` for browsers, its files, /camera

@@ -55,10 +55,7 @@ async def read_create(request: web.Request, settings: Settings) -> tuple[models.
         if image is None:
             raise InvalidParams("image: a file part named 'image' is required")
         try:
-            # Form fields are text; pydantic converts "7" to an int but not "3" to Literal[3].
-            data: dict[str, Any] = {k: v for k, v in fields.items() if v != ""}
-            if data.get("duration", "").isdigit():
-                data["duration"] = int(data["duration"])
+            data = form_values(fields)
             if "webhook_events" in data:  # a comma-separated list in a form
                 data["webhook_events"] = [e.strip() for e in data["webhook_events"].split(",")]
             params = models.JobParams.model_validate(data)
@@ -66,6 +63,64 @@ async def read_create(request: web.Request, settings: Settings) -> tuple[models.
             raise InvalidParams(validation_message(exc)) from None
         return params, image
     raise UnsupportedMedia("send application/json (image_data in base64) or multipart/form-data")
+
+
+def form_values(fields: dict[str, str]) -> dict[str, Any]:
+    """A form's text fields as a model wants them: empty ones left out; pydantic converts "7"
+    to an int but not "3" to Literal[3]; focus and camera are objects, sent as JSON text."""
+    data: dict[str, Any] = {k: v for k, v in fields.items() if v != ""}
+    for name in ("duration", "fps"):
+        if data.get(name, "").isdigit():
+            data[name] = int(data[name])
+    for name in ("focus", "camera"):
+        if name in data:
+            data[name] = _json_field(name, data[name])
+    return data
+
+
+async def read_form(
+    request: web.Request, settings: Settings
+) -> tuple[dict[str, str], bytes | None]:
+    """A multipart body's text fields and its `image` part (None when it has none)."""
+    try:
+        return await _read_form(request, settings)
+    except (ValueError, HttpProcessingError):
+        raise BadRequest("the multipart body could not be read") from None
+
+
+async def read_json_photo(
+    request: web.Request, settings: Settings
+) -> tuple[dict[str, Any], bytes | None]:
+    """A JSON object body, its `image_data` decoded (and left out of the fields) when given."""
+    raw = await _read_capped(request.content.read, json_body_limit(settings), _too_large(settings))
+    loop = asyncio.get_running_loop()
+    try:
+        data = await loop.run_in_executor(None, json.loads, raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidParams("the body must be a JSON object")
+    text = data.pop("image_data", None)
+    if text is None:
+        return data, None
+    if not isinstance(text, str) or not text:
+        raise InvalidParams("image_data: the photo in base64")
+    try:
+        image = await loop.run_in_executor(
+            None, decode_base64, text, 1 << 20, settings.max_upload_bytes
+        )
+    except TooLarge:
+        raise _too_large(settings) from None
+    except (binascii.Error, ValueError):
+        raise BadRequest("image_data is not valid base64") from None
+    return data, image
+
+
+def _json_field(name: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise InvalidParams(f"{name}: a form field holding a JSON object") from None
 
 
 async def _read_json(request: web.Request, settings: Settings) -> tuple[models.JobParams, bytes]:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from . import datadir
 from .api import create_app
+from .backends import select_renderer
 from .config import Settings, model_problem, unknown_variables
 from .errors import FanslyError, Unavailable
 from .metrics import Metrics
@@ -103,7 +104,7 @@ class Service:
             if settings.bot_token is not None:
                 from .bot import TelegramBot
 
-                service.bot = TelegramBot(settings, jobs)
+                service.bot = TelegramBot(settings, jobs, store)
                 await service.bot.start()
             else:
                 log.info("Telegram bot off: FANSLYMOTION_BOT_TOKEN is not set")
@@ -111,7 +112,7 @@ class Service:
         return service
 
     async def _serve_http(self) -> None:
-        app = create_app(self)
+        app = create_app(self.settings, self.jobs, self._bot_status)
         if self.settings.cluster:
             from .cluster import routes
 
@@ -134,6 +135,10 @@ class Service:
                 " is not set: anyone who can reach this port can submit and read jobs",
                 self.settings.host,
             )
+
+    def _bot_status(self) -> dict[str, Any] | None:
+        """The bot's state for /health; None without a bot."""
+        return self.bot.status() if self.bot is not None else None
 
     async def stop(self) -> None:
         """Stop taking jobs, park the running one back in the queue, close everything."""
@@ -161,7 +166,8 @@ class Service:
 async def _job_queue(settings: Settings, store: Store, metrics: Metrics) -> JobQueue:
     """The single box's queue with its GPU thread, or, with DATABASE_URL, the cluster's."""
     if not settings.cluster:
-        return JobQueue(settings, store, RenderWorker(settings), metrics=metrics)
+        worker = RenderWorker(settings, functools.partial(select_renderer, settings))
+        return JobQueue(settings, store, worker, metrics=metrics)
     import psycopg
     import psycopg_pool
 

@@ -32,6 +32,7 @@ from aiogram.exceptions import (
     TelegramAPIError,
     TelegramForbiddenError,
     TelegramNetworkError,
+    TelegramRetryAfter,
     TelegramUnauthorizedError,
 )
 from aiogram.fsm.context import FSMContext
@@ -59,13 +60,21 @@ from .bot_telegram import (
     SQLiteStorage,
     gone_text,
 )
-from .bot_views import accepted_text, cancel_keyboard, error_text, missed_keyboard
+from .bot_views import (
+    accepted_text,
+    error_text,
+    live_keyboard,
+    missed_keyboard,
+    upscale_text,
+)
+from .camera import make_shot
 from .config import Settings
 from .errors import FanslyError, TooManyJobs
-from .models import JobRequest
+from .loops import stop_tasks, wait_event
+from .models import FPS_CHOICES, JobRequest
 from .queue import JobQueue
 from .store import Job, Store
-from .texts import COMMANDS, LANGUAGES, language_from_code, t
+from .texts import COMMANDS, LANGUAGES, language_from_code, t, videos
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +92,10 @@ class TelegramBot:
     connect_max_backoff = 300.0
     stop_grace = 5.0
 
-    def __init__(self, settings: Settings, jobs: JobQueue) -> None:
+    def __init__(self, settings: Settings, jobs: JobQueue, store: Store) -> None:
         self.settings = settings
         self.jobs = jobs
-        self.store: Store = jobs.store
+        self.store = store  # the bot's own tables (languages, conversations, deliveries)
         self.bot: Bot | None = None
         self.dispatcher: Dispatcher | None = None
         self.username: str | None = None
@@ -94,6 +103,7 @@ class TelegramBot:
         self._state = "off"
         self._reason = "not started"
         self._stopping = False
+        self._halt = asyncio.Event()  # set by stop(): the connect backoff ends at once
         self._runner: asyncio.Task[None] | None = None
         self._progress_task: asyncio.Task[None] | None = None
         self._delivery_task: asyncio.Task[None] | None = None
@@ -116,6 +126,7 @@ class TelegramBot:
         self.progress = ProgressTracker(
             settings,
             jobs,
+            store,
             bot=self.current_bot,
             language_of_job=self.language_of_job,
             on_completed=self.outbox.wake,
@@ -173,6 +184,8 @@ class TelegramBot:
             return
         self._enabled = True
         self._stopping = False
+        self._halt.clear()
+        self.progress.halt.clear()
         self._redact = RedactToken(secret)
         for name in REDACTED_LOGGERS:
             logging.getLogger(name).addFilter(self._redact)
@@ -181,30 +194,35 @@ class TelegramBot:
         self._runner = asyncio.create_task(self._run(secret), name="telegram-bot")
 
     async def stop(self) -> None:
-        """Stop polling, progress and deliveries; wait briefly for handlers; close the session."""
+        """Stop polling, progress and deliveries; wait briefly for handlers; close the session.
+
+        Every loop stops on the flag and its wake-up; what is still running after the grace
+        is cancelled, and what does not end even then is logged."""
         self._stopping = True
+        self._halt.set()
+        self.progress.stop()
         if self.dispatcher is not None:
             with contextlib.suppress(RuntimeError, TimeoutError):  # RuntimeError: not polling
-                await asyncio.wait_for(self.dispatcher.stop_polling(), self.stop_grace)
+                async with asyncio.timeout(self.stop_grace):
+                    await self.dispatcher.stop_polling()
         # A delivery in flight may finish: cancelled between its upload and the commit of
         # `sent`, the next process would send the same video again.
         self.outbox.wake()
-        if self._delivery_task is not None:
-            await asyncio.wait(
-                {self._delivery_task, *self.outbox.senders()}, timeout=self.stop_grace
-            )
-        await _end(
+        await stop_tasks(
             [
                 task
                 for task in (self._delivery_task, self._progress_task, self._runner)
                 if task is not None
             ]
             + self.progress.tasks()
-            + self.outbox.senders()
+            + self.outbox.senders(),
+            self.stop_grace,
+            "bot",
         )
         await self._wait_handlers()
         # Handlers that ran meanwhile may have started editors: those stop too.
-        await _end(self.progress.tasks())
+        self.progress.stop()
+        await stop_tasks(self.progress.tasks(), 1.0, "bot")
         self._progress_task = self._delivery_task = self._runner = None
         if self._enabled:
             await self.progress.note_interrupted()
@@ -220,13 +238,7 @@ class TelegramBot:
 
     async def _wait_handlers(self) -> None:
         """Let running handlers finish (a while), then cancel the rest."""
-        if not self._inflight:
-            return
-        _, late = await asyncio.wait(set(self._inflight), timeout=self.stop_grace)
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.wait(late, timeout=1.0)
+        await stop_tasks(set(self._inflight), self.stop_grace, "bot handlers")
 
     def _make_bot(self, token: str) -> Bot:
         api = TelegramAPIServer.from_base(self.settings.telegram_api)
@@ -272,7 +284,7 @@ class TelegramBot:
             if self.bot is bot:
                 self.bot = None  # progress and deliveries wait for the next connection
             await bot.session.close()
-            await asyncio.sleep(delay)
+            await wait_event(self._halt, delay)
             delay = min(delay * 2, self.connect_max_backoff)
 
     async def _connect(self, bot: Bot) -> str | None:
@@ -379,7 +391,7 @@ class TelegramBot:
             try:
                 await bot.send_message(
                     user_id,
-                    t(lang, "missed_videos", n=len(missed)),
+                    t(lang, "missed_videos", videos=videos(lang, len(missed))),
                     reply_markup=missed_keyboard(lang, missed[-1]),
                 )
             except TelegramAPIError as exc:  # the update itself is still handled
@@ -452,10 +464,15 @@ class TelegramBot:
         state: FSMContext,
         reply_to: int | None = None,
         note: str = "",
+        ends_flow: bool = True,
+        collapse: tuple[int, str] | None = None,
     ) -> Job | None:
         """Queue a job and send its "accepted" message, which becomes the progress message.
 
-        Returns None when the service refused (the user got a friendly message).
+        Returns None when the service refused (the user got a friendly message). With
+        `ends_flow` the conversation's steps are over; without (another variant, try again)
+        whatever the user is in the middle of stays as it is. `collapse` (message id, text):
+        the prompt this job answers, shown as that one line once the job is queued.
         """
         request = JobRequest(
             user_id=user_id,
@@ -463,6 +480,8 @@ class TelegramBot:
             resolution=str(params["resolution"]),
             motion_preset=str(params["motion"]),
             aspect=str(params.get("aspect") or "auto"),
+            fps=int(params["fps"]) if params.get("fps") in FPS_CHOICES else None,
+            shot=make_shot(focus=params.get("focus")),
             source="telegram",
             chat_id=chat_id,
             message_id=reply_to,
@@ -479,6 +498,8 @@ class TelegramBot:
         # No await between submit() and here: the progress watcher cannot see this job's
         # events before it knows that its message is on the way.
         with self.progress.accepting(job.job_id):
+            if collapse is not None:
+                await self._collapse(bot, chat_id, *collapse)
             tracked = await self._send_accepted(bot, job, chat_id, lang, reply_to, note)
         if tracked is not None:
             await self.store.set_progress_message(job.job_id, tracked.message_id)
@@ -492,28 +513,44 @@ class TelegramBot:
             photos[job.job_id] = photo_ref
         # Keep the newest few (dicts keep insertion order).
         photos = dict(list(photos.items())[-PHOTOS_KEPT:])
-        last = {step: params.get(step) for step in ("duration", "resolution", "motion", "aspect")}
-        # The conversation is over: its buttons are retired, the photo and settings remembered.
-        await state.set_data(
-            {
-                **data,
-                "photos": photos,
-                "last": last,
-                **{"reuse": None, "pending": None, "photo_of": None, "conv": None},
-            }
-        )
-        await state.set_state(None)
+        kept = ("duration", "resolution", "motion", "aspect", "fps")
+        last = {step: params.get(step) for step in kept}
+        # The photo and settings are remembered; the caller tidies the conversation's message.
+        update: dict[str, Any] = {"photos": photos, "last": last}
+        if collapse is not None:
+            update["conv"] = None  # answered: no live prompt until the next one
+        if ends_flow:
+            update.update(reuse=None, pending=None, photo_of=None)
+        await state.set_data({**data, **update})
+        if ends_flow:
+            await state.set_state(None)
         return job
+
+    async def _collapse(self, bot: Bot, chat_id: int, message_id: int, text: str) -> None:
+        """An answered prompt becomes its one-line summary, without buttons. An edit like a
+        progress edit: under flood control the chat's progress waits too."""
+        try:
+            await bot.edit_message_text(text=text, chat_id=chat_id, message_id=message_id)
+        except TelegramRetryAfter as exc:
+            self.progress.spend(chat_id, float(exc.retry_after))
+            log.info("prompt %s not collapsed: flood control", message_id)
+        except TelegramAPIError as exc:  # deleted, too old: only the tidying is lost
+            log.debug("prompt %s not collapsed: %s", message_id, exc.message)
 
     async def _send_accepted(
         self, bot: Bot, job: Job, chat_id: int, lang: str, reply_to: int | None, note: str
     ) -> Tracked | None:
         """Send the "accepted" message and track it as the job's progress message."""
-        position = await self.store.queue_position(job.job_id)
-        eta = await self.jobs.eta_seconds(job)
-        text = accepted_text(lang, position=position, eta=eta, paused=self.jobs.paused)
+        fresh, position, eta = await self.jobs.status_of(job.job_id)
+        # First in line with the renderer idle: it starts now, so it is not "in the queue".
+        at_once = position == 1 and not self.jobs.paused and self.jobs.running_job_id() is None
+        text = accepted_text(
+            lang, position=None if at_once else position, eta=eta, paused=self.jobs.paused
+        )
         text = f"{note}\n{text}" if note else text
-        markup = cancel_keyboard(lang, job.job_id)
+        warning = upscale_text(lang, fresh)  # before rendering, with a lower choice below
+        text = f"{text}\n{warning}" if warning else text
+        markup = live_keyboard(lang, fresh)
         try:
             sent = await bot.send_message(
                 chat_id,
@@ -539,6 +576,7 @@ class TelegramBot:
             text=text,
             markup=markup,
             sent=text,
+            start_told=position is None or at_once,
         )
         self.progress.spend(chat_id)  # a new progress message counts like an edit
         self.progress.track(tracked)
@@ -624,15 +662,6 @@ class _Context(BaseMiddleware):
                 await event.callback_query.answer(t(lang, "private"), show_alert=True)
             elif event.message is not None and event.message.chat.type == "private":
                 await event.message.answer(t(lang, "private"))  # never into a group
-
-
-async def _end(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel tasks and wait for them; whatever they raise on the way out is theirs."""
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
 
 def _heic_to_png(data: bytes, max_pixels: int) -> bytes | None:

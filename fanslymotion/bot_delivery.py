@@ -22,6 +22,7 @@ from . import video
 from .bot_telegram import chat_action, user_gone
 from .bot_views import MB, job_caption, resend_keyboard, result_keyboard
 from .config import Settings
+from .loops import wait_event
 from .store import Job, Store
 from .texts import t
 
@@ -111,11 +112,13 @@ class Outbox:
             except Exception:
                 log.exception("delivery loop error")
             self.scans += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll)
+            await wait_event(self._wake, self.poll)
 
     async def _dispatch(self) -> None:
         now = time.time()
+        for chat, until in list(self._held.items()):  # only chats still held keep an entry
+            if until <= now:
+                del self._held[chat]
         for delivery in await self.store.due_deliveries(limit=100):
             chat = delivery.chat_id
             if chat in self._chats or self._held.get(chat, 0.0) > now:

@@ -2,7 +2,7 @@
 
 aiogram injects what each handler names: the update's pieces (`message`, `callback`,
 `callback_data`, `state`), `lang` from the bot's update middleware, and the dispatcher's workflow
-data set by `TelegramBot`: `telegram` (the TelegramBot), `store`, `jobs` and `settings`.
+data set by `TelegramBot`: `telegram` (the bot, seen through `bot_port.BotPort`), `store`, `jobs` and `settings`.
 `build_router()` only registers them (a router belongs to one dispatcher, so one per bot).
 """
 
@@ -12,11 +12,11 @@ import logging
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, cast
 
-from aiogram import Bot, F, Router
+from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from .bot_delivery import DOCUMENT_PREFIX
 from .bot_photo import (
@@ -27,36 +27,54 @@ from .bot_photo import (
     resubmit,
     settings_done,
 )
-from .bot_screens import is_current, show_conv, show_menu, show_step, take_over
+from .bot_screens import (
+    is_current,
+    retire_conv,
+    show,
+    show_conv,
+    show_menu,
+    show_step,
+    stale_text,
+    take_over,
+)
 from .bot_views import (
+    HISTORY_KEPT,
+    OPTION_OF_STEP,
     STATE_OF,
     STEPS,
     Back,
     Flow,
+    HistPage,
     JobButton,
     LangButton,
     Nav,
     Pick,
     cancel_list_keyboard,
     decode_choice,
+    focus_of_cell,
+    history_view,
     job_caption,
     job_params,
     lang_keyboard,
+    lower_resolution,
     mb,
     menu_keyboard,
     menu_only_keyboard,
     photo_limit,
+    remake_keyboard,
     result_keyboard,
     status_line,
+    subject_view,
     summary,
 )
 from .config import Settings
+from .models import FPS_CHOICES
 from .queue import JobQueue
 from .store import Job, Store
 from .texts import LANGUAGES, t
 
 if TYPE_CHECKING:
-    from .bot import TelegramBot
+    from .bot_port import BotPort
 
 log = logging.getLogger(__name__)
 
@@ -64,43 +82,57 @@ log = logging.getLogger(__name__)
 # -- history --------------------------------------------------------------------------------------
 
 
-async def send_history(bot: Bot, store: Store, chat_id: int, user_id: int, lang: str) -> None:
-    videos = await store.sent_videos(user_id, limit=5)
+async def history_of(store: Store, user_id: int) -> list[tuple[Job, str | None]]:
+    """The user's delivered videos, newest first, with the file id kept for each (if any)."""
+    return [(job, d.file_id) for job, d in await store.sent_videos(user_id, limit=HISTORY_KEPT)]
+
+
+async def show_history(
+    target: Message | CallbackQuery, state: FSMContext, lang: str, store: Store, page: int = 0
+) -> None:
+    """/history as one message: a page of the list, in the live conversation message."""
+    assert target.from_user is not None
+    videos = await history_of(store, target.from_user.id)
     if not videos:
-        await bot.send_message(
-            chat_id, t(lang, "history_none"), reply_markup=menu_only_keyboard(lang)
-        )
+        await show_conv(target, state, t(lang, "history_none"), menu_only_keyboard(lang))
         return
-    await bot.send_message(chat_id, t(lang, "history_header"))
-    for job, delivery in reversed(videos):  # oldest first, like the chat itself
-        file_id = delivery.file_id or ""
-        caption = job_caption(lang, job)
-        markup = result_keyboard(lang, job.job_id)
-        try:
-            if not file_id:
-                raise LookupError("no file_id was kept")
-            if file_id.startswith(DOCUMENT_PREFIX):
-                await bot.send_document(
-                    chat_id,
-                    file_id.removeprefix(DOCUMENT_PREFIX),
-                    caption=caption,
-                    reply_markup=markup,
-                )
-            else:
-                await bot.send_video(
-                    chat_id,
-                    file_id,
-                    width=job.width,
-                    height=job.height,
-                    duration=job.duration,
-                    supports_streaming=True,
-                    caption=caption,
-                    reply_markup=markup,
-                )
-        except (TelegramBadRequest, LookupError) as exc:  # e.g. a file_id Telegram forgot
-            log.info("history: job %s not re-sent: %s", job.job_id, exc)
-            gone = t(lang, "history_gone", params=job_params(lang, job))
-            await bot.send_message(chat_id, gone)
+    text, markup = history_view(lang, videos, page)
+    await show_conv(target, state, text, markup)
+
+
+async def resend_video(callback: CallbackQuery, lang: str, store: Store, job: Job) -> None:
+    """Send a delivered video again by its kept file id (no upload), or say it is gone."""
+    assert callback.bot is not None and callback.message is not None
+    chat_id = callback.message.chat.id
+    delivery = await store.get_delivery(job.job_id)
+    file_id = (delivery.file_id if delivery is not None else None) or ""
+    caption = job_caption(lang, job)
+    markup = result_keyboard(lang, job.job_id)
+    await callback.answer()
+    try:
+        if not file_id:
+            raise LookupError("no file_id was kept")
+        if file_id.startswith(DOCUMENT_PREFIX):
+            await callback.bot.send_document(
+                chat_id, file_id.removeprefix(DOCUMENT_PREFIX), caption=caption, reply_markup=markup
+            )
+        else:
+            await callback.bot.send_video(
+                chat_id,
+                file_id,
+                width=job.width,
+                height=job.height,
+                duration=job.duration,
+                supports_streaming=True,
+                caption=caption,
+                reply_markup=markup,
+            )
+    except (TelegramBadRequest, LookupError) as exc:  # e.g. a file_id Telegram forgot
+        log.info("history: job %s not re-sent: %s", job.job_id, exc)
+        gone = t(lang, "history_gone", params=job_params(lang, job))
+        await callback.bot.send_message(
+            chat_id, gone, reply_markup=remake_keyboard(lang, job.job_id)
+        )
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -110,36 +142,37 @@ async def on_start(message: Message, state: FSMContext, lang: str) -> None:
     await show_menu(message, state, lang)
 
 
-async def on_help(message: Message, lang: str, settings: Settings) -> None:
-    await message.answer(
-        t(lang, "help", limit=mb(photo_limit(settings))), reply_markup=menu_only_keyboard(lang)
-    )
+async def on_help(message: Message, state: FSMContext, lang: str, settings: Settings) -> None:
+    text = t(lang, "help", limit=mb(photo_limit(settings)))
+    await show_conv(message, state, text, menu_only_keyboard(lang))
 
 
-async def on_lang(message: Message, lang: str) -> None:
-    await message.answer(t(lang, "lang_prompt"), reply_markup=lang_keyboard(lang))
+async def on_lang(message: Message, state: FSMContext, lang: str) -> None:
+    await show_conv(message, state, t(lang, "lang_prompt"), lang_keyboard(lang))
 
 
-async def on_cancel(message: Message, state: FSMContext, lang: str, telegram: TelegramBot) -> None:
+async def on_cancel(message: Message, state: FSMContext, lang: str, telegram: BotPort) -> None:
     assert message.from_user is not None
     await state.set_state(None)
-    # Every open menu and step is retired with the conversation.
-    await state.update_data(conv=None, pending=None, reuse=None, photo_of=None)
+    # The open menu or step goes with the conversation.
+    await retire_conv(message, state)
+    await state.update_data(pending=None, reuse=None, photo_of=None)
     active = await telegram.active_jobs(message.from_user.id)
     if not active:
-        await message.answer(t(lang, "cancel_flow"), reply_markup=menu_only_keyboard(lang))
+        await show_conv(message, state, t(lang, "cancel_flow"), menu_only_keyboard(lang))
         return
-    await message.answer(t(lang, "cancel_jobs"), reply_markup=cancel_list_keyboard(lang, active))
+    await show_conv(message, state, t(lang, "cancel_jobs"), cancel_list_keyboard(lang, active))
 
 
-async def on_status(
-    message: Message, lang: str, telegram: TelegramBot, store: Store, jobs: JobQueue
-) -> None:
-    assert message.from_user is not None
-    active = await telegram.active_jobs(message.from_user.id)
+async def status_view(
+    lang: str, user_id: int, telegram: BotPort
+) -> tuple[str, InlineKeyboardMarkup]:
+    """/status: the user's live jobs, each with its true place or progress, and Cancel buttons;
+    finished and cancelled jobs are not in it."""
+    active = await telegram.active_jobs(user_id)
     if not active:
-        await message.answer(t(lang, "status_none"), reply_markup=menu_only_keyboard(lang))
-        return
+        return t(lang, "status_none"), menu_only_keyboard(lang)
+    jobs, store = telegram.jobs, telegram.store
     lines = [t(lang, "status_header")]
     for n, job in enumerate(active, start=1):
         queued = job.status == "queued"
@@ -154,12 +187,17 @@ async def on_status(
                 paused=jobs.paused,
             )
         )
-    await message.answer("\n".join(lines), reply_markup=cancel_list_keyboard(lang, active))
+    return "\n".join(lines), cancel_list_keyboard(lang, active)
 
 
-async def on_history(message: Message, lang: str, store: Store) -> None:
-    assert message.from_user is not None and message.bot is not None
-    await send_history(message.bot, store, message.chat.id, message.from_user.id, lang)
+async def on_status(message: Message, state: FSMContext, lang: str, telegram: BotPort) -> None:
+    assert message.from_user is not None
+    text, markup = await status_view(lang, message.from_user.id, telegram)
+    await show_conv(message, state, text, markup)
+
+
+async def on_history(message: Message, state: FSMContext, lang: str, store: Store) -> None:
+    await show_history(message, state, lang, store)
 
 
 # -- admin commands --------------------------------------------------------------------------------
@@ -183,7 +221,7 @@ async def on_queue(message: Message, lang: str, store: Store, jobs: JobQueue) ->
     await message.answer(text)
 
 
-async def on_pause(message: Message, lang: str, jobs: JobQueue, telegram: TelegramBot) -> None:
+async def on_pause(message: Message, lang: str, jobs: JobQueue, telegram: BotPort) -> None:
     assert message.from_user is not None
     await jobs.pause()
     log.info("processing paused by admin %s", message.from_user.id)
@@ -191,7 +229,7 @@ async def on_pause(message: Message, lang: str, jobs: JobQueue, telegram: Telegr
     await telegram.progress.refresh_all()  # every waiting job says so, without an ETA
 
 
-async def on_resume(message: Message, lang: str, jobs: JobQueue, telegram: TelegramBot) -> None:
+async def on_resume(message: Message, lang: str, jobs: JobQueue, telegram: BotPort) -> None:
     assert message.from_user is not None
     await jobs.resume()
     log.info("processing resumed by admin %s", message.from_user.id)
@@ -207,26 +245,25 @@ async def on_nav(
     callback_data: Nav,
     state: FSMContext,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
 ) -> None:
     data = await state.get_data()
     # "Menu" works from anywhere (a video, a finished job); the menu's own entries only on the
     # live conversation message.
     if callback_data.to != "menu" and not is_current(callback, data):
-        await callback.answer(t(lang, "stale_menu"))
+        await callback.answer(stale_text(lang, data))
         return
     await callback.answer()
     settings = telegram.settings
     if callback_data.to == "new":
-        await state.update_data(reuse=None, photo_of=None)
+        # The subject belongs to one photo; the frame rate is kept as a preference.
+        await state.update_data(reuse=None, photo_of=None, focus=None)
         await show_step(callback, state, lang, "duration", settings)
     elif callback_data.to == "last" and data.get("last") and data.get("pending"):
         await state.update_data(**data["last"])
         await settings_done(callback, state, lang, telegram)
     elif callback_data.to == "history":
-        assert callback.bot is not None and callback.message is not None
-        chat_id = callback.message.chat.id
-        await send_history(callback.bot, telegram.store, chat_id, callback.from_user.id, lang)
+        await show_history(callback, state, lang, telegram.store)
     elif callback_data.to == "help":
         text = t(lang, "help", limit=mb(photo_limit(settings)))
         await show_conv(callback, state, text, menu_only_keyboard(lang))
@@ -237,6 +274,17 @@ async def on_nav(
         await show_menu(callback, state, lang)
 
 
+async def on_history_page(
+    callback: CallbackQuery, callback_data: HistPage, state: FSMContext, lang: str, store: Store
+) -> None:
+    data = await state.get_data()
+    if not is_current(callback, data):
+        await callback.answer(stale_text(lang, data))
+        return
+    await callback.answer()
+    await show_history(callback, state, lang, store, page=callback_data.page)
+
+
 async def on_back(
     callback: CallbackQuery,
     callback_data: Back,
@@ -244,8 +292,9 @@ async def on_back(
     lang: str,
     settings: Settings,
 ) -> None:
-    if not is_current(callback, await state.get_data()):
-        await callback.answer(t(lang, "stale_menu"))
+    data = await state.get_data()
+    if not is_current(callback, data):
+        await callback.answer(stale_text(lang, data))
         return
     await callback.answer()
     if callback_data.to in STATE_OF:
@@ -261,17 +310,21 @@ async def on_pick(
     state: FSMContext,
     raw_state: str | None,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
 ) -> None:
     step = callback_data.step
     value = decode_choice(step, callback_data.value)
     data = await state.get_data()
-    expected = STATE_OF[step].state if step in STATE_OF else None
+    owner = OPTION_OF_STEP.get(step, step)
+    expected = STATE_OF[owner].state if owner in STATE_OF else None
     # A finished step (a second tap, an old keyboard) can't be reopened.
     if value is None or raw_state != expected or not is_current(callback, data):
-        await callback.answer(t(lang, "stale_menu"))
+        await callback.answer(stale_text(lang, data))
         return
     await callback.answer()
+    if step in OPTION_OF_STEP:
+        await on_option(callback, state, lang, telegram, step, value)
+        return
     await state.update_data({step: int(value) if step == "duration" else value})
     data = await state.get_data()
     if step == "motion" and data.get("reuse"):
@@ -280,7 +333,8 @@ async def on_pick(
         if job is None or job.user_id != callback.from_user.id:
             await show_menu(callback, state, lang)
             return
-        # The motion keyboard goes away, so a second press cannot queue the same video twice.
+        # The motion keyboard becomes its summary, so a second press cannot queue the same
+        # video twice.
         shown = summary(lang, data, "photo")
         await resubmit(callback, state, lang, telegram, job, data, shown=shown)
         return
@@ -291,15 +345,44 @@ async def on_pick(
     await show_step(callback, state, lang, following, telegram.settings)
 
 
-async def on_lang_pick(
-    callback: CallbackQuery, callback_data: LangButton, state: FSMContext, telegram: TelegramBot
+async def on_option(
+    callback: CallbackQuery,
+    state: FSMContext,
+    lang: str,
+    telegram: BotPort,
+    option: str,
+    value: str,
 ) -> None:
+    """An option on a step's message (fps, the subject): set it and show that step again."""
+    if option == "subject" and value == "open":
+        text, markup = subject_view(lang, await state.get_data())
+        await show_conv(callback, state, text, markup)
+        return
+    if option == "fps":
+        await state.update_data(fps=int(value))
+    else:
+        await state.update_data(focus=None if value == "auto" else focus_of_cell(int(value)))
+    await show_step(callback, state, lang, OPTION_OF_STEP[option], telegram.settings)
+
+
+async def on_lang_pick(
+    callback: CallbackQuery,
+    callback_data: LangButton,
+    state: FSMContext,
+    raw_state: str | None,
+    telegram: BotPort,
+) -> None:
+    """A language picked: the chat follows at once; a conversation in the middle of its steps
+    goes on where it was, now in that language."""
     assert callback.bot is not None
     code = callback_data.code if callback_data.code in LANGUAGES else "en"
     await telegram.set_language(callback.bot, callback.from_user.id, code)
     log.info("user %s switched the language to %s", callback.from_user.id, code)
     await callback.answer()
-    await state.set_state(None)
+    step = next((name for name, st in STATE_OF.items() if st.state == raw_state), None)
+    if step is not None:
+        await show_step(callback, state, code, step, telegram.settings, note=t(code, "lang_set"))
+        return
     text = t(code, "lang_set") + "\n\n" + t(code, "menu")
     await show_conv(callback, state, text, menu_keyboard(code))
 
@@ -312,7 +395,7 @@ async def on_job_button(
     callback_data: JobButton,
     state: FSMContext,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
     store: Store,
     jobs: JobQueue,
 ) -> None:
@@ -322,12 +405,11 @@ async def on_job_button(
         await callback.answer(t(lang, "not_yours" if job else "stale_button"))
         return
     if action == "cancel":
-        if job.terminal:
-            await callback.answer(t(lang, "already_finished"))
-            return
-        await callback.answer(t(lang, "cancelling"))
-        cancelled = await jobs.cancel(job.job_id, user_id=callback.from_user.id)
-        log.info("job %s: cancel pressed, now %s", job.job_id, cancelled.status)
+        await cancel_job(callback, lang, telegram, job)
+    elif action == "send":
+        await resend_video(callback, lang, store, job)
+    elif action == "lower":
+        await lower_job(callback, state, lang, telegram, job)
     elif action == "resend":
         if await store.delivery_retry(job.job_id):
             log.info("job %s: the user asked for the interrupted video", job.job_id)
@@ -342,22 +424,61 @@ async def on_job_button(
         await reuse_job(callback, action, state, lang, telegram, job)
 
 
+async def cancel_job(callback: CallbackQuery, lang: str, telegram: BotPort, job: Job) -> None:
+    """Cancel from the job's own message or from a list (/status, /cancel): a list is redrawn
+    without the job, so it never offers Cancel on a job that is over."""
+    message = callback.message
+    from_list = isinstance(message, Message) and message.message_id != job.progress_message_id
+    if job.terminal:
+        await callback.answer(t(lang, "already_finished"))
+    else:
+        await callback.answer(t(lang, "cancelling"))
+        cancelled = await telegram.jobs.cancel(job.job_id, user_id=callback.from_user.id)
+        log.info("job %s: cancel pressed, now %s", job.job_id, cancelled.status)
+    if from_list and isinstance(message, Message) and message.text is not None:
+        text, markup = await status_view(lang, callback.from_user.id, telegram)
+        await show(callback, text, markup)
+
+
+def job_settings(job: Job) -> dict[str, Any]:
+    """The settings of an earlier job, as the conversation keeps them."""
+    return {
+        "duration": job.duration,
+        "resolution": job.resolution,
+        "motion": job.motion_preset,
+        "aspect": job.aspect,
+        "fps": job.fps if job.fps in FPS_CHOICES else None,
+        "focus": job.focus,
+    }
+
+
+async def lower_job(
+    callback: CallbackQuery, state: FSMContext, lang: str, telegram: BotPort, job: Job
+) -> None:
+    """The photo is small for the job's resolution: the job gives way to one at the largest
+    resolution that needs no enlarging (one tap; a second finds the job over)."""
+    lower = lower_resolution(job)
+    if lower is None or job.terminal:
+        await callback.answer(t(lang, "already_finished" if job.terminal else "stale_button"))
+        return
+    await callback.answer()
+    await telegram.jobs.cancel(job.job_id, user_id=callback.from_user.id)
+    log.info("job %s: the user chose %s instead of %s", job.job_id, lower, job.resolution)
+    params = {**job_settings(job), "resolution": lower}
+    await resubmit(callback, state, lang, telegram, job, params, ends_flow=False)
+
+
 async def reuse_job(
     callback: CallbackQuery,
     action: str,
     state: FSMContext,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
     job: Job,
 ) -> None:
     """again / retry: the same settings now; other / settings: choose some, same photo."""
     data = await state.get_data()
-    params = {
-        "duration": job.duration,
-        "resolution": job.resolution,
-        "motion": job.motion_preset,
-        "aspect": job.aspect,
-    }
+    params = job_settings(job)
     if action in ("other", "settings"):
         await take_over(callback, telegram)
     if action == "other":
@@ -367,33 +488,39 @@ async def reuse_job(
         return
     if action == "settings":
         await callback.answer()
-        await state.set_data({**data, "reuse": None, "pending": None, "photo_of": job.job_id})
+        await state.set_data(
+            {**data, "reuse": None, "pending": None, "photo_of": job.job_id, "focus": job.focus}
+        )
         await show_step(callback, state, lang, "duration", telegram.settings)
         return
-    # "another variant" (a new seed) or "try again": one job per button, however many taps.
+    # "Another variant" (a new seed) or "try again": while the job the last tap made is still on
+    # its way, more taps make nothing; once it is over, a tap makes the next one.
     key = f"{action}:{job.job_id}"
-    if key in (data.get("used") or {}):
+    made_id = (data.get("used") or {}).get(key)
+    made = await telegram.store.get_job(str(made_id)) if made_id else None
+    if made is not None and not made.terminal:
         await callback.answer(t(lang, "already_queued"))
         return
     await callback.answer()
-    made = await resubmit(callback, state, lang, telegram, job, params)
-    if made is not None:
+    queued = await resubmit(callback, state, lang, telegram, job, params, ends_flow=False)
+    if queued is not None:
         data = await state.get_data()
-        used = dict(list({**(data.get("used") or {}), key: made.job_id}.items())[-50:])
+        used = dict(list({**(data.get("used") or {}), key: queued.job_id}.items())[-50:])
         await state.update_data(used=used)
 
 
-async def on_not_a_choice(
-    message: Message, state: FSMContext, raw_state: str | None, lang: str, settings: Settings
-) -> None:
-    """Something typed on a settings step: say what it was and show the step again."""
-    step = next((name for name, st in STATE_OF.items() if st.state == raw_state), "duration")
-    note = t(lang, "use_buttons", kind=t(lang, incoming_kind(message)))
-    await show_step(message, state, lang, step, settings, note=note)
+async def on_not_a_choice(message: Message, lang: str) -> None:
+    """Something typed on a settings step: one short line; the step's buttons are above."""
+    await message.answer(t(lang, "use_buttons", kind=t(lang, incoming_kind(message))))
 
 
-async def on_other(message: Message, lang: str) -> None:
-    await message.answer(t(lang, "unknown"), reply_markup=menu_only_keyboard(lang))
+async def on_other(message: Message, state: FSMContext, lang: str) -> None:
+    """Something the bot has no use for, outside the steps: a hint, and a menu only if no
+    conversation message is live."""
+    if (await state.get_data()).get("conv"):
+        await message.answer(t(lang, "hint_idle"))
+        return
+    await show_conv(message, state, t(lang, "unknown"), menu_only_keyboard(lang))
 
 
 async def on_stale(callback: CallbackQuery, lang: str) -> None:
@@ -410,7 +537,7 @@ def build_router(*, admins: Collection[int]) -> Router:
     admin = F.from_user.id.in_(set(admins))
     router.message.register(on_start, CommandStart())
     router.message.register(on_help, Command("help"))
-    router.message.register(on_lang, Command("lang"))
+    router.message.register(on_lang, Command("language", "lang"))
     router.message.register(on_cancel, Command("cancel"))
     router.message.register(on_status, Command("status"))
     router.message.register(on_history, Command("history"))
@@ -421,6 +548,7 @@ def build_router(*, admins: Collection[int]) -> Router:
     router.callback_query.register(on_back, Back.filter())
     router.callback_query.register(on_pick, Pick.filter())
     router.callback_query.register(on_lang_pick, LangButton.filter())
+    router.callback_query.register(on_history_page, HistPage.filter())
     router.callback_query.register(on_job_button, JobButton.filter())
     router.message.register(on_photo, StateFilter(Flow.photo), F.photo | F.document)
     router.message.register(on_not_photo, StateFilter(Flow.photo))

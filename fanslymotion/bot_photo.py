@@ -17,6 +17,7 @@ from .bot_telegram import TRANSIENT
 from .bot_views import (
     STATE_OF,
     document_kind,
+    error_text,
     is_heic,
     looks_like_image,
     mb,
@@ -28,11 +29,12 @@ from .bot_views import (
     summary,
 )
 from .config import Settings
+from .errors import InvalidParams, PayloadTooLarge
 from .store import Job
 from .texts import t
 
 if TYPE_CHECKING:
-    from .bot import TelegramBot
+    from .bot_port import BotPort
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +46,16 @@ async def resubmit(
     callback: CallbackQuery,
     state: FSMContext,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
     job: Job,
     params: dict[str, Any],
     *,
     shown: str | None = None,
+    ends_flow: bool = True,
 ) -> Job | None:
     """Queue `params` on the photo of an earlier `job` (first showing `shown` in place of the
-    buttons, if given); when that photo is gone, ask for it again."""
+    buttons, if given, which ends the conversation's prompt); when that photo is gone, ask for
+    it again. `ends_flow=False` (another variant, try again) leaves the conversation alone."""
     assert callback.bot is not None and callback.message is not None
     data = await state.get_data()
     found = await telegram.photo_of(callback.bot, job, data)
@@ -62,6 +66,7 @@ async def resubmit(
     image, ref = found
     if shown is not None:
         await show(callback, shown, None)
+        await state.update_data(conv=None)  # answered: no live prompt until the next one
     return await telegram.submit(
         bot=callback.bot,
         chat_id=callback.message.chat.id,
@@ -71,22 +76,27 @@ async def resubmit(
         image=image,
         photo_ref=ref,
         state=state,
+        ends_flow=ends_flow,
     )
 
 
 async def settings_done(
-    callback: CallbackQuery, state: FSMContext, lang: str, telegram: TelegramBot
+    callback: CallbackQuery, state: FSMContext, lang: str, telegram: BotPort
 ) -> None:
     """Every setting is chosen: queue the photo the bot already has, or ask for one."""
     data = await state.get_data()
     pending = data.get("pending")
     if pending:
         await show(callback, summary(lang, data, "photo"), None)
+        await state.update_data(conv=None)  # the prompt is answered: it shows the summary
         message = callback.message
         assert isinstance(message, Message)
         photo = Incoming(**pending)
         user_id = callback.from_user.id
-        await take_photo(message, state, lang, telegram, data, photo, user_id=user_id)
+        if not await take_photo(message, state, lang, telegram, data, photo, user_id=user_id):
+            # Refused after all (e.g. damaged): the settings stay; only a photo is asked for.
+            await state.update_data(pending=None)
+            await show_step(message, state, lang, "photo", telegram.settings)
         return
     source = data.get("photo_of")
     job = await telegram.store.get_job(str(source)) if source else None
@@ -106,13 +116,17 @@ class Incoming:
     file_size: int | None
     heic: bool
     message_id: int
+    width: int | None = None  # known for a compressed photo, not for a file
+    height: int | None = None
 
 
 def incoming(message: Message) -> Incoming | str:
     """The photo in a message, or the text key naming what came instead."""
     if message.photo:
         size = message.photo[-1]  # the largest; Telegram lists them small to large
-        return Incoming(size.file_id, size.file_size, False, message.message_id)
+        return Incoming(
+            size.file_id, size.file_size, False, message.message_id, size.width, size.height
+        )
     document = message.document
     if document is not None:
         if not looks_like_image(document.mime_type, document.file_name):
@@ -121,7 +135,9 @@ def incoming(message: Message) -> Incoming | str:
         return Incoming(document.file_id, document.file_size, heic, message.message_id)
     if message.video or message.animation or message.video_note:
         return "kind_video"
-    if message.audio or message.voice:
+    if message.voice:
+        return "kind_voice"
+    if message.audio:
         return "kind_audio"
     if message.sticker:
         return "kind_sticker"
@@ -132,37 +148,39 @@ async def take_photo(
     message: Message,
     state: FSMContext,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
     params: dict[str, Any],
     photo: Incoming,
     *,
     user_id: int,
     note: str = "",
-) -> None:
-    """Download the photo and queue it with `params`; refusals are explained."""
+    collapse: tuple[int, str] | None = None,
+) -> bool:
+    """Download the photo and queue it with `params`; refusals are explained. Whether queued."""
     assert message.bot is not None
     limit = photo_limit(telegram.settings)
-    if photo.file_size is not None and photo.file_size > limit:
-        await message.answer(t(lang, "too_big", limit=mb(limit)))
-        return
+    refusal = precheck(lang, photo, telegram.settings)
+    if refusal is not None:
+        await message.answer(refusal)
+        return False
     try:
         image = await telegram.download(message.bot, photo.file_id)
     except TelegramBadRequest as exc:
         key = "too_big" if "too big" in exc.message.lower() else "download_failed"
         log.warning("photo download failed: %s", exc.message)
         await message.answer(t(lang, key, limit=mb(limit)))
-        return
+        return False
     except DOWNLOAD_FAILURES as exc:
         log.warning("photo download failed for good: %s", exc)
         await message.answer(t(lang, "download_failed"))
-        return
+        return False
     if photo.heic:
         converted = await telegram.heic_to_png(image)
         if converted is None:
             await message.answer(t(lang, "heic_refused"))
-            return
+            return False
         image = converted
-    await telegram.submit(
+    job = await telegram.submit(
         bot=message.bot,
         chat_id=message.chat.id,
         user_id=user_id,
@@ -173,11 +191,36 @@ async def take_photo(
         state=state,
         reply_to=photo.message_id,
         note=note,
+        collapse=collapse,
     )
+    return job is not None
+
+
+def precheck(lang: str, photo: Incoming, settings: Settings) -> str | None:
+    """Why a photo can't be used, judged from the update alone (no download), or None.
+
+    A compressed photo carries its size in pixels; any file carries its size in bytes (the Bot
+    API lets bots download 20 MB at most).
+    """
+    limit = photo_limit(settings)
+    if photo.file_size is not None and photo.file_size > limit:
+        return t(lang, "too_big", limit=mb(limit))
+    width, height = photo.width, photo.height
+    if not width or not height:
+        return None
+    if min(width, height) < settings.min_side:
+        details = {"min_side": settings.min_side, "width": width, "height": height}
+        small = InvalidParams("too small", code="photo_too_small", details=details)
+        return error_text(lang, small, active=0, limit=0)
+    if width * height > settings.max_pixels:
+        megapixels = {"megapixels": f"{settings.max_pixels / 1e6:g}"}
+        large = PayloadTooLarge("too many pixels", code="photo_too_many_pixels", details=megapixels)
+        return error_text(lang, large, active=0, limit=0)
+    return None
 
 
 async def on_photo(
-    message: Message, state: FSMContext, lang: str, telegram: TelegramBot, settings: Settings
+    message: Message, state: FSMContext, lang: str, telegram: BotPort, settings: Settings
 ) -> None:
     """The photo step: take the photo (the first of an album), or say what came instead."""
     part = telegram.album_part(message.chat.id, message.media_group_id)
@@ -189,19 +232,23 @@ async def on_photo(
         await show_step(message, state, lang, missing, settings)
         return
     photo = incoming(message)
-    if isinstance(photo, str):
-        note = t(lang, "not_image", kind=t(lang, photo))
-        await show_step(message, state, lang, "photo", settings, note=note)
+    if isinstance(photo, str):  # one line; the step's prompt above stays live
+        await message.answer(t(lang, "not_image", kind=t(lang, photo)))
         return
     assert message.from_user is not None
     note = t(lang, "album_first") if part == "first" else ""
     user_id = message.from_user.id
-    await take_photo(message, state, lang, telegram, data, photo, user_id=user_id, note=note)
+    # Once queued, the step's prompt keeps only what was chosen.
+    conv = data.get("conv")
+    collapse = (conv, summary(lang, data, "photo")) if isinstance(conv, int) else None
+    await take_photo(
+        message, state, lang, telegram, data, photo, user_id=user_id, note=note, collapse=collapse
+    )
 
 
-async def on_not_photo(message: Message, state: FSMContext, lang: str, settings: Settings) -> None:
-    note = t(lang, "wrong_input", kind=t(lang, incoming_kind(message)))
-    await show_step(message, state, lang, "photo", settings, note=note)
+async def on_not_photo(message: Message, lang: str) -> None:
+    """Not a photo on the photo step: one short line; the step's prompt above stays live."""
+    await message.answer(t(lang, "wrong_input", kind=t(lang, incoming_kind(message))))
 
 
 def incoming_kind(message: Message) -> str:
@@ -214,27 +261,40 @@ async def on_early_photo(
     state: FSMContext,
     raw_state: str | None,
     lang: str,
-    telegram: TelegramBot,
+    telegram: BotPort,
     settings: Settings,
 ) -> None:
-    """A photo before the photo step: kept, and the settings asked for (never the photo again)."""
+    """A photo before the photo step: kept, and the settings asked for (never the photo again).
+
+    A photo that can't be used is refused at once, before any setting; the conversation stays
+    where it was, so a good photo sent next simply continues it.
+    """
     part = telegram.album_part(message.chat.id, message.media_group_id)
     if part == "later":
         return  # one answer per album
+    current = next((step for step, st in STATE_OF.items() if st.state == raw_state), None)
     photo = incoming(message)
-    if isinstance(photo, str):
-        text = t(lang, "not_image", kind=t(lang, photo))
-        await message.answer(text, reply_markup=menu_only_keyboard(lang))
+    refusal = (
+        t(lang, "not_image", kind=t(lang, photo))
+        if isinstance(photo, str)
+        else precheck(lang, photo, settings)
+    )
+    if refusal is not None:
+        if current is not None:  # mid-conversation: one line, the live step stays
+            await message.answer(refusal)
+        else:
+            await show_conv(message, state, refusal, menu_only_keyboard(lang))
         return
+    assert not isinstance(photo, str)
     notes = [t(lang, "album_first")] if part == "first" else []
     await state.update_data(pending=dataclasses.asdict(photo), reuse=None, photo_of=None)
-    current = next((step for step, st in STATE_OF.items() if st.state == raw_state), None)
     if current is not None and current != "photo":
-        # Mid-conversation: keep going where the user was, now with the photo.
+        # Mid-conversation: the step above stays live; after it the photo goes straight on.
         notes.append(t(lang, "photo_kept"))
-        await show_step(message, state, lang, current, settings, note="\n".join(notes))
+        await message.answer("\n".join(notes))
         return
     notes.append(t(lang, "photo_first"))
+    await state.update_data(focus=None)  # a new conversation: the subject is this photo's
     data = await state.get_data()
     await state.set_state(STATE_OF["duration"])
     text = "\n".join(notes) + "\n\n" + step_text(lang, "duration", data)

@@ -39,9 +39,11 @@ from aiogram.types import FSInputFile, InlineKeyboardMarkup, InputMediaAnimation
 from .bot_telegram import is_not_modified, user_gone
 from .bot_views import progress_view
 from .config import Settings
-from .models import Progress
+from .loops import wait_event
 from .queue import JobEvent, JobQueue, is_closed
-from .store import TERMINAL, Job, parse_time
+from .store import TERMINAL, Job, Store, parse_time
+from .texts import t
+from .vocabulary import Progress
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,10 @@ def _message_lost(exc: TelegramBadRequest) -> bool:
 
 # The flag that carries the jobs a stopping bot saw rendering to the next run.
 _INTERRUPTED = "bot_interrupted_jobs"
+# The flag of the finished jobs whose final text went out (newest last), so that a start edits
+# none of them again; kept short, as only the last `resume_window` matters.
+_FINALS = "bot_final_edits"
+_FINALS_KEPT = 300
 
 
 @dataclass
@@ -78,6 +84,8 @@ class Tracked:
     preview_sent: int = 0
     is_media: bool = False  # the message shows a preview now: its caption carries the text
     media_refused: bool = False  # Telegram would not take a preview here: text it stays
+    start_told: bool = False  # the message has said that rendering started
+    continued: int | None = None  # after a restart, the pass the renderer continued from
 
     @property
     def wants_preview(self) -> bool:
@@ -117,7 +125,7 @@ class ChatEditor:
             self.task = asyncio.create_task(self.run(), name=f"progress-{self.chat_id}")
 
     async def run(self) -> None:
-        while True:
+        while not self.tracker.halt.is_set():
             for job_id, item in list(self.items.items()):
                 if item.dead or (item.final and not item.pending):
                     del self.items[job_id]
@@ -131,7 +139,7 @@ class ChatEditor:
                 continue
             delay = self.tracker.budget_left(self.chat_id)
             if delay > 0:
-                await asyncio.sleep(delay)
+                await wait_event(self.tracker.halt, delay)
                 continue  # texts may have changed while waiting: take the newest
             item = pending[0]
             # The edited one goes to the back, so two jobs in one chat take turns.
@@ -156,6 +164,7 @@ class ProgressTracker:
         self,
         settings: Settings,
         jobs: JobQueue,
+        store: Store,
         *,
         bot: Callable[[], Bot | None],
         language_of_job: Callable[[Job], Awaitable[str]],
@@ -164,7 +173,7 @@ class ProgressTracker:
     ) -> None:
         self.settings = settings
         self.jobs = jobs
-        self.store = jobs.store
+        self.store = store
         self._bot = bot
         self._language_of_job = language_of_job
         self._on_completed = on_completed
@@ -178,8 +187,11 @@ class ProgressTracker:
         self._replaced: set[str] = set()  # jobs whose deleted message was replaced once
         self._blocked: set[int] = set()  # chats that refused us, until their user writes
         self._edited = asyncio.Event()
+        self.halt = asyncio.Event()  # set by stop(): the loop and the editors end
+        self._events: asyncio.Queue[JobEvent] | None = None  # what run() follows
         self.resumed = asyncio.Event()  # set once the messages of the last run are picked up
         self._interrupted: set[str] = set()  # jobs that were rendering when the last run stopped
+        self._finals: dict[str, None] = {}  # jobs whose final text went out (see _FINALS)
 
     # -- the budget ----------------------------------------------------------------------------
 
@@ -216,6 +228,7 @@ class ProgressTracker:
             del self._tracked[item.job_id]
 
     def track(self, tracked: Tracked) -> None:
+        self._prune()
         self._tracked[tracked.job_id] = tracked
         editor = self._editors.get(tracked.chat_id)
         if editor is None or not editor.running:
@@ -233,9 +246,32 @@ class ProgressTracker:
         """The editors' tasks, for a clean stop."""
         return [e.task for e in self._editors.values() if e.task is not None]
 
+    def held_chats(self) -> set[int]:
+        """Chats with state held here (an editor, or an edit budget still running)."""
+        return set(self._editors) | set(self._next_at)
+
+    def _prune(self) -> None:
+        """Forget chats with nothing in flight: the per-chat state stays as large as the
+        chats with live jobs, not as every chat ever seen."""
+        now = time.monotonic()
+        for chat, until in list(self._next_at.items()):
+            if until <= now:
+                del self._next_at[chat]
+        for chat, editor in list(self._editors.items()):
+            if not editor.running and not editor.items:
+                del self._editors[chat]
+
     def clear(self) -> None:
         self._editors.clear()
         self._tracked.clear()
+
+    def stop(self) -> None:
+        """The flag and the wake-ups: `run` and every chat's editor end at their next look."""
+        self.halt.set()
+        for editor in self._editors.values():
+            editor.wake.set()
+        if self._events is not None:
+            self.jobs.events.end(self._events)
 
     def _poke(self, chat_id: int) -> None:
         editor = self._editors.get(chat_id)
@@ -266,6 +302,9 @@ class ProgressTracker:
         tracked.status = job.status
         if job.status == "queued" and job.attempts > 0:
             tracked.resumed = not job.error  # a failed attempt leaves its error; a restart not
+        phase, step = (live.phase, live.step) if live is not None else (job.phase, job.phase_step)
+        if job.status == "processing" and phase == "resumed" and step:
+            tracked.continued = step  # the renderer continues from a checkpoint at this pass
         tracked.text, tracked.markup = progress_view(
             tracked.lang,
             job,
@@ -275,6 +314,9 @@ class ProgressTracker:
             paused=self.jobs.paused,
             tries=self.settings.max_retries + 1,
             resumed=tracked.resumed,
+            continued=tracked.continued,
+            # Said once, by an edit of this message, then the progress goes on without it.
+            starting=job.status == "processing" and not tracked.start_told,
         )
         self._poke(tracked.chat_id)
 
@@ -304,8 +346,7 @@ class ProgressTracker:
             if left <= 0:
                 return
             self._edited.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._edited.wait(), left)
+            await wait_event(self._edited, left)
 
     async def release(self, chat_id: int, message_id: int) -> None:
         """The user took this message over (it shows a menu or a step now): never edit it."""
@@ -340,12 +381,14 @@ class ProgressTracker:
     async def run(self) -> None:
         """Follow job events; between them, reconcile every `reconcile_interval`."""
         async with self.jobs.subscribe() as events:
+            self._events = events
             await self.resume()
             next_reconcile = time.monotonic() + self.reconcile_interval
             while True:
                 try:
                     left = max(0.0, next_reconcile - time.monotonic())
-                    event = await asyncio.wait_for(events.get(), left)
+                    async with asyncio.timeout(left):
+                        event = await events.get()
                 except TimeoutError:
                     await self._guarded(self.reconcile(), "reconcile")
                     next_reconcile = time.monotonic() + self.reconcile_interval
@@ -373,13 +416,15 @@ class ProgressTracker:
         count = 0
         recent = datetime.now(UTC) - timedelta(seconds=self.resume_window)
         self._interrupted = set((await self.store.get_flag(_INTERRUPTED) or "").split())
+        finals = (await self.store.get_flag(_FINALS) or "").split()
+        self._finals = dict.fromkeys([*finals, *self._finals][-_FINALS_KEPT:])
         chats: set[int] = set()
         for status in ("processing", "queued", "completed", "failed", "cancelled"):
             for job in await self.store.list_jobs(status=status, limit=1000):
                 if job.terminal:
                     ended = parse_time(job.completed_at)
-                    if ended is None or ended < recent:
-                        continue
+                    if ended is None or ended < recent or job.job_id in self._finals:
+                        continue  # long over, or its final text went out already
                 if job.chat_id is not None and job.chat_id not in chats:
                     self.spend(job.chat_id, len(chats) * self.resume_spacing)
                     chats.add(job.chat_id)
@@ -413,7 +458,11 @@ class ProgressTracker:
             user_id=job.user_id,
             chat_id=job.chat_id,
             message_id=job.progress_message_id,
-            lang=await self._language_of_job(job),
+            # A finished job's message stays in the language it was written in; a live one
+            # follows the user's choice (as /language does while it runs).
+            lang=(job.terminal and job.language) or await self._language_of_job(job),
+            # A running job's message said it started (in this run or the last).
+            start_told=job.status != "queued",
             # A live job found at start that was running before (or has an attempt behind it)
             # was cut off by the restart.
             resumed=at_start
@@ -515,6 +564,18 @@ class ProgressTracker:
     async def _sent(self, tracked: Tracked, text: str) -> None:
         tracked.sent = text
         tracked.failures, tracked.failing_since = 0, None
+        if tracked.status == "processing" and text.startswith(self._started_line(tracked.lang)):
+            tracked.start_told = True
+        if tracked.final and text == tracked.text and tracked.job_id not in self._finals:
+            self._finals[tracked.job_id] = None
+            while len(self._finals) > _FINALS_KEPT:
+                del self._finals[next(iter(self._finals))]
+            with contextlib.suppress(Exception):  # only a needless edit at the next start
+                await self.store.set_flag(_FINALS, " ".join(self._finals))
+
+    @staticmethod
+    def _started_line(lang: str) -> str:
+        return t(lang, "progress_started").split("\n", 1)[0]
 
     def _failed(self, tracked: Tracked, exc: Exception) -> None:
         """A network or server error: slow the chat down; keep the text for later."""

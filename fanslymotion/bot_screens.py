@@ -1,5 +1,8 @@
 """Showing the conversation: one live message per chat, edited step by step.
 
+The live message's id is `conv` in the FSM data. Whenever another message takes its place (a
+new menu, a list, a prompt sent anew), the old one loses its buttons, so a chat never holds two
+working prompts; a prompt that was answered is collapsed into its summary ("Your choice: ...").
 Shared by the handlers (`bot_handlers.py`) and the photo's handlers (`bot_photo.py`).
 """
 
@@ -8,7 +11,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from aiogram.exceptions import TelegramBadRequest
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
@@ -18,7 +22,7 @@ from .config import Settings
 from .texts import t
 
 if TYPE_CHECKING:
-    from .bot import TelegramBot
+    from .bot_port import BotPort
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +50,54 @@ async def show(
     return None
 
 
+def chat_of(target: Message | CallbackQuery) -> int | None:
+    if isinstance(target, Message):
+        return target.chat.id
+    return target.message.chat.id if target.message is not None else None
+
+
+async def retire(bot: Bot | None, chat_id: int | None, message_id: object, text: str = "") -> None:
+    """A conversation message that is no longer live: its buttons go (and, given `text`, its
+    text becomes that one line). Failures only cost the tidying, never the conversation."""
+    if bot is None or chat_id is None or not isinstance(message_id, int):
+        return
+    try:
+        if text:
+            await bot.edit_message_text(text=text, chat_id=chat_id, message_id=message_id)
+        else:
+            await bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id)
+    except TelegramAPIError as exc:  # deleted, too old, not modified...
+        log.debug("conversation message %s not retired: %s", message_id, exc.message)
+
+
+async def retire_conv(target: Message | CallbackQuery, state: FSMContext, text: str = "") -> None:
+    """The live conversation message is done (answered, cancelled): none is live now."""
+    data = await state.get_data()
+    await state.update_data(conv=None)
+    await retire(target.bot, chat_of(target), data.get("conv"), text)
+
+
 async def show_conv(
     target: Message | CallbackQuery,
     state: FSMContext,
     text: str,
     markup: InlineKeyboardMarkup | None,
 ) -> None:
-    """Show a view of the conversation; its message becomes the one live conversation message
-    (every other message's menu and step buttons are outdated from now on)."""
-    await state.update_data(conv=await show(target, text, markup))
+    """Show a view of the conversation; its message becomes the one live conversation message,
+    and the one before it (if another) loses its buttons."""
+    old = (await state.get_data()).get("conv")
+    new = await show(target, text, markup)
+    await state.update_data(conv=new)
+    if old != new:
+        await retire(target.bot, chat_of(target), old)
 
 
-async def take_over(callback: CallbackQuery, telegram: TelegramBot) -> None:
+def stale_text(lang: str, data: dict[str, Any]) -> str:
+    """The answer to a tap on a dead prompt: where the live one is, or how to start."""
+    return t(lang, "stale_menu" if data.get("conv") else "stale_none")
+
+
+async def take_over(callback: CallbackQuery, telegram: BotPort) -> None:
     """The pressed message becomes a menu or a step: if it was a finished job's progress
     message, it is released, so that no restart edits it back to the job's state."""
     message = callback.message

@@ -24,9 +24,18 @@ from .errors import (
     Unavailable,
     UnsupportedMedia,
 )
-from .models import Progress
+from .models import FPS_CHOICES
 from .store import Job
-from .texts import EN, LANGUAGE_NAMES, LANGUAGES, motion_description, motion_name, t
+from .texts import (
+    EN,
+    LANGUAGE_NAMES,
+    LANGUAGES,
+    motion_description,
+    motion_name,
+    t,
+    videos,
+)
+from .vocabulary import Progress
 
 MB = 1024 * 1024
 # Bots may download files up to 20 MB through the Bot API (getFile answers "file is too big").
@@ -84,6 +93,12 @@ class LangButton(CallbackData, prefix="lang"):
     code: str
 
 
+class HistPage(CallbackData, prefix="hist"):
+    """A page of /history (0: the newest videos)."""
+
+    page: int
+
+
 def choices(step: str) -> tuple[str, ...]:
     if step == "duration":
         return tuple(str(d) for d in motion.DURATIONS)
@@ -93,7 +108,55 @@ def choices(step: str) -> tuple[str, ...]:
         return motion.PRESETS
     if step == "aspect":
         return motion.ASPECTS
+    if step == "fps":
+        return tuple(str(f) for f in FPS_CHOICES)
+    if step == "subject":
+        return ("open", "auto", *(str(cell) for cell in range(9)))
     return ()
+
+
+# Options shown on a step's own message: the frame rate on the resolution step, the subject
+# (a 3x3 grid) on the frame-shape step. Choosing one shows that step again.
+OPTION_OF_STEP = {"fps": "resolution", "subject": "aspect"}
+_GRID_ARROWS = ("↖️", "⬆️", "↗️", "⬅️", "⏺", "➡️", "↙️", "⬇️", "↘️")
+
+
+def focus_of_cell(cell: int) -> dict[str, float]:
+    """The centre of a cell of the 3x3 grid (0 top left, 8 bottom right), as a job's focus."""
+    return {"x": round((cell % 3 * 2 + 1) / 6, 4), "y": round((cell // 3 * 2 + 1) / 6, 4)}
+
+
+def cell_of_focus(focus: dict[str, float] | None) -> int | None:
+    if not focus:
+        return None
+    column = min(2, max(0, int(float(focus["x"]) * 3)))
+    row = min(2, max(0, int(float(focus["y"]) * 3)))
+    return row * 3 + column
+
+
+def subject_label(lang: str, focus: dict[str, float] | None) -> str:
+    cell = cell_of_focus(focus)
+    return t(lang, "subject_auto") if cell is None else t(lang, f"subject_{cell}")
+
+
+def subject_view(lang: str, data: dict[str, Any]) -> tuple[str, InlineKeyboardMarkup]:
+    """ "Where is the subject?": a 3x3 grid over the photo, Auto (faces) by default."""
+    current = cell_of_focus(data.get("focus"))
+    cells = [
+        button(
+            ("• " if cell == current else "") + _GRID_ARROWS[cell],
+            Pick(step="subject", value=str(cell)),
+        )
+        for cell in range(9)
+    ]
+    auto = ("• " if current is None else "") + t(lang, "subject_auto")
+    rows = [
+        *rows_of(cells, 3),
+        [button(auto, Pick(step="subject", value="auto"))],
+        [button(t(lang, "btn_back"), Back(to="aspect"))],
+    ]
+    text = t(lang, "step_subject", summary=summary(lang, data, "photo"))
+    return text, InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 def encode_choice(value: str) -> str:
@@ -165,6 +228,20 @@ def step_keyboard(lang: str, step: str, data: dict[str, Any]) -> InlineKeyboardM
     rows = (
         [buttons[:1], *rows_of(buttons[1:], width)] if step == "aspect" else rows_of(buttons, width)
     )
+    if step == "resolution":
+        fps = str(data.get("fps", ""))
+        rows.append(
+            [
+                button(
+                    ("• " if value == fps else "") + t(lang, "fps", fps=value),
+                    Pick(step="fps", value=value),
+                )
+                for value in choices("fps")
+            ]
+        )
+    if step == "aspect" and not data.get("reuse"):
+        where = t(lang, "btn_subject", where=subject_label(lang, data.get("focus")))
+        rows.append([button(where, Pick(step="subject", value="open"))])
     rows.append([button(t(lang, "btn_back"), Back(to=back_target(step, data)))])
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
@@ -175,6 +252,8 @@ def summary(lang: str, data: dict[str, Any], upto: str) -> str:
         value = data.get(step)
         if value is not None:
             parts.append(choice_label(lang, step, str(value)))
+        if step == "resolution" and data.get("fps") and value is not None:
+            parts.append(t(lang, "fps", fps=data["fps"]))
     return t(lang, "summary", parts=" · ".join(parts)) if parts else ""
 
 
@@ -203,7 +282,7 @@ def step_text(
         return t(lang, "step_duration")
     if step == "motion":
         descriptions = "\n".join(
-            f"• {motion_name(lang, p)} — {motion_description(lang, p)}" for p in motion.PRESETS
+            f"▸ {motion_name(lang, p)} — {motion_description(lang, p)}" for p in motion.PRESETS
         )
         # "Same photo, other motion" is one question, not step 3 of 5.
         key = "step_motion_other" if data.get("reuse") else "step_motion"
@@ -250,16 +329,48 @@ def job_params(lang: str, job: Job) -> str:
     )
 
 
+# Letters and digits that no one mixes up (no 0/O, 1/I/L).
+_VARIANT_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
+def variant_label(seed: int) -> str:
+    """A short name for a variant (its seed): three characters, e.g. "K7Q"."""
+    size = len(_VARIANT_ALPHABET)
+    value = abs(int(seed)) % size**3
+    return "".join(_VARIANT_ALPHABET[(value // size**i) % size] for i in (2, 1, 0))
+
+
+def aspect_label(
+    lang: str, aspect: str, width: int | None = None, height: int | None = None
+) -> str:
+    """The frame shape: "16:9"; auto says what it became when the size is known."""
+    if aspect != "auto":
+        return aspect
+    if width and height:
+        return next(
+            (shape for shape, ratio in _SHAPES if abs(width / height - ratio) < 0.02),
+            t(lang, "aspect_auto"),
+        )
+    return t(lang, "aspect_auto")
+
+
+_SHAPES = (("16:9", 16 / 9), ("9:16", 9 / 16), ("1:1", 1.0), ("4:3", 4 / 3), ("3:4", 3 / 4))
+
+
 def job_caption(lang: str, job: Job, width: int | None = None, height: int | None = None) -> str:
+    """The caption of a delivered video: its parameters and a short variant label."""
+    width, height = width or job.width, height or job.height
     return t(
         lang,
         "caption",
         motion=motion_name(lang, job.motion_preset),
         duration=t(lang, "seconds", n=job.duration),
         resolution=job.resolution,
-        width=width or job.width or "?",
-        height=height or job.height or "?",
-        seed=job.seed,
+        width=width or "?",
+        height=height or "?",
+        aspect=aspect_label(lang, job.aspect, width, height),
+        fps=job.fps,
+        variant=variant_label(job.seed),
     )
 
 
@@ -274,6 +385,16 @@ def result_keyboard(lang: str, job_id: str) -> InlineKeyboardMarkup:
         inline_keyboard=[
             [button(t(lang, "btn_again"), JobButton(action="again", job_id=job_id))],
             [button(t(lang, "btn_other"), JobButton(action="other", job_id=job_id))],
+            [button(t(lang, "btn_menu"), Nav(to="menu"))],
+        ]
+    )
+
+
+def remake_keyboard(lang: str, job_id: str) -> InlineKeyboardMarkup:
+    """Under a video that can't be sent again: make it again (same photo and settings)."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [button(t(lang, "btn_remake"), JobButton(action="again", job_id=job_id))],
             [button(t(lang, "btn_menu"), Nav(to="menu"))],
         ]
     )
@@ -300,16 +421,26 @@ def failure_text(lang: str, error: str | None) -> str:
     return t(lang, "fail_render")
 
 
-def job_note(lang: str, job: Job, *, tries: int, resumed: bool = False) -> str:
-    """A line on a job that is not on its first try: a retry, or a restart of the service."""
+def job_note(
+    lang: str, job: Job, *, tries: int, resumed: bool = False, continued: int | None = None
+) -> str:
+    """A line on a job that is not on its first try: a retry, or a restart of the service.
+
+    After a restart the line says what the renderer reported: continuing from a pass
+    (`continued`, from its "resumed" phase), or starting over once it works without one.
+    """
     if job.terminal:
         return ""
-    if resumed:
-        return t(lang, "note_resumed")
+    if resumed or (job.attempts > 0 and job.status == "queued" and not job.error):
+        if job.status == "queued":
+            return t(lang, "note_resumed")
+        if continued:
+            return t(lang, "note_from_pass", step=continued)
+        if job.phase in ("", "starting", "loading", "preparing"):
+            return t(lang, "note_restart_running")
+        return t(lang, "note_from_start")
     if job.attempts <= 0:
         return ""
-    if job.status == "queued" and not job.error:
-        return t(lang, "note_resumed")
     return t(lang, "note_retry", attempt=min(job.attempts + 1, tries), tries=tries)
 
 
@@ -323,8 +454,13 @@ def progress_view(
     paused: bool = False,
     tries: int = 1,
     resumed: bool = False,
+    continued: int | None = None,
+    starting: bool = False,
 ) -> tuple[str, InlineKeyboardMarkup | None]:
-    """The progress message for a job's state: text and keyboard."""
+    """The progress message for a job's state: text and keyboard.
+
+    `starting`: a running job whose message has not said yet that rendering started.
+    """
     params = job_params(lang, job)
     if job.status == "completed":
         return t(lang, "progress_done", params=params), None
@@ -335,7 +471,7 @@ def progress_view(
         return t(lang, "progress_failed", error=error, params=params), retry_keyboard(
             lang, job.job_id
         )
-    keyboard = cancel_keyboard(lang, job.job_id)
+    keyboard = live_keyboard(lang, job)
     if job.status == "queued":
         if paused:
             text = t(lang, "progress_paused", position=position or "?", params=params)
@@ -352,22 +488,64 @@ def progress_view(
             phase = phase_text(lang, live.phase, live.step, live.steps)
         text = t(
             lang,
-            "progress_running",
+            "progress_started" if starting else "progress_running",
             phase=phase,
             percent=int(percent),
             bar=bar(percent),
             eta=format_eta(lang, eta),
             params=params,
         )
-    note = job_note(lang, job, tries=tries, resumed=resumed)
+    note = job_note(lang, job, tries=tries, resumed=resumed, continued=continued)
+    warning = upscale_text(lang, job)
+    text = f"{text}\n{warning}" if warning else text
     return (f"{text}\n{note}" if note else text), keyboard
+
+
+def live_keyboard(lang: str, job: Job) -> InlineKeyboardMarkup:
+    """Under a live job: Cancel, and the one-tap lower resolution when the photo is small."""
+    keyboard = cancel_keyboard(lang, job.job_id)
+    lower = lower_resolution(job)
+    if lower is None:
+        return keyboard
+    action = JobButton(action="lower", job_id=job.job_id)
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [button(t(lang, "btn_lower", resolution=lower), action)],
+            *keyboard.inline_keyboard,
+        ]
+    )
+
+
+def upscale_of(job: Job) -> dict[str, Any] | None:
+    return next((w for w in job.warnings if w.get("code") == "upscale"), None)
+
+
+def lower_resolution(job: Job) -> str | None:
+    """The largest resolution that would not enlarge this job's photo, when lower than its own."""
+    warning = upscale_of(job)
+    best = str((warning or {}).get("max_resolution") or "")
+    if best in motion.RESOLUTIONS and motion.RESOLUTIONS[best] < motion.RESOLUTIONS.get(
+        job.resolution, 0
+    ):
+        return best
+    return None
+
+
+def upscale_text(lang: str, job: Job) -> str:
+    """The warning of a photo too small for the resolution (while the job is not over)."""
+    warning = upscale_of(job)
+    if warning is None or job.terminal:
+        return ""
+    factor = f"{float(warning.get('factor') or 0):.1f}"
+    factor = factor.replace(".", ",") if lang == "ru" else factor  # a decimal comma
+    return t(lang, "warn_upscale", resolution=job.resolution, factor=factor)
 
 
 def error_text(lang: str, exc: FanslyError, *, active: int, limit: int) -> str:
     """A friendly, translated text for a domain error (its message is safe to quote)."""
     if isinstance(exc, TooManyJobs):
         if active >= limit:
-            return t(lang, "cap_user", active=active, limit=limit)
+            return t(lang, "cap_user", videos=videos(lang, active), limit=limit)
         return t(lang, "cap_queue", seconds=exc.retry_after or 30)
     if isinstance(exc, BadRequest | UnsupportedMedia | PayloadTooLarge | InvalidParams):
         # The settings come from our own buttons, so an input error is about the photo
@@ -522,3 +700,51 @@ def photo_first_keyboard(lang: str, data: dict[str, Any]) -> InlineKeyboardMarku
         quick = button(t(lang, "btn_last_settings", params=parts), Nav(to="last"))
         return InlineKeyboardMarkup(inline_keyboard=[[quick], *markup.inline_keyboard])
     return markup
+
+
+HISTORY_PAGE = 5  # videos per page of /history
+HISTORY_KEPT = 50  # the most videos /history pages through
+
+
+def history_view(
+    lang: str, entries: list[tuple[Job, str | None]], page: int
+) -> tuple[str, InlineKeyboardMarkup]:
+    """One page of /history: a numbered list (newest first), one button per video (send it
+    again by its kept file id, or make it again when there is none), and paging."""
+    total = len(entries)
+    pages = max(1, -(-total // HISTORY_PAGE))
+    page = min(max(page, 0), pages - 1)
+    first = page * HISTORY_PAGE
+    shown = entries[first : first + HISTORY_PAGE]
+    lines = [t(lang, "history_header", first=first + 1, last=first + len(shown), total=total)]
+    buttons: list[InlineKeyboardButton] = []
+    for n, (job, file_id) in enumerate(shown, start=first + 1):
+        lines.append(
+            t(
+                lang,
+                "history_line",
+                n=n,
+                params=job_params(lang, job),
+                fps=t(lang, "fps", fps=job.fps),
+                variant=variant_label(job.seed),
+            )
+        )
+        if file_id:
+            buttons.append(
+                button(t(lang, "btn_hist_send", n=n), JobButton(action="send", job_id=job.job_id))
+            )
+        else:
+            buttons.append(
+                button(
+                    t(lang, "btn_hist_repeat", n=n), JobButton(action="again", job_id=job.job_id)
+                )
+            )
+    lines.append("")
+    lines.append(t(lang, "history_legend"))
+    paging: list[InlineKeyboardButton] = []
+    if page > 0:
+        paging.append(button(t(lang, "btn_newer"), HistPage(page=page - 1)))
+    if page < pages - 1:
+        paging.append(button(t(lang, "btn_older"), HistPage(page=page + 1)))
+    rows = [buttons, *([paging] if paging else []), [button(t(lang, "btn_menu"), Nav(to="menu"))]]
+    return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=rows)

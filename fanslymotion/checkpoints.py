@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .renderer import Preview
+from .vocabulary import Preview
 
 if TYPE_CHECKING:
     import numpy as np

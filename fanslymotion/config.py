@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     svd_device: str = ""  # empty: cuda when available
     svd_dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"  # auto: fp16 on CUDA
     svd_compile: bool = False  # torch.compile the UNet (for CUDA): faster after a warm-up
-    fps: int = Field(12, ge=1, le=60)
+    fps: int = Field(24, ge=1, le=60)  # a job's default; a job may ask for 24 or 30
     crf: int = Field(20, ge=0, le=51)
     x264_preset: str = "veryfast"
     torch_threads: int = Field(0, ge=0)  # 0: torch's default
@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     retry_backoff: float = Field(5.0, ge=0)
     job_timeout: float = Field(1800.0, gt=0)
     progress_interval: float = Field(0.5, gt=0)
+    stop_grace: float = Field(10.0, ge=0)  # seconds a stop waits for the running job
 
     # uploads
     max_upload_mb: float = Field(20.0, gt=0)

@@ -160,13 +160,16 @@ async def retire_input(settings: Settings, store: Store, job: Job) -> None:
         return
     loop = asyncio.get_running_loop()
     source = settings.data_dir / job.input_path
+    kept: str | None = None
     if settings.input_retention == "archive":
         target = f"archive/inputs/{source.name}"
-        await loop.run_in_executor(None, move_into_place, source, settings.data_dir / target)
-        kept: str | None = target
+        try:
+            await loop.run_in_executor(None, move_into_place, source, settings.data_dir / target)
+            kept = target
+        except FileNotFoundError:  # removed by hand, or lost: the row stops pointing at it
+            log.warning("job %s: its photo %s is gone; nothing to archive", job.job_id, source.name)
     else:
         await loop.run_in_executor(None, remove_quietly, source)
-        kept = None
     await store.set_paths(
         job.job_id, input_path=kept, output_path=job.output_path, archived=bool(job.archived)
     )

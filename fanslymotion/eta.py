@@ -13,10 +13,11 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from . import motion
+from .vocabulary import Progress
 
 KEEP = 20
 """Measured times kept per kind of job: enough for a stable median, recent enough to follow a
@@ -75,3 +76,42 @@ class Estimator:
             return first_guess() if callable(first_guess) else first_guess
         self._answers[kind] = answer
         return answer
+
+
+def rest_of(report: Progress, elapsed: float, estimate: float | None) -> float | None:
+    """Seconds a running render still needs: its own ETA when it gives one, else its measured
+    rate once it has one, else the estimate less the time it ran; None when nothing is known."""
+    if report.eta is not None:
+        return max(0.0, report.eta)
+    if report.percent >= 5.0 and elapsed > 0.5:  # a measured rate beats any estimate
+        return elapsed * (100.0 - report.percent) / report.percent
+    return None if estimate is None else max(0.0, estimate - elapsed)
+
+
+def first_free(rests: list[float | None]) -> float | None:
+    """Seconds until the first of the running renders ends (0 with none; None when one of them
+    is unknown)."""
+    known = [rest for rest in rests if rest is not None]
+    return None if len(known) < len(rests) else min(known, default=0.0)
+
+
+def finish_of(
+    lanes: int, rests: list[float | None], queue: Iterable[tuple[float | None, float]]
+) -> float | None:
+    """Seconds until the last job of `queue` is done, the queue served in its order by `lanes`
+    renderers (one on a single box, one per live worker in a cluster) busy for `rests` seconds.
+    Each queued job is (its own estimate, seconds until its retry backoff ends) and starts when
+    the first lane frees, or when its backoff ends. None when anything needed is unknown."""
+    if lanes == 0 or None in rests:
+        return None
+    busy = sorted(rest for rest in rests if rest is not None)
+    free = (busy + [0.0] * max(0, lanes - len(busy)))[:lanes]  # idle lanes are free now
+    free.sort()
+    finish = 0.0
+    for own, backoff in queue:
+        if own is None:
+            return None
+        finish = max(free.pop(0), backoff) + own
+        free.append(finish)
+        free.sort()
+    return finish

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .renderer import Preview
 from .store import Job
+from .vocabulary import Preview
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,11 @@ def is_closed(event: object) -> bool:
     return event is _CLOSED
 
 
+BACKLOG = 10_000
+"""Events a listener may have waiting before it misses progress and previews (the live figures
+come again with the next report); status changes and the close always get in."""
+
+
 class EventHub:
     """Every listener's queue; a slow listener may miss progress, never a status change."""
 
@@ -44,7 +49,7 @@ class EventHub:
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[JobEvent]]:
         """Every JobEvent from now on, until the context ends or the hub closes."""
-        subscriber: asyncio.Queue[JobEvent] = asyncio.Queue(maxsize=10_000)
+        subscriber: asyncio.Queue[JobEvent] = asyncio.Queue()  # bounded in publish
         self._subscribers.add(subscriber)
         try:
             yield subscriber
@@ -53,10 +58,13 @@ class EventHub:
 
     def publish(self, event: JobEvent) -> None:
         for subscriber in list(self._subscribers):
-            if subscriber.full() and event.kind == "progress":
+            if event.kind != "status" and subscriber.qsize() >= BACKLOG:
                 continue
-            with contextlib.suppress(asyncio.QueueFull):
-                subscriber.put_nowait(event)
+            subscriber.put_nowait(event)
+
+    def end(self, subscriber: asyncio.Queue[JobEvent]) -> None:
+        """Tell one listener to stop, as `close` tells all (its owner stops before the hub)."""
+        subscriber.put_nowait(_CLOSED)
 
     def close(self) -> None:
         """Tell every listener the service stops."""

@@ -60,6 +60,17 @@ def output_count(n_frames: int, factor: int) -> int:
     return 0 if n_frames <= 0 else (n_frames - 1) * check_factor(factor) + 1
 
 
+def rate_plan(fps: int, near: float) -> tuple[int, int]:
+    """(made fps, factor) with made * factor == fps: the whole divisor of `fps` nearest `near`
+    (ties go to the higher rate), e.g. (24, 12) -> (12, 2), (30, 12) -> (10, 3). For a
+    renderer that makes frames at about `near` fps and interpolates up to `fps`."""
+    if isinstance(fps, bool) or not isinstance(fps, int) or fps < 1:
+        raise InvalidParams("fps must be a whole number of at least 1")
+    rates = [r for r in range(1, fps + 1) if fps % r == 0 and fps // r <= MAX_FACTOR]
+    made = min(rates, key=lambda r: (abs(r - near), -r))
+    return made, fps // made
+
+
 def interpolate(frames: Iterable[npt.ArrayLike], factor: int) -> Iterator[Frame]:
     """Yield the source frames with `factor - 1` motion-compensated frames between each pair.
 

@@ -1,66 +1,27 @@
-"""The job vocabulary (statuses, progress phases) and the pydantic models of the HTTP API,
-which validate requests and are the source of /openapi.json."""
+"""The pydantic models of the HTTP API, which validate requests and are the source of
+/openapi.json, and the request a client makes (`JobRequest`). The job vocabulary (statuses,
+phases, progress) lives in vocabulary.py; it is imported here for the API's models and for
+modules that import it from here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import StrEnum
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import motion
+from .camera import MAX_KEYFRAMES, MAX_ZOOM, MIN_KEYFRAMES, Shot, make_shot
 from .errors import InvalidParams
 from .motion import Aspect, Duration, Preset, Resolution
+from .subject import Framing
+from .vocabulary import ACTIVE, TERMINAL, JobStatus, Phase, Progress, WebhookEvent
 
+# The frame rates a job may ask for; without one it gets the service's FPS.
+FPS_CHOICES = (24, 30)
+JobFps = Literal[24, 30]
 
-class JobStatus(StrEnum):
-    """A job's state. queued -> processing -> completed | failed | cancelled; a retry, a stop or
-    a crash brings a processing job back to queued."""
-
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-WebhookEvent = Literal["started", "progress", "completed", "failed", "cancelled"]
-
-ACTIVE: frozenset[str] = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
-TERMINAL: frozenset[str] = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
-
-
-class Phase(StrEnum):
-    """What a render is doing. Every renderer reports one of these; the bot and the page have a
-    text for each in every language (`phase_<value>` in texts.py)."""
-
-    STARTING = "starting"
-    LOADING = "loading"
-    PREPARING = "preparing"
-    RESUMED = "resumed"
-    RENDERING = "rendering"
-    ANIMATING = "animating"
-    DECODING = "decoding"
-    ENCODING = "encoding"
-    FINISHING = "finishing"
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One progress report of a render: percent 0-100 of the whole job, the phase, the pass
-    (`step` of `steps`, 0 of 0 when the phase has none) and the seconds left when known."""
-
-    percent: float
-    phase: Phase
-    step: int = 0
-    steps: int = 0
-    eta: float | None = None
-
-    @property
-    def message(self) -> str:
-        """The phase in plain English for logs and API clients, e.g. "animating 2/4"."""
-        return f"{self.phase} {self.step}/{self.steps}" if self.steps else str(self.phase)
+__all__ = ["ACTIVE", "TERMINAL", "JobStatus", "Phase", "Progress", "WebhookEvent"]
 
 
 # pending: no video yet; ready: it can be downloaded; deleted: pruned after its retention
@@ -92,6 +53,9 @@ class JobRequest:
     language: str | None = None
     webhook_url: str | None = None
     webhook_events: tuple[str, ...] = ()
+    fps: int | None = None
+    shot: Shot = field(default_factory=Shot)
+    """focus, keyframed camera and loop (camera.make_shot checks them)."""
 
     def validate(self) -> None:
         if self.duration not in motion.DURATIONS:
@@ -108,6 +72,56 @@ class JobRequest:
             raise InvalidParams("seed must be between 0 and 4294967295")
         if self.steps is not None and not 1 <= self.steps <= 100:
             raise InvalidParams("steps must be between 1 and 100")
+        if self.fps is not None and self.fps not in FPS_CHOICES:
+            raise InvalidParams(f"fps must be one of {', '.join(map(str, FPS_CHOICES))}")
+
+
+class Focus(BaseModel):
+    """A point of the photo, in fractions of its width and height from the top left."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    x: float = Field(ge=0.0, le=1.0)
+    y: float = Field(ge=0.0, le=1.0)
+
+
+class KeyframeIn(BaseModel):
+    """The camera's window at time t: its centre (photo fractions) and zoom (1 = the largest
+    window of the output's aspect that fits the photo)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    t: float = Field(ge=0.0, le=1.0, description="time in the clip, 0 (start) to 1 (end)")
+    x: float = Field(ge=0.0, le=1.0, description="window centre, fraction of the photo's width")
+    y: float = Field(ge=0.0, le=1.0, description="window centre, fraction of the photo's height")
+    zoom: float = Field(1.0, ge=1.0, le=MAX_ZOOM, description="1 = widest; 2 = half as wide")
+
+
+class CameraIn(BaseModel):
+    """A camera you aim: 2-8 keyframes in time order; the path glides through them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keyframes: list[KeyframeIn] = Field(min_length=MIN_KEYFRAMES, max_length=MAX_KEYFRAMES)
+    ease: Literal["smooth", "linear"] = Field(
+        "smooth", description="smooth: eased in and out at each keyframe; linear: steady"
+    )
+
+
+class ShotWarning(BaseModel):
+    """Something the client should know before (or after) rendering."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: Literal["upscale", "svd_no_loop"] = Field(
+        description="upscale: the tightest window enlarges the photo more than 1.5x;"
+        " svd_no_loop: the SVD renderer's frames do not loop"
+    )
+    message: str
+    factor: float | None = Field(None, description="upscale: how much the photo is enlarged")
+    max_resolution: Resolution | None = Field(
+        None, description="upscale: the largest resolution that needs no enlarging (null: none)"
+    )
 
 
 class JobParams(BaseModel):
@@ -133,6 +147,21 @@ class JobParams(BaseModel):
     webhook_events: list[WebhookEvent] | None = Field(
         None, description="events to send (default: completed, failed, cancelled)"
     )
+    fps: JobFps | None = Field(None, description="frames per second; default: the service's FPS")
+    focus: Focus | None = Field(
+        None, description="where the subject is (overrides face and saliency detection)"
+    )
+    camera: CameraIn | None = Field(
+        None, description="aim the camera yourself (replaces motion_preset's path)"
+    )
+    loop: bool = Field(False, description="return to the start so the clip loops seamlessly")
+
+    def shot(self) -> Shot:
+        return make_shot(
+            focus=None if self.focus is None else self.focus.model_dump(),
+            camera=None if self.camera is None else self.camera.model_dump(),
+            loop=self.loop,
+        )
 
 
 class JobCreateJSON(JobParams):
@@ -147,6 +176,11 @@ class JobCreated(BaseModel):
     estimated_time: float | None = Field(
         description="The old name of eta_seconds, kept for one release", deprecated=True
     )
+    fps: int
+    framing: Framing | None = Field(
+        None, description="how the path is aimed: face, saliency, centre, focus or camera"
+    )
+    warnings: list[ShotWarning] = Field(default_factory=list)
 
 
 class WebhookState(BaseModel):
@@ -184,6 +218,11 @@ class JobStatusOut(BaseModel):
     video_url: str | None = Field(None, description=_VIDEO_URL)
     poster_url: str | None = Field(None, description=_POSTER_URL)
     webhook: WebhookState | None = None
+    fps: int
+    framing: Framing | None = Field(
+        None, description="how the path is aimed: face, saliency, centre, focus or camera"
+    )
+    warnings: list[ShotWarning] = Field(default_factory=list)
 
 
 class JobParameters(BaseModel):
@@ -195,6 +234,10 @@ class JobParameters(BaseModel):
     aspect: str
     strength: float
     steps: int
+    fps: int
+    loop: bool = False
+    focus: Focus | None = None
+    camera: CameraIn | None = None
 
 
 class JobResultOut(BaseModel):
@@ -213,6 +256,8 @@ class JobResultOut(BaseModel):
     video: VideoState = Field(description=_VIDEO)
     video_url: str | None = Field(description=_VIDEO_URL)
     poster_url: str | None = Field(description=_POSTER_URL)
+    framing: Framing | None = None
+    warnings: list[ShotWarning] = Field(default_factory=list)
 
 
 class JobSummary(BaseModel):

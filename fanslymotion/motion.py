@@ -17,10 +17,10 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 from PIL import Image
@@ -48,6 +48,14 @@ DOLLY_ZOOM = 0.60
 MICRO_ZOOM = 0.10
 MICRO_DRIFT_X = 0.04
 MICRO_DRIFT_Y = 0.02
+
+# The seed's hand-held variation at strength 1: a slow sway of the window's centre (base-window
+# units, the sum of one- and two-cycle sines with seeded phases and weights) and a breathing of
+# the zoom. Strength scales it like the preset, so strength 0 stays a still frame. Whole cycles
+# over the clip, so a loop closes with matching velocity.
+DRIFT_X = 0.05
+DRIFT_Y = 0.035
+DRIFT_ZOOM = 0.025
 
 # Auto aspect: photos within this ratio of square get a square video.
 SQUARE_TOLERANCE = 1.15
@@ -139,6 +147,27 @@ def _path(preset: str, t: np.ndarray, strength: float) -> tuple[np.ndarray, ...]
     )
 
 
+def _loop_time(t: np.ndarray) -> np.ndarray:
+    """A loop goes out and back: 0 -> 1 -> 0 over the clip, easing at the turn."""
+    return 1.0 - np.abs(1.0 - 2.0 * t)
+
+
+def drift(seed: int, strength: float, t: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The seed's hand-held variation (dx, dy, zoom factor) at times `t`: smooth, periodic."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for amplitude in (DRIFT_X, DRIFT_Y, DRIFT_ZOOM):
+        weights = rng.uniform(0.4, 1.0, 2) * rng.choice((-1.0, 1.0), 2)
+        phases = rng.uniform(0.0, 2.0 * np.pi, 2)
+        wave = sum(
+            w * np.sin(2.0 * np.pi * k * t + p)
+            for k, w, p in zip((1, 2), weights, phases, strict=True)
+        )
+        out.append(amplitude * strength * wave / float(np.sum(np.abs(weights))))
+    dx, dy, dz = out
+    return dx, dy, 1.0 + dz
+
+
 def camera_window(preset: str, t: float, strength: float) -> Window:
     """The normalised camera of `preset` at time t in [0, 1]; strength in [0, 1] scales it."""
     _check_preset(preset)
@@ -192,25 +221,71 @@ def output_size(resolution: str, aspect: str, photo_w: int, photo_h: int) -> tup
     return short, _round_even(short * b / a)
 
 
+Box = tuple[float, float, float, float]
+
+
+class FramePath(Protocol):
+    """What the frame renderer needs of a path: sizes, float crop boxes, the closest window."""
+
+    src_w: int
+    src_h: int
+    out_w: int
+    out_h: int
+
+    @property
+    def min_box_width(self) -> float: ...
+
+    def box(self, t: float) -> Box: ...
+
+    def boxes(self, n_frames: int) -> Iterator[Box]: ...
+
+
 class CameraPath:
     """A preset fitted into one photo: float crop boxes in source pixels, for any t in [0, 1].
 
     Box coordinates treat pixels as unit squares: (0, 0, w, h) is the whole photo, which is the
     convention of PIL's `resize(box=...)`, so a box maps onto the output with no half-pixel slip.
+
+    Without a `subject` the movement is centred in the photo. With one (x, y in photo fractions)
+    the path aims at it: a path that only translates ends with the subject as near the centre
+    of the frame as the photo allows; one that zooms also leans toward it as it pushes in, from
+    the start window nearest to it to the end window centred on it. `loop` sends the camera out
+    and back (0 -> 1 -> 0 in the preset's time, at rest at the turn and at both ends). `seed`
+    adds its hand-held variation (`drift`); the fit keeps every window inside the photo.
     """
 
     def __init__(
-        self, preset: str, strength: float, src_size: tuple[int, int], out_size: tuple[int, int]
+        self,
+        preset: str,
+        strength: float,
+        src_size: tuple[int, int],
+        out_size: tuple[int, int],
+        *,
+        subject: tuple[float, float] | None = None,
+        loop: bool = False,
+        seed: int | None = None,
     ) -> None:
         _check_preset(preset)
         self.preset = preset
         self.strength = _check_strength(strength)
         self.src_w, self.src_h = _check_size("photo size", src_size)
         self.out_w, self.out_h = _check_size("output size", out_size)
+        self.loop = bool(loop)
+        self.seed = seed
+        self.lean = (0.0, 0.0)
+        self.drift_scale = 1.0
         aspect = self.out_w / self.out_h
 
         ts = np.linspace(0.0, 1.0, _EXTENT_SAMPLES)
         cx, cy, zoom = self.windows(ts)
+        if subject is not None and seed is not None:
+            # Aiming may turn the drift down (see _aim): the base window fits without it too.
+            self.drift_scale = 0.0
+            still = self.windows(ts)
+            self.drift_scale = 1.0
+            cx, cy, zoom = (
+                np.concatenate(pair) for pair in zip((cx, cy, zoom), still, strict=True)
+            )
         half = 0.5 / zoom
         # Extent of all windows in base-window units; the base window must fit it into the photo.
         left, right = float(np.min(cx - half)), float(np.max(cx + half))
@@ -222,17 +297,101 @@ class CameraPath:
         self.anchor_x = self.src_w / 2 - base_w * (left + right) / 2
         self.anchor_y = self.src_h / 2 - self.base_h * (top + bottom) / 2
         self.max_zoom = float(np.max(zoom))
+        if subject is not None:
+            self._aim(subject, ts)
+            self.max_zoom = float(np.max(self.windows(ts)[2]))
+
+    def progress(self, t: np.ndarray) -> np.ndarray:
+        """How far along the preset the camera is at times `t` (0 at rest, 1 at its far end)."""
+        return _loop_time(t) if self.loop else t
 
     def windows(self, t: np.ndarray) -> tuple[np.ndarray, ...]:
         """The normalised path (cx, cy, zoom arrays) at times `t`; a subclass may replace it."""
-        return _path(self.preset, t, self.strength)
+        u = self.progress(t)
+        cx, cy, zoom = _path(self.preset, u, self.strength)
+        if self.seed is not None and self.strength > 0:
+            dx, dy, dz = drift(self.seed, self.strength * self.drift_scale, t)
+            cx, cy, zoom = cx + dx, cy + dy, zoom * dz
+        if self.lean != (0.0, 0.0):
+            e = _ease(u)
+            cx, cy = cx + self.lean[0] * e, cy + self.lean[1] * e
+        return cx, cy, zoom
+
+    def _aim(self, subject: tuple[float, float], ts: np.ndarray) -> None:
+        """Place the movement (anchor, and lean for a zoom) toward the subject; see the class.
+        The subject comes first: the drift is left out while aiming, then kept as large as the
+        aimed path leaves room for (the fit gave it room around a centred path)."""
+        self.drift_scale = 0.0
+        cx, cy, zoom = self.windows(ts)
+        far = int(np.argmax(_ease(self.progress(ts))))
+        zooms = float(np.max(zoom) - np.min(zoom)) > 1e-9
+        leans = []
+        anchors = []
+        for c, base, size, s in (
+            (cx, self.base_w, self.src_w, subject[0]),
+            (cy, self.base_h, self.src_h, subject[1]),
+        ):
+            half = 0.5 / zoom
+            low, high = -float(np.min(c - half)) * base, size - float(np.max(c + half)) * base
+            target = min(max(s, 0.0), 1.0) * size
+            anchor = min(max(target - float(c[0 if zooms else far]) * base, low), high)
+            lean = 0.0
+            if zooms:  # the end window alone may go nearer the subject than the whole path
+                h_end = float(half[far]) * base
+                end = min(max(target, h_end), size - h_end) - float(c[far]) * base
+                lean = (end - anchor) / base
+            anchors.append(anchor)
+            leans.append(lean)
+        self.anchor_x, self.anchor_y = anchors
+        full = (leans[0], leans[1])
+
+        def set_lean(k: float) -> None:
+            self.lean = (full[0] * k, full[1] * k)
+
+        def set_drift(k: float) -> None:
+            self.drift_scale = k
+
+        self._largest(ts, set_lean)
+        self._largest(ts, set_drift)
+
+    def _largest(self, ts: np.ndarray, set_scale: Callable[[float], None]) -> float:
+        """The largest scale in [0, 1] of a part of the path (set by `set_scale`) for which
+        every window of the clip is inside the photo (bisection); the part is left at it."""
+        set_scale(1.0)
+        if self._inside(ts):
+            return 1.0
+        low, high = 0.0, 1.0
+        for _ in range(30):
+            mid = (low + high) / 2
+            set_scale(mid)
+            if self._inside(ts):
+                low = mid
+            else:
+                high = mid
+        set_scale(low)
+        return low
+
+    def _inside(self, ts: np.ndarray) -> bool:
+        cx, cy, zoom = self.windows(ts)
+        half = 0.5 / zoom
+        x0 = self.anchor_x + (cx - half) * self.base_w
+        x1 = self.anchor_x + (cx + half) * self.base_w
+        y0 = self.anchor_y + (cy - half) * self.base_h
+        y1 = self.anchor_y + (cy + half) * self.base_h
+        eps = 1e-6
+        return bool(
+            x0.min() >= -eps
+            and y0.min() >= -eps
+            and x1.max() <= self.src_w + eps
+            and y1.max() <= self.src_h + eps
+        )
 
     @property
     def min_box_width(self) -> float:
         """Width of the smallest window of the clip (the closest the camera gets)."""
         return self.base_w / self.max_zoom
 
-    def box(self, t: float) -> tuple[float, float, float, float]:
+    def box(self, t: float) -> Box:
         """The crop box (x0, y0, x1, y1) at time t, in source pixels; always inside the photo."""
         if not 0.0 <= t <= 1.0:
             raise InvalidParams("t must be between 0 and 1")
@@ -248,7 +407,7 @@ class CameraPath:
         # (a - w) + w may come out one ulp above a.
         return (x0, y0, min(x0 + w, float(self.src_w)), min(y0 + h, float(self.src_h)))
 
-    def boxes(self, n_frames: int) -> Iterator[tuple[float, float, float, float]]:
+    def boxes(self, n_frames: int) -> Iterator[Box]:
         """Boxes of `n_frames` frames evenly spread over the path, first and last included."""
         for i in range(n_frames):
             yield self.box(i / (n_frames - 1) if n_frames > 1 else 0.0)
@@ -300,7 +459,7 @@ def _check_frames(n_frames: int) -> int:
     return n_frames
 
 
-def shrink_for_path(image: Image.Image, path: CameraPath) -> tuple[Image.Image, float, float]:
+def shrink_for_path(image: Image.Image, path: FramePath) -> tuple[Image.Image, float, float]:
     """The photo shrunk once to the largest scale the clip needs, with its x and y scale factors.
 
     Every frame is then a downscale (by at least OVERSAMPLE when the photo is large enough) or
@@ -352,7 +511,7 @@ def render_threads() -> int:
 
 
 def render_path(
-    image: Image.Image, path: CameraPath, n_frames: int, *, threads: int | None = None
+    image: Image.Image, path: FramePath, n_frames: int, *, threads: int | None = None
 ) -> Generator[np.ndarray, None, None]:
     """Lazily render `n_frames` frames of `path` (fitted to this image's size) over `image`.
 
@@ -368,7 +527,7 @@ def render_path(
 
 
 def _render(
-    image: Image.Image, path: CameraPath, n_frames: int, threads: int
+    image: Image.Image, path: FramePath, n_frames: int, threads: int
 ) -> Generator[np.ndarray, None, None]:
     source = image if image.mode == "RGB" else image.convert("RGB")
     small, sx, sy = shrink_for_path(source, path)

@@ -122,5 +122,12 @@ def create_body(schemas: dict[str, Any]) -> dict[str, Any]:
 def _multipart_from(create: dict[str, Any]) -> dict[str, Any]:
     properties = {k: v for k, v in create["properties"].items() if k != "image_data"}
     properties["image"] = {"type": "string", "contentMediaType": "application/octet-stream"}
+    for name in ("focus", "camera"):  # objects travel as JSON text in a form
+        if name in properties:
+            properties[name] = {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "description": f"the {name} object as JSON text",
+            }
     required = [name for name in create.get("required", []) if name != "image_data"] + ["image"]
     return {"type": "object", "required": required, "properties": properties}

@@ -17,28 +17,31 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from . import checkpoints, datadir, photo, webhook
+from . import camera, checkpoints, datadir, photo, webhook
+from .camera import Shot
 from .config import Settings
 from .datadir import move_into_place, remove_quietly, write_atomic
 from .errors import (
     Cancelled,
-    FanslyError,
     InsufficientStorage,
     NotFound,
-    RenderError,
     TooManyJobs,
     Unavailable,
 )
-from .eta import Estimator, Kind
+from .eta import Estimator, Kind, finish_of, first_free, rest_of
 from .events import EventHub, JobEvent, is_closed
+from .loops import stop_tasks, wait_event, watch
 from .metrics import Metrics
-from .models import TERMINAL, JobRequest, JobStatus, Phase, Progress
+from .models import JobRequest
 from .renderer import Preview, Renderer, RenderResult, RenderSpec, RenderTask, RenderWorker
+from .retry import Failed, Outcome, Policy, Stopped, TimedOut, next_state
 from .store import Job, NewJob, Store, check_same_request, parse_time
+from .vocabulary import TERMINAL, JobStatus, Phase, Progress
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,12 @@ class JobQueue:
 
     async def refresh_metrics(self) -> None:
         """Bring the gauges that are read on demand up to date (before a /metrics answer)."""
+        for status, count in (await self.store.counts_by_status()).items():
+            self.metrics.jobs.labels(status).set(count)
+        self.metrics.queue_length.set(await self.store.count_jobs(status=JobStatus.QUEUED))
+        renderer = self.renderer
+        for kind, value in (renderer.memory_stats() if renderer else {}).items():
+            self.metrics.gpu_memory.labels(kind).set(value)
 
     @property
     def stopping(self) -> bool:
@@ -131,25 +140,26 @@ class JobQueue:
         queued = await self.store.count_jobs(status=JobStatus.QUEUED)
         log.info("queue started with %d queued job(s)", queued)
 
-    async def stop(self, grace: float = 10.0) -> None:
-        """Stop taking jobs, bring the running one back to `queued`, end the GPU thread."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking jobs, bring the running one back to `queued`, end the GPU thread.
+
+        The dispatcher ends on the flag after its job; past `grace` (STOP_GRACE) it is
+        cancelled, and the job in hand is parked all the same (see `_run`), uncounted."""
         if self._stopping:
             return
+        grace = self.settings.stop_grace if grace is None else grace
         self._stopping = True
         self._wake.set()
         running = self._running
         if running is not None:
             running.reason = "shutdown"
             running.cancel.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(running.done.wait(), grace)
+            if not await wait_event(running.done, grace):
+                log.warning("job %s still rendering after %.1fs", running.job.job_id, grace)
         if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher
-        for task in list(self._background):
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await task
+            ended = running is None or running.done.is_set()
+            await stop_tasks([self._dispatcher], 1.0 if ended else 0.0, "dispatcher")
+        await stop_tasks(list(self._background), grace, "queue")
         await self.worker.stop(grace)
         self.events.close()
 
@@ -165,6 +175,7 @@ class JobQueue:
     async def resume(self) -> None:
         await self.store.set_flag("paused", "0")
         self._resumed.set()
+        self._wake.set()
         log.info("processing resumed")
 
     # -- submission and control ---------------------------------------------------------------
@@ -203,16 +214,19 @@ class JobQueue:
         free_mb = await loop.run_in_executor(None, self.free_disk_mb)
         # Room for the job's checkpoints too (SVD writes them as it goes).
         spec = RenderSpec(
-            request.duration, request.resolution, request.motion_preset, fps=self.settings.fps
+            request.duration,
+            request.resolution,
+            request.motion_preset,
+            fps=request.fps or self.settings.fps,
         )
         scratch = self.renderer.scratch_bytes(spec) if self.renderer is not None else 0
         if free_mb - scratch / 2**20 < self.settings.min_free_mb:
             raise InsufficientStorage("the server is out of disk space, please try again later")
-        extension = await loop.run_in_executor(None, self._check_photo, image)
+        extension, shot = await loop.run_in_executor(None, self._check_photo, image, request)
         job_id = str(uuid.uuid4())
         relative = f"inputs/{job_id}{extension}"
         await loop.run_in_executor(None, write_atomic, self.settings.data_dir / relative, image)
-        new = self._new_row(request, job_id, relative, idempotency_key, request_digest)
+        new = self._new_row(request, job_id, relative, idempotency_key, request_digest, shot)
         try:
             job, created = await self.store.create_job(
                 new,
@@ -253,6 +267,7 @@ class JobQueue:
         input_path: str,
         idempotency_key: str | None,
         request_digest: str | None,
+        shot: Shot,
     ) -> NewJob:
         """The row of a validated request: a seed drawn and the service's steps and fps filled
         in where the request leaves them open."""
@@ -273,12 +288,13 @@ class JobQueue:
             strength=request.strength,
             seed=request.seed if request.seed is not None else secrets.randbelow(2**31),
             steps=request.steps if request.steps is not None else self.settings.svd_steps,
-            fps=self.settings.fps,
+            fps=request.fps or self.settings.fps,
             input_path=input_path,
             idempotency_key=idempotency_key,
             request_digest=request_digest,
             webhook_url=hook_url,
             webhook_events=json.dumps(hook_events) if hook_url else None,
+            shot=shot.to_json(),
         )
 
     async def _free_slot_in(self, refusal: TooManyJobs, user_id: int) -> int:
@@ -298,8 +314,9 @@ class JobQueue:
             seconds = min(known) if known else None
         return max(1, math.ceil(seconds)) if seconds is not None else 30
 
-    def _check_photo(self, image: bytes) -> str:
-        """Decode the upload once (in an executor) so bad input fails now, not in the queue."""
+    def _check_photo(self, image: bytes, request: JobRequest) -> tuple[str, Shot]:
+        """Decode the upload once (in an executor) so bad input fails now, not in the queue,
+        and aim the shot at it (keyframes checked, the subject found, warnings)."""
         if len(image) > self.settings.max_upload_bytes:
             from .errors import PayloadTooLarge
 
@@ -307,8 +324,19 @@ class JobQueue:
         img = photo.load_photo(
             image, max_pixels=self.settings.max_pixels, min_side=self.settings.min_side
         )
-        img.close()
-        return ".img"
+        try:
+            shot = camera.prepare(
+                img,
+                request.shot,
+                preset=request.motion_preset,
+                strength=request.strength,
+                resolution=request.resolution,
+                aspect=request.aspect,
+                renderer=self.renderer_name,
+            )
+        finally:
+            img.close()
+        return ".img", shot
 
     async def get(self, job_id: str) -> Job:
         job = await self.store.get_job(job_id)
@@ -338,6 +366,22 @@ class JobQueue:
         return job  # already terminal: cancelling again changes nothing
 
     # -- views --------------------------------------------------------------------------------
+
+    async def list_jobs(
+        self, *, user_id: int | None, status: str | None, limit: int, offset: int
+    ) -> list[Job]:
+        """The newest jobs first, of one user and in one status when asked."""
+        return await self.store.list_jobs(
+            user_id=user_id, status=status, limit=limit, offset=offset
+        )
+
+    async def webhook_summary(self, job_id: str) -> dict[str, Any] | None:
+        """How the job's webhook deliveries went; None without any."""
+        return await self.store.webhook_summary(job_id)
+
+    def preview_path(self, job_id: str) -> Path:
+        """Where the live preview of a rendering job is (there only while one exists)."""
+        return checkpoints.work_dir(self.settings.data_dir, job_id) / checkpoints.PREVIEW
 
     def running_job_id(self) -> str | None:
         return self._running.job.job_id if self._running is not None else None
@@ -369,6 +413,7 @@ class JobQueue:
             seed=job.seed,
             fps=job.fps,
             steps=job.steps,
+            shot=Shot.from_json(job.shot),
         )
 
     def estimate_seconds(self, job: Job) -> float | None:
@@ -379,19 +424,22 @@ class JobQueue:
         kind = Kind(renderer.name, job.resolution, job.duration * job.fps, job.steps)
         return self.estimator.estimate(kind, lambda: renderer.estimate_seconds(self.spec_of(job)))
 
-    def _running_rest(self) -> float | None:
-        """Seconds the running job still needs (0 with none running; None when unknown)."""
+    def _lanes(self) -> int:
+        """How many jobs render at once: the one GPU thread here."""
+        return 1
+
+    def _live_rests(self) -> dict[str, float | None]:
+        """Seconds each running job still needs (None where unknown)."""
         running = self._running
         if running is None:
-            return 0.0
+            return {}
         elapsed = time.monotonic() - running.started
-        report = running.progress
-        if report.eta is not None:
-            return max(0.0, report.eta)
-        if report.percent >= 5.0 and elapsed > 0.5:  # a measured rate beats any estimate
-            return elapsed * (100.0 - report.percent) / report.percent
         estimate = self.estimate_seconds(running.job)
-        return None if estimate is None else max(0.0, estimate - elapsed)
+        return {running.job.job_id: rest_of(running.progress, elapsed, estimate)}
+
+    def _running_rest(self) -> float | None:
+        """Seconds until a running job ends (0 with none running; None when unknown)."""
+        return first_free(list(self._live_rests().values()))
 
     async def eta_seconds(self, job: Job) -> float | None:
         """Seconds until this job is done: the running job's rest, the jobs ahead, and its own."""
@@ -413,28 +461,24 @@ class JobQueue:
         """(queue position, ETA in seconds), with at most one query whatever the queue's length.
 
         `ahead`, when the caller has it, is the queued jobs served before this one, in the
-        dispatcher's order. ETAs are a simulation of that order (each job starts when the one
-        before ends, or when its retry backoff ends), so they never decrease down the queue.
+        dispatcher's order. ETAs are a simulation of that order by as many lanes as render at
+        once (`eta.finish_of`: each job starts when a lane frees, or when its retry backoff
+        ends), so they never decrease down the queue.
         """
         if job.status in TERMINAL:
             return None, 0.0
+        rests = self._live_rests()
         if job.status == JobStatus.PROCESSING:
-            running = self._running
-            if running is None or running.job.job_id != job.job_id:
-                return None, None
-            rest = self._running_rest()
+            rest = rests.get(job.job_id)
             return None, None if rest is None else round(rest, 1)
         if ahead is None:
             ahead = await self.store.queued_ahead(job.job_id)
-        finish = self._running_rest()
+        if self.paused:
+            return len(ahead) + 1, None
         now = time.time()
-        for other in (*ahead, job):
-            own = self.estimate_seconds(other)
-            if finish is None or own is None or self.paused:
-                return len(ahead) + 1, None
-            finish = max(finish, other.not_before - now) + own
-        assert finish is not None
-        return len(ahead) + 1, round(finish, 1)
+        queue = ((self.estimate_seconds(other), other.not_before - now) for other in (*ahead, job))
+        finish = finish_of(self._lanes(), list(rests.values()), queue)
+        return len(ahead) + 1, None if finish is None else round(finish, 1)
 
     def free_disk_mb(self) -> float:
         return datadir.free_disk_mb(self.settings.data_dir)
@@ -469,9 +513,7 @@ class JobQueue:
         self.metrics.transitions.labels(job.status).inc()
         self._publish(JobEvent("status", job, 0.0 if job.terminal else None))
         if job.terminal:  # a parked or retried job keeps its checkpoints, an ended one not
-            drop = asyncio.ensure_future(self._drop_work(job.job_id))
-            self._background.add(drop)
-            drop.add_done_callback(self._background.discard)
+            self._in_background(self._drop_work(job.job_id), f"job {job.job_id}: checkpoints")
 
     async def _drop_work(self, job_id: str) -> None:
         folder = checkpoints.work_dir(self.settings.data_dir, job_id)
@@ -488,15 +530,16 @@ class JobQueue:
             log.error("no renderer can serve (%s); jobs stay queued", exc)
             return
         while not self._stopping:
-            await self._resumed.wait()
             self._wake.clear()  # before the query: a submit after it wakes the next wait
+            if not self._resumed.is_set():  # paused: resume() and stop() wake it
+                await self._wake.wait()
+                continue
             job, wake_at = await self.store.next_job(time.time())
             if self._stopping or self.paused:
                 continue
             if job is None:
                 timeout = None if wake_at is None else max(0.0, wake_at - time.time())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await wait_event(self._wake, timeout)
                 continue
             try:
                 await self._run(job, renderer)
@@ -539,6 +582,16 @@ class JobQueue:
                 outcome = await self.worker.render(
                     task, lambda report: self._on_progress(running, report), running.cancel
                 )
+            except asyncio.CancelledError:
+                # Cancelled past the stop's grace: park the job anyway, shielded from the
+                # cancel, so the next start does not count an attempt.
+                running.reason = running.reason or "shutdown"
+                running.cancel.set()
+                park = self._in_background(
+                    self._finish(running, Cancelled(), partial), f"job {started.job_id}: park"
+                )
+                await asyncio.shield(park)
+                raise
             except Exception as exc:
                 outcome = exc
             timer.cancel()
@@ -580,43 +633,46 @@ class JobQueue:
                 )
                 self._cleanup_input(done)
             return
-        if isinstance(outcome, Cancelled) or running.reason in ("user", "shutdown"):
-            if running.reason == "shutdown":
-                back = await self.store.requeue_job(job.job_id, count_attempt=False)
-                if back is not None:
-                    self._transition(back, "stopped by shutdown, will resume")
-                return
-            if running.reason == "user":
-                cancelled = await self.store.cancel_job(job.job_id, running=True)
-                if cancelled is not None:
-                    self._transition(cancelled, f"cancelled after {seconds:.1f}s")
-                    self._cleanup_input(cancelled)
-                return
-            outcome = RenderError(f"the render took longer than {self.settings.job_timeout:.0f} s")
-        await self._failed(job, outcome, seconds)
-
-    async def _failed(self, job: Job, exc: BaseException, seconds: float) -> None:
-        if isinstance(exc, RenderError):
-            retryable, message = exc.retryable, exc.message
-        elif isinstance(exc, FanslyError):
-            retryable, message = False, exc.message  # bad input: another try cannot help
+        if running.reason == "user":
+            cancelled = await self.store.cancel_job(job.job_id, running=True)
+            if cancelled is not None:
+                self._transition(cancelled, f"cancelled after {seconds:.1f}s")
+                self._cleanup_input(cancelled)
+            return
+        ended: Outcome
+        if running.reason == "shutdown":
+            ended = Stopped()
+        elif isinstance(outcome, Cancelled):
+            ended = TimedOut()
         else:
-            retryable, message = True, "internal render error"
-            log.error("job %s: unexpected %s: %s", job.job_id, type(exc).__name__, exc)
-            log.debug("traceback", exc_info=exc)
-        if retryable and job.attempts < self.settings.max_retries:
-            delay = self.settings.retry_backoff * (2**job.attempts)
+            ended = Failed(outcome)
+        await self._retry_or_fail(job, ended, seconds)
+
+    async def _retry_or_fail(self, job: Job, outcome: Outcome, seconds: float) -> None:
+        """Apply the retry policy to the attempt that ended with `outcome`."""
+        after = next_state(Policy.of(self.settings), outcome, attempts=job.attempts)
+        if after.unexpected and isinstance(outcome, Failed):
+            error = outcome.error
+            log.error("job %s: unexpected %s: %s", job.job_id, type(error).__name__, error)
+            log.debug("traceback", exc_info=error)
+        if after.status == "queued":
             back = await self.store.requeue_job(
-                job.job_id, count_attempt=True, not_before=time.time() + delay, error=message
+                job.job_id,
+                count_attempt=after.counted,
+                not_before=time.time() + after.delay if after.delay else 0.0,
+                error=after.error,
             )
             if back is not None:
-                self._transition(
-                    back, f"failed after {seconds:.1f}s: {message}; retry in {delay:.0f}s"
+                note = (
+                    f"failed after {seconds:.1f}s: {after.error}; retry in {after.delay:.0f}s"
+                    if after.counted
+                    else "stopped by shutdown, will resume"
                 )
+                self._transition(back, note)
             return
-        failed = await self.store.fail_job(job.job_id, message)
+        failed = await self.store.fail_job(job.job_id, after.error or "failed")
         if failed is not None:
-            self._transition(failed, f"after {seconds:.1f}s: {message}")
+            self._transition(failed, f"after {seconds:.1f}s: {after.error}")
             self._cleanup_input(failed)
 
     def _on_progress(self, running: _Running, report: Progress) -> None:
@@ -627,23 +683,15 @@ class JobQueue:
             return
         percent = max(running.progress.percent, min(100.0, float(report.percent)))
         running.progress = replace(report, percent=percent)
-        snapshot = replace(
-            running.job,
-            progress=round(percent, 1),
-            message=report.message,
-            phase=report.phase,
-            phase_step=report.step,
-            phase_steps=report.steps,
-        )
+        snapshot = running.job.with_progress(running.progress)
         self._publish(JobEvent("progress", snapshot, self._running_rest()))
         now = time.monotonic()
         if now - running.last_saved >= self.settings.progress_interval:
             running.last_saved = now
-            save = asyncio.ensure_future(
-                self.store.set_progress(running.job.job_id, running.progress)
+            self._in_background(
+                self.store.set_progress(running.job.job_id, running.progress),
+                f"job {running.job.job_id}: progress",
             )
-            self._background.add(save)
-            save.add_done_callback(self._background.discard)
 
     def _on_preview_threadsafe(
         self, loop: asyncio.AbstractEventLoop, running: _Running, preview: Preview
@@ -655,15 +703,7 @@ class JobQueue:
         """On the loop: a new preview of the running job is in place."""
         if running.done.is_set():
             return
-        report = running.progress
-        snapshot = replace(
-            running.job,
-            progress=round(report.percent, 1),
-            message=report.message,
-            phase=report.phase,
-            phase_step=report.step,
-            phase_steps=report.steps,
-        )
+        snapshot = running.job.with_progress(running.progress)
         self._publish(JobEvent("preview", snapshot, self._running_rest(), preview))
 
     def _learn(self, job: Job, renderer: str, seconds: float) -> None:
@@ -671,9 +711,17 @@ class JobQueue:
 
     def _cleanup_input(self, job: Job) -> None:
         """Apply the input retention setting once a job has ended (in the background)."""
-        task = asyncio.ensure_future(datadir.retire_input(self.settings, self.store, job))
+        self._in_background(
+            datadir.retire_input(self.settings, self.store, job), f"job {job.job_id}: input"
+        )
+
+    def _in_background(self, work: Coroutine[Any, Any, Any], what: str) -> asyncio.Future[Any]:
+        """Run `work` alongside; stop() waits for it, and a failure is logged, never lost."""
+        task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        watch(task, what)
+        return task
 
 
 def _seconds_between(first: str | None, second: str | None) -> float:

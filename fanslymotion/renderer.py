@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from . import motion, photo, video
+from . import camera, motion, photo, subject, video
+from .camera import Shot
 from .config import Settings
 from .errors import Cancelled, FanslyError, RenderError, Unavailable
-from .models import Phase, Progress
+from .vocabulary import Phase, Progress
+from .vocabulary import Preview as Preview  # where the renderers' callers look for it
 
 if TYPE_CHECKING:  # torch, numpy and PIL load lazily: the camera-motion renderer needs no torch
     import numpy as np
@@ -51,23 +53,14 @@ class RenderSpec:
     aspect: str = "auto"
     strength: float = 0.5
     seed: int = 0
-    fps: int = 12
+    fps: int = 24
     steps: int = 25
+    shot: Shot = field(default_factory=Shot)
+    """How the clip is aimed (focus, keyframes, loop, the subject the front found)."""
 
     @property
     def frames(self) -> int:
         return self.duration * self.fps
-
-
-@dataclass(frozen=True)
-class Preview:
-    """A live preview of a render in progress (SVD only): a small MP4 of the frames so far."""
-
-    path: Path
-    frames: int
-    passes_done: int
-    passes: int
-    size_bytes: int
 
 
 @dataclass(frozen=True)
@@ -146,8 +139,10 @@ class Renderer:
         size: tuple[int, int],
         on_frame: Callable[[int], None],
         progress: ProgressFn,
+        cancel: threading.Event | None = None,
     ) -> RenderResult:
-        """Stream `frames` into the task's MP4 (with `metadata`) and report the end."""
+        """Stream `frames` into the task's MP4 (with `metadata`) and report the end; `cancel`
+        is also heard while ffmpeg finishes the file."""
         spec = task.spec
         width, height = size
         video.encode(
@@ -160,6 +155,7 @@ class Renderer:
             preset=self.settings.x264_preset,
             metadata=self.metadata(task, size),
             on_frame=on_frame,
+            check=None if cancel is None else lambda: check_cancel(cancel),
         )
         progress(Progress(100.0, Phase.FINISHING, eta=0.0))
         return RenderResult(spec.frames, width, height, spec.fps, self.name)
@@ -225,13 +221,14 @@ class MotionRenderer(Renderer):
         progress(Progress(0.0, Phase.PREPARING))
         image, (width, height) = self._open_photo(task)
         total = spec.frames
-        frames = motion.motion_frames(
-            image,
-            out_size=(width, height),
-            n_frames=total,
-            preset=spec.motion,
-            strength=spec.strength,
+        shot = spec.shot
+        if shot.subject is None:  # a job made without one (the CLI, an older row): look now
+            found = None if shot.focus or shot.keyframes else subject.find_subject(image)
+            shot = camera.aim(shot, found)
+        path = camera.plan(
+            spec.motion, spec.strength, image.size, (width, height), shot=shot, seed=spec.seed
         )
+        frames = motion.render_path(image, path, total)
         started = time.monotonic()
 
         def on_frame(done: int) -> None:
@@ -241,36 +238,7 @@ class MotionRenderer(Renderer):
             # The last few percent are ffmpeg's flush and the move into place.
             progress(Progress(min(99.0, 99.0 * done / total), Phase.RENDERING, eta=eta))
 
-        return self._encode(task, frames, (width, height), on_frame, progress)
-
-
-def select_renderer(settings: Settings) -> Renderer:
-    """Pick the backend from `settings.renderer`; see the README for the rules."""
-    if settings.renderer == "motion":
-        return MotionRenderer(settings, "FANSLYMOTION_RENDERER=motion")
-    return _select_svd(settings)
-
-
-def _select_svd(settings: Settings) -> Renderer:
-    """`auto`: SVD when a CUDA device and the weights are there, else the camera-motion engine.
-
-    `svd`: SVD or a start-up error (`Unavailable`). The checks are cheap: no model is loaded here,
-    the weights are only looked up (a local folder, or the Hugging Face cache, offline).
-    """
-    from . import svd  # torch and diffusers load only when SVD is a candidate
-
-    device, reason = svd.svd_device(settings)
-    weights: Path | None = None
-    if device is not None:
-        weights = svd.find_svd_weights(settings.svd_model)
-        if weights is None:
-            reason = f"SVD weights not found for {settings.svd_model} (offline)"
-    if device is None or weights is None:
-        if settings.renderer == "svd":
-            raise Unavailable(f"FANSLYMOTION_RENDERER=svd but {reason}")
-        log.warning("SVD renderer not used: %s; using the camera-motion renderer", reason)
-        return MotionRenderer(settings, reason)
-    return svd.SVDRenderer(settings, device=device, weights=weights)
+        return self._encode(task, frames, (width, height), on_frame, progress, cancel)
 
 
 RENDER_NICENESS = 10
@@ -294,25 +262,32 @@ class RenderWorker:
     result; progress comes back on the event loop through `call_soon_threadsafe`, and the
     thread never touches asyncio objects itself. A thread killed by a BaseException delivers it
     to the job as a retryable error, and the next render gets a fresh thread.
+
+    Nothing is dropped: on its way out the thread settles `ready` and every job still in its
+    inbox, under the lock that `render` takes to hand a job over, so no job goes to an inbox
+    that no thread reads any more.
     """
 
-    def __init__(self, settings: Settings, candidate: Renderer | None = None) -> None:
+    def __init__(self, settings: Settings, candidate: Renderer | Callable[[], Renderer]) -> None:
         self._settings = settings
-        self._candidate = candidate
+        self._choose = candidate if callable(candidate) else None
+        self._candidate: Renderer | None = None if callable(candidate) else candidate
         self._renderer: Renderer | None = None
         self._inbox: thread_queue.Queue[_Work | None] = thread_queue.Queue()
         self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()  # the hand-over of a job against the thread's way out
+        self._open = False  # True while a thread reads the inbox
         self._ready: asyncio.Future[Renderer] | None = None
         self.fallback_reason: str | None = None
         """Why the candidate could not serve, when the camera-motion renderer replaced it."""
 
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        if self._candidate is None:
-            self._candidate = select_renderer(self._settings)
-        log.info("renderer: %s (%s)", self._candidate.name, self._candidate.state.reason)
-        self._ready = self._loop.create_future()
+        if self._choose is not None:  # e.g. backends.select_renderer: may raise Unavailable
+            self._candidate = self._choose()
+        candidate = self._candidate
+        assert candidate is not None
+        log.info("renderer: %s (%s)", candidate.name, candidate.state.reason)
+        self._ready = asyncio.get_running_loop().create_future()
         self._spawn()
 
     @property
@@ -341,16 +316,17 @@ class RenderWorker:
         """Render `task` in the thread. `on_progress` runs on the event loop."""
         await self.ready()
         loop = asyncio.get_running_loop()
-        if not self.is_alive():
-            log.error("the render thread had died; starting a new one")
-            self._spawn()
 
         def progress(report: Progress) -> None:
             with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
                 loop.call_soon_threadsafe(on_progress, report)
 
         future: asyncio.Future[RenderResult] = loop.create_future()
-        self._inbox.put(_Work(task, progress, cancel, future))
+        with self._lock:
+            if not self._open:
+                log.error("the render thread had died; starting a new one")
+                self._spawn()
+            self._inbox.put(_Work(task, progress, cancel, future))
         return await future
 
     async def stop(self, grace: float) -> None:
@@ -358,10 +334,14 @@ class RenderWorker:
         self._inbox.put(None)
         if self._thread is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join, grace)
+            if self._thread.is_alive():
+                log.warning("the render thread did not end within %.1fs", grace)
 
     # -- in the thread --
 
     def _spawn(self) -> None:
+        """A new thread on the inbox (the caller holds the lock, or no thread can run yet)."""
+        self._open = True
         self._thread = threading.Thread(target=self._main, name="gpu", daemon=True)
         self._thread.start()
 
@@ -370,8 +350,15 @@ class RenderWorker:
         # inherits it, so on a CPU-bound box the API still answers promptly during a render.
         with contextlib.suppress(OSError, AttributeError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RENDER_NICENESS)
-        if self._renderer is None and not self._load():
-            return
+        try:
+            if self._renderer is not None or self._load():
+                self._serve()
+        except BaseException as exc:  # SystemExit and the like end this thread, not the jobs
+            log.error("the render thread stopped: %s: %s", type(exc).__name__, exc)
+        finally:
+            self._close_inbox()
+
+    def _serve(self) -> None:
         renderer = self._renderer
         assert renderer is not None
         while (work := self._inbox.get()) is not None:
@@ -379,14 +366,28 @@ class RenderWorker:
                 result = renderer.render(work.task, work.progress, work.cancel)
             except Exception as exc:  # every job's failure goes back to the loop
                 self._settle(work.future, exc)
-            except BaseException as exc:  # SystemExit and the like end this thread
-                log.error("the render thread stopped: %s: %s", type(exc).__name__, exc)
+            except BaseException:
                 self._settle(work.future, RenderError("the renderer stopped unexpectedly"))
-                return
+                raise
             else:
                 self._settle(work.future, result)
         with contextlib.suppress(Exception):
             renderer.close()
+
+    def _close_inbox(self) -> None:
+        """On the thread's way out: settle `ready` and every job left in the inbox; a job handed
+        over after this goes to a new thread (see `render`)."""
+        with self._lock:
+            self._open = False
+            if self._ready is not None and self._renderer is None:
+                self._settle(self._ready, Unavailable("the render thread stopped while loading"))
+            while True:
+                try:
+                    work = self._inbox.get_nowait()
+                except thread_queue.Empty:
+                    return
+                if work is not None:
+                    self._settle(work.future, RenderError("the renderer stopped unexpectedly"))
 
     def _load(self) -> bool:
         """Load the candidate, or fall back; settle `ready`. False when nothing can serve."""
@@ -422,6 +423,5 @@ class RenderWorker:
             else:
                 future.set_result(outcome)
 
-        assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-            self._loop.call_soon_threadsafe(settle)
+            future.get_loop().call_soon_threadsafe(settle)

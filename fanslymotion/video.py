@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import os
 import re
+import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
@@ -25,6 +29,30 @@ import numpy as np
 from .errors import BadRequest, RenderError
 
 log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+FLUSH_POLL = 0.1
+"""Seconds between two looks at `check` while ffmpeg finishes the file (a cancel's delay)."""
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that has the kernel SIGKILL the child when the thread that started it
+    ends, the whole process's SIGKILL included, so no ffmpeg ever runs on alone (Linux; None
+    elsewhere). The child stays in our process group on purpose: a Ctrl-C reaches it as
+    before, and no encoder is kept out of a group-wide signal."""
+    libc = _LIBC
+    if libc is None:
+        return None
+    parent = os.getpid()
+
+    def in_child() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above: go with it
+            os._exit(1)
+
+    return in_child
+
 
 X264_PRESETS = (
     "ultrafast",
@@ -223,13 +251,15 @@ def encode(
     preset: str = "veryfast",
     metadata: Mapping[str, str] | None = None,
     on_frame: Callable[[int], None] | None = None,
+    check: Callable[[], None] | None = None,
 ) -> int:
     """Encode RGB uint8 frames of shape (height, width, 3) to an MP4 at `path`; returns the count.
 
-    `on_frame(n)` runs after the n-th frame went to the encoder; whatever it raises (e.g.
-    `Cancelled`) aborts the encode: ffmpeg is killed, the partial file removed, and the
-    exception propagates. An encoder failure raises `RenderError`; a frame of the wrong shape
-    or type raises `ValueError`.
+    `on_frame(n)` runs after the n-th frame went to the encoder, and `check()` every
+    `FLUSH_POLL` seconds while ffmpeg finishes the file after the last one; whatever either
+    raises (e.g. `Cancelled`) aborts the encode: ffmpeg is killed, the partial file removed,
+    and the exception propagates. An encoder failure raises `RenderError`; a frame of the
+    wrong shape or type raises `ValueError`.
     """
     tags = dict(metadata or {})
     _check_encode_args(width, height, fps, crf, preset, tags)
@@ -240,7 +270,11 @@ def encode(
     with tempfile.TemporaryFile() as stderr:
         try:
             process = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                preexec_fn=die_with_parent(),  # never outlives us
             )
         except OSError as exc:
             log.error("cannot start ffmpeg: %s", exc)
@@ -261,7 +295,7 @@ def encode(
                     on_frame(count)
             with contextlib.suppress(BrokenPipeError):
                 process.stdin.close()
-            code = process.wait()
+            code = _flushed(process, check)
         except BaseException:
             _abort(process, path)
             raise
@@ -273,6 +307,17 @@ def encode(
             raise RenderError("no frames to encode", retryable=False)
     log.debug("encoded %d frames %dx%d at %d fps into %s", count, width, height, fps, path.name)
     return count
+
+
+def _flushed(process: subprocess.Popen[bytes], check: Callable[[], None] | None) -> int:
+    """ffmpeg's exit status once it wrote the file (x264 flushes its lookahead: seconds at
+    1080p), with a look at `check` every `FLUSH_POLL` seconds meanwhile."""
+    while True:
+        try:
+            return process.wait(timeout=None if check is None else FLUSH_POLL)
+        except subprocess.TimeoutExpired:
+            assert check is not None
+            check()
 
 
 def _abort(process: subprocess.Popen[bytes], path: Path) -> None:
@@ -293,6 +338,29 @@ _TBR = re.compile(r", ([\d.]+)(k?) tbr")
 _PIX_FMT = re.compile(r"\), ([a-z0-9_]+)(?:\(([^)]*)\))?, \d+x\d+")
 _SAR = re.compile(r"\[SAR (\d+:\d+) DAR")
 _FRAME = re.compile(r"^frame=(\d+)$", re.MULTILINE)
+
+
+def check_video(path: Path, *, frames: int, fps: int, width: int, height: int) -> str | None:
+    """Why `path` is not the video asked for (None when it is): it must decode to its end
+    without an error and hold exactly `frames` frames of `width`x`height`, lasting
+    `frames / fps` seconds (within a frame)."""
+    try:
+        info = probe(path)
+    except BadRequest as exc:
+        return exc.message
+    if (info.width, info.height) != (width, height):
+        return f"it is {info.width}x{info.height}, not {width}x{height}"
+    if info.frames != frames:
+        return f"it has {info.frames} frames, not {frames}"
+    if abs(info.duration - frames / fps) > 1.0 / fps:
+        return f"it lasts {info.duration:.2f}s, not {frames / fps:.2f}s"
+    command = [ffmpeg_exe(), "-v", "error", "-nostdin", "-xerror", "-i", str(path)]
+    command += ["-map", "0:v:0", "-f", "null", "-"]
+    result = subprocess.run(command, capture_output=True, check=False)
+    errors = result.stderr.decode("utf-8", "replace").strip()
+    if result.returncode != 0 or errors:
+        return f"it does not decode: {errors.splitlines()[-1] if errors else result.returncode}"
+    return None
 
 
 def _rate(match: re.Match[str] | None) -> float:
@@ -440,7 +508,12 @@ def _read(path: Path, width: int, height: int, pix_fmt: str) -> Generator[np.nda
     size = plane * 3 if pix_fmt == "rgb24" else plane * 3 // 2
     shape: tuple[int, ...] = (height, width, 3) if pix_fmt == "rgb24" else (height, width)
     with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr)
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            preexec_fn=die_with_parent(),  # never outlives us
+        )
         assert process.stdout is not None
         try:
             while True:
@@ -504,7 +577,10 @@ async def reencode(
         str(target),
     ]
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        *command,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=die_with_parent(),  # never outlives us
     )
     try:
         _, stderr = await process.communicate()

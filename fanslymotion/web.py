@@ -8,24 +8,45 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import motion, photo
-from .errors import InvalidParams
+from . import api_input, camera, models, motion, photo, subject
+from .errors import InvalidParams, UnsupportedMedia
 
 if TYPE_CHECKING:
     from .config import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ServiceOf = Callable[[web.Request], Any]
+
+
+class _Renderers(Protocol):
+    @property
+    def renderer_name(self) -> str:
+        """The renderer that serves, or the one loading."""
+        ...
+
+
+class PageDeps(Protocol):
+    """What the page uses: the settings, and the job service's renderer name for /camera."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def jobs(self) -> _Renderers: ...
+
+
+ServiceOf = Callable[[web.Request], PageDeps]
 
 
 # Largest side the camera route takes: far beyond any photo MAX_PIXELS lets through.
@@ -46,6 +67,47 @@ class CameraQuery(BaseModel):
     motion_preset: motion.Preset
     aspect: motion.Aspect = "auto"
     strength: float = Field(0.5, ge=0.0, le=1.0)
+    fps: models.JobFps | None = None
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="adds the seed's drift")
+    loop: bool = False
+    focus_x: float | None = Field(None, ge=0.0, le=1.0)
+    focus_y: float | None = Field(None, ge=0.0, le=1.0)
+    camera: str | None = Field(None, max_length=4000, description="the camera object as JSON")
+
+
+class CameraBody(BaseModel):
+    """The body of `POST /camera`: /job/create's fields (no user), with or without the photo.
+    With it, the subject is looked for as a job's would be; without it, width and height."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: int | None = Field(None, ge=1, le=MAX_SIDE)
+    height: int | None = Field(None, ge=1, le=MAX_SIDE)
+    duration: motion.Duration
+    resolution: motion.Resolution
+    motion_preset: motion.Preset
+    aspect: motion.Aspect = "auto"
+    strength: float = Field(0.5, ge=0.0, le=1.0)
+    fps: models.JobFps | None = None
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    loop: bool = False
+    focus: models.Focus | None = None
+    camera: models.CameraIn | None = None
+
+
+@dataclass(frozen=True)
+class CameraAsk:
+    """What a camera preview is asked for, from either form of the route."""
+
+    size: tuple[int, int] | None
+    duration: int
+    resolution: str
+    preset: str
+    aspect: str
+    strength: float
+    fps: int | None
+    seed: int | None
+    shot: camera.Shot
 
 
 def prefers_html(accept: str) -> bool:
@@ -120,8 +182,9 @@ def _validation_message(exc: ValidationError) -> str:
 def parse_camera_query(query: dict[str, str], settings: Settings) -> CameraQuery:
     """Check the query as /job/create checks a form; InvalidParams (422) names what is wrong."""
     data: dict[str, Any] = {k: v for k, v in query.items() if v != ""}
-    if str(data.get("duration", "")).isdigit():  # query values are text; Literal[3] wants 3
-        data["duration"] = int(data["duration"])
+    for name in ("duration", "fps"):  # query values are text; Literal[3] wants 3
+        if str(data.get(name, "")).isdigit():
+            data[name] = int(data[name])
     try:
         params = CameraQuery.model_validate(data)
     except ValidationError as exc:
@@ -133,6 +196,77 @@ def parse_camera_query(query: dict[str, str], settings: Settings) -> CameraQuery
     return params
 
 
+def camera_ask(params: CameraQuery) -> CameraAsk:
+    """The GET route's query as an ask: focus from focus_x and focus_y, camera from JSON."""
+    focus = None
+    if (params.focus_x is None) != (params.focus_y is None):
+        raise InvalidParams("focus_x and focus_y go together")
+    if params.focus_x is not None and params.focus_y is not None:
+        focus = {"x": params.focus_x, "y": params.focus_y}
+    try:
+        raw = None if params.camera is None else json.loads(params.camera)
+    except (json.JSONDecodeError, RecursionError):
+        raise InvalidParams("camera: a JSON object") from None
+    return CameraAsk(
+        (params.width, params.height),
+        params.duration,
+        params.resolution,
+        params.motion_preset,
+        params.aspect,
+        params.strength,
+        params.fps,
+        params.seed,
+        _shot(focus, raw, params.loop),
+    )
+
+
+def _shot(focus: Any, raw_camera: Any, loop: bool) -> camera.Shot:
+    """The shot of an ask, checked as /job/create checks it (pydantic's words, then ours)."""
+    if raw_camera is not None:
+        try:
+            raw_camera = models.CameraIn.model_validate(raw_camera).model_dump()
+        except ValidationError as exc:
+            raise InvalidParams("camera." + _validation_message(exc)) from None
+    return camera.make_shot(focus=focus, camera=raw_camera, loop=loop)
+
+
+async def read_camera_body(
+    request: web.Request, settings: Settings
+) -> tuple[CameraAsk, bytes | None]:
+    """`POST /camera`'s body in /job/create's two forms: JSON (image_data in base64, optional)
+    or multipart (an `image` part, optional; focus and camera as JSON text)."""
+    if request.content_type == "application/json":
+        data, image = await api_input.read_json_photo(request, settings)
+    elif request.content_type == "multipart/form-data":
+        fields, image = await api_input.read_form(request, settings)
+        data = api_input.form_values(fields)
+    else:
+        raise UnsupportedMedia("send application/json or multipart/form-data")
+    try:
+        body = CameraBody.model_validate(data, strict=request.content_type == "application/json")
+    except ValidationError as exc:
+        raise InvalidParams(_validation_message(exc)) from None
+    if image is None and (body.width is None or body.height is None):
+        raise InvalidParams("width and height are needed without a photo")
+    size = None if body.width is None or body.height is None else (body.width, body.height)
+    ask = CameraAsk(
+        size,
+        body.duration,
+        body.resolution,
+        body.motion_preset,
+        body.aspect,
+        body.strength,
+        body.fps,
+        body.seed,
+        _shot(
+            None if body.focus is None else body.focus.model_dump(),
+            None if body.camera is None else body.camera.model_dump(),
+            body.loop,
+        ),
+    )
+    return ask, image
+
+
 def _working_size(renderer: str, aspect: str, settings: Settings) -> tuple[int, int] | None:
     """The size the SVD renderer cuts the photo to first; None for the motion renderer."""
     if renderer != "svd":
@@ -142,43 +276,83 @@ def _working_size(renderer: str, aspect: str, settings: Settings) -> tuple[int, 
     return svd.svd_working_size(aspect, settings.svd_size)
 
 
-def camera_path(params: CameraQuery, settings: Settings, renderer: str) -> dict[str, Any]:
-    """The camera route's body: output size, frame count and one crop box per frame."""
-    size = (params.width, params.height)
-    out_w, out_h = motion.output_size(params.resolution, params.aspect, *size)
-    aspect = motion.resolve_aspect(params.aspect, *size)
-    frames = params.duration * settings.fps
-    boxes = motion.camera_boxes(
-        params.motion_preset,
-        params.strength,
-        size,
-        (out_w, out_h),
-        frames,
-        crop_size=_working_size(renderer, aspect, settings),
+def camera_path(
+    params: CameraQuery | CameraAsk,
+    settings: Settings,
+    renderer: str,
+    image: bytes | None = None,
+) -> dict[str, Any]:
+    """The camera route's body: output size, frame count, one crop box per frame, how the
+    path is aimed (`framing`, `subject`) and the warnings a job would get. With the photo the
+    subject is looked for (faces, saliency) as a job's is; without it the path is centred
+    unless focus or keyframes aim it. CPU work: runs in an executor."""
+    ask = camera_ask(params) if isinstance(params, CameraQuery) else params
+    found: subject.Subject | None = None
+    if image is not None:
+        picture = photo.load_photo(
+            image, max_pixels=settings.max_pixels, min_side=settings.min_side
+        )
+        size = picture.size
+        if ask.shot.focus is None and not ask.shot.keyframes:
+            found = subject.find_subject(picture)
+        picture.close()
+    else:
+        assert ask.size is not None
+        size = ask.size
+    out_w, out_h = motion.output_size(ask.resolution, ask.aspect, *size)
+    aspect = motion.resolve_aspect(ask.aspect, *size)
+    fps = ask.fps or settings.fps
+    frames = ask.duration * fps
+    if ask.shot.keyframes:
+        camera.check_keyframes(ask.shot.keyframes, size, (out_w, out_h))
+    shot = camera.aim(ask.shot, found)
+    crop = _working_size(renderer, aspect, settings)
+    if crop is None:
+        path = camera.plan(ask.preset, ask.strength, size, (out_w, out_h), shot=shot, seed=ask.seed)
+        boxes = list(path.boxes(frames))
+    else:  # SVD: its centred working crop, the preset inside (see the README's SVD notes)
+        boxes = motion.camera_boxes(
+            ask.preset, ask.strength, size, (out_w, out_h), frames, crop_size=crop
+        )
+    warned = camera.prepare_warnings(
+        shot, ask.preset, ask.strength, size, (out_w, out_h), ask.resolution, renderer
     )
+    assert shot.subject is not None
     return {
         "ok": True,
         "renderer": renderer,
-        "photo": {"width": params.width, "height": params.height},
+        "photo": {"width": size[0], "height": size[1]},
         "output": {"width": out_w, "height": out_h},
         "aspect": aspect,
-        "fps": settings.fps,
+        "fps": fps,
         "frames": frames,
-        "duration": params.duration,
+        "duration": ask.duration,
+        "framing": shot.subject.framing,
+        "subject": shot.subject.as_dict(),
+        "loop": shot.loop,
+        "camera": shot.camera_dict(),
+        "warnings": warned,
         "boxes": [[round(v, 3) for v in box] for box in boxes],
     }
 
 
 def camera_route(service_of: ServiceOf) -> Handler:
-    """`GET /camera?width=&height=&duration=&resolution=&motion_preset=&aspect=&strength=`."""
+    """`GET /camera?width=&height=&duration=&resolution=&motion_preset=&aspect=&strength=`
+    (and fps, seed, loop, focus_x, focus_y, camera as JSON); `POST /camera` takes the same
+    fields as /job/create's body, with the photo, to find its subject."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         service = service_of(request)
         settings: Settings = service.settings
-        params = parse_camera_query(dict(request.query), settings)
+        image: bytes | None = None
+        params: CameraQuery | CameraAsk
+        if request.method == "POST":
+            params, image = await read_camera_body(request, settings)
+        else:
+            params = parse_camera_query(dict(request.query), settings)
         # The renderer that serves, or the one loading (SVD takes a while to load).
         renderer = service.jobs.renderer_name
-        work = functools.partial(camera_path, params, settings, renderer)
+        work = functools.partial(camera_path, params, settings, renderer, image)
         body = await asyncio.get_running_loop().run_in_executor(None, work)
         return web.json_response(body)
 
@@ -203,6 +377,9 @@ def config_route(service_of: ServiceOf) -> Handler:
             "resolutions": list(motion.RESOLUTIONS),
             "presets": list(motion.PRESETS),
             "aspects": list(motion.ASPECTS),
+            # What /job/create and POST /camera take, so the page offers only those.
+            "job_fields": sorted(models.JobParams.model_fields),
+            "camera_fields": sorted(CameraBody.model_fields),
         }
         return web.json_response(body, headers={"Cache-Control": "no-cache"})
 
@@ -218,5 +395,6 @@ def add_routes(app: web.Application, service_of: ServiceOf) -> None:
     app.middlewares.append(page_middleware(service_of))
     app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/camera", camera_route(service_of))
+    app.router.add_post("/camera", camera_route(service_of))
     app.router.add_get("/web/config", config_route(service_of))
     app.router.add_static("/static/", STATIC_DIR, append_version=False)

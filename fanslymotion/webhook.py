@@ -30,9 +30,11 @@ import aiohttp
 
 from .config import Settings, parse_secret
 from .errors import InvalidParams
+from .loops import stop_tasks, wait_event
 from .metrics import Metrics
-from .models import JobStatusOut, WebhookEvent
+from .models import JobStatusOut
 from .store import Job, OutboxRow, Store
+from .vocabulary import WebhookEvent
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,12 @@ PER_HOST = 2
 """Deliveries in flight at once, in all and per receiving host: a slow receiver holds at most
 its own two slots, never another's deliveries."""
 USER_AGENT = "FanslyMotion-Webhooks/1"
+
+
+@dataclass
+class _Host:
+    slots: asyncio.Semaphore
+    users: int = 0
 
 
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -130,11 +138,12 @@ class WebhookSender:
         self._body_of = body_of
         self._metrics = metrics
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(CONCURRENCY)
-        self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._hosts: dict[str, _Host] = {}  # only hosts with a delivery in flight
 
     async def start(self) -> None:
         resent = await self._store.webhooks_interrupted()
@@ -148,20 +157,19 @@ class WebhookSender:
         """A new event may be due: look now rather than at the next tick."""
         self._wake.set()
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 2.0) -> None:
+        """End the loop on its flag, give deliveries in flight `grace` seconds, cancel the rest."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for task in list(self._in_flight):
-            task.cancel()
+            await stop_tasks([self._task], grace, "webhooks")
         # A cancelled delivery stays `sending` in the outbox: the next start sends it again.
-        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await stop_tasks(list(self._in_flight), grace, "webhooks")
         if self._session is not None:
             await self._session.close()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 due = await self._store.webhooks_due(time.time(), limit=CONCURRENCY * 4)
@@ -174,15 +182,27 @@ class WebhookSender:
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
             self._metrics.webhooks_pending.set(await self._store.webhooks_pending())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+            await wait_event(self._wake, 1.0)
+
+    @property
+    def hosts_tracked(self) -> int:
+        """Receiving hosts with state held here (those with a delivery in flight)."""
+        return len(self._hosts)
 
     async def _deliver(self, row: OutboxRow) -> None:
-        host = (urlsplit(row.url).hostname or "").lower()
-        per_host = self._hosts.setdefault(host, asyncio.Semaphore(PER_HOST))
-        async with self._slots, per_host:
-            outcome = await self._attempt(row)
-        await self._settle(row, outcome)
+        name = (urlsplit(row.url).hostname or "").lower()
+        host = self._hosts.setdefault(name, _Host(asyncio.Semaphore(PER_HOST)))
+        host.users += 1
+        try:
+            async with self._slots, host.slots:
+                outcome = await self._attempt(row)
+            await self._settle(row, outcome)
+        except Exception:  # the row stays `sending`: the next start sends it again
+            log.exception("webhook %s for job %s: delivery error", row.msg_id, row.job.job_id)
+        finally:
+            host.users -= 1
+            if host.users == 0:  # a host seen once holds nothing for ever
+                del self._hosts[name]
 
     async def _attempt(self, row: OutboxRow) -> Outcome:
         assert self._session is not None

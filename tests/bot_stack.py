@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fanslymotion.backends import select_renderer
 from fanslymotion.bot import TelegramBot
 from fanslymotion.config import Settings
 from fanslymotion.queue import JobQueue
-from fanslymotion.renderer import RenderWorker, select_renderer
+from fanslymotion.renderer import RenderWorker
 from fanslymotion.store import Job, Store
 
 from .conftest import make_settings
@@ -45,7 +46,7 @@ class Stack:
         store = await Store.open(settings.db_path)
         jobs = JobQueue(settings, store, RenderWorker(settings, select_renderer(settings)))
         await jobs.start()
-        bot = TelegramBot(settings, jobs)
+        bot = TelegramBot(settings, jobs, store)
         bot.outbox.poll = 0.5
         bot.outbox.backoff = 0.2
         bot.connect_backoff = 0.2

@@ -198,6 +198,12 @@ class FakeTelegram(BotApiMethods):
         await self._push({"message": message})
         return message
 
+    async def send_content(self, user: FakeUser, **content: Any) -> dict[str, Any]:
+        """The user sends any other kind of message: `sticker={...}`, `voice={...}`..."""
+        message = self._user_message(user, **content)
+        await self._push({"message": message})
+        return message
+
     async def send_photo(
         self,
         user: FakeUser,

@@ -216,6 +216,15 @@ class PostgresServer:
         self._run_pg_ctl("-m", "fast", "restart")
         self._wait_ready()
 
+    def pause(self) -> None:
+        """An outage: pg_ctl stop -m fast, keeping the data folder and the port for `resume`."""
+        self._run_pg_ctl("-m", "fast", "stop")
+
+    def resume(self) -> None:
+        """The end of an outage: pg_ctl start on the same folder and port, until it answers."""
+        self._run_pg_ctl("start")
+        self._wait_ready()
+
     def stop(self) -> None:
         """pg_ctl stop -m fast, then remove the temporary folder (the log is kept for log())."""
         if self._base is None:

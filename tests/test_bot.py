@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from fanslymotion import video
+from fanslymotion.bot_views import variant_label
 
 from .bot_stack import (
     ALICE,
@@ -74,8 +75,8 @@ async def test_full_conversation_to_a_delivered_mp4(
     step = await wait_button(tg, ALICE.id, "pick:motion:dolly_in")
     text = _text(step)
     assert "Step 3 of 5" in text
-    assert "Pan left — The camera turns left" in text  # a one-line description per preset
-    assert text.count("\n• ") == 6
+    assert "Pan left — the camera turns left" in text  # a one-line description per preset
+    assert text.count("\n▸ ") == 6 and "• " not in text  # "•" only marks a choice
     await tg.press(ALICE, step, "Pan left")
     step = await wait_button(tg, ALICE.id, "pick:aspect:auto")
     assert "Step 4 of 5" in _text(step)
@@ -109,8 +110,10 @@ async def test_full_conversation_to_a_delivered_mp4(
     assert int(call.get("width")) == 1280 and int(call.get("height")) == 720
     assert int(call.get("duration")) == 6
     assert call.get("supports_streaming") is True
-    assert "Pan left" in call.get("caption") and f"Variant #{job.seed}" in call.get("caption")
-    assert "1280×720" in call.get("caption")
+    caption = call.get("caption")
+    assert "Pan left" in caption and f"Variant #{variant_label(job.seed)}" in caption
+    assert str(job.seed) not in caption and "6 s" in caption and "16:9 · 12 fps" in caption
+    assert "720p (1280×720)" in caption
     path = tmp_path / "received.mp4"
     path.write_bytes(tg.uploaded(call))
     info = video.probe(path)
@@ -192,9 +195,20 @@ async def test_again_other_motion_and_history(stack: Stack, tg: FakeTelegram) ->
     assert third.motion_preset == "dolly_in" and third.resolution == "360p"
     assert "Dolly in" in third_call.get("caption")
 
-    # /history re-sends the videos by their cached file_id: no upload.
+    # /history: one message listing the three videos, newest first, one button each; a button
+    # re-sends its video by the cached file_id: no upload.
     before = len(tg.calls_of("sendVideo"))
+    messages = len(tg.bot_messages(ALICE.id))
     await tg.send_text(ALICE, "/history")
+    listing = await tg.wait_message(ALICE.id, "Your videos, 1–3 of 3")
+    assert len(tg.bot_messages(ALICE.id)) == messages + 1
+    assert "1. Dolly in · 3 s · 360p" in _text(listing) and "3. Pan left" in _text(listing)
+    ids = (third_id, second_id, first_id)
+    assert [d for _, d in tg.buttons(listing) if d.startswith("job:")] == [
+        f"job:send:{job_id}" for job_id in ids
+    ]
+    for job_id in ids:
+        await tg.press(ALICE, listing, f"job:send:{job_id}")
     await tg.wait_for(lambda: len(tg.calls_of("sendVideo")) == before + 3, 10, "history")
     resent = tg.calls_of("sendVideo")[before:]
     assert all(not c.files for c in resent)
@@ -517,7 +531,7 @@ async def test_russian_and_language_switch(stack: Stack, tg: FakeTelegram) -> No
     step = await wait_button(tg, BORIS.id, "pick:resolution:360p")
     await tg.press(BORIS, step, "360p")
     step = await wait_button(tg, BORIS.id, "pick:motion:pan_l")
-    assert "Панорама влево — Камера поворачивает влево" in _text(step)
+    assert "Панорама влево — камера поворачивается влево" in _text(step)
     await tg.press(BORIS, step, "Панорама влево")
     step = await wait_button(tg, BORIS.id, "pick:aspect:auto")
     await tg.press(BORIS, step, "Авто")
@@ -565,7 +579,7 @@ async def test_per_user_cap_gives_a_friendly_message(stack: Stack, tg: FakeTeleg
     await progress_message(tg, ALICE)
     await choose(tg, ALICE)
     await tg.send_photo(ALICE, photo_bytes(seed=2))
-    refusal = await tg.wait_message(ALICE.id, "You already have 1 videos in progress")
+    refusal = await tg.wait_message(ALICE.id, "You already have 1 video in progress")
     assert "at most 1" in _text(refusal) and "/status" in _text(refusal)
     assert await stack.store.count_jobs(user_id=ALICE.id) == 1
     await stack.jobs.resume()
@@ -714,5 +728,9 @@ def test_every_text_exists_in_both_languages_with_the_same_placeholders() -> Non
         assert set(texts.DESCRIPTIONS[lang]) == set(motion.PRESETS)
         assert all(f"motion_{preset}" in texts.TEXTS[lang] for preset in motion.PRESETS)
         assert len(texts.COMMANDS[lang]) == len(texts.COMMANDS["en"])
-    assert texts.language_from_code("ru-RU") == "ru" and texts.language_from_code("uk") == "ru"
+        assert [c for c, _ in texts.COMMANDS[lang]] == [c for c, _ in texts.COMMANDS["en"]]
+        assert all(texts.TEXTS[lang][key].strip() for key in texts.EN), lang  # none empty
+    assert texts.language_from_code("ru-RU") == "ru"
+    for code in ("uk", "az", "hy", "uz", "kk", "be"):  # Russian only for Russian
+        assert texts.language_from_code(code) == "en", code
     assert texts.language_from_code("de") == "en" and texts.language_from_code(None) == "en"

@@ -3,6 +3,7 @@ taps, albums, old keyboards, wrong files, HEIC, and the language switch mid-job.
 
 from __future__ import annotations
 
+import copy
 import io
 
 from PIL import Image
@@ -100,19 +101,25 @@ async def test_an_album_gets_one_answer(stack: Stack, tg: FakeTelegram) -> None:
 
 async def test_old_menus_and_cancelled_steps_are_outdated(stack: Stack, tg: FakeTelegram) -> None:
     await stack.start()
-    old = await open_menu(tg, ALICE)
+    old = copy.deepcopy(await open_menu(tg, ALICE))  # as the user saw it
     new = await open_menu(tg, ALICE)
-    await tg.press(ALICE, old, "nav:new")
+    await tg.wait_for(  # retired: its buttons are gone
+        lambda: not tg.buttons(tg.message(ALICE.id, old["message_id"])), 5, "the old menu retired"
+    )
+    await tg.press(ALICE, old, "nav:new", seen=True)  # tapped before its buttons went
     await tg.wait_call("answerCallbackQuery", lambda c: "menu is outdated" in str(c.get("text")))
     assert tg.message(ALICE.id, old["message_id"])["text"] == old["text"]  # changed nothing
     await tg.press(ALICE, new, "nav:new")
     step = await wait_button(tg, ALICE.id, "pick:duration:6")
     await tg.press(ALICE, step, "pick:duration:6")
-    step = await wait_button(tg, ALICE.id, "pick:resolution:480p")
+    step = copy.deepcopy(await wait_button(tg, ALICE.id, "pick:resolution:480p"))
     await tg.send_text(ALICE, "/cancel")
     await tg.wait_message(ALICE.id, "OK, stopped")
+    await tg.wait_for(  # the step is retired with the conversation
+        lambda: not tg.buttons(tg.message(ALICE.id, step["message_id"])), 5, "the step retired"
+    )
     answered = len(tg.calls_of("answerCallbackQuery"))
-    await tg.press(ALICE, step, "pick:resolution:480p")
+    await tg.press(ALICE, step, "pick:resolution:480p", seen=True)
     await tg.wait_for(
         lambda: len(tg.calls_of("answerCallbackQuery")) > answered, 5, "an answer to the tap"
     )
@@ -129,15 +136,21 @@ async def test_wrong_input_names_itself_and_the_step_stays(stack: Stack, tg: Fak
     await tg.press(ALICE, menu, "nav:new")
     await wait_button(tg, ALICE.id, "pick:duration:3")
     await tg.send_text(ALICE, "ten seconds please")
-    typed = await tg.wait_message(ALICE.id, "choose with the buttons below")
-    assert "Step 1 of 5" in _text(typed) and "pick:duration:10" in [d for _, d in tg.buttons(typed)]
+    typed = await tg.wait_message(ALICE.id, "choose with the buttons above")
+    # one short line, not a copy of the step: the step above stays the one live prompt
+    assert "Step 1 of 5" not in _text(typed) and not tg.buttons(typed)
+    assert "pick:duration:10" in [
+        d for _, d in tg.buttons(tg.message(ALICE.id, menu["message_id"]))
+    ]
     await choose(tg, ALICE)
     await tg.send_document(ALICE, b"PK\x03\x04", "photos.zip", "application/zip")
     again = await tg.wait_message(ALICE.id, "That's an archive, not an image")
-    assert "Step 5 of 5" in _text(again) and ("⬅️ Back", "back:aspect") in tg.buttons(again)
+    assert "Step 5 of 5" not in _text(again) and not tg.buttons(again)
     await tg.send_text(ALICE, "here")
     hint = await tg.wait_message(ALICE.id, "That's a text message. Please send a photo")
-    assert ("⬅️ Back", "back:aspect") in tg.buttons(hint)
+    assert not tg.buttons(hint)
+    step = await wait_button(tg, ALICE.id, "back:aspect")  # the step itself, still live
+    assert "Step 5 of 5" in _text(step)
     assert await stack.store.count_jobs() == 0
 
 
@@ -191,7 +204,11 @@ async def test_after_a_cancel_same_photo_other_settings(stack: Stack, tg: FakeTe
     # /history says which video can't be re-sent instead of skipping it
     tg.files.pop(str(first.result["video"]["file_id"]))
     await tg.send_text(ALICE, "/history")
+    listing = await tg.wait_message(ALICE.id, "Your videos")
+    first_id = job_id_of(tg, tg.message(ALICE.id, first.result["message_id"]))
+    await tg.press(ALICE, listing, f"job:send:{first_id}")
     gone = await tg.wait_message(ALICE.id, "can no longer be re-sent")
+    assert f"job:again:{first_id}" in [d for _, d in tg.buttons(gone)]  # it can be made again
     assert "Pan left · 3 s · 360p" in _text(gone)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -132,7 +133,7 @@ def test_progress_view_for_every_state(lang: str) -> None:
     assert text.endswith(texts.t(lang, "note_retry", attempt=2, tries=3))
     again = make_job(status="processing", attempts=0, progress=10.0, phase="rendering")
     text, _ = bot_views.progress_view(lang, again, eta=5, position=None, resumed=True)
-    assert text.endswith(texts.t(lang, "note_resumed"))
+    assert text.endswith(texts.t(lang, "note_from_start"))  # rendering: it starts over
 
 
 def test_eta_is_coarse_so_edits_stay_rare() -> None:
@@ -145,7 +146,7 @@ def test_eta_is_coarse_so_edits_stay_rare() -> None:
 def test_error_texts_are_translated() -> None:
     cap = TooManyJobs("too many", retry_after=30)
     assert bot_views.error_text("ru", cap, active=3, limit=3) == texts.t(
-        "ru", "cap_user", active=3, limit=3
+        "ru", "cap_user", videos=texts.videos("ru", 3), limit=3
     )
     details = {"width": 40, "height": 30, "min_side": 64}
     small = BadRequest("photo too small", code="photo_too_small", details=details)
@@ -234,3 +235,84 @@ def test_wrong_files_are_named_and_the_picker_marks_the_language() -> None:
     assert bot_views.step_text("en", "motion", {"reuse": "j1"}).startswith("Same photo")
     accepted = bot_views.accepted_text("en", position=2, eta=30, paused=True)
     assert "#2" in accepted and "Ready in" not in accepted
+
+
+@pytest.mark.parametrize("lang", texts.LANGUAGES)
+def test_a_restart_is_told_as_the_renderer_reports_it(lang: str) -> None:
+    queued = make_job(status="queued", attempts=1)
+    text, _ = bot_views.progress_view(lang, queued, eta=5, position=1, resumed=True)
+    assert text.endswith(texts.t(lang, "note_resumed"))  # back in the queue
+    loading = make_job(status="processing", attempts=1, phase="loading")
+    text, _ = bot_views.progress_view(lang, loading, eta=5, position=None, resumed=True)
+    assert text.endswith(texts.t(lang, "note_restart_running"))  # not known yet: no claim
+    svd = make_job(status="processing", attempts=1, phase="animating", phase_step=3)
+    text, _ = bot_views.progress_view(lang, svd, eta=5, position=None, resumed=True, continued=3)
+    assert text.endswith(texts.t(lang, "note_from_pass", step=3))
+    text, _ = bot_views.progress_view(lang, svd, eta=5, position=None, starting=True)
+    assert text.startswith(
+        texts.t(lang, "progress_started", phase="", percent=0, bar="", eta="", params="").split(
+            "\n"
+        )[0]
+    )
+
+
+@pytest.mark.parametrize("lang", texts.LANGUAGES)
+def test_history_pages_and_the_caption(lang: str) -> None:
+    jobs: list[tuple[Job, str | None]] = [
+        (make_job(job_id=f"j{i}", seed=1000 + i, fps=24), f"file{i}" if i < 6 else None)
+        for i in range(7)
+    ]  # the last one's copy was never kept: it can be made again instead
+    text, markup = bot_views.history_view(lang, jobs, 0)
+    rows = buttons(markup)
+    assert [d for _, d in rows[0]] == [f"job:send:j{i}" for i in range(5)]
+    assert rows[1] == [(texts.t(lang, "btn_older"), "hist:1")]
+    assert text.count("\n") == 5 + 2 and "24" in text
+    text, markup = bot_views.history_view(lang, jobs, 1)
+    rows = buttons(markup)
+    assert [d for _, d in rows[0]] == ["job:send:j5", "job:again:j6"]
+    assert rows[1] == [(texts.t(lang, "btn_newer"), "hist:0")] and rows[-1][0][1] == "nav:menu"
+    labels = {bot_views.variant_label(seed) for seed in range(1000)}
+    assert len(labels) == 1000 and all(len(label) == 3 for label in labels)
+    job = make_job(status="completed", fps=24, aspect="auto", width=1280, height=720)
+    caption = bot_views.job_caption(lang, job)
+    assert "720p (1280×720) · 16:9 · 24" in caption and "42" not in caption
+    assert bot_views.variant_label(42) in caption
+
+
+def test_every_text_the_bot_names_exists_in_both_languages() -> None:
+    """Keys named literally in the bot's code (t(lang, "key", ...)) are in both tables."""
+    import re
+    from pathlib import Path
+
+    root = Path(bot_views.__file__).parent
+    named: set[str] = set()
+    for path in root.glob("bot*.py"):
+        named |= set(re.findall(r"\bt\(\s*\w+,\s*\"(\w+)\"", path.read_text()))
+    assert named and named <= set(texts.EN) and named <= set(texts.RU)
+
+
+@pytest.mark.parametrize("lang", texts.LANGUAGES)
+def test_fps_and_subject_options_and_the_upscale_warning(lang: str) -> None:
+    rows = buttons(bot_views.step_keyboard(lang, "resolution", {"fps": 30}))
+    assert rows[-2] == [
+        (texts.t(lang, "fps", fps=24), "pick:fps:24"),
+        ("• " + texts.t(lang, "fps", fps=30), "pick:fps:30"),
+    ]
+    rows = buttons(bot_views.step_keyboard(lang, "aspect", {"focus": {"x": 0.1, "y": 0.9}}))
+    assert rows[-2] == [
+        (texts.t(lang, "btn_subject", where=texts.t(lang, "subject_6")), "pick:subject:open")
+    ]
+    for cell in range(9):
+        assert bot_views.cell_of_focus(bot_views.focus_of_cell(cell)) == cell
+    _, markup = bot_views.subject_view(lang, {"focus": bot_views.focus_of_cell(4)})
+    grid = buttons(markup)
+    assert [len(row) for row in grid] == [3, 3, 3, 1, 1] and grid[1][1][0].startswith("• ")
+    assert grid[-1] == [(texts.t(lang, "btn_back"), "back:aspect")]
+    warning = {"code": "upscale", "factor": 2.84, "max_resolution": "480p", "message": "x"}
+    job = make_job(resolution="1080p", shot=json.dumps({"warnings": [warning]}))
+    text, live = bot_views.progress_view(lang, job, eta=5, position=1)
+    assert ("2,8" if lang == "ru" else "2.8") in text and "1080p" in text
+    assert buttons(live)[0] == [(texts.t(lang, "btn_lower", resolution="480p"), "job:lower:j1")]
+    done = dataclasses.replace(job, status="completed")
+    text, over = bot_views.progress_view(lang, done, eta=None, position=None)
+    assert over is None and "🔍" not in text  # over: no warning, no button

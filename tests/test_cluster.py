@@ -273,6 +273,8 @@ def test_sigterm_parks_the_job_and_sigusr1_drains(cluster: Cluster) -> None:
     assert cluster.shared(job_id)["worker"] == "box1-gpu0"
     assert cluster.shared(follow)["status"] == "queued"
     assert f"job {follow} processing" not in drained.log()
+    for log in (parked.log(), drained.log()):  # nothing left unobserved by the stops
+        assert "never retrieved" not in log and "Traceback" not in log
     assert {w["name"]: w["state"] for w in cluster.health()["workers"]} == {
         "box0-gpu0": "stopped",
         "box1-gpu0": "stopped",

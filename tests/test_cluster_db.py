@@ -217,3 +217,21 @@ async def test_a_running_row_under_an_ended_procrastinate_job_runs_again(db: Clu
     row = await db.job(job_id)
     assert row is not None and row["status"] == "queued" and row["attempts"] == 1
     assert (await _pq(db, job_id))["status"] == "todo"
+
+
+async def test_a_rerun_after_a_silent_worker_keeps_its_turn(db: ClusterDB) -> None:
+    """Alice's job was taken first; Bob and Carol arrived while it rendered. Its worker goes
+    silent: the re-run is served before them, not behind everyone who arrived since."""
+    alice = _Job(user_id=1)
+    await db.enqueue(alice)
+    taken, _ = await _take(db, "w1")
+    assert taken == alice.job_id
+    later = [_Job(user_id=2), _Job(user_id=3), _Job(user_id=2)]
+    for job in later:
+        await db.enqueue(job)
+    await db._run("UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 minute'")
+    assert [row["job_id"] for row in await db.sweep(silent_for=30, max_retries=2)] == [taken]
+    order = [row["job_id"] for row in await db.fair_order(time.time())]
+    assert order == [alice.job_id, later[0].job_id, later[1].job_id, later[2].job_id]
+    served = [(await _take(db, f"w{i + 2}"))[0] for i in range(4)]
+    assert served == order

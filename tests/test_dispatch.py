@@ -7,6 +7,7 @@ opens it (watching the cancel flag meanwhile), so the test knows exactly which j
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from fanslymotion import video
 from fanslymotion.config import Settings
 from fanslymotion.errors import RenderError
-from fanslymotion.models import JobRequest
+from fanslymotion.models import JobRequest, Phase, Progress
 from fanslymotion.queue import JobQueue
 from fanslymotion.renderer import (
     MotionRenderer,
@@ -212,5 +213,51 @@ async def test_positions_hold_through_a_retry_backoff_and_a_restart(
         for job_id in (a.job_id, b.job_id, c.job_id):
             assert (await wait_status(jobs, job_id, "completed")).status == "completed"
         assert (await jobs.get(a.job_id)).attempts == 1
+    finally:
+        await jobs.stop()
+
+
+class FailingMidPass(MotionRenderer):
+    """Reports a pass of a multi-pass render, waits until the test saw it saved, then fails."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, "test: fails in pass 2")
+        self.go = threading.Event()
+
+    def render(
+        self, task: RenderTask, progress: ProgressFn, cancel: threading.Event
+    ) -> RenderResult:
+        progress(Progress(50.0, Phase.RENDERING, 2, 4))
+        self.go.wait(30)
+        raise RenderError("a transient fault in pass 2")
+
+
+async def test_a_retried_job_waits_without_the_phase_of_its_failed_attempt(
+    tmp_path: Path, store: Store
+) -> None:
+    settings = make_settings(tmp_path / "data", retry_backoff=60.0, progress_interval=0.01)
+    renderer = FailingMidPass(settings)
+    jobs = JobQueue(settings, store, RenderWorker(settings, renderer))
+    await jobs.start()
+    try:
+        job, _ = await jobs.submit(request(1), photo_bytes())
+        async with asyncio.timeout(30), jobs.subscribe() as events:
+            while (row := await store.get_job(job.job_id)) is None or row.phase_steps != 4:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.05):
+                        await events.get()
+        assert row.phase == "rendering" and row.phase_step == 2
+        renderer.go.set()
+        queued = await wait_status(jobs, job.job_id, "queued")
+        assert queued.attempts == 1 and queued.error == "a transient fault in pass 2"
+        reopened = await Store.open(settings.db_path)  # the row itself, not a cached copy
+        try:
+            saved = await reopened.get_job(job.job_id)
+        finally:
+            await reopened.close()
+        store_view = (queued.phase, queued.phase_step, queued.phase_steps, queued.progress)
+        assert store_view == ("", 0, 0, 0.0)
+        assert saved is not None
+        assert (saved.phase, saved.phase_step, saved.phase_steps, saved.progress) == ("", 0, 0, 0.0)
     finally:
         await jobs.stop()

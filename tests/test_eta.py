@@ -142,3 +142,32 @@ async def test_a_job_that_keeps_killing_the_process_ends_failed(tmp_path: Path) 
         if proc.proc is not None and proc.proc.poll() is None:
             proc.proc.kill()
             proc.proc.wait()
+
+
+def test_a_running_render_rest_comes_from_its_eta_then_its_rate_then_the_estimate() -> None:
+    from fanslymotion.eta import rest_of
+    from fanslymotion.vocabulary import Phase, Progress
+
+    assert rest_of(Progress(10.0, Phase.RENDERING, eta=7.0), 30.0, 99.0) == 7.0
+    assert rest_of(Progress(25.0, Phase.RENDERING), 10.0, 99.0) == 30.0  # 10 s for 25 %
+    assert rest_of(Progress(1.0, Phase.RENDERING), 4.0, 10.0) == 6.0
+    assert rest_of(Progress(1.0, Phase.RENDERING), 14.0, 10.0) == 0.0  # past its estimate
+    assert rest_of(Progress(1.0, Phase.STARTING), 1.0, None) is None
+
+
+def test_queued_jobs_finish_when_the_first_lane_frees_or_their_backoff_ends() -> None:
+    from fanslymotion.eta import finish_of, first_free
+
+    # One lane busy 10 s: two 5 s jobs end at 15 and 20; a backoff of 30 s holds the second.
+    assert finish_of(1, [10.0], [(5.0, 0.0), (5.0, 0.0)]) == 20.0
+    assert finish_of(1, [10.0], [(5.0, 0.0), (5.0, 30.0)]) == 35.0
+    # Two lanes, one busy 10 s and one idle: both jobs run on the idle one, ending at 5 and 10.
+    assert finish_of(2, [10.0], [(5.0, 0.0), (5.0, 0.0)]) == 10.0
+    assert finish_of(2, [10.0], [(5.0, 0.0), (5.0, 0.0), (5.0, 0.0)]) == 15.0
+    # Two lanes both busy: a job waits for the sooner one, not for an idle lane that isn't.
+    assert finish_of(2, [20.0, 10.0], [(5.0, 0.0)]) == 15.0
+    assert finish_of(0, [], [(5.0, 0.0)]) is None  # no live worker: no promise
+    assert finish_of(1, [None], [(5.0, 0.0)]) is None
+    assert finish_of(1, [], [(None, 0.0)]) is None
+    assert first_free([0.0, 0.0]) == 0.0 and first_free([]) == 0.0  # every rest 0: not an error
+    assert first_free([3.0, None]) is None

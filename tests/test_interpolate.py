@@ -125,3 +125,13 @@ def test_bad_input_is_refused(base: np.ndarray) -> None:
         list(ip.interpolate([np.zeros((4, 4), np.uint8)], 2))
     with pytest.raises(InvalidParams, match="frame 1 is 8x4"):
         list(ip.interpolate([np.zeros((4, 4, 3), np.uint8), np.zeros((4, 8, 3), np.uint8)], 2))
+
+
+def test_rate_plan_picks_a_whole_factor_near_the_made_rate() -> None:
+    assert ip.rate_plan(24, 12) == (12, 2)
+    assert ip.rate_plan(30, 12) == (10, 3)
+    assert ip.rate_plan(30, 14) == (15, 2)
+    assert ip.rate_plan(24, 24) == (24, 1)
+    assert ip.rate_plan(7, 5) == (7, 1)  # a prime: nothing between 1 and itself
+    with pytest.raises(InvalidParams):
+        ip.rate_plan(0, 12)

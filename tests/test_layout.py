@@ -3,8 +3,11 @@
 - torch, diffusers, transformers and accelerate are imported only by the svd package (svd/);
 - renderer.py and svd/ import nothing of app, api, bot or queue;
 - no bot module imports a renderer;
-- motion.py, video.py, photo.py and interpolate.py import nothing of the service (and no torch);
-- only app and __main__ import the cluster package, which imports nothing of the bot or the API.
+- motion, video, photo, interpolate, camera and subject import nothing of the service (and no torch);
+- only app and __main__ import the cluster package, which imports nothing of the bot or the API;
+- no import cycle between our modules, not even one that only typing or a lazy import makes;
+- the render thread (renderer, svd/, checkpoints) and the store do not import the API's models;
+- the API and the page know neither the composition root nor the renderer or the checkpoints.
 """
 
 from __future__ import annotations
@@ -80,10 +83,11 @@ def test_the_bot_imports_no_renderer(module: str) -> None:
     assert not MODULES[module] & {".renderer", ".svd"}
 
 
-@pytest.mark.parametrize("module", ["motion", "video", "photo", "interpolate"])
+@pytest.mark.parametrize("module", ["motion", "video", "photo", "interpolate", "camera", "subject"])
 def test_the_engines_import_nothing_of_the_service(module: str) -> None:
     ours = {m for m in MODULES[module] if m.startswith(".")}
-    assert ours <= {".errors"}, f"{module}.py imports {ours}"
+    engine = {".errors", ".motion", ".subject"}  # the engine's modules may use one another
+    assert ours <= engine, f"{module}.py imports {ours}"
 
 
 CLUSTER_PARTS = sorted(m for m in MODULES if m.startswith("cluster."))
@@ -103,3 +107,66 @@ def test_only_the_composition_root_knows_the_cluster() -> None:
 def test_the_cluster_imports_no_bot_and_no_api(module: str) -> None:
     assert not MODULES[module] & {".app", ".api", ".web"}
     assert not any(name.startswith(".bot") for name in MODULES[module])
+
+
+def _ours(module: str) -> set[str]:
+    """The modules of ours that `module` imports, a package's modules standing for themselves
+    (`.models` from svd/plan.py is `models`; `.plan` from svd/backend.py is `svd.plan`)."""
+    package = module.split(".")[0] if "." in module else None
+    found = set()
+    for name in MODULES[module]:
+        if not name.startswith("."):
+            continue
+        sibling = f"{package}.{name[1:]}" if package else None
+        found.add(sibling if sibling in MODULES else name[1:])
+    return {name for name in found if name in MODULES and name != module}
+
+
+def _top(module: str) -> str:
+    """A package's modules count as the package: a cycle through svd/ is one."""
+    return module.split(".")[0]
+
+
+def test_no_import_cycle_even_for_typing() -> None:
+    graph: dict[str, set[str]] = {}
+    for module in MODULES:
+        graph.setdefault(_top(module), set()).update(
+            _top(name) for name in _ours(module) if _top(name) != _top(module)
+        )
+    cycles = []
+    for start in sorted(graph):
+        seen, todo = set(), list(graph[start])
+        while todo:
+            name = todo.pop()
+            if name == start:
+                cycles.append(start)
+                break
+            if name not in seen:
+                seen.add(name)
+                todo.extend(graph.get(name, ()))
+    assert cycles == [], f"these modules reach themselves through their imports: {cycles}"
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "renderer",
+        "checkpoints",
+        "events",
+        *SVD_PARTS,
+        *sorted(m for m in MODULES if m.startswith("store")),
+    ],
+)
+def test_the_render_thread_and_the_store_do_not_import_the_api_models(module: str) -> None:
+    assert ".models" not in MODULES[module], f"{module} imports the API's models"
+
+
+def test_the_api_asks_the_job_service_only() -> None:
+    assert not MODULES["api"] & {".app", ".renderer", ".checkpoints", ".svd"}
+    assert not MODULES["web"] & {".app", ".renderer", ".checkpoints"}
+
+
+def test_the_loop_helper_imports_nothing_of_ours() -> None:
+    """loops.py is used by every layer (queue, bot, webhooks, cluster): it depends on none."""
+    assert "loops" in MODULES
+    assert not {m for m in MODULES["loops"] if m.startswith(".")}

@@ -24,6 +24,7 @@ from PIL import Image
 
 from fanslymotion import video
 from fanslymotion.app import Service
+from fanslymotion.backends import select_renderer
 from fanslymotion.errors import Cancelled, GPUOutOfMemory, Unavailable
 from fanslymotion.models import Progress
 from fanslymotion.renderer import (
@@ -31,7 +32,6 @@ from fanslymotion.renderer import (
     RenderSpec,
     RenderTask,
     RenderWorker,
-    select_renderer,
 )
 from fanslymotion.svd import (
     SVDRenderer,

@@ -18,13 +18,14 @@ import pytest
 import torch
 
 from fanslymotion import video
+from fanslymotion.backends import select_renderer
 from fanslymotion.errors import RenderError
-from fanslymotion.models import Progress
-from fanslymotion.renderer import RenderSpec, RenderTask, select_renderer
+from fanslymotion.renderer import RenderSpec, RenderTask
 from fanslymotion.svd import SVDRenderer, svd_pass_plan
 from fanslymotion.svd.handoff import Handoff
 from fanslymotion.svd.memory import even_chunks, is_out_of_memory
 from fanslymotion.svd.plan import looped, svd_noise_aug
+from fanslymotion.vocabulary import Progress
 
 from .conftest import make_settings, photo_bytes
 from .svd_tiny import build_tiny_svd
@@ -299,7 +300,8 @@ _RESTARTED = """
 import sys, threading
 import numpy as np
 from fanslymotion import video
-from fanslymotion.renderer import RenderSpec, RenderTask, select_renderer
+from fanslymotion.backends import select_renderer
+from fanslymotion.renderer import RenderSpec, RenderTask
 from tests.conftest import make_settings
 from pathlib import Path
 

@@ -25,9 +25,10 @@ import pytest
 import torch
 
 from fanslymotion import api_files, checkpoints, datadir, video
+from fanslymotion.backends import select_renderer
 from fanslymotion.errors import Cancelled
 from fanslymotion.models import Progress
-from fanslymotion.renderer import Preview, RenderSpec, RenderTask, select_renderer
+from fanslymotion.renderer import Preview, RenderSpec, RenderTask
 from fanslymotion.svd import SVDRenderer
 
 from .conftest import Client, ServiceFactory, make_settings, photo_bytes

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import tomllib
 import urllib.request
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fanslymotion import motion, web
+from fanslymotion import models, motion, web
 
 from .conftest import Client, ServiceFactory, assert_error_body, make_settings, photo_bytes
 from .test_process import Process
@@ -65,6 +66,15 @@ async def test_camera_route_gives_the_motion_renderers_boxes(client: Client) -> 
     assert body["output"] == {"width": 480, "height": 854} and body["frames"] == 24
     lefts = [b[0] for b in body["boxes"]]
     assert lefts[0] > lefts[-1]  # pan_l: the window moves left over the photo
+
+
+async def test_camera_route_takes_a_frame_rate_in_the_query(client: Client) -> None:
+    query = "width=800&height=600&duration=3&resolution=360p&motion_preset=pan_l"
+    for fps in (24, 30):
+        status, body, _ = await client.request("GET", f"/camera?{query}&fps={fps}&loop=true")
+        assert status == 200, body
+        assert body["fps"] == fps and body["frames"] == len(body["boxes"]) == 3 * fps
+        assert body["loop"] is True
 
 
 @pytest.mark.parametrize(
@@ -175,10 +185,20 @@ async def test_root_is_the_page_for_browsers_and_json_for_api_clients(
     status, config, _ = await client.request("GET", "/web/config")
     assert status == 200 and config["token_required"] is True
     assert config["max_upload_bytes"] == client.service.settings.max_upload_bytes
+    # The page offers only what this service's /job/create and /camera take.
+    assert set(config["job_fields"]) == set(models.JobParams.model_fields)
+    assert set(config["camera_fields"]) == set(web.CameraBody.model_fields)
     status, body, _ = await client.request("GET", "/jobs?user_id=1")
     assert status == 401
     status, body, _ = await client.request("GET", "/static/../app.py")
     assert status in (403, 404) and body["ok"] is False
+
+
+def test_the_page_has_every_word_in_both_languages() -> None:
+    source = (web.STATIC_DIR / "js" / "i18n.js").read_text(encoding="utf-8")
+    english, russian = source.split("\n  ru: {")
+    keys = [set(re.findall(r'^\s+"([\w.]+)":', part, re.M)) for part in (english, russian)]
+    assert keys[0] and keys[0] == keys[1], keys[0] ^ keys[1]
 
 
 def test_the_page_words_every_phase_in_both_languages() -> None:
@@ -461,8 +481,10 @@ def test_page_refuses_files_in_words_in_russian_on_a_phone(browser: Any, site: P
     page.wait_for_selector("#camera-box[data-frames='72']")  # 6 s at 12 fps, the default
     assert page.inner_text("#photo-error") == ""
 
-    # A file the browser cannot tell from a photo: the service's refusal, in its words.
-    page.set_input_files("#file-input", _photo("x.jpg", b"\x00junk" * 300, "image/jpeg"))
+    # A file the browser cannot tell from a photo (it may be a HEIF this browser cannot show):
+    # the service's refusal, in its words.
+    heif = b"\x00\x00\x00\x18ftypheic" + b"\x00junk" * 300
+    page.set_input_files("#file-input", _photo("x.heic", heif, "image/heic"))
     page.get_by_role("button", name="Оживить").click()
     page.wait_for_selector("#make-error:text('not a supported image')")
     # Chromium logs the refused request itself ("the server responded with a status of 415").
@@ -549,7 +571,7 @@ def test_gallery_pages_through_a_users_jobs(browser: Any, site: Process) -> None
         page.reload()
         page.wait_for_selector(f"#gallery-grid li[data-job-id='{jobs[-1]}']")  # newest first
         assert page.locator("#gallery-grid li").count() == 12
-        assert page.is_disabled("#gallery-prev")
+        assert page.is_disabled("#gallery-prev") and page.is_visible("#gallery-pages")
         page.get_by_role("button", name="Older").click()
         page.wait_for_selector(f"#gallery-grid li[data-job-id='{jobs[0]}']")
         assert page.locator("#gallery-grid li").count() == 1

@@ -11,6 +11,7 @@ Procrastinate's own SQL functions (`procrastinate_defer_jobs_v1`, `_cancel_job_v
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -23,7 +24,9 @@ from procrastinate.schema import SchemaManager
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from ..models import Progress
+from ..fair_order import fair_ctes
+from ..retry import Interrupted, after_interruption
+from ..vocabulary import Progress
 from .schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,10 @@ QUEUE = "render"  # the queue workers take jobs from
 PAUSED_QUEUE = "render-paused"  # where waiting jobs sit while an admin pauses processing
 CHANNEL = "fm_jobs"  # NOTIFY channel: the payload is a job id
 TOP = 64  # waiting jobs ranked by the fair order in procrastinate's priorities; the rest wait
+
+CONNECT_WAIT = 2  # seconds a new connection may take (psycopg's connect_timeout)
+POOL_WAIT = 2.0  # seconds a request waits for a pooled connection before it fails
+RECONNECT_FOR = 5.0  # seconds the pool retries a lost connection before it waits for a request
 
 _MIGRATE_LOCK = 7_351_001
 _SWEEP_LOCK = 7_351_002
@@ -54,27 +61,9 @@ CREATE TRIGGER fm_jobs_notify AFTER INSERT OR UPDATE ON fm_jobs
     FOR EACH ROW EXECUTE FUNCTION fm_notify_job();
 """
 
-# The dispatch order of the single box (store.jobs.Jobs.queue), in PostgreSQL: jobs that can run
-# now first, round robin between users by the time of their turn, oldest first within a user;
-# jobs in a retry backoff after them. `%(now)s` is the epoch time the backoffs are judged by.
-_FAIR_ORDER = """
-WITH queued AS (SELECT * FROM fm_jobs WHERE status = 'queued'),
-turns AS MATERIALIZED (
-    SELECT u.user_id, GREATEST(
-        COALESCE((SELECT MAX(s.started_at) FROM fm_jobs s WHERE s.user_id = u.user_id), ''),
-        u.first) AS turn
-    FROM (SELECT user_id, MIN(created_at) AS first FROM queued GROUP BY user_id) u),
-ordered AS (
-    SELECT q.job_id, q.pq_id, q.seq, q.not_before > %(now)s AS backoff,
-        CASE WHEN q.not_before > %(now)s THEN q.not_before ELSE 0 END AS wait_until,
-        ROW_NUMBER() OVER (PARTITION BY q.user_id, q.not_before > %(now)s ORDER BY q.seq)
-            AS round,
-        t.turn
-    FROM queued q JOIN turns t ON t.user_id = q.user_id)
-SELECT job_id, pq_id,
-    ROW_NUMBER() OVER (ORDER BY backoff, wait_until, round, turn, seq) AS rank
-FROM ordered
-"""
+# The dispatch order of both deployments (fair_order.py), ranked: `%(now)s` is the epoch time
+# the backoffs are judged by.
+_FAIR = "WITH" + fair_ctes("postgres")
 
 _START_FIELDS = (
     "progress = 0, message = 'starting', phase = 'starting', phase_step = 0, phase_steps = 0"
@@ -103,21 +92,49 @@ class ClusterDB:
 
     @classmethod
     async def open(cls, url: str, *, min_size: int = 1, max_size: int = 8) -> Self:
-        """Open the pool (waiting up to a minute for the server) without touching the schema."""
+        """Open the pool (waiting up to a minute for the server) without touching the schema.
+
+        While PostgreSQL is away a request waits `POOL_WAIT` seconds at most for a connection
+        (then a 503), not the pool's default 30 s; a lost connection is retried for
+        `RECONNECT_FOR` seconds (delays 1, 2, 2) and then again at the next request, so the
+        pool's own backoff never grows past seconds and the front serves soon after the
+        database is back."""
+        # psycopg_pool warns about every failed reconnect, in several lines; the front's
+        # listener logs one line per change of state (lost, back) with the reason instead.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+        deadline = time.monotonic() + 60
+        while True:  # the server may still be starting: the pool gives up on it too soon
+            try:
+                first = await psycopg.AsyncConnection.connect(url, connect_timeout=CONNECT_WAIT)
+                await first.close()
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(1.0)
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
             open=False,
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": CONNECT_WAIT},
             check=AsyncConnectionPool.check_connection,
             name="fanslymotion",
+            timeout=POOL_WAIT,
+            reconnect_timeout=RECONNECT_FOR,
         )
         await pool.open(wait=True, timeout=60)
         return cls(pool, url)
 
     async def close(self) -> None:
         await self.pool.close()
+
+    async def ping(self) -> None:
+        """Raises unless the server answers, on a connection of its own: a refused connect
+        answers in milliseconds, where the pool would wait for its own reconnect."""
+        conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=CONNECT_WAIT)
+        async with conn:
+            await conn.execute("SELECT 1")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -174,10 +191,10 @@ class ClusterDB:
         async with self.transaction() as conn:
             cur = await conn.execute(
                 "INSERT INTO fm_jobs (job_id, user_id, duration, resolution, motion_preset,"
-                " aspect, strength, seed, steps, fps, status, attempts, interruptions,"
+                " aspect, strength, seed, steps, fps, shot, status, attempts, interruptions,"
                 " not_before, created_at, updated_at) VALUES (%(job_id)s, %(user_id)s,"
                 " %(duration)s, %(resolution)s, %(motion_preset)s, %(aspect)s, %(strength)s,"
-                " %(seed)s, %(steps)s, %(fps)s, 'queued', %(attempts)s, %(interruptions)s,"
+                " %(seed)s, %(steps)s, %(fps)s, %(shot)s, 'queued', %(attempts)s, %(interruptions)s,"
                 " %(not_before)s, %(created_at)s, fm_now())"
                 " ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
                 {
@@ -198,7 +215,9 @@ class ClusterDB:
                         "not_before",
                         "created_at",
                     )
-                },
+                }
+                # Rows made before the shot existed have none (a plain centred preset).
+                | {"shot": getattr(job, "shot", None)},
             )
             if await cur.fetchone() is None:
                 return False
@@ -286,13 +305,17 @@ class ClusterDB:
 
     async def fair_order(self, now: float) -> list[Row]:
         """The waiting jobs in the order the workers take them (job_id, pq_id, rank)."""
-        return await self._all(_FAIR_ORDER + " ORDER BY rank", {"now": now})
+        return await self._all(
+            _FAIR + "SELECT fair.job_id, f.pq_id, fair.rank FROM fair"
+            " JOIN fm_jobs f ON f.job_id = fair.job_id ORDER BY fair.rank",
+            {"now": now},
+        )
 
     async def workers(self, silent_for: float) -> list[Row]:
         """Every worker with its state; one silent for `silent_for` seconds is `lost`."""
         return await self._all(
             "SELECT name, host, pid, renderer, renderer_state, jobs_done, started_at,"
-            " CASE WHEN state = 'stopped' THEN state"
+            " CASE WHEN state IN ('stopped', 'refused') THEN state"
             "  WHEN last_heartbeat < now() - make_interval(secs => %(silent)s) THEN 'lost'"
             "  ELSE state END AS state,"
             " CASE WHEN state = 'busy' AND last_heartbeat >= now()"
@@ -300,7 +323,11 @@ class ClusterDB:
             " to_char(last_heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
             " AS last_heartbeat,"
             " extract(epoch FROM now() - last_heartbeat)::float AS heartbeat_age"
-            " FROM fm_workers ORDER BY name",
+            " FROM fm_workers"
+            # A worker the front refused (a wrong token) shows for one timeout, then leaves.
+            " WHERE NOT (state = 'refused'"
+            "  AND last_heartbeat < now() - make_interval(secs => %(silent)s))"
+            " ORDER BY name",
             {"silent": silent_for},
         )
 
@@ -479,9 +506,9 @@ async def _rerank(conn: Connection, now: float | None) -> int:
     a change the workers are woken again, as procrastinate wakes them for a new job."""
     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_RANK_LOCK,))
     cur = await conn.execute(
-        "WITH fair AS (" + _FAIR_ORDER + "),"
-        " wanted AS (SELECT pq_id, (%(top)s + 1 - rank)::int AS priority FROM fair"
-        "  WHERE rank <= %(top)s AND pq_id IS NOT NULL),"
+        _FAIR + ", wanted AS (SELECT f.pq_id, (%(top)s + 1 - fair.rank)::int AS priority"
+        "  FROM fair JOIN fm_jobs f ON f.job_id = fair.job_id"
+        "  WHERE fair.rank <= %(top)s AND f.pq_id IS NOT NULL),"
         " ids AS (SELECT id FROM procrastinate_jobs WHERE status = 'todo'"
         "  AND priority > 0 UNION SELECT pq_id FROM wanted)"
         " UPDATE procrastinate_jobs p SET priority = COALESCE(w.priority, 0)"
@@ -531,26 +558,38 @@ async def _defer(conn: Connection, job_id: str, not_before: float) -> int:
 
 async def _rerun_stalled(conn: Connection, stalled: list[int], max_retries: int) -> list[Row]:
     """The job rows of stalled procrastinate jobs: back to the queue as a new attempt, or
-    failed past `max_retries` (the single box's crash-loop guard)."""
+    failed past `max_retries` (the retry policy's crash-loop guard)."""
     if not stalled:
         return []
     cur = await conn.execute(
-        "UPDATE fm_jobs SET status = 'failed', message = 'failed', completed_at = fm_now(),"
-        " updated_at = fm_now(), attempts = attempts + 1, interruptions = interruptions + 1,"
-        " error = 'the worker stopped answering while rendering this video '"
-        " || (interruptions + 1) || ' times'"
-        " WHERE pq_id = ANY(%s) AND status = 'processing' AND attempts >= %s RETURNING *",
-        (stalled, max_retries),
-    )
-    changed = list(await cur.fetchall())
-    cur = await conn.execute(
-        f"UPDATE fm_jobs SET {_BACK_TO_QUEUE}, message = 'queued after a worker stopped',"
-        " attempts = attempts + 1, interruptions = interruptions + 1, not_before = 0"
-        " WHERE pq_id = ANY(%s) AND status = 'processing' RETURNING *",
+        "SELECT job_id, attempts, interruptions FROM fm_jobs"
+        " WHERE pq_id = ANY(%s) AND status = 'processing' FOR UPDATE",
         (stalled,),
     )
-    for row in await cur.fetchall():
-        row["pq_id"] = await _defer(conn, row["job_id"], 0.0)
+    silent = Interrupted("the worker stopped answering")
+    changed: list[Row] = []
+    for left in await cur.fetchall():
+        after = after_interruption(
+            max_retries, silent, int(left["attempts"]), int(left["interruptions"])
+        )
+        if after.status == "failed":
+            done = await conn.execute(
+                "UPDATE fm_jobs SET status = 'failed', message = 'failed', error = %s,"
+                " completed_at = fm_now(), updated_at = fm_now(), attempts = attempts + 1,"
+                " interruptions = interruptions + 1 WHERE job_id = %s RETURNING *",
+                (after.error, left["job_id"]),
+            )
+        else:
+            done = await conn.execute(
+                f"UPDATE fm_jobs SET {_BACK_TO_QUEUE}, message = 'queued after a worker stopped',"
+                " attempts = attempts + 1, interruptions = interruptions + 1, not_before = 0"
+                " WHERE job_id = %s RETURNING *",
+                (left["job_id"],),
+            )
+        row = await done.fetchone()
+        assert row is not None  # locked above
+        if row["status"] == "queued":
+            row["pq_id"] = await _defer(conn, row["job_id"], 0.0)
         changed.append(row)
     return changed
 

@@ -14,29 +14,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from aiohttp import StreamReader, web
 
+from .. import motion, video
 from ..config import Settings
 from ..datadir import remove_quietly
-from ..errors import Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable
-from ..eta import Kind
+from ..errors import (
+    Conflict,
+    InvalidParams,
+    NotFound,
+    PayloadTooLarge,
+    RenderError,
+    Unauthorized,
+    Unavailable,
+)
+from ..eta import Kind, rest_of
+from ..keyed_lock import KeyedLock
+from ..loops import stop_tasks, wait_event
 from ..metrics import Metrics
-from ..models import TERMINAL, JobStatus, Phase, Progress
+from ..models import JobRequest
 from ..queue import JobEvent, JobQueue
 from ..renderer import MotionRenderer
+from ..retry import Failed, Policy, next_state
 from ..store import Job, Store
 from ..store.jobs import MIRRORED
+from ..vocabulary import TERMINAL, JobStatus, Phase, Progress
 from .db import Attempt, ClusterDB, Row
 
 log = logging.getLogger(__name__)
@@ -67,9 +81,10 @@ class ClusterQueue(JobQueue):
         self._dirty: set[str] = set()
         self._kick = asyncio.Event()
         self._connected = asyncio.Event()
+        self._halt = asyncio.Event()  # set by stop(): the loops end at their next look
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[Row] = []
-        self._uploads: dict[str, asyncio.Lock] = {}
+        self._uploads = KeyedLock()
         self._applying = asyncio.Lock()
         self._estimator_renderer = MotionRenderer(settings, "estimates for the queue")
 
@@ -80,6 +95,7 @@ class ClusterQueue(JobQueue):
         for folder in (self.settings.hot_dir, self.settings.inputs_dir):
             folder.mkdir(parents=True, exist_ok=True)
         await self.db.migrate()
+        self._connected.set()  # the listener clears it when it loses the database
         if await self.db.paused():
             self._resumed.clear()
             log.info("processing is paused (an admin paused it before the restart)")
@@ -96,21 +112,33 @@ class ClusterQueue(JobQueue):
         queued = await self.store.count_jobs(status=JobStatus.QUEUED)
         log.info("cluster front started with %d queued job(s)", queued)
 
-    async def stop(self, grace: float = 10.0) -> None:
+    async def stop(self, grace: float | None = None) -> None:
         """Stop following the database; running jobs go on rendering on their workers."""
         if self._stopping:
             return
+        grace = self.settings.stop_grace if grace is None else grace
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for task in list(self._background):
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await task
+        self._halt.set()
+        self._kick.set()
+        await stop_tasks(self._tasks, min(grace, 2.0), "cluster front")
+        await stop_tasks(list(self._background), grace, "cluster front")
         await self.db.close()
         self.events.close()
+
+    async def submit(
+        self,
+        request: JobRequest,
+        image: bytes,
+        *,
+        idempotency_key: str | None = None,
+        request_digest: str | None = None,
+    ) -> tuple[Job, bool]:
+        """As on one box, but 503 at once while PostgreSQL is known to be away, before anything
+        is written: a retry with the same Idempotency-Key later makes exactly one job."""
+        await self._need_database()
+        return await super().submit(
+            request, image, idempotency_key=idempotency_key, request_digest=request_digest
+        )
 
     async def pause(self) -> None:
         await self._set_paused(True)
@@ -120,7 +148,21 @@ class ClusterQueue(JobQueue):
         await self._set_paused(False)
         await super().resume()
 
+    async def _need_database(self) -> None:
+        """A 503 within a second while PostgreSQL is away (never the pool's wait): the
+        listener's word, or, while it reconnects, one quick look."""
+        if self._connected.is_set():
+            return
+        try:
+            async with asyncio.timeout(1.0):
+                await self.db.ping()
+        except (*_DB_ERRORS, TimeoutError):
+            raise Unavailable(
+                "the job database is not reachable, try again", retry_after=5
+            ) from None
+
     async def _set_paused(self, paused: bool) -> None:
+        await self._need_database()
         try:
             await self.db.set_paused(paused)
         except _DB_ERRORS as exc:
@@ -140,7 +182,7 @@ class ClusterQueue(JobQueue):
     async def _listen(self) -> None:
         """LISTEN for job changes; after every (re)connect, copy all active jobs again."""
         delay = 0.2
-        while True:
+        while not self._stopping:
             try:
                 conn = await psycopg.AsyncConnection.connect(self.db.url, autocommit=True)
                 async with conn:
@@ -150,21 +192,25 @@ class ClusterQueue(JobQueue):
                         log.info("connection to PostgreSQL is back")
                     delay = 0.2
                     await self._reconcile()
-                    async for note in conn.notifies():
-                        self._dirty.add(note.payload)
-                        self._kick.set()
+                    while not self._halt.is_set():  # a look at the flag at least every second
+                        async for note in conn.notifies(timeout=1.0):
+                            self._dirty.add(note.payload)
+                            self._kick.set()
+                    return
             except _DB_ERRORS as exc:
                 if self._connected.is_set():
                     log.warning("lost the connection to PostgreSQL (%s); reconnecting", exc)
                 self._connected.clear()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            await wait_event(self._halt, delay)
+            delay = min(delay * 2, 2.0)  # back within 2 s of the database's return
 
     async def _mirror(self) -> None:
         """Copy changed shared rows into ours, in bursts."""
-        while True:
+        while not self._stopping:
             await self._kick.wait()
             self._kick.clear()
+            if self._halt.is_set():
+                return
             ids, self._dirty = sorted(self._dirty), set()
             try:
                 rows = await self.db.jobs(ids)
@@ -187,8 +233,7 @@ class ClusterQueue(JobQueue):
         rounds = 0
         up_since: float | None = None
         ranked = time.time()  # backoffs that end after this re-rank the queue
-        while True:
-            await asyncio.sleep(tick)
+        while not await wait_event(self._halt, tick):
             rounds += 1
             try:
                 self._workers = await self.db.workers(self.settings.worker_timeout)
@@ -292,22 +337,15 @@ class ClusterQueue(JobQueue):
         if report == live.progress:
             return
         live.progress = report
-        snapshot = replace(
-            local,
-            progress=round(report.percent, 1),
-            message=report.message,
-            phase=report.phase,
-            phase_step=report.step,
-            phase_steps=report.steps,
-            updated_at=str(row["updated_at"]),  # when the worker wrote it
-        )
+        # updated_at: when the worker wrote it
+        snapshot = local.with_progress(report, updated_at=str(row["updated_at"]))
         self._publish(JobEvent("progress", snapshot, self._rest(live)))
         now = time.monotonic()
         if now - live.last_saved >= self.settings.progress_interval:
             live.last_saved = now
-            save = asyncio.ensure_future(self.store.set_progress(local.job_id, report))
-            self._background.add(save)
-            save.add_done_callback(self._background.discard)
+            self._in_background(
+                self.store.set_progress(local.job_id, report), f"job {local.job_id}: progress"
+            )
 
     # -- control --------------------------------------------------------------------------------
 
@@ -319,6 +357,7 @@ class ClusterQueue(JobQueue):
             raise NotFound("no such job")
         if job.terminal:
             return job
+        await self._need_database()
         try:
             await self.db.cancel(job_id)
             row = await self.db.job(job_id)
@@ -390,8 +429,8 @@ class ClusterQueue(JobQueue):
         final = folder / f"{fence.job_id}.mp4"
         try:
             size = await _receive(body, partial, self.settings.max_upload_bytes * 50)
-            lock = self._uploads.setdefault(fence.job_id, asyncio.Lock())
-            async with lock:
+            await self._check_video(fence, partial, facts)
+            async with self._uploads.hold(fence.job_id):
                 await self._hold(fence)
                 await loop.run_in_executor(None, partial.replace, final)
                 row = await self.db.complete(
@@ -402,11 +441,59 @@ class ClusterQueue(JobQueue):
                     raise Conflict("this attempt no longer renders the job", code="stale_attempt")
                 job = await self.apply(row)
         finally:
-            self._uploads.pop(fence.job_id, None)
             await loop.run_in_executor(None, remove_quietly, partial)
         if job is None:  # completed there, unknown here (a restore from another time)
             raise NotFound("the front has no row of this job")
         return job
+
+    async def _check_video(self, fence: Attempt, path: Path, facts: dict[str, Any]) -> None:
+        """Probe an upload before it completes the job: it decodes, and its frames, size and
+        duration are the job's. Anything else is 422 to the worker, and the job is retried as
+        a failed attempt (or fails when none is left)."""
+        job = await self.get(fence.job_id)
+        width, height = int(facts["width"]), int(facts["height"])
+        problem = await asyncio.get_running_loop().run_in_executor(
+            None,
+            functools.partial(
+                video.check_video,
+                path,
+                frames=job.duration * job.fps,
+                fps=job.fps,
+                width=width,
+                height=height,
+            ),
+        )
+        short = motion.RESOLUTIONS.get(job.resolution)
+        if problem is None and short is not None and min(width, height) != short:
+            problem = f"it is {width}x{height}, not {job.resolution}"
+        if problem is None:
+            return
+        log.warning(
+            "job %s attempt=%d: upload from %s refused: %s",
+            fence.job_id,
+            fence.attempt,
+            fence.worker,
+            problem,
+        )
+        damaged = RenderError("the rendered video arrived damaged")
+        after = next_state(Policy.of(self.settings), Failed(damaged), attempts=fence.attempt)
+        try:
+            if after.status == "queued":
+                row = await self.db.requeue(
+                    fence,
+                    count_attempt=True,
+                    not_before=time.time() + after.delay,
+                    error=after.error,
+                )
+            else:
+                row = await self.db.fail(fence, after.error or damaged.message)
+        except _DB_ERRORS as exc:
+            raise Unavailable(
+                "the job database is not reachable, try again", retry_after=2
+            ) from exc
+        if row is not None:
+            await self.apply(row)
+        raise InvalidParams(f"the video was refused: {problem}", code="bad_video")
 
     # -- views ----------------------------------------------------------------------------------
 
@@ -445,55 +532,26 @@ class ClusterQueue(JobQueue):
 
     def _rest(self, live: _Live) -> float | None:
         elapsed = time.monotonic() - live.started
-        report = live.progress
-        if report.eta is not None:
-            return max(0.0, report.eta)
-        if report.percent >= 5.0 and elapsed > 0.5:
-            return elapsed * (100.0 - report.percent) / report.percent
-        estimate = self.estimate_seconds(live.job)
-        return None if estimate is None else max(0.0, estimate - elapsed)
+        return rest_of(live.progress, elapsed, self.estimate_seconds(live.job))
 
-    def _running_rest(self) -> float | None:
-        rests = [self._rest(live) for live in self._live.values()]
-        return 0.0 if not rests else (None if None in rests else min(r for r in rests if r))
+    def _lanes(self) -> int:
+        """One per live worker."""
+        return sum(1 for w in self._workers if w["state"] in ("idle", "busy"))
 
-    async def position_and_eta(
-        self, job: Job, ahead: list[Job] | None = None
-    ) -> tuple[int | None, float | None]:
-        """As on one box, with as many parallel lanes as there are live workers: each job
-        starts when the first lane frees (or its backoff ends)."""
-        if job.status in TERMINAL:
-            return None, 0.0
-        if job.status == JobStatus.PROCESSING:
-            live = self._live.get(job.job_id)
-            rest = self._rest(live) if live is not None else None
-            return None, None if rest is None else round(rest, 1)
-        if ahead is None:
-            ahead = await self.store.queued_ahead(job.job_id)
-        lanes = sum(1 for w in self._workers if w["state"] in ("idle", "busy"))
-        rests = [self._rest(live) for live in self._live.values()]
-        if lanes == 0 or None in rests or self.paused:
-            return len(ahead) + 1, None
-        free = sorted([r for r in rests if r is not None] + [0.0] * max(0, lanes - len(rests)))
-        free = free[:lanes] if len(free) >= lanes else free + [0.0] * (lanes - len(free))
-        now = time.time()
-        finish = 0.0
-        for other in (*ahead, job):
-            own = self.estimate_seconds(other)
-            if own is None:
-                return len(ahead) + 1, None
-            start = max(free.pop(0), other.not_before - now)
-            finish = start + own
-            free.append(finish)
-            free.sort()
-        return len(ahead) + 1, round(finish, 1)
+    def _live_rests(self) -> dict[str, float | None]:
+        return {job_id: self._rest(live) for job_id, live in self._live.items()}
 
     async def health(self) -> dict[str, Any]:
-        try:
-            workers = await self.db.workers(self.settings.worker_timeout)
-            reachable = True
-        except _DB_ERRORS:
-            workers, reachable = self._workers, False
+        """Within a second whatever PostgreSQL does: while the listener knows it is away, the
+        last list of workers, without a wait on the pool."""
+        workers, reachable = self._workers, False
+        if self._connected.is_set():
+            try:
+                async with asyncio.timeout(1.0):
+                    workers = await self.db.workers(self.settings.worker_timeout)
+                reachable = True
+            except (*_DB_ERRORS, TimeoutError):
+                pass
         self._workers = workers
         live = [w for w in workers if w["state"] in ("idle", "busy")]
         loop = asyncio.get_running_loop()
@@ -516,6 +574,7 @@ class ClusterQueue(JobQueue):
         }
 
     async def refresh_metrics(self) -> None:
+        await super().refresh_metrics()
         with contextlib.suppress(*_DB_ERRORS):
             self._workers = await self.db.workers(self.settings.worker_timeout)
         self.metrics.worker_up.clear()

@@ -78,4 +78,10 @@ CREATE TABLE fm_flags (
 );
 """
 
-MIGRATIONS: list[str] = [SCHEMA]
+# Version 2: how the clip is aimed (camera.Shot as JSON, the front's `shot` column), so a worker
+# renders the framing, keyframes and loop the front resolved.
+SHOT = """
+ALTER TABLE fm_jobs ADD COLUMN shot text;
+"""
+
+MIGRATIONS: list[str] = [SCHEMA, SHOT]

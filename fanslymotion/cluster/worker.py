@@ -32,10 +32,14 @@ import psycopg
 from procrastinate.job_context import JobContext
 
 from .. import checkpoints, datadir
+from ..backends import select_renderer
+from ..camera import Shot
 from ..config import Settings
 from ..errors import Cancelled, FanslyError, RenderError
-from ..models import Phase, Progress
+from ..loops import stop_tasks, wait_event
 from ..renderer import RenderResult, RenderSpec, RenderTask, RenderWorker
+from ..retry import Failed, Outcome, Policy, TimedOut, next_state
+from ..vocabulary import Phase, Progress
 from .db import QUEUE, TASK, Attempt, ClusterDB, Row
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,10 @@ _DB_ERRORS = (psycopg.Error, OSError)
 
 class Refused(Exception):
     """The front refused the attempt's upload: the job was re-run elsewhere or cancelled."""
+
+
+class Rejected(Exception):
+    """The front refused the video as damaged and retries the job itself."""
 
 
 class BadToken(Exception):
@@ -59,6 +67,7 @@ class _Current:
     reason: Reason | None = None
     progress: Progress = field(default_factory=lambda: Progress(0.0, Phase.STARTING))
     dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # the progress writer stops
 
     def stop(self, reason: Reason) -> None:
         if self.reason is None:
@@ -93,7 +102,7 @@ class Worker:
         self.name = name
         self.db = db
         self.folder = settings.data_dir / "workers" / name
-        self.render_worker = RenderWorker(settings)
+        self.render_worker = RenderWorker(settings, functools.partial(select_renderer, settings))
         self.current: _Current | None = None
         self.state = "loading"
         self.exit_code = 0
@@ -101,6 +110,7 @@ class Worker:
         self._draining = False
         self._pq_worker: int | None = None  # procrastinate's id of this worker, once known
         self._run: asyncio.Task[None] | None = None
+        self._halt = asyncio.Event()  # set once the worker stops: the heartbeats end
         self._http: aiohttp.ClientSession | None = None
         assert settings.worker_token is not None
         self._headers = {
@@ -118,6 +128,14 @@ class Worker:
         await self.db.migrate()
         await self._clean_scratch()
         await self.db.register_worker(self.name, socket.gethostname(), os.getpid(), "loading")
+        # The token first: a refused worker must not spend minutes loading SVD for nothing.
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
+        if not await self._token_accepted():
+            await self._http.close()
+            self.state = "refused"  # shown in /health for WORKER_TIMEOUT, then gone
+            with contextlib.suppress(*_DB_ERRORS):
+                await self.db.heartbeat(self.name, self.state, None, "none", "{}")
+            return 2
         beats = asyncio.create_task(self._heartbeats(), name="heartbeats")
         self.render_worker.start()
         try:
@@ -126,23 +144,20 @@ class Worker:
             log.error("worker %s: no renderer can serve: %s", self.name, exc.message)
             self.state = "failed"
             await self._beat()
-            beats.cancel()
+            self._halt.set()
+            await stop_tasks([beats], 2.0, "worker")
+            await self._http.close()
             return 2
         log.info("worker %s ready: renderer %s", self.name, renderer.name)
         self.state = "idle"
         await self._beat()
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
         loop.set_exception_handler(_quiet_stale_finish)
         try:
-            if not await self._token_accepted():
-                self.exit_code = 2
-                return 2
             await self._serve()
         finally:
             await self._http.close()
-            beats.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beats
+            self._halt.set()
+            await stop_tasks([beats], 2.0, "worker")
             self.state = "stopped"
             with contextlib.suppress(*_DB_ERRORS):
                 await self._beat()
@@ -236,8 +251,7 @@ class Worker:
             self._run.cancel()  # procrastinate stops fetching and waits for the running job
 
     async def _heartbeats(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.worker_heartbeat)
+        while not await wait_event(self._halt, self.settings.worker_heartbeat):
             try:
                 await self._beat()
             except _DB_ERRORS as exc:
@@ -279,7 +293,9 @@ class Worker:
             keep = current.reason == "shutdown"
             raise
         finally:
-            writer.cancel()
+            current.ended.set()
+            current.dirty.set()
+            await stop_tasks([writer], 2.0, "worker")
             self.current, self.state = None, "idle"
             with contextlib.suppress(*_DB_ERRORS):
                 await self._beat()
@@ -330,11 +346,21 @@ class Worker:
             current.stop("user" if not self._stopping else "shutdown")
             if render is not None:
                 await asyncio.wait([render])
+                if not render.cancelled():
+                    render.exception()  # observed: its outcome is the cancel handled here
             await self._settle_stop(current)
             raise
         except Refused:
             log.info(
                 "job %s attempt=%d: the front refused it; dropped", fence.job_id, fence.attempt
+            )
+            return False
+        except Rejected as exc:
+            log.warning(
+                "job %s attempt=%d: the front found the video damaged (%s); it retries the job",
+                fence.job_id,
+                fence.attempt,
+                exc,
             )
             return False
         except BadToken as exc:
@@ -344,7 +370,9 @@ class Worker:
             self.stop("shutdown")
             return True
         except Exception as exc:
-            if isinstance(exc, Cancelled) and current.reason != "timeout":
+            # A stop's reason wins over what it caused (a Ctrl-C also ends ffmpeg).
+            stopped = isinstance(exc, Cancelled) or current.reason in ("user", "shutdown")
+            if stopped and current.reason != "timeout":
                 await self._settle_stop(current)
                 return current.reason == "shutdown"
             return await self._failed(current, exc, time.monotonic() - started)
@@ -371,34 +399,28 @@ class Worker:
             log.info("job %s cancelled on %s", fence.job_id, self.name)
 
     async def _failed(self, current: _Current, exc: BaseException, seconds: float) -> bool:
-        """A render error: retried with backoff while attempts are left, as on one box.
-        True when it will be retried."""
+        """A render error: the retry policy of both deployments decides. True when it will be
+        retried."""
         fence = current.fence
-        if current.reason == "timeout":
-            exc = RenderError(f"the render took longer than {self.settings.job_timeout:.0f} s")
-        if isinstance(exc, RenderError):
-            retryable, message = exc.retryable, exc.message
-        elif isinstance(exc, FanslyError):
-            retryable, message = False, exc.message
-        else:
-            retryable, message = True, "internal render error"
+        outcome: Outcome = TimedOut() if current.reason == "timeout" else Failed(exc)
+        after = next_state(Policy.of(self.settings), outcome, attempts=fence.attempt)
+        if after.unexpected:
             log.error("job %s: unexpected %s: %s", fence.job_id, type(exc).__name__, exc)
-        if retryable and fence.attempt < self.settings.max_retries:
-            delay = self.settings.retry_backoff * (2**fence.attempt)
+        if after.status == "queued":
             back = await self.db.requeue(
-                fence, count_attempt=True, not_before=time.time() + delay, error=message
+                fence, count_attempt=True, not_before=time.time() + after.delay, error=after.error
             )
             if back is not None:
                 log.info(
                     "job %s queued after %.1fs: %s; retry in %.0fs",
                     fence.job_id,
                     seconds,
-                    message,
-                    delay,
+                    after.error,
+                    after.delay,
                 )
             return True
-        if await self.db.fail(fence, message) is not None:
-            log.info("job %s failed after %.1fs: %s", fence.job_id, seconds, message)
+        if await self.db.fail(fence, after.error or "failed") is not None:
+            log.info("job %s failed after %.1fs: %s", fence.job_id, seconds, after.error)
         return False
 
     def _on_progress(self, current: _Current, report: Progress) -> None:
@@ -410,16 +432,18 @@ class Worker:
     async def _write_progress(self, current: _Current) -> None:
         """Send the latest progress at most every PROGRESS_INTERVAL; a refused write means
         the attempt lost the job (re-run elsewhere, cancelled): stop rendering it."""
-        while True:
+        while not current.ended.is_set():
             await current.dirty.wait()
             current.dirty.clear()
+            if current.ended.is_set():
+                return
             try:
                 if not await self.db.progress(current.fence, current.progress):
                     current.stop("fenced")
                     return
             except _DB_ERRORS as exc:
                 log.debug("progress not saved: %s", exc)
-            await asyncio.sleep(self.settings.progress_interval)
+            await wait_event(current.ended, self.settings.progress_interval)
 
     # -- artifacts ------------------------------------------------------------------------------
 
@@ -474,6 +498,8 @@ class Worker:
 async def _check(resp: aiohttp.ClientResponse) -> None:
     if resp.status == 409:
         raise Refused(await resp.text())
+    if resp.status == 422:
+        raise Rejected(await resp.text())
     if resp.status in (401, 403):
         raise BadToken("the front refuses FANSLYMOTION_WORKER_TOKEN (not the one it has)")
     if resp.status >= 500:
@@ -537,6 +563,7 @@ def _spec(row: Row) -> RenderSpec:
         strength=float(row["strength"]),
         seed=int(row["seed"]),
         fps=int(row["fps"]),
+        shot=Shot.from_json(row.get("shot")),
         steps=int(row["steps"]),
     )
 

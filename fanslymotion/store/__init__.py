@@ -9,7 +9,7 @@ writes are serialised with a lock so a check-then-insert (caps, idempotency) is 
 
 from __future__ import annotations
 
-from ..models import ACTIVE, TERMINAL, JobStatus
+from ..vocabulary import ACTIVE, TERMINAL, JobStatus
 from .jobs import Jobs
 from .outbox import WebhookOutbox
 from .rows import Delivery, Job, NewJob, OutboxRow, check_same_request, iso_utc, parse_time, utcnow

@@ -9,7 +9,9 @@ from dataclasses import astuple, replace
 import aiosqlite
 
 from ..errors import TooManyJobs
-from ..models import JobStatus, Progress
+from ..fair_order import fair_ctes
+from ..retry import Interrupted, after_interruption
+from ..vocabulary import JobStatus, Progress
 from .base import Base
 from .rows import Job, NewJob, check_same_request, utcnow
 
@@ -92,8 +94,8 @@ class Jobs(Base):
                 "INSERT INTO jobs (job_id, user_id, source, chat_id, message_id, language,"
                 " duration, resolution, motion_preset, aspect, strength, seed, steps, fps,"
                 " input_path, idempotency_key, request_digest, webhook_url, webhook_events,"
-                " status, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)"
+                " shot, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)"
                 " RETURNING *",
                 (*astuple(new), now, now),  # NewJob's fields in the order named above
             ) as cur:
@@ -191,21 +193,11 @@ class Jobs(Base):
 
     async def _queue_query(self, now: float, also: str | None) -> tuple[list[Job], Job | None]:
         rows = await self._fetchall(
-            "WITH turns AS ("
-            "  SELECT user_id, MAX(COALESCE(MAX(started_at), ''),"
-            "  MIN(CASE WHEN status = 'queued' THEN created_at END)) AS turn"
-            "  FROM jobs WHERE user_id IN (SELECT user_id FROM jobs WHERE status = 'queued')"
-            "  GROUP BY user_id),"
-            " waiting AS ("
-            "  SELECT q.*, (q.not_before > ?1) AS backoff,"
-            "  CASE WHEN q.not_before > ?1 THEN q.not_before ELSE 0 END AS wait_until,"
-            "  ROW_NUMBER() OVER (PARTITION BY q.user_id, q.not_before > ?1 ORDER BY q.rowid)"
-            "  AS round, t.turn AS turn, q.rowid AS seq"
-            "  FROM jobs q JOIN turns t ON t.user_id = q.user_id WHERE q.status = 'queued')"
-            " SELECT * FROM waiting"
-            " UNION ALL SELECT jobs.*, 0, 0, 0, '', 0 FROM jobs"
-            " WHERE job_id = ?2 AND status != 'queued'"
-            " ORDER BY backoff, wait_until, round, turn, seq",
+            "WITH"
+            + fair_ctes("sqlite")
+            + "SELECT jobs.*, fair.rank AS rank FROM fair JOIN jobs ON jobs.job_id = fair.job_id"
+            " UNION ALL SELECT jobs.*, 0 FROM jobs WHERE job_id = ?2 AND status != 'queued'"
+            " ORDER BY rank",
             (now, also),
         )
         jobs = [job for row in rows if (job := self._job(row)) is not None]
@@ -361,6 +353,7 @@ class Jobs(Base):
         """processing -> queued: a retry after an error, a stop, or recovery after a crash."""
         return await self._transition(
             "UPDATE jobs SET status = 'queued', progress = 0, message = ?, error = ?,"
+            " phase = '', phase_step = 0, phase_steps = 0,"
             " attempts = attempts + ?, not_before = ?, started_at = NULL, updated_at = ?"
             " WHERE job_id = ? AND status = 'processing' RETURNING *",
             (
@@ -375,28 +368,34 @@ class Jobs(Base):
 
     async def recover(self, max_retries: int) -> tuple[int, list[Job]]:
         """At start: a job left `processing` by a dead process counts a failed attempt. It goes
-        back to the queue, or, past `max_retries` attempts, ends failed (a photo that kills the
-        process must not loop forever). Returns (jobs requeued, jobs failed)."""
+        back to the queue, or, past `max_retries` attempts, ends failed (the retry policy's
+        crash-loop guard). Returns (jobs requeued, jobs failed)."""
+        crash = Interrupted("the service stopped")
 
         async def statements(db: aiosqlite.Connection) -> tuple[int, list[Job]]:
             now = utcnow()
-            async with db.execute(
-                "UPDATE jobs SET status = 'failed', message = 'failed', completed_at = ?1,"
-                " updated_at = ?1, attempts = attempts + 1, interruptions = interruptions + 1,"
-                " error = 'the service stopped while rendering this video '"
-                " || (interruptions + 1) || ' times'"
-                " WHERE status = 'processing' AND attempts >= ?2 RETURNING *",
-                (now, max_retries),
-            ) as cur:
-                failed = [job for row in await cur.fetchall() if (job := self._job(row))]
-            cur2 = await db.execute(
-                "UPDATE jobs SET status = 'queued', progress = 0, message = 'queued after restart',"
-                " phase = '', phase_step = 0, phase_steps = 0, attempts = attempts + 1,"
-                " interruptions = interruptions + 1, started_at = NULL, updated_at = ?"
-                " WHERE status = 'processing'",
-                (now,),
-            )
-            return cur2.rowcount, failed
+            async with db.execute("SELECT * FROM jobs WHERE status = 'processing'") as cur:
+                left = [job for row in await cur.fetchall() if (job := self._job(row))]
+            failed: list[Job] = []
+            for job in left:
+                after = after_interruption(max_retries, crash, job.attempts, job.interruptions)
+                if after.status == "failed":
+                    async with db.execute(
+                        "UPDATE jobs SET status = 'failed', message = 'failed', error = ?1,"
+                        " completed_at = ?2, updated_at = ?2, attempts = attempts + 1,"
+                        " interruptions = interruptions + 1 WHERE job_id = ?3 RETURNING *",
+                        (after.error, now, job.job_id),
+                    ) as cur:
+                        failed += [job for row in await cur.fetchall() if (job := self._job(row))]
+                    continue
+                await db.execute(
+                    "UPDATE jobs SET status = 'queued', progress = 0,"
+                    " message = 'queued after restart', phase = '', phase_step = 0,"
+                    " phase_steps = 0, attempts = attempts + 1, interruptions = interruptions + 1,"
+                    " started_at = NULL, updated_at = ? WHERE job_id = ?",
+                    (now, job.job_id),
+                )
+            return len(left) - len(failed), failed
 
         requeued, failed = await self._transaction(statements)
         self._rows.clear()  # recovery rewrote rows without returning them all

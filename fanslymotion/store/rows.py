@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import json
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import InvalidParams
-from ..models import TERMINAL
+from ..vocabulary import TERMINAL, Progress
 
 
 def iso_utc(moment: datetime) -> str:
@@ -70,10 +71,50 @@ class Job:
     webhook_url: str | None = None
     webhook_events: str | None = None  # a JSON list of event names
     request_digest: str | None = None
+    shot: str | None = None  # camera.Shot as JSON
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+    def with_progress(self, report: Progress, **changes: Any) -> Job:
+        """This row as a progress report shows it (live, before it is saved)."""
+        return replace(
+            self,
+            progress=round(report.percent, 1),
+            message=report.message,
+            phase=report.phase,
+            phase_step=report.step,
+            phase_steps=report.steps,
+            **changes,
+        )
+
+    def _shot(self) -> dict[str, Any]:
+        return json.loads(self.shot) if self.shot else {}
+
+    @property
+    def framing(self) -> str | None:
+        """How the path was aimed: face, saliency, centre, focus or camera (None: older rows)."""
+        subject = self._shot().get("subject")
+        return str(subject["framing"]) if subject else None
+
+    @property
+    def warnings(self) -> list[dict[str, Any]]:
+        return list(self._shot().get("warnings") or [])
+
+    @property
+    def loop(self) -> bool:
+        return bool(self._shot().get("loop"))
+
+    @property
+    def focus(self) -> dict[str, float] | None:
+        focus: dict[str, float] | None = self._shot().get("focus")
+        return focus
+
+    @property
+    def camera(self) -> dict[str, Any] | None:
+        camera: dict[str, Any] | None = self._shot().get("camera")
+        return camera
 
 
 _JOB_COLUMNS = tuple(f.name for f in fields(Job))
@@ -102,6 +143,7 @@ class NewJob:
     request_digest: str | None = None
     webhook_url: str | None = None
     webhook_events: str | None = None  # a JSON list of event names
+    shot: str | None = None  # camera.Shot as JSON
 
 
 @dataclass

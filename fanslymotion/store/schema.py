@@ -165,4 +165,10 @@ REQUEST_DIGEST = """
 ALTER TABLE jobs ADD COLUMN request_digest TEXT;
 """
 
-MIGRATIONS: list[str] = [SCHEMA, PHASE_COLUMNS, WEBHOOKS, REQUEST_DIGEST]
+# Version 5: how the clip is aimed (camera.Shot as JSON: focus, keyframed camera, loop, the
+# subject found in the photo and the warnings it earned); NULL for rows made before.
+SHOT = """
+ALTER TABLE jobs ADD COLUMN shot TEXT;
+"""
+
+MIGRATIONS: list[str] = [SCHEMA, PHASE_COLUMNS, WEBHOOKS, REQUEST_DIGEST, SHOT]

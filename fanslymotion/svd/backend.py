@@ -21,7 +21,6 @@ from .. import checkpoints, motion
 from ..checkpoints import PassStore, PreviewPlan
 from ..config import Settings
 from ..errors import Cancelled, FanslyError, GPUOutOfMemory, RenderError, Unavailable
-from ..models import Phase, Progress
 from ..renderer import (
     ProgressFn,
     Renderer,
@@ -31,6 +30,7 @@ from ..renderer import (
     RenderTask,
     check_cancel,
 )
+from ..vocabulary import Phase, Progress
 from .chain import Chain
 from .handoff import Handoff
 from .load import (
@@ -387,7 +387,7 @@ class SVDRenderer(Renderer):
                     preset=spec.motion,
                     strength=spec.strength,
                 )
-                return self._encode(task, output, (out_w, out_h), on_frame, progress)
+                return self._encode(task, output, (out_w, out_h), on_frame, progress, cancel)
 
             handoff: Handoff[FrameArray, RenderResult] = Handoff(2 * self._frames_per_pass)
             return handoff.run(generated, finish)

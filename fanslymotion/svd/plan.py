@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 import diffusers  # noqa: F401  (a lazy module: the pipeline classes load on first use)
 
 from ..errors import InvalidParams
-from ..models import Phase, Progress
 from ..renderer import (
     ProgressFn,
 )
+from ..vocabulary import Phase, Progress
 
 if TYPE_CHECKING:
     import numpy as np

@@ -52,11 +52,14 @@ async function failure(response) {
   return new ApiError(response.status, message, code);
 }
 
-/** fetch + JSON; a non-2xx answer throws ApiError with the service's own message. */
-export async function request(path, { method = "GET", body, bearer, signal } = {}) {
+/** fetch + JSON (`json` is sent as the body); a non-2xx answer throws ApiError with the
+ * service's own message. */
+export async function request(path, { method = "GET", body, json, bearer, signal } = {}) {
   let response;
+  const extra = json === undefined ? {} : { "Content-Type": "application/json" };
+  if (json !== undefined) body = JSON.stringify(json);
   try {
-    response = await fetch(path, { method, body, signal, headers: headers({}, bearer) });
+    response = await fetch(path, { method, body, signal, headers: headers(extra, bearer) });
   } catch (exc) {
     if (exc.name === "AbortError") throw exc;
     throw new ApiError(0, "network");

@@ -1,11 +1,25 @@
-// The gallery: this browser's jobs (GET /jobs), newest first, as a grid of posters with their
-// status, in pages.
+// The gallery: this browser's jobs (GET /jobs), newest first, as a grid of posters with what
+// each is (motion, length, size, ratio, variant) and its status, in pages.
 
 import { mediaUrl, request, token, userId } from "./api.js";
 import { t } from "./i18n.js";
 
 const PAGE = 12;
 const ACTIVE = new Set(["queued", "processing"]);
+
+/** The name of the listed ratio ("9:16") nearest to width:height (sizes are rounded to even). */
+export function ratioName(width, height, aspects) {
+  const ratio = width / height;
+  let best = `${width}:${height}`;
+  let off = Infinity;
+  for (const name of aspects) {
+    const [w, h] = name.split(":").map(Number);
+    if (!w || !h) continue; // "auto"
+    const distance = Math.abs(Math.log(w / h / ratio));
+    if (distance < off) [best, off] = [name, distance];
+  }
+  return best;
+}
 
 export class Gallery {
   constructor(root, actions) {
@@ -15,8 +29,10 @@ export class Gallery {
     this.prev = root.querySelector("#gallery-prev");
     this.next = root.querySelector("#gallery-next");
     this.page = root.querySelector("#gallery-page");
+    this.pages = root.querySelector("#gallery-pages");
     this.error = root.querySelector("#gallery-error");
     this.actions = actions; // { play(jobId), cancel(jobId), again(job), failed(exc) }
+    this.aspects = []; // the ratios the service offers, to name a video's ratio
     this.offset = 0;
     this.more = false;
     this.prev.addEventListener("click", () => this.load(Math.max(0, this.offset - PAGE)));
@@ -39,6 +55,7 @@ export class Gallery {
     this.empty.hidden = list.jobs.length > 0 || offset > 0;
     this.prev.disabled = offset === 0;
     this.next.disabled = !this.more;
+    this.pages.hidden = offset === 0 && !this.more; // one page: nothing to page through
     this.page.textContent = t("gallery.page", { n: Math.floor(offset / PAGE) + 1 });
     this.root.hidden = false;
   }
@@ -55,10 +72,16 @@ export class Gallery {
     thumb.setAttribute("aria-label", `${t("gallery.play")}: ${thumb.textContent}`);
     thumb.disabled = job.status !== "completed";
     thumb.addEventListener("click", () => this.actions.play(job.job_id));
-    if (job.status === "completed") this.poster(job.job_id, thumb);
-
     const meta = document.createElement("div");
     meta.className = "meta";
+    const what = document.createElement("p");
+    what.className = "what";
+    what.textContent = thumb.textContent;
+    const details = document.createElement("p");
+    details.className = "details";
+    details.hidden = true;
+    if (job.status === "completed") this.poster(job.job_id, thumb, details);
+
     const badge = document.createElement("span");
     badge.className = `badge ${job.status}`;
     badge.textContent = t(`status.${job.status}`);
@@ -75,7 +98,7 @@ export class Gallery {
     }
     if (ACTIVE.has(job.status)) add("gallery.cancel", () => this.actions.cancel(job.job_id));
     add("gallery.resubmit", () => this.actions.again(job.job_id));
-    meta.append(badge, when, actions);
+    meta.append(what, details, badge, when, actions);
     item.append(thumb, meta);
     return item;
   }
@@ -90,9 +113,19 @@ export class Gallery {
     return button;
   }
 
-  async poster(jobId, thumb) {
+  /** The video's first frame in the thumbnail, and its size, ratio and variant below it. */
+  async poster(jobId, thumb, details) {
     try {
       const result = await request(`/job/result/${jobId}`);
+      if (result.width) {
+        const ratio = ratioName(result.width, result.height, this.aspects);
+        details.textContent = [
+          `${result.width}x${result.height}`,
+          ratio,
+          t("gallery.seed", { seed: result.seed }),
+        ].join(" · ");
+        details.hidden = false;
+      }
       let media;
       if (result.poster_url) {
         media = document.createElement("img");

@@ -2,27 +2,50 @@
 // browse the gallery. Every job action goes through the same HTTP API as any other client.
 
 import { ApiError, mediaUrl, request, setToken, streamEvents, token, userId } from "./api.js";
-import { Gallery } from "./gallery.js";
+import { Gallery, ratioName } from "./gallery.js";
 import { apply, language, phase, setLanguage, t } from "./i18n.js";
 import { keepPhoto, photoOf } from "./photos.js";
+import { PhotoPicker } from "./picker.js";
+import { CameraEditor } from "./editor.js";
+import { FocusPoint } from "./focus.js";
 import { CameraPreview } from "./preview.js";
+import { upscaleWarning } from "./upscale.js";
 
 const OPTIONS_KEY = "fanslymotion.options";
 const JOB_KEY = "fanslymotion.job";
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
-const EXTENSIONS = /\.(jpe?g|png|webp|bmp|tiff?|gif|heic|heif|avif)$/i;
+const FPS = [24, 30]; // the frame rates a job may ask for
 
 const $ = (id) => document.getElementById(id);
 const state = {
   config: null,
   photo: null, // the File chosen in the form
+  picker: null,
+  editing: false, // the camera is aimed with the editor, not a preset
   jobId: null,
   watching: null, // AbortController of the event stream being read
   result: null,
   progress: null, // the last status or progress shown
   blobs: [], // object URLs to release when the result changes
 };
-const preview = new CameraPreview($("photo"), $("camera-box"));
+const preview = new CameraPreview($("photo"), $("camera-box"), pathArrived);
+const focus = new FocusPoint({
+  image: $("photo"),
+  mark: $("focus-mark"),
+  clear: $("focus-clear"),
+  onChange: () => optionsChanged(),
+});
+const editor = new CameraEditor({
+  image: $("photo"),
+  layer: $("camera-keys"),
+  controls: {
+    zoom: $("cam-zoom"),
+    middle: $("cam-middle"),
+    ease: $("cam-ease"),
+    selected: $("cam-selected"),
+  },
+  onChange: () => optionsChanged(),
+});
 const gallery = new Gallery($("gallery"), {
   play: (jobId) => showResult(jobId, { scroll: true }),
   download: (jobId) => download(jobId),
@@ -97,10 +120,21 @@ function fillOptions() {
   fillSelect($("opt-resolution"), c.resolutions, (r) => r);
   fillSelect($("opt-motion"), c.presets, (p) => t(`motion.${p}`));
   fillSelect($("opt-aspect"), c.aspects, (a) => (a === "auto" ? t("aspect.auto") : a));
-  const saved = { ...{ duration: "6", resolution: "720p", motion_preset: "dolly_in" }, ...keep };
+  // The service's own rate comes first when a job cannot ask for it (it is then left unsaid).
+  const rates = FPS.includes(c.fps) ? FPS : ["", ...FPS];
+  fillSelect($("opt-fps"), rates, (n) =>
+    n === "" ? t("opt.fpsDefault", { n: c.fps }) : t("opt.fpsValue", { n }),
+  );
+  for (const name of ["fps", "loop"]) {
+    for (const el of document.querySelectorAll(`[data-field=${name}]`)) el.hidden = !offers(name);
+  }
+  const fps = FPS.includes(c.fps) ? c.fps : "";
+  const defaults = { duration: "6", resolution: "720p", motion_preset: "dolly_in", fps };
+  const saved = { ...defaults, ...keep };
   for (const [name, value] of Object.entries(saved)) {
     const field = $("options").elements.namedItem(name);
-    if (field && value !== undefined) field.value = String(value);
+    if (field?.type === "checkbox") field.checked = value === true;
+    else if (field && value !== undefined) field.value = String(value);
   }
   $("strength-value").value = $("opt-strength").value;
 }
@@ -113,129 +147,192 @@ function readOptions() {
   }
 }
 
-/** The chosen parameters, as /job/create and /camera take them. */
+/** Whether this service's /job/create takes a field (a newer page may meet an older service). */
+function offers(field) {
+  return Boolean(state.config?.job_fields?.includes(field));
+}
+
+/** The chosen parameters, typed as the JSON form of /job/create takes them. */
 function options() {
   const form = $("options").elements;
   const out = {
-    duration: form.namedItem("duration").value,
+    duration: Number(form.namedItem("duration").value),
     resolution: form.namedItem("resolution").value,
     motion_preset: form.namedItem("motion_preset").value,
     aspect: form.namedItem("aspect").value,
-    strength: form.namedItem("strength").value,
+    strength: Number(form.namedItem("strength").value),
   };
+  if (offers("fps") && form.namedItem("fps").value) out.fps = Number(form.namedItem("fps").value);
+  if (offers("camera") && state.editing && editor.keys.length >= 2) out.camera = editor.value();
+  if (offers("focus") && !state.editing && focus.value()) out.focus = focus.value();
+  if (offers("loop")) out.loop = form.namedItem("loop").checked;
   const seed = form.namedItem("seed").value.trim();
-  return seed === "" ? out : { ...out, seed };
+  return seed === "" ? out : { ...out, seed: Number(seed) };
+}
+
+/** The parameters of a job that shape its camera, as /camera takes them. */
+function cameraParams() {
+  const fields = state.config.camera_fields || [];
+  return Object.fromEntries(Object.entries(options()).filter(([name]) => fields.includes(name)));
 }
 
 function optionsChanged() {
   $("strength-value").value = $("opt-strength").value;
-  localStorage.setItem(OPTIONS_KEY, JSON.stringify({ seed: "", ...options() }));
+  const kept = { seed: "", ...options(), editing: Boolean(state.editing) };
+  localStorage.setItem(OPTIONS_KEY, JSON.stringify(kept));
+  showFraming();
   refreshPreview();
 }
 
-function refreshPreview() {
+// -- the camera editor and the resolution warning -------------------------------------------
+
+/** Each path from /camera: the editor learns the output's shape, the warning is redone. */
+function pathArrived(path) {
+  const aspect = path.output.width / path.output.height;
+  if (state.editing && !editor.keys.length) {
+    editor.reset(editor.keysFrom(path, state.keptCamera && readOptions().camera), aspect);
+    setTimeout(optionsChanged); // the path through these frames, in place of the preset's
+  }
+  editor.setAspect(aspect);
+  showWarning(path);
+}
+
+function showWarning(path) {
+  const resolution = $("opt-resolution").value;
+  const warning = path && upscaleWarning(path, resolution, state.config.resolutions);
+  $("upscale").hidden = !warning;
+  if (!warning) return;
+  const factor = warning.factor.toFixed(1);
+  $("upscale-text").textContent = t("warn.upscale", { factor, resolution });
+  $("upscale-lower").hidden = !warning.lower;
+  $("upscale-lower").textContent = t("warn.lower", { resolution: warning.lower });
+  $("upscale-lower").dataset.resolution = warning.lower || "";
+}
+
+function useLower() {
+  $("opt-resolution").value = $("upscale-lower").dataset.resolution;
+  optionsChanged();
+  $("opt-resolution").focus();
+}
+
+/** The editor on or off: on, it starts from the path shown (or the one kept from before). */
+function setEditing(on) {
+  state.editing = on && offers("camera");
+  $("cam-custom").checked = state.editing;
+  $("cam-tools").hidden = !state.editing;
+  $("camera-keys").hidden = !state.editing;
+  $("stage").classList.toggle("editing", state.editing);
+  $("opt-motion").disabled = state.editing;
+  showFraming();
+  setPlaying(false);
+  if (state.editing && preview.path) {
+    const aspect = preview.path.output.width / preview.path.output.height;
+    editor.reset(editor.keysFrom(preview.path, state.keptCamera && readOptions().camera), aspect);
+  }
+  if (!state.editing) editor.keys = [];
+}
+
+function setPlaying(on) {
+  $("stage").classList.toggle("playing", on);
+  $("cam-play").setAttribute("aria-pressed", String(on));
+  $("cam-play").textContent = t(on ? "cam.stop" : "cam.play");
+  if (on) preview.restart();
+}
+
+async function refreshPreview() {
   if (!state.photo || $("stage").hidden) return;
-  const { seed: _seed, ...params } = options();
-  preview.show(params).catch((exc) => report(exc, $("photo-error")));
+  const params = cameraParams();
+  const photo = state.photo;
+  const known = state.subject?.photo === photo;
+  const aimed = params.camera || params.focus; // the user's aim: no subject to look for
+  if (!aimed && !known) {
+    // Once per photo the service sees it, to find its subject as a job would (faces first);
+    // after that the preview aims at what it found, without sending the photo again.
+    params.image_data = await dataUrl(photo);
+    if (photo !== state.photo) return;
+  } else if (!aimed && state.subject.framing !== "centre") {
+    params.focus = { x: state.subject.x, y: state.subject.y };
+  }
+  try {
+    await preview.show(params);
+  } catch (exc) {
+    report(exc, $("photo-error"));
+  }
+  if (params.image_data && preview.path?.subject && photo === state.photo) {
+    state.subject = { photo, framing: preview.path.framing, ...preview.path.subject };
+    showFraming();
+  }
+}
+
+/** How the camera is aimed, in words: the subject found, or the user's own path. */
+function showFraming() {
+  const framing = state.editing ? "camera" : focus.value() ? "focus" : state.subject?.framing;
+  $("framing").textContent = framing ? t(`framing.${framing}`) : "";
 }
 
 // -- the photo --------------------------------------------------------------------------------
 
-/** The refusals the browser can tell before an upload: type, size, then pixels. */
-function refusal(file) {
-  const c = state.config;
-  const type = file.type || "";
-  const image = type.startsWith("image/") && type !== "image/svg+xml";
-  if (!image && !(type === "" && EXTENSIONS.test(file.name || ""))) {
-    return t("photo.type", { supported: c.supported });
-  }
-  if (file.size > c.max_upload_bytes) return t("photo.size", { mb: c.max_upload_mb });
-  return "";
+/** A photo accepted by the picker: show it (when the browser can) and let Animate go. */
+function photoChosen(file, size, kept) {
+  state.photo = file;
+  state.subject = null; // the service looks at each new photo once
+  state.keptCamera = kept; // the photo from before a reload: its camera too
+  const saved = kept && offers("focus") ? readOptions().focus : null;
+  focus.set(saved ? saved.x : null, saved?.y, { quiet: true }); // a new photo: no point yet
+  editor.keys = []; // the frames start again from the new photo's first path
+  $("stage").hidden = !size;
+  if (!size) $("photo-error").textContent = t("photo.nopreview");
+  $("animate").disabled = false;
+  refreshPreview();
 }
 
-function choose(file) {
-  if (!file) return;
-  $("photo-error").textContent = "";
-  $("make-error").textContent = "";
-  const refused = refusal(file);
-  if (refused) {
-    $("photo-error").textContent = refused;
-    return;
-  }
+/** No usable photo in the field any more: nothing to animate, nothing shown; `why` says why. */
+function photoGone(why) {
   state.photo = null;
-  $("animate").disabled = true;
   preview.stop();
-  const img = $("photo");
-  if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
-  img.onload = () => {
-    const { naturalWidth: w, naturalHeight: h } = img;
-    const c = state.config;
-    if (Math.min(w, h) < c.min_side) {
-      $("photo-error").textContent = t("photo.small", { min: c.min_side, w, h });
-      $("stage").hidden = true;
-      return;
-    }
-    if (w * h > c.max_pixels) {
-      $("photo-error").textContent = t("photo.pixels", { mp: c.max_pixels / 1e6 });
-      $("stage").hidden = true;
-      return;
-    }
-    state.photo = file;
-    $("stage").hidden = false;
-    $("animate").disabled = false;
-    refreshPreview();
-  };
-  img.onerror = () => {
-    // HEIC and the like: the service reads them, this browser cannot show them.
-    state.photo = file;
-    $("stage").hidden = true;
-    $("photo-error").textContent = t("photo.nopreview");
-    $("animate").disabled = false;
-  };
-  img.src = URL.createObjectURL(file);
-}
-
-function wirePhotoInputs() {
-  const drop = $("drop");
-  $("file-input").addEventListener("change", (e) => choose(e.target.files[0]));
-  drop.addEventListener("dragover", (e) => {
-    e.preventDefault();
-    drop.classList.add("over");
-  });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => {
-    e.preventDefault();
-    drop.classList.remove("over");
-    choose(e.dataTransfer?.files?.[0]);
-  });
-  document.addEventListener("paste", (e) => {
-    const file = [...(e.clipboardData?.files || [])][0];
-    if (file) {
-      e.preventDefault();
-      choose(file);
-    }
-  });
+  $("animate").disabled = true;
+  $("stage").hidden = true;
+  $("photo-error").textContent = why;
+  $("make-error").textContent = "";
+  $("upscale").hidden = true;
 }
 
 // -- submitting and watching a job ------------------------------------------------------------
 
+/** The photo as a data: URL, which the JSON form's image_data takes as it is. */
+function dataUrl(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+/** Create a job: the JSON form, so that numbers, booleans and the camera keep their types. */
 async function submit(photo, params, where) {
-  const body = new FormData();
-  body.set("user_id", String(userId()));
-  for (const [name, value] of Object.entries(params)) {
-    if (value !== undefined && value !== null && value !== "") body.set(name, String(value));
-  }
-  body.set("image", photo, photo.name || "photo");
   let created;
   try {
-    created = await request("/job/create", { method: "POST", body });
+    const fields = Object.entries(params).filter(([, v]) => v !== undefined && v !== null);
+    const body = { user_id: userId(), ...Object.fromEntries(fields) };
+    body.image_data = await dataUrl(photo);
+    created = await request("/job/create", { method: "POST", json: body });
   } catch (exc) {
     report(exc, where);
     return;
   }
   await keepPhoto(created.job_id, photo);
-  watch(created.job_id, created);
+  watch(created.job_id, created, { fresh: true });
+  reveal($("job"));
   gallery.load(0);
+}
+
+/** Scroll an element into view when it is not (on a phone the job and result cards are below). */
+function reveal(element) {
+  const box = element.getBoundingClientRect();
+  if (box.top >= 0 && box.bottom <= window.innerHeight) return;
+  const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  element.scrollIntoView({ behavior: still ? "auto" : "smooth", block: "start" });
 }
 
 function onSubmit(event) {
@@ -267,12 +364,29 @@ function showProgress(body) {
   if (status === "processing" && phase(body)) detail.push(phase(body));
   if (!TERMINAL.has(status) && eta != null) detail.push(t("job.eta", { s: Math.ceil(eta) }));
   $("job-detail").textContent = detail.join(" · ");
+  showJobWarnings(body.warnings || []);
   $("job-cancel").hidden = TERMINAL.has(status);
   if (status === "failed" && body.error) $("job-error").textContent = body.error;
 }
 
+/** What the service warned about this job (an enlarged photo, a loop SVD cannot close). */
+function showJobWarnings(warnings) {
+  const words = (w) => {
+    if (w.code === "upscale") return t("warn.jobUpscale", { factor: Number(w.factor).toFixed(1) });
+    if (w.code === "svd_no_loop") return t("warn.svdNoLoop");
+    return w.message || w.code;
+  };
+  $("job-warnings").replaceChildren(
+    ...warnings.map((w) => {
+      const item = document.createElement("li");
+      item.textContent = words(w);
+      return item;
+    }),
+  );
+}
+
 /** Follow a job through its event stream until it ends; reconnect if the stream drops. */
-async function watch(jobId, first) {
+async function watch(jobId, first, { fresh = false } = {}) {
   state.watching?.abort();
   const controller = new AbortController();
   state.watching = controller;
@@ -315,7 +429,8 @@ async function watch(jobId, first) {
   $("job-error").textContent = last.status === "failed" ? last.error || t("job.failed") : "";
   showProgress(last);
   gallery.load();
-  if (last.status === "completed") await showResult(jobId);
+  // A job made here ends with its video in view; one found after a reload just shows it.
+  if (last.status === "completed") await showResult(jobId, { scroll: fresh });
 }
 
 async function cancel(jobId, where) {
@@ -362,7 +477,7 @@ async function showResult(jobId, { scroll = false } = {}) {
   showParams(result);
   fillOtherMotions(result);
   $("result").hidden = false;
-  if (scroll) $("result").scrollIntoView({ behavior: "smooth", block: "start" });
+  if (scroll) reveal($("result"));
   player.play().catch(() => {
     // autoplay refused: the controls are there
   });
@@ -379,14 +494,18 @@ function showParams(result) {
   const rows = [
     ["param.duration", t("opt.seconds", { n: result.duration ?? p.duration })],
     ["param.size", `${result.width}x${result.height} (${p.resolution})`],
-    ["param.motion", t(`motion.${p.motion_preset}`)],
-    ["param.aspect", p.aspect],
+    ["param.motion", p.camera ? t("aim.camera") : t(`motion.${p.motion_preset}`)],
+    ["param.aspect", aspectUsed(result)],
     ["param.strength", String(p.strength)],
     ["param.seed", String(result.seed)],
+    ["param.fps", result.fps ? t("opt.fpsValue", { n: result.fps }) : ""],
+    ["param.loop", p.loop ? t("param.yes") : ""],
+    ["param.framing", result.framing ? t(`aim.${result.framing}`) : ""],
     ["param.renderer", result.renderer || ""],
   ];
+  const shown = rows.filter(([, value]) => value);
   $("result-params").replaceChildren(
-    ...rows.flatMap(([key, value]) => {
+    ...shown.flatMap(([key, value]) => {
       const dt = document.createElement("dt");
       dt.textContent = t(key);
       const dd = document.createElement("dd");
@@ -394,6 +513,13 @@ function showParams(result) {
       return [dt, dd];
     }),
   );
+}
+
+/** The ratio the video has: "auto" says which one the photo gave. */
+function aspectUsed(result) {
+  const aspect = result.parameters.aspect;
+  if (aspect !== "auto" || !result.width) return aspect;
+  return t("param.aspectAuto", { ratio: ratioName(result.width, result.height, state.config.aspects) });
 }
 
 /** Send a finished job's photo again with its parameters, changed by `changes`. */
@@ -418,8 +544,14 @@ async function again(jobId, changes, where) {
     motion_preset: p.motion_preset,
     aspect: p.aspect,
     strength: p.strength,
-    ...changes,
   };
+  // The newer choices travel too, where this service takes them.
+  for (const name of ["fps", "loop", "focus", "camera"]) {
+    if (offers(name) && p[name] !== undefined && p[name] !== null) params[name] = p[name];
+  }
+  if (!FPS.includes(params.fps)) delete params.fps; // the service's own rate: left unsaid
+  if (changes.motion_preset) delete params.camera; // another motion replaces an aimed camera
+  Object.assign(params, changes);
   await submit(photo, params, where);
 }
 
@@ -446,6 +578,12 @@ function translate() {
   $("lang-switch").textContent = language() === "ru" ? "English" : "Русский";
   $("lang-switch").lang = language() === "ru" ? "en" : "ru";
   $("user-note").textContent = t("user.note", { id: userId() });
+  if (!$("file-input").files.length) $("file-name").textContent = t("photo.none");
+  editor.draw();
+  focus.draw();
+  showFraming();
+  $("cam-play").textContent = t($("stage").classList.contains("playing") ? "cam.stop" : "cam.play");
+  if (preview.path) showWarning(preview.path);
   if (state.config) {
     fillOptions();
     gallery.load();
@@ -466,6 +604,7 @@ async function open() {
   $("token-change").hidden = !state.config.token_required;
   await gallery.load(0);
   if (!$("token-panel").hidden) return; // the token was refused meanwhile
+  if (!state.photo) await state.picker.restore();
   const jobId = localStorage.getItem(JOB_KEY);
   if (jobId && !state.watching) watch(jobId);
 }
@@ -479,7 +618,16 @@ async function main() {
     return;
   }
   fillOptions();
-  wirePhotoInputs();
+  gallery.aspects = state.config.aspects;
+  state.picker = new PhotoPicker({
+    input: $("file-input"),
+    drop: $("drop"),
+    name: $("file-name"),
+    img: $("photo"),
+    config: state.config,
+    onPhoto: photoChosen,
+    onNone: photoGone,
+  });
   $("options").addEventListener("change", optionsChanged);
   $("opt-strength").addEventListener("input", optionsChanged);
   $("options").addEventListener("submit", onSubmit);
@@ -487,6 +635,16 @@ async function main() {
     $("opt-seed").value = "";
     optionsChanged();
   });
+  $("camera-edit").hidden = !offers("camera");
+  $("cam-custom").addEventListener("change", () => {
+    setEditing($("cam-custom").checked);
+    optionsChanged();
+  });
+  $("cam-play").addEventListener("click", () => {
+    setPlaying(!$("stage").classList.contains("playing"));
+  });
+  $("upscale-lower").addEventListener("click", useLower);
+  if (readOptions().editing) setEditing(true);
   $("token-form").addEventListener("submit", saveToken);
   $("token-change").addEventListener("click", () => askToken(false));
   $("job-cancel").addEventListener("click", () => {

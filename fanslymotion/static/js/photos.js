@@ -1,10 +1,12 @@
 // The photos this browser submitted, kept in IndexedDB by job id, so that "another variant",
 // "other motion" and the gallery's "again" can send the same photo after a reload. The service
 // deletes its copy of a photo once the job ends (INPUT_RETENTION), so only the browser has it.
+// The photo in the form (not sent yet, or being rendered) is kept too, so a reload keeps it.
 
 const DB = "fanslymotion";
 const STORE = "photos";
 const KEEP = 40;
+const DRAFT = "draft"; // the key of the photo in the form (job ids are never this)
 
 function open() {
   return new Promise((resolve, reject) => {
@@ -54,12 +56,32 @@ export async function photoOf(jobId) {
   }
 }
 
+/** Keep the photo in the form (null forgets it). */
+export async function keepDraft(file) {
+  try {
+    await run("readwrite", (store) =>
+      file
+        ? store.put({ blob: file, name: file.name || "photo", type: file.type, at: 0 }, DRAFT)
+        : store.delete(DRAFT),
+    );
+  } catch {
+    // no IndexedDB: the form simply starts empty after a reload
+  }
+}
+
+export function draftPhoto() {
+  return photoOf(DRAFT);
+}
+
 async function prune() {
   const keys = await run("readonly", (store) => store.getAllKeys());
   const entries = await run("readonly", (store) => store.getAll());
-  if (entries.length <= KEEP) return;
-  const order = keys.map((key, i) => [entries[i].at, key]).sort((a, b) => a[0] - b[0]);
-  const drop = order.slice(0, entries.length - KEEP).map(([, key]) => key);
+  if (entries.length <= KEEP + 1) return;
+  const order = keys
+    .map((key, i) => [entries[i].at, key])
+    .filter(([, key]) => key !== DRAFT)
+    .sort((a, b) => a[0] - b[0]);
+  const drop = order.slice(0, Math.max(0, order.length - KEEP)).map(([, key]) => key);
   await run("readwrite", (store) => {
     for (const key of drop) store.delete(key);
     return { result: drop.length };

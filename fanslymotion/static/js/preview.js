@@ -1,12 +1,14 @@
 // The camera preview: the crop window of every frame, as the service computes it (GET /camera),
-// drawn over the photo and played at the clip's real duration, in a loop.
+// drawn over the photo and played at the clip's real duration, in a loop. It is asked with
+// POST and a JSON body, so numbers, booleans and the editor's `camera` keep their types.
 
 import { request } from "./api.js";
 
 export class CameraPreview {
-  constructor(image, box) {
+  constructor(image, box, onPath = () => {}) {
     this.image = image;
     this.box = box;
+    this.onPath = onPath; // called with each path that arrives
     this.path = null;
     this.started = 0;
     this.frame = 0;
@@ -19,21 +21,28 @@ export class CameraPreview {
     const width = this.image.naturalWidth;
     const height = this.image.naturalHeight;
     if (!width || !height) return;
-    const query = new URLSearchParams({ width, height, ...params });
     this.pending?.abort();
     const pending = new AbortController();
     this.pending = pending;
     try {
-      const path = await request(`/camera?${query}`, { signal: pending.signal });
+      const json = { width, height, ...params };
+      const path = await request("/camera", { method: "POST", json, signal: pending.signal });
       if (pending.signal.aborted) return;
       this.path = path;
       this.started = performance.now();
       this.box.dataset.frames = String(path.frames);
       this.box.dataset.output = `${path.output.width}x${path.output.height}`;
+      this.box.dataset.photo = `${path.photo.width}x${path.photo.height}`;
+      this.onPath(path);
       if (!this.frame) this.frame = requestAnimationFrame(this.tick);
     } catch (exc) {
       if (exc.name !== "AbortError") throw exc;
     }
+  }
+
+  /** Play the path from its start again. */
+  restart() {
+    this.started = performance.now();
   }
 
   stop() {
