@@ -124,6 +124,7 @@ def test_memory_helpers() -> None:
     assert svd_noise_aug(0.05, 1024, 576) == pytest.approx(0.05)
     assert svd_noise_aug(0.05, 768, 768) == pytest.approx(0.0625)
     assert svd_noise_aug(0.05, 576, 1024) == pytest.approx(0.075)
+    assert svd_noise_aug(0.05, 128, 64) == pytest.approx(0.05)  # the small 16:9 size
 
 
 # -- anchored passes and shared latents ----------------------------------------------------------

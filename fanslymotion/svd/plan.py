@@ -113,8 +113,10 @@ def svd_noise_aug(noise_aug: float, width: int, height: int) -> float:
     """Noise augmentation at a working size: SVD-XT saw 1024x576 (16:9) in training; the further
     a size's aspect is from it, the more noise the conditioning image gets, so the model leans
     less on an image it was not trained to continue (x1.25 for 1:1, x1.5 for 9:16). A heuristic
-    to tune with the real weights; 16:9 is unchanged."""
-    distance = abs(math.log(width / height / (16 / 9))) / math.log(16 / 9)
+    to tune with the real weights; 16:9 sizes are unchanged."""
+    # The aspect the size was made for (a small landscape size such as 128x64 is 16:9's).
+    ratio = min(_ASPECT_RATIOS.values(), key=lambda r: abs(math.log(width / height / r)))
+    distance = abs(math.log(ratio / (16 / 9))) / math.log(16 / 9)
     return noise_aug * (1 + 0.25 * min(2.0, distance))
 
 
