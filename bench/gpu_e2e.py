@@ -384,7 +384,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         info = video.probe(mp4)
         # Counted twice: by the probe (ffmpeg's -progress over a stream copy) and by decoding
         # every frame. ffmpeg 7.0 reports no frames for a stream copy, so probe says 0 there.
-        decoded = sum(1 for _ in video.read_frames(mp4, luma=True))
+        # NaN guard: random fp16 weights can overflow; a NaN frame comes out flat (one grey or
+        # black level), so the spread of luma says whether real numbers went through.
+        spreads = [float(frame.std()) for frame in video.read_frames(mp4, luma=True)]
+        decoded = len(spreads)
         width, height = EXPECTED_SIZE[args.resolution]
         frames = args.duration * args.fps
         results["probe"] = {
@@ -406,7 +409,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "fps": abs(info.fps - args.fps) < 0.01,
             "renderer_svd": result.get("renderer") == "svd",
             "seed": info.metadata.get("fanslymotion_seed") == str(args.seed),
+            "not_flat": bool(spreads) and min(spreads) > 0.5,
         }
+        results["luma_std"] = {"min": min(spreads or [0.0]), "max": max(spreads or [0.0])}
         _, health = http.call("GET", "/health")
         results["health_after"] = health
         results["ok"] = all(results["checks"].values())

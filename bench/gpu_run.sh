@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# The SVD path on a real GPU in one command (issue 16): speed, memory and correctness on CUDA.
+# The SVD path on a real GPU in one command (issues 16, 22, 27): correctness first, then speed.
 #
-#   bash bench/gpu_run.sh OUT            # on the lent GPU machine, under 9 minutes on an H200
+#   bash bench/gpu_run.sh OUT            # on the lent GPU machine: one 9-minute command on an H100
 #   bash bench/gpu_run.sh --rehearse OUT # here, on the CPU: the same steps at a tiny size
 #
 # Steps, each with its own time limit inside one overall budget (GPU_RUN_BUDGET seconds, 540 by
 # default, so the device tool's 10-minute command has room to spare):
 #   0. install the carried wheels (.whl/, from bench/gpu_wheels.sh) into $SITE, record the card,
-#      the driver and the versions;
-#   1. bench/svd_gpu.py: plain diffusers (fp16, eager, decode chunk 8) against ours eager and ours
-#      compiled, 1024x576, 25 frames, 25 steps;
-#   2. bench/gpu_e2e.py: random-weight SVD-XT saved as an fp16 variant, `python -m fanslymotion`
-#      on it, a 6 s 720p job over HTTP, ETA against the real time, the MP4 probed;
-#   3. bench/gpu_oom.py: the out-of-memory ladder on real CUDA OOMs (memory fraction caps).
-# A step that fails or runs out of time does not stop the others. OUT gets at most 8 files (what
-# the device tool brings back): summary.json, svd.json, e2e.json, oom.json and the three logs,
-# and env.txt (nvidia-smi, pip, ffmpeg).
+#      the driver and the versions (torchvision and the image processor class included);
+#   1. bench/gpu_e2e.py FIRST and short: random-weight SVD-XT saved as an fp16 variant,
+#      `python -m fanslymotion` on it, a 3 s 720p job of 10 steps over HTTP (6 fps generated,
+#      interpolated to 12), ETA against the real time, the MP4 probed, and the NaN guard: random
+#      fp16 weights can overflow, so the frames' luma spread must be real (`not_flat`) and the
+#      renderer refuses NaN latents;
+#   2. bench/svd_gpu.py: seconds per 25-frame clip, plain diffusers (fp16, eager, decode chunk 8,
+#      the image processor transformers picks: torchvision's where installed) against ours eager
+#      and compiled, 1024x576, 25 steps;
+#   3. bench/svd_plan.py (svd_gpu.py --plan): GPU-seconds per second of output for a 12 s clip,
+#      the old plan (7 passes at 12 fps) against the new (4 passes at 6 fps, interpolated to 24),
+#      eager and compiled, per phase (UNet, decode, encodes by CUDA events), SDPA back-ends;
+#   4. bench/gpu_oom.py: the out-of-memory ladder on real CUDA OOMs (memory fraction caps).
+# A step that fails or runs out of time does not stop the others; every step writes its JSON as
+# it goes. OUT gets at most 10 files: summary.json, e2e.json, svd.json, plan.json, oom.json,
+# their four logs and env.txt (nvidia-smi, pip, ffmpeg).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +63,10 @@ fi
     echo "== python"; command -v "$python"; "$python" --version
     echo "== ffmpeg on PATH"; command -v ffmpeg || echo "(none)"
     echo "== ffmpeg used"; "$python" -c "import imageio_ffmpeg as f; e = f.get_ffmpeg_exe(); print(e)" 2>&1
+    echo "== image processor"; "$python" -c "
+import importlib.util as u, transformers as t
+print('torchvision', 'present' if u.find_spec('torchvision') else 'absent')
+print(type(t.CLIPImageProcessor(crop_size=224, size=224)).__name__)" 2>&1
     echo "== pip list"; "$python" -m pip list 2>/dev/null
     echo "== nproc / memory"; nproc; free -g 2>/dev/null || true
 } >"$out/env.txt" 2>&1
@@ -107,24 +118,27 @@ EOF
 }
 
 if [ "$rehearse" = 1 ]; then
+    e2e_args=(--tiny --duration 3 --steps 10 --resolution 360p --fps 12)
     svd_args=(--tiny --threads 1 --runs 1 --variants plain,eager,compiled --compile-backend eager)
-    e2e_args=(--tiny)
+    plan_args=(--tiny --threads 1 --duration 3 --resolution 360p --modes eager,compiled
+               --compile-backend eager)
     oom_args=(--tiny --threads 1)
 else
-    svd_args=(--runs 2 --variants plain,eager,compiled)
-    e2e_args=(--device cuda)
+    e2e_args=(--device cuda --duration 3 --steps 10 --resolution 720p --fps 12)
+    svd_args=(--runs 1 --variants plain,eager,compiled)
+    plan_args=(--duration 12 --resolution 720p --modes eager,compiled)
     oom_args=(--device cuda)
 fi
 
-# Limits: svd first (the numbers that set the defaults), leaving e2e and oom their share; every
-# later step gets what is left. svd writes its JSON after each variant, so a compile that runs
-# out of time still leaves plain and ours eager.
-t=$(left); step svd $((t - 230 < 330 ? t - 230 : 330)) \
-    "$python" bench/svd_gpu.py "${svd_args[@]}" --json "$out/svd.json"
-# e2e gets its own deadline 20 s inside the step's, so it can stop the service and say why.
-t=$(left); limit=$((t - 100 < 200 ? t - 100 : 200))
+# Limits: e2e first (does the product work at all), then the per-clip numbers, then the plan's
+# GPU-seconds; each later step gets what is left minus the others' floor.
+t=$(left); limit=$((t - 400 < 150 ? t - 400 : 150))
 step e2e $limit "$python" bench/gpu_e2e.py "${e2e_args[@]}" --limit $((limit - 20)) \
     --json "$out/e2e.json"
+t=$(left); step svd $((t - 250 < 170 ? t - 250 : 170)) \
+    "$python" bench/svd_gpu.py "${svd_args[@]}" --json "$out/svd.json"
+t=$(left); step plan $((t - 50 < 220 ? t - 50 : 220)) \
+    "$python" bench/svd_gpu.py --plan "${plan_args[@]}" --json "$out/plan.json"
 t=$(left); step oom $((t - 10)) \
     "$python" bench/gpu_oom.py "${oom_args[@]}" --json "$out/oom.json"
 
@@ -137,7 +151,7 @@ summary = json.loads((out / "summary.json").read_text())
 def load(name):
     path = out / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
-svd, e2e, oom = load("svd"), load("e2e"), load("oom")
+svd, e2e, oom, plan = load("svd"), load("e2e"), load("oom"), load("plan")
 head = {}
 if svd:
     for key in ("plain", "ours_eager", "ours_compiled"):
@@ -149,8 +163,17 @@ if svd:
             head[f"svd_{key}"] = svd[key]
     if "ours_compiled" in svd:
         head["compile_first_call_s"] = round(svd["ours_compiled"]["first_call_s"], 1)
+if plan:
+    for name, run in (plan.get("runs") or {}).items():
+        head[f"plan_{name}_gpu_s_per_output_s"] = round(run["gpu_s_per_output_s"], 2)
+        head[f"plan_{name}_passes"] = run["passes"]
+    for key in ("gain_eager", "gain_compiled", "target_met_eager", "target_met_compiled", "complete"):
+        if key in plan:
+            head[f"plan_{key}"] = plan[key]
+    head["sdpa"] = plan.get("sdpa")
 if e2e:
     head["e2e_ok"] = e2e.get("ok")
+    head["e2e_not_flat"] = (e2e.get("checks") or {}).get("not_flat")
     head["e2e_job_s"] = e2e.get("job_s")
     head["e2e_probe"] = e2e.get("probe") and {k: e2e["probe"][k] for k in ("frames", "width", "height", "fps")}
     head["e2e_eta_mean_abs_error_s"] = (e2e.get("eta") or {}).get("mean_abs_error_s")

@@ -20,6 +20,10 @@ Random weights make noise, not video, but the arithmetic (and so the time) is th
     .venv/bin/python bench/svd_gpu.py                # on a CUDA machine; ~4 min on an H200
     .venv/bin/python bench/svd_gpu.py --tiny         # CPU smoke run of the same code (a test)
 
+`--plan` runs bench/svd_plan.py instead (its arguments follow): GPU-seconds per second of
+output video for a whole 12 s clip, the old plan (7 passes at 12 fps) against the new one
+(4 passes at 6 fps, interpolated to 24), eager and compiled, with a per-phase breakdown.
+
 `--json FILE` writes the results, after every variant (a run stopped by a time limit keeps what
 it measured; `complete` says whether it got to the end); docs/benchmarks.md records them.
 bench/gpu_run.sh runs this with the end-to-end and out-of-memory checks in one command.
@@ -257,6 +261,14 @@ def summary(seconds: list[float], peak: float | None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--plan"]:
+        import importlib
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        svd_plan: Any = importlib.import_module("svd_plan")
+        plan_results: dict[str, Any] = svd_plan.main(argv[1:])
+        return plan_results
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -350,8 +362,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f" {', '.join(variants)}",
         flush=True,
     )
+    import importlib.util
+
     results.update(
         {
+            # The plain pipeline normalises CLIP's input through this processor (torchvision's
+            # back-end where installed); ours normalises it itself.
+            "image_processor": type(pipe.feature_extractor).__name__,
+            "torchvision": importlib.util.find_spec("torchvision") is not None,
             "card": card,
             "device": device,
             "tiny": args.tiny,
@@ -443,6 +461,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         renderer = SVDRenderer.from_pipeline(
             settings, pipe, device=device, compile_unet=compile_unet
         )
+        # The same fps conditioning as plain: one pass generated at the benchmark's rate.
+        renderer.generation_fps = float(args.fps)
 
         def ours(r: SVDRenderer = renderer, s: RenderSpec = spec) -> np.ndarray:
             return np.stack(list(r.working_frames(image, s, n_frames=frames)))

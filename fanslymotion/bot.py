@@ -276,6 +276,8 @@ class TelegramBot:
                 if reason is None:
                     return  # stop_polling() was called
             if self.stop_requested():
+                if self.bot is not bot:  # stop() closes only the connected bot's session
+                    await bot.session.close()
                 return
             # aiohttp quotes the whole URL in some errors, and the URL holds the token.
             reason = reason.replace(token, REDACTED)

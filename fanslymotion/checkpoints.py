@@ -1,15 +1,16 @@
 """SVD pass checkpoints and the live preview, in a job's work folder (`data/work/<job>/`).
 
 After each pass the SVD renderer hands its finished output here: the frames it keeps for the
-clip, the overlap tail the next pass is cross-faded into (whose first frame is the next pass's
-conditioning image) and the colour reference. A background thread writes them, each file under
-a temporary name then renamed, so the GPU starts the next pass at once and a kill never leaves
-half a checkpoint:
+clip, the overlap tail it shares with the next pass (whose first frame is the next pass's concat
+image), the tail's final latents (the next pass's first latent frames) and its colour statistics.
+A background thread writes them, each file under a temporary name then renamed, so the GPU
+starts the next pass at once and a kill never leaves half a checkpoint:
 
 * `pass-NN.npz`: pass NN's kept frames, each a lossless WebP (exact pixels, about half the bytes
   of raw RGB on photos);
 * `state.npz`: written last, the checkpoint proper: the parameters it belongs to, how many
-  passes are done, the tail (lossless WebP) and the colour reference (float32, exact);
+  passes are done, the tail (lossless WebP), the shared latents and the colour statistics
+  (float32, exact);
 * `preview.mp4`: a small H.264 clip of the frames so far, through the job's camera path.
 
 No torch here: the queue, housekeeping and the API use this module on machines without it.
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 """Bumped whenever what a checkpoint holds changes: an older one is then ignored."""
 
 STATE = "state.npz"
@@ -84,6 +85,7 @@ class Resumed:
     passes_done: int
     tail: FrameArray | None  # (head, H, W, 3) uint8; None once the last pass is done
     reference: tuple[FloatArray, FloatArray]  # colour mean and std, float32, (1, 3, 1, 1)
+    shared: FloatArray | None = None  # the tail's final latents (head, C, h, w), float32
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,7 @@ class PassStore:
                 passes_done = int(data["passes_done"])
                 tail = _frames_from(data, "tail_")
                 reference = (data["mean"].astype(np.float32), data["std"].astype(np.float32))
+                shared = data["shared"] if "shared" in data.files else None
         except Exception as exc:  # unreadable (a disk fault): start over
             log.warning(
                 "ignoring the unreadable checkpoint %s [%s: %s]", path, type(exc).__name__, exc
@@ -207,7 +210,7 @@ class PassStore:
             )
             self._clear()
             return None
-        return Resumed(passes_done, tail, reference)
+        return Resumed(passes_done, tail, reference, shared)
 
     def kept(self, k: int) -> FrameArray:
         """Pass k's kept frames, as the pass produced them."""
@@ -228,9 +231,11 @@ class PassStore:
         kept: FrameArray,
         tail: FrameArray | None,
         reference: tuple[FloatArray, FloatArray],
+        shared: FloatArray | None = None,
     ) -> None:
-        """Checkpoint pass k (in the background): its kept frames, then the state."""
-        self._writer.submit(self._write, k, kept, tail, reference)
+        """Checkpoint pass k (in the background): its kept frames, then the state (with the
+        latents the next pass starts from, when the renderer shares them across passes)."""
+        self._writer.submit(self._write, k, kept, tail, reference, shared)
 
     def preview_now(self, passes_done: int) -> None:
         """Write the preview of the frames kept so far (after a resume: the checkpointed ones)."""
@@ -247,10 +252,11 @@ class PassStore:
         kept: FrameArray,
         tail: FrameArray | None,
         reference: tuple[FloatArray, FloatArray],
+        shared: FloatArray | None,
     ) -> None:
         if self._plan is not None:
             self._small.extend(self._shrink(kept))
-        self._guarded(self._write_checkpoint, k, kept, tail, reference)
+        self._guarded(self._write_checkpoint, k, kept, tail, reference, shared)
         if self._plan is not None:
             self._guarded(self._write_preview, k + 1)
 
@@ -267,6 +273,7 @@ class PassStore:
         kept: FrameArray,
         tail: FrameArray | None,
         reference: tuple[FloatArray, FloatArray],
+        shared: FloatArray | None,
     ) -> None:
         import numpy as np
 
@@ -287,6 +294,8 @@ class PassStore:
         }
         if tail is not None:
             state.update(_frames_entries("tail_", tail))
+        if shared is not None:
+            state["shared"] = shared
         _save_npz(self.folder / STATE, state)
 
     def _write_preview(self, passes_done: int) -> None:

@@ -34,6 +34,10 @@ def test_gpu_run_script_parses() -> None:
     text = (BENCH / "gpu_run.sh").read_text()
     for script in ("svd_gpu.py", "gpu_e2e.py", "gpu_oom.py"):
         assert f"bench/{script}" in text and (BENCH / script).is_file()
+    assert "bench/svd_gpu.py --plan" in text and (BENCH / "svd_plan.py").is_file()
+    # The end-to-end job runs first, and short.
+    assert text.index("step e2e") < text.index("step svd") < text.index("step plan")
+    assert "--duration 3 --steps 10" in text
 
 
 def test_end_to_end_job_through_the_service(tmp_path: Path) -> None:
@@ -55,6 +59,44 @@ def test_end_to_end_job_through_the_service(tmp_path: Path) -> None:
     assert results["probe"]["fps"] == 4
     assert results["eta"]["samples_with_eta"] > 0
     assert results["service_exit"] == 0
+    assert results["checks"]["not_flat"] is True  # the NaN guard: real pictures went through
+
+
+def test_plan_benchmark_rehearsal(tmp_path: Path) -> None:
+    """GPU-seconds per output second, old plan against new, eager and compiled (dynamo's eager
+    backend here), by phase, with the SDPA back-ends that run."""
+    out = tmp_path / "plan.json"
+    done = _run(
+        "svd_gpu.py",
+        "--plan",
+        "--tiny",
+        "--threads",
+        "1",
+        "--duration",
+        "3",
+        "--resolution",
+        "360p",
+        "--modes",
+        "eager,compiled",
+        "--compile-backend",
+        "eager",
+        "--json",
+        str(out),
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert results["complete"] is True and results["sdpa"]["MATH"] == "runs"
+    runs = results["runs"]
+    assert set(runs) == {"baseline_eager", "plan_eager", "baseline_compiled", "plan_compiled"}
+    for mode in ("eager", "compiled"):
+        base, plan = runs[f"baseline_{mode}"], runs[f"plan_{mode}"]
+        # 3 s: 36 frames generated at 12 fps (9 passes of the tiny model) against 72 frames at
+        # 24 fps out of 19 generated (5 passes).
+        assert (base["frames"], base["generated"], base["passes"]) == (36, 36, 9)
+        assert (plan["frames"], plan["generated"], plan["passes"], plan["factor"]) == (72, 19, 5, 4)
+        assert set(plan["phases_s"]) >= {"unet", "decode", "vae_encode", "clip"}
+        assert plan["gpu_s"] > 0 and results[f"gain_{mode}"] > 0
+    assert runs["plan_compiled"]["compiled"] is True
 
 
 def test_oom_ladder_rehearsal(tmp_path: Path) -> None:

@@ -58,6 +58,10 @@ MODULES = {_name(path): _imports(path) for path in sorted(PACKAGE.rglob("*.py"))
 def test_the_rules_see_our_modules() -> None:
     assert {"renderer", "svd", "queue", "motion", "video", "photo", "interpolate"} <= MODULES.keys()
     assert "torch" in MODULES["svd.backend"] and ".motion" in MODULES["renderer"]
+    # The SVD package's parts (issue 22): the sampler and memory hold torch, the hand-off of
+    # frames to the encoding thread is plain threading.
+    assert {"svd.sampler", "svd.memory", "svd.handoff", "svd.chain"} <= MODULES.keys()
+    assert not MODULES["svd.handoff"] & HEAVY
     assert "store.jobs" in MODULES
 
 

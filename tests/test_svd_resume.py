@@ -235,7 +235,10 @@ def test_scratch_bound_of_a_job(tmp_path: Path, tiny_svd: Path) -> None:
     """The disk guard's reservation: every kept frame and one tail, raw, at the working size."""
     settings = make_settings(tmp_path, renderer="svd", svd_size=1024, fps=12)
     svd = SVDRenderer(settings, device="cpu", weights=tiny_svd)  # SVD-XT's 25 frames a pass
-    spec = RenderSpec(duration=12, resolution="1080p", motion="micro", fps=12)
+    spec = RenderSpec(duration=12, resolution="1080p", motion="pan_l", fps=12)
+    # Generated at 6 fps and interpolated: 4 passes, 3 keep 20 frames, the last 25, plus a tail.
+    assert svd.scratch_bytes(spec) == (3 * 20 + 25 + 5) * 1024 * 576 * 3 + (1 << 20)
+    svd.generation_fps = 12  # the old plan, every frame generated
     # 7 passes: 6 keep 20 frames, the last 25, plus a 5-frame tail.
     assert svd.scratch_bytes(spec) == (6 * 20 + 25 + 5) * 1024 * 576 * 3 + (1 << 20)
 
@@ -409,7 +412,8 @@ async def test_disk_guard_counts_the_checkpoints(
     await client.service.jobs.wait_ready()
     await client.service.jobs.pause()  # nothing renders at that size on the CPU
     renderer = client.service.jobs.renderer
-    assert renderer is not None
+    assert isinstance(renderer, SVDRenderer)
+    renderer.generation_fps = 12  # every frame generated: the largest bound at 12 fps
     long_job = renderer.scratch_bytes(RenderSpec(12, "360p", "pan_l", fps=12)) >> 20
     short_job = renderer.scratch_bytes(RenderSpec(3, "360p", "pan_l", fps=12)) >> 20
     assert long_job > short_job + 500
@@ -538,5 +542,42 @@ def test_sigterm_mid_pass_parks_the_job_with_its_checkpoints(
         assert "stopped by shutdown, will resume" in proc.log()
         with sqlite3.connect(proc.data_dir / "fanslymotion.sqlite3") as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        stop_process(proc)
+
+
+def test_sigkill_resume_gives_the_uninterrupted_frames_on_five_passes(
+    tmp_path: Path, tiny_svd: Path
+) -> None:
+    """3 s at 7 fps is 21 frames, 5 passes. Killed after pass 2, restarted, the job resumes
+    from the checkpoint (tail frames, shared latents) and its video is the uninterrupted job's,
+    bit for bit: the same pixels go to a deterministic x264."""
+    proc = svd_process(tmp_path, tiny_svd)
+    proc.env["FANSLYMOTION_FPS"] = "7"
+    steps = 2
+    try:
+        proc.start()
+        job_id = proc.create(duration=3, seed=21, steps=steps)
+        wait_for_passes(proc, job_id, 2)
+        assert proc.proc is not None
+        proc.proc.send_signal(signal.SIGKILL)
+        assert proc.proc.wait() == -signal.SIGKILL
+        work = checkpoints.work_dir(proc.data_dir, job_id)
+        assert 2 <= passes_done(work) < 5
+        done_before = passes_done(work)
+        proc.env["FANSLYMOTION_TEST_UNET_CALLS"] = str(tmp_path / "calls-2")
+        proc.start()
+        assert proc.wait(job_id, ("completed", "failed", "cancelled"))["status"] == "completed"
+        assert f"resuming from pass {done_before + 1}/5 (checkpoint)" in proc.log()
+        assert calls(tmp_path / "calls-2") == (5 - done_before) * steps
+        _, resumed = proc.get(f"/job/download/{job_id}")
+        again = proc.create(duration=3, seed=21, steps=steps)
+        assert proc.wait(again, ("completed", "failed", "cancelled"))["status"] == "completed"
+        _, plain = proc.get(f"/job/download/{again}")
+        for name, blob in (("resumed.mp4", resumed), ("plain.mp4", plain)):
+            (tmp_path / name).write_bytes(blob)
+        a, b = frames_of(tmp_path / "resumed.mp4"), frames_of(tmp_path / "plain.mp4")
+        assert a.shape == b.shape == (21, 360, 640, 3)
+        assert np.array_equal(a, b)
     finally:
         stop_process(proc)

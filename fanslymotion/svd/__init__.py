@@ -3,7 +3,10 @@
 The only package that imports torch, diffusers, transformers and accelerate; `renderer.py`
 imports it lazily, so a service running the camera-motion renderer never loads them. `plan`
 lays out a clip (sizes, passes, conditioning, progress), `load` finds and loads the pipeline,
-`chain` joins passes, `backend` is the renderer. Pass checkpoints and the live preview are
+`sampler` runs one pass
+(anchored, latents shared across seams), `chain` joins passes, `memory` holds the decode and
+the out-of-memory fallbacks, `handoff` passes frames to the encoding thread, `backend` is the
+renderer. Pass checkpoints and the live preview are
 written by `checkpoints.py` (no torch there).
 """
 
@@ -14,11 +17,14 @@ from .load import find_svd_weights, optimize_pipeline, svd_device
 from .plan import (
     BYTES_PER_DECODED_PIXEL,
     PROGRESS_WEIGHTS,
+    SVD_GENERATION_FPS,
     SVD_PASS_SEAM_FRACTION,
     MemoryFallback,
+    PassPlan,
     SVDMotion,
     svd_motion,
     svd_overlap,
+    svd_pass_plan,
     svd_segments,
     svd_working_size,
 )
@@ -26,8 +32,10 @@ from .plan import (
 __all__ = [
     "BYTES_PER_DECODED_PIXEL",
     "PROGRESS_WEIGHTS",
+    "SVD_GENERATION_FPS",
     "SVD_PASS_SEAM_FRACTION",
     "MemoryFallback",
+    "PassPlan",
     "SVDMotion",
     "SVDRenderer",
     "find_svd_weights",
@@ -35,6 +43,7 @@ __all__ = [
     "svd_device",
     "svd_motion",
     "svd_overlap",
+    "svd_pass_plan",
     "svd_segments",
     "svd_working_size",
 ]

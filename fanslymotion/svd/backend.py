@@ -4,6 +4,7 @@ checkpoints and previews, memory fallbacks, and the motion engine's camera path 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import threading
@@ -31,6 +32,7 @@ from ..renderer import (
 )
 from ..vocabulary import Phase, Progress
 from .chain import Chain
+from .handoff import Handoff
 from .load import (
     _dtype_keyword,
     _fp16_variant_present,
@@ -38,16 +40,25 @@ from .load import (
     _is_compile_error,
     _route_library_logs,
     optimize_pipeline,
+    own_storage,
 )
+from .memory import Memory, is_out_of_memory, oom_message
 from .plan import (
-    BYTES_PER_DECODED_PIXEL,
+    _ASPECT_RATIOS,
+    FIRST_PASS_MAX_GUIDANCE,
     MemoryFallback,
+    PassPlan,
     _SVDProgress,
+    looped,
+    svd_chain_motion,
     svd_motion,
+    svd_noise_aug,
     svd_overlap,
+    svd_pass_plan,
     svd_segments,
     svd_working_size,
 )
+from .sampler import Conditioning, Sampler
 
 if TYPE_CHECKING:
     import numpy as np
@@ -60,7 +71,8 @@ log = logging.getLogger(__name__)
 
 
 class SVDRenderer(Renderer):
-    """Stable Video Diffusion (SVD-XT): chained passes, the motion engine's camera path on top."""
+    """Stable Video Diffusion (SVD-XT): anchored passes sharing latents across their seams,
+    interpolated to the output rate, the motion engine's camera path on top."""
 
     name = "svd"
 
@@ -78,9 +90,15 @@ class SVDRenderer(Renderer):
         """torch.compile's backend when `SVD_COMPILE` is on. Test seam: "eager" runs dynamo's
         tracing and guards without code generation, so the CPU tests see the same graphs
         (and graph breaks, and recompilations) as CUDA, in seconds rather than minutes."""
+        self.generation_fps: float | None = None
+        """The rate SVD generates at (None: the plan's, SVD_GENERATION_FPS); the benchmark sets
+        the output rate to run the old plan (every output frame generated) as its baseline."""
+        self.last_plan: PassPlan | None = None
         self._pipe: Any = None
+        self._sampler: Sampler | None = None
+        self._memory: Memory | None = None
         self._frames_per_pass = 25
-        self._offloaded = False
+        self._threads = 0
         self._step_seconds: float | None = None
         self._decode_seconds: float | None = None
 
@@ -148,11 +166,18 @@ class SVDRenderer(Renderer):
         pipe.set_progress_bar_config(disable=True)
         if compile_unet is None:
             compile_unet = self.settings.svd_compile
+        if not hasattr(pipe.unet, "_orig_mod"):
+            own_storage(pipe)
         optimize_pipeline(pipe, compile_unet=compile_unet, compile_backend=self.compile_backend)
         frames_per_pass = int(pipe.unet.config.num_frames)
         svd_overlap(frames_per_pass)  # rejects a model that makes too few frames to chain
         self._pipe = pipe
+        self._sampler = Sampler(pipe)
+        self._memory = Memory(pipe, lambda: self.device, frames_per_pass)
         self._frames_per_pass = frames_per_pass
+        # Every job runs with this many CPU threads: float reductions split by thread count,
+        # and random weights (or a long chain) turn a last-bit difference into other frames.
+        self._threads = self.settings.torch_threads or torch.get_num_threads()
         landscape = svd_working_size("16:9", self.settings.svd_size)
         self.state.status = "ready"
         self.state.reason = f"{self.settings.svd_model} on {self.device} ({how})"
@@ -173,28 +198,54 @@ class SVDRenderer(Renderer):
         """Whether the UNet runs through torch.compile."""
         return self._pipe is not None and hasattr(self._pipe.unet, "_orig_mod")
 
+    def working_sizes(self) -> list[tuple[int, int]]:
+        """Every size a job can generate at (one per aspect), landscape first."""
+        sizes: list[tuple[int, int]] = []
+        for aspect in _ASPECT_RATIOS:
+            size = svd_working_size(aspect, self.settings.svd_size)
+            if size not in sizes:
+                sizes.append(size)
+        return sizes
+
     def _warm_up(self) -> None:
-        """Compile the UNet now, at the landscape working size, rather than in the first job
-        (the state stays "loading" meanwhile). Other sizes compile on their first job. If the
-        compilation fails, the UNet runs eagerly: slower, never broken."""
+        """Compile the UNet now, at every working size, rather than in a user's job: the state
+        stays "loading" and `/health` counts the sizes (`compiling`: "2/5"). With inductor's
+        cache (TORCHINDUCTOR_CACHE_DIR) a restart reuses the kernels. If a compilation fails,
+        the UNet runs eagerly: slower, never broken."""
         from PIL import Image
 
-        width, height = svd_working_size("16:9", self.settings.svd_size)
-        self.state.status, self.state.reason = "loading", "compiling the UNet (one-time warm-up)"
+        sizes = self.working_sizes()
         started = time.monotonic()
-        try:
-            self._pipe(
-                Image.new("RGB", (width, height), (128, 128, 128)),
-                height=height,
-                width=width,
-                num_frames=self._frames_per_pass,
-                num_inference_steps=2,
-                output_type="latent",
+        for done, (width, height) in enumerate(sizes):
+            self.state.status = "loading"
+            self.state.reason = (
+                f"compiling the UNet for {width}x{height} ({done + 1}/{len(sizes)}, one-time)"
             )
-        except Exception as exc:
-            self._drop_compiled(exc)
-        else:
-            log.info("SVD UNet compiled in %.0f s", time.monotonic() - started)
+            self.state.extra["compiling"] = f"{done}/{len(sizes)}"
+            try:
+                self._warm_size(Image.new("RGB", (width, height), (128, 128, 128)))
+            except Exception as exc:
+                self._drop_compiled(exc)
+                break
+        self.state.extra.pop("compiling", None)
+        if self.compiled:
+            log.info(
+                "SVD UNet compiled for %d working sizes in %.0f s",
+                len(sizes),
+                time.monotonic() - started,
+            )
+
+    def _warm_size(self, image: PILImage) -> None:
+        assert self._sampler is not None
+        embeddings = self._sampler.anchor(image)
+        self._sampler.denoise(
+            embeddings,
+            image,
+            frames=self._frames_per_pass,
+            steps=2,
+            cond=Conditioning(6, 100, 0.02),
+            generator=torch.Generator("cpu").manual_seed(0),
+        )
 
     def _drop_compiled(self, exc: BaseException) -> None:
         """Go back to the eager UNet after torch.compile failed."""
@@ -209,7 +260,7 @@ class SVDRenderer(Renderer):
         self.state.extra["compiled"] = False
 
     def close(self) -> None:
-        self._pipe = None
+        self._pipe = self._sampler = self._memory = None
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
 
@@ -222,9 +273,19 @@ class SVDRenderer(Renderer):
             "reserved": float(torch.cuda.memory_reserved(self.device)),
         }
 
+    def plan(self, spec: RenderSpec) -> PassPlan:
+        """How `spec` is made: generation rate, interpolation factor, passes."""
+        return svd_pass_plan(
+            spec.frames,
+            spec.fps,
+            self._frames_per_pass,
+            preset=spec.motion,
+            generation_fps=self.generation_fps,
+        )
+
     def estimate_seconds(self, spec: RenderSpec) -> float:
         per_pass = self._frames_per_pass
-        segments = svd_segments(spec.frames, per_pass, svd_overlap(per_pass))
+        segments = self.plan(spec).passes
         step = self._step_seconds
         if step is None:
             # SVD-XT at 1024x576 on a current datacentre GPU, scaled by the working area.
@@ -237,11 +298,11 @@ class SVDRenderer(Renderer):
 
     def scratch_bytes(self, spec: RenderSpec) -> int:
         """The checkpoints' bound: every kept frame and one tail, raw, at the largest working
-        size (the landscape one: no other has more pixels), plus the preview. Lossless WebP
-        makes them about half of that on photos."""
+        size (the landscape one: no other has more pixels), plus the preview and the shared
+        latents (a few MB). Lossless WebP makes them about half of that on photos."""
         per_pass = self._frames_per_pass
         overlap = svd_overlap(per_pass)
-        segments = svd_segments(spec.frames, per_pass, overlap)
+        segments = self.plan(spec).passes
         kept = segments * (per_pass - 1 - overlap) + 2 * (overlap + 1)
         width, height = svd_working_size("16:9", self.settings.svd_size)
         return kept * width * height * 3 + (1 << 20)
@@ -254,18 +315,20 @@ class SVDRenderer(Renderer):
         if self._pipe is None:
             raise RenderError("the video model is not loaded", retryable=False)
 
+        torch.set_num_threads(self._threads)
         try:
             return self._render(task, progress, cancel)
         except BaseException as exc:
             task.output_path.unlink(missing_ok=True)
             if isinstance(exc, FanslyError | Cancelled) or not isinstance(exc, Exception):
                 raise
-            if isinstance(exc, torch.cuda.OutOfMemoryError):
-                raise GPUOutOfMemory(_oom_message(task.spec)) from exc
+            if is_out_of_memory(exc):
+                raise GPUOutOfMemory(oom_message(task.spec)) from exc
             log.exception("svd job %s failed", task.job_id)
             raise RenderError("the video model failed on this job") from exc
         finally:
-            self._end_job()
+            assert self._memory is not None
+            self._memory.end_job()
 
     def _render(
         self, task: RenderTask, progress: ProgressFn, cancel: threading.Event
@@ -279,45 +342,55 @@ class SVDRenderer(Renderer):
         work_w, work_h = svd_working_size(aspect, self.settings.svd_size)
         # Centre crop to the working aspect, never a stretch.
         first = ImageOps.fit(image, (work_w, work_h), method=Image.Resampling.LANCZOS)
-        per_pass = self._frames_per_pass
-        overlap = svd_overlap(per_pass)
-        segments = svd_segments(spec.frames, per_pass, overlap)
+        plan = self.plan(spec)
         tracker = _SVDProgress(
             progress,
-            segments=segments,
+            segments=plan.passes,
             steps=spec.steps,
             frames=spec.frames,
             step_seconds=self._step_seconds,
         )
         log.info(
-            "svd job %s: %d frames in %d passes of %d at %dx%d, output %dx%d",
+            "svd job %s: %d frames at %d fps from %d generated at %.3g fps (x%d%s) in %d passes"
+            " of %d at %dx%d, output %dx%d",
             task.job_id,
             spec.frames,
-            segments,
-            per_pass,
+            spec.fps,
+            plan.generated,
+            plan.generation_fps,
+            plan.factor,
+            ", looped" if plan.loop else "",
+            plan.passes,
+            self._frames_per_pass,
             work_w,
             work_h,
             out_w,
             out_h,
         )
-        passes = self._pass_store(task, (work_w, work_h), (out_w, out_h), segments)
+        passes = self._pass_store(task, (work_w, work_h), (out_w, out_h), plan)
         try:
-            working = self.working_frames(
+            generated = self.working_frames(
                 first, spec, cancel=cancel, tracker=tracker, passes=passes
-            )
-            frames = motion.apply_camera(
-                working,
-                out_size=(out_w, out_h),
-                n_frames=spec.frames,
-                preset=spec.motion,
-                strength=spec.strength,
             )
 
             def on_frame(done: int) -> None:
                 check_cancel(cancel)
                 tracker.encoded(done)
 
-            return self._encode(task, frames, (out_w, out_h), on_frame, progress, cancel)
+            def finish(frames: Iterator[FrameArray]) -> RenderResult:
+                # In its own thread: interpolation, camera path and x264 of pass n run while
+                # the GPU generates pass n+1.
+                output = motion.apply_camera(
+                    itertools.islice(_to_output_rate(frames, plan), spec.frames),
+                    out_size=(out_w, out_h),
+                    n_frames=spec.frames,
+                    preset=spec.motion,
+                    strength=spec.strength,
+                )
+                return self._encode(task, output, (out_w, out_h), on_frame, progress, cancel)
+
+            handoff: Handoff[FrameArray, RenderResult] = Handoff(2 * self._frames_per_pass)
+            return handoff.run(generated, finish)
         finally:
             if passes is not None:
                 passes.close()  # the passes finished so far are on disk before the job stops
@@ -327,7 +400,7 @@ class SVDRenderer(Renderer):
         task: RenderTask,
         work_size: tuple[int, int],
         out_size: tuple[int, int],
-        segments: int,
+        plan: PassPlan,
     ) -> PassStore | None:
         """The job's checkpoints, keyed by everything a pass's pixels depend on."""
         if task.work_dir is None:
@@ -338,28 +411,29 @@ class SVDRenderer(Renderer):
             "seed": spec.seed,
             "steps": spec.steps,
             "fps": spec.fps,
+            "generation_fps": plan.generation_fps,
             "motion": spec.motion,
             "strength": spec.strength,
-            "passes": segments,
+            "passes": plan.passes,
             "working_size": list(work_size),
             "frames_per_pass": self._frames_per_pass,
             "model": self.settings.svd_model,
             "dtype": str(self._pipe.unet.dtype),
             "device": self.device,
         }
-        plan = PreviewPlan(
+        preview = PreviewPlan(
             size=checkpoints.preview_size(*out_size),
-            n_frames=spec.frames,
-            fps=spec.fps,
+            n_frames=plan.generated,
+            fps=max(1, round(plan.generation_fps)),
             preset=spec.motion,
             strength=spec.strength,
-            passes=segments,
+            passes=plan.passes,
         )
         return PassStore(
             task.work_dir,
             params,
             min_free_bytes=self.settings.min_free_mb << 20,
-            preview=plan,
+            preview=preview,
             on_preview=task.on_preview,
         )
 
@@ -373,34 +447,25 @@ class SVDRenderer(Renderer):
         n_frames: int | None = None,
         passes: PassStore | None = None,
     ) -> Iterator[FrameArray]:
-        """`n_frames` (default `spec.frames`) frames, HxWx3 uint8 at the size of `first`, SVD's
-        working size: chained passes, seams cross-faded, colour held to the first pass. With
-        `passes`, each pass is checkpointed, and a matching checkpoint is continued from."""
+        """`n_frames` (default: the plan's) generated frames, HxWx3 uint8 at the size of
+        `first`, SVD's working size, at the plan's generation rate: passes anchored to `first`
+        and sharing latents across their seams. With `passes`, each pass is checkpointed, and
+        a matching checkpoint is continued from."""
+        assert self._sampler is not None
         cancel = cancel or threading.Event()
-        total = spec.frames if n_frames is None else n_frames
+        plan = self.plan(spec)
+        self.last_plan = plan
+        total = plan.generated if n_frames is None else n_frames
         per_pass = self._frames_per_pass
         overlap = svd_overlap(per_pass)
-        segments = svd_segments(total, per_pass, overlap)
-        bucket, noise_aug = svd_motion(spec.motion, spec.strength)
+        segments = plan.passes if n_frames is None else self._segments_for(total, plan)
         ladder = MemoryFallback()
         self.last_fallback = ladder
         chain = Chain(first, per_pass, overlap + 1)
-        start = 0
-        resumed = passes.load() if passes is not None else None
-        if resumed is not None:
-            assert passes is not None
-            start = chain.restore(resumed)
-            if start < segments:
-                log.info(
-                    "svd job %s: resuming from pass %d/%d (checkpoint)",
-                    passes.folder.name,
-                    start + 1,
-                    segments,
-                )
-            else:
-                log.info("svd job %s: all %d passes checkpointed", passes.folder.name, segments)
-            if tracker is not None:
-                tracker.resumed(start)
+        start = self._resume(chain, passes, segments, tracker)
+        # The photo's CLIP embedding, once per job: every pass is anchored to the photo.
+        embeddings = self._sampler.anchor(first)
+        kept: list[FrameArray] = []  # a looped clip's one pass
         emitted = 0
         for k in range(segments):
             if k < start:
@@ -410,99 +475,149 @@ class SVDRenderer(Renderer):
                     passes.preview_now(start)
             else:
                 check_cancel(cancel)
-                clip = self._segment(
-                    chain.condition,
-                    spec,
-                    k,
-                    bucket,
-                    noise_aug,
-                    ladder=ladder,
-                    cancel=cancel,
-                    tracker=tracker,
+                latents, clip = self._segment(
+                    embeddings, chain, spec, plan, k, ladder=ladder, cancel=cancel, tracker=tracker
                 )
-                out = chain.link(clip, last=k == segments - 1)
+                out = chain.link(clip, latents, last=k == segments - 1)
                 if passes is not None:
-                    passes.save(k, out, chain.tail, chain.reference_arrays())
+                    passes.save(k, out, chain.tail, chain.reference_arrays(), chain.shared_array())
+            if plan.loop:
+                kept.extend(out)
+                continue
             for frame in out:
                 if emitted == total:
                     return
                 yield frame
                 emitted += 1
+        if plan.loop:
+            for index in looped(len(kept), total):
+                yield kept[index]
+
+    def _segments_for(self, total: int, plan: PassPlan) -> int:
+        if plan.loop:
+            return 1
+        return svd_segments(total, self._frames_per_pass, svd_overlap(self._frames_per_pass))
+
+    def _resume(
+        self,
+        chain: Chain,
+        passes: PassStore | None,
+        segments: int,
+        tracker: _SVDProgress | None,
+    ) -> int:
+        """The passes a matching checkpoint already holds (0 without one)."""
+        resumed = passes.load() if passes is not None else None
+        if resumed is None or passes is None:
+            return 0
+        start = chain.restore(resumed)
+        if start < segments:
+            log.info(
+                "svd job %s: resuming from pass %d/%d (checkpoint)",
+                passes.folder.name,
+                start + 1,
+                segments,
+            )
+        else:
+            log.info("svd job %s: all %d passes checkpointed", passes.folder.name, segments)
+        if tracker is not None:
+            tracker.resumed(start)
+        return start
 
     def _segment(
         self,
-        condition: PILImage,
+        embeddings: torch.Tensor,
+        chain: Chain,
         spec: RenderSpec,
+        plan: PassPlan,
         k: int,
-        bucket: int,
-        noise_aug: float,
         *,
         ladder: MemoryFallback,
         cancel: threading.Event,
         tracker: _SVDProgress | None,
-    ) -> torch.Tensor:
-        """One pass: (frames, 3, H, W) float in [-1, 1] on the device; OOM walks the ladder."""
-
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass: its final latents and its frames, (F, 3, H, W) float in [-1, 1]; an
+        out-of-memory error walks the ladder."""
+        assert self._memory is not None
         latents: torch.Tensor | None = None
         while True:
             try:
                 if latents is None:
                     latents = self._denoise(
-                        condition, spec, k, bucket, noise_aug, cancel=cancel, tracker=tracker
+                        embeddings, chain, spec, plan, k, cancel=cancel, tracker=tracker
                     )
-                return self._decode(latents, k, ladder=ladder, cancel=cancel, tracker=tracker)
-            except torch.cuda.OutOfMemoryError as exc:
-                self._climb(ladder, spec, exc)
+                decoded = self._memory.decode(
+                    latents,
+                    ladder=ladder,
+                    cancel=cancel,
+                    on_chunk=None if tracker is None else lambda done: tracker.decoded(k, done),
+                    inject=self.fault_injector,
+                )
+            except Exception as exc:
+                self._memory.restore_dtypes()
+                if not is_out_of_memory(exc):
+                    raise
+                self._memory.climb(ladder, spec, exc)
+                continue
+            if tracker is not None:
+                tracker.decoded(k, 1.0, decoded.seconds)
+            self._decode_seconds = _smooth(self._decode_seconds, decoded.seconds)
+            return latents, decoded.frames
+
+    def _conditioning(self, spec: RenderSpec, plan: PassPlan, k: int, size: Any) -> Conditioning:
+        bucket, noise_aug = svd_motion(spec.motion, spec.strength)
+        guidance = FIRST_PASS_MAX_GUIDANCE
+        if k > 0:
+            bucket, guidance = svd_chain_motion(spec.motion, spec.strength)
+        return Conditioning(
+            fps=plan.conditioning_fps,
+            motion_bucket_id=bucket,
+            noise_aug_strength=svd_noise_aug(noise_aug, *size),
+            max_guidance=guidance,
+        )
 
     def _denoise(
         self,
-        condition: PILImage,
+        embeddings: torch.Tensor,
+        chain: Chain,
         spec: RenderSpec,
+        plan: PassPlan,
         k: int,
-        bucket: int,
-        noise_aug: float,
         *,
         cancel: threading.Event,
         tracker: _SVDProgress | None,
     ) -> torch.Tensor:
-
+        assert self._sampler is not None
         if tracker is not None:
             tracker.mark()
         started = time.monotonic()
 
-        def on_step(
-            pipe: object, index: int, timestep: object, kwargs: dict[str, Any]
-        ) -> dict[str, Any]:
-            # The SVD pipeline has no `_interrupt`: raising is the only way out of its loop.
+        def on_step(index: int) -> None:
             check_cancel(cancel)
             if tracker is not None:
                 tracker.step(k, index)
-            return kwargs
 
         if self.fault_injector is not None:
             self.fault_injector("denoise")
-        # Seeded per pass on the CPU: the same noise whatever the device (and attempt).
-        seed = (spec.seed + k) & 0xFFFF_FFFF_FFFF_FFFF
+        condition = chain.condition
+        cond = self._conditioning(spec, plan, k, condition.size)
         while True:
+            # Seeded per pass on the CPU: the same noise whatever the device (and attempt).
+            generator = torch.Generator("cpu").manual_seed((spec.seed + k) & 0xFFFF_FFFF_FFFF_FFFF)
             try:
-                result = self._pipe(
+                latents = self._sampler.denoise(
+                    embeddings,
                     condition,
-                    height=condition.height,
-                    width=condition.width,
-                    num_frames=self._frames_per_pass,
-                    num_inference_steps=spec.steps,
-                    fps=spec.fps,
-                    motion_bucket_id=bucket,
-                    noise_aug_strength=noise_aug,
-                    generator=torch.Generator("cpu").manual_seed(seed),
-                    output_type="latent",
-                    callback_on_step_end=on_step,
-                    callback_on_step_end_tensor_inputs=["latents"],
+                    frames=self._frames_per_pass,
+                    steps=spec.steps,
+                    cond=cond,
+                    generator=generator,
+                    shared=chain.shared,
+                    on_step=on_step,
                 )
                 break
             except Exception as exc:
-                # A working size compiles on its first call; if that fails, this pass and
-                # every later one run eagerly rather than fail the job.
+                # A compiled UNet that fails (it never compiles in a job: every working size
+                # is compiled at load, but a guard may still miss) runs eagerly from then on.
                 if not (self.compiled and _is_compile_error(exc)):
                     raise
                 self._drop_compiled(exc)
@@ -510,109 +625,26 @@ class SVDRenderer(Renderer):
                 if tracker is not None:
                     tracker.mark()
         seconds = (time.monotonic() - started) / max(1, spec.steps)
-        self._step_seconds = (
-            seconds if self._step_seconds is None else 0.7 * self._step_seconds + 0.3 * seconds
-        )
-        latents: torch.Tensor = result.frames
+        self._step_seconds = _smooth(self._step_seconds, seconds)
+        if not bool(torch.isfinite(latents).all()):
+            # fp16 overflow: decoding would make flat frames and the job would "succeed".
+            raise RenderError("the video model produced invalid numbers (NaN or inf)")
         return latents
 
     def _decode_chunk(self, width: int, height: int, frames: int) -> int:
         """Frames per VAE decode: as many as fit in the free GPU memory (all of them on the CPU)."""
-        if not self.device.startswith("cuda"):
-            return frames
-
-        device = torch.device(self.device)
-        free, _total = torch.cuda.mem_get_info(device)
-        # What torch's caching allocator holds but does not use is free to us too (the driver
-        # counts it as taken): after denoising that is often several GiB.
-        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-        per_frame = (
-            width
-            * height
-            * BYTES_PER_DECODED_PIXEL
-            * (2 if self._pipe.vae.dtype == torch.float32 else 1)
-        )
-        return max(1, min(frames, int(free * 0.8) // per_frame))
-
-    def _decode(
-        self,
-        latents: torch.Tensor,
-        k: int,
-        *,
-        ladder: MemoryFallback,
-        cancel: threading.Event,
-        tracker: _SVDProgress | None,
-    ) -> torch.Tensor:
-
-        started = time.monotonic()
-        vae = self._pipe.vae
-        scale = self._pipe.vae_scale_factor
-        count = latents.shape[1]
-        width, height = latents.shape[-1] * scale, latents.shape[-2] * scale
-        chunk = self._decode_chunk(width, height, count)
-        if ladder.chunk_cap is not None:
-            chunk = min(chunk, ladder.chunk_cap)
-        ladder.last_chunk = chunk
-        flat = latents.flatten(0, 1) / vae.config.scaling_factor
-        parts: list[torch.Tensor] = []
-        with torch.inference_mode():
-            for start in range(0, count, chunk):
-                check_cancel(cancel)
-                if self.fault_injector is not None:
-                    self.fault_injector("decode")
-                piece = flat[start : start + chunk]
-                parts.append(vae.decode(piece, num_frames=piece.shape[0]).sample.float())
-                if tracker is not None:
-                    done = min(count, start + chunk) / count
-                    seconds = time.monotonic() - started if done >= 1 else None
-                    tracker.decoded(k, done, seconds)
-        decode_s = time.monotonic() - started
-        self._decode_seconds = (
-            decode_s
-            if self._decode_seconds is None
-            else 0.7 * self._decode_seconds + 0.3 * decode_s
-        )
-        return torch.cat(parts)
-
-    def _climb(self, ladder: MemoryFallback, spec: RenderSpec, exc: BaseException) -> None:
-        """One step down the memory fallbacks, or `GPUOutOfMemory` when none is left."""
-
-        if self.device.startswith("cuda"):
-            torch.cuda.empty_cache()
-        ladder.level += 1
-        if ladder.level == 1:
-            ladder.chunk_cap = max(1, (ladder.last_chunk or self._frames_per_pass) // 2)
-            log.warning(
-                "SVD out of GPU memory; retrying the pass with decode chunks of %d",
-                ladder.chunk_cap,
-            )
-        elif ladder.level == 2:
-            log.warning("SVD out of GPU memory again; retrying the pass with model CPU offload")
-            self._enable_offload()
-        else:
-            raise GPUOutOfMemory(_oom_message(spec)) from exc
-
-    def _enable_offload(self) -> None:
-        if self._offloaded:
-            return
-        self._offloaded = True
-        # On the CPU this saves nothing, but it installs the very hooks it installs on CUDA
-        # (accelerate's, moving each model to `device` for its call): the tests run through them.
-        self._pipe.enable_model_cpu_offload(device=self.device)
-
-    def _end_job(self) -> None:
-        """Back to full speed after a job that needed the CPU offload."""
-        if not self._offloaded:
-            return
-        self._offloaded = False
-        self._pipe.remove_all_hooks()
-        self._pipe.to(self.device)
-        if self.device.startswith("cuda"):
-            torch.cuda.empty_cache()
+        assert self._memory is not None
+        return self._memory.decode_chunk(width, height, frames)
 
 
-def _oom_message(spec: RenderSpec) -> str:
-    return (
-        f"not enough GPU memory for {spec.resolution}, {spec.duration} s, even with the"
-        " memory-saving fallbacks: the GPU is busy or too small; try again in a few minutes"
-    )
+def _smooth(old: float | None, new: float) -> float:
+    return new if old is None else 0.7 * old + 0.3 * new
+
+
+def _to_output_rate(frames: Iterator[FrameArray], plan: PassPlan) -> Iterator[FrameArray]:
+    """Generated frames to the output rate: motion-compensated frames between them."""
+    if plan.factor == 1:
+        return frames
+    from .. import interpolate
+
+    return interpolate.interpolate(frames, plan.factor)

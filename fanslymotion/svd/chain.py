@@ -1,5 +1,6 @@
-"""How SVD passes are chained into one clip: colour held to the first pass, seams cross-faded,
-each pass conditioned on a frame of the one before (docs/svd.md, "Chaining passes")."""
+"""How SVD passes are chained into one clip (docs/svd.md, "Chaining passes"): consecutive passes
+share their last/first `head` latent frames, colour is matched on that overlap, the shared
+frames are cross-faded, and the next pass's VAE-concat image is the first shared frame."""
 
 from __future__ import annotations
 
@@ -18,12 +19,12 @@ if TYPE_CHECKING:
 
 
 class Chain:
-    """What links consecutive passes: the colour reference of the first pass, the overlap tail
-    the next pass is cross-faded into, and the frame the next pass is conditioned on.
+    """What links consecutive passes: the overlap tail (uint8 frames, as shown), its colour
+    statistics, its final latents (the next pass's first frames) and the next concat image.
 
-    The tail is kept as the uint8 frames it would be shown as, and the next pass's conditioning
-    image is the tail's first frame: a checkpoint holds them exactly, so a resumed job makes
-    the very frames an uninterrupted one does."""
+    Everything the next pass reads is held exactly as a checkpoint stores it (uint8 frames,
+    float32 statistics, latents in float32, which holds fp16 and bf16 exactly), so a resumed
+    job makes the very frames an uninterrupted one does."""
 
     def __init__(self, first: PILImage, per_pass: int, head: int) -> None:
         self.condition = first
@@ -31,44 +32,70 @@ class Chain:
         self.head = head
         self.reference: tuple[torch.Tensor, torch.Tensor] | None = None
         self.tail: FrameArray | None = None
+        self.shared: torch.Tensor | None = None
 
-    def link(self, clip: torch.Tensor, *, last: bool) -> FrameArray:
-        """Colour-match and cross-fade one decoded pass, keep its tail; its kept frames."""
+    def link(self, clip: torch.Tensor, latents: torch.Tensor, *, last: bool) -> FrameArray:
+        """Colour-match and cross-fade one decoded pass, keep its tail; its kept frames.
+
+        `latents` (1, F, C, h, w): the pass's final latents; their last `head` frames are
+        the next pass's first."""
         from PIL import Image
 
         per_pass, head = self.per_pass, self.head
         with torch.inference_mode():
-            ycc = _to_ycbcr(clip)
-            if self.reference is None:
-                self.reference = _channel_stats(ycc)
-            else:
-                mean, std = (t.to(ycc.device) for t in self.reference)
-                ycc = _match_stats(ycc, _channel_stats(ycc), (mean, std))
-            clip = _from_ycbcr(ycc)
+            if self.reference is not None:
+                # Matched on the overlap only: the frames both passes show must agree, the rest
+                # of the pass follows with the same (limited) correction.
+                ycc = _to_ycbcr(clip)
+                mean, std = (t.to(ycc.device, ycc.dtype) for t in self.reference)
+                ycc = _match_stats(ycc, _channel_stats(ycc[:head]), (mean, std))
+                clip = _from_ycbcr(ycc)
             if self.tail is not None:
                 clip[:head] = _crossfade(_from_uint8(self.tail, clip), clip[:head])
-            self.tail = None if last else _to_uint8(clip[per_pass - head :])
-            if self.tail is not None:
+            if last:
+                self.tail = self.shared = self.reference = None
+            else:
+                self.tail = _to_uint8(clip[per_pass - head :])
+                self.reference = _tail_stats(self.tail)
+                self.shared = latents[0, per_pass - head :].float().cpu()
                 self.condition = Image.fromarray(self.tail[0])
             return _to_uint8(clip[: per_pass if last else per_pass - head])
 
     def reference_arrays(self) -> tuple[Any, Any]:
-        assert self.reference is not None
+        """The tail's colour statistics for the checkpoint (float32; kept there for the
+        record: a resume recomputes them from the tail)."""
+        if self.reference is None:
+            return _identity_stats()
         mean, std = self.reference
-        return mean.cpu().numpy(), std.cpu().numpy()
+        return mean.float().numpy(), std.float().numpy()
+
+    def shared_array(self) -> Any:
+        return None if self.shared is None else self.shared.numpy()
 
     def restore(self, resumed: Resumed) -> int:
         """Continue after a checkpoint; returns the passes it had done."""
         from PIL import Image
 
-        self.reference = (
-            torch.from_numpy(resumed.reference[0]),
-            torch.from_numpy(resumed.reference[1]),
-        )
         self.tail = resumed.tail
         if self.tail is not None:
+            self.reference = _tail_stats(self.tail)
             self.condition = Image.fromarray(self.tail[0])
+        if resumed.shared is not None:
+            self.shared = torch.from_numpy(resumed.shared)
         return resumed.passes_done
+
+
+def _identity_stats() -> tuple[Any, Any]:
+    import numpy as np
+
+    return np.zeros((1, 3, 1, 1), np.float32), np.ones((1, 3, 1, 1), np.float32)
+
+
+def _tail_stats(tail: FrameArray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour statistics of the uint8 tail, in float64 on the CPU: the same numbers on any
+    device and thread count (a float32 reduction's order shifts its last bits)."""
+    frames = torch.from_numpy(tail).permute(0, 3, 1, 2).to(torch.float64) / 127.5 - 1
+    return _channel_stats(_to_ycbcr(frames))
 
 
 # Colour is handled in YCbCr (BT.601, on [-1, 1] RGB): luma and chroma statistics are matched

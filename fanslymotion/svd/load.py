@@ -88,7 +88,7 @@ def optimize_pipeline(
     compile_backend: str | Callable[..., Any] = "inductor",
 ) -> None:
     """Speed-ups that keep the output. Always: SDPA attention in the UNet and the VAE (diffusers'
-    default with torch 2, made explicit). With `compile_unet`: channels-last weights, cuDNN
+    default with torch 2, made explicit). With `compile_unet`: channels-last UNet weights, cuDNN
     autotuning on CUDA and `torch.compile` of the UNet (static shapes: one graph per working
     size, compiled on its first call, which takes minutes with inductor; `bench/svd_gpu.py`
     measures the gain). `compile_mode` applies to inductor only."""
@@ -103,9 +103,10 @@ def optimize_pipeline(
         return
     if pipe.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    # Channels-last for the 2-D convolutions only: `Module.to(memory_format=...)` on the whole
-    # UNet or VAE fails on their temporal layers' 5-D Conv3d weights.
-    for module in (*pipe.unet.modules(), *pipe.vae.modules()):
+    # Channels-last for the compiled UNet's 2-D convolutions only: `Module.to(memory_format=...)`
+    # on the whole UNet fails on its temporal layers' 5-D Conv3d weights, and the uncompiled VAE
+    # would only pay layout copies around each convolution.
+    for module in pipe.unet.modules():
         if isinstance(module, torch.nn.Conv2d):
             conv: Any = module  # torch's stubs for Module.to lack `memory_format`
             conv.to(memory_format=torch.channels_last)
@@ -113,6 +114,18 @@ def optimize_pipeline(
     pipe.unet = torch.compile(
         pipe.unet, backend=compile_backend, mode=mode, fullgraph=False, dynamic=False
     )
+
+
+def own_storage(pipe: Any) -> None:
+    """Give every weight and buffer a storage of its own. Loaded weights can be views at
+    arbitrary offsets of one buffer, and CPU kernels round differently at different alignments:
+    after an offload had moved them (new, aligned storage) the same job made other frames than
+    on a fresh load. Owned storage is laid out the same after a load, a restart or an offload."""
+    with torch.no_grad():
+        for name in ("unet", "vae", "image_encoder"):
+            model = getattr(pipe, name)
+            for tensor in (*model.parameters(), *model.buffers()):
+                tensor.data = tensor.data.clone()
 
 
 def _is_compile_error(exc: BaseException) -> bool:
