@@ -121,7 +121,8 @@ class ChatEditor:
 
     def poke(self) -> None:
         self.wake.set()
-        if not self.running:
+        # After stop() no new editor starts: it would reopen the bot's closed HTTP session.
+        if not self.running and not self.tracker.halt.is_set():
             self.task = asyncio.create_task(self.run(), name=f"progress-{self.chat_id}")
 
     async def run(self) -> None:
