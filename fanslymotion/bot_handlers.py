@@ -19,6 +19,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from .bot_delivery import DOCUMENT_PREFIX
+from .bot_history import HISTORY_KEPT, history_view
 from .bot_photo import (
     incoming_kind,
     on_early_photo,
@@ -38,7 +39,6 @@ from .bot_screens import (
     take_over,
 )
 from .bot_views import (
-    HISTORY_KEPT,
     OPTION_OF_STEP,
     STATE_OF,
     STEPS,
@@ -52,7 +52,6 @@ from .bot_views import (
     cancel_list_keyboard,
     decode_choice,
     focus_of_cell,
-    history_view,
     job_caption,
     job_params,
     lang_keyboard,

@@ -12,14 +12,12 @@ from aiogram.exceptions import TelegramBadRequest, TelegramNotFound
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
+from .bot_files import document_kind, is_heic, looks_like_image
 from .bot_screens import show, show_conv, show_step
 from .bot_telegram import TRANSIENT
 from .bot_views import (
     STATE_OF,
-    document_kind,
     error_text,
-    is_heic,
-    looks_like_image,
     mb,
     menu_only_keyboard,
     missing_step,

@@ -41,11 +41,6 @@ MB = 1024 * 1024
 # Bots may download files up to 20 MB through the Bot API (getFile answers "file is too big").
 DOWNLOAD_LIMIT = 20 * MB
 
-# File extensions accepted for an image sent as a document without a MIME type.
-IMAGE_EXTENSIONS = frozenset(
-    {"jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif", "heic", "heif"}
-)
-
 
 class Flow(StatesGroup):
     duration = State()
@@ -561,13 +556,6 @@ def error_text(lang: str, exc: FanslyError, *, active: int, limit: int) -> str:
     return t(lang, "generic_error")
 
 
-def looks_like_image(mime_type: str | None, file_name: str | None) -> bool:
-    if mime_type:
-        return mime_type.lower().startswith("image/") and "svg" not in mime_type.lower()
-    extension = (file_name or "").rsplit(".", 1)[-1].lower()
-    return extension in IMAGE_EXTENSIONS
-
-
 def lang_keyboard(current: str | None = None) -> InlineKeyboardMarkup:
     """The language picker; the current language is marked with •."""
     return InlineKeyboardMarkup(
@@ -660,37 +648,6 @@ def missed_keyboard(lang: str, job_id: str) -> InlineKeyboardMarkup:
     )
 
 
-_ARCHIVES = ("zip", "rar", "7z", "tar", "gz", "tgz", "bz2", "xz")
-
-
-def document_kind(mime_type: str | None, file_name: str | None) -> str:
-    """The text key naming what a non-image file is ("kind_pdf", "kind_zip"...)."""
-    mime = (mime_type or "").lower()
-    extension = (file_name or "").rsplit(".", 1)[-1].lower() if file_name else ""
-    if mime == "application/pdf" or extension == "pdf":
-        return "kind_pdf"
-    if any(word in mime for word in ("zip", "rar", "7z", "tar", "compressed")):
-        return "kind_zip"
-    if extension in _ARCHIVES:
-        return "kind_zip"
-    for prefix, kind in (
-        ("text/", "kind_text"),
-        ("video/", "kind_video"),
-        ("audio/", "kind_audio"),
-    ):
-        if mime.startswith(prefix):
-            return kind
-    return "kind_text" if extension in ("txt", "md", "csv") else "kind_file"
-
-
-def is_heic(mime_type: str | None, file_name: str | None) -> bool:
-    mime = (mime_type or "").lower()
-    extension = (file_name or "").rsplit(".", 1)[-1].lower() if file_name else ""
-    return mime in ("image/heic", "image/heif", "image/heic-sequence", "image/heif-sequence") or (
-        extension in ("heic", "heif")
-    )
-
-
 def photo_first_keyboard(lang: str, data: dict[str, Any]) -> InlineKeyboardMarkup:
     """The first step, with "as last time" on top when the user has made a video before."""
     markup = step_keyboard(lang, "duration", data)
@@ -700,51 +657,3 @@ def photo_first_keyboard(lang: str, data: dict[str, Any]) -> InlineKeyboardMarku
         quick = button(t(lang, "btn_last_settings", params=parts), Nav(to="last"))
         return InlineKeyboardMarkup(inline_keyboard=[[quick], *markup.inline_keyboard])
     return markup
-
-
-HISTORY_PAGE = 5  # videos per page of /history
-HISTORY_KEPT = 50  # the most videos /history pages through
-
-
-def history_view(
-    lang: str, entries: list[tuple[Job, str | None]], page: int
-) -> tuple[str, InlineKeyboardMarkup]:
-    """One page of /history: a numbered list (newest first), one button per video (send it
-    again by its kept file id, or make it again when there is none), and paging."""
-    total = len(entries)
-    pages = max(1, -(-total // HISTORY_PAGE))
-    page = min(max(page, 0), pages - 1)
-    first = page * HISTORY_PAGE
-    shown = entries[first : first + HISTORY_PAGE]
-    lines = [t(lang, "history_header", first=first + 1, last=first + len(shown), total=total)]
-    buttons: list[InlineKeyboardButton] = []
-    for n, (job, file_id) in enumerate(shown, start=first + 1):
-        lines.append(
-            t(
-                lang,
-                "history_line",
-                n=n,
-                params=job_params(lang, job),
-                fps=t(lang, "fps", fps=job.fps),
-                variant=variant_label(job.seed),
-            )
-        )
-        if file_id:
-            buttons.append(
-                button(t(lang, "btn_hist_send", n=n), JobButton(action="send", job_id=job.job_id))
-            )
-        else:
-            buttons.append(
-                button(
-                    t(lang, "btn_hist_repeat", n=n), JobButton(action="again", job_id=job.job_id)
-                )
-            )
-    lines.append("")
-    lines.append(t(lang, "history_legend"))
-    paging: list[InlineKeyboardButton] = []
-    if page > 0:
-        paging.append(button(t(lang, "btn_newer"), HistPage(page=page - 1)))
-    if page < pages - 1:
-        paging.append(button(t(lang, "btn_older"), HistPage(page=page + 1)))
-    rows = [buttons, *([paging] if paging else []), [button(t(lang, "btn_menu"), Nav(to="menu"))]]
-    return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=rows)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiogram.types import InlineKeyboardMarkup
 
-from fanslymotion import bot_views, motion, texts
+from fanslymotion import bot_files, bot_history, bot_views, motion, texts
 from fanslymotion.errors import BadRequest, TooManyJobs
 from fanslymotion.models import Phase, Progress
 from fanslymotion.store import Job
@@ -156,11 +156,11 @@ def test_error_texts_are_translated() -> None:
 
 
 def test_images_are_recognised_by_type_or_name() -> None:
-    assert bot_views.looks_like_image("image/heic", None)
-    assert not bot_views.looks_like_image("image/svg+xml", "a.svg")
-    assert bot_views.looks_like_image(None, "IMG_0001.HEIC")
-    assert not bot_views.looks_like_image(None, "report.pdf")
-    assert not bot_views.looks_like_image("application/pdf", "x.jpg")
+    assert bot_files.looks_like_image("image/heic", None)
+    assert not bot_files.looks_like_image("image/svg+xml", "a.svg")
+    assert bot_files.looks_like_image(None, "IMG_0001.HEIC")
+    assert not bot_files.looks_like_image(None, "report.pdf")
+    assert not bot_files.looks_like_image("application/pdf", "x.jpg")
 
 
 def test_the_bot_imports_no_renderer() -> None:
@@ -225,11 +225,11 @@ def test_russian_reads_right_with_its_placeholders_filled() -> None:
 
 
 def test_wrong_files_are_named_and_the_picker_marks_the_language() -> None:
-    assert bot_views.document_kind("application/pdf", "a.pdf") == "kind_pdf"
-    assert bot_views.document_kind("application/zip", "a.zip") == "kind_zip"
-    assert bot_views.document_kind(None, "notes.txt") == "kind_text"
-    assert bot_views.document_kind("video/mp4", "clip.mp4") == "kind_video"
-    assert bot_views.is_heic(None, "IMG_0001.HEIC") and bot_views.is_heic("image/heif", None)
+    assert bot_files.document_kind("application/pdf", "a.pdf") == "kind_pdf"
+    assert bot_files.document_kind("application/zip", "a.zip") == "kind_zip"
+    assert bot_files.document_kind(None, "notes.txt") == "kind_text"
+    assert bot_files.document_kind("video/mp4", "clip.mp4") == "kind_video"
+    assert bot_files.is_heic(None, "IMG_0001.HEIC") and bot_files.is_heic("image/heif", None)
     rows = buttons(bot_views.lang_keyboard("ru"))
     assert rows == [[("English", "lang:en"), ("• Русский", "lang:ru")]]
     assert bot_views.step_text("en", "motion", {"reuse": "j1"}).startswith("Same photo")
@@ -262,12 +262,12 @@ def test_history_pages_and_the_caption(lang: str) -> None:
         (make_job(job_id=f"j{i}", seed=1000 + i, fps=24), f"file{i}" if i < 6 else None)
         for i in range(7)
     ]  # the last one's copy was never kept: it can be made again instead
-    text, markup = bot_views.history_view(lang, jobs, 0)
+    text, markup = bot_history.history_view(lang, jobs, 0)
     rows = buttons(markup)
     assert [d for _, d in rows[0]] == [f"job:send:j{i}" for i in range(5)]
     assert rows[1] == [(texts.t(lang, "btn_older"), "hist:1")]
     assert text.count("\n") == 5 + 2 and "24" in text
-    text, markup = bot_views.history_view(lang, jobs, 1)
+    text, markup = bot_history.history_view(lang, jobs, 1)
     rows = buttons(markup)
     assert [d for _, d in rows[0]] == ["job:send:j5", "job:again:j6"]
     assert rows[1] == [(texts.t(lang, "btn_newer"), "hist:0")] and rows[-1][0][1] == "nav:menu"
