@@ -1,4 +1,4 @@
-"""The HTTP API: middlewares, handlers, SSE, and the one route table that feeds the router, the
+"""The HTTP API: the auth middleware, handlers, SSE, and the one route table that feeds the router, the
 index at `/` and /openapi.json. Requests are read in `api_input`, files served by `api_files`;
 `create_app` is given the settings and the job service (`ApiDeps`), nothing more."""
 
@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel
 
 from . import __version__, api_files, api_input, models, openapi
 from . import web as web_page
+from .api_errors import errors_middleware
 from .config import Settings
-from .errors import Conflict, FanslyError, InvalidParams, NotFound, Unauthorized
+from .errors import Conflict, InvalidParams, NotFound, Unauthorized
 from .metrics import CONTENT_TYPE
 from .models import JobRequest
 from .openapi import Handler, Route, answer
@@ -47,57 +47,6 @@ SERVICE: web.AppKey[ApiDeps] = web.AppKey("api")
 
 
 # -- middleware -------------------------------------------------------------------------------
-
-
-def error_body(status: int, message: str, code: str = "") -> dict[str, Any]:
-    body: dict[str, Any] = {"ok": False, "error": message, "status": status}
-    if code:
-        body["code"] = code
-    return body
-
-
-def json_error(
-    status: int, message: str, headers: dict[str, str] | None = None, *, code: str = ""
-) -> web.Response:
-    return web.json_response(error_body(status, message, code), status=status, headers=headers)
-
-
-def _domain_error(exc: FanslyError) -> web.Response:
-    headers = dict(exc.headers)
-    if exc.retry_after is not None:
-        headers["Retry-After"] = str(exc.retry_after)
-    if isinstance(exc, Unauthorized):
-        headers["WWW-Authenticate"] = 'Bearer realm="fanslymotion"'
-    return json_error(exc.status, exc.message, headers or None, code=exc.code)
-
-
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The one place where domain errors become HTTP answers. Never a traceback."""
-    try:
-        return await handler(request)
-    except FanslyError as exc:
-        return _domain_error(exc)
-    except web.HTTPRequestEntityTooLarge:
-        return json_error(413, "the request is too large")
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return json_error(
-            exc.status,
-            exc.reason or "error",
-            {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None,
-        )
-    except HttpProcessingError as exc:  # a body aiohttp could not parse (chunked encoding...)
-        return json_error(400, f"the request could not be read: {exc.message or 'bad request'}")
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
-    except Exception as exc:
-        log.error(
-            "unhandled %s on %s %s: %s", type(exc).__name__, request.method, request.path, exc
-        )
-        log.debug("traceback", exc_info=exc)
-        return json_error(500, "internal error")
 
 
 def _bearer(request: web.Request) -> str | None:
