@@ -1,6 +1,7 @@
-"""The HTTP API: the auth middleware, handlers, SSE, and the one route table that feeds the router, the
-index at `/` and /openapi.json. Requests are read in `api_input`, files served by `api_files`;
-`create_app` is given the settings and the job service (`ApiDeps`), nothing more."""
+"""The HTTP API: the auth middleware, handlers, SSE, and the one route table that feeds the
+router, the index at `/` and /openapi.json. Errors become answers in `api_errors`, requests are
+read in `api_input`, files served by `api_files`; `create_app` is given the settings and the job
+service (`ApiDeps`), nothing more."""
 
 from __future__ import annotations
 
