@@ -239,8 +239,8 @@ class Console:
         return page
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def launch_browser() -> Iterator[Any]:
+    """Debian's Chromium under Playwright, headless (the page tests skip without it)."""
     if not CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium: `scripts/dev` installs Debian's chromium package")
     from playwright.sync_api import sync_playwright
@@ -251,6 +251,11 @@ def browser() -> Iterator[Any]:
         )
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from launch_browser()
 
 
 def _service(path: Path, **env: str) -> Iterator[Process]:

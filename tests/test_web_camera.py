@@ -5,42 +5,26 @@ the path played from /camera, and the job made with exactly the camera the page 
 from __future__ import annotations
 
 import json
-import signal
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from .test_process import Process
-from .test_web import CHROMIUM, CHROMIUM_ARGS, Console, _page, _photo, landscape
+from .test_web import Console, _page, _photo, _service, landscape, launch_browser
 
 PHOTO = (1200, 800)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("no /usr/bin/chromium: `scripts/dev` installs Debian's chromium package")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
+    yield from launch_browser()
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
     # The service's own rate is 12 here (fast tests); a job may still ask for 24 or 30.
-    proc = Process(tmp_path_factory.mktemp("web-camera"), FANSLYMOTION_FPS="12")
-    try:
-        proc.start()
-        yield proc
-    finally:
-        if proc.proc is not None and proc.proc.poll() is None:
-            proc.stop(signal.SIGTERM)
+    yield from _service(tmp_path_factory.mktemp("web-camera"))
 
 
 def _open(browser: Any, site: Process, **context: Any) -> tuple[Any, Console]:

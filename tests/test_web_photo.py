@@ -4,7 +4,6 @@ the real service: each defect found in the trial, driven as a user would meet it
 from __future__ import annotations
 
 import io
-import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,13 +13,13 @@ from PIL import Image
 
 from .test_process import Process
 from .test_web import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DROP_OR_PASTE,
     Console,
     _page,
     _photo,
+    _service,
     landscape,
+    launch_browser,
 )
 
 PHONE = {"width": 390, "height": 844}
@@ -28,27 +27,12 @@ PHONE = {"width": 390, "height": 844}
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("no /usr/bin/chromium: `scripts/dev` installs Debian's chromium package")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
+    yield from launch_browser()
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
-    proc = Process(tmp_path_factory.mktemp("web-photo"), FANSLYMOTION_FPS="12")
-    try:
-        proc.start()
-        yield proc
-    finally:
-        if proc.proc is not None and proc.proc.poll() is None:
-            proc.stop(signal.SIGTERM)
+    yield from _service(tmp_path_factory.mktemp("web-photo"))
 
 
 def banded(width: int, height: int) -> bytes:
