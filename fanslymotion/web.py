@@ -55,13 +55,11 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _JSON_TYPES = ("application/json", "application/*")
 
 
-class CameraQuery(BaseModel):
-    """The query of `GET /camera`: a photo size and the job parameters that shape the path."""
+class _CameraFields(BaseModel):
+    """The job parameters that shape a camera path, the same in both forms of `/camera`."""
 
     model_config = ConfigDict(extra="forbid")
 
-    width: int = Field(ge=1, le=MAX_SIDE, description="Photo width in pixels, as displayed")
-    height: int = Field(ge=1, le=MAX_SIDE, description="Photo height in pixels, as displayed")
     duration: motion.Duration
     resolution: motion.Resolution
     motion_preset: motion.Preset
@@ -70,27 +68,24 @@ class CameraQuery(BaseModel):
     fps: models.JobFps | None = None
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="adds the seed's drift")
     loop: bool = False
+
+
+class CameraQuery(_CameraFields):
+    """The query of `GET /camera`: a photo size and the job parameters that shape the path."""
+
+    width: int = Field(ge=1, le=MAX_SIDE, description="Photo width in pixels, as displayed")
+    height: int = Field(ge=1, le=MAX_SIDE, description="Photo height in pixels, as displayed")
     focus_x: float | None = Field(None, ge=0.0, le=1.0)
     focus_y: float | None = Field(None, ge=0.0, le=1.0)
     camera: str | None = Field(None, max_length=4000, description="the camera object as JSON")
 
 
-class CameraBody(BaseModel):
+class CameraBody(_CameraFields):
     """The body of `POST /camera`: /job/create's fields (no user), with or without the photo.
     With it, the subject is looked for as a job's would be; without it, width and height."""
 
-    model_config = ConfigDict(extra="forbid")
-
     width: int | None = Field(None, ge=1, le=MAX_SIDE)
     height: int | None = Field(None, ge=1, le=MAX_SIDE)
-    duration: motion.Duration
-    resolution: motion.Resolution
-    motion_preset: motion.Preset
-    aspect: motion.Aspect = "auto"
-    strength: float = Field(0.5, ge=0.0, le=1.0)
-    fps: models.JobFps | None = None
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
-    loop: bool = False
     focus: models.Focus | None = None
     camera: models.CameraIn | None = None
 
