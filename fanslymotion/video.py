@@ -356,7 +356,10 @@ def check_video(path: Path, *, frames: int, fps: int, width: int, height: int) -
         return f"it lasts {info.duration:.2f}s, not {frames / fps:.2f}s"
     command = [ffmpeg_exe(), "-v", "error", "-nostdin", "-xerror", "-i", str(path)]
     command += ["-map", "0:v:0", "-f", "null", "-"]
-    result = subprocess.run(command, capture_output=True, check=False)
+    try:  # a file built to stall the decoder must not hold an executor thread for good
+        result = subprocess.run(command, capture_output=True, check=False, timeout=300)
+    except subprocess.TimeoutExpired:
+        return "it does not decode within 300 s"
     errors = result.stderr.decode("utf-8", "replace").strip()
     if result.returncode != 0 or errors:
         return f"it does not decode: {errors.splitlines()[-1] if errors else result.returncode}"
