@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -55,8 +56,10 @@ from .bot_telegram import (
     REDACTED,
     REDACTED_LOGGERS,
     TRANSIENT,
+    Gate,
     RedactToken,
     RetryAfter,
+    SessionClosed,
     SQLiteStorage,
     gone_text,
 )
@@ -108,6 +111,7 @@ class TelegramBot:
         self._progress_task: asyncio.Task[None] | None = None
         self._delivery_task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._gate = Gate()
         self._languages: dict[int, str] = {}
         self.connect_attempts = 0
         self._present: set[int] = set()  # users seen (and unblocked) by this process
@@ -228,6 +232,7 @@ class TelegramBot:
             await self.progress.note_interrupted()
         self.progress.clear()
         if self.bot is not None:
+            self._gate.closed = True
             await self.bot.session.close()
         if self._enabled:
             self._set_state("off", "stopped")
@@ -237,12 +242,19 @@ class TelegramBot:
                 logging.getLogger(name).removeFilter(self._redact)
 
     async def _wait_handlers(self) -> None:
-        """Let running handlers finish (a while), then cancel the rest."""
-        await stop_tasks(set(self._inflight), self.stop_grace, "bot handlers")
+        """Let running handlers finish (a while), then cancel the rest; also those that began
+        while the first ones were awaited (updates polling had already fetched)."""
+        deadline = time.monotonic() + self.stop_grace
+        left_behind: set[asyncio.Future[Any]] = set()
+        while running := self._inflight - left_behind:
+            left = max(0.0, deadline - time.monotonic())
+            left_behind.update(await stop_tasks(running, left, "bot handlers"))
 
     def _make_bot(self, token: str) -> Bot:
         api = TelegramAPIServer.from_base(self.settings.telegram_api)
         session = AiohttpSession(api=api)
+        self._gate = Gate()
+        session.middleware(self._gate)  # first registered = outermost
         session.middleware(RetryAfter())
         return Bot(token=token, session=session)
 
@@ -439,6 +451,9 @@ class TelegramBot:
         update = event.update
         if isinstance(exc, TelegramForbiddenError):
             log.info("update %s: the user blocked the bot (%s)", update.update_id, exc.message)
+            return
+        if isinstance(exc, SessionClosed):
+            log.info("update %s: left unanswered, the bot stopped", update.update_id)
             return
         log.error(
             "update %s failed: %s: %s", update.update_id, type(exc).__name__, exc, exc_info=exc
@@ -642,16 +657,18 @@ class _Context(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        user = data.get("event_from_user")
-        if not isinstance(user, User) or user.is_bot:
-            return None
-        lang = await self.owner.language(user)
-        if not self.owner.is_allowed(user.id):
-            log.info("update from user %s refused: not on the allow-list", user.id)
-            await self._refuse(event, lang)
-            return None
-        data["lang"] = lang
+        # Tracked from its first step: an update that is still reading the user's language
+        # when stop() looks must be waited for too, or it would call Telegram after the close.
         with self.owner.handling():
+            user = data.get("event_from_user")
+            if not isinstance(user, User) or user.is_bot:
+                return None
+            lang = await self.owner.language(user)
+            if not self.owner.is_allowed(user.id):
+                log.info("update from user %s refused: not on the allow-list", user.id)
+                await self._refuse(event, lang)
+                return None
+            data["lang"] = lang
             await self.owner.user_wrote(user.id, lang)
             return await handler(event, data)
 

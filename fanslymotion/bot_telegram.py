@@ -144,6 +144,28 @@ def _owner_retries(method: TelegramMethod[Any]) -> bool:
     return False
 
 
+class SessionClosed(TelegramNetworkError):
+    """A call made after the bot stopped: refused, so no new connection outlives the stop."""
+
+
+class Gate(BaseRequestMiddleware):
+    """The outermost request middleware: once closed, every call fails at once. A handler
+    still finishing after stop() would otherwise open a new HTTP session nobody closes."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        if self.closed:
+            raise SessionClosed(method, "the bot has stopped")
+        return await make_request(bot, method)
+
+
 class RetryAfter(BaseRequestMiddleware):
     """Honour 429 Too Many Requests (wait `retry_after`, send the same request again), and send
     small replies again after a transient failure, with backoff; both bounded."""

@@ -11,6 +11,10 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
+
+from fanslymotion.bot_telegram import SessionClosed
+
 from .bot_stack import (
     ALICE,
     BORIS,
@@ -211,6 +215,21 @@ async def test_replies_survive_an_outage(stack: Stack, tg: FakeTelegram) -> None
     await open_menu(tg, BORIS)
     polls = [c.status for c in tg.calls_of("getUpdates")]
     assert polls.count(0) == 1 and polls.count(502) == 2
+
+
+async def test_a_handler_left_running_by_stop_cannot_reach_telegram(
+    stack: Stack, tg: FakeTelegram
+) -> None:
+    """A handler still finishing after stop() (its update was fetched before polling ended)
+    gets a refusal, not a fresh HTTP session that nobody would close."""
+    await stack.start()
+    await open_menu(tg, ALICE)
+    bot = stack.bot
+    assert bot.bot is not None
+    await stack.stop()
+    with pytest.raises(SessionClosed):
+        await bot.bot.send_message(ALICE.id, "too late")
+    assert not [c for c in tg.calls_of("sendMessage") if c.get("text") == "too late"]
 
 
 async def test_one_slow_or_flooded_chat_does_not_hold_another(
