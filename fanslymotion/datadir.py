@@ -19,6 +19,7 @@ from . import checkpoints, video
 from .config import Settings
 from .errors import Unavailable
 from .store import Job, Store, iso_utc
+from .store.port import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def make_poster(source: Path, poster: Path) -> Path:
     return poster
 
 
-async def retire_input(settings: Settings, store: Store, job: Job) -> None:
+async def retire_input(settings: Settings, store: JobStore, job: Job) -> None:
     """Apply INPUT_RETENTION to the photo of a job that ended: delete it or move it to the
     archive; `keep` leaves it."""
     if job.input_path is None or settings.input_retention == "keep":

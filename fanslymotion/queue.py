@@ -34,7 +34,8 @@ from .metrics import Metrics
 from .models import JobRequest
 from .renderer import Preview, Renderer, RenderSpec
 from .retry import Failed, Outcome, Policy, next_state
-from .store import Job, NewJob, Store, check_same_request
+from .store import Job, NewJob, check_same_request
+from .store.port import JobStore
 from .vocabulary import TERMINAL, JobStatus, Phase, Progress
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class JobQueue:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: JobStore,
         executor: Executor,
         metrics: Metrics | None = None,
     ) -> None:

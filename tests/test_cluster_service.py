@@ -45,9 +45,9 @@ async def front(tmp_path: Path, pg_url: str) -> AsyncIterator[JobQueue]:
 
 async def take(db: ClusterDB, worker: str = "w1") -> Attempt:
     """What a worker does: procrastinate's fetch, then our start."""
-    wid = await db._one("SELECT procrastinate_register_worker_v1() AS id")
+    wid = await db.one("SELECT procrastinate_register_worker_v1() AS id")
     assert wid is not None
-    fetched = await db._one(
+    fetched = await db.one(
         "SELECT * FROM procrastinate_fetch_job_v2(ARRAY[%s]::varchar[], %s)", (QUEUE, wid["id"])
     )
     assert fetched is not None and fetched["id"] is not None, "nothing to take"
