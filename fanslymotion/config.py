@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     worker_poll: float = Field(
         1.0, gt=0
     )  # seconds between a worker's polls (NOTIFY wakes it sooner)
+    # where a cluster's front keeps its jobs: `postgres`, PostgreSQL is the one store of record
+    # (jobs, webhook outbox); `sqlite`, the front's own SQLite copy followed by a mirror (the
+    # bot's tables are there: a front with a bot token needs it until they move)
+    cluster_store: Literal["sqlite", "postgres"] = "sqlite"
 
     log_level: str = "INFO"
 

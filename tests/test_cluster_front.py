@@ -1,5 +1,6 @@
 """The cluster's front in this process (so its events can be watched) with a real worker
-process and a real PostgreSQL: live progress, SSE, webhooks, pause, health and metrics."""
+process and a real PostgreSQL: live progress, SSE, webhooks, pause, health and metrics, with
+both stores of a front (PostgreSQL alone, and the old SQLite copy)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ from .test_webhooks import SECRET, Receiver, hooked
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture
+@pytest.fixture(params=["postgres", "sqlite"])
 async def front(
-    start_service: ServiceFactory, pg_url: str, tmp_path: Path
+    start_service: ServiceFactory, pg_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[Client, WorkerProcess]]:
+    """A front whose one store of record is PostgreSQL, or one with its old SQLite copy."""
     client = await start_service(
+        cluster_store=request.param,
         database_url=pg_url,
         worker_token=TOKEN,
         worker_timeout=4,

@@ -292,6 +292,15 @@ class PgStore:
             await rerank_in(conn, None)
         return job_from(row)
 
+    async def finished_before(self, cutoff: str) -> list[Job]:
+        return _jobs(
+            await self.db.rows(
+                "SELECT * FROM fm_jobs WHERE status IN ('completed', 'failed', 'cancelled')"
+                " AND completed_at < %s ORDER BY seq",
+                (cutoff,),
+            )
+        )
+
     async def set_paths(
         self, job_id: str, *, input_path: str | None, output_path: str | None, archived: bool
     ) -> None:

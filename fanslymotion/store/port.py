@@ -1,5 +1,6 @@
-"""What the job service (`queue.JobQueue`) asks of its store of record, whichever the dialect:
-SQLite on one box (`store.Store`), PostgreSQL in a cluster (`cluster.store.PgStore`).
+"""What the job service (`queue.JobQueue`) and the webhook sender ask of the store of record,
+whichever the dialect: SQLite on one box (`store.Store`), PostgreSQL in a cluster
+(`cluster.store.PgStore`, `cluster.outbox.PgOutbox`).
 
 Every transition is one guarded `UPDATE ... RETURNING` committed before it returns: None when
 the guard held (the job had moved on). The rows are `rows.Job` in both dialects.
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ..vocabulary import Progress
-from .rows import Job, NewJob
+from .rows import Job, NewJob, OutboxRow
 
 
 class JobStore(Protocol):
@@ -82,6 +83,9 @@ class JobStore(Protocol):
     ) -> Job | None:
         """processing -> queued (a retry, a stop), without the phase of the ended attempt."""
 
+    async def finished_before(self, cutoff: str) -> list[Job]:
+        """Ended jobs that ended before `cutoff` (the rows' time format), oldest first."""
+
     async def set_paths(
         self, job_id: str, *, input_path: str | None, output_path: str | None, archived: bool
     ) -> None:
@@ -89,3 +93,22 @@ class JobStore(Protocol):
 
     async def webhook_summary(self, job_id: str) -> dict[str, Any] | None:
         """How the job's webhook deliveries went; None without any."""
+
+
+class Outbox(Protocol):
+    """The webhook outbox: events the store's triggers wrote with the changes that caused them."""
+
+    async def webhooks_interrupted(self) -> int:
+        """At start: deliveries the last process left in flight are due again."""
+
+    async def webhooks_due(self, now: float, limit: int) -> list[OutboxRow]: ...
+
+    async def webhook_claim(self, msg_id: str) -> bool:
+        """pending -> sending, committed before the request goes out."""
+
+    async def webhook_delivered(self, msg_id: str) -> None: ...
+
+    async def webhook_failed(self, msg_id: str, error: str, *, retry_at: float | None) -> None:
+        """One more failed attempt: due again at `retry_at`, or given up (None)."""
+
+    async def webhooks_pending(self) -> int: ...
