@@ -81,7 +81,7 @@ class Service:
             )
             undo.callback(lock.release)
             local: Store | None = None
-            if not _postgres_only(settings):
+            if not settings.cluster:  # a cluster's front keeps everything in PostgreSQL
                 local = await Store.open(settings.db_path)
                 undo.push_async_callback(local.close)
             await loop.run_in_executor(None, datadir.clean_leftovers, settings)
@@ -177,11 +177,6 @@ class Service:
         log.info("stopped")
 
 
-def _postgres_only(settings: Settings) -> bool:
-    """A cluster's front whose one store of record is PostgreSQL (no SQLite of its own)."""
-    return settings.cluster and settings.cluster_store == "postgres"
-
-
 async def job_service(
     settings: Settings, local: Store | None, metrics: Metrics
 ) -> tuple[JobQueue, ClusterExecutor | None, tuple[BotStore, Outbox]]:
@@ -199,23 +194,21 @@ async def job_service(
     from .cluster.db import ClusterDB
     from .cluster.follow import Follower
     from .cluster.front import ClusterExecutor
-    from .cluster.mirror import Mirror
     from .cluster.outbox import PgOutbox
     from .cluster.store import PgStore
+    from .cluster.upgrade import move_front_sqlite
 
     assert settings.database_url is not None
     try:
         db = await ClusterDB.open(settings.database_url.get_secret_value())
     except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
         raise Unavailable(f"cannot reach PostgreSQL at FANSLYMOTION_DATABASE_URL: {exc}") from exc
-    if local is None:  # PostgreSQL is the one store of record
-        await db.migrate()  # the front's queries need the schema before the service starts
-        store = PgStore(db)
-        cluster = ClusterExecutor(settings, store, db, Follower(db))
-        queue = JobQueue(settings, store, cluster, metrics=metrics)
-        return queue, cluster, (store, PgOutbox(db))
-    cluster = ClusterExecutor(settings, local, db, Mirror(local, db))
-    return JobQueue(settings, local, cluster, metrics=metrics), cluster, (local, local)
+    await db.migrate()  # the front's queries need the schema before the service starts
+    await move_front_sqlite(settings.db_path, db)  # a front of the previous version
+    store = PgStore(db)  # the one store of record: the front keeps no copy
+    cluster = ClusterExecutor(settings, store, db, Follower(db))
+    queue = JobQueue(settings, store, cluster, metrics=metrics)
+    return queue, cluster, (store, PgOutbox(db))
 
 
 def _is_loopback(host: str) -> bool:

@@ -70,6 +70,7 @@ class JobQueue:
         self.events = EventHub()
         self.estimator = Estimator()
         self._live: dict[str, _Live] = {}
+        self._queue_length = 0  # as /health last counted it (a cluster's database may be away)
         self._stopping = False
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -423,10 +424,12 @@ class JobQueue:
         loop = asyncio.get_running_loop()
         executor = await self.executor.health()
         ok = bool(executor.pop("ok"))
+        if executor.get("database") != "unreachable":  # else the last count, at once
+            self._queue_length = await self.store.count_jobs(status=JobStatus.QUEUED)
         return {
             "ok": not self._stopping and ok,
             **executor,
-            "queue_length": await self.store.count_jobs(status=JobStatus.QUEUED),
+            "queue_length": self._queue_length,
             "running_job": self.running_job_id(),
             "running_jobs": sorted(self._live),
             "paused": self.paused,
@@ -461,7 +464,8 @@ class JobQueue:
         self._transition(job, note)
 
     def progress(self, job: Job, report: Progress, updated_at: str | None = None) -> None:
-        """Keep the live figures, tell listeners, persist at most every interval.
+        """Keep the live figures, tell listeners, persist at most every interval what the
+        executor measured (a report read from the store, `updated_at` set, is there already).
 
         The percentage never goes back within an attempt."""
         live = self._live.get(job.job_id)
@@ -475,7 +479,7 @@ class JobQueue:
         snapshot = live.job.with_progress(report, updated_at=updated_at)
         self.events.publish(JobEvent("progress", snapshot, self._running_rest()))
         now = time.monotonic()
-        if now - live.last_saved >= self.settings.progress_interval:
+        if updated_at is None and now - live.last_saved >= self.settings.progress_interval:
             live.last_saved = now
             self._in_background(
                 self.store.set_progress(job.job_id, report), f"job {job.job_id}: progress"
