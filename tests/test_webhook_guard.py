@@ -13,6 +13,7 @@ import pytest
 
 from fanslymotion.webhook_guard import is_inward
 
+from .bot_stack import wait_until
 from .conftest import Client, ServiceFactory
 from .test_process import free_port
 from .test_webhooks import LOOPBACK, SECRET, Receiver, receiver
@@ -140,9 +141,7 @@ async def test_a_slow_receiver_on_another_port_delays_no_one(
         assert fast.url.split(":")[2] != receiver.url.split(":")[2]  # same host, two ports
         for n in range(10):
             await _cancelled_hook(client, receiver.url, 100 + n)
-        async with asyncio.timeout(30):
-            while receiver.in_flight["cancelled"] < 2:
-                await asyncio.sleep(0.02)
+        await wait_until(lambda: receiver.in_flight["cancelled"] == 2, 30, "two held")
         quick = await _cancelled_hook(client, fast.url, 1)
         await fast.wait_for(lambda ds: len(ds) == 1, 10)
         assert fast.deliveries[0].body["job_id"] == quick
