@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import camera, checkpoints, datadir, photo, webhook
+from . import camera, checkpoints, datadir, photo, webhook, webhook_guard
 from .camera import Shot
 from .config import Settings
 from .datadir import remove_quietly, write_atomic
@@ -153,6 +153,8 @@ class JobQueue:
         await self.executor.admit()
         request.validate()
         webhook.check_subscription(self.settings, request.webhook_url, list(request.webhook_events))
+        if request.webhook_url is not None:  # never inward (it is checked again at delivery)
+            await webhook_guard.check_destination(self.settings, request.webhook_url)
         if idempotency_key is not None:
             existing = await self.store.job_by_idempotency_key(request.user_id, idempotency_key)
             if existing is not None:
