@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import datadir
+from . import datadir, story_render
 from .api import create_app
 from .backends import select_renderer
 from .config import Settings, model_problem, unknown_variables
@@ -174,7 +174,9 @@ async def _job_queue(
     """The job service with the single box's executor (its GPU thread), or, with
     DATABASE_URL, the cluster's (PostgreSQL and the workers)."""
     if not settings.cluster:
-        worker = RenderWorker(settings, functools.partial(select_renderer, settings))
+        worker = RenderWorker(
+            settings, functools.partial(select_renderer, settings), stories=story_render.render
+        )
         local = LocalExecutor(settings, store, worker)
         return JobQueue(settings, store, local, metrics=metrics), None
     import psycopg

@@ -235,6 +235,8 @@ def parse_shot(value: Any, i: int, default_motion: str) -> tuple[StoryShot, Tran
     data = _object(value, where, _SHOT_KEYS | {"image_data"})
     low, high = SHOT_SECONDS
     seconds = _number(data.get("duration", 4), f"{where}.duration", low, high)
+    if seconds != int(seconds):  # each shot is a whole clip of its renderer's
+        raise InvalidParams(f"{where}.duration must be whole seconds, got {seconds:g}")
     preset = _choice(
         data.get("motion_preset", default_motion), f"{where}.motion_preset", motion.PRESETS
     )

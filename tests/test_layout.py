@@ -221,3 +221,9 @@ def test_the_story_engine_imports_nothing_of_the_service(module: str) -> None:
     engine = {".errors", ".motion", ".camera", ".video", *(f".{m}" for m in STORY_ENGINE)}
     assert ours <= engine, f"{module}.py imports {ours}"
     assert not MODULES[module] & HEAVY
+
+
+def test_story_rendering_stays_on_the_render_side() -> None:
+    """story_render runs in the render thread beside the renderers: none of the service."""
+    assert not MODULES["story_render"] & {".app", ".api", ".bot", ".queue", ".store"}
+    assert ".story_render" not in MODULES["renderer"]  # the composer hands it to RenderWorker

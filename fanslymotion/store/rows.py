@@ -72,6 +72,7 @@ class Job:
     webhook_events: str | None = None  # a JSON list of event names
     request_digest: str | None = None
     shot: str | None = None  # camera.Shot as JSON
+    story: str | None = None  # story.Story as JSON; None for one photo
 
     @property
     def terminal(self) -> bool:
@@ -144,6 +145,7 @@ class NewJob:
     webhook_url: str | None = None
     webhook_events: str | None = None  # a JSON list of event names
     shot: str | None = None  # camera.Shot as JSON
+    story: str | None = None  # story.Story as JSON; None for one photo
 
 
 @dataclass
