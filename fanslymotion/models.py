@@ -14,6 +14,7 @@ from . import motion
 from .camera import MAX_KEYFRAMES, MAX_ZOOM, MIN_KEYFRAMES, Shot, make_shot
 from .errors import InvalidParams
 from .motion import Aspect, Duration, Preset, Resolution
+from .story import MAX_STORY_SECONDS, Story
 from .subject import Framing
 from .vocabulary import ACTIVE, TERMINAL, JobStatus, Phase, Progress, WebhookEvent
 
@@ -56,9 +57,14 @@ class JobRequest:
     fps: int | None = None
     shot: Shot = field(default_factory=Shot)
     """focus, keyframed camera and loop (camera.make_shot checks them)."""
+    story: Story | None = None
+    """A story of several shots (story.parse_story checked it); None: one photo."""
 
     def validate(self) -> None:
-        if self.duration not in motion.DURATIONS:
+        if self.story is not None:
+            if not 1 <= self.duration <= MAX_STORY_SECONDS:
+                raise InvalidParams(f"a story lasts at most {MAX_STORY_SECONDS:g} s")
+        elif self.duration not in motion.DURATIONS:
             raise InvalidParams(f"duration must be one of {', '.join(map(str, motion.DURATIONS))}")
         if self.resolution not in motion.RESOLUTIONS:
             raise InvalidParams(f"resolution must be one of {', '.join(motion.RESOLUTIONS)}")

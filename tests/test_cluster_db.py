@@ -162,12 +162,12 @@ async def test_a_job_its_worker_still_beats_for_is_not_swept(db: ClusterDB) -> N
     job_id, _ = await _take(db, "w1")
     await db.register_worker("w1", "box", 1, "motion")
     await db.heartbeat("w1", "busy", job_id, "motion", "{}")
-    await db._run("SELECT procrastinate_prune_stalled_workers_v1(-1)")  # every row
+    await db.run("SELECT procrastinate_prune_stalled_workers_v1(-1)")  # every row
     assert (await _pq(db, job_id))["worker_id"] is None
     assert await db.sweep(silent_for=30, max_retries=2) == []
     row = await db.job(job_id)
     assert row is not None and row["status"] == "processing" and row["attempts"] == 0
-    await db._run("UPDATE fm_workers SET last_heartbeat = now() - interval '1 minute'")
+    await db.run("UPDATE fm_workers SET last_heartbeat = now() - interval '1 minute'")
     assert [row["job_id"] for row in await db.sweep(silent_for=30, max_retries=2)] == [job_id]
 
 
