@@ -25,7 +25,7 @@ from .metrics import Metrics
 from .queue import JobQueue
 from .renderer import RenderWorker
 from .store import Store
-from .store.port import JobStore, Outbox
+from .store.port import BotStore, JobStore, Outbox
 from .webhook import WebhookSender, status_body
 
 if TYPE_CHECKING:
@@ -72,11 +72,6 @@ class Service:
             raise Unavailable(problem)
         if settings.cluster and settings.worker_token is None:
             raise Unavailable("cluster mode needs FANSLYMOTION_WORKER_TOKEN (shared with workers)")
-        if _postgres_only(settings) and settings.bot_token is not None:
-            raise Unavailable(
-                "the Telegram bot's tables are not in PostgreSQL yet:"
-                " a front with FANSLYMOTION_BOT_TOKEN needs FANSLYMOTION_CLUSTER_STORE=sqlite"
-            )
         async with contextlib.AsyncExitStack() as undo:
             await loop.run_in_executor(
                 None, functools.partial(settings.data_dir.mkdir, parents=True, exist_ok=True)
@@ -91,7 +86,8 @@ class Service:
                 undo.push_async_callback(local.close)
             await loop.run_in_executor(None, datadir.clean_leftovers, settings)
             metrics = Metrics()
-            jobs, cluster, outbox = await job_service(settings, local, metrics)
+            jobs, cluster, stores = await job_service(settings, local, metrics)
+            bot_store, outbox = stores
             undo.push_async_callback(jobs.stop)
             # Raises Unavailable for RENDERER=svd without CUDA or weights.
             await jobs.start()
@@ -119,8 +115,7 @@ class Service:
             if settings.bot_token is not None:
                 from .bot import TelegramBot
 
-                assert local is not None  # refused above without one
-                service.bot = TelegramBot(settings, jobs, local)
+                service.bot = TelegramBot(settings, jobs, bot_store)
                 await service.bot.start()
             else:
                 log.info("Telegram bot off: FANSLYMOTION_BOT_TOKEN is not set")
@@ -189,16 +184,17 @@ def _postgres_only(settings: Settings) -> bool:
 
 async def job_service(
     settings: Settings, local: Store | None, metrics: Metrics
-) -> tuple[JobQueue, ClusterExecutor | None, Outbox]:
+) -> tuple[JobQueue, ClusterExecutor | None, tuple[BotStore, Outbox]]:
     """The job service with the single box's executor (its GPU thread), or, with
-    DATABASE_URL, the cluster's (PostgreSQL and the workers); and the webhook outbox."""
+    DATABASE_URL, the cluster's (PostgreSQL and the workers); and the bot's store and the
+    webhook outbox, beside the jobs in the same store of record."""
     if not settings.cluster:
         assert local is not None
         worker = RenderWorker(
             settings, functools.partial(select_renderer, settings), stories=story_render.render
         )
         executor = LocalExecutor(settings, local, worker)
-        return JobQueue(settings, local, executor, metrics=metrics), None, local
+        return JobQueue(settings, local, executor, metrics=metrics), None, (local, local)
     import psycopg
     import psycopg_pool
 
@@ -216,11 +212,12 @@ async def job_service(
         raise Unavailable(f"cannot reach PostgreSQL at FANSLYMOTION_DATABASE_URL: {exc}") from exc
     if local is None:  # PostgreSQL is the one store of record
         await db.migrate()  # the front's queries need the schema before the service starts
-        store: JobStore = PgStore(db)
+        store = PgStore(db)
         cluster = ClusterExecutor(settings, store, db, Follower(db))
-        return JobQueue(settings, store, cluster, metrics=metrics), cluster, PgOutbox(db)
+        queue = JobQueue(settings, store, cluster, metrics=metrics)
+        return queue, cluster, (store, PgOutbox(db))
     cluster = ClusterExecutor(settings, local, db, Mirror(local, db))
-    return JobQueue(settings, local, cluster, metrics=metrics), cluster, local
+    return JobQueue(settings, local, cluster, metrics=metrics), cluster, (local, local)
 
 
 def _is_loopback(host: str) -> bool:

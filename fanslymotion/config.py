@@ -122,8 +122,8 @@ class Settings(BaseSettings):
         1.0, gt=0
     )  # seconds between a worker's polls (NOTIFY wakes it sooner)
     # where a cluster's front keeps its jobs: `postgres`, PostgreSQL is the one store of record
-    # (jobs, webhook outbox); `sqlite`, the front's own SQLite copy followed by a mirror (the
-    # bot's tables are there: a front with a bot token needs it until they move)
+    # (jobs, the bot's tables, the webhook outbox); `sqlite`, the old way: the front's own
+    # SQLite copy of each job, kept in step with PostgreSQL by a mirror
     cluster_store: Literal["sqlite", "postgres"] = "sqlite"
 
     log_level: str = "INFO"

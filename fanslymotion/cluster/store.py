@@ -1,4 +1,6 @@
-"""The cluster's store of record for jobs: `store.port.JobStore` on PostgreSQL (`fm_jobs`).
+"""The cluster's store of record: `store.port.BotStore` on PostgreSQL, the jobs (`fm_jobs`) and
+the bot's tables beside them (`fm_deliveries`, written by the trigger of the transaction that
+completes a Telegram job; `fm_fsm`, `fm_users`, `fm_flags`).
 
 The front's job service reads and writes the shared rows themselves; there is no second copy.
 A new job's row and its procrastinate job commit in one transaction, so a job is queued for the
@@ -9,6 +11,7 @@ cancels it). The fair order is `fair_order`'s text, the same as the single box's
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import astuple
@@ -16,7 +19,7 @@ from typing import Any
 
 from ..errors import TooManyJobs
 from ..fair_order import fair_ctes
-from ..store.rows import Job, NewJob, check_same_request, job_from, utcnow
+from ..store.rows import Delivery, Job, NewJob, check_same_request, job_from, utcnow
 from ..vocabulary import JobStatus, Progress
 from .db import ClusterDB, Connection, Row, defer_in, rerank_in
 
@@ -59,12 +62,22 @@ async def _check_caps(
         )
 
 
+_DELIVERY = (
+    "job_id, chat_id, status, attempts, next_attempt_at, file_id, last_error, created_at, sent_at"
+)
+
+
+def _delivery(row: Row) -> Delivery:
+    return Delivery(**{name: row[name] for name in _DELIVERY.split(", ")})
+
+
 def _jobs(rows: list[Row]) -> list[Job]:
     return [job_from(row) for row in rows]
 
 
 class PgStore:
-    """The jobs of a cluster, in its PostgreSQL (`db` is the pool the front shares)."""
+    """The jobs of a cluster and the bot's tables beside them, in its PostgreSQL (`db` is the
+    pool the front shares): `store.port.BotStore`, as the single box's `store.Store`."""
 
     def __init__(self, db: ClusterDB) -> None:
         self.db = db
@@ -169,6 +182,11 @@ class PgStore:
         if job_id in ids:
             return queue[ids.index(job_id)], queue[: ids.index(job_id)]
         return found, []
+
+    async def queue_position(self, job_id: str) -> int | None:
+        """1 for the next job to start; None when the job is not queued."""
+        job, ahead = await self.job_and_queue_ahead(job_id)
+        return len(ahead) + 1 if job is not None and job.status == JobStatus.QUEUED else None
 
     async def render_times(
         self, limit: int = 2000
@@ -301,6 +319,19 @@ class PgStore:
             )
         )
 
+    async def set_progress_message(self, job_id: str, message_id: int) -> None:
+        await self.db.run(
+            "UPDATE fm_jobs SET progress_message_id = %s WHERE job_id = %s", (message_id, job_id)
+        )
+
+    async def release_progress_message(self, chat_id: int, message_id: int) -> None:
+        """The message is no longer a job's progress message (the user took it for a menu)."""
+        await self.db.run(
+            "UPDATE fm_jobs SET progress_message_id = NULL"
+            " WHERE chat_id = %s AND progress_message_id = %s",
+            (chat_id, message_id),
+        )
+
     async def set_paths(
         self, job_id: str, *, input_path: str | None, output_path: str | None, archived: bool
     ) -> None:
@@ -329,3 +360,162 @@ class PgStore:
             "attempts": int(row["attempts"]),
             "last_error": row["last_error"],
         }
+
+    # -- deliveries (Telegram outbox) ---------------------------------------------------------
+
+    async def due_deliveries(self, now: float | None = None, limit: int = 20) -> list[Delivery]:
+        rows = await self.db.rows(
+            f"SELECT {_DELIVERY} FROM fm_deliveries WHERE status = 'pending'"
+            " AND next_attempt_at <= %s ORDER BY created_at LIMIT %s",
+            (time.time() if now is None else now, limit),
+        )
+        return [_delivery(row) for row in rows]
+
+    async def get_delivery(self, job_id: str) -> Delivery | None:
+        row = await self.db.one(
+            f"SELECT {_DELIVERY} FROM fm_deliveries WHERE job_id = %s", (job_id,)
+        )
+        return _delivery(row) if row is not None else None
+
+    async def _change(self, sql: str, *params: Any) -> bool:
+        return bool(await self.db.run(sql, params))
+
+    async def delivery_claim(self, job_id: str) -> bool:
+        """pending -> sending, committed before the upload starts."""
+        return await self._change(
+            "UPDATE fm_deliveries SET status = 'sending', attempts = attempts + 1"
+            " WHERE job_id = %s AND status = 'pending'",
+            job_id,
+        )
+
+    async def delivery_sent(self, job_id: str, file_id: str | None) -> bool:
+        return await self._change(
+            "UPDATE fm_deliveries SET status = 'sent', file_id = %s, sent_at = %s"
+            " WHERE job_id = %s AND status = 'sending'",
+            file_id,
+            utcnow(),
+            job_id,
+        )
+
+    async def interrupt_deliveries(self) -> list[Delivery]:
+        """At start: uploads a dead process left `sending` become `interrupted`."""
+        rows = await self.db.rows(
+            "UPDATE fm_deliveries SET status = 'interrupted' WHERE status = 'sending'"
+            f" RETURNING {_DELIVERY}"
+        )
+        return [_delivery(row) for row in rows]
+
+    async def delivery_retry(self, job_id: str) -> bool:
+        return await self._change(
+            "UPDATE fm_deliveries SET status = 'pending', next_attempt_at = 0"
+            " WHERE job_id = %s AND status = 'interrupted'",
+            job_id,
+        )
+
+    async def delivery_failed(self, job_id: str, error: str, *, retry_at: float | None) -> None:
+        await self.db.run(
+            "UPDATE fm_deliveries SET last_error = %(error)s,"
+            " status = CASE WHEN %(retry)s::float8 IS NULL THEN 'undeliverable' ELSE 'pending' END,"
+            " next_attempt_at = COALESCE(%(retry)s::float8, next_attempt_at)"
+            " WHERE job_id = %(job)s AND status IN ('pending', 'sending')",
+            {"error": error, "retry": retry_at, "job": job_id},
+        )
+
+    async def undelivered(self, user_id: int) -> list[Delivery]:
+        rows = await self.db.rows(
+            "SELECT d.* FROM fm_deliveries d JOIN fm_jobs j USING (job_id)"
+            " WHERE j.user_id = %s AND d.status = 'undeliverable' AND j.output_path IS NOT NULL"
+            " ORDER BY d.created_at",
+            (user_id,),
+        )
+        return [_delivery(row) for row in rows]
+
+    async def redeliver(self, job_id: str) -> bool:
+        return await self._change(
+            "UPDATE fm_deliveries SET status = 'pending', next_attempt_at = 0, attempts = 0"
+            " WHERE job_id = %s AND status = 'undeliverable'",
+            job_id,
+        )
+
+    async def sent_videos(self, user_id: int, limit: int = 10) -> list[tuple[Job, Delivery]]:
+        rows = await self.db.rows(
+            "SELECT j.*, d.status AS d_status, d.attempts AS d_attempts,"
+            " d.next_attempt_at AS d_next, d.file_id AS d_file_id, d.last_error AS d_error,"
+            " d.created_at AS d_created, d.sent_at AS d_sent, d.chat_id AS d_chat"
+            " FROM fm_jobs j JOIN fm_deliveries d USING (job_id)"
+            " WHERE j.user_id = %s AND d.status = 'sent' ORDER BY d.sent_at DESC LIMIT %s",
+            (user_id, limit),
+        )
+        return [
+            (
+                job_from(row),
+                Delivery(
+                    row["job_id"],
+                    row["d_chat"],
+                    row["d_status"],
+                    row["d_attempts"],
+                    row["d_next"],
+                    row["d_file_id"],
+                    row["d_error"],
+                    row["d_created"],
+                    row["d_sent"],
+                ),
+            )
+            for row in rows
+        ]
+
+    # -- bot state ----------------------------------------------------------------------------
+
+    async def fsm_get(self, key: str) -> tuple[str | None, dict[str, Any]]:
+        row = await self.db.one("SELECT state, data FROM fm_fsm WHERE key = %s", (key,))
+        if row is None:
+            return None, {}
+        return row["state"], json.loads(row["data"])
+
+    async def fsm_set_state(self, key: str, state: str | None) -> None:
+        await self.db.run(
+            "INSERT INTO fm_fsm (key, state) VALUES (%s, %s)"
+            " ON CONFLICT (key) DO UPDATE SET state = excluded.state",
+            (key, state),
+        )
+
+    async def fsm_set_data(self, key: str, data: dict[str, Any]) -> None:
+        await self.db.run(
+            "INSERT INTO fm_fsm (key, data) VALUES (%s, %s)"
+            " ON CONFLICT (key) DO UPDATE SET data = excluded.data",
+            (key, json.dumps(data)),
+        )
+
+    async def get_language(self, user_id: int) -> str | None:
+        row = await self.db.one("SELECT language FROM fm_users WHERE user_id = %s", (user_id,))
+        return str(row["language"]) if row and row["language"] else None
+
+    async def set_language(self, user_id: int, language: str) -> None:
+        await self.db.run(
+            "INSERT INTO fm_users (user_id, language) VALUES (%s, %s)"
+            " ON CONFLICT (user_id) DO UPDATE SET language = excluded.language",
+            (user_id, language),
+        )
+
+    async def set_blocked(self, user_id: int, blocked: bool) -> None:
+        await self.db.run(
+            "INSERT INTO fm_users (user_id, blocked) VALUES (%s, %s)"
+            " ON CONFLICT (user_id) DO UPDATE SET blocked = excluded.blocked",
+            (user_id, int(blocked)),
+        )
+
+    async def unblock(self, user_id: int) -> bool:
+        return await self._change(
+            "UPDATE fm_users SET blocked = 0 WHERE user_id = %s AND blocked = 1", user_id
+        )
+
+    async def get_flag(self, name: str) -> str | None:
+        row = await self.db.one("SELECT value FROM fm_flags WHERE name = %s", (name,))
+        return str(row["value"]) if row else None
+
+    async def set_flag(self, name: str, value: str) -> None:
+        await self.db.run(
+            "INSERT INTO fm_flags (name, value) VALUES (%s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )
