@@ -193,7 +193,7 @@ class JobQueue:
         await loop.run_in_executor(None, write_atomic, self.settings.data_dir / relative, image)
         new = self._new_row(request, job_id, relative, idempotency_key, request_digest, shot)
         if story is not None:
-            new = replace(new, story=story.to_json())
+            new = replace(new, story=story.to_json(new.fps))
             await loop.run_in_executor(
                 None,
                 story_intake.write,

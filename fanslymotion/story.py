@@ -83,6 +83,8 @@ class Story:
     look: Look = "natural"
     watermark: Watermark | None = None
     music_start: float = 0.0
+    music: bool = False
+    """Whether music came with it (the file itself lies beside the photos)."""
 
     def transition(self, i: int) -> Transition:
         return self.transitions[i] if i < len(self.transitions) else Transition()
@@ -94,9 +96,10 @@ class Story:
             tuple(self.transition(i).frames(fps) for i in range(len(self.shots) - 1)),
         )
 
-    def to_json(self) -> str:
-        """The job row's `story` column (the watermark's PNG is kept apart, as a file)."""
-        body = {
+    def to_json(self, fps: int | None = None) -> str:
+        """The job row's `story` column (the watermark's PNG is kept apart, as a file); with
+        `fps`, the exact length is written too, for the API's views."""
+        body: dict[str, Any] = {
             "shots": [
                 {
                     "seconds": s.seconds,
@@ -118,7 +121,11 @@ class Story:
                 "opacity": self.watermark.opacity,
             },
             "music_start": self.music_start,
+            "music": self.music,
         }
+        if fps is not None:
+            line = self.timeline(fps)
+            body.update(fps=fps, frames=line.frames, seconds=round(line.seconds, 4))
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -140,7 +147,10 @@ class Story:
         if mark is not None:
             png = logo if mark.get("logo") else b""
             watermark = Watermark(mark["text"], png, mark["corner"], float(mark["opacity"]))
-        return cls(shots, transitions, data["look"], watermark, float(data["music_start"]))
+        music_start = float(data["music_start"])
+        return cls(
+            shots, transitions, data["look"], watermark, music_start, bool(data.get("music"))
+        )
 
 
 @dataclass(frozen=True)
@@ -284,6 +294,8 @@ def parse_story(
         shots.append(shot)
         if i < len(raw) - 1:
             transitions.append(after or default)
+        elif after is not None and after.kind != "cut":
+            raise InvalidParams(f"shots[{i}].transition: the last shot has no next shot")
     look = _choice(data.get("look", "natural"), "story.look", LOOKS)
     story = Story(
         tuple(shots),

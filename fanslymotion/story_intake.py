@@ -92,7 +92,7 @@ def check(
         if i == 0:
             aspect = motion.aspect_of(*motion.output_size(resolution, aspect, *size))
         shots[i] = replace(shots[i], aim=aim)
-    story = replace(story, shots=tuple(shots))
+    story = replace(story, shots=tuple(shots), music=bool(files.audio))
     if files.logo:
         overlay.read_logo(files.logo)
     if files.audio:

@@ -70,8 +70,13 @@ def _story() -> Story:
         {
             "shots": [
                 {"duration": 2, "motion_preset": "pan_l", "caption": "One"},
-                {"duration": 3, "motion_preset": "dolly_in", "caption": "Два"},
-                {"duration": 2, "transition": "slide"},
+                {
+                    "duration": 3,
+                    "motion_preset": "dolly_in",
+                    "caption": "Два",
+                    "transition": "slide",
+                },
+                {"duration": 2},
             ],
             "transition": {"kind": "crossfade", "seconds": 0.5},
             "look": "warm",
