@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import datadir
+from . import datadir, story_render
 from .api import create_app
 from .backends import select_renderer
 from .config import Settings, model_problem, unknown_variables
@@ -185,7 +185,9 @@ async def job_service(
     webhook outbox, beside the jobs in the same store of record."""
     if not settings.cluster:
         assert local is not None
-        worker = RenderWorker(settings, functools.partial(select_renderer, settings))
+        worker = RenderWorker(
+            settings, functools.partial(select_renderer, settings), stories=story_render.render
+        )
         executor = LocalExecutor(settings, local, worker)
         return JobQueue(settings, local, executor, metrics=metrics), None, (local, local)
     import psycopg

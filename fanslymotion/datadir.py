@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import shutil
@@ -154,12 +155,20 @@ def make_poster(source: Path, poster: Path) -> Path:
     return poster
 
 
+def story_inputs(data_dir: Path, job_id: str) -> Path:
+    """A story job's other photos, music and logo: one folder beside its first photo."""
+    return data_dir / "inputs" / f"{job_id}.story"
+
+
 async def retire_input(settings: Settings, store: JobStore, job: Job) -> None:
     """Apply INPUT_RETENTION to the photo of a job that ended: delete it or move it to the
     archive; `keep` leaves it."""
     if job.input_path is None or settings.input_retention == "keep":
         return
     loop = asyncio.get_running_loop()
+    if job.story:  # the story's other inputs go with its first photo (not archived)
+        folder = story_inputs(settings.data_dir, job.job_id)
+        await loop.run_in_executor(None, functools.partial(shutil.rmtree, folder, True))
     source = settings.data_dir / job.input_path
     kept: str | None = None
     if settings.input_retention == "archive":

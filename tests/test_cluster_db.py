@@ -154,6 +154,23 @@ async def test_a_live_workers_job_is_not_swept(db: ClusterDB) -> None:
     assert row is not None and row["status"] == "processing"
 
 
+async def test_a_job_its_worker_still_beats_for_is_not_swept(db: ClusterDB) -> None:
+    """After an outage another worker's start prunes every old procrastinate worker row, so
+    the job loses its worker_id; the worker that renders it (and says so in its heartbeat)
+    keeps it. Once that heartbeat is old too, it is swept."""
+    await db.enqueue(_Job(user_id=1))
+    job_id, _ = await _take(db, "w1")
+    await db.register_worker("w1", "box", 1, "motion")
+    await db.heartbeat("w1", "busy", job_id, "motion", "{}")
+    await db.run("SELECT procrastinate_prune_stalled_workers_v1(-1)")  # every row
+    assert (await _pq(db, job_id))["worker_id"] is None
+    assert await db.sweep(silent_for=30, max_retries=2) == []
+    row = await db.job(job_id)
+    assert row is not None and row["status"] == "processing" and row["attempts"] == 0
+    await db.run("UPDATE fm_workers SET last_heartbeat = now() - interval '1 minute'")
+    assert [row["job_id"] for row in await db.sweep(silent_for=30, max_retries=2)] == [job_id]
+
+
 async def test_a_waiting_job_without_procrastinate_job_gets_one(db: ClusterDB) -> None:
     job = _Job(user_id=1)
     await db.enqueue(job)

@@ -362,14 +362,21 @@ class ClusterDB:
             got = await cur.fetchone()
             if not (got and got["ok"]):
                 return []
+            # A worker whose own heartbeat says it still renders the job keeps it, even where
+            # procrastinate lost track (another worker's start prunes every procrastinate
+            # worker row an outage left old, and its jobs lose their worker_id).
             cur = await conn.execute(
                 "SELECT j.id FROM procrastinate_jobs j"
                 " LEFT JOIN procrastinate_workers w ON w.id = j.worker_id"
-                " WHERE j.status = 'doing' AND j.queue_name IN (%s, %s)"
+                " WHERE j.status = 'doing' AND j.queue_name IN (%(queue)s, %(paused)s)"
                 " AND (j.worker_id IS NULL"
-                "  OR w.last_heartbeat < now() - make_interval(secs => %s))"
+                "  OR w.last_heartbeat < now() - make_interval(secs => %(silent)s))"
+                " AND NOT EXISTS (SELECT 1 FROM fm_jobs f JOIN fm_workers fw"
+                "  ON fw.name = f.worker AND fw.job_id = f.job_id"
+                "  WHERE f.pq_id = j.id AND f.status = 'processing' AND fw.state = 'busy'"
+                "  AND fw.last_heartbeat >= now() - make_interval(secs => %(silent)s))"
                 " FOR UPDATE OF j SKIP LOCKED",
-                (QUEUE, PAUSED_QUEUE, silent_for),
+                {"queue": QUEUE, "paused": PAUSED_QUEUE, "silent": silent_for},
             )
             stalled = [int(row["id"]) for row in await cur.fetchall()]
             for pq_id in stalled:

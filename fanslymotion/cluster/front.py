@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hmac
 import json
 import logging
 import math
@@ -26,7 +25,7 @@ from typing import Any
 import psycopg
 from aiohttp import StreamReader, web
 
-from .. import motion, video
+from .. import credentials, motion, video
 from ..config import Settings
 from ..datadir import remove_quietly
 from ..errors import (
@@ -241,14 +240,10 @@ class ClusterExecutor:
     # -- artifacts ------------------------------------------------------------------------------
 
     def check_token(self, request: web.Request) -> None:
-        """401 unless the request carries the worker token."""
-        token = self.settings.worker_token
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if (
-            token is None
-            or scheme.lower() != "bearer"
-            or not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode())
-        ):
+        """401 unless the request carries the worker token (or, while workers move to a new
+        one, WORKER_TOKEN_PREVIOUS)."""
+        tokens = (self.settings.worker_token, self.settings.worker_token_previous)
+        if not credentials.matches(credentials.bearer(request.headers), tokens):
             raise Unauthorized("a valid worker token is required")
 
     def check_worker(self, request: web.Request) -> Attempt:

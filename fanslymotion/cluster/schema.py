@@ -198,4 +198,9 @@ CREATE TRIGGER fm_jobs_webhook AFTER UPDATE OF status, progress ON fm_jobs FOR E
     WHEN (NEW.webhook_url IS NOT NULL) EXECUTE FUNCTION fm_webhook_event();
 """
 
-MIGRATIONS: list[str] = [SCHEMA, SHOT, FRONT]
+# Version 4: a story's shots, transitions and music (story.Story as JSON; NULL for one photo).
+STORY = """
+ALTER TABLE fm_jobs ADD COLUMN story text;
+"""
+
+MIGRATIONS: list[str] = [SCHEMA, SHOT, FRONT, STORY]

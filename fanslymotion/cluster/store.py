@@ -37,8 +37,8 @@ _INSERT = (
     "INSERT INTO fm_jobs (job_id, user_id, source, chat_id, message_id, language,"
     " duration, resolution, motion_preset, aspect, strength, seed, steps, fps,"
     " input_path, idempotency_key, request_digest, webhook_url, webhook_events,"
-    " shot, status, message, created_at, updated_at) VALUES"
-    " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+    " shot, story, status, message, created_at, updated_at) VALUES"
+    " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
     " 'queued', 'queued', %s, %s) RETURNING *"
 )
 

@@ -73,6 +73,7 @@ class Job:
     webhook_events: str | None = None  # a JSON list of event names
     request_digest: str | None = None
     shot: str | None = None  # camera.Shot as JSON
+    story: str | None = None  # story.Story as JSON; None for one photo
 
     @property
     def terminal(self) -> bool:
@@ -145,6 +146,7 @@ class NewJob:
     webhook_url: str | None = None
     webhook_events: str | None = None  # a JSON list of event names
     shot: str | None = None  # camera.Shot as JSON
+    story: str | None = None  # story.Story as JSON; None for one photo
 
 
 @dataclass
