@@ -227,3 +227,12 @@ def test_story_rendering_stays_on_the_render_side() -> None:
     """story_render runs in the render thread beside the renderers: none of the service."""
     assert not MODULES["story_render"] & {".app", ".api", ".bot", ".queue", ".store"}
     assert ".story_render" not in MODULES["renderer"]  # the composer hands it to RenderWorker
+
+
+def test_the_store_port_and_the_shared_texts_know_no_dialect() -> None:
+    """The job service, the bot and the webhook sender see a store of record through
+    store.port; the port and the SQL texts both dialects run know neither SQLite's store nor
+    the cluster's."""
+    assert _ours("store.port") <= {"store.rows", "vocabulary"}
+    assert _ours("store.texts") == set()
+    assert not MODULES["queue"] & {".cluster", ".dispatcher"}
