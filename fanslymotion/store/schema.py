@@ -171,4 +171,11 @@ SHOT = """
 ALTER TABLE jobs ADD COLUMN shot TEXT;
 """
 
-MIGRATIONS: list[str] = [SCHEMA, PHASE_COLUMNS, WEBHOOKS, REQUEST_DIGEST, SHOT]
+# Version 6 (issue 25): a story job's shots, transitions, look, captions, watermark and music
+# start (story.Story as JSON); NULL for a single-photo job. Its other photos, its music and its
+# logo are files in inputs/<job_id>.story/.
+STORY = """
+ALTER TABLE jobs ADD COLUMN story TEXT;
+"""
+
+MIGRATIONS: list[str] = [SCHEMA, PHASE_COLUMNS, WEBHOOKS, REQUEST_DIGEST, SHOT, STORY]
