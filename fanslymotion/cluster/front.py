@@ -47,6 +47,7 @@ from ..store import Job
 from ..store.port import JobStore
 from .db import Attempt, ClusterDB, Row
 from .follow import Follower
+from .outage import one_line
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,9 @@ class ClusterExecutor:
                     return
             except _DB_ERRORS as exc:
                 if self.db.connected.is_set():
-                    log.warning("lost the connection to PostgreSQL (%s); reconnecting", exc)
+                    log.warning(
+                        "lost the connection to PostgreSQL (%s); reconnecting", one_line(exc)
+                    )
                 self.db.connected.clear()
             await wait_event(self._halt, delay)
             delay = min(delay * 2, 2.0)  # back within 2 s of the database's return
@@ -182,7 +185,9 @@ class ClusterExecutor:
             try:
                 rows = await self.db.jobs(ids)
             except _DB_ERRORS as exc:
-                log.warning("cannot read changed jobs (%s); catching up later", exc)
+                # During an outage the listener's line says it; the catch-up follows.
+                level = logging.WARNING if self.db.connected.is_set() else logging.DEBUG
+                log.log(level, "cannot read changed jobs (%s); catching up later", one_line(exc))
                 continue
             for row in rows:
                 try:
@@ -265,6 +270,7 @@ class ClusterExecutor:
         return self.settings.data_dir / job.input_path
 
     async def _hold(self, fence: Attempt) -> None:
+        await self._need_database()  # a worker holding a video asks again soon: no pool wait
         try:
             holds = await self.db.holds(fence)
         except _DB_ERRORS as exc:
@@ -409,8 +415,12 @@ class ClusterExecutor:
         }
 
     async def refresh_metrics(self, metrics: Metrics) -> None:
-        with contextlib.suppress(*_DB_ERRORS):
-            self._workers = await self.db.workers(self.settings.worker_timeout)
+        """The workers' gauges: from PostgreSQL, or the last list while it is away (at once,
+        never the pool's wait)."""
+        if self.db.connected.is_set():
+            with contextlib.suppress(*_DB_ERRORS, TimeoutError):
+                async with asyncio.timeout(1.0):
+                    self._workers = await self.db.workers(self.settings.worker_timeout)
         metrics.worker_up.clear()
         metrics.worker_busy.clear()
         metrics.worker_heartbeat_age.clear()
