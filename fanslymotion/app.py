@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import datadir
+from . import admin, admin_models, datadir
 from .api import create_app
 from .backends import select_renderer
 from .config import Settings, model_problem, unknown_variables
@@ -115,7 +115,14 @@ class Service:
         return service
 
     async def _serve_http(self) -> None:
-        app = create_app(self.settings, self.jobs, self._bot_status)
+        app = create_app(
+            self.settings,
+            self.jobs,
+            self._bot_status,
+            admin.routes(),
+            admin_models.DOCUMENTED,
+        )
+        admin.install(app, self.settings, self.jobs)
         if self.settings.cluster:
             from .cluster import routes
 

@@ -209,3 +209,20 @@ def test_the_service_knows_the_port_and_the_executors_know_no_service() -> None:
     assert not MODULES["executor"] & {".dispatcher", ".cluster"}
     importers = {m for m, names in MODULES.items() if ".dispatcher" in names}
     assert importers == {"app"}
+
+
+OPERATOR_PARTS = ["admin", "admin_models", "limits", "stats", "versions"]
+
+
+def test_the_operators_room_asks_the_job_service_only() -> None:
+    """The admin API, the limits and the figures (issue 26) know no renderer, executor, bot or
+    cluster; only the composition root registers the admin API; limits and figures need no
+    HTTP."""
+    assert set(OPERATOR_PARTS) <= MODULES.keys() and "store.owners" in MODULES
+    for module in OPERATOR_PARTS:
+        found = MODULES[module]
+        assert not found & {".app", ".renderer", ".dispatcher", ".cluster", ".svd"}, module
+        assert not {m for m in found if m.startswith(".bot")}, module
+    assert {m for m, names in MODULES.items() if ".admin" in names} == {"app"}
+    for module in ("limits", "stats", "versions", "admin_models"):
+        assert "aiohttp" not in MODULES[module] and ".api" not in MODULES[module], module

@@ -225,6 +225,23 @@ class ClusterDB:
             await _rerank(conn, None)
         return True
 
+    async def retry(self, job: Any) -> bool:
+        """failed -> queued again: an operator's retry, as the attempt the front counted, with a
+        new procrastinate job. False when the row is not failed (retried already)."""
+        async with self.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE fm_jobs SET status = 'queued', attempts = %s, error = NULL, progress = 0,"
+                " message = 'queued', phase = '', phase_step = 0, phase_steps = 0,"
+                " not_before = 0, worker = NULL, started_at = NULL, completed_at = NULL,"
+                " updated_at = fm_now() WHERE job_id = %s AND status = 'failed' RETURNING job_id",
+                (job.attempts, job.job_id),
+            )
+            if await cur.fetchone() is None:
+                return False
+            await _defer(conn, job.job_id, 0.0)
+            await _rerank(conn, None)
+        return True
+
     async def cancel(self, job_id: str) -> Row | None:
         """queued|processing -> cancelled with its procrastinate job (a running one is asked
         to abort, which reaches its worker by NOTIFY). The row before, or None."""

@@ -148,7 +148,8 @@ class ClusterExecutor:
 
     async def enqueued(self, job: Job) -> None:
         try:
-            await self.db.enqueue(job)
+            if not await self.db.enqueue(job) and job.attempts:
+                await self.db.retry(job)  # an operator's retry of a job that failed there
         except _DB_ERRORS as exc:
             # The row is committed here: the reconciler enqueues it once PostgreSQL is back.
             log.warning("job %s not enqueued yet (%s); will retry", job.job_id, exc)
@@ -245,6 +246,9 @@ class ClusterExecutor:
             if row is None:
                 if await self.db.enqueue(job):
                     log.info("job %s enqueued (it was not in PostgreSQL yet)", job.job_id)
+            elif row["status"] == JobStatus.FAILED and row["attempts"] < job.attempts:
+                if await self.db.retry(job):  # an operator's retry that did not reach it
+                    log.info("job %s: its retry enqueued", job.job_id)
             else:
                 await self.apply(row)
 
@@ -260,6 +264,8 @@ class ClusterExecutor:
         local = await self.store.get_job(job_id)
         if local is None or local.status in TERMINAL:
             return local  # an ended job never changes again (cancel ends it there first)
+        if row["attempts"] < local.attempts:
+            return local  # the shared row of an attempt before an operator's retry: stale
         state = {name: row[name] for name in MIRRORED}
         same_attempt = local.attempts == row["attempts"]
         if local.status == row["status"] == JobStatus.PROCESSING and same_attempt:

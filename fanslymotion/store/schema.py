@@ -171,4 +171,21 @@ SHOT = """
 ALTER TABLE jobs ADD COLUMN shot TEXT;
 """
 
+# Version 6: the operator's word on an owner (a job's (source, user_id)): a daily limit of
+# seconds of video that replaces DAILY_SECONDS_PER_USER, and a block. Apart from `users.blocked`,
+# which says that the user blocked our bot. The indexes serve the daily sums and the figures.
+OWNER_LIMITS = """
+CREATE TABLE owner_limits (
+    source        TEXT NOT NULL CHECK (source IN ('api', 'telegram')),
+    user_id       INTEGER NOT NULL,
+    daily_seconds INTEGER,
+    blocked       INTEGER NOT NULL DEFAULT 0,
+    updated_at    TEXT NOT NULL,
+    PRIMARY KEY (source, user_id)
+);
+CREATE INDEX jobs_owner_created ON jobs (source, user_id, created_at);
+CREATE INDEX jobs_created ON jobs (created_at);
+"""
+
 MIGRATIONS: list[str] = [SCHEMA, PHASE_COLUMNS, WEBHOOKS, REQUEST_DIGEST, SHOT]
+MIGRATIONS.append(OWNER_LIMITS)
