@@ -18,6 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from . import __version__, admin_models, api_files, stats, versions
+from . import web as web_page
 from .admin_models import AdminJob, Owner, OwnerRuleIn
 from .api import is_admin
 from .config import Settings
@@ -525,6 +526,23 @@ def routes() -> list[Route]:
     ]
 
 
+async def page(request: web.Request) -> web.StreamResponse:
+    """`GET /admin`: the operator's page. It holds no data: it asks for the token, then reads
+    the admin API."""
+    policy = web_page.content_policy(_deps(request).settings.public_url)
+    return web.FileResponse(
+        web_page.STATIC_DIR / "admin.html",
+        headers={
+            "Content-Type": "text/html; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "Content-Security-Policy": policy,
+            "X-Robots-Tag": "noindex",
+        },
+    )
+
+
 def install(app: web.Application, settings: Settings, jobs: JobQueue) -> None:
-    """Give the admin routes (in the app's route table, see `api.create_app`) what they use."""
+    """Give the admin routes (in the app's route table, see `api.create_app`) what they use,
+    and serve the operator's page at /admin."""
     app[ADMIN] = AdminDeps(settings, jobs)
+    app.router.add_get("/admin", page)

@@ -37,6 +37,10 @@ async def test_the_admin_api_needs_its_token(start_service: ServiceFactory) -> N
     status, body = await admin(client, "GET", "/admin/overview")
     assert status == 200 and body["mode"] == "single" and body["paused"] is False
     assert body["versions"]["service"] and body["versions"]["schema_version"] >= 6
+    # The page itself holds no data: it is served to anyone, and asks for the token.
+    status, html, response = await client.request("GET", "/admin")
+    assert status == 200 and b"admin-token" not in html and b'id="token-panel"' in html
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     status, spec, _ = await client.request("GET", "/openapi.json")
     paths = spec["paths"]
     for path in (
