@@ -51,6 +51,7 @@ from ..store import Job, Store
 from ..store.jobs import MIRRORED
 from ..vocabulary import TERMINAL, JobStatus, Phase, Progress
 from .db import Attempt, ClusterDB, Row
+from .schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class ClusterExecutor:
         self._uploads = KeyedLock()
         self._applying = asyncio.Lock()
         self._estimator_renderer = MotionRenderer(settings, "estimates for the queue")
+        self._schema = 0  # the shared schema's version, once migrated
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -87,7 +89,12 @@ class ClusterExecutor:
     async def start(self, reports: Reports) -> None:
         """Create or migrate the shared schema, copy its state, then follow it."""
         self._reports = reports
-        await self.db.migrate()
+        self._schema = await self.db.migrate()
+        if self._schema > len(MIGRATIONS):
+            raise Unavailable(
+                f"the cluster's PostgreSQL schema is version {self._schema}, newer than this"
+                f" front's ({len(MIGRATIONS)}): run the version of the code that migrated it"
+            )
         self._connected.set()  # the listener clears it when it loses the database
         if await self.db.paused():
             self._paused = True
@@ -476,6 +483,7 @@ class ClusterExecutor:
                 "reason": f"{len(live)} worker(s) live" if live else "no live worker",
             },
             "workers": [_worker_view(w) for w in workers],
+            "cluster_schema": self._schema,
         }
 
     async def refresh_metrics(self, metrics: Metrics) -> None:
@@ -502,6 +510,8 @@ def _worker_view(row: Row) -> dict[str, Any]:
         "state": row["state"],
         "job_id": row["job_id"],
         "jobs_done": row["jobs_done"],
+        "version": row.get("version") or None,
+        "heartbeat_age": round(float(row.get("heartbeat_age") or 0.0), 1),
         "last_heartbeat": row["last_heartbeat"],
     }
 

@@ -84,4 +84,11 @@ SHOT = """
 ALTER TABLE fm_jobs ADD COLUMN shot text;
 """
 
+# Version 3: what code each worker runs (package version and commit), so the front shows a
+# worker of another version than its own.
+WORKER_VERSION = """
+ALTER TABLE fm_workers ADD COLUMN version text NOT NULL DEFAULT '';
+"""
+
 MIGRATIONS: list[str] = [SCHEMA, SHOT]
+MIGRATIONS.append(WORKER_VERSION)
