@@ -171,6 +171,12 @@ async def test_figures_of_a_window(start_service: ServiceFactory) -> None:
     assert day["renders"][-1]["count"] == 3  # all in this hour
     assert set(day["median_render_seconds"]) == {"360p", "480p"}
     assert day["median_render_seconds"]["360p"]["renders"] == 2
+    rows = [await client.service.store.get_job(job_id) for job_id in ids]
+    times = [j.render_seconds for j in rows if j is not None and j.resolution == "360p"]
+    assert len(times) == 2 and None not in times
+    assert day["median_render_seconds"]["360p"]["seconds"] == round(
+        sum(t or 0.0 for t in times) / 2, 2
+    )
     assert day["completed"] == 3 and day["failure_rate"] == 0.0
     assert day["queue_wait_seconds"]["p50"] is not None
     status, month = await admin(client, "GET", "/admin/stats", params={"window": "30d"})

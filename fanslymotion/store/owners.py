@@ -12,6 +12,8 @@ from .rows import Job, utcnow
 # What counts against an owner's daily seconds: everything ordered but what failed (not the
 # user's doing) or was cancelled (given back).
 _COUNTED = "status NOT IN ('failed', 'cancelled')"
+# A job's wait in the queue in days, exactly as `jobs_waited` indexes it (so ORDER BY reads it).
+_WAIT = "(julianday(started_at) - julianday(created_at))"
 
 
 @dataclass(frozen=True)
@@ -146,33 +148,38 @@ class OwnerTables(Base):
 
     async def render_medians(self, since: str) -> dict[str, tuple[float, int]]:
         """Per resolution, the median render time of the renders completed since `since` and
-        how many there were."""
-        rows = await self._fetchall(
-            "WITH r AS (SELECT resolution, render_seconds AS s,"
-            " ROW_NUMBER() OVER (PARTITION BY resolution ORDER BY render_seconds) AS n,"
-            " COUNT(*) OVER (PARTITION BY resolution) AS total FROM jobs"
-            " WHERE status = 'completed' AND completed_at >= ?1 AND render_seconds IS NOT NULL)"
-            " SELECT resolution, AVG(s), MAX(total) FROM r"
-            " WHERE n IN ((total + 1) / 2, (total + 2) / 2) GROUP BY resolution",
+        how many there were: the count, then the middle row(s) in `jobs_render_times` order."""
+        counts = await self._fetchall(
+            "SELECT resolution, COUNT(*) FROM jobs WHERE status = 'completed'"
+            " AND completed_at >= ? AND render_seconds IS NOT NULL GROUP BY resolution",
             (since,),
         )
-        return {str(r[0]): (float(r[1]), int(r[2])) for r in rows}
+        medians: dict[str, tuple[float, int]] = {}
+        for resolution, total in ((str(r[0]), int(r[1])) for r in counts):
+            middle = await self._fetchall(
+                "SELECT render_seconds FROM jobs WHERE status = 'completed' AND resolution = ?"
+                " AND render_seconds IS NOT NULL AND completed_at >= ?"
+                " ORDER BY render_seconds LIMIT ? OFFSET ?",
+                (resolution, since, 2 - total % 2, (total - 1) // 2),
+            )
+            values = [float(r[0]) for r in middle]
+            medians[resolution] = (sum(values) / len(values), total)
+        return medians
 
     async def wait_percentiles(self, since: str) -> dict[str, float | None]:
-        """Queue wait (made to last start, seconds) of the jobs started since `since`: p50, p95."""
-        row = await self._fetchone(
-            "WITH w AS (SELECT (julianday(started_at) - julianday(created_at)) * 86400.0 AS wait"
-            " FROM jobs WHERE started_at >= ?1),"
-            " r AS (SELECT wait, ROW_NUMBER() OVER (ORDER BY wait) AS n,"
-            " COUNT(*) OVER () AS total FROM w)"
-            " SELECT MAX(CASE WHEN n = CAST((total - 1) * 0.5 AS INTEGER) + 1 THEN wait END),"
-            " MAX(CASE WHEN n = CAST((total - 1) * 0.95 AS INTEGER) + 1 THEN wait END),"
-            " COUNT(*) FROM r",
-            (since,),
-        )
-        p50, p95, count = tuple(row) if row else (None, None, 0)
-        return {
-            "p50": None if p50 is None else round(float(p50), 2),
-            "p95": None if p95 is None else round(float(p95), 2),
-            "started": int(count or 0),
-        }
+        """Queue wait (made to last start, seconds) of the jobs started since `since`: p50 and
+        p95 (nearest rank), read in `jobs_waited` order."""
+        row = await self._fetchone("SELECT COUNT(*) FROM jobs WHERE started_at >= ?", (since,))
+        total = int(row[0]) if row else 0
+        found: dict[str, float | None] = {"p50": None, "p95": None}
+        for name, share in (("p50", 0.5), ("p95", 0.95)):
+            if total == 0:
+                break
+            at = await self._fetchone(
+                # `+started_at`: the filter must not pick jobs_started, which would need a sort.
+                f"SELECT {_WAIT} FROM jobs WHERE +started_at >= ? ORDER BY {_WAIT}"
+                " LIMIT 1 OFFSET ?",
+                (since, int((total - 1) * share)),
+            )
+            found[name] = round(float(at[0]) * 86400.0, 2) if at and at[0] is not None else None
+        return {**found, "started": total}
