@@ -22,11 +22,12 @@ from . import web as web_page
 from .admin_models import AdminJob, Owner, OwnerRuleIn
 from .api import is_admin
 from .config import Settings
-from .errors import Forbidden, InvalidParams, NotFound, Unauthorized
+from .errors import Forbidden, InvalidParams, NotAvailable, NotFound, Unauthorized
 from .limits import day_start
 from .openapi import Handler, Route, answer
 from .queue import JobQueue, is_closed
 from .store import Job, OwnerRule, iso_utc, parse_time
+from .store.owners import OwnerTables
 from .store.schema import MIGRATIONS
 from .vocabulary import JobStatus
 
@@ -62,6 +63,16 @@ def guarded(handler: Handler) -> Handler:
 
 def _deps(request: web.Request) -> AdminDeps:
     return request.app[ADMIN]
+
+
+def owner_tables(deps: AdminDeps) -> OwnerTables:
+    """The operator's tables (SQLite's); 501 on a front whose one store is PostgreSQL."""
+    if deps.jobs.owners is None:
+        raise NotAvailable(
+            "owners, limits and figures need the front's SQLite (CLUSTER_STORE=sqlite)",
+            code="needs_sqlite",
+        )
+    return deps.jobs.owners
 
 
 def _json(model: BaseModel) -> web.Response:
@@ -217,7 +228,7 @@ async def jobs_view(request: web.Request) -> web.Response:
     )
     limit = _int_query(request, "limit", 50, 1, 500)
     offset = _int_query(request, "offset", 0, 0, 10**9)
-    rows = await deps.jobs.store.recent_jobs(
+    rows = await owner_tables(deps).recent_jobs(
         status=status, source=source, user_id=user_id, limit=limit, offset=offset
     )
     now = time.time()
@@ -283,7 +294,7 @@ def _owner_out(settings: Settings, row: dict[str, Any]) -> admin_models.OwnerOut
 async def _owners(deps: AdminDeps) -> list[dict[str, Any]]:
     today = day_start(datetime.now(UTC))
     month = today - timedelta(days=29)
-    return await deps.jobs.store.owners(iso_utc(today), iso_utc(month))
+    return await owner_tables(deps).owners(iso_utc(today), iso_utc(month))
 
 
 async def users_view(request: web.Request) -> web.Response:
@@ -307,7 +318,7 @@ async def put_user(request: web.Request) -> web.Response:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
         raise InvalidParams(f"{where}: {first['msg']}") from None
-    store = deps.jobs.store
+    store = owner_tables(deps)
     before = await store.owner_rule(source, user_id)
     given = body.model_fields_set
     rule = OwnerRule(
@@ -335,7 +346,7 @@ async def stats_view(request: web.Request) -> web.Response:
     window = request.query.get("window", "24h")
     if window not in stats.WINDOWS:
         raise InvalidParams(f"window must be one of {', '.join(stats.WINDOWS)}")
-    body = await stats.figures(_deps(request).jobs.store, window)
+    body = await stats.figures(owner_tables(_deps(request)), window)
     return _json(admin_models.StatsOut.model_validate(body))
 
 

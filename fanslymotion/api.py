@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import time
@@ -19,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from . import __version__, api_files, api_input, models, openapi
+from . import __version__, api_files, api_input, api_story, credentials, models, openapi
 from . import web as web_page
 from .api_errors import errors_middleware
 from .config import Settings
@@ -50,12 +49,6 @@ SERVICE: web.AppKey[ApiDeps] = web.AppKey("api")
 # -- middleware -------------------------------------------------------------------------------
 
 
-def _bearer(request: web.Request) -> str | None:
-    """The credentials of an `Authorization: Bearer ...` header (the scheme in any case)."""
-    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
-    return credentials.strip() if scheme.lower() == "bearer" else None
-
-
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """With FANSLYMOTION_API_TOKEN set, every /job* and /jobs route needs the bearer token; the
@@ -67,21 +60,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.match_info.handler in SIGNED and api_files.is_signed(request):
         api_files.check_signature(settings, _job_id(request), request)
         return await handler(request)
-    given = _bearer(request)
-    valid = given is not None and hmac.compare_digest(
-        given.encode(), token.get_secret_value().encode()
-    )
-    if not valid and not is_admin(settings, request):  # the operator's token opens them too
+    # The operator's token (ADMIN_TOKEN) opens them too.
+    if not credentials.matches(credentials.bearer(request.headers), (token, settings.admin_token)):
         raise Unauthorized("a valid bearer token is required")
     return await handler(request)
 
 
 def is_admin(settings: Settings, request: web.Request) -> bool:
     """Whether the request's bearer token is ADMIN_TOKEN."""
-    token, given = settings.admin_token, _bearer(request)
-    if token is None or not given:
-        return False
-    return hmac.compare_digest(given.encode(), token.get_secret_value().encode())
+    return credentials.matches(credentials.bearer(request.headers), (settings.admin_token,))
 
 
 # -- handlers ---------------------------------------------------------------------------------
@@ -165,7 +152,7 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 async def create_job(request: web.Request) -> web.Response:
     service = _service(request)
-    params, image = await api_input.read_create(request, service.settings)
+    params, image, story = await api_story.read_create(request, service.settings)
     key = request.headers.get("Idempotency-Key")
     digest = None
     if key is not None:
@@ -173,25 +160,29 @@ async def create_job(request: web.Request) -> web.Response:
             raise InvalidParams("Idempotency-Key must be 1 to 200 characters")
         loop = asyncio.get_running_loop()
         digest = await loop.run_in_executor(None, api_input.request_digest, params, image)
+        if story is not None:
+            digest = api_story.digest(digest, story)
+    single = JobRequest(
+        user_id=params.user_id,
+        duration=params.duration,
+        resolution=params.resolution,
+        motion_preset=params.motion_preset,
+        aspect=params.aspect,
+        strength=params.strength,
+        seed=params.seed,
+        steps=params.steps,
+        source="api",
+        webhook_url=params.webhook_url,
+        webhook_events=tuple(params.webhook_events or ()),
+        fps=params.fps,
+        shot=params.shot(),
+    )
     job, created = await service.jobs.submit(
-        JobRequest(
-            user_id=params.user_id,
-            duration=params.duration,
-            resolution=params.resolution,
-            motion_preset=params.motion_preset,
-            aspect=params.aspect,
-            strength=params.strength,
-            seed=params.seed,
-            steps=params.steps,
-            source="api",
-            webhook_url=params.webhook_url,
-            webhook_events=tuple(params.webhook_events or ()),
-            fps=params.fps,
-            shot=params.shot(),
-        ),
+        single if story is None else api_story.job_request(single, story, service.settings),
         image,
         idempotency_key=key,
         request_digest=digest,
+        story_files=None if story is None else story.files,
         exempt=is_admin(service.settings, request),  # the operator's own jobs are not limited
     )
     position, eta = await service.jobs.position_and_eta(job)
@@ -290,6 +281,7 @@ async def job_result(request: web.Request) -> web.Response:
         poster_url=poster_url,
         framing=job.framing,
         warnings=job.warnings,
+        story=job.story,
     )
     return _json(body)
 

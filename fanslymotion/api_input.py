@@ -134,6 +134,14 @@ async def _read_json(request: web.Request, settings: Settings) -> tuple[models.J
         raise BadRequest("the JSON body is nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidParams("the body must be a JSON object")
+    return await create_from_json(data, settings)
+
+
+async def create_from_json(
+    data: dict[str, Any], settings: Settings
+) -> tuple[models.JobParams, bytes]:
+    """The single-photo JSON form's object checked, its photo decoded."""
+    loop = asyncio.get_running_loop()
     try:
         # Strict: JSON has types, so `true` is no user id and "3" no duration.
         body = models.JobCreateJSON.model_validate(data, strict=True)

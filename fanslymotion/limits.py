@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 from .config import Settings
 from .errors import Forbidden, TooManyJobs
-from .store import OwnerRule, Store, iso_utc
+from .store import OwnerRule, iso_utc
+from .store.owners import OwnerTables
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def day_start(now: datetime) -> datetime:
 class Limits:
     """The rule of each owner and the check at create."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: OwnerTables) -> None:
         self.settings = settings
         self.store = store
 

@@ -131,10 +131,36 @@ def create_body(schemas: dict[str, Any]) -> dict[str, Any]:
     return {
         "required": True,
         "content": {
-            "application/json": {"schema": ref("JobCreateJSON")},
-            "multipart/form-data": {"schema": _multipart_from(schemas["JobCreateJSON"])},
+            "application/json": {
+                "schema": {"oneOf": [ref("JobCreateJSON"), ref("StoryCreateJSON")]}
+            },
+            "multipart/form-data": {
+                "schema": _story_parts(_multipart_from(schemas["JobCreateJSON"]))
+            },
         },
     }
+
+
+def _story_parts(form: dict[str, Any]) -> dict[str, Any]:
+    """A story in the form (issue 25): repeated `image` parts, `audio`, `logo` and `story`."""
+    properties = dict(form["properties"])
+    binary = {"type": "string", "contentMediaType": "application/octet-stream"}
+    properties["image"] = {
+        "oneOf": [binary, {"type": "array", "items": binary, "minItems": 1, "maxItems": 10}],
+        "description": "the photo; with a `story`, one part per shot, in order",
+    }
+    properties["audio"] = {
+        **binary,
+        "description": "a story's music (MP3, AAC/M4A, WAV, OGG/Opus, FLAC; 20 MB, 10 min)",
+    }
+    properties["logo"] = {**binary, "description": "a story's watermark logo (a small PNG)"}
+    properties["story"] = {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "contentSchema": ref("StoryIn"),
+        "description": "the story as JSON text; duration and motion_preset are then per shot",
+    }
+    return {**form, "properties": properties}
 
 
 def _multipart_from(create: dict[str, Any]) -> dict[str, Any]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
 import secrets
+import shutil
 import time
 import uuid
 from collections.abc import Coroutine
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import camera, checkpoints, datadir, photo, webhook
+from . import camera, checkpoints, datadir, photo, story_intake, webhook, webhook_guard
 from .camera import Shot
 from .config import Settings
 from .datadir import remove_quietly, write_atomic
@@ -35,7 +37,11 @@ from .metrics import Metrics
 from .models import JobRequest
 from .renderer import Preview, Renderer, RenderSpec
 from .retry import Failed, Outcome, Policy, next_state
-from .store import Job, NewJob, Store, check_same_request
+from .store import Job, NewJob, check_same_request
+from .store.owners import OwnerTables
+from .store.port import JobStore
+from .story import Story
+from .story_intake import StoryFiles
 from .vocabulary import TERMINAL, JobStatus, Phase, Progress
 
 log = logging.getLogger(__name__)
@@ -59,7 +65,7 @@ class JobQueue:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: JobStore,
         executor: Executor,
         metrics: Metrics | None = None,
     ) -> None:
@@ -69,7 +75,10 @@ class JobQueue:
         self.executor = executor
         self.events = EventHub()
         self.estimator = Estimator()
-        self.limits = Limits(settings, store)
+        # The operator's tables (owners' rules, figures) are SQLite's: a PostgreSQL-only front
+        # has none, and neither limits nor figures there (README, Operating).
+        self.owners: OwnerTables | None = store if isinstance(store, OwnerTables) else None
+        self.limits = Limits(settings, self.owners) if self.owners is not None else None
         self._live: dict[str, _Live] = {}
         self._stopping = False
         self._background: set[asyncio.Task[Any]] = set()
@@ -144,6 +153,7 @@ class JobQueue:
         *,
         idempotency_key: str | None = None,
         request_digest: str | None = None,
+        story_files: StoryFiles | None = None,
         exempt: bool = False,
     ) -> tuple[Job, bool]:
         """Validate, store the photo and queue a job. Returns (job, created). A repeat of an
@@ -156,12 +166,14 @@ class JobQueue:
         await self.executor.admit()
         request.validate()
         webhook.check_subscription(self.settings, request.webhook_url, list(request.webhook_events))
+        if request.webhook_url is not None:  # never inward (it is checked again at delivery)
+            await webhook_guard.check_destination(self.settings, request.webhook_url)
         if idempotency_key is not None:
             existing = await self.store.job_by_idempotency_key(request.user_id, idempotency_key)
             if existing is not None:
                 check_same_request(existing, request_digest)
                 return existing, False
-        if not exempt:
+        if not exempt and self.limits is not None:
             await self.limits.check(request.source, request.user_id, request.duration)
         try:
             await self.store.check_caps(
@@ -185,10 +197,20 @@ class JobQueue:
         if free_mb - scratch / 2**20 < self.settings.min_free_mb:
             raise InsufficientStorage("the server is out of disk space, please try again later")
         extension, shot = await loop.run_in_executor(None, self._check_photo, image, request)
+        story = await self._check_story(request, image, story_files)
         job_id = str(uuid.uuid4())
         relative = f"inputs/{job_id}{extension}"
         await loop.run_in_executor(None, write_atomic, self.settings.data_dir / relative, image)
         new = self._new_row(request, job_id, relative, idempotency_key, request_digest, shot)
+        if story is not None:
+            new = replace(new, story=story.to_json(new.fps))
+            await loop.run_in_executor(
+                None,
+                story_intake.write,
+                self.settings.data_dir,
+                job_id,
+                story_files or StoryFiles(),
+            )
         try:
             job, created = await self.store.create_job(
                 new,
@@ -197,11 +219,13 @@ class JobQueue:
             )
         except BaseException as exc:
             await loop.run_in_executor(None, remove_quietly, self.settings.data_dir / relative)
+            await self._drop_story_files(job_id, story)
             if isinstance(exc, TooManyJobs):  # a race past the early check: the same answer
                 exc.retry_after = await self._free_slot_in(exc, request.user_id)
             raise
         if not created:  # lost a race on the idempotency key: keep the first job's photo
             await loop.run_in_executor(None, remove_quietly, self.settings.data_dir / relative)
+            await self._drop_story_files(job_id, story)
             return job, False
         log.info(
             "job %s queued: user=%s %ss %s %s aspect=%s seed=%s via %s",
@@ -217,6 +241,31 @@ class JobQueue:
         await self.executor.enqueued(job)
         self.events.publish(JobEvent("status", job, await self.eta_seconds(job)))
         return job, True
+
+    async def _check_story(
+        self, request: JobRequest, image: bytes, files: StoryFiles | None
+    ) -> Story | None:
+        """A story's photos, music and logo checked, each shot aimed (in an executor)."""
+        if request.story is None:
+            return None
+        check = functools.partial(
+            story_intake.check,
+            self.settings,
+            request.story,
+            image,
+            files or StoryFiles(),
+            resolution=request.resolution,
+            aspect=request.aspect,
+            fps=request.fps or self.settings.fps,
+            renderer=self.renderer_name,
+        )
+        return await asyncio.get_running_loop().run_in_executor(None, check)
+
+    async def _drop_story_files(self, job_id: str, story: Story | None) -> None:
+        if story is not None:
+            folder = datadir.story_inputs(self.settings.data_dir, job_id)
+            remove = functools.partial(shutil.rmtree, folder, True)
+            await asyncio.get_running_loop().run_in_executor(None, remove)
 
     def _new_row(
         self,

@@ -143,6 +143,7 @@ EN: dict[str, str] = {
     "phase_animating": "Animating",
     "phase_decoding": "Decoding",
     "phase_resumed": "Continuing",
+    "phase_shot": "Shot",
     "phase_generic": "Working",
     "eta_unknown": "a moment",
     "eta_seconds": "about {s} s",
@@ -260,6 +261,7 @@ EN: dict[str, str] = {
         "Processing: {processing}"
     ),
     "queue_none": "none",
+    "stats_unavailable": "Today's figures need the front's SQLite (CLUSTER_STORE=sqlite).",
     "stats_today": (
         "Today (UTC): {jobs} jobs · {completed} done · {failed} failed (failure rate {rate})\n"
         "Queue: {queued} waiting · {running} running · processing {processing}\n"
@@ -388,6 +390,7 @@ RU: dict[str, str] = {
     "phase_animating": "Анимация",
     "phase_decoding": "Декодирование",
     "phase_resumed": "Продолжение",
+    "phase_shot": "Сцена",
     "phase_generic": "Обработка",
     "eta_unknown": "совсем скоро",
     "eta_seconds": "примерно через {s} с",
@@ -507,6 +510,7 @@ RU: dict[str, str] = {
         "Обработка: {processing}"
     ),
     "queue_none": "нет",
+    "stats_unavailable": "Сводка за сегодня нужна SQLite фронта (CLUSTER_STORE=sqlite).",
     "stats_today": (
         "Сегодня (UTC): заданий {jobs} · готово {completed} · ошибок {failed}"
         " (доля ошибок {rate})\n"

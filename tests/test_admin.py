@@ -63,7 +63,8 @@ async def test_queue_in_dispatch_order_pause_and_resume(start_service: ServiceFa
     client = await start_service(admin_token=TOKEN, max_active_per_user=5)
     status, body = await admin(client, "POST", "/admin/pause")
     assert status == 200 and body == {"paused": True}
-    assert await client.service.store.get_flag("paused") == "1"  # the bot's flag
+    assert client.service.local is not None
+    assert await client.service.local.get_flag("paused") == "1"  # the bot's flag
     first = [(await client.create(user_id=1))[1]["job_id"] for _ in range(2)]
     other = (await client.create(user_id=2))[1]["job_id"]
     status, body = await admin(client, "GET", "/admin/queue")
@@ -76,7 +77,7 @@ async def test_queue_in_dispatch_order_pause_and_resume(start_service: ServiceFa
     assert body["paused"] is True and body["queue_length"] == 3
     status, body = await admin(client, "POST", "/admin/resume")
     assert body == {"paused": False}
-    assert await client.service.store.get_flag("paused") == "0"
+    assert await client.service.local.get_flag("paused") == "0"
     for job_id in [*first, other]:
         assert (await client.wait(job_id))["status"] == "completed"
     status, body = await admin(client, "GET", "/admin/jobs", params={"user": "api:1"})

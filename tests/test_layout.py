@@ -211,6 +211,24 @@ def test_the_service_knows_the_port_and_the_executors_know_no_service() -> None:
     assert importers == {"app"}
 
 
+STORY_ENGINE = ["story", "looks", "overlay", "music", "compositor"]
+
+
+@pytest.mark.parametrize("module", STORY_ENGINE)
+def test_the_story_engine_imports_nothing_of_the_service(module: str) -> None:
+    """Issue 25: the story's compositor and its parts are engine: no service, no torch."""
+    ours = {m for m in MODULES[module] if m.startswith(".")}
+    engine = {".errors", ".motion", ".camera", ".video", *(f".{m}" for m in STORY_ENGINE)}
+    assert ours <= engine, f"{module}.py imports {ours}"
+    assert not MODULES[module] & HEAVY
+
+
+def test_story_rendering_stays_on_the_render_side() -> None:
+    """story_render runs in the render thread beside the renderers: none of the service."""
+    assert not MODULES["story_render"] & {".app", ".api", ".bot", ".queue", ".store"}
+    assert ".story_render" not in MODULES["renderer"]  # the composer hands it to RenderWorker
+
+
 OPERATOR_PARTS = ["admin", "admin_models", "limits", "stats", "versions"]
 
 

@@ -94,8 +94,9 @@ class Jobs(Base):
                 "INSERT INTO jobs (job_id, user_id, source, chat_id, message_id, language,"
                 " duration, resolution, motion_preset, aspect, strength, seed, steps, fps,"
                 " input_path, idempotency_key, request_digest, webhook_url, webhook_events,"
-                " shot, status, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)"
+                " shot, story, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " 'queued', ?, ?)"
                 " RETURNING *",
                 (*astuple(new), now, now),  # NewJob's fields in the order named above
             ) as cur:
