@@ -228,9 +228,15 @@ async def jobs_view(request: web.Request) -> web.Response:
     )
     limit = _int_query(request, "limit", 50, 1, 500)
     offset = _int_query(request, "offset", 0, 0, 10**9)
-    rows = await owner_tables(deps).recent_jobs(
-        status=status, source=source, user_id=user_id, limit=limit, offset=offset
-    )
+    if deps.jobs.owners is not None:
+        rows = await deps.jobs.owners.recent_jobs(
+            status=status, source=source, user_id=user_id, limit=limit, offset=offset
+        )
+    else:  # a PostgreSQL-only front: the job store's own list (its user filter has no source)
+        listed = await deps.jobs.store.list_jobs(
+            user_id=user_id, status=status, limit=limit, offset=offset
+        )
+        rows = [job for job in listed if source is None or job.source == source]
     now = time.time()
     views = [job_view(deps.settings, job, now) for job in rows]
     return _json(admin_models.JobsOut(jobs=views, limit=limit, offset=offset))
