@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,9 +60,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.match_info.handler in SIGNED and api_files.is_signed(request):
         api_files.check_signature(settings, _job_id(request), request)
         return await handler(request)
-    if not credentials.matches(credentials.bearer(request.headers), (token,)):
+    # The operator's token (ADMIN_TOKEN) opens them too.
+    if not credentials.matches(credentials.bearer(request.headers), (token, settings.admin_token)):
         raise Unauthorized("a valid bearer token is required")
     return await handler(request)
+
+
+def is_admin(settings: Settings, request: web.Request) -> bool:
+    """Whether the request's bearer token is ADMIN_TOKEN."""
+    return credentials.matches(credentials.bearer(request.headers), (settings.admin_token,))
 
 
 # -- handlers ---------------------------------------------------------------------------------
@@ -130,13 +136,18 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-def openapi_document(auth: bool) -> dict[str, Any]:
-    """What GET /openapi.json answers (`auth`: whether API_TOKEN is set)."""
-    return openapi.document(ROUTES, auth)
+def openapi_document(
+    auth: bool, extra: Sequence[Route] = (), extra_models: Sequence[type[BaseModel]] = ()
+) -> dict[str, Any]:
+    """What GET /openapi.json answers (`auth`: whether API_TOKEN is set; `extra`: the routes
+    the composition root added, such as the admin API's, and their models)."""
+    return openapi.document([*ROUTES, *extra], auth, extra_models)
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(_service(request).settings.api_token is not None))
+    extra, models_of_extra = request.app[EXTRA]
+    auth = _service(request).settings.api_token is not None
+    return web.json_response(openapi_document(auth, extra, models_of_extra))
 
 
 async def create_job(request: web.Request) -> web.Response:
@@ -172,6 +183,7 @@ async def create_job(request: web.Request) -> web.Response:
         idempotency_key=key,
         request_digest=digest,
         story_files=None if story is None else story.files,
+        exempt=is_admin(service.settings, request),  # the operator's own jobs are not limited
     )
     position, eta = await service.jobs.position_and_eta(job)
     body = models.JobCreated(
@@ -646,8 +658,16 @@ ROUTES: list[Route] = [
 SIGNED: frozenset[Handler] = frozenset({job_download, job_poster, job_preview})
 
 
+# Routes added by the composition root (the admin API) and the models they document.
+EXTRA: web.AppKey[tuple[Sequence[Route], Sequence[type[BaseModel]]]] = web.AppKey("extra")
+
+
 def create_app(
-    settings: Settings, jobs: JobQueue, bot_status: Callable[[], dict[str, Any] | None]
+    settings: Settings,
+    jobs: JobQueue,
+    bot_status: Callable[[], dict[str, Any] | None],
+    extra: Sequence[Route] = (),
+    extra_models: Sequence[type[BaseModel]] = (),
 ) -> web.Application:
     # JSON carries the photo in base64 (4/3 of its size); leave room for the other fields.
     app = web.Application(
@@ -655,7 +675,8 @@ def create_app(
         client_max_size=api_input.json_body_limit(settings) + 1024 * 1024,
     )
     app[SERVICE] = ApiDeps(settings, jobs, bot_status)
-    for route in ROUTES:
+    app[EXTRA] = (tuple(extra), tuple(extra_models))
+    for route in [*ROUTES, *extra]:
         app.router.add_route(route.method, route.path, route.handler)
     web_page.add_routes(app, _service)  # the web page: `/` for browsers, its files, /camera
     return app

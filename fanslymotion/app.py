@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import datadir, story_render
+from . import admin, admin_models, datadir, story_render
 from .api import create_app
 from .backends import select_renderer
 from .config import Settings, model_problem, unknown_variables
@@ -123,7 +123,14 @@ class Service:
         return service
 
     async def _serve_http(self) -> None:
-        app = create_app(self.settings, self.jobs, self._bot_status)
+        app = create_app(
+            self.settings,
+            self.jobs,
+            self._bot_status,
+            admin.routes(),
+            admin_models.DOCUMENTED,
+        )
+        admin.install(app, self.settings, self.jobs)
         if self.settings.cluster:
             from .cluster import routes
 

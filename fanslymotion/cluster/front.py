@@ -48,6 +48,7 @@ from ..store.port import JobStore
 from .db import Attempt, ClusterDB, Row
 from .follow import Follower
 from .outage import one_line
+from .schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class ClusterExecutor:
         self._workers: list[Row] = []
         self._uploads = KeyedLock()
         self._estimator_renderer = MotionRenderer(settings, "estimates for the queue")
+        self._schema = 0  # the shared schema's version, once migrated
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -85,7 +87,12 @@ class ClusterExecutor:
     async def start(self, reports: Reports) -> None:
         """Create or migrate the shared schema, copy its state, then follow it."""
         self._reports = reports
-        await self.db.migrate()
+        self._schema = await self.db.migrate()
+        if self._schema > len(MIGRATIONS):
+            raise Unavailable(
+                f"the cluster's PostgreSQL schema is version {self._schema}, newer than this"
+                f" front's ({len(MIGRATIONS)}): run the version of the code that migrated it"
+            )
         self.db.connected.set()  # the listener clears it when it loses the database
         if await self.db.paused():
             self._paused = True
@@ -412,6 +419,7 @@ class ClusterExecutor:
                 "reason": f"{len(live)} worker(s) live" if live else "no live worker",
             },
             "workers": [_worker_view(w) for w in workers],
+            "cluster_schema": self._schema,
         }
 
     async def refresh_metrics(self, metrics: Metrics) -> None:
@@ -442,6 +450,8 @@ def _worker_view(row: Row) -> dict[str, Any]:
         "state": row["state"],
         "job_id": row["job_id"],
         "jobs_done": row["jobs_done"],
+        "version": row.get("version") or None,
+        "heartbeat_age": round(float(row.get("heartbeat_age") or 0.0), 1),
         "last_heartbeat": row["last_heartbeat"],
     }
 

@@ -32,7 +32,7 @@ import procrastinate
 import psycopg
 from procrastinate.job_context import JobContext
 
-from .. import checkpoints, datadir
+from .. import checkpoints, datadir, versions
 from ..backends import select_renderer
 from ..camera import Shot
 from ..config import Settings
@@ -43,6 +43,7 @@ from ..retry import Failed, Outcome, Policy, TimedOut, next_state
 from ..vocabulary import Phase, Progress
 from .db import CONNECT_WAIT, POOL_WAIT, QUEUE, RECONNECT_FOR, TASK, Attempt, ClusterDB, Row
 from .outage import Outage, connection_error, one_line
+from .schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +135,20 @@ class Worker:
         loop.add_signal_handler(signal.SIGTERM, self.stop, "shutdown")
         loop.add_signal_handler(signal.SIGINT, self.stop, "shutdown")
         loop.add_signal_handler(signal.SIGUSR1, self.stop, None)
-        await self.db.migrate()
+        schema = await self.db.migrate()
+        if schema > len(MIGRATIONS):
+            log.error(
+                "worker %s refuses to start: the cluster's schema is version %d, this worker"
+                " knows %d; update it to the front's version of the code",
+                self.name,
+                schema,
+                len(MIGRATIONS),
+            )
+            return 2
         await self._clean_scratch()
-        await self.db.register_worker(self.name, socket.gethostname(), os.getpid(), "loading")
+        code = await loop.run_in_executor(None, versions.this)
+        await self.db.register_worker(self.name, socket.gethostname(), os.getpid(), "loading", code)
+        log.info("worker %s runs %s (cluster schema %d)", self.name, code, schema)
         # The token first: a refused worker must not spend minutes loading SVD for nothing.
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
         if not await self._token_accepted():

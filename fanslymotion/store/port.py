@@ -43,6 +43,12 @@ class JobStore(Protocol):
 
     async def counts_by_status(self) -> dict[str, int]: ...
 
+    async def queue(self, now: float) -> tuple[list[Job], Job | None]:
+        """The queued jobs in the fair order (and None)."""
+
+    async def retry_failed(self, job_id: str) -> Job | None:
+        """failed -> queued: an operator's retry, a new attempt (issue 26)."""
+
     async def queued_ahead(self, job_id: str) -> list[Job]:
         """The queued jobs served before `job_id`, in the fair order."""
 
