@@ -87,7 +87,7 @@ def _job_id(request: web.Request) -> str:
 
 
 async def index(request: web.Request) -> web.Response:
-    endpoints = {f"{route.method} {route.path}": route.summary for route in ROUTES}
+    endpoints = {f"{route.method} {route.path}": route.summary for route in ALL_ROUTES}
     return _json(models.IndexOut(name="FanslyMotion", version=__version__, endpoints=endpoints))
 
 
@@ -132,7 +132,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 def openapi_document(auth: bool) -> dict[str, Any]:
     """What GET /openapi.json answers (`auth`: whether API_TOKEN is set)."""
-    return openapi.document(ROUTES, auth)
+    return openapi.document(ALL_ROUTES, auth)
 
 
 async def openapi_json(request: web.Request) -> web.Response:
@@ -637,6 +637,10 @@ ROUTES: list[Route] = [
 ]
 
 
+# The page's routes (/camera, /web/config), listed and described with the API's.
+PAGE_ROUTES = web_page.routes(_service)
+ALL_ROUTES = ROUTES + PAGE_ROUTES
+
 # The routes that also open with a signed link instead of the bearer header.
 SIGNED: frozenset[Handler] = frozenset({job_download, job_poster, job_preview})
 
@@ -652,5 +656,5 @@ def create_app(
     app[SERVICE] = ApiDeps(settings, jobs, bot_status)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
-    web_page.add_routes(app, _service)  # the web page: `/` for browsers, its files, /camera
+    web_page.add_routes(app, PAGE_ROUTES, _service)  # `/` for browsers, its files, /camera
     return app

@@ -165,7 +165,9 @@ class JobParams(BaseModel):
 
 
 class JobCreateJSON(JobParams):
-    image_data: str = Field(description="The photo, base64-encoded", min_length=1)
+    image_data: str = Field(
+        description="The photo, base64-encoded (an empty one is 400 photo_empty, as in a form)"
+    )
 
 
 class JobCreated(BaseModel):
