@@ -656,5 +656,7 @@ def create_app(
     app[SERVICE] = ApiDeps(settings, jobs, bot_status)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
+        if route.handler in SIGNED:  # HEAD: the same headers as GET, no body
+            app.router.add_route("HEAD", route.path, route.handler)
     web_page.add_routes(app, PAGE_ROUTES, _service)  # `/` for browsers, its files, /camera
     return app
