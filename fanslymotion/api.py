@@ -120,11 +120,25 @@ async def health(request: web.Request) -> web.Response:
     )
     reason = _not_taking_work(service.settings, body)
     body["ok"], body["reason"] = reason is None, reason
+    if not _is_admin(request, service.settings):  # a stranger learns no job ids or hosts
+        body = {"ok": body["ok"], "reason": reason}
     return web.json_response(body, status=200 if reason is None else 503)
 
 
+def _is_admin(request: web.Request, settings: Settings) -> bool:
+    """Whether the request may see everything: no API_TOKEN is set, or it carries it."""
+    token = settings.api_token
+    return token is None or credentials.matches(credentials.bearer(request.headers), (token,))
+
+
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics; with API_TOKEN or METRICS_TOKEN set, one of them is needed."""
     service = _service(request)
+    tokens = (service.settings.api_token, service.settings.metrics_token)
+    if any(t is not None for t in tokens) and not credentials.matches(
+        credentials.bearer(request.headers), tokens
+    ):
+        raise Unauthorized("a valid bearer token (API_TOKEN or METRICS_TOKEN) is required")
     await service.jobs.refresh_metrics()
     body = service.jobs.metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
@@ -512,7 +526,8 @@ ROUTES: list[Route] = [
         "GET",
         "/health",
         health,
-        "service health, renderer state, queue length; 503 while it cannot take work",
+        "service health, renderer state, queue length; 503 while it cannot take work (with"
+        " API_TOKEN set, only ok and reason without it)",
         {
             "200": answer("HealthOut", "taking work"),
             "503": answer("HealthOut", "not taking work: `reason` says why"),
@@ -522,8 +537,11 @@ ROUTES: list[Route] = [
         "GET",
         "/metrics",
         metrics,
-        "Prometheus metrics",
-        {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+        "Prometheus metrics (with API_TOKEN or METRICS_TOKEN set: the bearer token)",
+        {
+            "200": {"description": "Prometheus text format", "content": {"text/plain": {}}},
+            "401": answer("ErrorOut", "a token is set and was not sent"),
+        },
     ),
     Route(
         "GET",
