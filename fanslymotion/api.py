@@ -198,19 +198,10 @@ async def create_job(request: web.Request) -> web.Response:
     return _json(body, 201 if created else 200, {"Location": location} if created else None)
 
 
-def _video_state(job: Job) -> models.VideoState:
-    if job.status == "completed":
-        return "ready" if job.output_path is not None else "deleted"
-    return "pending" if job.status in ("queued", "processing") else "none"
-
-
 def _links(settings: Settings, job: Job, now: float) -> tuple[str | None, str | None]:
     """(video_url, poster_url): signed when API_TOKEN is set; None while there is no video."""
-    if _video_state(job) != "ready":
-        return None, None
-    video = api_files.link(settings, f"/job/download/{job.job_id}", job.job_id, now)
-    poster = api_files.link(settings, f"/job/{job.job_id}/poster", job.job_id, now)
-    return video, poster
+    fields = api_files.result_fields(settings, job, now)
+    return fields["video_url"], fields["poster_url"]
 
 
 def _status_body(
@@ -224,13 +215,10 @@ def _status_body(
     live progress from the running render."""
     # The row is validated once; what is added to it is ours and typed, so it goes in as a
     # copy (`model_copy(update=...)`): status polls are the most frequent request.
-    video_url, poster_url = _links(service.settings, job, time.time())
     extra: dict[str, Any] = {
         "queue_position": position,
         "eta_seconds": eta,
-        "video": _video_state(job),
-        "video_url": video_url,
-        "poster_url": poster_url,
+        **api_files.result_fields(service.settings, job, time.time()),
     }
     live = service.jobs.live_progress(job.job_id)
     if live is not None:
@@ -274,7 +262,7 @@ async def job_result(request: web.Request) -> web.Response:
         size=job.size_bytes,
         renderer=job.renderer,
         render_seconds=round(job.render_seconds, 3) if job.render_seconds is not None else None,
-        video=_video_state(job),
+        video=api_files.video_state(job),
         video_url=video_url,
         poster_url=poster_url,
         framing=job.framing,
@@ -358,10 +346,20 @@ class _Stream:
         self.response = response
         self.last: models.JobStatusOut | None = None
         self.sent: str | None = None  # the id of the last event sent
+        self.reached = 0.0  # the highest progress sent
+
+    def _forward(self, body: models.JobStatusOut) -> models.JobStatusOut:
+        """The body with progress never below what was sent already: the live figure runs
+        ahead of the row, which a later event (cancelled, failed) may carry."""
+        if body.progress >= self.reached:
+            self.reached = body.progress
+            return body
+        return body.model_copy(update={"progress": self.reached})
 
     async def send(self, kind: str, body: models.JobStatusOut) -> None:
         """Send one event; one that would repeat the state just sent is left out (a transition
         can carry the same live figures as the progress report before it)."""
+        body = self._forward(body)
         event_id = _event_id(body)
         if kind in ("status", "progress") and self.sent == event_id:
             return
@@ -371,6 +369,7 @@ class _Stream:
 
     async def send_preview(self, body: models.JobStatusOut, preview: dict[str, Any]) -> None:
         """A `preview` event: the status body with the new preview under `preview`."""
+        body = self._forward(body)
         data = json.dumps(
             {**body.model_dump(mode="json"), "preview": preview}, separators=(",", ":")
         )

@@ -100,7 +100,8 @@ class Service:
             undo.pop_all()  # from here on, service.stop() undoes it all
             undo.push_async_callback(service.stop)
             if settings.webhook_secret is not None:
-                service.webhooks = WebhookSender(settings, store, status_body, metrics)
+                body_of = functools.partial(status_body, settings)
+                service.webhooks = WebhookSender(settings, store, body_of, metrics)
                 await service.webhooks.start()
             service._housekeeping = asyncio.create_task(
                 datadir.run_housekeeping(settings, store), name="housekeeping"

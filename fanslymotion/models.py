@@ -205,7 +205,9 @@ class JobStatusOut(BaseModel):
     status: JobStatus
     progress: float = Field(ge=0, le=100)
     message: str = Field(description="the phase in plain English, e.g. 'animating 2/4'")
-    phase: Phase | Literal[""] = Field("", description="the phase's name ('' when none)")
+    phase: Phase | Literal["", "done"] = Field(
+        "", description="the phase's name ('' when none; 'done' once completed)"
+    )
     phase_step: int = Field(0, description="the pass the phase is at (0 when it has none)")
     phase_steps: int = Field(0, description="passes in all (0 when the phase has none)")
     queue_position: int | None = None
