@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from . import __version__, api_files, api_input, credentials, models, openapi
+from . import __version__, api_files, api_input, credentials, miniapp, models, openapi
 from . import web as web_page
 from .api_errors import errors_middleware
 from .config import Settings
@@ -26,6 +26,7 @@ from .errors import Conflict, InvalidParams, NotFound, Unauthorized
 from .metrics import CONTENT_TYPE
 from .models import JobRequest
 from .openapi import Handler, Route, answer
+from .owner import ADMIN, API, TELEGRAM, Caller
 from .queue import JobEvent, JobQueue, is_closed
 from .store import Job
 from .vocabulary import TERMINAL, Preview
@@ -49,13 +50,31 @@ SERVICE: web.AppKey[ApiDeps] = web.AppKey("api")
 # -- middleware -------------------------------------------------------------------------------
 
 
+CALLER: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
+"""Where the auth middleware leaves who sent the request."""
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """With FANSLYMOTION_API_TOKEN set, every /job* and /jobs route needs the bearer token; the
-    video, the poster and the live preview also open with a signed link (a wrong or expired one is 403)."""
+    """Who sends a /job* or /jobs request. `Authorization: tma <initData>` is a Telegram user
+    (the Mini App; with BOT_TOKEN set), acting for themselves only. Otherwise, with
+    FANSLYMOTION_API_TOKEN set, the bearer token is needed (the admin, acting for any user);
+    the video, the poster and the live preview also open with a signed link (a wrong or
+    expired one is 403). Without a token every caller is the admin, as on a loopback box."""
     settings = request.app[SERVICE].settings
+    request[CALLER] = ADMIN
+    if not request.path.startswith("/job"):
+        return await handler(request)
+    scheme, _, launch_data = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "tma":
+        if settings.bot_token is None:
+            raise Unauthorized("Telegram sign-in is off on this server (no bot)")
+        request[CALLER] = miniapp.caller(
+            launch_data.strip(), settings.bot_token.get_secret_value(), settings.miniapp_max_age
+        )
+        return await handler(request)
     token = settings.api_token
-    if token is None or not request.path.startswith("/job"):
+    if token is None:
         return await handler(request)
     if request.match_info.handler in SIGNED and api_files.is_signed(request):
         api_files.check_signature(settings, _job_id(request), request)
@@ -70,6 +89,18 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 def _service(request: web.Request) -> ApiDeps:
     return request.app[SERVICE]
+
+
+def _caller(request: web.Request) -> Caller:
+    return request[CALLER]  # the auth middleware sets it on every request
+
+
+async def _owned(request: web.Request, job_id: str) -> Job:
+    """The job, when the caller may see it: another owner's job is 404, as a missing one."""
+    job = await _service(request).jobs.get(job_id)
+    if not _caller(request).may_see(job):
+        raise NotFound("no such job")
+    return job
 
 
 def _json(
@@ -163,9 +194,13 @@ async def create_job(request: web.Request) -> web.Response:
             raise InvalidParams("Idempotency-Key must be 1 to 200 characters")
         loop = asyncio.get_running_loop()
         digest = await loop.run_in_executor(None, api_input.request_digest, params, image)
+    owner = _caller(request).owner  # a Telegram user makes the job as themselves
+    telegram: dict[str, Any] = {"source": API}
+    if owner is not None:  # the chat with the bot is the user's id: the video is offered there
+        telegram = {"source": TELEGRAM, "chat_id": owner.user_id}
     job, created = await service.jobs.submit(
         JobRequest(
-            user_id=params.user_id,
+            user_id=params.user_id if owner is None else owner.user_id,
             duration=params.duration,
             resolution=params.resolution,
             motion_preset=params.motion_preset,
@@ -173,11 +208,12 @@ async def create_job(request: web.Request) -> web.Response:
             strength=params.strength,
             seed=params.seed,
             steps=params.steps,
-            source="api",
             webhook_url=params.webhook_url,
             webhook_events=tuple(params.webhook_events or ()),
             fps=params.fps,
             shot=params.shot(),
+            language=_caller(request).language,
+            **telegram,
         ),
         image,
         idempotency_key=key,
@@ -242,12 +278,13 @@ async def _full_status(service: ApiDeps, job_id: str) -> models.JobStatusOut:
 
 
 async def job_status(request: web.Request) -> web.Response:
-    return _json(await _full_status(_service(request), _job_id(request)))
+    job = await _owned(request, _job_id(request))
+    return _json(await _full_status(_service(request), job.job_id))
 
 
 async def job_result(request: web.Request) -> web.Response:
     service = _service(request)
-    job = await service.jobs.get(_job_id(request))
+    job = await _owned(request, _job_id(request))
     video_url, poster_url = _links(service.settings, job, time.time())
     body = models.JobResultOut(
         job_id=job.job_id,
@@ -273,7 +310,7 @@ async def job_result(request: web.Request) -> web.Response:
 
 async def job_download(request: web.Request) -> web.StreamResponse:
     service = _service(request)
-    job = await service.jobs.get(_job_id(request))
+    job = await _owned(request, _job_id(request))
     api_files.check_video(job)
     assert job.output_path is not None
     disposition = f'attachment; filename="fanslymotion-{job.job_id}.mp4"'
@@ -285,7 +322,7 @@ async def job_download(request: web.Request) -> web.StreamResponse:
 async def job_preview(request: web.Request) -> web.Response:
     """The live preview of a running SVD job: a small MP4 of the frames made so far."""
     service = _service(request)
-    job = await service.jobs.get(_job_id(request))
+    job = await _owned(request, _job_id(request))
     path = service.jobs.preview_path(job.job_id)
     try:
         # A few hundred KB at most, read whole: it is replaced (renamed over) after every pass.
@@ -297,21 +334,26 @@ async def job_preview(request: web.Request) -> web.Response:
 
 async def job_poster(request: web.Request) -> web.StreamResponse:
     service = _service(request)
-    job = await service.jobs.get(_job_id(request))
+    job = await _owned(request, _job_id(request))
     return await api_files.serve_poster(request, service.settings, job)
 
 
 async def job_cancel(request: web.Request) -> web.Response:
     service = _service(request)
-    job = await service.jobs.cancel(_job_id(request))
+    job = await service.jobs.cancel((await _owned(request, _job_id(request))).job_id)
     return _json(_status_body(service, job, *await service.jobs.position_and_eta(job)))
 
 
 async def jobs_list(request: web.Request) -> web.Response:
     service = _service(request)
     query = api_input.jobs_query(request)
+    owner = _caller(request).owner  # anyone but the admin lists their own jobs only
     jobs = await service.jobs.list_jobs(
-        user_id=query.user_id, status=query.status, limit=query.limit, offset=query.offset
+        user_id=query.user_id if owner is None else owner.user_id,
+        status=query.status,
+        limit=query.limit,
+        offset=query.offset,
+        source=None if owner is None else owner.source,
     )
     body = models.JobListOut(
         jobs=[models.JobSummary.model_validate(j) for j in jobs],
@@ -385,7 +427,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events (README, "Live events"): the current state, every change, the place
     in the queue while waiting, and exactly one terminal event, after which the stream ends."""
     service = _service(request)
-    job_id = _job_id(request)
+    job_id = (await _owned(request, _job_id(request))).job_id
     resumed_at = request.headers.get("Last-Event-ID")
     async with service.jobs.subscribe() as events:
         body = await _full_status(service, job_id)  # after subscribing: nothing slips between

@@ -209,3 +209,19 @@ def test_the_service_knows_the_port_and_the_executors_know_no_service() -> None:
     assert not MODULES["executor"] & {".dispatcher", ".cluster"}
     importers = {m for m, names in MODULES.items() if ".dispatcher" in names}
     assert importers == {"app"}
+
+
+# Issue 24: who a request is (credentials, owner, miniapp) and where a webhook may go
+# (webhook_guard) are small nouns below the API: they import nothing of the service.
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [
+        ("owner", set()),
+        ("credentials", set()),
+        ("miniapp", {".errors", ".owner"}),
+        ("webhook_guard", {".config", ".errors"}),
+    ],
+)
+def test_the_trust_modules_stand_below_the_service(module: str, allowed: set[str]) -> None:
+    ours = {m for m in MODULES[module] if m.startswith(".")}
+    assert ours <= allowed, f"{module}.py imports {ours - allowed}"
