@@ -396,11 +396,17 @@ class JobQueue:
     # -- views --------------------------------------------------------------------------------
 
     async def list_jobs(
-        self, *, user_id: int | None, status: str | None, limit: int, offset: int
+        self,
+        *,
+        user_id: int | None,
+        status: str | None,
+        limit: int,
+        offset: int,
+        source: str | None = None,
     ) -> list[Job]:
-        """The newest jobs first, of one user and in one status when asked."""
+        """The newest jobs first, of one user (of one source) and in one status when asked."""
         return await self.store.list_jobs(
-            user_id=user_id, status=status, limit=limit, offset=offset
+            user_id=user_id, status=status, limit=limit, offset=offset, source=source
         )
 
     async def webhook_summary(self, job_id: str) -> dict[str, Any] | None:

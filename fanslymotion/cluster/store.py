@@ -170,13 +170,21 @@ class PgStore:
         status: str | None = None,
         limit: int = 20,
         offset: int = 0,
+        source: str | None = None,
     ) -> list[Job]:
         return _jobs(
             await self._rows(
                 "SELECT * FROM fm_jobs WHERE (%(user)s::bigint IS NULL OR user_id = %(user)s)"
                 " AND (%(status)s::text IS NULL OR status = %(status)s)"
+                " AND (%(source)s::text IS NULL OR source = %(source)s)"
                 " ORDER BY seq DESC LIMIT %(limit)s OFFSET %(offset)s",
-                {"user": user_id, "status": status, "limit": limit, "offset": offset},
+                {
+                    "user": user_id,
+                    "status": status,
+                    "limit": limit,
+                    "offset": offset,
+                    "source": source,
+                },
             )
         )
 
