@@ -80,6 +80,7 @@ class JobQueue:
         self.owners: OwnerTables | None = store if isinstance(store, OwnerTables) else None
         self.limits = Limits(settings, self.owners) if self.owners is not None else None
         self._live: dict[str, _Live] = {}
+        self._queue_length = 0  # as /health last counted it (a cluster's database may be away)
         self._stopping = False
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -395,11 +396,17 @@ class JobQueue:
     # -- views --------------------------------------------------------------------------------
 
     async def list_jobs(
-        self, *, user_id: int | None, status: str | None, limit: int, offset: int
+        self,
+        *,
+        user_id: int | None,
+        status: str | None,
+        limit: int,
+        offset: int,
+        source: str | None = None,
     ) -> list[Job]:
-        """The newest jobs first, of one user and in one status when asked."""
+        """The newest jobs first, of one user (of one source) and in one status when asked."""
         return await self.store.list_jobs(
-            user_id=user_id, status=status, limit=limit, offset=offset
+            user_id=user_id, status=status, limit=limit, offset=offset, source=source
         )
 
     async def webhook_summary(self, job_id: str) -> dict[str, Any] | None:
@@ -498,10 +505,12 @@ class JobQueue:
         loop = asyncio.get_running_loop()
         executor = await self.executor.health()
         ok = bool(executor.pop("ok"))
+        if executor.get("database") != "unreachable":  # else the last count, at once
+            self._queue_length = await self.store.count_jobs(status=JobStatus.QUEUED)
         return {
             "ok": not self._stopping and ok,
             **executor,
-            "queue_length": await self.store.count_jobs(status=JobStatus.QUEUED),
+            "queue_length": self._queue_length,
             "running_job": self.running_job_id(),
             "running_jobs": sorted(self._live),
             "paused": self.paused,
@@ -536,7 +545,8 @@ class JobQueue:
         self._transition(job, note)
 
     def progress(self, job: Job, report: Progress, updated_at: str | None = None) -> None:
-        """Keep the live figures, tell listeners, persist at most every interval.
+        """Keep the live figures, tell listeners, persist at most every interval what the
+        executor measured (a report read from the store, `updated_at` set, is there already).
 
         The percentage never goes back within an attempt."""
         live = self._live.get(job.job_id)
@@ -550,7 +560,7 @@ class JobQueue:
         snapshot = live.job.with_progress(report, updated_at=updated_at)
         self.events.publish(JobEvent("progress", snapshot, self._running_rest()))
         now = time.monotonic()
-        if now - live.last_saved >= self.settings.progress_interval:
+        if updated_at is None and now - live.last_saved >= self.settings.progress_interval:
             live.last_saved = now
             self._in_background(
                 self.store.set_progress(job.job_id, report), f"job {job.job_id}: progress"

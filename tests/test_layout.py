@@ -244,3 +244,19 @@ def test_the_operators_room_asks_the_job_service_only() -> None:
     assert {m for m, names in MODULES.items() if ".admin" in names} == {"app"}
     for module in ("limits", "stats", "versions", "admin_models"):
         assert "aiohttp" not in MODULES[module] and ".api" not in MODULES[module], module
+
+
+# Issue 24: who a request is (credentials, owner, miniapp) and where a webhook may go
+# (webhook_guard) are small nouns below the API: they import nothing of the service.
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [
+        ("owner", set()),
+        ("credentials", set()),
+        ("miniapp", {".errors", ".owner"}),
+        ("webhook_guard", {".config", ".errors"}),
+    ],
+)
+def test_the_trust_modules_stand_below_the_service(module: str, allowed: set[str]) -> None:
+    ours = {m for m in MODULES[module] if m.startswith(".")}
+    assert ours <= allowed, f"{module}.py imports {ours - allowed}"

@@ -89,6 +89,10 @@ class ClusterDB:
     def __init__(self, pool: AsyncConnectionPool[Connection], url: str) -> None:
         self.pool = pool
         self.url = url
+        # Cleared while the front's listener knows the server is away: requests then answer
+        # 503 at once instead of waiting for the pool.
+        self.connected = asyncio.Event()
+        self.connected.set()
 
     @classmethod
     async def open(cls, url: str, *, min_size: int = 1, max_size: int = 8) -> Self:
@@ -433,10 +437,10 @@ class ClusterDB:
     async def procrastinate_heartbeat(self, worker_id: int) -> None:
         await self.run("SELECT procrastinate_update_heartbeat_v1(%s)", (worker_id,))
 
-    async def prune(self, keep_hours: float, keep_days: float | None) -> int:
+    async def prune(self, keep_hours: float) -> int:
         """Forget what nobody needs any more: ended procrastinate jobs (and their events)
-        older than `keep_hours`, ended job rows older than `keep_days` (None: they stay, as
-        the store of record), and workers silent for a day. Returns the rows removed."""
+        older than `keep_hours` and workers silent for a day. Job rows stay: they are the
+        store of record (a job's history), as on one box. Returns the rows removed."""
         removed = 0
         removed += await self.run(
             "DELETE FROM procrastinate_jobs p"
@@ -445,13 +449,6 @@ class ClusterDB:
             "  AND e.at > now() - make_interval(secs => %s))",
             (keep_hours * 3600,),
         )
-        if keep_days is not None:
-            removed += await self.run(
-                "DELETE FROM fm_jobs WHERE status IN ('completed', 'failed', 'cancelled')"
-                " AND completed_at < to_char((now() - make_interval(days => %s))"
-                " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-                (int(keep_days),),
-            )
         removed += await self.run(
             "DELETE FROM fm_workers WHERE last_heartbeat < now() - interval '1 day'"
         )

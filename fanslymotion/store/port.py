@@ -36,8 +36,9 @@ class JobStore(Protocol):
         status: str | None = None,
         limit: int = 20,
         offset: int = 0,
+        source: str | None = None,
     ) -> list[Job]:
-        """The newest jobs first."""
+        """The newest jobs first (of one owner: user_id and source)."""
 
     async def count_jobs(self, *, user_id: int | None = None, status: str | None = None) -> int: ...
 
