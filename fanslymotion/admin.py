@@ -27,7 +27,7 @@ from .limits import day_start
 from .openapi import Handler, Route, answer
 from .queue import JobQueue, is_closed
 from .store import Job, OwnerRule, iso_utc, parse_time
-from .store.owners import OwnerTables
+from .store.port import OwnerStore
 from .store.schema import MIGRATIONS
 from .vocabulary import JobStatus
 
@@ -65,7 +65,7 @@ def _deps(request: web.Request) -> AdminDeps:
     return request.app[ADMIN]
 
 
-def owner_tables(deps: AdminDeps) -> OwnerTables:
+def owner_tables(deps: AdminDeps) -> OwnerStore:
     """The operator's tables (SQLite's); 501 on a front whose one store is PostgreSQL."""
     if deps.jobs.owners is None:
         raise NotAvailable(
