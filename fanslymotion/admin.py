@@ -66,11 +66,10 @@ def _deps(request: web.Request) -> AdminDeps:
 
 
 def owner_tables(deps: AdminDeps) -> OwnerStore:
-    """The operator's tables (SQLite's); 501 on a front whose one store is PostgreSQL."""
+    """The operator's tables; 501 for a job service started without them."""
     if deps.jobs.owners is None:
         raise NotAvailable(
-            "owners, limits and figures need the front's SQLite (CLUSTER_STORE=sqlite)",
-            code="needs_sqlite",
+            "this job service was started without the owners' tables", code="no_owner_tables"
         )
     return deps.jobs.owners
 
@@ -232,7 +231,7 @@ async def jobs_view(request: web.Request) -> web.Response:
         rows = await deps.jobs.owners.recent_jobs(
             status=status, source=source, user_id=user_id, limit=limit, offset=offset
         )
-    else:  # a PostgreSQL-only front: the job store's own list (its user filter has no source)
+    else:  # no owners' tables: the job store's own list (its user filter has no source)
         listed = await deps.jobs.store.list_jobs(
             user_id=user_id, status=status, limit=limit, offset=offset
         )
