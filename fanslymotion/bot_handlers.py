@@ -224,7 +224,7 @@ async def on_queue(message: Message, lang: str, store: BotStore, jobs: JobQueue)
 
 async def on_stats(message: Message, lang: str, jobs: JobQueue) -> None:
     """Today's figures (UTC): jobs, failures, the queue, median render time per resolution."""
-    if jobs.owners is None:  # a PostgreSQL-only front keeps no figures (README, Operating)
+    if jobs.owners is None:  # a job service started without the owners' tables
         await message.answer(t(lang, "stats_unavailable"))
         return
     figures = await stats.figures(jobs.owners, "today")

@@ -261,7 +261,7 @@ EN: dict[str, str] = {
         "Processing: {processing}"
     ),
     "queue_none": "none",
-    "stats_unavailable": "Today's figures need the front's SQLite (CLUSTER_STORE=sqlite).",
+    "stats_unavailable": "This service keeps no figures.",
     "stats_today": (
         "Today (UTC): {jobs} jobs · {completed} done · {failed} failed (failure rate {rate})\n"
         "Queue: {queued} waiting · {running} running · processing {processing}\n"
@@ -510,7 +510,7 @@ RU: dict[str, str] = {
         "Обработка: {processing}"
     ),
     "queue_none": "нет",
-    "stats_unavailable": "Сводка за сегодня нужна SQLite фронта (CLUSTER_STORE=sqlite).",
+    "stats_unavailable": "Этот сервис не ведёт сводку.",
     "stats_today": (
         "Сегодня (UTC): заданий {jobs} · готово {completed} · ошибок {failed}"
         " (доля ошибок {rate})\n"
