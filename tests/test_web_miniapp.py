@@ -86,6 +86,7 @@ def test_the_mini_app_shows_and_makes_only_the_users_own(browser: Any, site: Pro
     _open(page, site, launch_data(BOT, ALICE))
     page.wait_for_selector(f"#gallery-grid li[data-job-id='{hers}']")
     assert page.is_hidden("#token-panel") and page.is_hidden("#tma-panel")
+    assert "through Telegram" in page.inner_text("#user-note")
     shown = page.eval_on_selector_all(
         "#gallery-grid li", "items => items.map(i => i.dataset.jobId)"
     )

@@ -601,7 +601,8 @@ function translate() {
   apply();
   $("lang-switch").textContent = language() === "ru" ? "English" : "Русский";
   $("lang-switch").lang = language() === "ru" ? "en" : "ru";
-  $("user-note").textContent = t("user.note", { id: userId() });
+  // Inside Telegram the user is the Telegram account, not this browser's random id.
+  $("user-note").textContent = inTelegram() ? t("tma.user") : t("user.note", { id: userId() });
   if (!$("file-input").files.length) $("file-name").textContent = t("photo.none");
   editor.draw();
   focus.draw();
