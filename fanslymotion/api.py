@@ -11,14 +11,14 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from . import __version__, api_files, api_input, credentials, miniapp, models, openapi
+from . import __version__, api_files, api_input, api_story, credentials, miniapp, models, openapi
 from . import web as web_page
 from .api_errors import errors_middleware
 from .config import Settings
@@ -79,9 +79,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.match_info.handler in SIGNED and api_files.is_signed(request):
         api_files.check_signature(settings, _job_id(request), request)
         return await handler(request)
-    if not credentials.matches(credentials.bearer(request.headers), (token,)):
+    # The operator's token (ADMIN_TOKEN) opens them too.
+    if not credentials.matches(credentials.bearer(request.headers), (token, settings.admin_token)):
         raise Unauthorized("a valid bearer token is required")
     return await handler(request)
+
+
+def is_admin(settings: Settings, request: web.Request) -> bool:
+    """Whether the request's bearer token is ADMIN_TOKEN."""
+    return credentials.matches(credentials.bearer(request.headers), (settings.admin_token,))
 
 
 # -- handlers ---------------------------------------------------------------------------------
@@ -175,18 +181,23 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-def openapi_document(auth: bool) -> dict[str, Any]:
-    """What GET /openapi.json answers (`auth`: whether API_TOKEN is set)."""
-    return openapi.document(ALL_ROUTES, auth)
+def openapi_document(
+    auth: bool, extra: Sequence[Route] = (), extra_models: Sequence[type[BaseModel]] = ()
+) -> dict[str, Any]:
+    """What GET /openapi.json answers (`auth`: whether API_TOKEN is set; `extra`: the routes
+    the composition root added, such as the admin API's, and their models)."""
+    return openapi.document([*ALL_ROUTES, *extra], auth, extra_models)
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(_service(request).settings.api_token is not None))
+    extra, models_of_extra = request.app[EXTRA]
+    auth = _service(request).settings.api_token is not None
+    return web.json_response(openapi_document(auth, extra, models_of_extra))
 
 
 async def create_job(request: web.Request) -> web.Response:
     service = _service(request)
-    params, image = await api_input.read_create(request, service.settings)
+    params, image, story = await api_story.read_create(request, service.settings)
     key = request.headers.get("Idempotency-Key")
     digest = None
     if key is not None:
@@ -194,30 +205,35 @@ async def create_job(request: web.Request) -> web.Response:
             raise InvalidParams("Idempotency-Key must be 1 to 200 characters")
         loop = asyncio.get_running_loop()
         digest = await loop.run_in_executor(None, api_input.request_digest, params, image)
+        if story is not None:
+            digest = api_story.digest(digest, story)
     owner = _caller(request).owner  # a Telegram user makes the job as themselves
     telegram: dict[str, Any] = {"source": API}
     if owner is not None:  # the chat with the bot is the user's id: the video is offered there
         telegram = {"source": TELEGRAM, "chat_id": owner.user_id}
+    single = JobRequest(
+        user_id=params.user_id if owner is None else owner.user_id,
+        duration=params.duration,
+        resolution=params.resolution,
+        motion_preset=params.motion_preset,
+        aspect=params.aspect,
+        strength=params.strength,
+        seed=params.seed,
+        steps=params.steps,
+        webhook_url=params.webhook_url,
+        webhook_events=tuple(params.webhook_events or ()),
+        fps=params.fps,
+        shot=params.shot(),
+        language=_caller(request).language,
+        **telegram,
+    )
     job, created = await service.jobs.submit(
-        JobRequest(
-            user_id=params.user_id if owner is None else owner.user_id,
-            duration=params.duration,
-            resolution=params.resolution,
-            motion_preset=params.motion_preset,
-            aspect=params.aspect,
-            strength=params.strength,
-            seed=params.seed,
-            steps=params.steps,
-            webhook_url=params.webhook_url,
-            webhook_events=tuple(params.webhook_events or ()),
-            fps=params.fps,
-            shot=params.shot(),
-            language=_caller(request).language,
-            **telegram,
-        ),
+        single if story is None else api_story.job_request(single, story, service.settings),
         image,
         idempotency_key=key,
         request_digest=digest,
+        story_files=None if story is None else story.files,
+        exempt=is_admin(service.settings, request),  # the operator's own jobs are not limited
     )
     position, eta = await service.jobs.position_and_eta(job)
     body = models.JobCreated(
@@ -304,6 +320,7 @@ async def job_result(request: web.Request) -> web.Response:
         poster_url=poster_url,
         framing=job.framing,
         warnings=job.warnings,
+        story=job.story,
     )
     return _json(body)
 
@@ -704,8 +721,16 @@ ALL_ROUTES = ROUTES + PAGE_ROUTES
 SIGNED: frozenset[Handler] = frozenset({job_download, job_poster, job_preview})
 
 
+# Routes added by the composition root (the admin API) and the models they document.
+EXTRA: web.AppKey[tuple[Sequence[Route], Sequence[type[BaseModel]]]] = web.AppKey("extra")
+
+
 def create_app(
-    settings: Settings, jobs: JobQueue, bot_status: Callable[[], dict[str, Any] | None]
+    settings: Settings,
+    jobs: JobQueue,
+    bot_status: Callable[[], dict[str, Any] | None],
+    extra: Sequence[Route] = (),
+    extra_models: Sequence[type[BaseModel]] = (),
 ) -> web.Application:
     # JSON carries the photo in base64 (4/3 of its size); leave room for the other fields.
     app = web.Application(
@@ -713,7 +738,8 @@ def create_app(
         client_max_size=api_input.json_body_limit(settings) + 1024 * 1024,
     )
     app[SERVICE] = ApiDeps(settings, jobs, bot_status)
-    for route in ROUTES:
+    app[EXTRA] = (tuple(extra), tuple(extra_models))
+    for route in [*ROUTES, *extra]:
         app.router.add_route(route.method, route.path, route.handler)
         if route.handler in SIGNED:  # HEAD: the same headers as GET, no body
             app.router.add_route("HEAD", route.path, route.handler)

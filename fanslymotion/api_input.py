@@ -179,6 +179,14 @@ async def _read_json(request: web.Request, settings: Settings) -> tuple[models.J
     if not isinstance(data, dict):
         raise InvalidParams("the body must be a JSON object")
     refuse_decimals(data)
+    return await create_from_json(data, settings)
+
+
+async def create_from_json(
+    data: dict[str, Any], settings: Settings
+) -> tuple[models.JobParams, bytes]:
+    """The single-photo JSON form's object checked, its photo decoded."""
+    loop = asyncio.get_running_loop()
     try:
         # Strict: JSON has types, so `true` is no user id and "3" no duration.
         body = models.JobCreateJSON.model_validate(data, strict=True)

@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(20.0, gt=0)
     max_pixels: int = Field(50_000_000, ge=4096)
     min_side: int = Field(64, ge=16)
+    # A story's whole request (its photos, music and logo together); issue 25.
+    max_story_mb: float = Field(100.0, gt=0)
 
     # telegram
     bot_token: SecretStr | None = None
@@ -121,6 +123,11 @@ class Settings(BaseSettings):
     worker_poll: float = Field(
         1.0, gt=0
     )  # seconds between a worker's polls (NOTIFY wakes it sooner)
+
+    # operators: the admin page and API, usage limits
+    admin_token: SecretStr | None = None  # unset: /admin/* answers 403 (the operator's room is off)
+    # seconds of video one owner may order per UTC day; unset: no limit
+    daily_seconds_per_user: int | None = Field(None, ge=1)
 
     log_level: str = "INFO"
 
@@ -236,6 +243,10 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_story_bytes(self) -> int:
+        return int(self.max_story_mb * 1024 * 1024)
 
     @property
     def db_path(self) -> Path:

@@ -34,7 +34,8 @@ from .errors import InvalidParams
 from .loops import stop_tasks, wait_event
 from .metrics import Metrics
 from .models import JobStatusOut
-from .store import Job, OutboxRow, Store
+from .store import Job, OutboxRow
+from .store.port import Outbox
 from .vocabulary import WebhookEvent
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ class WebhookSender:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: Outbox,
         body_of: Callable[[Job, str], dict[str, Any]],
         metrics: Metrics,
     ) -> None:
