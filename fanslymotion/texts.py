@@ -546,6 +546,22 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
 }
 
+# The page as a Telegram Mini App (issue 24): the menu button and /app.
+EN.update(
+    {
+        "app_button": "Open the app",
+        "app_open": "Your videos and the editor, inside Telegram: tap below.",
+        "app_off": "The app is not available on this server yet. Send me a photo here instead.",
+    }
+)
+RU.update(
+    {
+        "app_button": "Открыть приложение",
+        "app_open": "Ваши видео и редактор прямо в Telegram: нажмите кнопку ниже.",
+        "app_off": "Приложение на этом сервере пока недоступно. Пришлите фото сюда.",
+    }
+)
+
 TEXTS: dict[str, dict[str, str]] = {"en": EN, "ru": RU}
 
 # Names of the languages in the language picker, each in its own language.
