@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import time
@@ -19,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from . import __version__, api_files, api_input, api_story, models, openapi
+from . import __version__, api_files, api_input, api_story, credentials, models, openapi
 from . import web as web_page
 from .api_errors import errors_middleware
 from .config import Settings
@@ -50,12 +49,6 @@ SERVICE: web.AppKey[ApiDeps] = web.AppKey("api")
 # -- middleware -------------------------------------------------------------------------------
 
 
-def _bearer(request: web.Request) -> str | None:
-    """The credentials of an `Authorization: Bearer ...` header (the scheme in any case)."""
-    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
-    return credentials.strip() if scheme.lower() == "bearer" else None
-
-
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """With FANSLYMOTION_API_TOKEN set, every /job* and /jobs route needs the bearer token; the
@@ -67,8 +60,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.match_info.handler in SIGNED and api_files.is_signed(request):
         api_files.check_signature(settings, _job_id(request), request)
         return await handler(request)
-    given = _bearer(request)
-    if given is None or not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+    if not credentials.matches(credentials.bearer(request.headers), (token,)):
         raise Unauthorized("a valid bearer token is required")
     return await handler(request)
 

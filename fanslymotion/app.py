@@ -25,6 +25,7 @@ from .metrics import Metrics
 from .queue import JobQueue
 from .renderer import RenderWorker
 from .store import Store
+from .store.port import BotStore, JobStore, Outbox
 from .webhook import WebhookSender, status_body
 
 if TYPE_CHECKING:
@@ -39,13 +40,15 @@ class Service:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: JobStore,
         jobs: JobQueue,
         metrics: Metrics,
         lock: datadir.DataFolderLock | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.store = store  # the jobs' store of record: SQLite, or a cluster's PostgreSQL
+        self.local: Store | None = None  # this process's SQLite, where it has one
+        self.outbox: Outbox | None = None
         self.jobs = jobs
         self.metrics = metrics
         self.bot: Any = None
@@ -77,11 +80,14 @@ class Service:
                 None, datadir.DataFolderLock.acquire, settings.data_dir
             )
             undo.callback(lock.release)
-            store = await Store.open(settings.db_path)
-            undo.push_async_callback(store.close)
+            local: Store | None = None
+            if not _postgres_only(settings):
+                local = await Store.open(settings.db_path)
+                undo.push_async_callback(local.close)
             await loop.run_in_executor(None, datadir.clean_leftovers, settings)
             metrics = Metrics()
-            jobs, cluster = await _job_queue(settings, store, metrics)
+            jobs, cluster, stores = await job_service(settings, local, metrics)
+            bot_store, outbox = stores
             undo.push_async_callback(jobs.stop)
             # Raises Unavailable for RENDERER=svd without CUDA or weights.
             await jobs.start()
@@ -92,22 +98,24 @@ class Service:
                     await jobs.wait_ready()
                 except Unavailable as exc:
                     raise Unavailable(f"the SVD renderer failed to load: {exc.message}") from exc
-            service = cls(settings, store, jobs, metrics, lock)
+            service = cls(settings, jobs.store, jobs, metrics, lock)
             service.cluster = cluster
+            service.local = local
+            service.outbox = outbox
             undo.pop_all()  # from here on, service.stop() undoes it all
             undo.push_async_callback(service.stop)
             if settings.webhook_secret is not None:
-                service.webhooks = WebhookSender(settings, store, status_body, metrics)
+                service.webhooks = WebhookSender(settings, outbox, status_body, metrics)
                 await service.webhooks.start()
             service._housekeeping = asyncio.create_task(
-                datadir.run_housekeeping(settings, store), name="housekeeping"
+                datadir.run_housekeeping(settings, jobs.store), name="housekeeping"
             )
             if http:
                 await service._serve_http()
             if settings.bot_token is not None:
                 from .bot import TelegramBot
 
-                service.bot = TelegramBot(settings, jobs, store)
+                service.bot = TelegramBot(settings, jobs, bot_store)
                 await service.bot.start()
             else:
                 log.info("Telegram bot off: FANSLYMOTION_BOT_TOKEN is not set")
@@ -162,36 +170,54 @@ class Service:
             await self.webhooks.stop()
         if self._runner is not None:
             await self._runner.cleanup()
-        await self.store.close()
+        if self.local is not None:
+            await self.local.close()
         if self._lock is not None:
             self._lock.release()
         log.info("stopped")
 
 
-async def _job_queue(
-    settings: Settings, store: Store, metrics: Metrics
-) -> tuple[JobQueue, ClusterExecutor | None]:
+def _postgres_only(settings: Settings) -> bool:
+    """A cluster's front whose one store of record is PostgreSQL (no SQLite of its own)."""
+    return settings.cluster and settings.cluster_store == "postgres"
+
+
+async def job_service(
+    settings: Settings, local: Store | None, metrics: Metrics
+) -> tuple[JobQueue, ClusterExecutor | None, tuple[BotStore, Outbox]]:
     """The job service with the single box's executor (its GPU thread), or, with
-    DATABASE_URL, the cluster's (PostgreSQL and the workers)."""
+    DATABASE_URL, the cluster's (PostgreSQL and the workers); and the bot's store and the
+    webhook outbox, beside the jobs in the same store of record."""
     if not settings.cluster:
+        assert local is not None
         worker = RenderWorker(
             settings, functools.partial(select_renderer, settings), stories=story_render.render
         )
-        local = LocalExecutor(settings, store, worker)
-        return JobQueue(settings, store, local, metrics=metrics), None
+        executor = LocalExecutor(settings, local, worker)
+        return JobQueue(settings, local, executor, metrics=metrics), None, (local, local)
     import psycopg
     import psycopg_pool
 
     from .cluster.db import ClusterDB
+    from .cluster.follow import Follower
     from .cluster.front import ClusterExecutor
+    from .cluster.mirror import Mirror
+    from .cluster.outbox import PgOutbox
+    from .cluster.store import PgStore
 
     assert settings.database_url is not None
     try:
         db = await ClusterDB.open(settings.database_url.get_secret_value())
     except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
         raise Unavailable(f"cannot reach PostgreSQL at FANSLYMOTION_DATABASE_URL: {exc}") from exc
-    cluster = ClusterExecutor(settings, store, db)
-    return JobQueue(settings, store, cluster, metrics=metrics), cluster
+    if local is None:  # PostgreSQL is the one store of record
+        await db.migrate()  # the front's queries need the schema before the service starts
+        store = PgStore(db)
+        cluster = ClusterExecutor(settings, store, db, Follower(db))
+        queue = JobQueue(settings, store, cluster, metrics=metrics)
+        return queue, cluster, (store, PgOutbox(db))
+    cluster = ClusterExecutor(settings, local, db, Mirror(local, db))
+    return JobQueue(settings, local, cluster, metrics=metrics), cluster, (local, local)
 
 
 def _is_loopback(host: str) -> bool:

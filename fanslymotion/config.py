@@ -18,6 +18,8 @@ from .video import X264_PRESETS
 
 PREFIX = "FANSLYMOTION_"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+MIN_TOKEN = 16
+"""The fewest characters a token (API_TOKEN, WORKER_TOKEN, METRICS_TOKEN) may have."""
 _DEVICE = re.compile(r"(cpu|cuda(:\d+)?)?")
 
 
@@ -121,8 +123,17 @@ class Settings(BaseSettings):
     worker_poll: float = Field(
         1.0, gt=0
     )  # seconds between a worker's polls (NOTIFY wakes it sooner)
+    # where a cluster's front keeps its jobs: `postgres`, PostgreSQL is the one store of record
+    # (jobs, the bot's tables, the webhook outbox); `sqlite`, the old way: the front's own
+    # SQLite copy of each job, kept in step with PostgreSQL by a mirror
+    cluster_store: Literal["sqlite", "postgres"] = "sqlite"
 
     log_level: str = "INFO"
+
+    # trust (README, "Authentication")
+    worker_token_previous: SecretStr | None = None  # still accepted while workers rotate
+    metrics_token: SecretStr | None = None  # opens /metrics (as API_TOKEN does), for scrapers
+    miniapp_max_age: float = Field(86400.0, gt=0)  # seconds a Mini App's launch data is valid
 
     _split_ids = field_validator("allowed_users", "admins", mode="before")(_int_list)
 
@@ -203,6 +214,16 @@ class Settings(BaseSettings):
         timeout = info.data.get("worker_timeout")
         if timeout is not None and value * 2 > timeout:
             raise ValueError(f"must be at most half of WORKER_TIMEOUT ({timeout:g})")
+        return value
+
+    @field_validator("api_token", "worker_token", "worker_token_previous", "metrics_token")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty or short token would be guessed (and "" matches a bare "Bearer").
+        if value is not None and len(value.get_secret_value().strip()) < MIN_TOKEN:
+            raise ValueError(
+                f"must be at least {MIN_TOKEN} characters (leave it out to run without one)"
+            )
         return value
 
     @field_validator("log_level")

@@ -19,7 +19,8 @@ from pathlib import Path
 from . import checkpoints, video
 from .config import Settings
 from .errors import Unavailable
-from .store import Job, Store, iso_utc
+from .store import Job, iso_utc
+from .store.port import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def story_inputs(data_dir: Path, job_id: str) -> Path:
     return data_dir / "inputs" / f"{job_id}.story"
 
 
-async def retire_input(settings: Settings, store: Store, job: Job) -> None:
+async def retire_input(settings: Settings, store: JobStore, job: Job) -> None:
     """Apply INPUT_RETENTION to the photo of a job that ended: delete it or move it to the
     archive; `keep` leaves it."""
     if job.input_path is None or settings.input_retention == "keep":
@@ -185,7 +186,7 @@ async def retire_input(settings: Settings, store: Store, job: Job) -> None:
 
 
 async def housekeeping(
-    settings: Settings, store: Store, now: datetime | None = None
+    settings: Settings, store: JobStore, now: datetime | None = None
 ) -> tuple[int, int]:
     """Archive videos older than ARCHIVE_AFTER_DAYS, delete those older than PRUNE_AFTER_DAYS.
 
@@ -226,7 +227,7 @@ async def housekeeping(
     return archived, pruned
 
 
-async def remove_orphan_work(settings: Settings, store: Store) -> int:
+async def remove_orphan_work(settings: Settings, store: JobStore) -> int:
     """Remove the work folders (SVD checkpoints) of jobs that ended or no longer exist. The queue
     removes a job's folder when it ends; this catches the ones a crash or a bug left."""
     loop = asyncio.get_running_loop()
@@ -245,7 +246,7 @@ async def remove_orphan_work(settings: Settings, store: Store) -> int:
     return removed
 
 
-async def run_housekeeping(settings: Settings, store: Store) -> None:
+async def run_housekeeping(settings: Settings, store: JobStore) -> None:
     """The periodic task: one pass at start, then every HOUSEKEEPING_INTERVAL seconds."""
     while True:
         try:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import camera, checkpoints, datadir, photo, story_intake, webhook
+from . import camera, checkpoints, datadir, photo, story_intake, webhook, webhook_guard
 from .camera import Shot
 from .config import Settings
 from .datadir import remove_quietly, write_atomic
@@ -36,7 +36,8 @@ from .metrics import Metrics
 from .models import JobRequest
 from .renderer import Preview, Renderer, RenderSpec
 from .retry import Failed, Outcome, Policy, next_state
-from .store import Job, NewJob, Store, check_same_request
+from .store import Job, NewJob, check_same_request
+from .store.port import JobStore
 from .story import Story
 from .story_intake import StoryFiles
 from .vocabulary import TERMINAL, JobStatus, Phase, Progress
@@ -62,7 +63,7 @@ class JobQueue:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: JobStore,
         executor: Executor,
         metrics: Metrics | None = None,
     ) -> None:
@@ -157,6 +158,8 @@ class JobQueue:
         await self.executor.admit()
         request.validate()
         webhook.check_subscription(self.settings, request.webhook_url, list(request.webhook_events))
+        if request.webhook_url is not None:  # never inward (it is checked again at delivery)
+            await webhook_guard.check_destination(self.settings, request.webhook_url)
         if idempotency_key is not None:
             existing = await self.store.job_by_idempotency_key(request.user_id, idempotency_key)
             if existing is not None:

@@ -347,7 +347,7 @@ async def test_job_timeout(start_service: ServiceFactory) -> None:
 
 
 async def test_bearer_token(start_service: ServiceFactory) -> None:
-    client = await start_service(api_token="s3cret-token")
+    client = await start_service(api_token="s3cret-token-for-tests")
     status, body = await client.create()
     assert status == 401 and body["ok"] is False
     status, body, _ = await client.request("GET", "/jobs")
@@ -355,7 +355,7 @@ async def test_bearer_token(start_service: ServiceFactory) -> None:
     status, body, _ = await client.request("GET", "/health")
     assert status == 200
     status, body, _ = await client.request(
-        "GET", "/jobs", headers={"Authorization": "Bearer s3cret-token"}
+        "GET", "/jobs", headers={"Authorization": "Bearer s3cret-token-for-tests"}
     )
     assert status == 200
     status, body, _ = await client.request("GET", "/openapi.json")

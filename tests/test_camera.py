@@ -235,3 +235,72 @@ def test_the_working_crop_follows_the_subject() -> None:
     assert right == pytest.approx((1000.0, 0.0, 2000.0, 1000.0))  # against the right edge
     inner = camera.working_crop((2000, 1000), (1024, 1024), subject.Subject("face", 0.6, 0.3))
     assert inner == pytest.approx((700.0, 0.0, 1700.0, 1000.0))
+
+
+def rolled_errors(
+    frames: list[np.ndarray], path: motion.CameraPath, out: tuple[int, int]
+) -> list[float]:
+    """`path_errors` for a rolling window: the ideal motion of each patch maps its point to the
+    photo through the rotated window of one frame and back through the next one's."""
+    from .imagetools import patch_motion
+    from .test_motion import CENTRES, PATCH
+
+    n = len(frames)
+
+    def window(t: float) -> tuple[float, float, float, float, float]:
+        x0, y0, x1, y1 = path.box(t)
+        return (
+            (x0 + x1) / 2,
+            (y0 + y1) / 2,
+            (x1 - x0) / out[0],
+            np.cos(path.roll(t)),
+            np.sin(path.roll(t)),
+        )
+
+    errors = []
+    for i in range(1, n):
+        mx, my, s, c, sn = window((i - 1) / (n - 1))
+        nx, ny, s2, c2, sn2 = window(i / (n - 1))
+        for dx, dy, px, py in patch_motion(frames[i - 1], frames[i], CENTRES, PATCH):
+            du, dv = px - out[0] / 2, py - out[1] / 2
+            sx, sy = mx + s * (du * c - dv * sn), my + s * (du * sn + dv * c)
+            ex, ey = (sx - nx) / s2, (sy - ny) / s2
+            qx, qy = out[0] / 2 + ex * c2 + ey * sn2, out[1] / 2 - ex * sn2 + ey * c2
+            errors.append(float(np.hypot(dx - (qx - px), dy - (qy - py))))
+    return errors
+
+
+def test_the_seed_rolls_the_window_smoothly_inside_the_photo() -> None:
+    photo = textured_photo(1200, 800, seed=1, scale=1.5)
+    out = (320, 180)
+    path = motion.CameraPath("micro", 0.5, photo.size, out, seed=11, roll=True)
+    rolls = [path.roll(t) for t in np.linspace(0, 1, 200)]
+    # A slight roll, half of DRIFT_ROLL's degree at strength 0.5, different for another seed.
+    assert 0.2 < np.degrees(max(np.abs(rolls))) <= 0.5
+    other = motion.CameraPath("micro", 0.5, photo.size, out, seed=12, roll=True)
+    assert (
+        max(abs(a - other.roll(t)) for a, t in zip(rolls, np.linspace(0, 1, 200), strict=True))
+        > 0.002
+    )
+    assert motion.CameraPath("micro", 0.5, photo.size, out, seed=11).roll(0.3) == 0.0
+    # Every rolled window's corners are inside the photo.
+    for t in np.linspace(0, 1, 101):
+        x0, y0, x1, y1 = path.box(t)
+        a = path.roll(t)
+        hw, hh = (x1 - x0) / 2, (y1 - y0) / 2
+        for u, v in ((-hw, -hh), (hw, -hh), (-hw, hh), (hw, hh)):
+            cx = (x0 + x1) / 2 + u * np.cos(a) - v * np.sin(a)
+            cy = (y0 + y1) / 2 + u * np.sin(a) + v * np.cos(a)
+            assert -1e-6 <= cx <= 1200 + 1e-6 and -1e-6 <= cy <= 800 + 1e-6
+    frames = list(motion.render_path(photo, path, 16))
+    again = list(motion.render_path(photo, path, 16))
+    assert all(np.array_equal(a, b) for a, b in zip(frames, again, strict=True))
+    upright = list(
+        motion.render_path(photo, motion.CameraPath("micro", 0.5, photo.size, out, seed=11), 16)
+    )
+    # The frames follow the rolled window to a few hundredths of a pixel, and the upright
+    # model does not describe them.
+    errors = rolled_errors(frames, path, out)
+    assert max(errors) <= 0.02, max(errors)
+    assert max(path_errors(frames, path, out)) > 0.1
+    assert np.abs(frames[8].astype(int) - upright[8]).mean() > 2

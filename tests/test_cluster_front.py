@@ -1,5 +1,6 @@
 """The cluster's front in this process (so its events can be watched) with a real worker
-process and a real PostgreSQL: live progress, SSE, webhooks, pause, health and metrics."""
+process and a real PostgreSQL: live progress, SSE, webhooks, pause, health and metrics, with
+both stores of a front (PostgreSQL alone, and the old SQLite copy)."""
 
 from __future__ import annotations
 
@@ -17,22 +18,25 @@ from fanslymotion.store import parse_time
 
 from .cluster_stack import TOKEN, WorkerProcess
 from .conftest import Client, ServiceFactory
-from .test_webhooks import SECRET, Receiver, hooked
+from .test_webhooks import LOOPBACK, SECRET, Receiver, hooked
 
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture
+@pytest.fixture(params=["postgres", "sqlite"])
 async def front(
-    start_service: ServiceFactory, pg_url: str, tmp_path: Path
+    start_service: ServiceFactory, pg_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[Client, WorkerProcess]]:
+    """A front whose one store of record is PostgreSQL, or one with its old SQLite copy."""
     client = await start_service(
+        cluster_store=request.param,
         database_url=pg_url,
         worker_token=TOKEN,
         worker_timeout=4,
         worker_heartbeat=1,
         max_queued=50,
         webhook_secret=SECRET,
+        webhook_allow_hosts=LOOPBACK,
         webhook_backoff=0.2,
     )
     worker = WorkerProcess(tmp_path / "box0", "box0-gpu0", pg_url, client.base)
