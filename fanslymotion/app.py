@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import datadir, story_render
+from . import admin, admin_models, datadir, story_render
 from .api import create_app
 from .backends import select_renderer
 from .config import Settings, model_problem, unknown_variables
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from .cluster.front import ClusterExecutor
 
 log = logging.getLogger(__name__)
+
+REQUEST_LINE = 64 * 1024
+"""Bytes a request line may have (GET /camera's query)."""
 
 
 class Service:
@@ -81,7 +84,7 @@ class Service:
             )
             undo.callback(lock.release)
             local: Store | None = None
-            if not _postgres_only(settings):
+            if not settings.cluster:  # a cluster's front keeps everything in PostgreSQL
                 local = await Store.open(settings.db_path)
                 undo.push_async_callback(local.close)
             await loop.run_in_executor(None, datadir.clean_leftovers, settings)
@@ -105,7 +108,8 @@ class Service:
             undo.pop_all()  # from here on, service.stop() undoes it all
             undo.push_async_callback(service.stop)
             if settings.webhook_secret is not None:
-                service.webhooks = WebhookSender(settings, outbox, status_body, metrics)
+                body_of = functools.partial(status_body, settings)
+                service.webhooks = WebhookSender(settings, outbox, body_of, metrics)
                 await service.webhooks.start()
             service._housekeeping = asyncio.create_task(
                 datadir.run_housekeeping(settings, jobs.store), name="housekeeping"
@@ -123,14 +127,25 @@ class Service:
         return service
 
     async def _serve_http(self) -> None:
-        app = create_app(self.settings, self.jobs, self._bot_status)
+        app = create_app(
+            self.settings,
+            self.jobs,
+            self._bot_status,
+            admin.routes(),
+            admin_models.DOCUMENTED,
+        )
+        admin.install(app, self.settings, self.jobs)
         if self.settings.cluster:
             from .cluster import routes
 
             executor = self.cluster
             assert executor is not None
             routes.add_routes(app, lambda request: executor)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # GET /camera carries a camera path as JSON in its query (4000 characters, up to 12
+        # bytes each once percent-encoded): the request line may pass aiohttp's 8 KB default.
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, max_line_size=REQUEST_LINE
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         try:
@@ -141,7 +156,13 @@ class Service:
             raise Unavailable(f"cannot listen on {where}: {reason}") from exc
         addresses = self._runner.addresses  # (host, port, ...) of each listening socket
         self.port = int(addresses[0][1]) if addresses else self.settings.port
-        log.info("HTTP API on http://%s:%s", self.settings.host, self.port)
+        log.info(
+            "HTTP API on http://%s:%s (the web page at /), renderer %s; ways in: %s",
+            self.settings.host,
+            self.port,
+            self.jobs.renderer_name,
+            "; ".join(ways_in(self.settings)),
+        )
         if not _is_loopback(self.settings.host) and self.settings.api_token is None:
             log.warning(
                 "SECURITY: bound to %s, reachable from other machines, and FANSLYMOTION_API_TOKEN"
@@ -177,11 +198,6 @@ class Service:
         log.info("stopped")
 
 
-def _postgres_only(settings: Settings) -> bool:
-    """A cluster's front whose one store of record is PostgreSQL (no SQLite of its own)."""
-    return settings.cluster and settings.cluster_store == "postgres"
-
-
 async def job_service(
     settings: Settings, local: Store | None, metrics: Metrics
 ) -> tuple[JobQueue, ClusterExecutor | None, tuple[BotStore, Outbox]]:
@@ -201,23 +217,37 @@ async def job_service(
     from .cluster.db import ClusterDB
     from .cluster.follow import Follower
     from .cluster.front import ClusterExecutor
-    from .cluster.mirror import Mirror
     from .cluster.outbox import PgOutbox
     from .cluster.store import PgStore
+    from .cluster.upgrade import move_front_sqlite
 
     assert settings.database_url is not None
     try:
         db = await ClusterDB.open(settings.database_url.get_secret_value())
     except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
         raise Unavailable(f"cannot reach PostgreSQL at FANSLYMOTION_DATABASE_URL: {exc}") from exc
-    if local is None:  # PostgreSQL is the one store of record
-        await db.migrate()  # the front's queries need the schema before the service starts
-        store = PgStore(db)
-        cluster = ClusterExecutor(settings, store, db, Follower(db))
-        queue = JobQueue(settings, store, cluster, metrics=metrics)
-        return queue, cluster, (store, PgOutbox(db))
-    cluster = ClusterExecutor(settings, local, db, Mirror(local, db))
-    return JobQueue(settings, local, cluster, metrics=metrics), cluster, (local, local)
+    await db.migrate()  # the front's queries need the schema before the service starts
+    await move_front_sqlite(settings.db_path, db)  # a front of the previous version
+    store = PgStore(db)  # the one store of record: the front keeps no copy
+    cluster = ClusterExecutor(settings, store, db, Follower(db))
+    queue = JobQueue(settings, store, cluster, metrics=metrics)
+    return queue, cluster, (store, PgOutbox(db))
+
+
+def ways_in(settings: Settings) -> list[str]:
+    """Who may use the API and the page, in words for the start-up line."""
+    ways = []
+    if settings.api_token is None:
+        ways.append("anyone who reaches the port (no API_TOKEN)")
+    else:
+        ways.append("the admin token (API_TOKEN)")
+    if settings.bot_token is not None:
+        ways.append("Telegram users through the bot")
+    if settings.metrics_token is not None:
+        ways.append("/metrics with METRICS_TOKEN")
+    if settings.cluster:
+        ways.append("workers with WORKER_TOKEN")
+    return ways
 
 
 def _is_loopback(host: str) -> bool:

@@ -18,6 +18,7 @@ from aiogram.filters import Command, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
+from . import stats
 from .bot_delivery import DOCUMENT_PREFIX
 from .bot_history import HISTORY_KEPT, history_view
 from .bot_photo import (
@@ -218,6 +219,30 @@ async def on_queue(message: Message, lang: str, store: BotStore, jobs: JobQueue)
         renderer_reason=renderer.get("reason", ""),
         processing=t(lang, "processing_paused" if jobs.paused else "processing_on"),
         **{f"c_{status}": count for status, count in counts.items()},
+    )
+    await message.answer(text)
+
+
+async def on_stats(message: Message, lang: str, jobs: JobQueue) -> None:
+    """Today's figures (UTC): jobs, failures, the queue, median render time per resolution."""
+    if jobs.owners is None:  # a PostgreSQL-only front keeps no figures (README, Operating)
+        await message.answer(t(lang, "stats_unavailable"))
+        return
+    figures = await stats.figures(jobs.owners, "today")
+    medians = figures["median_render_seconds"]
+    rate = figures["failure_rate"]
+    text = t(
+        lang,
+        "stats_today",
+        jobs=figures["jobs"],
+        completed=figures["completed"],
+        failed=figures["failed"],
+        rate=f"{rate * 100:.0f}%" if rate is not None else "—",
+        queued=await jobs.store.count_jobs(status="queued"),
+        running=len((await jobs.health()).get("running_jobs") or []),
+        medians=" · ".join(f"{res} {m['seconds']:.1f} s" for res, m in medians.items())
+        or t(lang, "queue_none"),
+        processing=t(lang, "processing_paused" if jobs.paused else "processing_on"),
     )
     await message.answer(text)
 
@@ -543,6 +568,7 @@ def build_router(*, admins: Collection[int]) -> Router:
     router.message.register(on_status, Command("status"))
     router.message.register(on_history, Command("history"))
     router.message.register(on_queue, Command("queue"), admin)
+    router.message.register(on_stats, Command("stats"), admin)
     router.message.register(on_pause, Command("pause"), admin)
     router.message.register(on_resume, Command("resume"), admin)
     router.callback_query.register(on_nav, Nav.filter())

@@ -123,10 +123,11 @@ class Settings(BaseSettings):
     worker_poll: float = Field(
         1.0, gt=0
     )  # seconds between a worker's polls (NOTIFY wakes it sooner)
-    # where a cluster's front keeps its jobs: `postgres`, PostgreSQL is the one store of record
-    # (jobs, the bot's tables, the webhook outbox); `sqlite`, the old way: the front's own
-    # SQLite copy of each job, kept in step with PostgreSQL by a mirror
-    cluster_store: Literal["sqlite", "postgres"] = "sqlite"
+
+    # operators: the admin page and API, usage limits
+    admin_token: SecretStr | None = None  # unset: /admin/* answers 403 (the operator's room is off)
+    # seconds of video one owner may order per UTC day; unset: no limit
+    daily_seconds_per_user: int | None = Field(None, ge=1)
 
     log_level: str = "INFO"
 

@@ -1,6 +1,5 @@
 """The cluster's front in this process (so its events can be watched) with a real worker
-process and a real PostgreSQL: live progress, SSE, webhooks, pause, health and metrics, with
-both stores of a front (PostgreSQL alone, and the old SQLite copy)."""
+process and a real PostgreSQL: live progress, SSE, webhooks, pause, health and metrics."""
 
 from __future__ import annotations
 
@@ -23,13 +22,11 @@ from .test_webhooks import LOOPBACK, SECRET, Receiver, hooked
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
+@pytest.fixture
 async def front(
-    start_service: ServiceFactory, pg_url: str, tmp_path: Path, request: pytest.FixtureRequest
+    start_service: ServiceFactory, pg_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[Client, WorkerProcess]]:
-    """A front whose one store of record is PostgreSQL, or one with its old SQLite copy."""
     client = await start_service(
-        cluster_store=request.param,
         database_url=pg_url,
         worker_token=TOKEN,
         worker_timeout=4,

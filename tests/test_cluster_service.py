@@ -1,7 +1,6 @@
 """The front's job service in cluster mode, in this process, on a real PostgreSQL: the test
 makes the workers' writes itself (procrastinate's fetch, then the same ClusterDB calls a
-worker makes), so each case runs in about a second without worker processes. Each case runs
-with both stores of a front: PostgreSQL alone, and the old SQLite copy with its mirror."""
+worker makes), so each case runs in about a second without worker processes."""
 
 from __future__ import annotations
 
@@ -19,16 +18,14 @@ from fanslymotion.errors import TooManyJobs
 from fanslymotion.metrics import Metrics
 from fanslymotion.models import JobRequest, Phase, Progress
 from fanslymotion.queue import JobQueue
-from fanslymotion.store import Job, Store
+from fanslymotion.store import Job
 
 from .cluster_stack import TOKEN
 from .conftest import make_settings, photo_bytes
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
-async def front(
-    tmp_path: Path, pg_url: str, request: pytest.FixtureRequest
-) -> AsyncIterator[JobQueue]:
+@pytest.fixture
+async def front(tmp_path: Path, pg_url: str) -> AsyncIterator[JobQueue]:
     settings = make_settings(
         tmp_path / "data",
         database_url=pg_url,
@@ -36,17 +33,13 @@ async def front(
         max_queued=1,
         progress_interval=0.01,
         retry_backoff=60.0,
-        cluster_store=request.param,
     )
-    local = await Store.open(settings.db_path) if request.param == "sqlite" else None
-    queue, _, _ = await job_service(settings, local, Metrics())
+    queue, _, _ = await job_service(settings, None, Metrics())
     await queue.start()
     try:
         yield queue
     finally:
         await queue.stop()
-        if local is not None:
-            await local.close()
 
 
 async def take(db: ClusterDB, worker: str = "w1") -> Attempt:
@@ -64,8 +57,8 @@ async def take(db: ClusterDB, worker: str = "w1") -> Attempt:
 
 
 async def until(queue: JobQueue, job_id: str, check: object, within: float = 20) -> Job:
-    """The front's row of `job_id` once `check(row)` holds and the job service has heard of
-    it (the front follows NOTIFY; with PostgreSQL alone the row may be there first)."""
+    """The job's row once `check(row)` holds and the job service has heard of it (the front
+    follows NOTIFY: the row, in PostgreSQL, may be there first)."""
 
     def heard(job: Job) -> bool:
         return (queue.running_job(job_id) is not None) == (job.status == "processing")

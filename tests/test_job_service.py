@@ -21,7 +21,7 @@ from fanslymotion.queue import JobQueue
 from fanslymotion.renderer import Renderer, RenderSpec
 from fanslymotion.retry import Failed
 from fanslymotion.store import Job, Store
-from fanslymotion.store.port import JobStore
+from fanslymotion.store.port import BotStore, JobStore
 
 from .conftest import make_settings, photo_bytes
 
@@ -85,7 +85,7 @@ class MemoryExecutor:
 @contextlib.asynccontextmanager
 async def store_of(
     dialect: str, request: pytest.FixtureRequest, path: Path
-) -> AsyncIterator[JobStore]:
+) -> AsyncIterator[BotStore]:
     """The single box's store (SQLite) or a cluster's (PostgreSQL, a new database)."""
     if dialect == "sqlite":
         store = await Store.open(path)

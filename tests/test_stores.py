@@ -16,6 +16,7 @@ from fanslymotion.store import Store
 from fanslymotion.store.port import BotStore, Outbox
 from fanslymotion.vocabulary import Phase, Progress
 
+from .test_job_service import store_of
 from .test_store import new_job
 
 
@@ -23,23 +24,15 @@ from .test_store import new_job
 async def stores(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[BotStore, Outbox]]:
-    if request.param == "sqlite":
-        store = await Store.open(tmp_path / "db.sqlite3")
-        try:
+    async with store_of(request.param, request, tmp_path / "db.sqlite3") as store:
+        if isinstance(store, Store):
             yield store, store
-        finally:
-            await store.close()
-        return
-    from fanslymotion.cluster.db import ClusterDB
-    from fanslymotion.cluster.outbox import PgOutbox
-    from fanslymotion.cluster.store import PgStore
+            return
+        from fanslymotion.cluster.outbox import PgOutbox
+        from fanslymotion.cluster.store import PgStore
 
-    db = await ClusterDB.open(request.getfixturevalue("pg_url"))
-    try:
-        await db.migrate()
-        yield PgStore(db), PgOutbox(db)
-    finally:
-        await db.close()
+        assert isinstance(store, PgStore)
+        yield store, PgOutbox(store.db)
 
 
 async def test_a_telegram_job_is_delivered_from_its_completing_transaction(

@@ -1,5 +1,5 @@
-"""How the front hears what happens to its jobs when PostgreSQL is their one store of record
-(`CLUSTER_STORE=postgres`): every change of a shared row is NOTIFYed (`fm_jobs`), the front
+"""How the front hears what happens to its jobs, PostgreSQL being their one store of record:
+every change of a shared row is NOTIFYed (`fm_jobs`), the front
 reads the row and reports the change to the job service (a start, progress, a requeue, an
 end), so SSE, the bot's progress and the service's log follow PostgreSQL. Nothing is copied:
 the service reads and writes the same rows (`store.PgStore`). The front remembers only what it
@@ -50,8 +50,6 @@ def _seen(job: Job) -> _Seen:
 class Follower:
     """Reports the changes of the shared rows to the job service."""
 
-    prunes_rows = False  # the rows are the store of record: they stay, as on one box
-
     def __init__(self, db: ClusterDB) -> None:
         self.db = db
         self._reports: Reports | None = None
@@ -76,9 +74,6 @@ class Follower:
         """A job the service made (its procrastinate job committed with it)."""
         async with self._applying:
             self._seen.setdefault(job.job_id, _seen(job))
-
-    async def upkeep(self) -> None:
-        """Nothing to reconcile: there is no copy."""
 
     async def catch_up(self) -> None:
         """After a lost connection: report what changed meanwhile (NOTIFYs were missed)."""

@@ -1,11 +1,11 @@
 """The cluster's executor (`executor.Executor`): the front's job service (`queue.JobQueue`)
 has its jobs rendered by `python -m fanslymotion worker`s through PostgreSQL and procrastinate.
 
-Workers change the shared rows; every change notifies `fm_jobs`. A `Follower` turns each change
-into the job service's reports (started, progress, settled), so the transitions, SSE and the
-bot's progress are the single box's: `follow.Follower` where PostgreSQL is the one store of
-record (`CLUSTER_STORE=postgres`), `mirror.Mirror` where the front still keeps its own SQLite
-copy of each job (the old way). After a restart or a lost connection the follower catches up.
+PostgreSQL is the one store of record: the job service reads and writes the shared rows
+(`store.PgStore`). Workers change them too; every change notifies `fm_jobs`, and a
+`follow.Follower` turns each change into the job service's reports (started, progress,
+settled), so the transitions, SSE and the bot's progress are the single box's. After a
+restart or a lost connection the follower catches up.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import psycopg
 from aiohttp import StreamReader, web
@@ -46,33 +46,13 @@ from ..retry import Failed, Policy, next_state
 from ..store import Job
 from ..store.port import JobStore
 from .db import Attempt, ClusterDB, Row
+from .follow import Follower
+from .outage import one_line
+from .schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
 _DB_ERRORS = (psycopg.Error, OSError)
-
-
-class Follower(Protocol):
-    """How the front hears of the shared rows' changes (`follow.Follower`, `mirror.Mirror`)."""
-
-    @property
-    def prunes_rows(self) -> bool:
-        """Whether ended shared rows may go after PRUNE_AFTER_DAYS (a copy keeps them)."""
-
-    async def start(self, reports: Reports) -> None:
-        """Take the shared rows' state as it is now."""
-
-    async def enqueued(self, job: Job) -> None:
-        """The service made `job`."""
-
-    async def apply(self, row: Row) -> Job | None:
-        """Report the change of a shared row; the job as the service's store has it now."""
-
-    async def catch_up(self) -> None:
-        """After a (re)connect: report what the missed NOTIFYs said."""
-
-    async def upkeep(self) -> None:
-        """Every ten seconds."""
 
 
 class ClusterExecutor:
@@ -90,12 +70,12 @@ class ClusterExecutor:
         self._stopping = False
         self._dirty: set[str] = set()
         self._kick = asyncio.Event()
-        self._connected = asyncio.Event()
         self._halt = asyncio.Event()  # set by stop(): the loops end at their next look
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[Row] = []
         self._uploads = KeyedLock()
         self._estimator_renderer = MotionRenderer(settings, "estimates for the queue")
+        self._schema = 0  # the shared schema's version, once migrated
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -107,8 +87,13 @@ class ClusterExecutor:
     async def start(self, reports: Reports) -> None:
         """Create or migrate the shared schema, copy its state, then follow it."""
         self._reports = reports
-        await self.db.migrate()
-        self._connected.set()  # the listener clears it when it loses the database
+        self._schema = await self.db.migrate()
+        if self._schema > len(MIGRATIONS):
+            raise Unavailable(
+                f"the cluster's PostgreSQL schema is version {self._schema}, newer than this"
+                f" front's ({len(MIGRATIONS)}): run the version of the code that migrated it"
+            )
+        self.db.connected.set()  # the listener clears it when it loses the database
         if await self.db.paused():
             self._paused = True
             log.info("processing is paused (an admin paused it before the restart)")
@@ -144,7 +129,7 @@ class ClusterExecutor:
     async def _need_database(self) -> None:
         """A 503 within a second while PostgreSQL is away (never the pool's wait): the
         listener's word, or, while it reconnects, one quick look."""
-        if self._connected.is_set():
+        if self.db.connected.is_set():
             return
         try:
             async with asyncio.timeout(1.0):
@@ -177,7 +162,7 @@ class ClusterExecutor:
                 conn = await psycopg.AsyncConnection.connect(self.db.url, autocommit=True)
                 async with conn:
                     await conn.execute("LISTEN fm_jobs")
-                    self._connected.set()
+                    self.db.connected.set()
                     if delay > 0.2:
                         log.info("connection to PostgreSQL is back")
                     delay = 0.2
@@ -188,9 +173,11 @@ class ClusterExecutor:
                             self._kick.set()
                     return
             except _DB_ERRORS as exc:
-                if self._connected.is_set():
-                    log.warning("lost the connection to PostgreSQL (%s); reconnecting", exc)
-                self._connected.clear()
+                if self.db.connected.is_set():
+                    log.warning(
+                        "lost the connection to PostgreSQL (%s); reconnecting", one_line(exc)
+                    )
+                self.db.connected.clear()
             await wait_event(self._halt, delay)
             delay = min(delay * 2, 2.0)  # back within 2 s of the database's return
 
@@ -205,7 +192,9 @@ class ClusterExecutor:
             try:
                 rows = await self.db.jobs(ids)
             except _DB_ERRORS as exc:
-                log.warning("cannot read changed jobs (%s); catching up later", exc)
+                # During an outage the listener's line says it; the catch-up follows.
+                level = logging.WARNING if self.db.connected.is_set() else logging.DEBUG
+                log.log(level, "cannot read changed jobs (%s); catching up later", one_line(exc))
                 continue
             for row in rows:
                 try:
@@ -215,8 +204,7 @@ class ClusterExecutor:
 
     async def _upkeep(self) -> None:
         """Each second: re-run the jobs of silent workers, refresh the fair priorities (a
-        backoff may have ended) and the workers' list; now and then the follower's upkeep and
-        a prune.
+        backoff may have ended) and the workers' list; now and then a prune.
 
         After the database was away, every heartbeat looks old: workers get a whole
         WORKER_TIMEOUT to beat again before anyone is judged silent."""
@@ -235,11 +223,8 @@ class ClusterExecutor:
                 if await self.db.backoff_ended(ranked, now):
                     await self.db.rerank(now)
                 ranked = now
-                if rounds % 10 == 0:
-                    await self.follower.upkeep()
                 if rounds % 3600 == 1:
-                    days = max(1.0, self.settings.prune_after_days)
-                    await self.db.prune(24.0, days if self.follower.prunes_rows else None)
+                    await self.db.prune(24.0)
             except _DB_ERRORS as exc:
                 up_since = None
                 log.debug("upkeep skipped: %s", exc)
@@ -292,6 +277,7 @@ class ClusterExecutor:
         return self.settings.data_dir / job.input_path
 
     async def _hold(self, fence: Attempt) -> None:
+        await self._need_database()  # a worker holding a video asks again soon: no pool wait
         try:
             holds = await self.db.holds(fence)
         except _DB_ERRORS as exc:
@@ -414,7 +400,7 @@ class ClusterExecutor:
         """Within a second whatever PostgreSQL does: while the listener knows it is away, the
         last list of workers, without a wait on the pool."""
         workers, reachable = self._workers, False
-        if self._connected.is_set():
+        if self.db.connected.is_set():
             try:
                 async with asyncio.timeout(1.0):
                     workers = await self.db.workers(self.settings.worker_timeout)
@@ -433,11 +419,16 @@ class ClusterExecutor:
                 "reason": f"{len(live)} worker(s) live" if live else "no live worker",
             },
             "workers": [_worker_view(w) for w in workers],
+            "cluster_schema": self._schema,
         }
 
     async def refresh_metrics(self, metrics: Metrics) -> None:
-        with contextlib.suppress(*_DB_ERRORS):
-            self._workers = await self.db.workers(self.settings.worker_timeout)
+        """The workers' gauges: from PostgreSQL, or the last list while it is away (at once,
+        never the pool's wait)."""
+        if self.db.connected.is_set():
+            with contextlib.suppress(*_DB_ERRORS, TimeoutError):
+                async with asyncio.timeout(1.0):
+                    self._workers = await self.db.workers(self.settings.worker_timeout)
         metrics.worker_up.clear()
         metrics.worker_busy.clear()
         metrics.worker_heartbeat_age.clear()
@@ -459,6 +450,8 @@ def _worker_view(row: Row) -> dict[str, Any]:
         "state": row["state"],
         "job_id": row["job_id"],
         "jobs_done": row["jobs_done"],
+        "version": row.get("version") or None,
+        "heartbeat_age": round(float(row.get("heartbeat_age") or 0.0), 1),
         "last_heartbeat": row["last_heartbeat"],
     }
 

@@ -203,4 +203,11 @@ STORY = """
 ALTER TABLE fm_jobs ADD COLUMN story text;
 """
 
+# Version 5: what code each worker runs (package version and commit), so the front shows a
+# worker of another version than its own.
+WORKER_VERSION = """
+ALTER TABLE fm_workers ADD COLUMN version text NOT NULL DEFAULT '';
+"""
+
 MIGRATIONS: list[str] = [SCHEMA, SHOT, FRONT, STORY]
+MIGRATIONS.append(WORKER_VERSION)

@@ -11,13 +11,17 @@ cancels it). The fair order is `fair_order`'s text, the same as the single box's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import astuple
 from typing import Any
 
-from ..errors import TooManyJobs
+import psycopg
+
+from ..errors import TooManyJobs, Unavailable
 from ..fair_order import fair_ctes
 from ..store.rows import Delivery, Job, NewJob, check_same_request, job_from, utcnow
 from ..vocabulary import JobStatus, Progress
@@ -71,6 +75,18 @@ def _delivery(row: Row) -> Delivery:
     return Delivery(**{name: row[name] for name in _DELIVERY.split(", ")})
 
 
+@contextlib.asynccontextmanager
+async def _reachable(db: ClusterDB) -> AsyncIterator[None]:
+    """PostgreSQL's failures as the 503 the API and the bot answer while it is away; at once
+    while the front's listener knows it is away."""
+    if not db.connected.is_set():
+        raise Unavailable("the job database is not reachable, try again", retry_after=5)
+    try:
+        yield
+    except (psycopg.Error, OSError) as exc:
+        raise Unavailable("the job database is not reachable, try again", retry_after=5) from exc
+
+
 def _jobs(rows: list[Row]) -> list[Job]:
     return [job_from(row) for row in rows]
 
@@ -82,8 +98,27 @@ class PgStore:
     def __init__(self, db: ClusterDB) -> None:
         self.db = db
 
+    # The database's answers; while it is away, 503 with Retry-After (never a 500).
+
+    async def _one(self, sql: str, params: Any = None) -> Row | None:
+        async with _reachable(self.db):
+            return await self.db.one(sql, params)
+
+    async def _rows(self, sql: str, params: Any = None) -> list[Row]:
+        async with _reachable(self.db):
+            return await self.db.rows(sql, params)
+
+    async def _run(self, sql: str, params: Any = None) -> int:
+        async with _reachable(self.db):
+            return await self.db.run(sql, params)
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Connection]:
+        async with _reachable(self.db), self.db.transaction() as conn:
+            yield conn
+
     async def _job(self, sql: str, params: Any = None) -> Job | None:
-        row = await self.db.one(sql, params)
+        row = await self._one(sql, params)
         return job_from(row) if row is not None else None
 
     # -- submit -----------------------------------------------------------------------------
@@ -93,7 +128,7 @@ class PgStore:
     ) -> tuple[Job, bool]:
         """The row and its procrastinate job in one transaction, unless the caps forbid it.
         With an idempotency key this user used already, that job comes back (created=False)."""
-        async with self.db.transaction() as conn:
+        async with self._transaction() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
             if new.idempotency_key is not None:
                 cur = await conn.execute(
@@ -115,7 +150,7 @@ class PgStore:
         return job_from(row), True
 
     async def check_caps(self, user_id: int, *, max_queued: int, max_active_per_user: int) -> None:
-        async with self.db.pool.connection() as conn:
+        async with _reachable(self.db), self.db.pool.connection() as conn:
             await _check_caps(conn, user_id, max_queued, max_active_per_user)
 
     # -- reads ------------------------------------------------------------------------------
@@ -135,18 +170,26 @@ class PgStore:
         status: str | None = None,
         limit: int = 20,
         offset: int = 0,
+        source: str | None = None,
     ) -> list[Job]:
         return _jobs(
-            await self.db.rows(
+            await self._rows(
                 "SELECT * FROM fm_jobs WHERE (%(user)s::bigint IS NULL OR user_id = %(user)s)"
                 " AND (%(status)s::text IS NULL OR status = %(status)s)"
+                " AND (%(source)s::text IS NULL OR source = %(source)s)"
                 " ORDER BY seq DESC LIMIT %(limit)s OFFSET %(offset)s",
-                {"user": user_id, "status": status, "limit": limit, "offset": offset},
+                {
+                    "user": user_id,
+                    "status": status,
+                    "limit": limit,
+                    "offset": offset,
+                    "source": source,
+                },
             )
         )
 
     async def count_jobs(self, *, user_id: int | None = None, status: str | None = None) -> int:
-        row = await self.db.one(
+        row = await self._one(
             "SELECT COUNT(*) AS n FROM fm_jobs WHERE (%(user)s::bigint IS NULL"
             " OR user_id = %(user)s) AND (%(status)s::text IS NULL OR status = %(status)s)",
             {"user": user_id, "status": status},
@@ -154,14 +197,14 @@ class PgStore:
         return int(row["n"]) if row else 0
 
     async def counts_by_status(self) -> dict[str, int]:
-        rows = await self.db.rows("SELECT status, COUNT(*) AS n FROM fm_jobs GROUP BY status")
+        rows = await self._rows("SELECT status, COUNT(*) AS n FROM fm_jobs GROUP BY status")
         counts: dict[str, int] = dict.fromkeys(JobStatus, 0)
         counts.update({str(r["status"]): int(r["n"]) for r in rows})
         return counts
 
     async def _queue(self, now: float, also: str | None) -> tuple[list[Job], Job | None]:
         """The queued jobs in the fair order, and the job `also` whatever its state: one query."""
-        rows = await self.db.rows(
+        rows = await self._rows(
             _FAIR + "SELECT f.*, fair.rank AS rank FROM fair JOIN fm_jobs f"
             " ON f.job_id = fair.job_id UNION ALL SELECT f.*, 0 FROM fm_jobs f"
             " WHERE f.job_id = %(also)s AND f.status <> 'queued' ORDER BY rank",
@@ -170,6 +213,30 @@ class PgStore:
         jobs = _jobs(rows)
         found = next((job for job in jobs if job.job_id == also), None) if also else None
         return [job for job in jobs if job.status == JobStatus.QUEUED], found
+
+    async def queue(self, now: float) -> tuple[list[Job], None]:
+        """The queued jobs in the fair order (the admin's queue view)."""
+        queue, _ = await self._queue(now, None)
+        return queue, None
+
+    async def retry_failed(self, job_id: str) -> Job | None:
+        """failed -> queued: an operator's retry, a new attempt under a new procrastinate job
+        (same seed and photo). None when the job is not failed."""
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE fm_jobs SET status = 'queued', worker = NULL, started_at = NULL,"
+                " completed_at = NULL, progress = 0, phase = '', phase_step = 0,"
+                " phase_steps = 0, error = NULL, message = 'queued', not_before = 0,"
+                " attempts = attempts + 1, updated_at = fm_now()"
+                " WHERE job_id = %s AND status = 'failed' RETURNING *",
+                (job_id,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            row["pq_id"] = await defer_in(conn, job_id, 0.0)
+            await rerank_in(conn, None)
+        return job_from(row)
 
     async def queued_ahead(self, job_id: str) -> list[Job]:
         queue, _ = await self._queue(time.time(), None)
@@ -191,7 +258,7 @@ class PgStore:
     async def render_times(
         self, limit: int = 2000
     ) -> list[tuple[tuple[str, str, int, int], float]]:
-        rows = await self.db.rows(
+        rows = await self._rows(
             "SELECT renderer, resolution, frames, steps, render_seconds FROM ("
             " SELECT * FROM fm_jobs WHERE status = 'completed' AND render_seconds IS NOT NULL"
             " AND renderer IS NOT NULL AND frames IS NOT NULL ORDER BY seq DESC LIMIT %s) r"
@@ -219,7 +286,7 @@ class PgStore:
         )
 
     async def set_progress(self, job_id: str, progress: Progress) -> None:
-        await self.db.run(
+        await self._run(
             "UPDATE fm_jobs SET progress = %s, message = %s, phase = %s, phase_step = %s,"
             " phase_steps = %s, updated_at = fm_now()"
             " WHERE job_id = %s AND status = 'processing'",
@@ -265,7 +332,7 @@ class PgStore:
         return job_from(row)
 
     async def fail_job(self, job_id: str, error: str) -> Job | None:
-        async with self.db.transaction() as conn:
+        async with self._transaction() as conn:
             cur = await conn.execute(
                 "UPDATE fm_jobs SET status = 'failed', error = %s, message = 'failed',"
                 " completed_at = fm_now(), updated_at = fm_now()"
@@ -275,7 +342,7 @@ class PgStore:
             return await self._end(conn, await cur.fetchone(), abort=True)
 
     async def cancel_job(self, job_id: str, *, running: bool) -> Job | None:
-        async with self.db.transaction() as conn:
+        async with self._transaction() as conn:
             cur = await conn.execute(
                 "UPDATE fm_jobs SET status = 'cancelled', message = 'cancelled',"
                 " completed_at = fm_now(), updated_at = fm_now()"
@@ -288,7 +355,7 @@ class PgStore:
         self, job_id: str, *, count_attempt: bool, not_before: float = 0.0, error: str | None = None
     ) -> Job | None:
         """processing -> queued under a new procrastinate job, without the ended phase."""
-        async with self.db.transaction() as conn:
+        async with self._transaction() as conn:
             cur = await conn.execute(
                 "UPDATE fm_jobs SET status = 'queued', worker = NULL, started_at = NULL,"
                 " progress = 0, phase = '', phase_step = 0, phase_steps = 0,"
@@ -312,7 +379,7 @@ class PgStore:
 
     async def finished_before(self, cutoff: str) -> list[Job]:
         return _jobs(
-            await self.db.rows(
+            await self._rows(
                 "SELECT * FROM fm_jobs WHERE status IN ('completed', 'failed', 'cancelled')"
                 " AND completed_at < %s ORDER BY seq",
                 (cutoff,),
@@ -320,13 +387,13 @@ class PgStore:
         )
 
     async def set_progress_message(self, job_id: str, message_id: int) -> None:
-        await self.db.run(
+        await self._run(
             "UPDATE fm_jobs SET progress_message_id = %s WHERE job_id = %s", (message_id, job_id)
         )
 
     async def release_progress_message(self, chat_id: int, message_id: int) -> None:
         """The message is no longer a job's progress message (the user took it for a menu)."""
-        await self.db.run(
+        await self._run(
             "UPDATE fm_jobs SET progress_message_id = NULL"
             " WHERE chat_id = %s AND progress_message_id = %s",
             (chat_id, message_id),
@@ -335,13 +402,13 @@ class PgStore:
     async def set_paths(
         self, job_id: str, *, input_path: str | None, output_path: str | None, archived: bool
     ) -> None:
-        await self.db.run(
+        await self._run(
             "UPDATE fm_jobs SET input_path = %s, output_path = %s, archived = %s WHERE job_id = %s",
             (input_path, output_path, int(archived), job_id),
         )
 
     async def webhook_summary(self, job_id: str) -> dict[str, Any] | None:
-        row = await self.db.one(
+        row = await self._one(
             "SELECT COUNT(*) AS events, COUNT(*) FILTER (WHERE status = 'delivered') AS delivered,"
             " COUNT(*) FILTER (WHERE status IN ('pending', 'sending')) AS pending,"
             " COUNT(*) FILTER (WHERE status = 'failed') AS failed,"
@@ -364,7 +431,7 @@ class PgStore:
     # -- deliveries (Telegram outbox) ---------------------------------------------------------
 
     async def due_deliveries(self, now: float | None = None, limit: int = 20) -> list[Delivery]:
-        rows = await self.db.rows(
+        rows = await self._rows(
             f"SELECT {_DELIVERY} FROM fm_deliveries WHERE status = 'pending'"
             " AND next_attempt_at <= %s ORDER BY created_at LIMIT %s",
             (time.time() if now is None else now, limit),
@@ -372,13 +439,11 @@ class PgStore:
         return [_delivery(row) for row in rows]
 
     async def get_delivery(self, job_id: str) -> Delivery | None:
-        row = await self.db.one(
-            f"SELECT {_DELIVERY} FROM fm_deliveries WHERE job_id = %s", (job_id,)
-        )
+        row = await self._one(f"SELECT {_DELIVERY} FROM fm_deliveries WHERE job_id = %s", (job_id,))
         return _delivery(row) if row is not None else None
 
     async def _change(self, sql: str, *params: Any) -> bool:
-        return bool(await self.db.run(sql, params))
+        return bool(await self._run(sql, params))
 
     async def delivery_claim(self, job_id: str) -> bool:
         """pending -> sending, committed before the upload starts."""
@@ -399,7 +464,7 @@ class PgStore:
 
     async def interrupt_deliveries(self) -> list[Delivery]:
         """At start: uploads a dead process left `sending` become `interrupted`."""
-        rows = await self.db.rows(
+        rows = await self._rows(
             "UPDATE fm_deliveries SET status = 'interrupted' WHERE status = 'sending'"
             f" RETURNING {_DELIVERY}"
         )
@@ -413,7 +478,7 @@ class PgStore:
         )
 
     async def delivery_failed(self, job_id: str, error: str, *, retry_at: float | None) -> None:
-        await self.db.run(
+        await self._run(
             "UPDATE fm_deliveries SET last_error = %(error)s,"
             " status = CASE WHEN %(retry)s::float8 IS NULL THEN 'undeliverable' ELSE 'pending' END,"
             " next_attempt_at = COALESCE(%(retry)s::float8, next_attempt_at)"
@@ -422,7 +487,7 @@ class PgStore:
         )
 
     async def undelivered(self, user_id: int) -> list[Delivery]:
-        rows = await self.db.rows(
+        rows = await self._rows(
             "SELECT d.* FROM fm_deliveries d JOIN fm_jobs j USING (job_id)"
             " WHERE j.user_id = %s AND d.status = 'undeliverable' AND j.output_path IS NOT NULL"
             " ORDER BY d.created_at",
@@ -438,7 +503,7 @@ class PgStore:
         )
 
     async def sent_videos(self, user_id: int, limit: int = 10) -> list[tuple[Job, Delivery]]:
-        rows = await self.db.rows(
+        rows = await self._rows(
             "SELECT j.*, d.status AS d_status, d.attempts AS d_attempts,"
             " d.next_attempt_at AS d_next, d.file_id AS d_file_id, d.last_error AS d_error,"
             " d.created_at AS d_created, d.sent_at AS d_sent, d.chat_id AS d_chat"
@@ -467,38 +532,38 @@ class PgStore:
     # -- bot state ----------------------------------------------------------------------------
 
     async def fsm_get(self, key: str) -> tuple[str | None, dict[str, Any]]:
-        row = await self.db.one("SELECT state, data FROM fm_fsm WHERE key = %s", (key,))
+        row = await self._one("SELECT state, data FROM fm_fsm WHERE key = %s", (key,))
         if row is None:
             return None, {}
         return row["state"], json.loads(row["data"])
 
     async def fsm_set_state(self, key: str, state: str | None) -> None:
-        await self.db.run(
+        await self._run(
             "INSERT INTO fm_fsm (key, state) VALUES (%s, %s)"
             " ON CONFLICT (key) DO UPDATE SET state = excluded.state",
             (key, state),
         )
 
     async def fsm_set_data(self, key: str, data: dict[str, Any]) -> None:
-        await self.db.run(
+        await self._run(
             "INSERT INTO fm_fsm (key, data) VALUES (%s, %s)"
             " ON CONFLICT (key) DO UPDATE SET data = excluded.data",
             (key, json.dumps(data)),
         )
 
     async def get_language(self, user_id: int) -> str | None:
-        row = await self.db.one("SELECT language FROM fm_users WHERE user_id = %s", (user_id,))
+        row = await self._one("SELECT language FROM fm_users WHERE user_id = %s", (user_id,))
         return str(row["language"]) if row and row["language"] else None
 
     async def set_language(self, user_id: int, language: str) -> None:
-        await self.db.run(
+        await self._run(
             "INSERT INTO fm_users (user_id, language) VALUES (%s, %s)"
             " ON CONFLICT (user_id) DO UPDATE SET language = excluded.language",
             (user_id, language),
         )
 
     async def set_blocked(self, user_id: int, blocked: bool) -> None:
-        await self.db.run(
+        await self._run(
             "INSERT INTO fm_users (user_id, blocked) VALUES (%s, %s)"
             " ON CONFLICT (user_id) DO UPDATE SET blocked = excluded.blocked",
             (user_id, int(blocked)),
@@ -510,11 +575,11 @@ class PgStore:
         )
 
     async def get_flag(self, name: str) -> str | None:
-        row = await self.db.one("SELECT value FROM fm_flags WHERE name = %s", (name,))
+        row = await self._one("SELECT value FROM fm_flags WHERE name = %s", (name,))
         return str(row["value"]) if row else None
 
     async def set_flag(self, name: str, value: str) -> None:
-        await self.db.run(
+        await self._run(
             "INSERT INTO fm_flags (name, value) VALUES (%s, %s)"
             " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             (name, value),

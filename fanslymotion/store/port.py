@@ -36,12 +36,19 @@ class JobStore(Protocol):
         status: str | None = None,
         limit: int = 20,
         offset: int = 0,
+        source: str | None = None,
     ) -> list[Job]:
-        """The newest jobs first."""
+        """The newest jobs first (of one owner: user_id and source)."""
 
     async def count_jobs(self, *, user_id: int | None = None, status: str | None = None) -> int: ...
 
     async def counts_by_status(self) -> dict[str, int]: ...
+
+    async def queue(self, now: float) -> tuple[list[Job], Job | None]:
+        """The queued jobs in the fair order (and None)."""
+
+    async def retry_failed(self, job_id: str) -> Job | None:
+        """failed -> queued: an operator's retry, a new attempt (issue 26)."""
 
     async def queued_ahead(self, job_id: str) -> list[Job]:
         """The queued jobs served before `job_id`, in the fair order."""
