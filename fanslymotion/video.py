@@ -180,7 +180,13 @@ def _encode_command(
     crf: int,
     preset: str,
     metadata: Mapping[str, str],
+    pix_fmt: str = "rgb24",
 ) -> list[str]:
+    # Explicit BT.709 TV-range conversion of RGB, so the pixels match the tags written below;
+    # yuv420p frames come converted already (motion.render_path_yuv), and are only tagged.
+    convert = (
+        "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p," if pix_fmt == "rgb24" else ""
+    )
     command = [
         ffmpeg_exe(),
         "-hide_banner",
@@ -190,7 +196,7 @@ def _encode_command(
         "-f",
         "rawvideo",
         "-pix_fmt",
-        "rgb24",
+        pix_fmt,
         "-video_size",
         f"{width}x{height}",
         "-framerate",
@@ -198,9 +204,8 @@ def _encode_command(
         "-i",
         "pipe:0",
         "-an",
-        # Explicit BT.709 TV-range conversion, so the pixels match the tags written below.
         "-vf",
-        "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,setsar=1,"
+        f"{convert}setsar=1,"
         "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv",
         *x264_args(crf, preset, width, height, fps),
         "-fps_mode",
@@ -252,8 +257,11 @@ def encode(
     metadata: Mapping[str, str] | None = None,
     on_frame: Callable[[int], None] | None = None,
     check: Callable[[], None] | None = None,
+    pix_fmt: str = "rgb24",
 ) -> int:
     """Encode RGB uint8 frames of shape (height, width, 3) to an MP4 at `path`; returns the count.
+    With `pix_fmt="yuv420p"` the frames are I420 instead, (height * 3 / 2, width), BT.709 TV
+    range (`motion.render_path_yuv`), and go to x264 without a conversion.
 
     `on_frame(n)` runs after the n-th frame went to the encoder, and `check()` every
     `FLUSH_POLL` seconds while ffmpeg finishes the file after the last one; whatever either
@@ -264,8 +272,10 @@ def encode(
     tags = dict(metadata or {})
     _check_encode_args(width, height, fps, crf, preset, tags)
     path = Path(path)
-    command = _encode_command(path, width, height, fps, crf, preset, tags)
-    expected = (height, width, 3)
+    if pix_fmt not in ("rgb24", "yuv420p"):
+        raise ValueError(f"pix_fmt must be rgb24 or yuv420p, got {pix_fmt!r}")
+    command = _encode_command(path, width, height, fps, crf, preset, tags, pix_fmt)
+    expected = (height, width, 3) if pix_fmt == "rgb24" else (height * 3 // 2, width)
     count = 0
     with tempfile.TemporaryFile() as stderr:
         try:
