@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import datadir
+from . import admin, admin_models, datadir, story_render
 from .api import create_app
 from .backends import select_renderer
 from .config import Settings, model_problem, unknown_variables
@@ -25,12 +25,16 @@ from .metrics import Metrics
 from .queue import JobQueue
 from .renderer import RenderWorker
 from .store import Store
+from .store.port import BotStore, JobStore, Outbox
 from .webhook import WebhookSender, status_body
 
 if TYPE_CHECKING:
     from .cluster.front import ClusterExecutor
 
 log = logging.getLogger(__name__)
+
+REQUEST_LINE = 64 * 1024
+"""Bytes a request line may have (GET /camera's query)."""
 
 
 class Service:
@@ -39,13 +43,15 @@ class Service:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: JobStore,
         jobs: JobQueue,
         metrics: Metrics,
         lock: datadir.DataFolderLock | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.store = store  # the jobs' store of record: SQLite, or a cluster's PostgreSQL
+        self.local: Store | None = None  # this process's SQLite, where it has one
+        self.outbox: Outbox | None = None
         self.jobs = jobs
         self.metrics = metrics
         self.bot: Any = None
@@ -77,11 +83,14 @@ class Service:
                 None, datadir.DataFolderLock.acquire, settings.data_dir
             )
             undo.callback(lock.release)
-            store = await Store.open(settings.db_path)
-            undo.push_async_callback(store.close)
+            local: Store | None = None
+            if not settings.cluster:  # a cluster's front keeps everything in PostgreSQL
+                local = await Store.open(settings.db_path)
+                undo.push_async_callback(local.close)
             await loop.run_in_executor(None, datadir.clean_leftovers, settings)
             metrics = Metrics()
-            jobs, cluster = await _job_queue(settings, store, metrics)
+            jobs, cluster, stores = await job_service(settings, local, metrics)
+            bot_store, outbox = stores
             undo.push_async_callback(jobs.stop)
             # Raises Unavailable for RENDERER=svd without CUDA or weights.
             await jobs.start()
@@ -92,22 +101,25 @@ class Service:
                     await jobs.wait_ready()
                 except Unavailable as exc:
                     raise Unavailable(f"the SVD renderer failed to load: {exc.message}") from exc
-            service = cls(settings, store, jobs, metrics, lock)
+            service = cls(settings, jobs.store, jobs, metrics, lock)
             service.cluster = cluster
+            service.local = local
+            service.outbox = outbox
             undo.pop_all()  # from here on, service.stop() undoes it all
             undo.push_async_callback(service.stop)
             if settings.webhook_secret is not None:
-                service.webhooks = WebhookSender(settings, store, status_body, metrics)
+                body_of = functools.partial(status_body, settings)
+                service.webhooks = WebhookSender(settings, outbox, body_of, metrics)
                 await service.webhooks.start()
             service._housekeeping = asyncio.create_task(
-                datadir.run_housekeeping(settings, store), name="housekeeping"
+                datadir.run_housekeeping(settings, jobs.store), name="housekeeping"
             )
             if http:
                 await service._serve_http()
             if settings.bot_token is not None:
                 from .bot import TelegramBot
 
-                service.bot = TelegramBot(settings, jobs, store)
+                service.bot = TelegramBot(settings, jobs, bot_store)
                 await service.bot.start()
             else:
                 log.info("Telegram bot off: FANSLYMOTION_BOT_TOKEN is not set")
@@ -115,14 +127,25 @@ class Service:
         return service
 
     async def _serve_http(self) -> None:
-        app = create_app(self.settings, self.jobs, self._bot_status)
+        app = create_app(
+            self.settings,
+            self.jobs,
+            self._bot_status,
+            admin.routes(),
+            admin_models.DOCUMENTED,
+        )
+        admin.install(app, self.settings, self.jobs)
         if self.settings.cluster:
             from .cluster import routes
 
             executor = self.cluster
             assert executor is not None
             routes.add_routes(app, lambda request: executor)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # GET /camera carries a camera path as JSON in its query (4000 characters, up to 12
+        # bytes each once percent-encoded): the request line may pass aiohttp's 8 KB default.
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, max_line_size=REQUEST_LINE
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         try:
@@ -133,7 +156,13 @@ class Service:
             raise Unavailable(f"cannot listen on {where}: {reason}") from exc
         addresses = self._runner.addresses  # (host, port, ...) of each listening socket
         self.port = int(addresses[0][1]) if addresses else self.settings.port
-        log.info("HTTP API on http://%s:%s", self.settings.host, self.port)
+        log.info(
+            "HTTP API on http://%s:%s (the web page at /), renderer %s; ways in: %s",
+            self.settings.host,
+            self.port,
+            self.jobs.renderer_name,
+            "; ".join(ways_in(self.settings)),
+        )
         if not _is_loopback(self.settings.host) and self.settings.api_token is None:
             log.warning(
                 "SECURITY: bound to %s, reachable from other machines, and FANSLYMOTION_API_TOKEN"
@@ -162,34 +191,63 @@ class Service:
             await self.webhooks.stop()
         if self._runner is not None:
             await self._runner.cleanup()
-        await self.store.close()
+        if self.local is not None:
+            await self.local.close()
         if self._lock is not None:
             self._lock.release()
         log.info("stopped")
 
 
-async def _job_queue(
-    settings: Settings, store: Store, metrics: Metrics
-) -> tuple[JobQueue, ClusterExecutor | None]:
+async def job_service(
+    settings: Settings, local: Store | None, metrics: Metrics
+) -> tuple[JobQueue, ClusterExecutor | None, tuple[BotStore, Outbox]]:
     """The job service with the single box's executor (its GPU thread), or, with
-    DATABASE_URL, the cluster's (PostgreSQL and the workers)."""
+    DATABASE_URL, the cluster's (PostgreSQL and the workers); and the bot's store and the
+    webhook outbox, beside the jobs in the same store of record."""
     if not settings.cluster:
-        worker = RenderWorker(settings, functools.partial(select_renderer, settings))
-        local = LocalExecutor(settings, store, worker)
-        return JobQueue(settings, store, local, metrics=metrics), None
+        assert local is not None
+        worker = RenderWorker(
+            settings, functools.partial(select_renderer, settings), stories=story_render.render
+        )
+        executor = LocalExecutor(settings, local, worker)
+        return JobQueue(settings, local, executor, metrics=metrics), None, (local, local)
     import psycopg
     import psycopg_pool
 
     from .cluster.db import ClusterDB
+    from .cluster.follow import Follower
     from .cluster.front import ClusterExecutor
+    from .cluster.outbox import PgOutbox
+    from .cluster.store import PgStore
+    from .cluster.upgrade import move_front_sqlite
 
     assert settings.database_url is not None
     try:
         db = await ClusterDB.open(settings.database_url.get_secret_value())
     except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
         raise Unavailable(f"cannot reach PostgreSQL at FANSLYMOTION_DATABASE_URL: {exc}") from exc
-    cluster = ClusterExecutor(settings, store, db)
-    return JobQueue(settings, store, cluster, metrics=metrics), cluster
+    await db.migrate()  # the front's queries need the schema before the service starts
+    await move_front_sqlite(settings.db_path, db)  # a front of the previous version
+    store = PgStore(db)  # the one store of record: the front keeps no copy
+    cluster = ClusterExecutor(settings, store, db, Follower(db))
+    queue = JobQueue(settings, store, cluster, metrics=metrics)
+    return queue, cluster, (store, PgOutbox(db))
+
+
+def ways_in(settings: Settings) -> list[str]:
+    """Who may use the API and the page, in words for the start-up line."""
+    ways = []
+    if settings.api_token is None:
+        ways.append("anyone who reaches the port (no API_TOKEN)")
+    else:
+        ways.append("the admin token (API_TOKEN)")
+    if settings.bot_token is not None:
+        ways.append("Telegram users through the bot")
+    if settings.metrics_token is not None:
+        ways.append("/metrics with METRICS_TOKEN")
+    if settings.cluster:
+        ways.append("workers with WORKER_TOKEN")
+    return ways
 
 
 def _is_loopback(host: str) -> bool:

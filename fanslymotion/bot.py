@@ -76,7 +76,8 @@ from .errors import FanslyError, TooManyJobs
 from .loops import stop_tasks, wait_event
 from .models import FPS_CHOICES, JobRequest
 from .queue import JobQueue
-from .store import Job, Store
+from .store import Job
+from .store.port import BotStore
 from .texts import COMMANDS, LANGUAGES, language_from_code, t, videos
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class TelegramBot:
     connect_max_backoff = 300.0
     stop_grace = 5.0
 
-    def __init__(self, settings: Settings, jobs: JobQueue, store: Store) -> None:
+    def __init__(self, settings: Settings, jobs: JobQueue, store: BotStore) -> None:
         self.settings = settings
         self.jobs = jobs
         self.store = store  # the bot's own tables (languages, conversations, deliveries)

@@ -23,7 +23,8 @@ from .bot_telegram import chat_action, user_gone
 from .bot_views import MB, job_caption, resend_keyboard, result_keyboard
 from .config import Settings
 from .loops import wait_event
-from .store import Job, Store
+from .store import Job
+from .store.port import BotStore
 from .texts import t
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class Outbox:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: BotStore,
         *,
         bot: Callable[[], Bot | None],
         language_of_job: Callable[[Job], Awaitable[str]],

@@ -18,6 +18,7 @@ from aiogram.filters import Command, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
+from . import stats
 from .bot_delivery import DOCUMENT_PREFIX
 from .bot_history import HISTORY_KEPT, history_view
 from .bot_photo import (
@@ -69,7 +70,8 @@ from .bot_views import (
 from .config import Settings
 from .models import FPS_CHOICES
 from .queue import JobQueue
-from .store import Job, Store
+from .store import Job
+from .store.port import BotStore
 from .texts import LANGUAGES, t
 
 if TYPE_CHECKING:
@@ -81,13 +83,13 @@ log = logging.getLogger(__name__)
 # -- history --------------------------------------------------------------------------------------
 
 
-async def history_of(store: Store, user_id: int) -> list[tuple[Job, str | None]]:
+async def history_of(store: BotStore, user_id: int) -> list[tuple[Job, str | None]]:
     """The user's delivered videos, newest first, with the file id kept for each (if any)."""
     return [(job, d.file_id) for job, d in await store.sent_videos(user_id, limit=HISTORY_KEPT)]
 
 
 async def show_history(
-    target: Message | CallbackQuery, state: FSMContext, lang: str, store: Store, page: int = 0
+    target: Message | CallbackQuery, state: FSMContext, lang: str, store: BotStore, page: int = 0
 ) -> None:
     """/history as one message: a page of the list, in the live conversation message."""
     assert target.from_user is not None
@@ -99,7 +101,7 @@ async def show_history(
     await show_conv(target, state, text, markup)
 
 
-async def resend_video(callback: CallbackQuery, lang: str, store: Store, job: Job) -> None:
+async def resend_video(callback: CallbackQuery, lang: str, store: BotStore, job: Job) -> None:
     """Send a delivered video again by its kept file id (no upload), or say it is gone."""
     assert callback.bot is not None and callback.message is not None
     chat_id = callback.message.chat.id
@@ -195,14 +197,14 @@ async def on_status(message: Message, state: FSMContext, lang: str, telegram: Bo
     await show_conv(message, state, text, markup)
 
 
-async def on_history(message: Message, state: FSMContext, lang: str, store: Store) -> None:
+async def on_history(message: Message, state: FSMContext, lang: str, store: BotStore) -> None:
     await show_history(message, state, lang, store)
 
 
 # -- admin commands --------------------------------------------------------------------------------
 
 
-async def on_queue(message: Message, lang: str, store: Store, jobs: JobQueue) -> None:
+async def on_queue(message: Message, lang: str, store: BotStore, jobs: JobQueue) -> None:
     counts = await store.counts_by_status()
     health = await jobs.health()
     renderer = cast(dict[str, Any], health.get("renderer") or {})
@@ -216,6 +218,30 @@ async def on_queue(message: Message, lang: str, store: Store, jobs: JobQueue) ->
         renderer_reason=renderer.get("reason", ""),
         processing=t(lang, "processing_paused" if jobs.paused else "processing_on"),
         **{f"c_{status}": count for status, count in counts.items()},
+    )
+    await message.answer(text)
+
+
+async def on_stats(message: Message, lang: str, jobs: JobQueue) -> None:
+    """Today's figures (UTC): jobs, failures, the queue, median render time per resolution."""
+    if jobs.owners is None:  # a PostgreSQL-only front keeps no figures (README, Operating)
+        await message.answer(t(lang, "stats_unavailable"))
+        return
+    figures = await stats.figures(jobs.owners, "today")
+    medians = figures["median_render_seconds"]
+    rate = figures["failure_rate"]
+    text = t(
+        lang,
+        "stats_today",
+        jobs=figures["jobs"],
+        completed=figures["completed"],
+        failed=figures["failed"],
+        rate=f"{rate * 100:.0f}%" if rate is not None else "—",
+        queued=await jobs.store.count_jobs(status="queued"),
+        running=len((await jobs.health()).get("running_jobs") or []),
+        medians=" · ".join(f"{res} {m['seconds']:.1f} s" for res, m in medians.items())
+        or t(lang, "queue_none"),
+        processing=t(lang, "processing_paused" if jobs.paused else "processing_on"),
     )
     await message.answer(text)
 
@@ -274,7 +300,7 @@ async def on_nav(
 
 
 async def on_history_page(
-    callback: CallbackQuery, callback_data: HistPage, state: FSMContext, lang: str, store: Store
+    callback: CallbackQuery, callback_data: HistPage, state: FSMContext, lang: str, store: BotStore
 ) -> None:
     data = await state.get_data()
     if not is_current(callback, data):
@@ -395,7 +421,7 @@ async def on_job_button(
     state: FSMContext,
     lang: str,
     telegram: BotPort,
-    store: Store,
+    store: BotStore,
     jobs: JobQueue,
 ) -> None:
     action = callback_data.action
@@ -541,6 +567,7 @@ def build_router(*, admins: Collection[int]) -> Router:
     router.message.register(on_status, Command("status"))
     router.message.register(on_history, Command("history"))
     router.message.register(on_queue, Command("queue"), admin)
+    router.message.register(on_stats, Command("stats"), admin)
     router.message.register(on_pause, Command("pause"), admin)
     router.message.register(on_resume, Command("resume"), admin)
     router.callback_query.register(on_nav, Nav.filter())

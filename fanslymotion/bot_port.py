@@ -12,7 +12,8 @@ from .bot_delivery import Outbox
 from .bot_progress import ProgressTracker
 from .config import Settings
 from .queue import JobQueue
-from .store import Job, Store
+from .store import Job
+from .store.port import BotStore
 
 
 class BotPort(Protocol):
@@ -20,7 +21,7 @@ class BotPort(Protocol):
 
     settings: Settings
     jobs: JobQueue
-    store: Store
+    store: BotStore
     outbox: Outbox
     progress: ProgressTracker
 

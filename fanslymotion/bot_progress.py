@@ -41,7 +41,8 @@ from .bot_views import progress_view
 from .config import Settings
 from .loops import wait_event
 from .queue import JobEvent, JobQueue, is_closed
-from .store import TERMINAL, Job, Store, parse_time
+from .store import TERMINAL, Job, parse_time
+from .store.port import BotStore
 from .texts import t
 from .vocabulary import Progress
 
@@ -165,7 +166,7 @@ class ProgressTracker:
         self,
         settings: Settings,
         jobs: JobQueue,
-        store: Store,
+        store: BotStore,
         *,
         bot: Callable[[], Bot | None],
         language_of_job: Callable[[Job], Awaitable[str]],

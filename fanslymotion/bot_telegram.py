@@ -40,7 +40,7 @@ from aiogram.methods import (
 from aiogram.methods.base import TelegramType
 from aiogram.types import InputFile
 
-from .store import Store
+from .store.port import BotStore
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class RedactToken(logging.Filter):
 class SQLiteStorage(BaseStorage):
     """aiogram's FSM storage over the job database (aiogram ships none for SQLite)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: BotStore) -> None:
         self._store = store
 
     @staticmethod

@@ -18,6 +18,8 @@ from .video import X264_PRESETS
 
 PREFIX = "FANSLYMOTION_"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+MIN_TOKEN = 16
+"""The fewest characters a token (API_TOKEN, WORKER_TOKEN, METRICS_TOKEN) may have."""
 _DEVICE = re.compile(r"(cpu|cuda(:\d+)?)?")
 
 
@@ -95,6 +97,8 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(20.0, gt=0)
     max_pixels: int = Field(50_000_000, ge=4096)
     min_side: int = Field(64, ge=16)
+    # A story's whole request (its photos, music and logo together); issue 25.
+    max_story_mb: float = Field(100.0, gt=0)
 
     # telegram
     bot_token: SecretStr | None = None
@@ -120,7 +124,17 @@ class Settings(BaseSettings):
         1.0, gt=0
     )  # seconds between a worker's polls (NOTIFY wakes it sooner)
 
+    # operators: the admin page and API, usage limits
+    admin_token: SecretStr | None = None  # unset: /admin/* answers 403 (the operator's room is off)
+    # seconds of video one owner may order per UTC day; unset: no limit
+    daily_seconds_per_user: int | None = Field(None, ge=1)
+
     log_level: str = "INFO"
+
+    # trust (README, "Authentication")
+    worker_token_previous: SecretStr | None = None  # still accepted while workers rotate
+    metrics_token: SecretStr | None = None  # opens /metrics (as API_TOKEN does), for scrapers
+    miniapp_max_age: float = Field(86400.0, gt=0)  # seconds a Mini App's launch data is valid
 
     _split_ids = field_validator("allowed_users", "admins", mode="before")(_int_list)
 
@@ -203,6 +217,16 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at most half of WORKER_TIMEOUT ({timeout:g})")
         return value
 
+    @field_validator("api_token", "worker_token", "worker_token_previous", "metrics_token")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty or short token would be guessed (and "" matches a bare "Bearer").
+        if value is not None and len(value.get_secret_value().strip()) < MIN_TOKEN:
+            raise ValueError(
+                f"must be at least {MIN_TOKEN} characters (leave it out to run without one)"
+            )
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -219,6 +243,10 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_story_bytes(self) -> int:
+        return int(self.max_story_mb * 1024 * 1024)
 
     @property
     def db_path(self) -> Path:

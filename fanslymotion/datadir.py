@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import shutil
@@ -18,7 +19,8 @@ from pathlib import Path
 from . import checkpoints, video
 from .config import Settings
 from .errors import Unavailable
-from .store import Job, Store, iso_utc
+from .store import Job, iso_utc
+from .store.port import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +155,20 @@ def make_poster(source: Path, poster: Path) -> Path:
     return poster
 
 
-async def retire_input(settings: Settings, store: Store, job: Job) -> None:
+def story_inputs(data_dir: Path, job_id: str) -> Path:
+    """A story job's other photos, music and logo: one folder beside its first photo."""
+    return data_dir / "inputs" / f"{job_id}.story"
+
+
+async def retire_input(settings: Settings, store: JobStore, job: Job) -> None:
     """Apply INPUT_RETENTION to the photo of a job that ended: delete it or move it to the
     archive; `keep` leaves it."""
     if job.input_path is None or settings.input_retention == "keep":
         return
     loop = asyncio.get_running_loop()
+    if job.story:  # the story's other inputs go with its first photo (not archived)
+        folder = story_inputs(settings.data_dir, job.job_id)
+        await loop.run_in_executor(None, functools.partial(shutil.rmtree, folder, True))
     source = settings.data_dir / job.input_path
     kept: str | None = None
     if settings.input_retention == "archive":
@@ -176,7 +186,7 @@ async def retire_input(settings: Settings, store: Store, job: Job) -> None:
 
 
 async def housekeeping(
-    settings: Settings, store: Store, now: datetime | None = None
+    settings: Settings, store: JobStore, now: datetime | None = None
 ) -> tuple[int, int]:
     """Archive videos older than ARCHIVE_AFTER_DAYS, delete those older than PRUNE_AFTER_DAYS.
 
@@ -190,6 +200,8 @@ async def housekeeping(
     archived = pruned = 0
     await remove_orphan_work(settings, store)
     for job in await store.finished_before(archive_cutoff):
+        if job.status == "failed" and job.input_path and job.input_path.startswith("inputs/"):
+            await retire_input(settings, store, job)  # kept this long for an operator's retry
         if job.output_path is None:
             continue
         source = settings.data_dir / job.output_path
@@ -217,7 +229,7 @@ async def housekeeping(
     return archived, pruned
 
 
-async def remove_orphan_work(settings: Settings, store: Store) -> int:
+async def remove_orphan_work(settings: Settings, store: JobStore) -> int:
     """Remove the work folders (SVD checkpoints) of jobs that ended or no longer exist. The queue
     removes a job's folder when it ends; this catches the ones a crash or a bug left."""
     loop = asyncio.get_running_loop()
@@ -236,7 +248,7 @@ async def remove_orphan_work(settings: Settings, store: Store) -> int:
     return removed
 
 
-async def run_housekeeping(settings: Settings, store: Store) -> None:
+async def run_housekeeping(settings: Settings, store: JobStore) -> None:
     """The periodic task: one pass at start, then every HOUSEKEEPING_INTERVAL seconds."""
     while True:
         try:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from . import checkpoints
 from .config import Settings
-from .datadir import move_into_place, remove_quietly
+from .datadir import move_into_place, remove_quietly, story_inputs
 from .errors import Cancelled
 from .executor import CancelledByUser, Ending, Rendered, Reports, spec_of
 from .loops import stop_tasks, wait_event, watch
@@ -199,6 +199,9 @@ class LocalExecutor:
             output_path=partial,
             work_dir=checkpoints.work_dir(self.settings.data_dir, started.job_id),
             on_preview=lambda shown: self._preview_threadsafe(loop, running, shown),
+            story_dir=story_inputs(self.settings.data_dir, started.job_id)
+            if started.story
+            else None,
         )
 
         def on_timeout() -> None:

@@ -18,6 +18,7 @@ from .metrics import Metrics
 from .renderer import Renderer, RenderSpec
 from .retry import Outcome
 from .store import Job
+from .story import Story
 from .vocabulary import Preview, Progress
 
 
@@ -122,4 +123,5 @@ def spec_of(job: Job) -> RenderSpec:
         fps=job.fps,
         steps=job.steps,
         shot=Shot.from_json(job.shot),
+        story=Story.from_json(job.story) if job.story else None,
     )

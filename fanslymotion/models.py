@@ -5,15 +5,17 @@ modules that import it from here."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import motion
 from .camera import MAX_KEYFRAMES, MAX_ZOOM, MIN_KEYFRAMES, Shot, make_shot
 from .errors import InvalidParams
 from .motion import Aspect, Duration, Preset, Resolution
+from .story import MAX_STORY_SECONDS, Story
 from .subject import Framing
 from .vocabulary import ACTIVE, TERMINAL, JobStatus, Phase, Progress, WebhookEvent
 
@@ -56,9 +58,14 @@ class JobRequest:
     fps: int | None = None
     shot: Shot = field(default_factory=Shot)
     """focus, keyframed camera and loop (camera.make_shot checks them)."""
+    story: Story | None = None
+    """A story of several shots (story.parse_story checked it); None: one photo."""
 
     def validate(self) -> None:
-        if self.duration not in motion.DURATIONS:
+        if self.story is not None:
+            if not 1 <= self.duration <= MAX_STORY_SECONDS:
+                raise InvalidParams(f"a story lasts at most {MAX_STORY_SECONDS:g} s")
+        elif self.duration not in motion.DURATIONS:
             raise InvalidParams(f"duration must be one of {', '.join(map(str, motion.DURATIONS))}")
         if self.resolution not in motion.RESOLUTIONS:
             raise InvalidParams(f"resolution must be one of {', '.join(motion.RESOLUTIONS)}")
@@ -165,7 +172,128 @@ class JobParams(BaseModel):
 
 
 class JobCreateJSON(JobParams):
-    image_data: str = Field(description="The photo, base64-encoded", min_length=1)
+    image_data: str = Field(
+        description="The photo, base64-encoded (an empty one is 400 photo_empty, as in a form)"
+    )
+
+
+# -- stories (issue 25) --
+
+
+TransitionName = Literal["cut", "crossfade", "fade", "slide"]
+
+
+class StoryTransitionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: TransitionName
+    seconds: float = Field(0.6, ge=0.3, le=1.5, description="overlap with the next shot")
+
+
+class StoryShotIn(BaseModel):
+    """One shot of a story: its photo (shot i: the i-th `image` part, or `image_data`), length,
+    camera and caption, and the transition to the next shot."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_data: str | None = Field(None, description="JSON form: the shot's photo in base64")
+    duration: int = Field(4, ge=2, le=12, description="seconds of this shot")
+    motion_preset: Preset = "micro"
+    strength: float = Field(0.5, ge=0.0, le=1.0)
+    focus: Focus | None = None
+    camera: CameraIn | None = None
+    caption: str | None = Field(None, max_length=120, description="Latin, Cyrillic...")
+    transition: StoryTransitionIn | TransitionName | None = Field(
+        None, description="into the next shot (default: the story's transition)"
+    )
+
+
+class WatermarkIn(BaseModel):
+    """A short text, or the `logo` part / `logo_data` (a small PNG), in a corner."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(None, max_length=40)
+    corner: Literal["top_left", "top_right", "bottom_left", "bottom_right"] = "bottom_right"
+    opacity: float = Field(0.7, ge=0.1, le=1.0)
+
+
+class StoryIn(BaseModel):
+    """1-10 shots, at most 60 s in all; the multipart form sends it as the `story` field
+    (JSON text) beside repeated `image` parts and an optional `audio` part."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shots: list[StoryShotIn] = Field(min_length=1, max_length=10)
+    transition: StoryTransitionIn | TransitionName | None = None
+    look: Literal["natural", "warm", "cool", "vivid", "mono", "film"] = "natural"
+    watermark: WatermarkIn | None = None
+    music_start: float = Field(0.0, ge=0.0, le=600.0, description="seconds into the audio")
+
+
+class StoryCreateJSON(BaseModel):
+    """The JSON form of a story job: the job's fields (no duration or motion_preset: the shots
+    have theirs), `story`, and optionally `audio_data` and `logo_data` in base64."""
+
+    model_config = ConfigDict(extra="allow")
+
+    user_id: int = Field(ge=0, le=2**53)
+    resolution: Resolution
+    story: StoryIn
+    audio_data: str | None = Field(
+        None, description="MP3, AAC/M4A, WAV, OGG/Opus or FLAC, at most 20 MB and 10 minutes"
+    )
+    logo_data: str | None = Field(None, description="the watermark's PNG logo")
+
+
+class StoryShotOut(BaseModel):
+    duration: float
+    motion_preset: str
+    caption: str
+    transition: str = Field(description="into the next shot ('' for the last shot)")
+    transition_seconds: float
+
+
+class StoryOut(BaseModel):
+    """A story job's shots and what was used; `seconds` is the whole video's exact length."""
+
+    shots: list[StoryShotOut]
+    look: str
+    watermark: str | None = Field(description="its text, 'logo', or null")
+    music: bool
+    music_start: float
+    seconds: float | None = None
+    frames: int | None = None
+
+
+def story_out(value: Any) -> Any:
+    """The row's `story` JSON text as the API shows it (a model or dict passes unchanged)."""
+    if value is None or not isinstance(value, str):
+        return value
+    data = json.loads(value)
+    steps = data["transitions"]
+    shots = []
+    for i, shot in enumerate(data["shots"]):
+        after = steps[i] if i < len(steps) else {"kind": "", "seconds": 0.0}
+        shots.append(
+            {
+                "duration": shot["seconds"],
+                "motion_preset": shot["motion"],
+                "caption": shot["caption"],
+                "transition": after["kind"],
+                "transition_seconds": after["seconds"],
+            }
+        )
+    mark = data.get("watermark")
+    return {
+        "shots": shots,
+        "look": data["look"],
+        "watermark": None if mark is None else (mark["text"] or "logo"),
+        "music": bool(data.get("music")),
+        "music_start": data["music_start"],
+        "seconds": data.get("seconds"),
+        "frames": data.get("frames"),
+    }
 
 
 class JobCreated(BaseModel):
@@ -203,7 +331,9 @@ class JobStatusOut(BaseModel):
     status: JobStatus
     progress: float = Field(ge=0, le=100)
     message: str = Field(description="the phase in plain English, e.g. 'animating 2/4'")
-    phase: Phase | Literal[""] = Field("", description="the phase's name ('' when none)")
+    phase: Phase | Literal["", "done"] = Field(
+        "", description="the phase's name ('' when none; 'done' once completed)"
+    )
     phase_step: int = Field(0, description="the pass the phase is at (0 when it has none)")
     phase_steps: int = Field(0, description="passes in all (0 when the phase has none)")
     queue_position: int | None = None
@@ -223,6 +353,9 @@ class JobStatusOut(BaseModel):
         None, description="how the path is aimed: face, saliency, centre, focus or camera"
     )
     warnings: list[ShotWarning] = Field(default_factory=list)
+    story: StoryOut | None = Field(None, description="a story job's shots (null: one photo)")
+
+    _story = field_validator("story", mode="before")(story_out)
 
 
 class JobParameters(BaseModel):
@@ -258,6 +391,9 @@ class JobResultOut(BaseModel):
     poster_url: str | None = Field(description=_POSTER_URL)
     framing: Framing | None = None
     warnings: list[ShotWarning] = Field(default_factory=list)
+    story: StoryOut | None = Field(None, description="a story job's shots (null: one photo)")
+
+    _story = field_validator("story", mode="before")(story_out)
 
 
 class JobSummary(BaseModel):
@@ -290,7 +426,9 @@ class ErrorOut(BaseModel):
         " photo_empty, photo_unreadable, photo_damaged, photo_unsupported,"
         " photo_too_many_pixels, photo_too_small (400/413/415/422); idempotency_key_reused"
         " (422); not_ready, job_failed, job_cancelled (409); video_deleted (410);"
-        " link_invalid, link_expired (403)",
+        " link_invalid, link_expired (403); a story's audio_unreadable (400), audio_too_large,"
+        " request_too_large (413), audio_too_long, audio_silent, audio_start, story_too_long"
+        " (422)",
     )
 
 
@@ -339,6 +477,7 @@ class JobsQuery(BaseModel):
 # The models whose schemas /openapi.json carries under components.
 DOCUMENTED: list[type[BaseModel]] = [
     JobCreateJSON,
+    StoryCreateJSON,
     JobCreated,
     JobStatusOut,
     JobResultOut,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,10 +74,17 @@ def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     return parameters
 
 
-def document(routes: list[Route], auth: bool) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of `routes` (with a bearer scheme when `auth`)."""
+# The admin API's routes (README "Operating") answer these with an ErrorOut body.
+ADMIN_ERRORS = ("401", "403", "404", "409", "422", "503")
+
+
+def document(
+    routes: list[Route], auth: bool, extra_models: Sequence[type[BaseModel]] = ()
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `routes` (with a bearer scheme when `auth`; the admin
+    routes under /admin/ with the admin token's scheme)."""
     _, defs = models_json_schema(
-        [(model, "validation") for model in models.DOCUMENTED],
+        [(model, "validation") for model in [*models.DOCUMENTED, *extra_models]],
         ref_template="#/components/schemas/{model}",
     )
     schemas: dict[str, Any] = defs["$defs"]
@@ -96,6 +103,11 @@ def document(routes: list[Route], auth: bool) -> dict[str, Any]:
                 extra = {"headers": _ERROR_HEADERS[code]} if code in _ERROR_HEADERS else {}
                 operation["responses"].setdefault(code, {**error, **extra})
             operation["security"] = security
+        if route.path.startswith("/admin/"):
+            for code in ADMIN_ERRORS:
+                extra = {"headers": _ERROR_HEADERS[code]} if code in _ERROR_HEADERS else {}
+                operation["responses"].setdefault(code, {**error, **extra})
+            operation["security"] = [{"admin": []}]
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     result: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -105,6 +117,12 @@ def document(routes: list[Route], auth: bool) -> dict[str, Any]:
     }
     if auth:
         result["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    if any(route.path.startswith("/admin/") for route in routes):
+        result["components"].setdefault("securitySchemes", {})["admin"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "FANSLYMOTION_ADMIN_TOKEN",
+        }
     return result
 
 
@@ -113,10 +131,36 @@ def create_body(schemas: dict[str, Any]) -> dict[str, Any]:
     return {
         "required": True,
         "content": {
-            "application/json": {"schema": ref("JobCreateJSON")},
-            "multipart/form-data": {"schema": _multipart_from(schemas["JobCreateJSON"])},
+            "application/json": {
+                "schema": {"oneOf": [ref("JobCreateJSON"), ref("StoryCreateJSON")]}
+            },
+            "multipart/form-data": {
+                "schema": _story_parts(_multipart_from(schemas["JobCreateJSON"]))
+            },
         },
     }
+
+
+def _story_parts(form: dict[str, Any]) -> dict[str, Any]:
+    """A story in the form (issue 25): repeated `image` parts, `audio`, `logo` and `story`."""
+    properties = dict(form["properties"])
+    binary = {"type": "string", "contentMediaType": "application/octet-stream"}
+    properties["image"] = {
+        "oneOf": [binary, {"type": "array", "items": binary, "minItems": 1, "maxItems": 10}],
+        "description": "the photo; with a `story`, one part per shot, in order",
+    }
+    properties["audio"] = {
+        **binary,
+        "description": "a story's music (MP3, AAC/M4A, WAV, OGG/Opus, FLAC; 20 MB, 10 min)",
+    }
+    properties["logo"] = {**binary, "description": "a story's watermark logo (a small PNG)"}
+    properties["story"] = {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "contentSchema": ref("StoryIn"),
+        "description": "the story as JSON text; duration and motion_preset are then per shot",
+    }
+    return {**form, "properties": properties}
 
 
 def _multipart_from(create: dict[str, Any]) -> dict[str, Any]:

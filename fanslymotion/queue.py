@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
 import secrets
+import shutil
 import time
 import uuid
 from collections.abc import Coroutine
@@ -21,20 +23,25 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import camera, checkpoints, datadir, photo, webhook
+from . import camera, checkpoints, datadir, photo, story_intake, webhook, webhook_guard
 from .camera import Shot
 from .config import Settings
 from .datadir import remove_quietly, write_atomic
-from .errors import InsufficientStorage, NotFound, TooManyJobs, Unavailable
+from .errors import Conflict, InsufficientStorage, NotFound, TooManyJobs, Unavailable
 from .eta import Estimator, Kind, finish_of, first_free, rest_of
 from .events import EventHub, JobEvent, is_closed
 from .executor import CancelledByUser, Ending, Executor, Rendered, spec_of
+from .limits import Limits
 from .loops import stop_tasks, watch
 from .metrics import Metrics
 from .models import JobRequest
 from .renderer import Preview, Renderer, RenderSpec
 from .retry import Failed, Outcome, Policy, next_state
-from .store import Job, NewJob, Store, check_same_request
+from .store import Job, NewJob, check_same_request
+from .store.owners import OwnerTables
+from .store.port import JobStore
+from .story import Story
+from .story_intake import StoryFiles
 from .vocabulary import TERMINAL, JobStatus, Phase, Progress
 
 log = logging.getLogger(__name__)
@@ -58,7 +65,7 @@ class JobQueue:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: JobStore,
         executor: Executor,
         metrics: Metrics | None = None,
     ) -> None:
@@ -68,7 +75,12 @@ class JobQueue:
         self.executor = executor
         self.events = EventHub()
         self.estimator = Estimator()
+        # The operator's tables (owners' rules, figures) are SQLite's: a PostgreSQL-only front
+        # has none, and neither limits nor figures there (README, Operating).
+        self.owners: OwnerTables | None = store if isinstance(store, OwnerTables) else None
+        self.limits = Limits(settings, self.owners) if self.owners is not None else None
         self._live: dict[str, _Live] = {}
+        self._queue_length = 0  # as /health last counted it (a cluster's database may be away)
         self._stopping = False
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -142,9 +154,12 @@ class JobQueue:
         *,
         idempotency_key: str | None = None,
         request_digest: str | None = None,
+        story_files: StoryFiles | None = None,
+        exempt: bool = False,
     ) -> tuple[Job, bool]:
         """Validate, store the photo and queue a job. Returns (job, created). A repeat of an
-        idempotency key returns its job when `request_digest` is the same, else 422."""
+        idempotency key returns its job when `request_digest` is the same, else 422. The
+        owner's block and daily limit apply unless `exempt` (the admin token)."""
         if self._stopping:
             raise Unavailable(
                 "the service is restarting, please try again in a minute", retry_after=30
@@ -152,11 +167,15 @@ class JobQueue:
         await self.executor.admit()
         request.validate()
         webhook.check_subscription(self.settings, request.webhook_url, list(request.webhook_events))
+        if request.webhook_url is not None:  # never inward (it is checked again at delivery)
+            await webhook_guard.check_destination(self.settings, request.webhook_url)
         if idempotency_key is not None:
             existing = await self.store.job_by_idempotency_key(request.user_id, idempotency_key)
             if existing is not None:
                 check_same_request(existing, request_digest)
                 return existing, False
+        if not exempt and self.limits is not None:
+            await self.limits.check(request.source, request.user_id, request.duration)
         try:
             await self.store.check_caps(
                 request.user_id,
@@ -179,10 +198,20 @@ class JobQueue:
         if free_mb - scratch / 2**20 < self.settings.min_free_mb:
             raise InsufficientStorage("the server is out of disk space, please try again later")
         extension, shot = await loop.run_in_executor(None, self._check_photo, image, request)
+        story = await self._check_story(request, image, story_files)
         job_id = str(uuid.uuid4())
         relative = f"inputs/{job_id}{extension}"
         await loop.run_in_executor(None, write_atomic, self.settings.data_dir / relative, image)
         new = self._new_row(request, job_id, relative, idempotency_key, request_digest, shot)
+        if story is not None:
+            new = replace(new, story=story.to_json(new.fps))
+            await loop.run_in_executor(
+                None,
+                story_intake.write,
+                self.settings.data_dir,
+                job_id,
+                story_files or StoryFiles(),
+            )
         try:
             job, created = await self.store.create_job(
                 new,
@@ -191,11 +220,13 @@ class JobQueue:
             )
         except BaseException as exc:
             await loop.run_in_executor(None, remove_quietly, self.settings.data_dir / relative)
+            await self._drop_story_files(job_id, story)
             if isinstance(exc, TooManyJobs):  # a race past the early check: the same answer
                 exc.retry_after = await self._free_slot_in(exc, request.user_id)
             raise
         if not created:  # lost a race on the idempotency key: keep the first job's photo
             await loop.run_in_executor(None, remove_quietly, self.settings.data_dir / relative)
+            await self._drop_story_files(job_id, story)
             return job, False
         log.info(
             "job %s queued: user=%s %ss %s %s aspect=%s seed=%s via %s",
@@ -211,6 +242,31 @@ class JobQueue:
         await self.executor.enqueued(job)
         self.events.publish(JobEvent("status", job, await self.eta_seconds(job)))
         return job, True
+
+    async def _check_story(
+        self, request: JobRequest, image: bytes, files: StoryFiles | None
+    ) -> Story | None:
+        """A story's photos, music and logo checked, each shot aimed (in an executor)."""
+        if request.story is None:
+            return None
+        check = functools.partial(
+            story_intake.check,
+            self.settings,
+            request.story,
+            image,
+            files or StoryFiles(),
+            resolution=request.resolution,
+            aspect=request.aspect,
+            fps=request.fps or self.settings.fps,
+            renderer=self.renderer_name,
+        )
+        return await asyncio.get_running_loop().run_in_executor(None, check)
+
+    async def _drop_story_files(self, job_id: str, story: Story | None) -> None:
+        if story is not None:
+            folder = datadir.story_inputs(self.settings.data_dir, job_id)
+            remove = functools.partial(shutil.rmtree, folder, True)
+            await asyncio.get_running_loop().run_in_executor(None, remove)
 
     def _new_row(
         self,
@@ -316,14 +372,41 @@ class JobQueue:
                 job = await self.get(job_id)
         return job
 
+    async def retry(self, job_id: str) -> Job:
+        """An operator's retry: a failed job queued again as a new attempt of the same job,
+        with its seed and photo. 409 when it is not failed or its photo is no longer kept."""
+        job = await self.get(job_id)
+        if job.status != JobStatus.FAILED:
+            raise Conflict(
+                f"only a failed job can be retried (this one is {job.status})", code="not_failed"
+            )
+        photo_path = self.settings.data_dir / job.input_path if job.input_path else None
+        loop = asyncio.get_running_loop()
+        if photo_path is None or not await loop.run_in_executor(None, photo_path.is_file):
+            raise Conflict("the photo of this job is no longer kept", code="photo_gone")
+        await self.executor.admit()
+        again = await self.store.retry_failed(job_id)
+        if again is None:  # retried by another request in between
+            raise Conflict("the job is no longer failed", code="not_failed")
+        log.info("job %s retried by an operator: attempt %d", job_id, again.attempts + 1)
+        await self.executor.enqueued(again)
+        self._transition(again, "retried by an operator")
+        return again
+
     # -- views --------------------------------------------------------------------------------
 
     async def list_jobs(
-        self, *, user_id: int | None, status: str | None, limit: int, offset: int
+        self,
+        *,
+        user_id: int | None,
+        status: str | None,
+        limit: int,
+        offset: int,
+        source: str | None = None,
     ) -> list[Job]:
-        """The newest jobs first, of one user and in one status when asked."""
+        """The newest jobs first, of one user (of one source) and in one status when asked."""
         return await self.store.list_jobs(
-            user_id=user_id, status=status, limit=limit, offset=offset
+            user_id=user_id, status=status, limit=limit, offset=offset, source=source
         )
 
     async def webhook_summary(self, job_id: str) -> dict[str, Any] | None:
@@ -422,10 +505,12 @@ class JobQueue:
         loop = asyncio.get_running_loop()
         executor = await self.executor.health()
         ok = bool(executor.pop("ok"))
+        if executor.get("database") != "unreachable":  # else the last count, at once
+            self._queue_length = await self.store.count_jobs(status=JobStatus.QUEUED)
         return {
             "ok": not self._stopping and ok,
             **executor,
-            "queue_length": await self.store.count_jobs(status=JobStatus.QUEUED),
+            "queue_length": self._queue_length,
             "running_job": self.running_job_id(),
             "running_jobs": sorted(self._live),
             "paused": self.paused,
@@ -460,7 +545,8 @@ class JobQueue:
         self._transition(job, note)
 
     def progress(self, job: Job, report: Progress, updated_at: str | None = None) -> None:
-        """Keep the live figures, tell listeners, persist at most every interval.
+        """Keep the live figures, tell listeners, persist at most every interval what the
+        executor measured (a report read from the store, `updated_at` set, is there already).
 
         The percentage never goes back within an attempt."""
         live = self._live.get(job.job_id)
@@ -474,7 +560,7 @@ class JobQueue:
         snapshot = live.job.with_progress(report, updated_at=updated_at)
         self.events.publish(JobEvent("progress", snapshot, self._running_rest()))
         now = time.monotonic()
-        if now - live.last_saved >= self.settings.progress_interval:
+        if updated_at is None and now - live.last_saved >= self.settings.progress_interval:
             live.last_saved = now
             self._in_background(
                 self.store.set_progress(job.job_id, report), f"job {job.job_id}: progress"
@@ -520,7 +606,9 @@ class JobQueue:
             self.metrics.render_seconds.labels(renderer, job.resolution, str(job.duration)).observe(
                 job.render_seconds
             )
-        if job.terminal:
+        if job.terminal and job.status != JobStatus.FAILED:
+            # A failed job keeps its photo so that an operator can retry it; housekeeping
+            # retires it after ARCHIVE_AFTER_DAYS.
             self._cleanup_input(job)
 
     async def _retry_or_fail(self, job: Job, outcome: Outcome, seconds: float) -> None:

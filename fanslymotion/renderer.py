@@ -23,6 +23,7 @@ from . import camera, motion, photo, subject, video
 from .camera import Shot
 from .config import Settings
 from .errors import Cancelled, FanslyError, RenderError, Unavailable
+from .story import Story
 from .vocabulary import Phase, Progress
 from .vocabulary import Preview as Preview  # where the renderers' callers look for it
 
@@ -57,9 +58,13 @@ class RenderSpec:
     steps: int = 25
     shot: Shot = field(default_factory=Shot)
     """How the clip is aimed (focus, keyframes, loop, the subject the front found)."""
+    story: Story | None = None
+    """A story job's shots, transitions, look, captions and watermark (None: one photo)."""
 
     @property
     def frames(self) -> int:
+        if self.story is not None:
+            return self.story.timeline(self.fps).frames
         return self.duration * self.fps
 
 
@@ -74,6 +79,8 @@ class RenderTask:
     """data/work/<job>/: SVD's pass checkpoints and preview (the motion renderer ignores it)."""
     on_preview: Callable[[Preview], None] | None = None
     """Called from a render thread each time a new preview is in place."""
+    story_dir: Path | None = None
+    """A story job's other photos, music and logo (see story_render); None for one photo."""
 
 
 @dataclass(frozen=True)
@@ -248,6 +255,10 @@ class MotionRenderer(Renderer):
 RENDER_NICENESS = 10
 
 
+StoryFn = Callable[["Renderer", RenderTask, ProgressFn, threading.Event], RenderResult]
+"""How a story job is rendered with a renderer (story_render.render, given by the composer)."""
+
+
 @dataclass
 class _Work:
     task: RenderTask
@@ -272,8 +283,15 @@ class RenderWorker:
     that no thread reads any more.
     """
 
-    def __init__(self, settings: Settings, candidate: Renderer | Callable[[], Renderer]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        candidate: Renderer | Callable[[], Renderer],
+        *,
+        stories: StoryFn | None = None,
+    ) -> None:
         self._settings = settings
+        self._stories = stories
         self._choose = candidate if callable(candidate) else None
         self._candidate: Renderer | None = None if callable(candidate) else candidate
         self._renderer: Renderer | None = None
@@ -367,7 +385,7 @@ class RenderWorker:
         assert renderer is not None
         while (work := self._inbox.get()) is not None:
             try:
-                result = renderer.render(work.task, work.progress, work.cancel)
+                result = self._render(renderer, work)
             except Exception as exc:  # every job's failure goes back to the loop
                 self._settle(work.future, exc)
             except BaseException:
@@ -377,6 +395,13 @@ class RenderWorker:
                 self._settle(work.future, result)
         with contextlib.suppress(Exception):
             renderer.close()
+
+    def _render(self, renderer: Renderer, work: _Work) -> RenderResult:
+        if work.task.spec.story is None:
+            return renderer.render(work.task, work.progress, work.cancel)
+        if self._stories is None:
+            raise RenderError("this service cannot render stories", retryable=False)
+        return self._stories(renderer, work.task, work.progress, work.cancel)
 
     def _close_inbox(self) -> None:
         """On the thread's way out: settle `ready` and every job left in the inbox; a job handed

@@ -143,6 +143,7 @@ EN: dict[str, str] = {
     "phase_animating": "Animating",
     "phase_decoding": "Decoding",
     "phase_resumed": "Continuing",
+    "phase_shot": "Shot",
     "phase_generic": "Working",
     "eta_unknown": "a moment",
     "eta_seconds": "about {s} s",
@@ -200,6 +201,14 @@ EN: dict[str, str] = {
         "Please wait until one is ready — /status shows them."
     ),
     "cap_queue": "The queue is full right now. Please try again in about {seconds} s.",
+    "cap_daily": (
+        "That would go over your daily limit of {limit} s of video ({used} s ordered today). "
+        "The limit resets at {resets} UTC, in {wait}."
+    ),
+    "blocked_by_operator": (
+        "Sorry, this account cannot order videos at the moment. "
+        "If you think this is a mistake, please contact the service's operator."
+    ),
     "unavailable": "The service is restarting or paused for new work. Please try again shortly.",
     "storage": "The server is short of disk space right now. Please try again later.",
     "generic_error": "Sorry, something went wrong on our side. Please try again.",
@@ -252,6 +261,12 @@ EN: dict[str, str] = {
         "Processing: {processing}"
     ),
     "queue_none": "none",
+    "stats_unavailable": "Today's figures need the front's SQLite (CLUSTER_STORE=sqlite).",
+    "stats_today": (
+        "Today (UTC): {jobs} jobs · {completed} done · {failed} failed (failure rate {rate})\n"
+        "Queue: {queued} waiting · {running} running · processing {processing}\n"
+        "Median render time: {medians}"
+    ),
     "processing_paused": "paused",
     "processing_on": "running",
     "paused": "⏸ Processing paused. Queued videos wait until /resume.",
@@ -375,6 +390,7 @@ RU: dict[str, str] = {
     "phase_animating": "Анимация",
     "phase_decoding": "Декодирование",
     "phase_resumed": "Продолжение",
+    "phase_shot": "Сцена",
     "phase_generic": "Обработка",
     "eta_unknown": "совсем скоро",
     "eta_seconds": "примерно через {s} с",
@@ -432,6 +448,14 @@ RU: dict[str, str] = {
         "Дождитесь, пока одно из них будет готово, — /status покажет их."
     ),
     "cap_queue": "Очередь сейчас заполнена. Попробуйте примерно через {seconds} с.",
+    "cap_daily": (
+        "Так вы превысите дневной лимит в {limit} с видео (сегодня заказано {used} с). "
+        "Лимит обновится в {resets} UTC, через {wait}."
+    ),
+    "blocked_by_operator": (
+        "К сожалению, с этого аккаунта сейчас нельзя заказывать видео. "
+        "Если это ошибка, напишите администратору сервиса."
+    ),
     "unavailable": "Сервис перезапускается или не принимает новые задания. Попробуйте чуть позже.",
     "storage": "На сервере сейчас мало места. Попробуйте позже.",
     "generic_error": "Извините, у нас что-то пошло не так. Попробуйте ещё раз.",
@@ -486,6 +510,13 @@ RU: dict[str, str] = {
         "Обработка: {processing}"
     ),
     "queue_none": "нет",
+    "stats_unavailable": "Сводка за сегодня нужна SQLite фронта (CLUSTER_STORE=sqlite).",
+    "stats_today": (
+        "Сегодня (UTC): заданий {jobs} · готово {completed} · ошибок {failed}"
+        " (доля ошибок {rate})\n"
+        "Очередь: ждут {queued} · в работе {running} · обработка {processing}\n"
+        "Медиана времени рендера: {medians}"
+    ),
     "processing_paused": "на паузе",
     "processing_on": "идёт",
     "paused": "⏸ Обработка на паузе. Видео в очереди ждут команды /resume.",

@@ -86,6 +86,17 @@ class VideoInfo:
     sar: str = ""  # e.g. "1:1"; empty when ffmpeg does not print it
 
 
+@dataclass(frozen=True)
+class AudioTrack:
+    """A sound track to mux in the encoder's run: ffmpeg's options for its input (e.g. a start
+    offset and length, then `-i file`) and the audio filter that shapes it; encoded as AAC."""
+
+    input_args: tuple[str, ...]
+    filter: str
+    bitrate: str = "160k"
+    rate: int = 48_000
+
+
 def ffmpeg_exe() -> str:
     """Path of the bundled ffmpeg binary."""
     # Imported here: what only decodes with SVD (bench/svd_gpu.py on a GPU machine, where the
@@ -180,6 +191,7 @@ def _encode_command(
     crf: int,
     preset: str,
     metadata: Mapping[str, str],
+    audio: AudioTrack | None = None,
     pix_fmt: str = "rgb24",
 ) -> list[str]:
     # Explicit BT.709 TV-range conversion of RGB, so the pixels match the tags written below;
@@ -203,7 +215,7 @@ def _encode_command(
         str(fps),
         "-i",
         "pipe:0",
-        "-an",
+        *_audio_args(audio),
         "-vf",
         f"{convert}setsar=1,"
         "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv",
@@ -218,6 +230,27 @@ def _encode_command(
         command += ["-metadata", f"{key}={value}"]
     command += ["-f", "mp4", str(path)]
     return command
+
+
+def _audio_args(audio: AudioTrack | None) -> list[str]:
+    """No audio stream, or the track's input and its AAC encoding (both streams mapped)."""
+    if audio is None:
+        return ["-an"]
+    return [
+        *audio.input_args,
+        "-map",
+        "0:v:0",
+        "-map",
+        "1:a:0",
+        "-af",
+        audio.filter,
+        "-c:a",
+        "aac",
+        "-b:a",
+        audio.bitrate,
+        "-ar",
+        str(audio.rate),
+    ]
 
 
 def _check_encode_args(
@@ -257,6 +290,7 @@ def encode(
     metadata: Mapping[str, str] | None = None,
     on_frame: Callable[[int], None] | None = None,
     check: Callable[[], None] | None = None,
+    audio: AudioTrack | None = None,
     pix_fmt: str = "rgb24",
 ) -> int:
     """Encode RGB uint8 frames of shape (height, width, 3) to an MP4 at `path`; returns the count.
@@ -267,14 +301,14 @@ def encode(
     `FLUSH_POLL` seconds while ffmpeg finishes the file after the last one; whatever either
     raises (e.g. `Cancelled`) aborts the encode: ffmpeg is killed, the partial file removed,
     and the exception propagates. An encoder failure raises `RenderError`; a frame of the
-    wrong shape or type raises `ValueError`.
+    wrong shape or type raises `ValueError`. `audio`, when given, is muxed in the same run.
     """
     tags = dict(metadata or {})
     _check_encode_args(width, height, fps, crf, preset, tags)
     path = Path(path)
     if pix_fmt not in ("rgb24", "yuv420p"):
         raise ValueError(f"pix_fmt must be rgb24 or yuv420p, got {pix_fmt!r}")
-    command = _encode_command(path, width, height, fps, crf, preset, tags, pix_fmt)
+    command = _encode_command(path, width, height, fps, crf, preset, tags, audio, pix_fmt)
     expected = (height, width, 3) if pix_fmt == "rgb24" else (height * 3 // 2, width)
     count = 0
     with tempfile.TemporaryFile() as stderr:

@@ -39,6 +39,8 @@ class Phase(StrEnum):
     DECODING = "decoding"
     ENCODING = "encoding"
     FINISHING = "finishing"
+    SHOT = "shot"
+    """A story's shot renders: step is the shot, steps how many ("shot 2/4")."""
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,14 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from . import api_files, webhook_guard
 from .config import Settings, parse_secret
 from .errors import InvalidParams
 from .loops import stop_tasks, wait_event
 from .metrics import Metrics
 from .models import JobStatusOut
-from .store import Job, OutboxRow, Store
+from .store import Job, OutboxRow
+from .store.port import Outbox
 from .vocabulary import WebhookEvent
 
 log = logging.getLogger(__name__)
@@ -46,8 +48,9 @@ TIMEOUT = 10.0
 """Seconds a receiver has to answer one delivery."""
 CONCURRENCY = 8
 PER_HOST = 2
-"""Deliveries in flight at once, in all and per receiving host: a slow receiver holds at most
-its own two slots, never another's deliveries."""
+"""Deliveries in flight at once, in all and per receiver (host and port). A delivery takes its
+receiver's slot before a global one, so a slow receiver holds at most two global slots and
+never delays another's deliveries."""
 USER_AGENT = "FanslyMotion-Webhooks/1"
 
 
@@ -55,6 +58,17 @@ USER_AGENT = "FanslyMotion-Webhooks/1"
 class _Host:
     slots: asyncio.Semaphore
     users: int = 0
+
+
+def receiver_of(url: str) -> str:
+    """A receiver: the host and port a webhook URL reaches (the scheme's port when none)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = 443 if parts.scheme == "https" else 80
+    return f"{(parts.hostname or '').lower()}:{port or default}"
 
 
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -108,16 +122,17 @@ def classify(status: int, retry_after: str | None) -> Outcome:
             with contextlib.suppress(ValueError):
                 wait = max(0.0, float(retry_after))
         return Outcome("retry", f"HTTP {status}", wait)
-    if 300 <= status < 400:
-        return Outcome("give_up", f"HTTP {status}: redirects are not followed")
-    return Outcome("give_up", f"HTTP {status}")
+    return Outcome("give_up", f"HTTP {status}")  # redirects (3xx) included: never followed
 
 
-def status_body(job: Job, event: str) -> dict[str, Any]:
+def status_body(settings: Settings, job: Job, event: str) -> dict[str, Any]:
     """A webhook's body: the status body of the job as it was when `event` happened (the
-    sender adds the event's name)."""
+    sender adds the event's name). `completed` carries the result: `video: ready`, the video
+    and poster links (signed when API_TOKEN is set), progress 100, phase `done`."""
     del event
-    return JobStatusOut.model_validate(job).model_dump(mode="json")
+    body = JobStatusOut.model_validate(job)
+    fields = api_files.result_fields(settings, job, time.time())
+    return body.model_copy(update=fields).model_dump(mode="json")
 
 
 class WebhookSender:
@@ -127,7 +142,7 @@ class WebhookSender:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: Outbox,
         body_of: Callable[[Job, str], dict[str, Any]],
         metrics: Metrics,
     ) -> None:
@@ -150,7 +165,13 @@ class WebhookSender:
         if resent:
             log.info("webhooks: %d delivery(ies) interrupted by a stop will be sent again", resent)
         timeout = aiohttp.ClientTimeout(total=TIMEOUT)
-        self._session = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": USER_AGENT})
+        # No DNS cache: every delivery's addresses pass the guard as they are now.
+        connector = aiohttp.TCPConnector(
+            resolver=webhook_guard.GuardedResolver(self._settings), use_dns_cache=False
+        )
+        self._session = aiohttp.ClientSession(
+            timeout=timeout, headers={"User-Agent": USER_AGENT}, connector=connector
+        )
         self._task = asyncio.create_task(self._run(), name="webhooks")
 
     def poke(self) -> None:
@@ -190,11 +211,12 @@ class WebhookSender:
         return len(self._hosts)
 
     async def _deliver(self, row: OutboxRow) -> None:
-        name = (urlsplit(row.url).hostname or "").lower()
+        name = receiver_of(row.url)
         host = self._hosts.setdefault(name, _Host(asyncio.Semaphore(PER_HOST)))
         host.users += 1
         try:
-            async with self._slots, host.slots:
+            # The receiver's own slot first: waiting for it holds no global slot.
+            async with host.slots, self._slots:
                 outcome = await self._attempt(row)
             await self._settle(row, outcome)
         except Exception:  # the row stays `sending`: the next start sends it again
@@ -216,16 +238,27 @@ class WebhookSender:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(self._key, row.msg_id, timestamp, body),
         }
+        # What is recorded says no more than "HTTP <status>", "timeout" or "connection failed":
+        # the sender must not tell a caller what is listening where. The log says more.
         try:
+            webhook_guard.check_literal(self._settings, urlsplit(row.url).hostname or "")
             async with self._session.post(
                 row.url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 await response.read()
                 return classify(response.status, response.headers.get("Retry-After"))
         except TimeoutError:
-            return Outcome("retry", f"no answer within {TIMEOUT:.0f} s")
+            return Outcome("retry", "timeout")
+        except webhook_guard.InwardAddress as exc:
+            log.warning("webhook %s for job %s: %s", row.msg_id, row.job.job_id, exc)
+            return Outcome("give_up", "connection failed")
         except aiohttp.ClientError as exc:
-            return Outcome("retry", f"{type(exc).__name__}: {exc}"[:300])
+            log.info(
+                "webhook %s for job %s: %s: %s", row.msg_id, row.job.job_id, type(exc).__name__, exc
+            )
+            if isinstance(getattr(exc, "os_error", None), webhook_guard.InwardAddress):
+                return Outcome("give_up", "connection failed")
+            return Outcome("retry", "connection failed")
 
     async def _settle(self, row: OutboxRow, outcome: Outcome) -> None:
         attempts = row.attempts + 1

@@ -168,6 +168,16 @@ ERROR_CODES = PHOTO_ERROR_CODES | {
     "link_invalid",
     "link_expired",
 }
+# A story's refusals (issue 25).
+ERROR_CODES |= {
+    "audio_unreadable",
+    "audio_too_large",
+    "audio_too_long",
+    "audio_silent",
+    "audio_start",
+    "story_too_long",
+    "request_too_large",
+}
 
 
 def assert_error_body(body: object, status: int) -> None:

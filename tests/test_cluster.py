@@ -283,7 +283,7 @@ def test_sigterm_parks_the_job_and_sigusr1_drains(cluster: Cluster) -> None:
 
 def test_a_worker_with_the_wrong_token_stops_at_once(cluster: Cluster) -> None:
     cluster.front.start()
-    wrong = cluster.add_worker("box0-gpu0", FANSLYMOTION_WORKER_TOKEN="not-the-secret")
+    wrong = cluster.add_worker("box0-gpu0", FANSLYMOTION_WORKER_TOKEN="not-the-secret-at-all")
     assert wrong.wait_exit(timeout=60) == 2
     assert "refuses FANSLYMOTION_WORKER_TOKEN" in wrong.log()
     status, body = cluster.front.call("GET", "/internal/worker")

@@ -49,7 +49,7 @@ async def db(pg_url: str) -> AsyncIterator[ClusterDB]:
 
 
 async def _pq(db: ClusterDB, job_id: str) -> dict[str, object]:
-    row = await db._one(
+    row = await db.one(
         "SELECT p.* FROM procrastinate_jobs p JOIN fm_jobs f ON f.pq_id = p.id WHERE f.job_id = %s",
         (job_id,),
     )
@@ -59,9 +59,9 @@ async def _pq(db: ClusterDB, job_id: str) -> dict[str, object]:
 
 async def _take(db: ClusterDB, worker: str = "w1") -> tuple[str, Attempt]:
     """What a worker does: procrastinate's fetch, then our start."""
-    wid = await db._one("SELECT procrastinate_register_worker_v1() AS id")
+    wid = await db.one("SELECT procrastinate_register_worker_v1() AS id")
     assert wid is not None
-    fetched = await db._one(
+    fetched = await db.one(
         "SELECT * FROM procrastinate_fetch_job_v2(ARRAY[%s]::varchar[], %s)", (QUEUE, wid["id"])
     )
     assert fetched is not None and fetched["id"] is not None, "nothing to take"
@@ -79,7 +79,7 @@ async def test_enqueue_is_one_transaction_and_idempotent(db: ClusterDB) -> None:
     assert row is not None and row["status"] == "queued" and row["pq_id"] is not None
     pq = await _pq(db, job.job_id)
     assert pq["status"] == "todo" and pq["queue_name"] == QUEUE
-    count = await db._one("SELECT COUNT(*) AS n FROM procrastinate_jobs")
+    count = await db.one("SELECT COUNT(*) AS n FROM procrastinate_jobs")
     assert count is not None and count["n"] == 1
 
 
@@ -115,9 +115,9 @@ async def test_a_retry_waits_out_its_backoff_under_a_new_procrastinate_job(
     assert second["id"] != first["id"] and second["status"] == "todo"
     scheduled = second["scheduled_at"]
     assert scheduled is not None and abs(scheduled.timestamp() - at) < 1  # type: ignore[attr-defined]
-    wid = await db._one("SELECT procrastinate_register_worker_v1() AS id")
+    wid = await db.one("SELECT procrastinate_register_worker_v1() AS id")
     assert wid is not None
-    none = await db._one(
+    none = await db.one(
         "SELECT * FROM procrastinate_fetch_job_v2(ARRAY[%s]::varchar[], %s)", (QUEUE, wid["id"])
     )
     assert none is not None and none["id"] is None  # not before its time
@@ -129,12 +129,12 @@ async def test_the_sweep_reruns_a_silent_workers_job_then_gives_up(db: ClusterDB
         job_id, _ = await _take(db, f"w{attempt}")
         old = await _pq(db, job_id)
         # The worker goes silent: its heartbeat is older than the timeout.
-        await db._run(
+        await db.run(
             "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 minute'"
         )
         changed = await db.sweep(silent_for=30, max_retries=2)
         assert [row["job_id"] for row in changed] == [job_id]
-        gone = await db._one("SELECT status FROM procrastinate_jobs WHERE id = %s", (old["id"],))
+        gone = await db.one("SELECT status FROM procrastinate_jobs WHERE id = %s", (old["id"],))
         assert gone is not None and gone["status"] == "failed"  # the stale one can only end
         row = await db.job(job_id)
         assert row is not None and row["interruptions"] == attempt + 1
@@ -154,10 +154,27 @@ async def test_a_live_workers_job_is_not_swept(db: ClusterDB) -> None:
     assert row is not None and row["status"] == "processing"
 
 
+async def test_a_job_its_worker_still_beats_for_is_not_swept(db: ClusterDB) -> None:
+    """After an outage another worker's start prunes every old procrastinate worker row, so
+    the job loses its worker_id; the worker that renders it (and says so in its heartbeat)
+    keeps it. Once that heartbeat is old too, it is swept."""
+    await db.enqueue(_Job(user_id=1))
+    job_id, _ = await _take(db, "w1")
+    await db.register_worker("w1", "box", 1, "motion")
+    await db.heartbeat("w1", "busy", job_id, "motion", "{}")
+    await db.run("SELECT procrastinate_prune_stalled_workers_v1(-1)")  # every row
+    assert (await _pq(db, job_id))["worker_id"] is None
+    assert await db.sweep(silent_for=30, max_retries=2) == []
+    row = await db.job(job_id)
+    assert row is not None and row["status"] == "processing" and row["attempts"] == 0
+    await db.run("UPDATE fm_workers SET last_heartbeat = now() - interval '1 minute'")
+    assert [row["job_id"] for row in await db.sweep(silent_for=30, max_retries=2)] == [job_id]
+
+
 async def test_a_waiting_job_without_procrastinate_job_gets_one(db: ClusterDB) -> None:
     job = _Job(user_id=1)
     await db.enqueue(job)
-    await db._run("DELETE FROM procrastinate_jobs")  # e.g. an admin's cleanup
+    await db.run("DELETE FROM procrastinate_jobs")  # e.g. an admin's cleanup
     changed = await db.sweep(silent_for=30, max_retries=2)
     assert [row["job_id"] for row in changed] == [job.job_id]
     assert (await _pq(db, job.job_id))["status"] == "todo"
@@ -211,7 +228,7 @@ async def test_a_running_row_under_an_ended_procrastinate_job_runs_again(db: Clu
     job_id, _ = await _take(db)
     ended = await _pq(db, job_id)
     # The worker's last write was lost (the database was away), then its task ended.
-    await db._run("SELECT procrastinate_finish_job_v1(%s, 'failed', false)", (ended["id"],))
+    await db.run("SELECT procrastinate_finish_job_v1(%s, 'failed', false)", (ended["id"],))
     changed = await db.sweep(silent_for=30, max_retries=2)
     assert [row["job_id"] for row in changed] == [job_id]
     row = await db.job(job_id)
@@ -229,7 +246,7 @@ async def test_a_rerun_after_a_silent_worker_keeps_its_turn(db: ClusterDB) -> No
     later = [_Job(user_id=2), _Job(user_id=3), _Job(user_id=2)]
     for job in later:
         await db.enqueue(job)
-    await db._run("UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 minute'")
+    await db.run("UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 minute'")
     assert [row["job_id"] for row in await db.sweep(silent_for=30, max_retries=2)] == [taken]
     order = [row["job_id"] for row in await db.fair_order(time.time())]
     assert order == [alice.job_id, later[0].job_id, later[1].job_id, later[2].job_id]

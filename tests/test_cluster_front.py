@@ -17,7 +17,7 @@ from fanslymotion.store import parse_time
 
 from .cluster_stack import TOKEN, WorkerProcess
 from .conftest import Client, ServiceFactory
-from .test_webhooks import SECRET, Receiver, hooked
+from .test_webhooks import LOOPBACK, SECRET, Receiver, hooked
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -33,6 +33,7 @@ async def front(
         worker_heartbeat=1,
         max_queued=50,
         webhook_secret=SECRET,
+        webhook_allow_hosts=LOOPBACK,
         webhook_backoff=0.2,
     )
     worker = WorkerProcess(tmp_path / "box0", "box0-gpu0", pg_url, client.base)

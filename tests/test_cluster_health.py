@@ -33,7 +33,7 @@ def test_jobs_waiting_with_no_live_worker_is_503_with_the_reason(cluster: Cluste
 
 def test_a_refused_worker_loads_nothing_and_leaves_health(cluster: Cluster) -> None:
     cluster.front.start()
-    wrong = cluster.add_worker("box0-gpu0", FANSLYMOTION_WORKER_TOKEN="not-the-secret")
+    wrong = cluster.add_worker("box0-gpu0", FANSLYMOTION_WORKER_TOKEN="not-the-secret-at-all")
     assert wrong.wait_exit(timeout=60) == 2
     log = wrong.log()
     assert "refuses FANSLYMOTION_WORKER_TOKEN" in log

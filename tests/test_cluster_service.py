@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from fanslymotion.app import job_service
 from fanslymotion.cluster.db import QUEUE, Attempt, ClusterDB
 from fanslymotion.cluster.front import ClusterExecutor
 from fanslymotion.errors import TooManyJobs
+from fanslymotion.metrics import Metrics
 from fanslymotion.models import JobRequest, Phase, Progress
 from fanslymotion.queue import JobQueue
-from fanslymotion.store import Job, Store
+from fanslymotion.store import Job
 
 from .cluster_stack import TOKEN
 from .conftest import make_settings, photo_bytes
@@ -32,22 +34,19 @@ async def front(tmp_path: Path, pg_url: str) -> AsyncIterator[JobQueue]:
         progress_interval=0.01,
         retry_backoff=60.0,
     )
-    store = await Store.open(settings.db_path)
-    db = await ClusterDB.open(pg_url)
-    queue = JobQueue(settings, store, ClusterExecutor(settings, store, db))
+    queue, _, _ = await job_service(settings, None, Metrics())
     await queue.start()
     try:
         yield queue
     finally:
         await queue.stop()
-        await store.close()
 
 
 async def take(db: ClusterDB, worker: str = "w1") -> Attempt:
     """What a worker does: procrastinate's fetch, then our start."""
-    wid = await db._one("SELECT procrastinate_register_worker_v1() AS id")
+    wid = await db.one("SELECT procrastinate_register_worker_v1() AS id")
     assert wid is not None
-    fetched = await db._one(
+    fetched = await db.one(
         "SELECT * FROM procrastinate_fetch_job_v2(ARRAY[%s]::varchar[], %s)", (QUEUE, wid["id"])
     )
     assert fetched is not None and fetched["id"] is not None, "nothing to take"
@@ -58,9 +57,14 @@ async def take(db: ClusterDB, worker: str = "w1") -> Attempt:
 
 
 async def until(queue: JobQueue, job_id: str, check: object, within: float = 20) -> Job:
-    """The front's row of `job_id` once `check(row)` holds (the front follows NOTIFY)."""
+    """The job's row once `check(row)` holds and the job service has heard of it (the front
+    follows NOTIFY: the row, in PostgreSQL, may be there first)."""
+
+    def heard(job: Job) -> bool:
+        return (queue.running_job(job_id) is not None) == (job.status == "processing")
+
     async with asyncio.timeout(within), queue.subscribe() as events:
-        while not check(job := await queue.get(job_id)):  # type: ignore[operator]
+        while not (check(job := await queue.get(job_id)) and heard(job)):  # type: ignore[operator]
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.05):  # progress saves send no event
                     await events.get()

@@ -138,12 +138,14 @@ async def test_ranges_and_if_range(client: Client) -> None:
 
 
 async def test_request_hygiene(start_service: ServiceFactory) -> None:
-    client = await start_service(api_token="tok-123", max_upload_mb=0.5, max_active_per_user=5)
+    client = await start_service(
+        api_token="tok-123-for-the-contract", max_upload_mb=0.5, max_active_per_user=5
+    )
     # 401 carries the challenge; the scheme is matched in any case.
     status, body, response = await client.request("GET", "/jobs")
     assert status == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
     for scheme in ("bearer", "BEARER", "Bearer"):
-        headers = {"Authorization": f"{scheme} tok-123"}
+        headers = {"Authorization": f"{scheme} tok-123-for-the-contract"}
         assert (await client.request("GET", "/jobs", headers=headers))[0] == 200
     auth = _auth(client)
     # Strict JSON types: true is no user id, "3" no duration.
@@ -213,7 +215,7 @@ async def test_409_says_why_there_is_no_video_and_a_pruned_one_is_deleted(
 
 
 async def test_signed_links_open_without_the_header(start_service: ServiceFactory) -> None:
-    client = await start_service(api_token="tok-123", max_active_per_user=5)
+    client = await start_service(api_token="tok-123-for-the-contract", max_active_per_user=5)
     job_id, data = await _completed(client, motion_preset="dolly_in")
     other_id, _ = await _completed(client)
     _, result, _ = await client.request("GET", f"/job/result/{job_id}", headers=_auth(client))
@@ -280,7 +282,7 @@ def test_the_contract_on_the_real_process(tmp_path: Path) -> None:
 
     from .test_process import Process
 
-    proc = Process(tmp_path, FANSLYMOTION_API_TOKEN="tok-9")
+    proc = Process(tmp_path, FANSLYMOTION_API_TOKEN="tok-9-for-the-contract")
     proc.start()
     base = f"http://127.0.0.1:{proc.port}"
 
@@ -293,7 +295,10 @@ def test_the_contract_on_the_real_process(tmp_path: Path) -> None:
             return exc.code, (exc.read(), exc.headers)
 
     try:
-        auth = {"Authorization": "bearer tok-9", "Content-Type": "application/json"}
+        auth = {
+            "Authorization": "bearer tok-9-for-the-contract",
+            "Content-Type": "application/json",
+        }
         status, (raw, headers) = call("/job/create", auth, jsonlib.dumps(_payload()).encode())
         assert status == 201, raw
         job_id = jsonlib.loads(raw)["job_id"]

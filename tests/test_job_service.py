@@ -1,9 +1,11 @@
 """The job service against an in-memory executor (the port of executor.py): the service alone
 owns the transitions, the live figures and the retry policy, whatever renders. Each case runs
-in well under a second, with no GPU thread and no worker process."""
+in well under a second, with no GPU thread and no worker process, on both stores of record:
+the single box's SQLite and a cluster's PostgreSQL (the session's server)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,6 +21,7 @@ from fanslymotion.queue import JobQueue
 from fanslymotion.renderer import Renderer, RenderSpec
 from fanslymotion.retry import Failed
 from fanslymotion.store import Job, Store
+from fanslymotion.store.port import BotStore, JobStore
 
 from .conftest import make_settings, photo_bytes
 
@@ -26,7 +29,7 @@ from .conftest import make_settings, photo_bytes
 class MemoryExecutor:
     """Renders nothing by itself: the test says when a job starts, progresses and ends."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: JobStore) -> None:
         self.store = store
         self.reports: Reports | None = None
         self.enqueued_ids: list[str] = []
@@ -79,18 +82,42 @@ class MemoryExecutor:
         return started
 
 
-@pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[tuple[JobQueue, MemoryExecutor]]:
-    settings = make_settings(tmp_path / "data", retry_backoff=60.0, progress_interval=0.01)
-    store = await Store.open(settings.db_path)
-    executor = MemoryExecutor(store)
-    jobs = JobQueue(settings, store, executor)
-    await jobs.start()
+@contextlib.asynccontextmanager
+async def store_of(
+    dialect: str, request: pytest.FixtureRequest, path: Path
+) -> AsyncIterator[BotStore]:
+    """The single box's store (SQLite) or a cluster's (PostgreSQL, a new database)."""
+    if dialect == "sqlite":
+        store = await Store.open(path)
+        try:
+            yield store
+        finally:
+            await store.close()
+        return
+    from fanslymotion.cluster.db import ClusterDB
+    from fanslymotion.cluster.store import PgStore
+
+    db = await ClusterDB.open(request.getfixturevalue("pg_url"))
     try:
-        yield jobs, executor
+        await db.migrate()
+        yield PgStore(db)
     finally:
-        await jobs.stop()
-        await store.close()
+        await db.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def service(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[JobQueue, MemoryExecutor]]:
+    settings = make_settings(tmp_path / "data", retry_backoff=60.0, progress_interval=0.01)
+    async with store_of(request.param, request, settings.db_path) as store:
+        executor = MemoryExecutor(store)
+        jobs = JobQueue(settings, store, executor)
+        await jobs.start()
+        try:
+            yield jobs, executor
+        finally:
+            await jobs.stop()
 
 
 def request(user_id: int = 1) -> JobRequest:

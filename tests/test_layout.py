@@ -217,3 +217,54 @@ def test_the_service_knows_the_port_and_the_executors_know_no_service() -> None:
     assert not MODULES["executor"] & {".dispatcher", ".cluster"}
     importers = {m for m, names in MODULES.items() if ".dispatcher" in names}
     assert importers == {"app"}
+
+
+STORY_ENGINE = ["story", "looks", "overlay", "music", "compositor"]
+
+
+@pytest.mark.parametrize("module", STORY_ENGINE)
+def test_the_story_engine_imports_nothing_of_the_service(module: str) -> None:
+    """Issue 25: the story's compositor and its parts are engine: no service, no torch."""
+    ours = {m for m in MODULES[module] if m.startswith(".")}
+    engine = {".errors", ".motion", ".camera", ".video", *(f".{m}" for m in STORY_ENGINE)}
+    assert ours <= engine, f"{module}.py imports {ours}"
+    assert not MODULES[module] & HEAVY
+
+
+def test_story_rendering_stays_on_the_render_side() -> None:
+    """story_render runs in the render thread beside the renderers: none of the service."""
+    assert not MODULES["story_render"] & {".app", ".api", ".bot", ".queue", ".store"}
+    assert ".story_render" not in MODULES["renderer"]  # the composer hands it to RenderWorker
+
+
+OPERATOR_PARTS = ["admin", "admin_models", "limits", "stats", "versions"]
+
+
+def test_the_operators_room_asks_the_job_service_only() -> None:
+    """The admin API, the limits and the figures (issue 26) know no renderer, executor, bot or
+    cluster; only the composition root registers the admin API; limits and figures need no
+    HTTP."""
+    assert set(OPERATOR_PARTS) <= MODULES.keys() and "store.owners" in MODULES
+    for module in OPERATOR_PARTS:
+        found = MODULES[module]
+        assert not found & {".app", ".renderer", ".dispatcher", ".cluster", ".svd"}, module
+        assert not {m for m in found if m.startswith(".bot")}, module
+    assert {m for m, names in MODULES.items() if ".admin" in names} == {"app"}
+    for module in ("limits", "stats", "versions", "admin_models"):
+        assert "aiohttp" not in MODULES[module] and ".api" not in MODULES[module], module
+
+
+# Issue 24: who a request is (credentials, owner, miniapp) and where a webhook may go
+# (webhook_guard) are small nouns below the API: they import nothing of the service.
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [
+        ("owner", set()),
+        ("credentials", set()),
+        ("miniapp", {".errors", ".owner"}),
+        ("webhook_guard", {".config", ".errors"}),
+    ],
+)
+def test_the_trust_modules_stand_below_the_service(module: str, allowed: set[str]) -> None:
+    ours = {m for m in MODULES[module] if m.startswith(".")}
+    assert ours <= allowed, f"{module}.py imports {ours - allowed}"

@@ -18,7 +18,7 @@ from fanslymotion.loops import watch
 from .bot_stack import ALICE, BORIS, Stack, choose, wait_until, wait_video
 from .conftest import ServiceFactory, photo_bytes
 from .fake_telegram import FakeTelegram
-from .test_webhooks import SECRET, Receiver, hooked
+from .test_webhooks import LOOPBACK, SECRET, Receiver, hooked
 
 
 async def test_a_full_listener_misses_progress_never_a_status(
@@ -75,7 +75,9 @@ async def test_a_receiving_host_holds_no_state_once_delivered(
 
 
 async def _deliver_two(start_service: ServiceFactory, receiver: Receiver) -> None:
-    client = await start_service(webhook_secret=SECRET, webhook_backoff=0.2)
+    client = await start_service(
+        webhook_secret=SECRET, webhook_allow_hosts=LOOPBACK, webhook_backoff=0.2
+    )
     first = await hooked(client, receiver, ["completed"])
     second = await hooked(client, receiver, ["completed"], user_id=2)
     await receiver.wait_for(lambda ds: {d.body["job_id"] for d in ds} == {first, second}, 60)

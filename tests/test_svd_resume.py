@@ -374,11 +374,13 @@ async def test_motion_renderer_has_no_preview(client: Client) -> None:
 
 
 async def test_preview_needs_the_token_as_the_video_does(start_service: ServiceFactory) -> None:
-    client = await start_service(api_token="secret")
+    client = await start_service(api_token="secret-for-svd-resume")
     path = f"/job/{uuid.uuid4()}/preview"
     status, body, _ = await client.request("GET", path)
     assert status == 401 and body["ok"] is False
-    status, body, _ = await client.request("GET", path, headers={"Authorization": "Bearer secret"})
+    status, body, _ = await client.request(
+        "GET", path, headers={"Authorization": "Bearer secret-for-svd-resume"}
+    )
     assert status == 404, body
     # A signed link opens it as it opens the video (the SSE event's url is one); a forged one not.
     signed = api_files.link(client.service.settings, path, path.split("/")[2])

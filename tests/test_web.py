@@ -37,7 +37,7 @@ BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.
 ROOT = Path(__file__).resolve().parents[1]
 # Where the flow test leaves its screenshot when asked: FANSLYMOTION_WEB_SCREENSHOT=docs/web.png
 SCREENSHOT = os.environ.get("FANSLYMOTION_WEB_SCREENSHOT", "")
-TOKEN = "open-sesame"
+TOKEN = "open-sesame-for-tests"
 
 # -- the camera route and `/` (no browser) ---------------------------------------------------
 
@@ -164,7 +164,7 @@ def test_accept_negotiation(accept: str, html: bool) -> None:
 async def test_root_is_the_page_for_browsers_and_json_for_api_clients(
     start_service: ServiceFactory,
 ) -> None:
-    client = await start_service(api_token="s3cret")
+    client = await start_service(api_token="s3cret-for-the-page")
     status, index, response = await client.request("GET", "/")  # aiohttp sends Accept: */*
     assert status == 200 and index["name"] == "FanslyMotion"
     assert response.headers["Vary"] == "Accept"

@@ -22,6 +22,7 @@ from .conftest import Client, ServiceFactory
 from .test_process import Process
 
 SECRET = "whsec_" + base64.b64encode(b"fanslymotion-test-key-0123456789").decode()
+LOOPBACK = "127.0.0.1"  # the receivers listen there: webhooks may reach it only when allowed
 
 
 @dataclass
@@ -104,7 +105,9 @@ async def hooked(client: Client, receiver: Receiver, events: list[str], **params
 async def test_signed_events_retried_until_accepted(
     receiver: Receiver, start_service: ServiceFactory
 ) -> None:
-    client = await start_service(webhook_secret=SECRET, webhook_backoff=0.2)
+    client = await start_service(
+        webhook_secret=SECRET, webhook_allow_hosts=LOOPBACK, webhook_backoff=0.2
+    )
     receiver.plan = {"completed": [500, 503]}
     job_id = await hooked(client, receiver, ["started", "completed"])
     await receiver.wait_for(
@@ -134,7 +137,9 @@ async def test_signed_events_retried_until_accepted(
 async def test_other_client_errors_are_given_up(
     receiver: Receiver, start_service: ServiceFactory
 ) -> None:
-    client = await start_service(webhook_secret=SECRET, webhook_backoff=0.2)
+    client = await start_service(
+        webhook_secret=SECRET, webhook_allow_hosts=LOOPBACK, webhook_backoff=0.2
+    )
     receiver.plan = {"completed": [410]}
     job_id = await hooked(client, receiver, ["completed"])
     await receiver.wait_for(lambda ds: len(ds) == 1)
@@ -152,7 +157,12 @@ async def test_progress_coalesces_and_a_slow_receiver_blocks_no_one(
 ) -> None:
     fast = Receiver()
     await fast.start()
-    client = await start_service(webhook_secret=SECRET, webhook_backoff=0.2, progress_interval=0.05)
+    client = await start_service(
+        webhook_secret=SECRET,
+        webhook_allow_hosts=LOOPBACK,
+        webhook_backoff=0.2,
+        progress_interval=0.05,
+    )
     try:
         receiver.gate = asyncio.Event()  # holds every answer until the test lets it go
         slow_job = await hooked(client, receiver, ["progress", "completed"], duration=6)
@@ -203,7 +213,12 @@ async def test_an_undelivered_event_survives_sigkill(tmp_path: Path, receiver: R
     """The receiver fails until the service is killed mid-retry; after the restart it gets
     the same event again, with the same webhook-id, and accepts it."""
     receiver.plan = {"completed": [500] * 1000}
-    proc = Process(tmp_path, FANSLYMOTION_WEBHOOK_SECRET=SECRET, FANSLYMOTION_WEBHOOK_BACKOFF="0.3")
+    proc = Process(
+        tmp_path,
+        FANSLYMOTION_WEBHOOK_SECRET=SECRET,
+        FANSLYMOTION_WEBHOOK_ALLOW_HOSTS=LOOPBACK,
+        FANSLYMOTION_WEBHOOK_BACKOFF="0.3",
+    )
     loop = asyncio.get_running_loop()
     try:
         await loop.run_in_executor(None, proc.start)

@@ -89,6 +89,10 @@ class ClusterDB:
     def __init__(self, pool: AsyncConnectionPool[Connection], url: str) -> None:
         self.pool = pool
         self.url = url
+        # Cleared while the front's listener knows the server is away: requests then answer
+        # 503 at once instead of waiting for the pool.
+        self.connected = asyncio.Event()
+        self.connected.set()
 
     @classmethod
     async def open(cls, url: str, *, min_size: int = 1, max_size: int = 8) -> Self:
@@ -141,27 +145,28 @@ class ClusterDB:
         async with self.pool.connection() as conn, conn.transaction():
             yield conn
 
-    async def _one(self, sql: str, params: Params = None) -> Row | None:
+    async def one(self, sql: str, params: Params = None) -> Row | None:
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql, params)
             return await cur.fetchone()
 
-    async def _run(self, sql: str, params: Params = None) -> int:
+    async def run(self, sql: str, params: Params = None) -> int:
         """A statement without an answer; the rows it changed."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql, params)
             return cur.rowcount
 
-    async def _all(self, sql: str, params: Params = None) -> list[Row]:
+    async def rows(self, sql: str, params: Params = None) -> list[Row]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql, params)
             return await cur.fetchall()
 
     # -- schema -------------------------------------------------------------------------------
 
-    async def migrate(self) -> None:
+    async def migrate(self) -> int:
         """Create procrastinate's schema and ours, or bring ours up to date; safe to run from
-        every process at once (an advisory lock makes them take turns)."""
+        every process at once (an advisory lock makes them take turns). Returns the schema's
+        version after: above len(MIGRATIONS) when newer code migrated it."""
         async with self.transaction() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
             cur = await conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS ok")
@@ -178,9 +183,10 @@ class ClusterDB:
                 await conn.execute("INSERT INTO fm_schema (version) VALUES (%s)", (number,))
                 log.info("cluster schema migrated to version %d", number)
             await conn.execute(_NOTIFY)
+        return max(version, len(MIGRATIONS))
 
     async def schema_ready(self) -> bool:
-        row = await self._one("SELECT to_regclass('fm_jobs') IS NOT NULL AS ok")
+        row = await self.one("SELECT to_regclass('fm_jobs') IS NOT NULL AS ok")
         return bool(row and row["ok"])
 
     # -- the front's writes -------------------------------------------------------------------
@@ -221,8 +227,25 @@ class ClusterDB:
             )
             if await cur.fetchone() is None:
                 return False
-            await _defer(conn, job.job_id, job.not_before)
-            await _rerank(conn, None)
+            await defer_in(conn, job.job_id, job.not_before)
+            await rerank_in(conn, None)
+        return True
+
+    async def retry(self, job: Any) -> bool:
+        """failed -> queued again: an operator's retry, as the attempt the front counted, with a
+        new procrastinate job. False when the row is not failed (retried already)."""
+        async with self.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE fm_jobs SET status = 'queued', attempts = %s, error = NULL, progress = 0,"
+                " message = 'queued', phase = '', phase_step = 0, phase_steps = 0,"
+                " not_before = 0, worker = NULL, started_at = NULL, completed_at = NULL,"
+                " updated_at = fm_now() WHERE job_id = %s AND status = 'failed' RETURNING job_id",
+                (job.attempts, job.job_id),
+            )
+            if await cur.fetchone() is None:
+                return False
+            await defer_in(conn, job.job_id, 0.0)
+            await rerank_in(conn, None)
         return True
 
     async def cancel(self, job_id: str) -> Row | None:
@@ -250,7 +273,7 @@ class ClusterDB:
 
     async def complete(self, fence: Attempt, facts: dict[str, Any]) -> Row | None:
         """processing -> completed, only for the attempt that renders it now."""
-        return await self._one(
+        return await self.one(
             "UPDATE fm_jobs SET status = 'completed', progress = 100, message = 'done',"
             " phase = '', output_path = %(output_path)s, width = %(width)s, height = %(height)s,"
             " frames = %(frames)s, size_bytes = %(size_bytes)s,"
@@ -263,7 +286,7 @@ class ClusterDB:
 
     async def holds(self, fence: Attempt) -> bool:
         """True while `fence` is the job's running attempt."""
-        row = await self._one(
+        row = await self.one(
             "SELECT 1 AS ok FROM fm_jobs WHERE job_id = %s AND status = 'processing'"
             " AND attempts = %s AND worker = %s",
             (fence.job_id, fence.attempt, fence.worker),
@@ -287,25 +310,25 @@ class ClusterDB:
             )
 
     async def paused(self) -> bool:
-        row = await self._one("SELECT value FROM fm_flags WHERE name = 'paused'")
+        row = await self.one("SELECT value FROM fm_flags WHERE name = 'paused'")
         return bool(row and row["value"] == "1")
 
     # -- reads --------------------------------------------------------------------------------
 
     async def job(self, job_id: str) -> Row | None:
-        return await self._one("SELECT * FROM fm_jobs WHERE job_id = %s", (job_id,))
+        return await self.one("SELECT * FROM fm_jobs WHERE job_id = %s", (job_id,))
 
     async def jobs(self, job_ids: list[str]) -> list[Row]:
-        return await self._all("SELECT * FROM fm_jobs WHERE job_id = ANY(%s)", (job_ids,))
+        return await self.rows("SELECT * FROM fm_jobs WHERE job_id = ANY(%s)", (job_ids,))
 
     async def active(self) -> list[Row]:
-        return await self._all(
+        return await self.rows(
             "SELECT * FROM fm_jobs WHERE status IN ('queued', 'processing') ORDER BY seq"
         )
 
     async def fair_order(self, now: float) -> list[Row]:
         """The waiting jobs in the order the workers take them (job_id, pq_id, rank)."""
-        return await self._all(
+        return await self.rows(
             _FAIR + "SELECT fair.job_id, f.pq_id, fair.rank FROM fair"
             " JOIN fm_jobs f ON f.job_id = fair.job_id ORDER BY fair.rank",
             {"now": now},
@@ -313,8 +336,8 @@ class ClusterDB:
 
     async def workers(self, silent_for: float) -> list[Row]:
         """Every worker with its state; one silent for `silent_for` seconds is `lost`."""
-        return await self._all(
-            "SELECT name, host, pid, renderer, renderer_state, jobs_done, started_at,"
+        return await self.rows(
+            "SELECT name, host, pid, renderer, renderer_state, jobs_done, started_at, version,"
             " CASE WHEN state IN ('stopped', 'refused') THEN state"
             "  WHEN last_heartbeat < now() - make_interval(secs => %(silent)s) THEN 'lost'"
             "  ELSE state END AS state,"
@@ -337,11 +360,11 @@ class ClusterDB:
         """Give the first TOP waiting jobs of the fair order procrastinate priorities TOP..1 (it
         serves the highest first) and every other waiting job 0. Returns the rows changed."""
         async with self.transaction() as conn:
-            return await _rerank(conn, now)
+            return await rerank_in(conn, now)
 
     async def backoff_ended(self, since: float, now: float) -> bool:
         """Whether a waiting job's retry backoff ended in (since, now]: its rank changes."""
-        row = await self._one(
+        row = await self.one(
             "SELECT EXISTS (SELECT 1 FROM fm_jobs WHERE status = 'queued'"
             " AND not_before > %s AND not_before <= %s) AS ended",
             (since, now),
@@ -358,14 +381,21 @@ class ClusterDB:
             got = await cur.fetchone()
             if not (got and got["ok"]):
                 return []
+            # A worker whose own heartbeat says it still renders the job keeps it, even where
+            # procrastinate lost track (another worker's start prunes every procrastinate
+            # worker row an outage left old, and its jobs lose their worker_id).
             cur = await conn.execute(
                 "SELECT j.id FROM procrastinate_jobs j"
                 " LEFT JOIN procrastinate_workers w ON w.id = j.worker_id"
-                " WHERE j.status = 'doing' AND j.queue_name IN (%s, %s)"
+                " WHERE j.status = 'doing' AND j.queue_name IN (%(queue)s, %(paused)s)"
                 " AND (j.worker_id IS NULL"
-                "  OR w.last_heartbeat < now() - make_interval(secs => %s))"
+                "  OR w.last_heartbeat < now() - make_interval(secs => %(silent)s))"
+                " AND NOT EXISTS (SELECT 1 FROM fm_jobs f JOIN fm_workers fw"
+                "  ON fw.name = f.worker AND fw.job_id = f.job_id"
+                "  WHERE f.pq_id = j.id AND f.status = 'processing' AND fw.state = 'busy'"
+                "  AND fw.last_heartbeat >= now() - make_interval(secs => %(silent)s))"
                 " FOR UPDATE OF j SKIP LOCKED",
-                (QUEUE, PAUSED_QUEUE, silent_for),
+                {"queue": QUEUE, "paused": PAUSED_QUEUE, "silent": silent_for},
             )
             stalled = [int(row["id"]) for row in await cur.fetchall()]
             for pq_id in stalled:
@@ -377,63 +407,60 @@ class ClusterDB:
             changed = await _rerun_stalled(conn, stalled, max_retries)
             changed += await _redefer_orphans(conn)
             if changed:
-                await _rerank(conn, None)
+                await rerank_in(conn, None)
         return changed
 
     # -- the worker's writes --------------------------------------------------------------------
 
-    async def register_worker(self, name: str, host: str, pid: int, renderer: str) -> None:
-        await self._run(
-            "INSERT INTO fm_workers (name, host, pid, renderer, state, started_at)"
-            " VALUES (%s, %s, %s, %s, 'loading', fm_now())"
+    async def register_worker(
+        self, name: str, host: str, pid: int, renderer: str, version: str = ""
+    ) -> None:
+        await self.run(
+            "INSERT INTO fm_workers (name, host, pid, renderer, state, started_at, version)"
+            " VALUES (%s, %s, %s, %s, 'loading', fm_now(), %s)"
             " ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
             " renderer = excluded.renderer, state = 'loading', job_id = NULL,"
-            " started_at = excluded.started_at, last_heartbeat = now()",
-            (name, host, pid, renderer),
+            " started_at = excluded.started_at, last_heartbeat = now(),"
+            " version = excluded.version",
+            (name, host, pid, renderer, version),
         )
 
     async def heartbeat(
         self, name: str, state: str, job_id: str | None, renderer: str, renderer_state: str
     ) -> None:
-        await self._run(
+        await self.run(
             "UPDATE fm_workers SET state = %s, job_id = %s, renderer = %s,"
             " renderer_state = %s::jsonb, last_heartbeat = now() WHERE name = %s",
             (state, job_id, renderer, renderer_state, name),
         )
 
     async def procrastinate_heartbeat(self, worker_id: int) -> None:
-        await self._run("SELECT procrastinate_update_heartbeat_v1(%s)", (worker_id,))
+        await self.run("SELECT procrastinate_update_heartbeat_v1(%s)", (worker_id,))
 
-    async def prune(self, keep_hours: float, keep_days: float) -> int:
+    async def prune(self, keep_hours: float) -> int:
         """Forget what nobody needs any more: ended procrastinate jobs (and their events)
-        older than `keep_hours`, ended job rows older than `keep_days` (the front keeps its
-        own), and workers silent for a day. Returns the rows removed."""
+        older than `keep_hours` and workers silent for a day. Job rows stay: they are the
+        store of record (a job's history), as on one box. Returns the rows removed."""
         removed = 0
-        removed += await self._run(
+        removed += await self.run(
             "DELETE FROM procrastinate_jobs p"
             " WHERE p.status IN ('succeeded', 'failed', 'cancelled', 'aborted')"
             " AND NOT EXISTS (SELECT 1 FROM procrastinate_events e WHERE e.job_id = p.id"
             "  AND e.at > now() - make_interval(secs => %s))",
             (keep_hours * 3600,),
         )
-        removed += await self._run(
-            "DELETE FROM fm_jobs WHERE status IN ('completed', 'failed', 'cancelled')"
-            " AND completed_at < to_char((now() - make_interval(days => %s)) AT TIME ZONE 'UTC',"
-            ' \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\')',
-            (int(keep_days),),
-        )
-        removed += await self._run(
+        removed += await self.run(
             "DELETE FROM fm_workers WHERE last_heartbeat < now() - interval '1 day'"
         )
         return removed
 
     async def worker_done(self, name: str) -> None:
-        await self._run("UPDATE fm_workers SET jobs_done = jobs_done + 1 WHERE name = %s", (name,))
+        await self.run("UPDATE fm_workers SET jobs_done = jobs_done + 1 WHERE name = %s", (name,))
 
     async def start(self, job_id: str, pq_id: int, worker: str, renderer: str) -> Row | None:
         """queued -> processing for the procrastinate job a worker fetched; None when the row
         moved on meanwhile (cancelled, or re-deferred under another procrastinate job)."""
-        row = await self._one(
+        row = await self.one(
             "UPDATE fm_jobs SET status = 'processing', worker = %s, renderer = %s,"
             f" started_at = fm_now(), updated_at = fm_now(), error = NULL, {_START_FIELDS}"
             " WHERE job_id = %s AND status = 'queued' AND pq_id = %s RETURNING *",
@@ -445,7 +472,7 @@ class ClusterDB:
 
     async def progress(self, fence: Attempt, progress: Progress) -> bool:
         """Live progress of the running attempt; False when the fence no longer holds."""
-        row = await self._one(
+        row = await self.one(
             "UPDATE fm_jobs SET progress = %s, message = %s, phase = %s, phase_step = %s,"
             " phase_steps = %s, updated_at = fm_now()"
             " WHERE job_id = %s AND status = 'processing' AND attempts = %s AND worker = %s"
@@ -486,12 +513,12 @@ class ClusterDB:
             )
             row = await cur.fetchone()
             if row is not None:
-                row["pq_id"] = await _defer(conn, fence.job_id, not_before)
-                await _rerank(conn, None)
+                row["pq_id"] = await defer_in(conn, fence.job_id, not_before)
+                await rerank_in(conn, None)
         return row
 
     async def fail(self, fence: Attempt, error: str) -> Row | None:
-        return await self._one(
+        return await self.one(
             "UPDATE fm_jobs SET status = 'failed', message = 'failed', error = %s,"
             " completed_at = fm_now(), updated_at = fm_now()"
             " WHERE job_id = %s AND status = 'processing' AND attempts = %s AND worker = %s"
@@ -500,7 +527,7 @@ class ClusterDB:
         )
 
 
-async def _rerank(conn: Connection, now: float | None) -> int:
+async def rerank_in(conn: Connection, now: float | None) -> int:
     """The re-rank inside the caller's transaction, so the priorities commit with the change
     that moved them. Re-ranks take turns (a lock), and a fetch skips the rows one holds: after
     a change the workers are woken again, as procrastinate wakes them for a new job."""
@@ -531,7 +558,7 @@ def _epoch(now: float | None) -> float:
     return time.time() if now is None else now
 
 
-async def _defer(conn: Connection, job_id: str, not_before: float) -> int:
+async def defer_in(conn: Connection, job_id: str, not_before: float) -> int:
     """A procrastinate job for the next attempt of `job_id`, on the queue the pause flag says,
     recorded in the job row. Inside the caller's transaction."""
     cur = await conn.execute(
@@ -589,7 +616,7 @@ async def _rerun_stalled(conn: Connection, stalled: list[int], max_retries: int)
         row = await done.fetchone()
         assert row is not None  # locked above
         if row["status"] == "queued":
-            row["pq_id"] = await _defer(conn, row["job_id"], 0.0)
+            row["pq_id"] = await defer_in(conn, row["job_id"], 0.0)
         changed.append(row)
     return changed
 
@@ -605,7 +632,7 @@ async def _redefer_orphans(conn: Connection) -> list[Row]:
     )
     rows = list(await cur.fetchall())
     for row in rows:
-        row["pq_id"] = await _defer(conn, row["job_id"], float(row["not_before"]))
+        row["pq_id"] = await defer_in(conn, row["job_id"], float(row["not_before"]))
     # A worker writes the row's end before its procrastinate job ends; a row still rendering
     # under an ended job lost that write (the database was away): it runs again, counted.
     cur = await conn.execute(
@@ -615,6 +642,6 @@ async def _redefer_orphans(conn: Connection) -> list[Row]:
         " AND p.status IN ('succeeded', 'failed', 'aborted', 'cancelled') RETURNING f.*"
     )
     for row in await cur.fetchall():
-        row["pq_id"] = await _defer(conn, row["job_id"], 0.0)
+        row["pq_id"] = await defer_in(conn, row["job_id"], 0.0)
         rows.append(row)
     return rows

@@ -1,14 +1,11 @@
 """The cluster's executor (`executor.Executor`): the front's job service (`queue.JobQueue`)
 has its jobs rendered by `python -m fanslymotion worker`s through PostgreSQL and procrastinate.
 
-The front keeps its own SQLite rows (the bot's tables, deliveries and webhook outboxes hang on
-them) and the shared database holds the render side. A job is written here first, then
-enqueued there (row and procrastinate job in one transaction); a job that could not be
-enqueued, because PostgreSQL was away, is enqueued by the reconciler when it is back. Workers
-change the shared rows; every change notifies `fm_jobs`, and the front copies it into its own
-row and reports it to the job service, so the transitions, events, webhooks and deliveries are
-the single box's. After a restart
-or a lost connection the reconciler copies every active job again, so nothing is missed.
+PostgreSQL is the one store of record: the job service reads and writes the shared rows
+(`store.PgStore`). Workers change them too; every change notifies `fm_jobs`, and a
+`follow.Follower` turns each change into the job service's reports (started, progress,
+settled), so the transitions, SSE and the bot's progress are the single box's. After a
+restart or a lost connection the follower catches up.
 """
 
 from __future__ import annotations
@@ -16,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hmac
 import json
 import logging
 import math
@@ -29,7 +25,7 @@ from typing import Any
 import psycopg
 from aiohttp import StreamReader, web
 
-from .. import motion, video
+from .. import credentials, motion, video
 from ..config import Settings
 from ..datadir import remove_quietly
 from ..errors import (
@@ -47,10 +43,12 @@ from ..loops import stop_tasks, wait_event
 from ..metrics import Metrics
 from ..renderer import MotionRenderer, Renderer, RenderSpec
 from ..retry import Failed, Policy, next_state
-from ..store import Job, Store
-from ..store.jobs import MIRRORED
-from ..vocabulary import TERMINAL, JobStatus, Phase, Progress
+from ..store import Job
+from ..store.port import JobStore
 from .db import Attempt, ClusterDB, Row
+from .follow import Follower
+from .outage import one_line
+from .schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
@@ -58,24 +56,26 @@ _DB_ERRORS = (psycopg.Error, OSError)
 
 
 class ClusterExecutor:
-    """Renders a front's jobs on `python -m fanslymotion worker`s; the front's store follows."""
+    """Renders a front's jobs on `python -m fanslymotion worker`s; `follower` reports back."""
 
-    def __init__(self, settings: Settings, store: Store, db: ClusterDB) -> None:
+    def __init__(
+        self, settings: Settings, store: JobStore, db: ClusterDB, follower: Follower
+    ) -> None:
         self.settings = settings
         self.store = store
         self.db = db
+        self.follower = follower
         self._reports: Reports | None = None
         self._paused = False
         self._stopping = False
         self._dirty: set[str] = set()
         self._kick = asyncio.Event()
-        self._connected = asyncio.Event()
         self._halt = asyncio.Event()  # set by stop(): the loops end at their next look
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[Row] = []
         self._uploads = KeyedLock()
-        self._applying = asyncio.Lock()
         self._estimator_renderer = MotionRenderer(settings, "estimates for the queue")
+        self._schema = 0  # the shared schema's version, once migrated
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -87,16 +87,21 @@ class ClusterExecutor:
     async def start(self, reports: Reports) -> None:
         """Create or migrate the shared schema, copy its state, then follow it."""
         self._reports = reports
-        await self.db.migrate()
-        self._connected.set()  # the listener clears it when it loses the database
+        self._schema = await self.db.migrate()
+        if self._schema > len(MIGRATIONS):
+            raise Unavailable(
+                f"the cluster's PostgreSQL schema is version {self._schema}, newer than this"
+                f" front's ({len(MIGRATIONS)}): run the version of the code that migrated it"
+            )
+        self.db.connected.set()  # the listener clears it when it loses the database
         if await self.db.paused():
             self._paused = True
             log.info("processing is paused (an admin paused it before the restart)")
-        await self._reconcile()
+        await self.follower.start(reports)
         self._workers = await self.db.workers(self.settings.worker_timeout)
         for name, loop in (
             ("listener", self._listen),
-            ("mirror", self._mirror),
+            ("follower", self._follow),
             ("upkeep", self._upkeep),
         ):
             self._tasks.append(asyncio.create_task(loop(), name=f"cluster {name}"))
@@ -124,7 +129,7 @@ class ClusterExecutor:
     async def _need_database(self) -> None:
         """A 503 within a second while PostgreSQL is away (never the pool's wait): the
         listener's word, or, while it reconnects, one quick look."""
-        if self._connected.is_set():
+        if self.db.connected.is_set():
             return
         try:
             async with asyncio.timeout(1.0):
@@ -147,39 +152,37 @@ class ClusterExecutor:
     # -- following the shared database ----------------------------------------------------------
 
     async def enqueued(self, job: Job) -> None:
-        try:
-            await self.db.enqueue(job)
-        except _DB_ERRORS as exc:
-            # The row is committed here: the reconciler enqueues it once PostgreSQL is back.
-            log.warning("job %s not enqueued yet (%s); will retry", job.job_id, exc)
+        await self.follower.enqueued(job)
 
     async def _listen(self) -> None:
-        """LISTEN for job changes; after every (re)connect, copy all active jobs again."""
+        """LISTEN for job changes; after every (re)connect, catch up with what was missed."""
         delay = 0.2
         while not self._stopping:
             try:
                 conn = await psycopg.AsyncConnection.connect(self.db.url, autocommit=True)
                 async with conn:
                     await conn.execute("LISTEN fm_jobs")
-                    self._connected.set()
+                    self.db.connected.set()
                     if delay > 0.2:
                         log.info("connection to PostgreSQL is back")
                     delay = 0.2
-                    await self._reconcile()
+                    await self.follower.catch_up()
                     while not self._halt.is_set():  # a look at the flag at least every second
                         async for note in conn.notifies(timeout=1.0):
                             self._dirty.add(note.payload)
                             self._kick.set()
                     return
             except _DB_ERRORS as exc:
-                if self._connected.is_set():
-                    log.warning("lost the connection to PostgreSQL (%s); reconnecting", exc)
-                self._connected.clear()
+                if self.db.connected.is_set():
+                    log.warning(
+                        "lost the connection to PostgreSQL (%s); reconnecting", one_line(exc)
+                    )
+                self.db.connected.clear()
             await wait_event(self._halt, delay)
             delay = min(delay * 2, 2.0)  # back within 2 s of the database's return
 
-    async def _mirror(self) -> None:
-        """Copy changed shared rows into ours, in bursts."""
+    async def _follow(self) -> None:
+        """Report the changed shared rows, in bursts."""
         while not self._stopping:
             await self._kick.wait()
             self._kick.clear()
@@ -189,17 +192,19 @@ class ClusterExecutor:
             try:
                 rows = await self.db.jobs(ids)
             except _DB_ERRORS as exc:
-                log.warning("cannot read changed jobs (%s); the reconciler will", exc)
+                # During an outage the listener's line says it; the catch-up follows.
+                level = logging.WARNING if self.db.connected.is_set() else logging.DEBUG
+                log.log(level, "cannot read changed jobs (%s); catching up later", one_line(exc))
                 continue
             for row in rows:
                 try:
-                    await self.apply(row)
+                    await self.follower.apply(row)
                 except Exception:
-                    log.exception("job %s: could not copy its state", row.get("job_id"))
+                    log.exception("job %s: could not follow its state", row.get("job_id"))
 
     async def _upkeep(self) -> None:
         """Each second: re-run the jobs of silent workers, refresh the fair priorities (a
-        backoff may have ended) and the workers' list; now and then reconcile and prune.
+        backoff may have ended) and the workers' list; now and then a prune.
 
         After the database was away, every heartbeat looks old: workers get a whole
         WORKER_TIMEOUT to beat again before anyone is judged silent."""
@@ -218,10 +223,8 @@ class ClusterExecutor:
                 if await self.db.backoff_ended(ranked, now):
                     await self.db.rerank(now)
                 ranked = now
-                if rounds % 10 == 0:
-                    await self._reconcile()
                 if rounds % 3600 == 1:
-                    await self.db.prune(24.0, max(1.0, self.settings.prune_after_days))
+                    await self.db.prune(24.0)
             except _DB_ERRORS as exc:
                 up_since = None
                 log.debug("upkeep skipped: %s", exc)
@@ -229,57 +232,6 @@ class ClusterExecutor:
     async def _sweep(self) -> None:
         for row in await self.db.sweep(self.settings.worker_timeout, self.settings.max_retries):
             log.warning("job %s: its worker went silent; now %s", row["job_id"], row["status"])
-
-    async def _reconcile(self) -> None:
-        """Every job active here: enqueued there if it is missing, else its state copied."""
-        active = [
-            job
-            for status in (JobStatus.QUEUED, JobStatus.PROCESSING)
-            for job in await self.store.list_jobs(status=status, limit=100_000)
-        ]
-        if not active:
-            return
-        rows = {row["job_id"]: row for row in await self.db.jobs([j.job_id for j in active])}
-        for job in active:
-            row = rows.get(job.job_id)
-            if row is None:
-                if await self.db.enqueue(job):
-                    log.info("job %s enqueued (it was not in PostgreSQL yet)", job.job_id)
-            else:
-                await self.apply(row)
-
-    async def apply(self, row: Row) -> Job | None:
-        """Bring our row of a job to the shared row's state, with the events a local change
-        would have had. Returns our row after it. One at a time: an upload and a NOTIFY may
-        bring the same change."""
-        async with self._applying:
-            return await self._apply(row)
-
-    async def _apply(self, row: Row) -> Job | None:
-        job_id = str(row["job_id"])
-        local = await self.store.get_job(job_id)
-        if local is None or local.status in TERMINAL:
-            return local  # an ended job never changes again (cancel ends it there first)
-        state = {name: row[name] for name in MIRRORED}
-        same_attempt = local.attempts == row["attempts"]
-        if local.status == row["status"] == JobStatus.PROCESSING and same_attempt:
-            self.reports.progress(local, _progress_of(row), updated_at=str(row["updated_at"]))
-            return local
-        if local.status == row["status"] and same_attempt and local.not_before == row["not_before"]:
-            return local
-        if local.status == row["status"] == JobStatus.PROCESSING:
-            # Re-run elsewhere in between: show the requeue this front did not see.
-            between = {**state, "status": JobStatus.QUEUED, "started_at": None}
-            if (back := await self.store.mirror_job(job_id, between)) is not None:
-                self.reports.settled(back, "its worker went silent")
-        changed = await self.store.mirror_job(job_id, state)
-        if changed is None:
-            return None
-        if changed.status == JobStatus.PROCESSING:
-            self.reports.started(changed, f"on worker {row['worker']}, renderer={row['renderer']}")
-        else:
-            self.reports.settled(changed, _note(changed, row))
-        return changed
 
     # -- control --------------------------------------------------------------------------------
 
@@ -295,19 +247,15 @@ class ClusterExecutor:
                 "the job database is not reachable, try again", retry_after=5
             ) from exc
         if row is not None:
-            await self.apply(row)
+            await self.follower.apply(row)
 
     # -- artifacts ------------------------------------------------------------------------------
 
     def check_token(self, request: web.Request) -> None:
-        """401 unless the request carries the worker token."""
-        token = self.settings.worker_token
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if (
-            token is None
-            or scheme.lower() != "bearer"
-            or not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode())
-        ):
+        """401 unless the request carries the worker token (or, while workers move to a new
+        one, WORKER_TOKEN_PREVIOUS)."""
+        tokens = (self.settings.worker_token, self.settings.worker_token_previous)
+        if not credentials.matches(credentials.bearer(request.headers), tokens):
             raise Unauthorized("a valid worker token is required")
 
     def check_worker(self, request: web.Request) -> Attempt:
@@ -329,6 +277,7 @@ class ClusterExecutor:
         return self.settings.data_dir / job.input_path
 
     async def _hold(self, fence: Attempt) -> None:
+        await self._need_database()  # a worker holding a video asks again soon: no pool wait
         try:
             holds = await self.db.holds(fence)
         except _DB_ERRORS as exc:
@@ -362,7 +311,7 @@ class ClusterExecutor:
                 if row is None:
                     await loop.run_in_executor(None, remove_quietly, final)
                     raise Conflict("this attempt no longer renders the job", code="stale_attempt")
-                job = await self.apply(row)
+                job = await self.follower.apply(row)
         finally:
             await loop.run_in_executor(None, remove_quietly, partial)
         if job is None:  # completed there, unknown here (a restore from another time)
@@ -415,7 +364,7 @@ class ClusterExecutor:
                 "the job database is not reachable, try again", retry_after=2
             ) from exc
         if row is not None:
-            await self.apply(row)
+            await self.follower.apply(row)
         raise InvalidParams(f"the video was refused: {problem}", code="bad_video")
 
     async def _job(self, job_id: str) -> Job:
@@ -451,7 +400,7 @@ class ClusterExecutor:
         """Within a second whatever PostgreSQL does: while the listener knows it is away, the
         last list of workers, without a wait on the pool."""
         workers, reachable = self._workers, False
-        if self._connected.is_set():
+        if self.db.connected.is_set():
             try:
                 async with asyncio.timeout(1.0):
                     workers = await self.db.workers(self.settings.worker_timeout)
@@ -470,11 +419,16 @@ class ClusterExecutor:
                 "reason": f"{len(live)} worker(s) live" if live else "no live worker",
             },
             "workers": [_worker_view(w) for w in workers],
+            "cluster_schema": self._schema,
         }
 
     async def refresh_metrics(self, metrics: Metrics) -> None:
-        with contextlib.suppress(*_DB_ERRORS):
-            self._workers = await self.db.workers(self.settings.worker_timeout)
+        """The workers' gauges: from PostgreSQL, or the last list while it is away (at once,
+        never the pool's wait)."""
+        if self.db.connected.is_set():
+            with contextlib.suppress(*_DB_ERRORS, TimeoutError):
+                async with asyncio.timeout(1.0):
+                    self._workers = await self.db.workers(self.settings.worker_timeout)
         metrics.worker_up.clear()
         metrics.worker_busy.clear()
         metrics.worker_heartbeat_age.clear()
@@ -496,28 +450,10 @@ def _worker_view(row: Row) -> dict[str, Any]:
         "state": row["state"],
         "job_id": row["job_id"],
         "jobs_done": row["jobs_done"],
+        "version": row.get("version") or None,
+        "heartbeat_age": round(float(row.get("heartbeat_age") or 0.0), 1),
         "last_heartbeat": row["last_heartbeat"],
     }
-
-
-def _progress_of(row: Row) -> Progress:
-    """The live progress a worker wrote in its row."""
-    phase = row["phase"]
-    return Progress(
-        float(row["progress"]),
-        Phase(phase) if phase in Phase._value2member_map_ else Phase.STARTING,
-        step=int(row["phase_step"]),
-        steps=int(row["phase_steps"]),
-    )
-
-
-def _note(job: Job, row: Row) -> str:
-    worker = row.get("worker") or "a worker"
-    if job.status == JobStatus.COMPLETED:
-        return f"on {worker}, {job.render_seconds or 0:.1f}s {job.width}x{job.height}"
-    if job.status == JobStatus.QUEUED:
-        return f"{job.error or job.message}; retry" if job.error else job.message
-    return job.error or job.message
 
 
 async def _receive(body: StreamReader, path: Path, limit: int) -> int:

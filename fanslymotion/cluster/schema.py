@@ -84,4 +84,130 @@ SHOT = """
 ALTER TABLE fm_jobs ADD COLUMN shot text;
 """
 
-MIGRATIONS: list[str] = [SCHEMA, SHOT]
+# Version 3: PostgreSQL as the cluster's one store of record. A job row carries what the front
+# wrote in its own SQLite before (the request's chat, photo, idempotency key, webhook), and the
+# bot's tables and the webhook outbox live beside it, so a job's change, its Telegram delivery
+# and its webhook events commit in one transaction, whoever writes it (front or worker).
+FRONT = """
+ALTER TABLE fm_jobs ADD COLUMN source text;
+ALTER TABLE fm_jobs ADD COLUMN chat_id bigint;
+ALTER TABLE fm_jobs ADD COLUMN message_id bigint;
+ALTER TABLE fm_jobs ADD COLUMN progress_message_id bigint;
+ALTER TABLE fm_jobs ADD COLUMN language text;
+ALTER TABLE fm_jobs ADD COLUMN input_path text;
+ALTER TABLE fm_jobs ADD COLUMN idempotency_key text;
+ALTER TABLE fm_jobs ADD COLUMN request_digest text;
+ALTER TABLE fm_jobs ADD COLUMN webhook_url text;
+ALTER TABLE fm_jobs ADD COLUMN webhook_events text;
+ALTER TABLE fm_jobs ADD COLUMN archived integer NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX fm_jobs_idempotency ON fm_jobs (user_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX fm_jobs_user_seq ON fm_jobs (user_id, seq);
+
+-- The outbox of videos to send through Telegram (store.schema's `deliveries`).
+CREATE TABLE fm_deliveries (
+    job_id          text PRIMARY KEY REFERENCES fm_jobs (job_id),
+    chat_id         bigint NOT NULL,
+    status          text NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'sending', 'sent', 'undeliverable', 'interrupted')),
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at double precision NOT NULL DEFAULT 0,
+    file_id         text,
+    last_error      text,
+    created_at      text NOT NULL,
+    sent_at         text
+);
+CREATE INDEX fm_deliveries_due ON fm_deliveries (status, next_attempt_at);
+
+-- A completed Telegram job is queued for delivery by the very transaction that completes it.
+CREATE FUNCTION fm_deliver() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO fm_deliveries (job_id, chat_id, created_at)
+    VALUES (NEW.job_id, NEW.chat_id, fm_now()) ON CONFLICT (job_id) DO NOTHING;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER fm_jobs_deliver AFTER UPDATE OF status ON fm_jobs FOR EACH ROW
+    WHEN (NEW.status = 'completed' AND OLD.status <> 'completed'
+          AND NEW.source = 'telegram' AND NEW.chat_id IS NOT NULL)
+    EXECUTE FUNCTION fm_deliver();
+
+-- aiogram's FSM, the bot's users (store.schema's `fsm` and `users`); flags are `fm_flags`.
+CREATE TABLE fm_fsm (
+    key   text PRIMARY KEY,
+    state text,
+    data  text NOT NULL DEFAULT '{}'
+);
+CREATE TABLE fm_users (
+    user_id  bigint PRIMARY KEY,
+    language text,
+    blocked  integer NOT NULL DEFAULT 0
+);
+
+-- The webhook outbox (store.schema's WEBHOOKS): the trigger writes each event in the
+-- transaction of the change; progress events coalesce into one pending row per job.
+CREATE TABLE fm_webhook_outbox (
+    msg_id          text PRIMARY KEY,
+    job_id          text NOT NULL REFERENCES fm_jobs (job_id),
+    event           text NOT NULL
+                    CHECK (event IN ('started', 'progress', 'completed', 'failed', 'cancelled')),
+    snapshot        text NOT NULL,
+    status          text NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'sending', 'delivered', 'failed')),
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at double precision NOT NULL DEFAULT 0,
+    last_error      text,
+    created         double precision NOT NULL,
+    delivered_at    double precision
+);
+CREATE INDEX fm_webhook_due ON fm_webhook_outbox (status, next_attempt_at);
+CREATE INDEX fm_webhook_job ON fm_webhook_outbox (job_id);
+CREATE UNIQUE INDEX fm_webhook_one_progress ON fm_webhook_outbox (job_id)
+    WHERE event = 'progress' AND status = 'pending';
+
+CREATE FUNCTION fm_webhook_event() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    kind text;
+    snap text := json_build_object('status', NEW.status, 'progress', NEW.progress,
+        'message', NEW.message, 'phase', NEW.phase, 'phase_step', NEW.phase_step,
+        'phase_steps', NEW.phase_steps, 'attempts', NEW.attempts, 'error', NEW.error,
+        'renderer', NEW.renderer, 'started_at', NEW.started_at,
+        'completed_at', NEW.completed_at, 'updated_at', NEW.updated_at, 'width', NEW.width,
+        'height', NEW.height, 'frames', NEW.frames, 'size_bytes', NEW.size_bytes,
+        'output_path', NEW.output_path)::text;
+    msg text := 'msg_' || replace(gen_random_uuid()::text, '-', '');
+BEGIN
+    IF NEW.status IS DISTINCT FROM OLD.status THEN
+        kind := CASE NEW.status WHEN 'processing' THEN 'started' ELSE NEW.status END;
+        IF kind IN ('started', 'completed', 'failed', 'cancelled')
+                AND NEW.webhook_events::jsonb ? kind THEN
+            INSERT INTO fm_webhook_outbox (msg_id, job_id, event, snapshot, created)
+            VALUES (msg, NEW.job_id, kind, snap, extract(epoch FROM clock_timestamp()));
+        END IF;
+    ELSIF NEW.status = 'processing' AND NEW.progress <> OLD.progress
+            AND NEW.webhook_events::jsonb ? 'progress' THEN
+        INSERT INTO fm_webhook_outbox (msg_id, job_id, event, snapshot, created)
+        VALUES (msg, NEW.job_id, 'progress', snap, extract(epoch FROM clock_timestamp()))
+        ON CONFLICT (job_id) WHERE event = 'progress' AND status = 'pending'
+        DO UPDATE SET snapshot = excluded.snapshot;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER fm_jobs_webhook AFTER UPDATE OF status, progress ON fm_jobs FOR EACH ROW
+    WHEN (NEW.webhook_url IS NOT NULL) EXECUTE FUNCTION fm_webhook_event();
+"""
+
+# Version 4: a story's shots, transitions and music (story.Story as JSON; NULL for one photo).
+STORY = """
+ALTER TABLE fm_jobs ADD COLUMN story text;
+"""
+
+# Version 5: what code each worker runs (package version and commit), so the front shows a
+# worker of another version than its own.
+WORKER_VERSION = """
+ALTER TABLE fm_workers ADD COLUMN version text NOT NULL DEFAULT '';
+"""
+
+MIGRATIONS: list[str] = [SCHEMA, SHOT, FRONT, STORY]
+MIGRATIONS.append(WORKER_VERSION)

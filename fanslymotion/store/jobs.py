@@ -17,30 +17,6 @@ from .rows import Job, NewJob, check_same_request, utcnow
 
 log = logging.getLogger(__name__)
 
-# The columns a cluster's workers change; the front copies them into its own row (mirror_job).
-MIRRORED = (
-    "status",
-    "attempts",
-    "interruptions",
-    "not_before",
-    "renderer",
-    "progress",
-    "message",
-    "phase",
-    "phase_step",
-    "phase_steps",
-    "error",
-    "output_path",
-    "width",
-    "height",
-    "frames",
-    "size_bytes",
-    "render_seconds",
-    "started_at",
-    "completed_at",
-    "updated_at",
-)
-
 
 async def _check_caps(
     db: aiosqlite.Connection, user_id: int, max_queued: int, max_active_per_user: int
@@ -94,8 +70,9 @@ class Jobs(Base):
                 "INSERT INTO jobs (job_id, user_id, source, chat_id, message_id, language,"
                 " duration, resolution, motion_preset, aspect, strength, seed, steps, fps,"
                 " input_path, idempotency_key, request_digest, webhook_url, webhook_events,"
-                " shot, status, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)"
+                " shot, story, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " 'queued', ?, ?)"
                 " RETURNING *",
                 (*astuple(new), now, now),  # NewJob's fields in the order named above
             ) as cur:
@@ -138,12 +115,14 @@ class Jobs(Base):
         status: str | None = None,
         limit: int = 20,
         offset: int = 0,
+        source: str | None = None,
     ) -> list[Job]:
         rows = await self._fetchall(
             "SELECT * FROM jobs"
             " WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR status = ?2)"
+            " AND (?5 IS NULL OR source = ?5)"
             " ORDER BY rowid DESC LIMIT ?3 OFFSET ?4",
-            (user_id, status, limit, offset),
+            (user_id, status, limit, offset, source),
         )
         return [job for row in rows if (job := self._job(row)) is not None]
 
@@ -402,31 +381,6 @@ class Jobs(Base):
         if requeued:
             log.info("recovered %d interrupted job(s)", requeued)
         return requeued, failed
-
-    async def mirror_job(self, job_id: str, state: dict[str, object]) -> Job | None:
-        """Cluster mode: take the render side of a job from the shared database (`MIRRORED`
-        columns), with a Telegram delivery queued in the same transaction when it completes.
-        The webhook triggers fire as for a local change. None when the job is unknown."""
-        values = [state[name] for name in MIRRORED]
-
-        async def statements(db: aiosqlite.Connection) -> Job | None:
-            async with db.execute(
-                "UPDATE jobs SET "
-                + ", ".join(f"{name} = ?" for name in MIRRORED)
-                + " WHERE job_id = ? AND status IN ('queued', 'processing') RETURNING *",
-                (*values, job_id),
-            ) as cur:
-                job = self._job(await cur.fetchone())
-            telegram = job is not None and job.source == "telegram" and job.chat_id is not None
-            if telegram and job is not None and job.status == "completed":
-                await db.execute(
-                    "INSERT OR IGNORE INTO deliveries (job_id, chat_id, created_at)"
-                    " VALUES (?, ?, ?)",
-                    (job_id, job.chat_id, utcnow()),
-                )
-            return job
-
-        return self._remember(await self._transaction(statements))
 
     async def set_progress_message(self, job_id: str, message_id: int) -> None:
         await self._transition(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -72,6 +73,7 @@ class Job:
     webhook_events: str | None = None  # a JSON list of event names
     request_digest: str | None = None
     shot: str | None = None  # camera.Shot as JSON
+    story: str | None = None  # story.Story as JSON; None for one photo
 
     @property
     def terminal(self) -> bool:
@@ -144,6 +146,7 @@ class NewJob:
     webhook_url: str | None = None
     webhook_events: str | None = None  # a JSON list of event names
     shot: str | None = None  # camera.Shot as JSON
+    story: str | None = None  # story.Story as JSON; None for one photo
 
 
 @dataclass
@@ -178,3 +181,8 @@ def check_same_request(existing: Job, digest: str | None) -> None:
             "this Idempotency-Key was used for another request (other parameters or photo)",
             code="idempotency_key_reused",
         )
+
+
+def job_from(row: Mapping[str, Any]) -> Job:
+    """A `Job` from a row of either dialect (extra columns ignored, absent later ones default)."""
+    return Job(**{name: row[name] for name in _JOB_COLUMNS if name in row})

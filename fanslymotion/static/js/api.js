@@ -5,10 +5,11 @@ const TOKEN_KEY = "fanslymotion.token";
 const USER_KEY = "fanslymotion.user";
 
 export class ApiError extends Error {
-  constructor(status, message, code = "") {
+  constructor(status, message, code = "", resetAt = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.resetAt = resetAt; // a daily limit's reset (a Date), from X-RateLimit-Reset
   }
 }
 
@@ -49,7 +50,8 @@ async function failure(response) {
   } catch {
     // not JSON: keep the status line
   }
-  return new ApiError(response.status, message, code);
+  const reset = Number(response.headers.get("X-RateLimit-Reset"));
+  return new ApiError(response.status, message, code, reset > 0 ? new Date(reset * 1000) : null);
 }
 
 /** fetch + JSON (`json` is sent as the body); a non-2xx answer throws ApiError with the

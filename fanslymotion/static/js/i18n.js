@@ -90,6 +90,7 @@ const TEXTS = {
     "phase.decoding": "decoding",
     "phase.encoding": "encoding the video",
     "phase.finishing": "finishing",
+    "phase.shot": "shot",
     "result.title": "Your video",
     "result.download": "Download",
     "result.variant": "Another variant",
@@ -130,6 +131,8 @@ const TEXTS = {
     "status.cancelled": "cancelled",
     "user.note": "This browser's user id for the service is {id} (kept in this browser only).",
     "error.network": "The service cannot be reached. Is it running?",
+    "error.dailyLimit": "You have reached today's limit of video. You can order again after {time}.",
+    "error.blocked": "This account cannot order videos at the moment. Please contact the service's operator.",
   },
   ru: {
     "token.change": "Сменить токен",
@@ -219,6 +222,7 @@ const TEXTS = {
     "phase.decoding": "декодирование",
     "phase.encoding": "кодирование видео",
     "phase.finishing": "завершение",
+    "phase.shot": "сцена",
     "result.title": "Ваше видео",
     "result.download": "Скачать",
     "result.variant": "Другой вариант",
@@ -259,6 +263,8 @@ const TEXTS = {
     "status.cancelled": "отменено",
     "user.note": "Id пользователя этого браузера для сервиса: {id} (хранится только в этом браузере).",
     "error.network": "Сервис недоступен. Он запущен?",
+    "error.dailyLimit": "Дневной лимит видео исчерпан. Заказать снова можно после {time}.",
+    "error.blocked": "С этого аккаунта сейчас нельзя заказывать видео. Напишите администратору сервиса.",
   },
 };
 

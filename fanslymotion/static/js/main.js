@@ -63,7 +63,12 @@ function report(exc, where) {
     return;
   }
   if (exc instanceof ApiError && exc.status === 0) where.textContent = t("error.network");
-  else if (exc instanceof ApiError) where.textContent = exc.message;
+  else if (exc instanceof ApiError && exc.code === "daily_limit" && exc.resetAt) {
+    const time = exc.resetAt.toLocaleString(language(), { dateStyle: "short", timeStyle: "short" });
+    where.textContent = t("error.dailyLimit", { time });
+  } else if (exc instanceof ApiError && exc.code === "user_blocked") {
+    where.textContent = t("error.blocked");
+  } else if (exc instanceof ApiError) where.textContent = exc.message;
   else {
     where.textContent = String(exc?.message || exc);
   }

@@ -1,0 +1,153 @@
+"""The story compositor: each shot's frames in, the story's frames out, in one stream.
+
+Shot i's frames come from `open_shot(i)` (any renderer's), asked for only when the shot
+begins, so at most two shots are open at once (during a transition) and memory does not grow
+with the number of shots. Each shot's frames get the look and its caption (faded in and out
+with the shot); transitions blend the end of one shot with the start of the next; the
+watermark goes over the result. `write` streams them into one encoder with the music muxed in
+the same ffmpeg run. Pure engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from . import looks, overlay, video
+from .errors import RenderError
+from .story import Story, Timeline, TransitionKind
+
+log = logging.getLogger(__name__)
+
+Frame = npt.NDArray[np.uint8]
+OpenShot = Callable[[int], Iterable[Frame]]
+
+CAPTION_FADE = 0.35
+"""Seconds over which a caption fades in at its shot's start and out at its end."""
+
+
+def weight(j: int, k: int) -> float:
+    """How far transition frame j (0..k-1) of k is from the old shot (0) to the new (1)."""
+    return (j + 1) / (k + 1)
+
+
+def blend(kind: TransitionKind, old: Frame, new: Frame, p: float) -> Frame:
+    """One frame of a transition at p (0: all old, 1: all new)."""
+    if kind == "crossfade":
+        return np.asarray(cv2.addWeighted(old, 1.0 - p, new, p, 0.0), dtype=np.uint8)
+    if kind == "fade":  # through black: the old shot darkens to black, the new one rises
+        source, gain = (old, 1.0 - 2.0 * p) if p < 0.5 else (new, 2.0 * p - 1.0)
+        return np.asarray(cv2.convertScaleAbs(source, alpha=gain), dtype=np.uint8)
+    if kind == "slide":  # the new shot enters from the right and pushes the old one out left
+        width = old.shape[1]
+        shift = min(width, max(0, round(p * width)))
+        out = np.empty_like(old)
+        out[:, : width - shift] = old[:, shift:]
+        out[:, width - shift :] = new[:, :shift]
+        return out
+    return new
+
+
+class _Shots:
+    """The shots' frames with the look and captions applied, opened one after another."""
+
+    def __init__(self, story: Story, line: Timeline, size: tuple[int, int], open_shot: OpenShot):
+        self.story = story
+        self.line = line
+        self.open_shot = open_shot
+        self.captions = [overlay.caption(s.caption, size) for s in story.shots]
+        self.fade = max(1, round(CAPTION_FADE * line.fps))
+
+    def frames(self, i: int) -> Iterator[Frame]:
+        n = self.line.shot_frames[i]
+        patch = self.captions[i]
+        count = 0
+        for frame in self.open_shot(i):
+            if count >= n:
+                raise RenderError(f"shot {i + 1} gave more than its {n} frames")
+            out = looks.apply(frame, self.story.look)
+            if patch is not None:
+                edge = min(count + 1, n - count)
+                out = patch.blend(out, min(1.0, edge / self.fade))
+            yield out
+            count += 1
+        if count != n:
+            raise RenderError(f"shot {i + 1} gave {count} frames, not {n}")
+
+
+def compose(story: Story, size: tuple[int, int], fps: int, open_shot: OpenShot) -> Iterator[Frame]:
+    """The story's frames, `story.timeline(fps).frames` of them, of `size` (width, height)."""
+    line = story.timeline(fps)
+    shots = _Shots(story, line, size, open_shot)
+    mark = story.watermark
+    patch = None if mark is None else overlay.watermark(mark.text, mark.png, mark.corner, size)
+    opacity = 0.0 if mark is None else mark.opacity
+    for frame in _sequence(story, line, shots):
+        yield frame if patch is None else patch.blend(frame, opacity)
+
+
+def _sequence(story: Story, line: Timeline, shots: _Shots) -> Iterator[Frame]:
+    current = shots.frames(0)
+    entered = 0  # frames of the current shot already used by the transition into it
+    for i, n in enumerate(line.shot_frames):
+        leaving = line.overlaps[i] if i < len(line.overlaps) else 0
+        for _ in range(n - entered - leaving):
+            yield next(current)
+        if leaving == 0:
+            if i + 1 < len(line.shot_frames):
+                _close(current)
+                current = shots.frames(i + 1)
+            entered = 0
+            continue
+        following = shots.frames(i + 1)
+        kind = story.transition(i).kind
+        for j in range(leaving):
+            yield blend(kind, next(current), next(following), weight(j, leaving))
+        _close(current)
+        current, entered = following, leaving
+    # The last shot must end exactly here; a longer one is an error of its renderer.
+    for extra in current:
+        del extra
+    _close(current)
+
+
+def _close(frames: Iterator[Frame]) -> None:
+    close = getattr(frames, "close", None)
+    if close is not None:
+        close()
+
+
+def write(
+    story: Story,
+    open_shot: OpenShot,
+    path: Path,
+    *,
+    size: tuple[int, int],
+    fps: int,
+    music: video.AudioTrack | None = None,
+    crf: int = 20,
+    preset: str = "veryfast",
+    metadata: Mapping[str, str] | None = None,
+    on_frame: Callable[[int], None] | None = None,
+    check: Callable[[], None] | None = None,
+) -> int:
+    """Compose the story and encode it to `path` (with `music` muxed in); returns the frames."""
+    width, height = size
+    return video.encode(
+        compose(story, size, fps, open_shot),
+        path,
+        width=width,
+        height=height,
+        fps=fps,
+        crf=crf,
+        preset=preset,
+        metadata=metadata,
+        on_frame=on_frame,
+        check=check,
+        audio=music,
+    )

@@ -1,0 +1,160 @@
+"""The stores of record of both deployments behave alike, case by case: the single box's SQLite
+(`store.Store`) and a cluster's PostgreSQL (`cluster.store.PgStore` with `PgOutbox`, on the
+session's server). A Telegram job's delivery is written by the transaction that completes it,
+the webhook events by the transaction of each change, the bot's tables keep what it says."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from fanslymotion.errors import TooManyJobs
+from fanslymotion.store import Store
+from fanslymotion.store.port import BotStore, Outbox
+from fanslymotion.vocabulary import Phase, Progress
+
+from .test_job_service import store_of
+from .test_store import new_job
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[BotStore, Outbox]]:
+    async with store_of(request.param, request, tmp_path / "db.sqlite3") as store:
+        if isinstance(store, Store):
+            yield store, store
+            return
+        from fanslymotion.cluster.outbox import PgOutbox
+        from fanslymotion.cluster.store import PgStore
+
+        assert isinstance(store, PgStore)
+        yield store, PgOutbox(store.db)
+
+
+async def test_a_telegram_job_is_delivered_from_its_completing_transaction(
+    stores: tuple[BotStore, Outbox],
+) -> None:
+    store, _ = stores
+    new = new_job(source="telegram", chat_id=77, message_id=5, idempotency_key="k")
+    job, created = await store.create_job(new, max_queued=5, max_active_per_user=5)
+    assert created and job.status == "queued" and job.chat_id == 77
+    again, created = await store.create_job(new, max_queued=5, max_active_per_user=5)
+    assert not created and again.job_id == job.job_id
+    assert await store.queue_position(job.job_id) == 1
+    assert await store.get_delivery(job.job_id) is None
+    started = await store.start_job(job.job_id, "motion")
+    assert started is not None and started.status == "processing"
+    done = await store.complete_job(
+        job.job_id,
+        output_path="hot/x.mp4",
+        width=640,
+        height=360,
+        frames=12,
+        size_bytes=1000,
+        render_seconds=1.5,
+    )
+    assert done is not None and done.status == "completed" and done.progress == 100
+    delivery = await store.get_delivery(job.job_id)
+    assert delivery is not None and (delivery.status, delivery.chat_id) == ("pending", 77)
+    assert [d.job_id for d in await store.due_deliveries()] == [job.job_id]
+    assert await store.delivery_claim(job.job_id)
+    assert not await store.delivery_claim(job.job_id)  # claimed once
+    assert await store.delivery_sent(job.job_id, "file-1")
+    ((sent_job, sent),) = await store.sent_videos(3)
+    assert sent_job.job_id == job.job_id and (sent.status, sent.file_id) == ("sent", "file-1")
+    assert await store.render_times() == [(("motion", "360p", 12, 25), 1.5)]
+
+
+async def test_caps_the_fair_order_and_a_retry_without_its_phase(
+    stores: tuple[BotStore, Outbox],
+) -> None:
+    store, _ = stores
+    ids = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(1, 5)]
+    for job_id, user in zip(ids, (1, 1, 1, 2), strict=True):
+        await store.create_job(new_job(job_id, user_id=user), max_queued=10, max_active_per_user=3)
+    with pytest.raises(TooManyJobs) as refused:
+        await store.create_job(new_job("x", user_id=1), max_queued=10, max_active_per_user=3)
+    assert refused.value.details["cap"] == "user"
+    # Round robin: user 2's first job before user 1's second.
+    assert [j.job_id for j in await store.queued_ahead(ids[2])] == [ids[0], ids[3], ids[1]]
+    running = await store.start_job(ids[0], "motion")
+    assert running is not None
+    await store.set_progress(ids[0], Progress(50.0, Phase.RENDERING, 2, 4))
+    seen = await store.get_job(ids[0])
+    assert seen is not None and (seen.progress, seen.phase, seen.phase_step) == (
+        50.0,
+        "rendering",
+        2,
+    )
+    back = await store.requeue_job(ids[0], count_attempt=True, not_before=1e12, error="a fault")
+    assert back is not None and (back.status, back.attempts, back.error) == ("queued", 1, "a fault")
+    assert (back.phase, back.phase_step, back.phase_steps, back.progress) == ("", 0, 0, 0)
+    found, ahead = await store.job_and_queue_ahead(ids[0])
+    assert found is not None and len(ahead) == 3  # waiting out its backoff: last
+    cancelled = await store.cancel_job(ids[1], running=False)
+    assert cancelled is not None and cancelled.status == "cancelled"
+    assert await store.cancel_job(ids[1], running=False) is None  # the guard held
+    counts = await store.counts_by_status()
+    assert (counts["queued"], counts["cancelled"]) == (2 + 1, 1)
+    assert [j.job_id for j in await store.list_jobs(user_id=2)] == [ids[3]]
+
+
+async def test_webhook_events_are_written_with_the_changes(stores: tuple[BotStore, Outbox]) -> None:
+    store, outbox = stores
+    events = json.dumps(["started", "progress", "completed"])
+    job, _ = await store.create_job(
+        new_job(webhook_url="https://hooks.example/x", webhook_events=events),
+        max_queued=5,
+        max_active_per_user=5,
+    )
+    await store.start_job(job.job_id, "motion")
+    for percent in (10.0, 20.0):  # progress events coalesce: the latest wins
+        await store.set_progress(job.job_id, Progress(percent, Phase.RENDERING, 1, 2))
+    await store.complete_job(
+        job.job_id,
+        output_path="hot/x.mp4",
+        width=640,
+        height=360,
+        frames=12,
+        size_bytes=1000,
+        render_seconds=1.5,
+    )
+    due = await outbox.webhooks_due(now=1e12, limit=10)
+    assert [(row.event, row.job.status, row.job.progress) for row in due] == [
+        ("started", "processing", 0),
+        ("progress", "processing", 20.0),
+        ("completed", "completed", 100),
+    ]
+    assert all(row.url == "https://hooks.example/x" for row in due)
+    assert await outbox.webhook_claim(due[0].msg_id)
+    await outbox.webhook_delivered(due[0].msg_id)
+    await outbox.webhook_failed(due[1].msg_id, "HTTP 500", retry_at=None)
+    assert await outbox.webhooks_pending() == 1
+    summary = await store.webhook_summary(job.job_id)
+    assert summary == {
+        "delivered": 1,
+        "pending": 1,
+        "failed": 1,
+        "attempts": 2,
+        "last_error": "HTTP 500",
+    }
+
+
+async def test_the_bots_tables_keep_what_it_says(stores: tuple[BotStore, Outbox]) -> None:
+    store, _ = stores
+    assert await store.fsm_get("k") == (None, {})
+    await store.fsm_set_state("k", "Menu:main")
+    await store.fsm_set_data("k", {"duration": 6})
+    assert await store.fsm_get("k") == ("Menu:main", {"duration": 6})
+    assert await store.get_language(9) is None
+    await store.set_language(9, "ru")
+    await store.set_blocked(9, True)
+    assert await store.get_language(9) == "ru"
+    assert await store.unblock(9) and not await store.unblock(9)
+    assert await store.get_flag("finals") is None
+    await store.set_flag("finals", "a b")
+    assert await store.get_flag("finals") == "a b"
