@@ -18,8 +18,10 @@ from aiogram.filters import Command, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
+from . import stats
 from .bot_delivery import DOCUMENT_PREFIX
 from .bot_history import HISTORY_KEPT, history_view
+from .bot_miniapp import on_app
 from .bot_photo import (
     incoming_kind,
     on_early_photo,
@@ -38,6 +40,7 @@ from .bot_screens import (
     stale_text,
     take_over,
 )
+from .bot_story import on_music, on_no_music
 from .bot_views import (
     OPTION_OF_STEP,
     STATE_OF,
@@ -217,6 +220,30 @@ async def on_queue(message: Message, lang: str, store: BotStore, jobs: JobQueue)
         renderer_reason=renderer.get("reason", ""),
         processing=t(lang, "processing_paused" if jobs.paused else "processing_on"),
         **{f"c_{status}": count for status, count in counts.items()},
+    )
+    await message.answer(text)
+
+
+async def on_stats(message: Message, lang: str, jobs: JobQueue) -> None:
+    """Today's figures (UTC): jobs, failures, the queue, median render time per resolution."""
+    if jobs.owners is None:  # a job service started without the owners' tables
+        await message.answer(t(lang, "stats_unavailable"))
+        return
+    figures = await stats.figures(jobs.owners, "today")
+    medians = figures["median_render_seconds"]
+    rate = figures["failure_rate"]
+    text = t(
+        lang,
+        "stats_today",
+        jobs=figures["jobs"],
+        completed=figures["completed"],
+        failed=figures["failed"],
+        rate=f"{rate * 100:.0f}%" if rate is not None else "—",
+        queued=await jobs.store.count_jobs(status="queued"),
+        running=len((await jobs.health()).get("running_jobs") or []),
+        medians=" · ".join(f"{res} {m['seconds']:.1f} s" for res, m in medians.items())
+        or t(lang, "queue_none"),
+        processing=t(lang, "processing_paused" if jobs.paused else "processing_on"),
     )
     await message.answer(text)
 
@@ -541,7 +568,9 @@ def build_router(*, admins: Collection[int]) -> Router:
     router.message.register(on_cancel, Command("cancel"))
     router.message.register(on_status, Command("status"))
     router.message.register(on_history, Command("history"))
+    router.message.register(on_app, Command("app"))
     router.message.register(on_queue, Command("queue"), admin)
+    router.message.register(on_stats, Command("stats"), admin)
     router.message.register(on_pause, Command("pause"), admin)
     router.message.register(on_resume, Command("resume"), admin)
     router.callback_query.register(on_nav, Nav.filter())
@@ -550,6 +579,9 @@ def build_router(*, admins: Collection[int]) -> Router:
     router.callback_query.register(on_lang_pick, LangButton.filter())
     router.callback_query.register(on_history_page, HistPage.filter())
     router.callback_query.register(on_job_button, JobButton.filter())
+    settings_states = StateFilter(*STATE_OF.values())
+    router.message.register(on_no_music, Command("nomusic"))
+    router.message.register(on_music, settings_states, F.audio | F.voice)
     router.message.register(on_photo, StateFilter(Flow.photo), F.photo | F.document)
     router.message.register(on_not_photo, StateFilter(Flow.photo))
     router.message.register(on_early_photo, F.photo | F.document)

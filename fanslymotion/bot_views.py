@@ -6,6 +6,7 @@ no Telegram calls, no database, so they are unit-tested without a server.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiogram.filters.callback_data import CallbackData
@@ -17,6 +18,7 @@ from .config import Settings
 from .errors import (
     BadRequest,
     FanslyError,
+    Forbidden,
     InsufficientStorage,
     InvalidParams,
     PayloadTooLarge,
@@ -355,7 +357,12 @@ _SHAPES = (("16:9", 16 / 9), ("9:16", 9 / 16), ("1:1", 1.0), ("4:3", 4 / 3), ("3
 def job_caption(lang: str, job: Job, width: int | None = None, height: int | None = None) -> str:
     """The caption of a delivered video: its parameters and a short variant label."""
     width, height = width or job.width, height or job.height
-    return t(
+    story = ""
+    if job.story:  # what the story used: its photos and whether music
+        told = json.loads(job.story)
+        music = t(lang, "caption_music") if told.get("music") else ""
+        story = t(lang, "caption_story", n=len(told["shots"]), music=music) + "\n"
+    return story + t(
         lang,
         "caption",
         motion=motion_name(lang, job.motion_preset),
@@ -536,8 +543,31 @@ def upscale_text(lang: str, job: Job) -> str:
     return t(lang, "warn_upscale", resolution=job.resolution, factor=factor)
 
 
+def daily_limit_text(lang: str, exc: FanslyError) -> str:
+    """The daily limit's refusal: the limit, what was ordered, when (UTC) and in how long it
+    resets."""
+    details = exc.details
+    resets = str(details.get("resets_at") or "")[11:16] or "00:00"
+    minutes = max(1, round((exc.retry_after or 60) / 60))
+    hours, rest = divmod(minutes, 60)
+    unit_h, unit_m = ("ч", "мин") if lang == "ru" else ("h", "min")
+    wait = f"{hours} {unit_h} {rest} {unit_m}" if hours else f"{rest} {unit_m}"
+    return t(
+        lang,
+        "cap_daily",
+        limit=details.get("limit", "?"),
+        used=details.get("used", "?"),
+        resets=resets,
+        wait=wait,
+    )
+
+
 def error_text(lang: str, exc: FanslyError, *, active: int, limit: int) -> str:
     """A friendly, translated text for a domain error (its message is safe to quote)."""
+    if isinstance(exc, TooManyJobs) and exc.code == "daily_limit":
+        return daily_limit_text(lang, exc)
+    if isinstance(exc, Forbidden) and exc.code == "user_blocked":
+        return t(lang, "blocked_by_operator")
     if isinstance(exc, TooManyJobs):
         if active >= limit:
             return t(lang, "cap_user", videos=videos(lang, active), limit=limit)

@@ -124,6 +124,11 @@ class Settings(BaseSettings):
         1.0, gt=0
     )  # seconds between a worker's polls (NOTIFY wakes it sooner)
 
+    # operators: the admin page and API, usage limits
+    admin_token: SecretStr | None = None  # unset: /admin/* answers 403 (the operator's room is off)
+    # seconds of video one owner may order per UTC day; unset: no limit
+    daily_seconds_per_user: int | None = Field(None, ge=1)
+
     log_level: str = "INFO"
 
     # trust (README, "Authentication")

@@ -200,6 +200,8 @@ async def housekeeping(
     archived = pruned = 0
     await remove_orphan_work(settings, store)
     for job in await store.finished_before(archive_cutoff):
+        if job.status == "failed" and job.input_path and job.input_path.startswith("inputs/"):
+            await retire_input(settings, store, job)  # kept this long for an operator's retry
         if job.output_path is None:
             continue
         source = settings.data_dir / job.output_path

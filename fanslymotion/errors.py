@@ -82,6 +82,13 @@ class InsufficientStorage(FanslyError):
     status = 507
 
 
+class NotAvailable(FanslyError):
+    """A feature this deployment does not have (e.g. the operator's figures on a front whose
+    one store is PostgreSQL)."""
+
+    status = 501
+
+
 class Unauthorized(FanslyError):
     status = 401
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,10 +74,17 @@ def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     return parameters
 
 
-def document(routes: list[Route], auth: bool) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of `routes` (with a bearer scheme when `auth`)."""
+# The admin API's routes (README "Operating") answer these with an ErrorOut body.
+ADMIN_ERRORS = ("401", "403", "404", "409", "422", "503")
+
+
+def document(
+    routes: list[Route], auth: bool, extra_models: Sequence[type[BaseModel]] = ()
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `routes` (with a bearer scheme when `auth`; the admin
+    routes under /admin/ with the admin token's scheme)."""
     _, defs = models_json_schema(
-        [(model, "validation") for model in models.DOCUMENTED],
+        [(model, "validation") for model in [*models.DOCUMENTED, *extra_models]],
         ref_template="#/components/schemas/{model}",
     )
     schemas: dict[str, Any] = defs["$defs"]
@@ -96,6 +103,11 @@ def document(routes: list[Route], auth: bool) -> dict[str, Any]:
                 extra = {"headers": _ERROR_HEADERS[code]} if code in _ERROR_HEADERS else {}
                 operation["responses"].setdefault(code, {**error, **extra})
             operation["security"] = security
+        if route.path.startswith("/admin/"):
+            for code in ADMIN_ERRORS:
+                extra = {"headers": _ERROR_HEADERS[code]} if code in _ERROR_HEADERS else {}
+                operation["responses"].setdefault(code, {**error, **extra})
+            operation["security"] = [{"admin": []}]
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     result: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -105,6 +117,12 @@ def document(routes: list[Route], auth: bool) -> dict[str, Any]:
     }
     if auth:
         result["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    if any(route.path.startswith("/admin/") for route in routes):
+        result["components"].setdefault("securitySchemes", {})["admin"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "FANSLYMOTION_ADMIN_TOKEN",
+        }
     return result
 
 

@@ -27,17 +27,19 @@ from . import camera, checkpoints, datadir, photo, story_intake, webhook, webhoo
 from .camera import Shot
 from .config import Settings
 from .datadir import remove_quietly, write_atomic
-from .errors import InsufficientStorage, NotFound, TooManyJobs, Unavailable
+from .errors import Conflict, InsufficientStorage, NotFound, TooManyJobs, Unavailable
 from .eta import Estimator, Kind, finish_of, first_free, rest_of
 from .events import EventHub, JobEvent, is_closed
 from .executor import CancelledByUser, Ending, Executor, Rendered, spec_of
+from .limits import Limits
 from .loops import stop_tasks, watch
 from .metrics import Metrics
 from .models import JobRequest
 from .renderer import Preview, Renderer, RenderSpec
 from .retry import Failed, Outcome, Policy, next_state
 from .store import Job, NewJob, check_same_request
-from .store.port import JobStore
+from .store.owners import OwnerTables
+from .store.port import JobStore, OwnerStore
 from .story import Story
 from .story_intake import StoryFiles
 from .vocabulary import TERMINAL, JobStatus, Phase, Progress
@@ -66,6 +68,7 @@ class JobQueue:
         store: JobStore,
         executor: Executor,
         metrics: Metrics | None = None,
+        owners: OwnerStore | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
@@ -73,6 +76,12 @@ class JobQueue:
         self.executor = executor
         self.events = EventHub()
         self.estimator = Estimator()
+        # The operator's tables (owners' rules, figures): the SQLite store's own, or given (a
+        # cluster's front: cluster.owners.PgOwners).
+        if owners is None and isinstance(store, OwnerTables):
+            owners = store
+        self.owners = owners
+        self.limits = Limits(settings, self.owners) if self.owners is not None else None
         self._live: dict[str, _Live] = {}
         self._queue_length = 0  # as /health last counted it (a cluster's database may be away)
         self._stopping = False
@@ -149,9 +158,11 @@ class JobQueue:
         idempotency_key: str | None = None,
         request_digest: str | None = None,
         story_files: StoryFiles | None = None,
+        exempt: bool = False,
     ) -> tuple[Job, bool]:
         """Validate, store the photo and queue a job. Returns (job, created). A repeat of an
-        idempotency key returns its job when `request_digest` is the same, else 422."""
+        idempotency key returns its job when `request_digest` is the same, else 422. The
+        owner's block and daily limit apply unless `exempt` (the admin token)."""
         if self._stopping:
             raise Unavailable(
                 "the service is restarting, please try again in a minute", retry_after=30
@@ -166,6 +177,8 @@ class JobQueue:
             if existing is not None:
                 check_same_request(existing, request_digest)
                 return existing, False
+        if not exempt and self.limits is not None:
+            await self.limits.check(request.source, request.user_id, request.duration)
         try:
             await self.store.check_caps(
                 request.user_id,
@@ -362,14 +375,41 @@ class JobQueue:
                 job = await self.get(job_id)
         return job
 
+    async def retry(self, job_id: str) -> Job:
+        """An operator's retry: a failed job queued again as a new attempt of the same job,
+        with its seed and photo. 409 when it is not failed or its photo is no longer kept."""
+        job = await self.get(job_id)
+        if job.status != JobStatus.FAILED:
+            raise Conflict(
+                f"only a failed job can be retried (this one is {job.status})", code="not_failed"
+            )
+        photo_path = self.settings.data_dir / job.input_path if job.input_path else None
+        loop = asyncio.get_running_loop()
+        if photo_path is None or not await loop.run_in_executor(None, photo_path.is_file):
+            raise Conflict("the photo of this job is no longer kept", code="photo_gone")
+        await self.executor.admit()
+        again = await self.store.retry_failed(job_id)
+        if again is None:  # retried by another request in between
+            raise Conflict("the job is no longer failed", code="not_failed")
+        log.info("job %s retried by an operator: attempt %d", job_id, again.attempts + 1)
+        await self.executor.enqueued(again)
+        self._transition(again, "retried by an operator")
+        return again
+
     # -- views --------------------------------------------------------------------------------
 
     async def list_jobs(
-        self, *, user_id: int | None, status: str | None, limit: int, offset: int
+        self,
+        *,
+        user_id: int | None,
+        status: str | None,
+        limit: int,
+        offset: int,
+        source: str | None = None,
     ) -> list[Job]:
-        """The newest jobs first, of one user and in one status when asked."""
+        """The newest jobs first, of one user (of one source) and in one status when asked."""
         return await self.store.list_jobs(
-            user_id=user_id, status=status, limit=limit, offset=offset
+            user_id=user_id, status=status, limit=limit, offset=offset, source=source
         )
 
     async def webhook_summary(self, job_id: str) -> dict[str, Any] | None:
@@ -569,7 +609,9 @@ class JobQueue:
             self.metrics.render_seconds.labels(renderer, job.resolution, str(job.duration)).observe(
                 job.render_seconds
             )
-        if job.terminal:
+        if job.terminal and job.status != JobStatus.FAILED:
+            # A failed job keeps its photo so that an operator can retry it; housekeeping
+            # retires it after ARCHIVE_AFTER_DAYS.
             self._cleanup_input(job)
 
     async def _retry_or_fail(self, job: Job, outcome: Outcome, seconds: float) -> None:

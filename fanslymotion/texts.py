@@ -201,6 +201,14 @@ EN: dict[str, str] = {
         "Please wait until one is ready — /status shows them."
     ),
     "cap_queue": "The queue is full right now. Please try again in about {seconds} s.",
+    "cap_daily": (
+        "That would go over your daily limit of {limit} s of video ({used} s ordered today). "
+        "The limit resets at {resets} UTC, in {wait}."
+    ),
+    "blocked_by_operator": (
+        "Sorry, this account cannot order videos at the moment. "
+        "If you think this is a mistake, please contact the service's operator."
+    ),
     "unavailable": "The service is restarting or paused for new work. Please try again shortly.",
     "storage": "The server is short of disk space right now. Please try again later.",
     "generic_error": "Sorry, something went wrong on our side. Please try again.",
@@ -253,10 +261,31 @@ EN: dict[str, str] = {
         "Processing: {processing}"
     ),
     "queue_none": "none",
+    "stats_unavailable": "This service keeps no figures.",
+    "stats_today": (
+        "Today (UTC): {jobs} jobs · {completed} done · {failed} failed (failure rate {rate})\n"
+        "Queue: {queued} waiting · {running} running · processing {processing}\n"
+        "Median render time: {medians}"
+    ),
     "processing_paused": "paused",
     "processing_on": "running",
     "paused": "⏸ Processing paused. Queued videos wait until /resume.",
     "resumed": "▶️ Processing resumed.",
+    # stories (issue 25): an album, music
+    "album_story": "That's an album of {n} photos: they will make one story.",
+    "story_note": "🎞 An album of {n} photos: one story of {seconds} s, crossfaded.",
+    "story_music": "🎵 With your music.",
+    "music_kept": "🎵 Music kept: it will play under this video. /nomusic removes it.",
+    "music_removed": "🔇 No music this time.",
+    "music_too_big": "That audio is larger than {limit} MB. Please send a smaller one.",
+    "music_refused": "I could not use that music: {why}. Send another, or /nomusic.",
+    "music_audio_silent": "it is silent",
+    "music_audio_unreadable": "it is not an audio file I can read (MP3, M4A, WAV, OGG or FLAC)",
+    "music_audio_too_long": "it is longer than 10 minutes",
+    "music_audio_too_large": "it is larger than 20 MB",
+    "music_audio_start": "it is too short",
+    "caption_story": "🎞 Story: {n} photos{music}",
+    "caption_music": " · music",
 }
 
 RU: dict[str, str] = {
@@ -434,6 +463,14 @@ RU: dict[str, str] = {
         "Дождитесь, пока одно из них будет готово, — /status покажет их."
     ),
     "cap_queue": "Очередь сейчас заполнена. Попробуйте примерно через {seconds} с.",
+    "cap_daily": (
+        "Так вы превысите дневной лимит в {limit} с видео (сегодня заказано {used} с). "
+        "Лимит обновится в {resets} UTC, через {wait}."
+    ),
+    "blocked_by_operator": (
+        "К сожалению, с этого аккаунта сейчас нельзя заказывать видео. "
+        "Если это ошибка, напишите администратору сервиса."
+    ),
     "unavailable": "Сервис перезапускается или не принимает новые задания. Попробуйте чуть позже.",
     "storage": "На сервере сейчас мало места. Попробуйте позже.",
     "generic_error": "Извините, у нас что-то пошло не так. Попробуйте ещё раз.",
@@ -488,10 +525,32 @@ RU: dict[str, str] = {
         "Обработка: {processing}"
     ),
     "queue_none": "нет",
+    "stats_unavailable": "Этот сервис не ведёт сводку.",
+    "stats_today": (
+        "Сегодня (UTC): заданий {jobs} · готово {completed} · ошибок {failed}"
+        " (доля ошибок {rate})\n"
+        "Очередь: ждут {queued} · в работе {running} · обработка {processing}\n"
+        "Медиана времени рендера: {medians}"
+    ),
     "processing_paused": "на паузе",
     "processing_on": "идёт",
     "paused": "⏸ Обработка на паузе. Видео в очереди ждут команды /resume.",
     "resumed": "▶️ Обработка возобновлена.",
+    # stories (issue 25): an album, music
+    "album_story": "Это альбом из {n} фото: из них получится одна история.",
+    "story_note": "🎞 Альбом из {n} фото: одна история на {seconds} с, с плавными переходами.",
+    "story_music": "🎵 С вашей музыкой.",
+    "music_kept": "🎵 Музыка сохранена: она будет звучать в этом видео. /nomusic уберёт её.",
+    "music_removed": "🔇 На этот раз без музыки.",
+    "music_too_big": "Этот аудиофайл больше {limit} МБ. Пришлите файл поменьше.",
+    "music_refused": "Не получилось использовать эту музыку: {why}. Пришлите другую или /nomusic.",
+    "music_audio_silent": "в ней тишина",
+    "music_audio_unreadable": "это не аудиофайл, который я могу прочитать (MP3, M4A, WAV, OGG, FLAC)",
+    "music_audio_too_long": "она длиннее 10 минут",
+    "music_audio_too_large": "файл больше 20 МБ",
+    "music_audio_start": "она слишком короткая",
+    "caption_story": "🎞 История: {n} фото{music}",
+    "caption_music": " · музыка",
 }
 
 # One line per preset for the motion step, after its name and a dash (so they begin in lower
@@ -516,6 +575,22 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "dolly_in": "камера движется к центру: чёткое плавное приближение",
     },
 }
+
+# The page as a Telegram Mini App (issue 24): the menu button and /app.
+EN.update(
+    {
+        "app_button": "Open the app",
+        "app_open": "Your videos and the editor, inside Telegram: tap below.",
+        "app_off": "The app is not available on this server yet. Send me a photo here instead.",
+    }
+)
+RU.update(
+    {
+        "app_button": "Открыть приложение",
+        "app_open": "Ваши видео и редактор прямо в Telegram: нажмите кнопку ниже.",
+        "app_off": "Приложение на этом сервере пока недоступно. Пришлите фото сюда.",
+    }
+)
 
 TEXTS: dict[str, dict[str, str]] = {"en": EN, "ru": RU}
 

@@ -225,6 +225,14 @@ class PostgresServer:
         self._run_pg_ctl("start")
         self._wait_ready()
 
+    def down(self) -> bool:
+        """Whether the server refuses connections (stopped by `pause`, say)."""
+        try:
+            with psycopg.connect(self.database_url("postgres"), connect_timeout=2):
+                return False
+        except psycopg.OperationalError:
+            return True
+
     def stop(self) -> None:
         """pg_ctl stop -m fast, then remove the temporary folder (the log is kept for log())."""
         if self._base is None:

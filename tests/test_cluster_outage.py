@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .cluster_stack import Cluster, cluster_of, wait_for
+from .cluster_stack import Cluster, cluster_of, transitions, wait_for
 from .conftest import photo_bytes
 from .pg_server import PostgresServer
 
@@ -112,3 +113,31 @@ def test_an_outage_answers_at_once_and_the_front_is_back_within_seconds(
     log = cluster.front.log()
     assert log.count("lost the connection to PostgreSQL") == 1  # one line per change of state
     assert "error connecting in" not in log  # psycopg_pool's own warnings are folded into it
+
+
+def test_a_video_held_through_an_outage_is_dropped_by_a_stop(
+    cluster: Cluster, postgres: PostgresServer
+) -> None:
+    """A render that ends while PostgreSQL is away is held by its worker; a SIGTERM ends the
+    hold within seconds (the worker exits, nothing hangs on the outage), and once the server
+    is back the job runs again, counted, and completes once."""
+    cluster.front.start()
+    worker = cluster.add_worker("box0-gpu0")
+    cluster.wait_workers(1)
+    job_id = cluster.front.create(duration=6, resolution="1080p", motion_preset="dolly_in")
+    wait_for(lambda: cluster.shared(job_id)["progress"] > 50, 90, "the render past half way")
+    postgres.pause()
+    try:
+        wait_for(lambda: f"job {job_id}: rendered while" in worker.log(), 30, "the video held")
+        stopped = time.monotonic()
+        worker.signal(signal.SIGTERM)
+        code = worker.wait_exit(30)
+        seconds = time.monotonic() - stopped
+        assert code == 0 and seconds < 10.0, worker.log()
+    finally:
+        postgres.resume()
+    assert "Traceback" not in worker.log() and " ERROR " not in worker.log(), worker.log()
+    cluster.add_worker("box0-gpu0")  # the unit restarts it
+    final = cluster.front.wait(job_id, ("completed", "failed"), timeout=90)
+    assert final["status"] == "completed" and final["attempts"] == 1, cluster.logs()
+    assert transitions(cluster.front.log(), job_id).count("completed") == 1

@@ -163,9 +163,10 @@ class ClusterDB:
 
     # -- schema -------------------------------------------------------------------------------
 
-    async def migrate(self) -> None:
+    async def migrate(self) -> int:
         """Create procrastinate's schema and ours, or bring ours up to date; safe to run from
-        every process at once (an advisory lock makes them take turns)."""
+        every process at once (an advisory lock makes them take turns). Returns the schema's
+        version after: above len(MIGRATIONS) when newer code migrated it."""
         async with self.transaction() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
             cur = await conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS ok")
@@ -182,6 +183,7 @@ class ClusterDB:
                 await conn.execute("INSERT INTO fm_schema (version) VALUES (%s)", (number,))
                 log.info("cluster schema migrated to version %d", number)
             await conn.execute(_NOTIFY)
+        return max(version, len(MIGRATIONS))
 
     async def schema_ready(self) -> bool:
         row = await self.one("SELECT to_regclass('fm_jobs') IS NOT NULL AS ok")
@@ -226,6 +228,23 @@ class ClusterDB:
             if await cur.fetchone() is None:
                 return False
             await defer_in(conn, job.job_id, job.not_before)
+            await rerank_in(conn, None)
+        return True
+
+    async def retry(self, job: Any) -> bool:
+        """failed -> queued again: an operator's retry, as the attempt the front counted, with a
+        new procrastinate job. False when the row is not failed (retried already)."""
+        async with self.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE fm_jobs SET status = 'queued', attempts = %s, error = NULL, progress = 0,"
+                " message = 'queued', phase = '', phase_step = 0, phase_steps = 0,"
+                " not_before = 0, worker = NULL, started_at = NULL, completed_at = NULL,"
+                " updated_at = fm_now() WHERE job_id = %s AND status = 'failed' RETURNING job_id",
+                (job.attempts, job.job_id),
+            )
+            if await cur.fetchone() is None:
+                return False
+            await defer_in(conn, job.job_id, 0.0)
             await rerank_in(conn, None)
         return True
 
@@ -318,7 +337,7 @@ class ClusterDB:
     async def workers(self, silent_for: float) -> list[Row]:
         """Every worker with its state; one silent for `silent_for` seconds is `lost`."""
         return await self.rows(
-            "SELECT name, host, pid, renderer, renderer_state, jobs_done, started_at,"
+            "SELECT name, host, pid, renderer, renderer_state, jobs_done, started_at, version,"
             " CASE WHEN state IN ('stopped', 'refused') THEN state"
             "  WHEN last_heartbeat < now() - make_interval(secs => %(silent)s) THEN 'lost'"
             "  ELSE state END AS state,"
@@ -393,14 +412,17 @@ class ClusterDB:
 
     # -- the worker's writes --------------------------------------------------------------------
 
-    async def register_worker(self, name: str, host: str, pid: int, renderer: str) -> None:
+    async def register_worker(
+        self, name: str, host: str, pid: int, renderer: str, version: str = ""
+    ) -> None:
         await self.run(
-            "INSERT INTO fm_workers (name, host, pid, renderer, state, started_at)"
-            " VALUES (%s, %s, %s, %s, 'loading', fm_now())"
+            "INSERT INTO fm_workers (name, host, pid, renderer, state, started_at, version)"
+            " VALUES (%s, %s, %s, %s, 'loading', fm_now(), %s)"
             " ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
             " renderer = excluded.renderer, state = 'loading', job_id = NULL,"
-            " started_at = excluded.started_at, last_heartbeat = now()",
-            (name, host, pid, renderer),
+            " started_at = excluded.started_at, last_heartbeat = now(),"
+            " version = excluded.version",
+            (name, host, pid, renderer, version),
         )
 
     async def heartbeat(

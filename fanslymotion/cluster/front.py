@@ -47,6 +47,8 @@ from ..store import Job
 from ..store.port import JobStore
 from .db import Attempt, ClusterDB, Row
 from .follow import Follower
+from .outage import one_line
+from .schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +74,18 @@ class ClusterExecutor:
         self._workers: list[Row] = []
         self._uploads = KeyedLock()
         self._estimator_renderer = MotionRenderer(settings, "estimates for the queue")
+        self._schema = 0  # the shared schema's version, once migrated
 
     # -- life cycle ---------------------------------------------------------------------------
 
     async def start(self, reports: Reports) -> None:
         """Create or migrate the shared schema, take the jobs' state, then follow it."""
-        await self.db.migrate()
+        self._schema = await self.db.migrate()
+        if self._schema > len(MIGRATIONS):
+            raise Unavailable(
+                f"the cluster's PostgreSQL schema is version {self._schema}, newer than this"
+                f" front's ({len(MIGRATIONS)}): run the version of the code that migrated it"
+            )
         self.db.connected.set()  # the listener clears it when it loses the database
         if await self.db.paused():
             self._paused = True
@@ -159,7 +167,9 @@ class ClusterExecutor:
                     return
             except _DB_ERRORS as exc:
                 if self.db.connected.is_set():
-                    log.warning("lost the connection to PostgreSQL (%s); reconnecting", exc)
+                    log.warning(
+                        "lost the connection to PostgreSQL (%s); reconnecting", one_line(exc)
+                    )
                 self.db.connected.clear()
             await wait_event(self._halt, delay)
             delay = min(delay * 2, 2.0)  # back within 2 s of the database's return
@@ -175,7 +185,9 @@ class ClusterExecutor:
             try:
                 rows = await self.db.jobs(ids)
             except _DB_ERRORS as exc:
-                log.warning("cannot read changed jobs (%s); catching up later", exc)
+                # During an outage the listener's line says it; the catch-up follows.
+                level = logging.WARNING if self.db.connected.is_set() else logging.DEBUG
+                log.log(level, "cannot read changed jobs (%s); catching up later", one_line(exc))
                 continue
             for row in rows:
                 try:
@@ -258,6 +270,7 @@ class ClusterExecutor:
         return self.settings.data_dir / job.input_path
 
     async def _hold(self, fence: Attempt) -> None:
+        await self._need_database()  # a worker holding a video asks again soon: no pool wait
         try:
             holds = await self.db.holds(fence)
         except _DB_ERRORS as exc:
@@ -399,11 +412,16 @@ class ClusterExecutor:
                 "reason": f"{len(live)} worker(s) live" if live else "no live worker",
             },
             "workers": [_worker_view(w) for w in workers],
+            "cluster_schema": self._schema,
         }
 
     async def refresh_metrics(self, metrics: Metrics) -> None:
-        with contextlib.suppress(*_DB_ERRORS):
-            self._workers = await self.db.workers(self.settings.worker_timeout)
+        """The workers' gauges: from PostgreSQL, or the last list while it is away (at once,
+        never the pool's wait)."""
+        if self.db.connected.is_set():
+            with contextlib.suppress(*_DB_ERRORS, TimeoutError):
+                async with asyncio.timeout(1.0):
+                    self._workers = await self.db.workers(self.settings.worker_timeout)
         metrics.worker_up.clear()
         metrics.worker_busy.clear()
         metrics.worker_heartbeat_age.clear()
@@ -425,6 +443,8 @@ def _worker_view(row: Row) -> dict[str, Any]:
         "state": row["state"],
         "job_id": row["job_id"],
         "jobs_done": row["jobs_done"],
+        "version": row.get("version") or None,
+        "heartbeat_age": round(float(row.get("heartbeat_age") or 0.0), 1),
         "last_heartbeat": row["last_heartbeat"],
     }
 

@@ -165,13 +165,21 @@ class PgStore:
         status: str | None = None,
         limit: int = 20,
         offset: int = 0,
+        source: str | None = None,
     ) -> list[Job]:
         return _jobs(
             await self._rows(
                 "SELECT * FROM fm_jobs WHERE (%(user)s::bigint IS NULL OR user_id = %(user)s)"
                 " AND (%(status)s::text IS NULL OR status = %(status)s)"
+                " AND (%(source)s::text IS NULL OR source = %(source)s)"
                 " ORDER BY seq DESC LIMIT %(limit)s OFFSET %(offset)s",
-                {"user": user_id, "status": status, "limit": limit, "offset": offset},
+                {
+                    "user": user_id,
+                    "status": status,
+                    "limit": limit,
+                    "offset": offset,
+                    "source": source,
+                },
             )
         )
 
@@ -200,6 +208,30 @@ class PgStore:
         jobs = _jobs(rows)
         found = next((job for job in jobs if job.job_id == also), None) if also else None
         return [job for job in jobs if job.status == JobStatus.QUEUED], found
+
+    async def queue(self, now: float) -> tuple[list[Job], None]:
+        """The queued jobs in the fair order (the admin's queue view)."""
+        queue, _ = await self._queue(now, None)
+        return queue, None
+
+    async def retry_failed(self, job_id: str) -> Job | None:
+        """failed -> queued: an operator's retry, a new attempt under a new procrastinate job
+        (same seed and photo). None when the job is not failed."""
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE fm_jobs SET status = 'queued', worker = NULL, started_at = NULL,"
+                " completed_at = NULL, progress = 0, phase = '', phase_step = 0,"
+                " phase_steps = 0, error = NULL, message = 'queued', not_before = 0,"
+                " attempts = attempts + 1, updated_at = fm_now()"
+                " WHERE job_id = %s AND status = 'failed' RETURNING *",
+                (job_id,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            row["pq_id"] = await defer_in(conn, job_id, 0.0)
+            await rerank_in(conn, None)
+        return job_from(row)
 
     async def queued_ahead(self, job_id: str) -> list[Job]:
         queue, _ = await self._queue(time.time(), None)

@@ -22,6 +22,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +32,7 @@ import procrastinate
 import psycopg
 from procrastinate.job_context import JobContext
 
-from .. import checkpoints, datadir
+from .. import checkpoints, datadir, versions
 from ..backends import select_renderer
 from ..camera import Shot
 from ..config import Settings
@@ -40,16 +41,23 @@ from ..loops import stop_tasks, wait_event
 from ..renderer import RenderResult, RenderSpec, RenderTask, RenderWorker
 from ..retry import Failed, Outcome, Policy, TimedOut, next_state
 from ..vocabulary import Phase, Progress
-from .db import QUEUE, TASK, Attempt, ClusterDB, Row
+from .db import CONNECT_WAIT, POOL_WAIT, QUEUE, RECONNECT_FOR, TASK, Attempt, ClusterDB, Row
+from .outage import Outage, connection_error, one_line
+from .schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
 Reason = Literal["user", "shutdown", "timeout", "fenced"]
 _DB_ERRORS = (psycopg.Error, OSError)
+HOLD_RETRY = 1.0  # seconds between offers of a video the front cannot record yet
 
 
 class Refused(Exception):
     """The front refused the attempt's upload: the job was re-run elsewhere or cancelled."""
+
+
+class Away(ConnectionError):
+    """The front answered 503: it is up, but cannot record anything (its database is away)."""
 
 
 class Rejected(Exception):
@@ -68,6 +76,7 @@ class _Current:
     progress: Progress = field(default_factory=lambda: Progress(0.0, Phase.STARTING))
     dirty: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)  # the progress writer stops
+    held_since: float | None = None  # when the front first could not take the finished video
 
     def stop(self, reason: Reason) -> None:
         if self.reason is None:
@@ -112,6 +121,7 @@ class Worker:
         self._run: asyncio.Task[None] | None = None
         self._halt = asyncio.Event()  # set once the worker stops: the heartbeats end
         self._http: aiohttp.ClientSession | None = None
+        self.outage = Outage(f"worker {name}")
         assert settings.worker_token is not None
         self._headers = {
             "Authorization": f"Bearer {settings.worker_token.get_secret_value()}",
@@ -125,9 +135,20 @@ class Worker:
         loop.add_signal_handler(signal.SIGTERM, self.stop, "shutdown")
         loop.add_signal_handler(signal.SIGINT, self.stop, "shutdown")
         loop.add_signal_handler(signal.SIGUSR1, self.stop, None)
-        await self.db.migrate()
+        schema = await self.db.migrate()
+        if schema > len(MIGRATIONS):
+            log.error(
+                "worker %s refuses to start: the cluster's schema is version %d, this worker"
+                " knows %d; update it to the front's version of the code",
+                self.name,
+                schema,
+                len(MIGRATIONS),
+            )
+            return 2
         await self._clean_scratch()
-        await self.db.register_worker(self.name, socket.gethostname(), os.getpid(), "loading")
+        code = await loop.run_in_executor(None, versions.this)
+        await self.db.register_worker(self.name, socket.gethostname(), os.getpid(), "loading", code)
+        log.info("worker %s runs %s (cluster schema %d)", self.name, code, schema)
         # The token first: a refused worker must not spend minutes loading SVD for nothing.
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
         if not await self._token_accepted():
@@ -159,8 +180,9 @@ class Worker:
             self._halt.set()
             await stop_tasks([beats], 2.0, "worker")
             self.state = "stopped"
-            with contextlib.suppress(*_DB_ERRORS):
-                await self._beat()
+            if not self.outage.away:  # else it would only wait for the pool to give up
+                with contextlib.suppress(*_DB_ERRORS):
+                    await self._beat()
             await self.render_worker.stop(10)
         log.info("worker %s stopped", self.name)
         return self.exit_code
@@ -207,7 +229,15 @@ class Worker:
         assert self.settings.database_url is not None
         url = self.settings.database_url.get_secret_value()
         while not self.stopping:
-            app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
+            # The pool's waits as short as ours: after an outage procrastinate's pool would
+            # otherwise back off for minutes before the worker takes a job again.
+            connector = procrastinate.PsycopgConnector(
+                conninfo=url,
+                timeout=POOL_WAIT,
+                reconnect_timeout=RECONNECT_FOR,
+                kwargs={"connect_timeout": CONNECT_WAIT},
+            )
+            app = procrastinate.App(connector=connector)
             app.task(name=TASK, queue=QUEUE, pass_context=True)(self._render)
             self._run = asyncio.current_task()
             try:
@@ -227,10 +257,27 @@ class Worker:
                 if not self.stopping:
                     raise
             except Exception as exc:  # a lost connection ends procrastinate's worker
-                log.warning("worker %s: the queue stopped (%s); starting again", self.name, exc)
+                if connection_error(exc) is None:  # else the heartbeat's line says it
+                    log.warning(
+                        "worker %s: the queue stopped (%s); starting again",
+                        self.name,
+                        one_line(exc),
+                    )
                 await asyncio.sleep(1.0)
+                await self._wait_for_database()
             finally:
                 self._run = None
+
+    async def _wait_for_database(self) -> None:
+        """Until PostgreSQL answers (or the worker stops): a procrastinate pool opened while it
+        is away waits its full 30 s even when the database returns meanwhile, and the worker
+        would take no job for that long. The heartbeat logs the outage."""
+        while not self.stopping:
+            try:
+                await self.db.ping()
+                return
+            except _DB_ERRORS:
+                await asyncio.sleep(1.0)
 
     @property
     def stopping(self) -> bool:
@@ -255,7 +302,9 @@ class Worker:
             try:
                 await self._beat()
             except _DB_ERRORS as exc:
-                log.debug("heartbeat failed: %s", exc)
+                self.outage.lost(exc)
+            else:
+                self.outage.back()
 
     async def _beat(self) -> None:
         """Our row in fm_workers, and procrastinate's heartbeat too: procrastinate stops its
@@ -297,8 +346,9 @@ class Worker:
             current.dirty.set()
             await stop_tasks([writer], 2.0, "worker")
             self.current, self.state = None, "idle"
-            with contextlib.suppress(*_DB_ERRORS):
-                await self._beat()
+            if not self.outage.away:  # else the next heartbeat says it
+                with contextlib.suppress(*_DB_ERRORS):
+                    await self._beat()
             if self._draining:
                 self.stop("shutdown")  # before procrastinate can fetch another job
             if not keep:  # checkpoints stay for a retry or a resume here
@@ -331,7 +381,7 @@ class Worker:
             )
             result = await asyncio.shield(render)
             timer.cancel()
-            await self._upload(fence, partial, result, time.monotonic() - started)
+            await self._upload(current, partial, result, time.monotonic() - started)
             with contextlib.suppress(*_DB_ERRORS):
                 await self.db.worker_done(self.name)
             log.info(
@@ -384,7 +434,17 @@ class Worker:
     async def _settle_stop(self, current: _Current) -> None:
         fence = current.fence
         if current.reason == "shutdown":
-            back = await self.db.requeue(fence, count_attempt=False, not_before=0.0, error=None)
+            try:
+                if self.outage.away:
+                    raise psycopg.OperationalError("PostgreSQL is away")  # no pool wait
+                back = await self.db.requeue(fence, count_attempt=False, not_before=0.0, error=None)
+            except _DB_ERRORS:
+                log.warning(
+                    "job %s: stopped while PostgreSQL is away; the front re-runs it once it "
+                    "sees this worker gone",
+                    fence.job_id,
+                )
+                return
             if back is not None:
                 log.info(
                     "job %s queued (stopped by the worker's shutdown, will resume)", fence.job_id
@@ -438,7 +498,9 @@ class Worker:
             if current.ended.is_set():
                 return
             try:
-                if not await self.db.progress(current.fence, current.progress):
+                if self.outage.away:
+                    pass  # no pool wait for nothing: the front shows no progress meanwhile
+                elif not await self.db.progress(current.fence, current.progress):
                     current.stop("fenced")
                     return
             except _DB_ERRORS as exc:
@@ -472,9 +534,13 @@ class Worker:
         await _retrying(once, f"job {fence.job_id}: photo")
 
     async def _upload(
-        self, fence: Attempt, path: Path, result: RenderResult, seconds: float
+        self, current: _Current, path: Path, result: RenderResult, seconds: float
     ) -> None:
-        """Stream the MP4 to the front, which completes the job if this attempt still holds."""
+        """Stream the MP4 to the front, which completes the job if this attempt still holds.
+        While the front cannot record it (503: its database is away) the video is kept and
+        offered again, however long the outage: a finished render is never thrown away for
+        it (a stop or a fence ends the wait)."""
+        fence = current.fence
         headers = {
             **self._headers,
             "Content-Type": "video/mp4",
@@ -492,7 +558,26 @@ class Worker:
             ) as resp:
                 await _check(resp)
 
-        await _retrying(once, f"job {fence.job_id}: upload")
+        async def hold(exc: Away) -> None:
+            if current.held_since is None:
+                current.held_since = time.monotonic()
+                log.warning(
+                    "job %s: rendered while the front cannot record it (%s); holding the video"
+                    " until it can",
+                    fence.job_id,
+                    exc,
+                )
+            await asyncio.sleep(HOLD_RETRY)
+            if current.cancel.is_set():
+                raise Cancelled(current.reason or "stopped")
+
+        await _retrying(once, f"job {fence.job_id}: upload", hold=hold)
+        if current.held_since is not None:
+            log.info(
+                "job %s: the held video was delivered after %.1fs",
+                fence.job_id,
+                time.monotonic() - current.held_since,
+            )
 
 
 async def _check(resp: aiohttp.ClientResponse) -> None:
@@ -502,14 +587,23 @@ async def _check(resp: aiohttp.ClientResponse) -> None:
         raise Rejected(await resp.text())
     if resp.status in (401, 403):
         raise BadToken("the front refuses FANSLYMOTION_WORKER_TOKEN (not the one it has)")
+    if resp.status == 503:
+        raise Away("the front answered 503")
     if resp.status >= 500:
         raise ConnectionError(f"the front answered {resp.status}")
     if resp.status >= 400:
         raise RenderError(f"the front refused: {resp.status} {await resp.text()}")
 
 
-async def _retrying(call: Any, what: str, budget: float = 60.0) -> None:
-    """`call` until it succeeds, retrying network trouble with backoff for `budget` seconds."""
+async def _retrying(
+    call: Any,
+    what: str,
+    budget: float = 60.0,
+    hold: Callable[[Away], Awaitable[None]] | None = None,
+) -> None:
+    """`call` until it succeeds, retrying network trouble with backoff for `budget` seconds.
+    With `hold`, a 503 is no trouble of the network: `hold` waits, and the budget starts
+    again."""
     deadline = time.monotonic() + budget
     delay = 0.5
     while True:
@@ -517,6 +611,10 @@ async def _retrying(call: Any, what: str, budget: float = 60.0) -> None:
             await call()
             return
         except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+            if hold is not None and isinstance(exc, Away):
+                await hold(exc)
+                deadline, delay = time.monotonic() + budget, 0.5
+                continue
             if time.monotonic() + delay > deadline:
                 raise RenderError(f"{what}: the front is not reachable ({exc})") from exc
             log.warning("%s failed (%s); again in %.1fs", what, exc, delay)
@@ -542,6 +640,11 @@ def _quiet_stale_finish(loop: asyncio.AbstractEventLoop, context: dict[str, Any]
     cause = str(getattr(error, "__cause__", None) or error)
     if 'not in "doing"' in cause:
         log.info("procrastinate job already closed by the sweep: %s", cause.splitlines()[0])
+        return
+    if isinstance(error, BaseException) and (lost := connection_error(error)) is not None:
+        # Its job's end could not be written (a stop while PostgreSQL is away): the sweep
+        # settles that procrastinate job once the server is back.
+        log.info("procrastinate could not record a job's end: %s", one_line(lost))
         return
     loop.default_exception_handler(context)
 
@@ -595,7 +698,10 @@ async def run_worker(settings: Settings, name: str | None) -> int:
         lock.release()
         return 2
     try:
-        return await Worker(settings, name, db).run()
+        worker = Worker(settings, name, db)
+        # procrastinate's loops log each failed query with a trace: the outage's one line.
+        worker.outage.fold("procrastinate.worker", "procrastinate.utils")
+        return await worker.run()
     finally:
         await db.close()
         lock.release()

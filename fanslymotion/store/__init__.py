@@ -1,6 +1,7 @@
 """The job store: SQLite through aiosqlite. All of the service's SQL lives in this package:
 the schema and migrations (`schema`), the rows (`rows`), the connection (`base`), and the
-queries of the jobs (`jobs`), the bot's tables (`telegram`) and the webhook outbox (`outbox`).
+queries of the jobs (`jobs`), the bot's tables (`telegram`), the webhook outbox (`outbox`) and the
+operator's tables and figures (`owners`).
 
 Every state change is one short transaction, guarded in SQL (`UPDATE ... WHERE status = ...
 RETURNING *`) and committed before the caller reports it. One connection serves the process;
@@ -12,7 +13,18 @@ from __future__ import annotations
 from ..vocabulary import ACTIVE, TERMINAL, JobStatus
 from .jobs import Jobs
 from .outbox import WebhookOutbox
-from .rows import Delivery, Job, NewJob, OutboxRow, check_same_request, iso_utc, parse_time, utcnow
+from .owners import OwnerTables
+from .rows import (
+    Delivery,
+    Job,
+    NewJob,
+    OutboxRow,
+    OwnerRule,
+    check_same_request,
+    iso_utc,
+    parse_time,
+    utcnow,
+)
 from .telegram import BotTables
 
 __all__ = [
@@ -23,6 +35,7 @@ __all__ = [
     "JobStatus",
     "NewJob",
     "OutboxRow",
+    "OwnerRule",
     "Store",
     "check_same_request",
     "iso_utc",
@@ -31,7 +44,7 @@ __all__ = [
 ]
 
 
-class Store(Jobs, BotTables, WebhookOutbox):
+class Store(Jobs, BotTables, WebhookOutbox, OwnerTables):
     """Async access to the database. Create with `await Store.open(path)`.
 
     The service is the only writer of its database (the data folder's lock sees to that), so

@@ -178,4 +178,25 @@ STORY = """
 ALTER TABLE jobs ADD COLUMN story TEXT;
 """
 
+# Version 7: the operator's word on an owner (a job's (source, user_id)): a daily limit of
+# seconds of video that replaces DAILY_SECONDS_PER_USER, and a block. Apart from `users.blocked`,
+# which says that the user blocked our bot. The indexes serve the daily sums and the figures
+# (bench/admin_stats.py): each one lets a figure be read in index order, without a sort.
+OWNER_LIMITS = """
+CREATE TABLE owner_limits (
+    source        TEXT NOT NULL CHECK (source IN ('api', 'telegram')),
+    user_id       INTEGER NOT NULL,
+    daily_seconds INTEGER,
+    blocked       INTEGER NOT NULL DEFAULT 0,
+    updated_at    TEXT NOT NULL,
+    PRIMARY KEY (source, user_id)
+);
+CREATE INDEX jobs_owner_usage ON jobs (source, user_id, created_at, status, duration);
+CREATE INDEX jobs_ended ON jobs (status, completed_at, resolution, render_seconds);
+CREATE INDEX jobs_render_times ON jobs (status, resolution, render_seconds, completed_at);
+CREATE INDEX jobs_started ON jobs (started_at);
+CREATE INDEX jobs_waited ON jobs ((julianday(started_at) - julianday(created_at)), started_at);
+"""
+
 MIGRATIONS: list[str] = [SCHEMA, PHASE_COLUMNS, WEBHOOKS, REQUEST_DIGEST, SHOT, STORY]
+MIGRATIONS.append(OWNER_LIMITS)
