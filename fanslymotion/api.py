@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from . import __version__, api_files, api_input, api_story, credentials, models, openapi
+from . import __version__, api_files, api_input, api_story, credentials, miniapp, models, openapi
 from . import web as web_page
 from .api_errors import errors_middleware
 from .config import Settings
@@ -26,6 +26,7 @@ from .errors import Conflict, InvalidParams, NotFound, Unauthorized
 from .metrics import CONTENT_TYPE
 from .models import JobRequest
 from .openapi import Handler, Route, answer
+from .owner import ADMIN, API, TELEGRAM, Caller
 from .queue import JobEvent, JobQueue, is_closed
 from .store import Job
 from .vocabulary import TERMINAL, Preview
@@ -49,13 +50,31 @@ SERVICE: web.AppKey[ApiDeps] = web.AppKey("api")
 # -- middleware -------------------------------------------------------------------------------
 
 
+CALLER: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
+"""Where the auth middleware leaves who sent the request."""
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """With FANSLYMOTION_API_TOKEN set, every /job* and /jobs route needs the bearer token; the
-    video, the poster and the live preview also open with a signed link (a wrong or expired one is 403)."""
+    """Who sends a /job* or /jobs request. `Authorization: tma <initData>` is a Telegram user
+    (the Mini App; with BOT_TOKEN set), acting for themselves only. Otherwise, with
+    FANSLYMOTION_API_TOKEN set, the bearer token is needed (the admin, acting for any user);
+    the video, the poster and the live preview also open with a signed link (a wrong or
+    expired one is 403). Without a token every caller is the admin, as on a loopback box."""
     settings = request.app[SERVICE].settings
+    request[CALLER] = ADMIN
+    if not request.path.startswith("/job"):
+        return await handler(request)
+    scheme, _, launch_data = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "tma":
+        if settings.bot_token is None:
+            raise Unauthorized("Telegram sign-in is off on this server (no bot)")
+        request[CALLER] = miniapp.caller(
+            launch_data.strip(), settings.bot_token.get_secret_value(), settings.miniapp_max_age
+        )
+        return await handler(request)
     token = settings.api_token
-    if token is None or not request.path.startswith("/job"):
+    if token is None:
         return await handler(request)
     if request.match_info.handler in SIGNED and api_files.is_signed(request):
         api_files.check_signature(settings, _job_id(request), request)
@@ -78,6 +97,18 @@ def _service(request: web.Request) -> ApiDeps:
     return request.app[SERVICE]
 
 
+def _caller(request: web.Request) -> Caller:
+    return request[CALLER]  # the auth middleware sets it on every request
+
+
+async def _owned(request: web.Request, job_id: str) -> Job:
+    """The job, when the caller may see it: another owner's job is 404, as a missing one."""
+    job = await _service(request).jobs.get(job_id)
+    if not _caller(request).may_see(job):
+        raise NotFound("no such job")
+    return job
+
+
 def _json(
     model: BaseModel, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -93,7 +124,7 @@ def _job_id(request: web.Request) -> str:
 
 
 async def index(request: web.Request) -> web.Response:
-    endpoints = {f"{route.method} {route.path}": route.summary for route in ROUTES}
+    endpoints = {f"{route.method} {route.path}": route.summary for route in ALL_ROUTES}
     return _json(models.IndexOut(name="FanslyMotion", version=__version__, endpoints=endpoints))
 
 
@@ -126,11 +157,25 @@ async def health(request: web.Request) -> web.Response:
     )
     reason = _not_taking_work(service.settings, body)
     body["ok"], body["reason"] = reason is None, reason
+    if not _is_admin(request, service.settings):  # a stranger learns no job ids or hosts
+        body = {"ok": body["ok"], "reason": reason}
     return web.json_response(body, status=200 if reason is None else 503)
 
 
+def _is_admin(request: web.Request, settings: Settings) -> bool:
+    """Whether the request may see everything: no API_TOKEN is set, or it carries it."""
+    token = settings.api_token
+    return token is None or credentials.matches(credentials.bearer(request.headers), (token,))
+
+
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics; with API_TOKEN or METRICS_TOKEN set, one of them is needed."""
     service = _service(request)
+    tokens = (service.settings.api_token, service.settings.metrics_token)
+    if any(t is not None for t in tokens) and not credentials.matches(
+        credentials.bearer(request.headers), tokens
+    ):
+        raise Unauthorized("a valid bearer token (API_TOKEN or METRICS_TOKEN) is required")
     await service.jobs.refresh_metrics()
     body = service.jobs.metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
@@ -141,7 +186,7 @@ def openapi_document(
 ) -> dict[str, Any]:
     """What GET /openapi.json answers (`auth`: whether API_TOKEN is set; `extra`: the routes
     the composition root added, such as the admin API's, and their models)."""
-    return openapi.document([*ROUTES, *extra], auth, extra_models)
+    return openapi.document([*ALL_ROUTES, *extra], auth, extra_models)
 
 
 async def openapi_json(request: web.Request) -> web.Response:
@@ -162,8 +207,12 @@ async def create_job(request: web.Request) -> web.Response:
         digest = await loop.run_in_executor(None, api_input.request_digest, params, image)
         if story is not None:
             digest = api_story.digest(digest, story)
+    owner = _caller(request).owner  # a Telegram user makes the job as themselves
+    telegram: dict[str, Any] = {"source": API}
+    if owner is not None:  # the chat with the bot is the user's id: the video is offered there
+        telegram = {"source": TELEGRAM, "chat_id": owner.user_id}
     single = JobRequest(
-        user_id=params.user_id,
+        user_id=params.user_id if owner is None else owner.user_id,
         duration=params.duration,
         resolution=params.resolution,
         motion_preset=params.motion_preset,
@@ -171,11 +220,12 @@ async def create_job(request: web.Request) -> web.Response:
         strength=params.strength,
         seed=params.seed,
         steps=params.steps,
-        source="api",
         webhook_url=params.webhook_url,
         webhook_events=tuple(params.webhook_events or ()),
         fps=params.fps,
         shot=params.shot(),
+        language=_caller(request).language,
+        **telegram,
     )
     job, created = await service.jobs.submit(
         single if story is None else api_story.job_request(single, story, service.settings),
@@ -200,19 +250,10 @@ async def create_job(request: web.Request) -> web.Response:
     return _json(body, 201 if created else 200, {"Location": location} if created else None)
 
 
-def _video_state(job: Job) -> models.VideoState:
-    if job.status == "completed":
-        return "ready" if job.output_path is not None else "deleted"
-    return "pending" if job.status in ("queued", "processing") else "none"
-
-
 def _links(settings: Settings, job: Job, now: float) -> tuple[str | None, str | None]:
     """(video_url, poster_url): signed when API_TOKEN is set; None while there is no video."""
-    if _video_state(job) != "ready":
-        return None, None
-    video = api_files.link(settings, f"/job/download/{job.job_id}", job.job_id, now)
-    poster = api_files.link(settings, f"/job/{job.job_id}/poster", job.job_id, now)
-    return video, poster
+    fields = api_files.result_fields(settings, job, now)
+    return fields["video_url"], fields["poster_url"]
 
 
 def _status_body(
@@ -226,13 +267,10 @@ def _status_body(
     live progress from the running render."""
     # The row is validated once; what is added to it is ours and typed, so it goes in as a
     # copy (`model_copy(update=...)`): status polls are the most frequent request.
-    video_url, poster_url = _links(service.settings, job, time.time())
     extra: dict[str, Any] = {
         "queue_position": position,
         "eta_seconds": eta,
-        "video": _video_state(job),
-        "video_url": video_url,
-        "poster_url": poster_url,
+        **api_files.result_fields(service.settings, job, time.time()),
     }
     live = service.jobs.live_progress(job.job_id)
     if live is not None:
@@ -256,12 +294,13 @@ async def _full_status(service: ApiDeps, job_id: str) -> models.JobStatusOut:
 
 
 async def job_status(request: web.Request) -> web.Response:
-    return _json(await _full_status(_service(request), _job_id(request)))
+    job = await _owned(request, _job_id(request))
+    return _json(await _full_status(_service(request), job.job_id))
 
 
 async def job_result(request: web.Request) -> web.Response:
     service = _service(request)
-    job = await service.jobs.get(_job_id(request))
+    job = await _owned(request, _job_id(request))
     video_url, poster_url = _links(service.settings, job, time.time())
     body = models.JobResultOut(
         job_id=job.job_id,
@@ -276,7 +315,7 @@ async def job_result(request: web.Request) -> web.Response:
         size=job.size_bytes,
         renderer=job.renderer,
         render_seconds=round(job.render_seconds, 3) if job.render_seconds is not None else None,
-        video=_video_state(job),
+        video=api_files.video_state(job),
         video_url=video_url,
         poster_url=poster_url,
         framing=job.framing,
@@ -288,7 +327,7 @@ async def job_result(request: web.Request) -> web.Response:
 
 async def job_download(request: web.Request) -> web.StreamResponse:
     service = _service(request)
-    job = await service.jobs.get(_job_id(request))
+    job = await _owned(request, _job_id(request))
     api_files.check_video(job)
     assert job.output_path is not None
     disposition = f'attachment; filename="fanslymotion-{job.job_id}.mp4"'
@@ -300,7 +339,7 @@ async def job_download(request: web.Request) -> web.StreamResponse:
 async def job_preview(request: web.Request) -> web.Response:
     """The live preview of a running SVD job: a small MP4 of the frames made so far."""
     service = _service(request)
-    job = await service.jobs.get(_job_id(request))
+    job = await _owned(request, _job_id(request))
     path = service.jobs.preview_path(job.job_id)
     try:
         # A few hundred KB at most, read whole: it is replaced (renamed over) after every pass.
@@ -312,21 +351,26 @@ async def job_preview(request: web.Request) -> web.Response:
 
 async def job_poster(request: web.Request) -> web.StreamResponse:
     service = _service(request)
-    job = await service.jobs.get(_job_id(request))
+    job = await _owned(request, _job_id(request))
     return await api_files.serve_poster(request, service.settings, job)
 
 
 async def job_cancel(request: web.Request) -> web.Response:
     service = _service(request)
-    job = await service.jobs.cancel(_job_id(request))
+    job = await service.jobs.cancel((await _owned(request, _job_id(request))).job_id)
     return _json(_status_body(service, job, *await service.jobs.position_and_eta(job)))
 
 
 async def jobs_list(request: web.Request) -> web.Response:
     service = _service(request)
     query = api_input.jobs_query(request)
+    owner = _caller(request).owner  # anyone but the admin lists their own jobs only
     jobs = await service.jobs.list_jobs(
-        user_id=query.user_id, status=query.status, limit=query.limit, offset=query.offset
+        user_id=query.user_id if owner is None else owner.user_id,
+        status=query.status,
+        limit=query.limit,
+        offset=query.offset,
+        source=None if owner is None else owner.source,
     )
     body = models.JobListOut(
         jobs=[models.JobSummary.model_validate(j) for j in jobs],
@@ -361,10 +405,20 @@ class _Stream:
         self.response = response
         self.last: models.JobStatusOut | None = None
         self.sent: str | None = None  # the id of the last event sent
+        self.reached = 0.0  # the highest progress sent
+
+    def _forward(self, body: models.JobStatusOut) -> models.JobStatusOut:
+        """The body with progress never below what was sent already: the live figure runs
+        ahead of the row, which a later event (cancelled, failed) may carry."""
+        if body.progress >= self.reached:
+            self.reached = body.progress
+            return body
+        return body.model_copy(update={"progress": self.reached})
 
     async def send(self, kind: str, body: models.JobStatusOut) -> None:
         """Send one event; one that would repeat the state just sent is left out (a transition
         can carry the same live figures as the progress report before it)."""
+        body = self._forward(body)
         event_id = _event_id(body)
         if kind in ("status", "progress") and self.sent == event_id:
             return
@@ -374,6 +428,7 @@ class _Stream:
 
     async def send_preview(self, body: models.JobStatusOut, preview: dict[str, Any]) -> None:
         """A `preview` event: the status body with the new preview under `preview`."""
+        body = self._forward(body)
         data = json.dumps(
             {**body.model_dump(mode="json"), "preview": preview}, separators=(",", ":")
         )
@@ -389,7 +444,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events (README, "Live events"): the current state, every change, the place
     in the queue while waiting, and exactly one terminal event, after which the stream ends."""
     service = _service(request)
-    job_id = _job_id(request)
+    job_id = (await _owned(request, _job_id(request))).job_id
     resumed_at = request.headers.get("Last-Event-ID")
     async with service.jobs.subscribe() as events:
         body = await _full_status(service, job_id)  # after subscribing: nothing slips between
@@ -529,7 +584,8 @@ ROUTES: list[Route] = [
         "GET",
         "/health",
         health,
-        "service health, renderer state, queue length; 503 while it cannot take work",
+        "service health, renderer state, queue length; 503 while it cannot take work (with"
+        " API_TOKEN set, only ok and reason without it)",
         {
             "200": answer("HealthOut", "taking work"),
             "503": answer("HealthOut", "not taking work: `reason` says why"),
@@ -539,8 +595,11 @@ ROUTES: list[Route] = [
         "GET",
         "/metrics",
         metrics,
-        "Prometheus metrics",
-        {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+        "Prometheus metrics (with API_TOKEN or METRICS_TOKEN set: the bearer token)",
+        {
+            "200": {"description": "Prometheus text format", "content": {"text/plain": {}}},
+            "401": answer("ErrorOut", "a token is set and was not sent"),
+        },
     ),
     Route(
         "GET",
@@ -654,6 +713,10 @@ ROUTES: list[Route] = [
 ]
 
 
+# The page's routes (/camera, /web/config), listed and described with the API's.
+PAGE_ROUTES = web_page.routes(_service)
+ALL_ROUTES = ROUTES + PAGE_ROUTES
+
 # The routes that also open with a signed link instead of the bearer header.
 SIGNED: frozenset[Handler] = frozenset({job_download, job_poster, job_preview})
 
@@ -678,5 +741,7 @@ def create_app(
     app[EXTRA] = (tuple(extra), tuple(extra_models))
     for route in [*ROUTES, *extra]:
         app.router.add_route(route.method, route.path, route.handler)
-    web_page.add_routes(app, _service)  # the web page: `/` for browsers, its files, /camera
+        if route.handler in SIGNED:  # HEAD: the same headers as GET, no body
+            app.router.add_route("HEAD", route.path, route.handler)
+    web_page.add_routes(app, PAGE_ROUTES, _service)  # `/` for browsers, its files, /camera
     return app

@@ -39,12 +39,24 @@ def _domain_error(exc: FanslyError) -> web.Response:
     return json_error(exc.status, exc.message, headers or None, code=exc.code)
 
 
+async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Send a refusal of a body that was not read to its end, then close the connection:
+    aiohttp would otherwise go on reading (and dropping) the rest for up to ten seconds."""
+    response.force_close()  # Connection: close
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()  # the answer is written out before the socket closes
+    return response
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one place where domain errors become HTTP answers. Never a traceback."""
     try:
         return await handler(request)
     except FanslyError as exc:
+        if exc.status == 413 and not request.content.is_eof():
+            return await _answer_and_close(request, _domain_error(exc))
         return _domain_error(exc)
     except web.HTTPRequestEntityTooLarge:
         return json_error(413, "the request is too large")

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
@@ -53,6 +54,26 @@ def link(settings: Settings, path: str, job_id: str, now: float | None = None) -
     moment = time.time() if now is None else now
     expires = math.ceil((moment + settings.link_ttl) / _LINK_STEP) * _LINK_STEP
     return f"{url}?expires={expires}&sig={_signature(settings, job_id, expires)}"
+
+
+def video_state(job: Job) -> str:
+    """`video` of a status body: pending, ready, deleted (pruned) or none."""
+    if job.status == "completed":
+        return "ready" if job.output_path is not None else "deleted"
+    return "pending" if job.status in ("queued", "processing") else "none"
+
+
+def result_fields(settings: Settings, job: Job, now: float) -> dict[str, Any]:
+    """What a status body says of the result: `video`, and `video_url` and `poster_url`
+    (signed when API_TOKEN is set; None while there is no video). A completed job's body
+    says so whole: progress 100, phase `done`, whatever the row's last report was."""
+    fields: dict[str, Any] = {"video": video_state(job), "video_url": None, "poster_url": None}
+    if fields["video"] == "ready":
+        fields["video_url"] = link(settings, f"/job/download/{job.job_id}", job.job_id, now)
+        fields["poster_url"] = link(settings, f"/job/{job.job_id}/poster", job.job_id, now)
+    if job.status == "completed":
+        fields.update(progress=100.0, message="done", phase="done", phase_step=0, phase_steps=0)
+    return fields
 
 
 def is_signed(request: web.Request) -> bool:

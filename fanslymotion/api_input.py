@@ -9,6 +9,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,12 +26,61 @@ from .errors import BadRequest, InvalidParams, PayloadTooLarge, UnsupportedMedia
 _WRAPPED = 78 / 76
 
 
-def validation_message(exc: ValidationError) -> str:
+WHOLE_NUMBERS = ("duration", "fps")
+"""Fields whose choices are whole numbers: `3.0` is refused as `"3"` is (pydantic's Literal
+would take 3.0 as 3, while strict JSON types refuse a float for every other int field)."""
+MAX_PARTS = 64
+"""Parts a multipart body may have: one per field and the photo, with room to spare."""
+FORM_ALLOWANCE = 256 * 1024
+"""Bytes a multipart body may have beyond the photo's cap: every field, part headers, boundaries."""
+
+
+def _not_a_number(value: object) -> str | None:
+    """ "NaN" or "Infinity" when a value is one (a float, or the text of one), else None."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity"
+    return None
+
+
+def validation_message(exc: ValidationError, empty: str = "body") -> str:
+    """pydantic's errors in one line, field by field (NaN and Infinity named as such)."""
     parts = []
     for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        parts.append(f"{where}: {error['msg']}")
+        where = ".".join(str(p) for p in error["loc"]) or empty
+        odd = _not_a_number(error.get("input"))
+        message = f"{odd} is not a number here" if odd is not None else error["msg"]
+        parts.append(f"{where}: {message}")
     return "; ".join(parts)
+
+
+def refuse_decimals(data: dict[str, Any]) -> None:
+    """422 for a whole-number field written with a decimal point (3.0)."""
+    for name in WHOLE_NUMBERS:
+        value = data.get(name)
+        odd = _not_a_number(value) if isinstance(value, float) else None
+        if odd is not None:
+            raise InvalidParams(f"{name}: {odd} is not a number here")
+        if isinstance(value, float):
+            raise InvalidParams(f"{name}: a whole number is expected (3, not 3.0)")
+
+
+def parse_json(raw: bytes) -> Any:
+    """A JSON body (400 when it is none). NaN and Infinity, which Python's json takes, are
+    left for the fields to refuse by name (see validation_message)."""
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("the body is not valid JSON") from None
+    except RecursionError:  # thousands of nested brackets
+        raise BadRequest("the JSON body is nested too deeply") from None
+
+
+JOB_FIELDS = frozenset(models.JobParams.model_fields)
 
 
 def _too_large(settings: Settings) -> PayloadTooLarge:
@@ -49,7 +99,7 @@ async def read_create(request: web.Request, settings: Settings) -> tuple[models.
         return await _read_json(request, settings)
     if content_type == "multipart/form-data":
         try:
-            fields, image = await _read_form(request, settings)
+            fields, image = await _read_form(request, settings, JOB_FIELDS)
         except (ValueError, HttpProcessingError):  # no boundary, broken part headers...
             raise BadRequest("the multipart body could not be read") from None
         if image is None:
@@ -79,11 +129,12 @@ def form_values(fields: dict[str, str]) -> dict[str, Any]:
 
 
 async def read_form(
-    request: web.Request, settings: Settings
+    request: web.Request, settings: Settings, known: frozenset[str]
 ) -> tuple[dict[str, str], bytes | None]:
-    """A multipart body's text fields and its `image` part (None when it has none)."""
+    """A multipart body's text fields (those named in `known`) and its `image` part (None
+    when it has none)."""
     try:
-        return await _read_form(request, settings)
+        return await _read_form(request, settings, known)
     except (ValueError, HttpProcessingError):
         raise BadRequest("the multipart body could not be read") from None
 
@@ -94,16 +145,14 @@ async def read_json_photo(
     """A JSON object body, its `image_data` decoded (and left out of the fields) when given."""
     raw = await _read_capped(request.content.read, json_body_limit(settings), _too_large(settings))
     loop = asyncio.get_running_loop()
-    try:
-        data = await loop.run_in_executor(None, json.loads, raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise BadRequest("the body is not valid JSON") from None
+    data = await loop.run_in_executor(None, parse_json, raw)
     if not isinstance(data, dict):
         raise InvalidParams("the body must be a JSON object")
+    refuse_decimals(data)
     text = data.pop("image_data", None)
     if text is None:
         return data, None
-    if not isinstance(text, str) or not text:
+    if not isinstance(text, str):
         raise InvalidParams("image_data: the photo in base64")
     try:
         image = await loop.run_in_executor(
@@ -126,14 +175,10 @@ def _json_field(name: str, text: str) -> Any:
 async def _read_json(request: web.Request, settings: Settings) -> tuple[models.JobParams, bytes]:
     raw = await _read_capped(request.content.read, json_body_limit(settings), _too_large(settings))
     loop = asyncio.get_running_loop()
-    try:
-        data = await loop.run_in_executor(None, json.loads, raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("the body is not valid JSON") from None
-    except RecursionError:  # thousands of nested brackets
-        raise BadRequest("the JSON body is nested too deeply") from None
+    data = await loop.run_in_executor(None, parse_json, raw)
     if not isinstance(data, dict):
         raise InvalidParams("the body must be a JSON object")
+    refuse_decimals(data)
     return await create_from_json(data, settings)
 
 
@@ -192,27 +237,57 @@ def decode_base64(text: str, chunk: int = 1 << 20, limit: int | None = None) -> 
     return b"".join(decoded)
 
 
+def form_limit(settings: Settings) -> int:
+    """The most bytes a multipart body may have: the photo's cap and FORM_ALLOWANCE."""
+    return settings.max_upload_bytes + FORM_ALLOWANCE
+
+
+def _form_too_large(settings: Settings) -> PayloadTooLarge:
+    limit = form_limit(settings) / (1024 * 1024)
+    return PayloadTooLarge(
+        f"the form is larger than {limit:.2f} MB (the photo's {settings.max_upload_mb:g} MB"
+        " and the fields)"
+    )
+
+
+def _unknown_part(name: str, known: frozenset[str]) -> InvalidParams:
+    if name in ("photo", "file", "image_data", "picture"):
+        return InvalidParams(f"unknown part {name!r}: the photo goes in a part named 'image'")
+    return InvalidParams(
+        f"unknown part {name!r}: expected 'image' or one of {', '.join(sorted(known))}"
+    )
+
+
 async def _read_form(
-    request: web.Request, settings: Settings
+    request: web.Request, settings: Settings, known: frozenset[str]
 ) -> tuple[dict[str, str], bytes | None]:
-    """The text fields and the `image` part of a multipart body."""
+    """The text fields and the `image` part of a multipart body; the whole body is capped
+    (read no further than the cap), and a part that is neither is refused, named."""
+    if request.content_length is not None and request.content_length > form_limit(settings):
+        raise _form_too_large(settings)
     fields: dict[str, str] = {}
     image: bytes | None = None
     reader = await request.multipart()
     field_too_large = PayloadTooLarge("a form field is at most 4 KB")
+    parts = 0
     while (part := await reader.next()) is not None:
+        parts += 1
+        if parts > MAX_PARTS or request.content.total_bytes > form_limit(settings):
+            raise _form_too_large(settings)
         if not isinstance(part, BodyPartReader):
             raise BadRequest("nested multipart bodies are not supported")
         if part.name == "image":
             image = await _read_capped(
                 part.read_chunk, settings.max_upload_bytes, _too_large(settings)
             )
-        elif part.name:
+        elif part.name in known:
             try:
                 value = await _read_capped(part.read_chunk, 4096, field_too_large)
             except PayloadTooLarge:
                 raise InvalidParams(f"{part.name}: a form field is at most 4 KB") from None
             fields[part.name] = value.decode("utf-8", "replace")
+        else:
+            raise _unknown_part(part.name or "", known)
     return fields, image
 
 

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+REQUEST_LINE = 64 * 1024
+"""Bytes a request line may have (GET /camera's query)."""
+
 
 class Service:
     """Everything one process runs: store, queue (with its GPU thread), HTTP API and bot."""
@@ -105,7 +108,8 @@ class Service:
             undo.pop_all()  # from here on, service.stop() undoes it all
             undo.push_async_callback(service.stop)
             if settings.webhook_secret is not None:
-                service.webhooks = WebhookSender(settings, outbox, status_body, metrics)
+                body_of = functools.partial(status_body, settings)
+                service.webhooks = WebhookSender(settings, outbox, body_of, metrics)
                 await service.webhooks.start()
             service._housekeeping = asyncio.create_task(
                 datadir.run_housekeeping(settings, jobs.store), name="housekeeping"
@@ -137,7 +141,11 @@ class Service:
             executor = self.cluster
             assert executor is not None
             routes.add_routes(app, lambda request: executor)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # GET /camera carries a camera path as JSON in its query (4000 characters, up to 12
+        # bytes each once percent-encoded): the request line may pass aiohttp's 8 KB default.
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, max_line_size=REQUEST_LINE
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         try:
@@ -148,7 +156,13 @@ class Service:
             raise Unavailable(f"cannot listen on {where}: {reason}") from exc
         addresses = self._runner.addresses  # (host, port, ...) of each listening socket
         self.port = int(addresses[0][1]) if addresses else self.settings.port
-        log.info("HTTP API on http://%s:%s", self.settings.host, self.port)
+        log.info(
+            "HTTP API on http://%s:%s (the web page at /), renderer %s; ways in: %s",
+            self.settings.host,
+            self.port,
+            self.jobs.renderer_name,
+            "; ".join(ways_in(self.settings)),
+        )
         if not _is_loopback(self.settings.host) and self.settings.api_token is None:
             log.warning(
                 "SECURITY: bound to %s, reachable from other machines, and FANSLYMOTION_API_TOKEN"
@@ -204,6 +218,7 @@ async def job_service(
     from .cluster.follow import Follower
     from .cluster.front import ClusterExecutor
     from .cluster.outbox import PgOutbox
+    from .cluster.owners import PgOwners
     from .cluster.store import PgStore
     from .cluster.upgrade import move_front_sqlite
 
@@ -216,8 +231,24 @@ async def job_service(
     await move_front_sqlite(settings.db_path, db)  # a front of the previous version
     store = PgStore(db)  # the one store of record: the front keeps no copy
     cluster = ClusterExecutor(settings, store, db, Follower(db))
-    queue = JobQueue(settings, store, cluster, metrics=metrics)
+    queue = JobQueue(settings, store, cluster, metrics=metrics, owners=PgOwners(db))
     return queue, cluster, (store, PgOutbox(db))
+
+
+def ways_in(settings: Settings) -> list[str]:
+    """Who may use the API and the page, in words for the start-up line."""
+    ways = []
+    if settings.api_token is None:
+        ways.append("anyone who reaches the port (no API_TOKEN)")
+    else:
+        ways.append("the admin token (API_TOKEN)")
+    if settings.bot_token is not None:
+        ways.append("Telegram users through the bot")
+    if settings.metrics_token is not None:
+        ways.append("/metrics with METRICS_TOKEN")
+    if settings.cluster:
+        ways.append("workers with WORKER_TOKEN")
+    return ways
 
 
 def _is_loopback(host: str) -> bool:

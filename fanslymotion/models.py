@@ -172,7 +172,9 @@ class JobParams(BaseModel):
 
 
 class JobCreateJSON(JobParams):
-    image_data: str = Field(description="The photo, base64-encoded", min_length=1)
+    image_data: str = Field(
+        description="The photo, base64-encoded (an empty one is 400 photo_empty, as in a form)"
+    )
 
 
 # -- stories (issue 25) --
@@ -329,7 +331,9 @@ class JobStatusOut(BaseModel):
     status: JobStatus
     progress: float = Field(ge=0, le=100)
     message: str = Field(description="the phase in plain English, e.g. 'animating 2/4'")
-    phase: Phase | Literal[""] = Field("", description="the phase's name ('' when none)")
+    phase: Phase | Literal["", "done"] = Field(
+        "", description="the phase's name ('' when none; 'done' once completed)"
+    )
     phase_step: int = Field(0, description="the pass the phase is at (0 when it has none)")
     phase_steps: int = Field(0, description="passes in all (0 when the phase has none)")
     queue_position: int | None = None

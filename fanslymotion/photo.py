@@ -26,12 +26,10 @@ log = logging.getLogger(__name__)
 
 Source = bytes | bytearray | memoryview | Path | str
 
-SUPPORTED_TEXT = "JPEG, PNG, WebP, BMP, TIFF or GIF"
+SUPPORTED_TEXT = "JPEG, PNG, WebP, AVIF, BMP, TIFF or GIF"
+# The formats read, and no others: what an error names is what is accepted.
+_ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "BMP", "TIFF", "GIF")
 NEUTRAL_GREY = (128, 128, 128)
-
-# Readers we never use on uploads: EPS runs Ghostscript, the others are stubs that only
-# identify a file and need an external decoder.
-_EXCLUDED_FORMATS = frozenset({"EPS", "BUFR", "GRIB", "HDF5", "MPEG", "WMF"})
 
 # Magic numbers of the common formats: a file that starts like one of these but that Pillow
 # cannot identify is a damaged image, not an unsupported one.
@@ -64,7 +62,7 @@ _DAMAGED = "the image is damaged or truncated and could not be read"
 
 def _formats() -> list[str]:
     Image.init()
-    return [name for name in Image.ID if name not in _EXCLUDED_FORMATS]
+    return [name for name in Image.ID if name in _ACCEPTED_FORMATS]
 
 
 def _looks_like_image(head: bytes) -> bool:

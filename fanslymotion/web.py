@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import api_input, camera, models, motion, photo, subject
+from . import api_input, camera, models, motion, openapi, photo, subject
 from .errors import InvalidParams, UnsupportedMedia
 
 if TYPE_CHECKING:
@@ -88,6 +88,9 @@ class CameraBody(_CameraFields):
     height: int | None = Field(None, ge=1, le=MAX_SIDE)
     focus: models.Focus | None = None
     camera: models.CameraIn | None = None
+
+
+CAMERA_FIELDS = frozenset(CameraBody.model_fields)
 
 
 @dataclass(frozen=True)
@@ -167,11 +170,7 @@ def page_middleware(service_of: ServiceOf) -> Middleware:
 
 
 def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error["loc"]) or "query"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
+    return api_input.validation_message(exc, "query")
 
 
 def parse_camera_query(query: dict[str, str], settings: Settings) -> CameraQuery:
@@ -233,10 +232,11 @@ async def read_camera_body(
     if request.content_type == "application/json":
         data, image = await api_input.read_json_photo(request, settings)
     elif request.content_type == "multipart/form-data":
-        fields, image = await api_input.read_form(request, settings)
+        fields, image = await api_input.read_form(request, settings, CAMERA_FIELDS)
         data = api_input.form_values(fields)
     else:
         raise UnsupportedMedia("send application/json or multipart/form-data")
+    api_input.refuse_decimals(data)
     try:
         body = CameraBody.model_validate(data, strict=request.content_type == "application/json")
     except ValidationError as exc:
@@ -305,10 +305,15 @@ def camera_path(
     if crop is None:
         path = camera.plan(ask.preset, ask.strength, size, (out_w, out_h), shot=shot, seed=ask.seed)
         boxes = list(path.boxes(frames))
-    else:  # SVD: its centred working crop, the preset inside (see the README's SVD notes)
-        boxes = motion.camera_boxes(
-            ask.preset, ask.strength, size, (out_w, out_h), frames, crop_size=crop
+    else:  # SVD: the working crop the shot needs, the path over its frames (camera.svd_framing)
+        (cx0, cy0, cx1, _), inner = camera.svd_framing(
+            ask.preset, ask.strength, size, (out_w, out_h), crop, shot=shot, seed=ask.seed
         )
+        k = (cx1 - cx0) / crop[0]  # photo px per working px
+        boxes = [
+            (cx0 + x0 * k, cy0 + y0 * k, cx0 + x1 * k, cy0 + y1 * k)
+            for x0, y0, x1, y1 in inner.boxes(frames)
+        ]
     warned = camera.prepare_warnings(
         shot, ask.preset, ask.strength, size, (out_w, out_h), ask.resolution, renderer
     )
@@ -385,11 +390,66 @@ async def favicon(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC_DIR / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
 
 
-def add_routes(app: web.Application, service_of: ServiceOf) -> None:
+_OBJECT = {"application/json": {"schema": {"type": "object"}}}
+_CAMERA_ERRORS = {
+    code: openapi.answer("ErrorOut", what)
+    for code, what in [
+        ("400", "an unreadable body or photo"),
+        ("413", "too large a body or photo"),
+        ("415", "neither JSON nor a form, or a photo in a format not read"),
+        ("422", "what /job/create would refuse"),
+    ]
+}
+
+
+def _camera_body(schemas: dict[str, Any]) -> dict[str, Any]:
+    del schemas  # /job/create's fields without user_id, described loosely
+    return {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "multipart/form-data": {"schema": {"type": "object"}},
+        },
+    }
+
+
+def routes(service_of: ServiceOf) -> list[openapi.Route]:
+    """The page's routes that `GET /` and /openapi.json list with the API's."""
+    camera_handler = camera_route(service_of)
+    path_answer = {"200": {"description": "the camera path", "content": _OBJECT}}
+    return [
+        openapi.Route(
+            "GET",
+            "/camera",
+            camera_handler,
+            "the camera path for a photo of a size: crop boxes, framing, warnings",
+            {**path_answer, **_CAMERA_ERRORS},
+            parameters=openapi.query_parameters(CameraQuery),
+        ),
+        openapi.Route(
+            "POST",
+            "/camera",
+            camera_handler,
+            "the camera path for a photo sent as to /job/create (its subject looked for)",
+            {**path_answer, **_CAMERA_ERRORS},
+            body=_camera_body,
+        ),
+        openapi.Route(
+            "GET",
+            "/web/config",
+            config_route(service_of),
+            "what the web page needs first: upload limits, the choices, the ways in",
+            {"200": {"description": "the page's configuration", "content": _OBJECT}},
+        ),
+    ]
+
+
+def add_routes(
+    app: web.Application, page_routes: list[openapi.Route], service_of: ServiceOf
+) -> None:
     """Register the page, its files and its routes on the API's application (before it starts)."""
     app.middlewares.append(page_middleware(service_of))
     app.router.add_get("/favicon.ico", favicon)
-    app.router.add_get("/camera", camera_route(service_of))
-    app.router.add_post("/camera", camera_route(service_of))
-    app.router.add_get("/web/config", config_route(service_of))
+    for route in page_routes:
+        app.router.add_route(route.method, route.path, route.handler)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)

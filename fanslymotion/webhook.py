@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from . import webhook_guard
+from . import api_files, webhook_guard
 from .config import Settings, parse_secret
 from .errors import InvalidParams
 from .loops import stop_tasks, wait_event
@@ -125,11 +125,14 @@ def classify(status: int, retry_after: str | None) -> Outcome:
     return Outcome("give_up", f"HTTP {status}")  # redirects (3xx) included: never followed
 
 
-def status_body(job: Job, event: str) -> dict[str, Any]:
+def status_body(settings: Settings, job: Job, event: str) -> dict[str, Any]:
     """A webhook's body: the status body of the job as it was when `event` happened (the
-    sender adds the event's name)."""
+    sender adds the event's name). `completed` carries the result: `video: ready`, the video
+    and poster links (signed when API_TOKEN is set), progress 100, phase `done`."""
     del event
-    return JobStatusOut.model_validate(job).model_dump(mode="json")
+    body = JobStatusOut.model_validate(job)
+    fields = api_files.result_fields(settings, job, time.time())
+    return body.model_copy(update=fields).model_dump(mode="json")
 
 
 class WebhookSender:

@@ -85,10 +85,18 @@ def test_the_bot_imports_no_renderer(module: str) -> None:
     assert not MODULES[module] & {".renderer", ".svd"}
 
 
-@pytest.mark.parametrize("module", ["motion", "video", "photo", "interpolate", "camera", "subject"])
+@pytest.mark.parametrize(
+    "module",
+    ["motion", "video", "photo", "interpolate", "camera", "subject", "rolling", "resample"],
+)
 def test_the_engines_import_nothing_of_the_service(module: str) -> None:
     ours = {m for m in MODULES[module] if m.startswith(".")}
-    engine = {".errors", ".motion", ".subject"}  # the engine's modules may use one another
+    engine = {
+        ".errors",
+        ".motion",
+        ".subject",
+        ".rolling",
+    }  # the engine's modules may use one another
     assert ours <= engine, f"{module}.py imports {ours}"
 
 
@@ -244,3 +252,19 @@ def test_the_operators_room_asks_the_job_service_only() -> None:
     assert {m for m, names in MODULES.items() if ".admin" in names} == {"app"}
     for module in ("limits", "stats", "versions", "admin_models"):
         assert "aiohttp" not in MODULES[module] and ".api" not in MODULES[module], module
+
+
+# Issue 24: who a request is (credentials, owner, miniapp) and where a webhook may go
+# (webhook_guard) are small nouns below the API: they import nothing of the service.
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [
+        ("owner", set()),
+        ("credentials", set()),
+        ("miniapp", {".errors", ".owner"}),
+        ("webhook_guard", {".config", ".errors"}),
+    ],
+)
+def test_the_trust_modules_stand_below_the_service(module: str, allowed: set[str]) -> None:
+    ours = {m for m in MODULES[module] if m.startswith(".")}
+    assert ours <= allowed, f"{module}.py imports {ours - allowed}"

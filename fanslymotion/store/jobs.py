@@ -115,12 +115,14 @@ class Jobs(Base):
         status: str | None = None,
         limit: int = 20,
         offset: int = 0,
+        source: str | None = None,
     ) -> list[Job]:
         rows = await self._fetchall(
             "SELECT * FROM jobs"
             " WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR status = ?2)"
+            " AND (?5 IS NULL OR source = ?5)"
             " ORDER BY rowid DESC LIMIT ?3 OFFSET ?4",
-            (user_id, status, limit, offset),
+            (user_id, status, limit, offset, source),
         )
         return [job for row in rows if (job := self._job(row)) is not None]
 
