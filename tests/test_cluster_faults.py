@@ -202,7 +202,7 @@ def test_the_fault_run(
     victim = cluster.workers[_rendering(cluster, orphan)]
     assert holder is not victim
     postgres.pause()
-    longer = Probe(cluster, held)
+    longer = Probe(cluster, jobs[0])  # an ended job: read from PostgreSQL, so a 503
     paused = longer.started
     victim.signal(signal.SIGKILL)
     longer.during(LONG_OUTAGE - (time.monotonic() - paused))
@@ -234,6 +234,7 @@ def test_the_fault_run(
     for name, probe in (("short", short), ("long", longer)):
         assert 503 in probe.answers["health"], (name, probe.answers)
         assert probe.answers["create"] <= {201, 503}, (name, probe.answers)
+        assert probe.answers["status"] <= {200, 503}, (name, probe.answers)  # never a 500
 
     # What the issue promises, as measured.
     print("fault run:", json.dumps({k: round(v, 2) for k, v in figures.items()}))
