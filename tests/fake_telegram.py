@@ -244,6 +244,23 @@ class FakeTelegram(BotApiMethods):
         await self._push({"message": message})
         return message
 
+    async def send_audio(
+        self, user: FakeUser, data: bytes, *, voice: bool = False, title: str = "Tune"
+    ) -> dict[str, Any]:
+        """The user sends a music file (`audio`) or a voice message (`voice`)."""
+        file_id, unique = self._store_file(data, "music" if not voice else "voice", "ogg")
+        item: dict[str, Any] = {
+            "file_id": file_id,
+            "file_unique_id": unique,
+            "duration": 5,
+            "file_size": len(data),
+        }
+        if not voice:
+            item["title"] = title
+        message = self._user_message(user, **{"voice" if voice else "audio": item})
+        await self._push({"message": message})
+        return message
+
     async def send_document(
         self,
         user: FakeUser,

@@ -129,7 +129,7 @@ async def test_a_story_job_renders_every_shot_with_music(tmp_path: Path, store: 
         assert "shot 2/3" in messages and "shot 3/3" in messages
         out = settings.data_dir / (done.output_path or "")
         info = video.probe(out)
-        assert info.frames == line.frames == (16 + 24 + 16) - 4 - 4
+        assert info.frames == line.frames == (16 + 24 + 16) - 4 - 5  # 0.5 s, 0.6 s at 8 fps
         assert (info.width, info.height) == (360, 360)  # the first photo's square aspect
         assert abs(music.audio_seconds(out) - line.seconds) <= 1 / FPS
         assert abs(music.integrated_loudness(out) + 14.0) <= 1.0
