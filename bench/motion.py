@@ -164,22 +164,29 @@ def run_case(
 ) -> dict[str, float]:
     """One case, timed from the photo on disk to the finished MP4."""
     threads = apply_variant(variant)
+    if ENGINE == "yuv":
+        from fanslymotion import resample
+
+        resample.warm()  # as a running service is: numba's import and load are not per clip
     path = BenchPath(setup)
     out_w, out_h = setup.out_size
     n = setup.frames
     if case == "floor":
         image = photo.load_photo(photo_path)
-        frames = list(motion.render_path(image, path, n))
+        frames = list(our_frames(image, path, n))
         del image
     wall0, cpu0, busy0 = time.perf_counter(), _cpu(), _system_busy()
     if case in ("ours", "floor"):
         source: Iterator[np.ndarray]
         if case == "ours":
             image = photo.load_photo(photo_path)
-            source = motion.render_path(image, path, n, threads=threads)
+            source = our_frames(image, path, n, threads=threads)
         else:
             source = iter(frames)
-        video.encode(source, out, width=out_w, height=out_h, fps=setup.fps, crf=crf)
+        pix_fmt = "yuv420p" if ENGINE == "yuv" else "rgb24"
+        video.encode(
+            source, out, width=out_w, height=out_h, fps=setup.fps, crf=crf, pix_fmt=pix_fmt
+        )
     else:
         ox, oy, w, h = region_16_9(setup.photo_w, setup.photo_h, setup.out_size)
         chain = f"crop={w}:{h}:{ox}:{oy}"
@@ -198,8 +205,30 @@ def run_case(
     return {"wall": wall, "cpu": cpu, "others": others}
 
 
+# The frame renderer: "yuv" (motion.render_path_yuv, the service's: I420 frames from the
+# compiled resampler, piped as yuv420p) or "pillow" (motion.render_path: RGB frames from Pillow,
+# piped as rgb24 and converted by ffmpeg, the renderer before issue 21). The floor is fed the
+# same frames in the same format, so each ratio compares like with like.
+ENGINE = "yuv"
+
+
+def our_frames(
+    image: Image.Image, path: motion.FramePath, n: int, threads: int | None = None
+) -> Iterator[np.ndarray]:
+    if ENGINE == "yuv":
+        return motion.render_path_yuv(image, path, n, threads=threads)
+    return motion.render_path(image, path, n, threads=threads)
+
+
+def luma(frames: Iterable[np.ndarray], height: int) -> Iterator[np.ndarray]:
+    """What jitter is measured on: the Y plane of I420 frames (RGB frames as they are)."""
+    for frame in frames:
+        yield frame[:height] if frame.ndim == 2 else frame
+
+
 # Alternatives to the engine's defaults, measured with --variants (see docs/benchmarks.md).
 VARIANTS = {
+    "Pillow RGB frames (the renderer before)": "engine=pillow",
     "no worker thread": "threads=0",
     "1 worker thread": "threads=1",
     "3 worker threads": "threads=3",
@@ -210,10 +239,13 @@ VARIANTS = {
 
 def apply_variant(variant: str) -> int | None:
     """Set the engine's knobs for a variant ("key=value,..."); returns the thread count."""
+    global ENGINE
     threads = None
     for item in filter(None, variant.split(",")):
         key, value = item.split("=")
-        if key == "threads":
+        if key == "engine":
+            ENGINE = value
+        elif key == "threads":
             threads = int(value)
         elif key == "filter":
             motion._FRAME_FILTER = getattr(Image.Resampling, value.upper())
@@ -322,7 +354,7 @@ def timed(
     runs = []
     for _ in range(repeat):
         child = ["--case", case, "--photo", str(photo_path), "--out", str(out)]
-        child += ["--setup", json.dumps(setup.__dict__), "--variant", variant]
+        child += ["--setup", json.dumps(setup.__dict__), "--variant", f"engine={ENGINE},{variant}"]
         runs.append(measure_child(child))
     walls = sorted(r["wall"] for r, _ in runs)
     cpus = sorted(r["cpu"] for r, _ in runs)
@@ -345,7 +377,8 @@ def speed_only(setup: Setup, photo_path: Path, work: Path, repeat: int, path: Be
         walls[case] = (wall, cpu)
         print(f"| {case} | {wall:.2f} | {cpu:.2f} | {peak / 2**20:.0f} | {others:.2f} |")
     image = photo.load_photo(photo_path)
-    rms, worst = jitter(motion.render_path(image, path, setup.frames), setup, path)
+    frames = luma(our_frames(image, path, setup.frames), setup.out_size[1])
+    rms, worst = jitter(frames, setup, path)
     ratio = walls["ours"][0] / walls["floor"][0]
     cpu_ratio = walls["ours"][1] / walls["floor"][1]
     print()
@@ -372,8 +405,15 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--setup", help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--engine",
+        choices=("yuv", "pillow"),
+        default="yuv",
+        help="frame renderer: yuv (the service's) or pillow (RGB, the one before)",
+    )
     args = parser.parse_args()
 
+    apply_variant(f"engine={args.engine}")
     if args.case:  # child
         setup = Setup(**json.loads(args.setup))
         result = run_case(args.case, setup, args.photo, args.out, variant=args.variant)
@@ -388,7 +428,7 @@ def main() -> int:
     repeat = args.repeat or (1 if args.quick else 3)
     started = time.perf_counter()
     out_w, out_h = setup.out_size
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; frame renderer: {ENGINE}")
     print(
         f"photo {setup.photo_w}x{setup.photo_h} JPEG, video {out_w}x{out_h}, {setup.duration} s at"
         f" {setup.fps} fps ({setup.frames} frames), dolly in 1.3x + pan left 20 %,"
@@ -421,7 +461,8 @@ def main() -> int:
         floor_wall, floor_cpu = rows["floor"][:2]
 
         image = photo.load_photo(photo_path)
-        rms, worst = jitter(motion.render_path(image, path, setup.frames), setup, path)
+        frames = luma(our_frames(image, path, setup.frames), out_h)
+        rms, worst = jitter(frames, setup, path)
         # The instrument itself: frames resampled independently (Lanczos, straight from the
         # full photo), measured the same way.
         size = setup.out_size
@@ -463,9 +504,9 @@ def main() -> int:
                 wall, cpu, _, others = timed("ours", setup, photo_path, out, repeat, variant)
                 threads = apply_variant(variant)
                 image = photo.load_photo(photo_path)
-                frames = motion.render_path(image, path, setup.frames, threads=threads)
-                v_rms, v_worst = jitter(frames, setup, path)
-                apply_variant("filter=bicubic,oversample=1.25")
+                frames = our_frames(image, path, setup.frames, threads=threads)
+                v_rms, v_worst = jitter(luma(frames, out_h), setup, path)
+                apply_variant(f"filter=bicubic,oversample=1.25,engine={args.engine}")
                 print(
                     f"| {name} | {wall:.2f} | {cpu:.2f} | {wall / floor_wall:.2f} |"
                     f" {v_rms:.4f} / {v_worst:.4f} | {others:.2f} |"

@@ -218,6 +218,7 @@ async def job_service(
     from .cluster.follow import Follower
     from .cluster.front import ClusterExecutor
     from .cluster.outbox import PgOutbox
+    from .cluster.owners import PgOwners
     from .cluster.store import PgStore
     from .cluster.upgrade import move_front_sqlite
 
@@ -230,7 +231,7 @@ async def job_service(
     await move_front_sqlite(settings.db_path, db)  # a front of the previous version
     store = PgStore(db)  # the one store of record: the front keeps no copy
     cluster = ClusterExecutor(settings, store, db, Follower(db))
-    queue = JobQueue(settings, store, cluster, metrics=metrics)
+    queue = JobQueue(settings, store, cluster, metrics=metrics, owners=PgOwners(db))
     return queue, cluster, (store, PgOutbox(db))
 
 

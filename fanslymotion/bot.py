@@ -53,6 +53,7 @@ from aiogram.utils.token import TokenValidationError, validate_token
 from .bot_album import Albums
 from .bot_delivery import Outbox
 from .bot_handlers import build_router
+from .bot_miniapp import set_menu_button
 from .bot_progress import ProgressTracker, Tracked
 from .bot_telegram import (
     REDACTED,
@@ -314,6 +315,7 @@ class TelegramBot:
             me = await bot.me()
             await bot.delete_webhook(drop_pending_updates=False)
             await self._set_commands(bot)
+            await set_menu_button(bot, self.settings)
         except asyncio.CancelledError:
             await bot.session.close()
             raise

@@ -21,6 +21,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from . import stats
 from .bot_delivery import DOCUMENT_PREFIX
 from .bot_history import HISTORY_KEPT, history_view
+from .bot_miniapp import on_app
 from .bot_photo import (
     incoming_kind,
     on_early_photo,
@@ -225,7 +226,7 @@ async def on_queue(message: Message, lang: str, store: BotStore, jobs: JobQueue)
 
 async def on_stats(message: Message, lang: str, jobs: JobQueue) -> None:
     """Today's figures (UTC): jobs, failures, the queue, median render time per resolution."""
-    if jobs.owners is None:  # a PostgreSQL-only front keeps no figures (README, Operating)
+    if jobs.owners is None:  # a job service started without the owners' tables
         await message.answer(t(lang, "stats_unavailable"))
         return
     figures = await stats.figures(jobs.owners, "today")
@@ -567,6 +568,7 @@ def build_router(*, admins: Collection[int]) -> Router:
     router.message.register(on_cancel, Command("cancel"))
     router.message.register(on_status, Command("status"))
     router.message.register(on_history, Command("history"))
+    router.message.register(on_app, Command("app"))
     router.message.register(on_queue, Command("queue"), admin)
     router.message.register(on_stats, Command("stats"), admin)
     router.message.register(on_pause, Command("pause"), admin)

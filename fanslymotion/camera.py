@@ -371,6 +371,98 @@ def working_crop(
     return (left, top, left + w, top + h)
 
 
+def svd_framing(
+    preset: str,
+    strength: float,
+    src_size: tuple[int, int],
+    out_size: tuple[int, int],
+    crop_size: tuple[int, int],
+    *,
+    shot: Shot,
+    seed: int | None = None,
+) -> tuple[motion.Box, motion.FramePath]:
+    """SVD's framing of a shot: the box of the photo it animates (of `crop_size`'s aspect) and
+    the path its frames (at `crop_size`) then follow, so an aimed or keyframed shot frames the
+    same subject on SVD as on the camera-motion renderer.
+
+    A preset is fitted inside the working crop, which is centred on the subject as far as the
+    photo allows (`working_crop`), aimed at the subject's place in it. A keyframed camera keeps
+    its windows exactly where they were put: the crop is the smallest box of the working
+    aspect around all of them (the largest the photo holds, centred on them, if they span
+    more; windows are then shrunk into it about their centres).
+    """
+    if shot.keyframes:
+        whole = KeyframePath(shot.keyframes, shot.ease, src_size, out_size, loop=shot.loop)
+        crop = _crop_around(whole, src_size, crop_size)
+        return crop, MappedPath(whole, crop, crop_size)
+    found = shot.subject
+    aimed = found is not None and found.framing != "centre"
+    crop = working_crop(src_size, crop_size, found if aimed else None)
+    inner = shot
+    if found is not None and aimed:
+        x0, y0, x1, y1 = crop
+        fx = (found.x * src_size[0] - x0) / (x1 - x0)
+        fy = (found.y * src_size[1] - y0) / (y1 - y0)
+        inner = replace(shot, subject=Subject(found.framing, _unit(fx), _unit(fy)))
+    return crop, plan(preset, strength, crop_size, out_size, shot=inner, seed=seed)
+
+
+def _unit(value: float) -> float:
+    return min(max(value, 0.0), 1.0)
+
+
+def _crop_around(
+    path: motion.FramePath, src_size: tuple[int, int], crop_size: tuple[int, int]
+) -> motion.Box:
+    """The smallest box of `crop_size`'s aspect around every window of `path`, in the photo."""
+    boxes = np.array(list(path.boxes(257)))
+    left, top = float(boxes[:, 0].min()), float(boxes[:, 1].min())
+    right, bottom = float(boxes[:, 2].max()), float(boxes[:, 3].max())
+    aspect = crop_size[0] / crop_size[1]
+    largest_w, _ = fit_window(src_size, crop_size)
+    width = min(max(right - left, (bottom - top) * aspect), largest_w)
+    height = width / aspect
+    x0 = min(max((left + right - width) / 2, 0.0), src_size[0] - width)
+    y0 = min(max((top + bottom - height) / 2, 0.0), src_size[1] - height)
+    return (x0, y0, x0 + width, y0 + height)
+
+
+class MappedPath:
+    """A path over the photo seen in a crop of it resized to `crop_size` (SVD's frames)."""
+
+    def __init__(
+        self, whole: motion.FramePath, crop: motion.Box, crop_size: tuple[int, int]
+    ) -> None:
+        self.whole = whole
+        self.crop = crop
+        self.src_w, self.src_h = crop_size
+        self.out_w, self.out_h = whole.out_w, whole.out_h
+        self.scale = crop_size[0] / (crop[2] - crop[0])  # frame px per photo px
+
+    @property
+    def min_box_width(self) -> float:
+        return min(self.whole.min_box_width * self.scale, float(self.src_w))
+
+    def box(self, t: float) -> motion.Box:
+        x0, y0, x1, y1 = self.whole.box(t)
+        cx0, cy0 = self.crop[0], self.crop[1]
+        s = self.scale
+        x0, y0, x1, y1 = (x0 - cx0) * s, (y0 - cy0) * s, (x1 - cx0) * s, (y1 - cy0) * s
+        # A window larger than the crop shrinks about its centre; any then shifts inside.
+        k = min(1.0, self.src_w / (x1 - x0), self.src_h / (y1 - y0))
+        w, h = (x1 - x0) * k, (y1 - y0) * k
+        left = min(max((x0 + x1 - w) / 2, 0.0), self.src_w - w)
+        top = min(max((y0 + y1 - h) / 2, 0.0), self.src_h - h)
+        return (left, top, min(left + w, float(self.src_w)), min(top + h, float(self.src_h)))
+
+    def boxes(self, n_frames: int) -> Iterator[motion.Box]:
+        for i in range(n_frames):
+            yield self.box(i / (n_frames - 1) if n_frames > 1 else 0.0)
+
+    def roll(self, t: float) -> float:
+        return self.whole.roll(t)
+
+
 def upscale_warning(
     path: motion.FramePath, resolution: str, scale: float = 1.0
 ) -> dict[str, Any] | None:

@@ -22,10 +22,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args
 
-import cv2
 import numpy as np
 from PIL import Image
 
+from . import rolling
 from .errors import InvalidParams
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ DRIFT_X = 0.05
 DRIFT_Y = 0.035
 DRIFT_ZOOM = 0.025
 # And a slight roll of the window about its centre (radians at strength 1: 1 degree), on paths
-# made with `roll=True` (the service's): a rolled frame costs a rotation more (`_rolled`).
+# made with `roll=True`: a rolled frame costs a rotation more (`rolling.rolled`).
 DRIFT_ROLL = math.radians(1.0)
 
 # Auto aspect: photos within this ratio of square get a square video.
@@ -567,73 +567,47 @@ def render_path(
     return _render(image, path, n, workers)
 
 
-# Mirrored border around the photo for rolled frames: the intermediate's margin may reach
-# past the photo's edge by a few of its pixels (the rolled window itself never does).
-_ROLL_PAD = 16
+def render_path_yuv(
+    image: Image.Image, path: FramePath, n_frames: int, *, threads: int | None = None
+) -> Generator[np.ndarray, None, None]:
+    """`render_path` in the encoder's own format: I420 frames, (h * 3 / 2, w) uint8 arrays of
+    BT.709 TV-range Y, Cb and Cr planes, for `video.encode(..., pix_fmt="yuv420p")`.
 
-
-def _padded(small: Image.Image) -> Image.Image:
-    pixels = cv2.copyMakeBorder(np.asarray(small), *(_ROLL_PAD,) * 4, cv2.BORDER_REFLECT_101)
-    return Image.fromarray(pixels)
-
-
-def _rolled(padded: Image.Image, box: Box, angle: float, size: tuple[int, int]) -> np.ndarray:
-    """The window `box` (in the unpadded photo's pixels) rolled by `angle` about its centre,
-    from the photo `padded` by _ROLL_PAD.
-
-    Exact where it matters: the upright box around the rolled window is resampled from float
-    coordinates as every frame is (area-filtered, from a photo shrunk with OVERSAMPLE squared),
-    at OVERSAMPLE times the output's scale; it is rotated there, where its detail is below
-    Nyquist and an 8-tap Lanczos is close to exact (OpenCV's 1/32 px coordinate steps are 1/40
-    of an output pixel), then shrunk to the output by a resize that is the same in every frame,
-    so it adds no motion of its own. Measured: 0.015 px worst, 0.004-0.006 RMS (tests).
-    """
-    out_w, out_h = size
-    big_w, big_h = round(out_w * OVERSAMPLE), round(out_h * OVERSAMPLE)
-    kx, ky = big_w / out_w, big_h / out_h  # intermediate px per output px
-    cos, sin = math.cos(angle), math.sin(angle)
-    margin = 4  # the rotation's interpolation taps
-    inter_w = math.ceil(out_w * abs(cos) * kx + out_h * abs(sin) * kx) + 2 * margin
-    inter_h = math.ceil(out_w * abs(sin) * ky + out_h * abs(cos) * ky) + 2 * margin
-    x0, y0, x1, y1 = box
-    per_x, per_y = out_w * kx / (x1 - x0), out_h * ky / (y1 - y0)  # intermediate px per source px
-    mx, my = (x0 + x1) / 2 + _ROLL_PAD, (y0 + y1) / 2 + _ROLL_PAD
-    inter_box = (
-        mx - inter_w / 2 / per_x,
-        my - inter_h / 2 / per_y,
-        mx + inter_w / 2 / per_x,
-        my + inter_h / 2 / per_y,
-    )
-    inter = np.asarray(padded.resize((inter_w, inter_h), _FRAME_FILTER, box=inter_box))
-    # Rotated pixel (edge-aligned) p -> intermediate S R (S^-1 p - c_out) + c_in, S = diag(k).
-    scale = np.diag([kx, ky])
-    a = scale @ np.array([[cos, -sin], [sin, cos]]) @ np.linalg.inv(scale)
-    b = np.array([inter_w / 2, inter_h / 2]) - a @ np.array([big_w / 2, big_h / 2])
-    # OpenCV's pixel centres are at whole coordinates, the boxes' at half ones.
-    offset = a @ np.array([0.5, 0.5]) + b - 0.5
-    matrix = np.hstack([a, offset[:, None]])
-    flags = cv2.INTER_LANCZOS4 | cv2.WARP_INVERSE_MAP
-    turned = cv2.warpAffine(
-        inter, matrix, (big_w, big_h), flags=flags, borderMode=cv2.BORDER_REFLECT
-    )
-    return np.asarray(Image.fromarray(turned).resize(size, _FRAME_FILTER))
+    Resampled by the compiled `resample` module rather than Pillow: the same geometry and
+    filter, in float, on 1.5 planes instead of 4 channels: about 5x less CPU per frame, which
+    on a machine x264 keeps busy is most of a clip's time (docs/benchmarks.md)."""
+    if image.size != (path.src_w, path.src_h):
+        raise InvalidParams("the camera path was fitted to another image size")
+    if path.out_w % 2 or path.out_h % 2:
+        raise InvalidParams("YUV 4:2:0 frames need an even width and height")
+    n = _check_frames(n_frames)
+    workers = render_threads() if threads is None else max(0, int(threads))
+    return _render(image, path, n, workers, yuv=True)
 
 
 def _render(
-    image: Image.Image, path: FramePath, n_frames: int, threads: int
+    image: Image.Image, path: FramePath, n_frames: int, threads: int, *, yuv: bool = False
 ) -> Generator[np.ndarray, None, None]:
     source = image if image.mode == "RGB" else image.convert("RGB")
     size = (path.out_w, path.out_h)
     times = [i / (n_frames - 1) if n_frames > 1 else 0.0 for i in range(n_frames)]
     angles = [path.roll(t) for t in times]
     small, sx, sy = shrink_for_path(source, path, OVERSAMPLE**2 if any(angles) else None)
-    padded = _padded(small) if any(angles) else small
+    padded = rolling.padded(small) if any(angles) else small
+    planes = None
+    if yuv:
+        from . import resample  # numba: loaded only by the renderer that needs it
+
+        planes = resample.YUVSource(small)
 
     def frame(box: tuple[float, float, float, float], angle: float) -> np.ndarray:
         x0, y0, x1, y1 = box
         scaled = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
         if angle:
-            return _rolled(padded, scaled, angle, size)
+            rolled = rolling.rolled(padded, scaled, angle, size, OVERSAMPLE, _FRAME_FILTER)
+            return rolled if planes is None else planes.to_i420(rolled)
+        if planes is not None:
+            return planes.frame(scaled, size)
         return np.asarray(small.resize(size, _FRAME_FILTER, box=scaled))
 
     shots = zip(path.boxes(n_frames), angles, strict=True)
@@ -673,7 +647,25 @@ def apply_camera(
     _check_preset(preset)
     s = _check_strength(strength)
     size = _check_size("output size", out_size)
-    return _apply(iter(frames), size, n, preset, s)
+    return _apply(iter(frames), size, n, lambda src: CameraPath(preset, s, src, size))
+
+
+def apply_path(
+    frames: Iterable[np.ndarray | Image.Image], path: FramePath, n_frames: int
+) -> Iterator[np.ndarray]:
+    """`apply_camera` with a path already fitted to the frames' size (e.g. SVD's working crop
+    of an aimed or keyframed shot, `camera.svd_framing`)."""
+    n = _check_frames(n_frames)
+    size = (path.out_w, path.out_h)
+
+    def fitted(src: tuple[int, int]) -> FramePath:
+        if src != (path.src_w, path.src_h):
+            raise InvalidParams(
+                f"frames are {src[0]}x{src[1]}, the path was fitted to {path.src_w}x{path.src_h}"
+            )
+        return path
+
+    return _apply(iter(frames), size, n, fitted)
 
 
 def _as_image(frame: np.ndarray | Image.Image) -> Image.Image:
@@ -691,15 +683,14 @@ def _apply(
     frames: Iterator[np.ndarray | Image.Image],
     size: tuple[int, int],
     n_frames: int,
-    preset: str,
-    strength: float,
+    fit: Callable[[tuple[int, int]], FramePath],
 ) -> Iterator[np.ndarray]:
-    path: CameraPath | None = None
+    path: FramePath | None = None
     count = 0
     for frame in frames:
         image = _as_image(frame)
         if path is None:
-            path = CameraPath(preset, strength, image.size, size)
+            path = fit(image.size)
         elif image.size != (path.src_w, path.src_h):
             raise InvalidParams(
                 f"frame {count} is {image.width}x{image.height},"

@@ -46,7 +46,7 @@ from .renderer import Preview, Renderer, RenderSpec
 from .retry import Failed, Outcome, Policy, next_state
 from .store import Job, NewJob, check_same_request
 from .store.owners import OwnerTables
-from .store.port import JobStore
+from .store.port import JobStore, OwnerStore
 from .story import Story
 from .story_intake import StoryFiles
 from .vocabulary import TERMINAL, JobStatus, Phase, Progress
@@ -75,6 +75,7 @@ class JobQueue:
         store: JobStore,
         executor: Executor,
         metrics: Metrics | None = None,
+        owners: OwnerStore | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
@@ -82,9 +83,11 @@ class JobQueue:
         self.executor = executor
         self.events = EventHub()
         self.estimator = Estimator()
-        # The operator's tables (owners' rules, figures) are SQLite's: a PostgreSQL-only front
-        # has none, and neither limits nor figures there (README, Operating).
-        self.owners: OwnerTables | None = store if isinstance(store, OwnerTables) else None
+        # The operator's tables (owners' rules, figures): the SQLite store's own, or given (a
+        # cluster's front: cluster.owners.PgOwners).
+        if owners is None and isinstance(store, OwnerTables):
+            owners = store
+        self.owners = owners
         self.limits = Limits(settings, self.owners) if self.owners is not None else None
         self._live: dict[str, _Live] = {}
         self._queue_length = 0  # as /health last counted it (a cluster's database may be away)

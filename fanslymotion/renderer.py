@@ -147,9 +147,10 @@ class Renderer:
         on_frame: Callable[[int], None],
         progress: ProgressFn,
         cancel: threading.Event | None = None,
+        pix_fmt: str = "rgb24",
     ) -> RenderResult:
-        """Stream `frames` into the task's MP4 (with `metadata`) and report the end; `cancel`
-        is also heard while ffmpeg finishes the file."""
+        """Stream `frames` (RGB, or I420 with `pix_fmt="yuv420p"`) into the task's MP4 (with
+        `metadata`) and report the end; `cancel` is also heard while ffmpeg finishes the file."""
         spec = task.spec
         width, height = size
         video.encode(
@@ -163,6 +164,7 @@ class Renderer:
             metadata=self.metadata(task, size),
             on_frame=on_frame,
             check=None if cancel is None else lambda: check_cancel(cancel),
+            pix_fmt=pix_fmt,
         )
         progress(Progress(100.0, Phase.FINISHING, eta=0.0))
         return RenderResult(spec.frames, width, height, spec.fps, self.name)
@@ -235,7 +237,7 @@ class MotionRenderer(Renderer):
         path = camera.plan(
             spec.motion, spec.strength, image.size, (width, height), shot=shot, seed=spec.seed
         )
-        frames = motion.render_path(image, path, total)
+        frames = motion.render_path_yuv(image, path, total)
         started = time.monotonic()
 
         def on_frame(done: int) -> None:
@@ -245,7 +247,9 @@ class MotionRenderer(Renderer):
             # The last few percent are ffmpeg's flush and the move into place.
             progress(Progress(min(99.0, 99.0 * done / total), Phase.RENDERING, eta=eta))
 
-        return self._encode(task, frames, (width, height), on_frame, progress, cancel)
+        return self._encode(
+            task, frames, (width, height), on_frame, progress, cancel, pix_fmt="yuv420p"
+        )
 
 
 RENDER_NICENESS = 10

@@ -261,7 +261,7 @@ EN: dict[str, str] = {
         "Processing: {processing}"
     ),
     "queue_none": "none",
-    "stats_unavailable": "Today's figures need the front's SQLite (CLUSTER_STORE=sqlite).",
+    "stats_unavailable": "This service keeps no figures.",
     "stats_today": (
         "Today (UTC): {jobs} jobs · {completed} done · {failed} failed (failure rate {rate})\n"
         "Queue: {queued} waiting · {running} running · processing {processing}\n"
@@ -525,7 +525,7 @@ RU: dict[str, str] = {
         "Обработка: {processing}"
     ),
     "queue_none": "нет",
-    "stats_unavailable": "Сводка за сегодня нужна SQLite фронта (CLUSTER_STORE=sqlite).",
+    "stats_unavailable": "Этот сервис не ведёт сводку.",
     "stats_today": (
         "Сегодня (UTC): заданий {jobs} · готово {completed} · ошибок {failed}"
         " (доля ошибок {rate})\n"
@@ -575,6 +575,22 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "dolly_in": "камера движется к центру: чёткое плавное приближение",
     },
 }
+
+# The page as a Telegram Mini App (issue 24): the menu button and /app.
+EN.update(
+    {
+        "app_button": "Open the app",
+        "app_open": "Your videos and the editor, inside Telegram: tap below.",
+        "app_off": "The app is not available on this server yet. Send me a photo here instead.",
+    }
+)
+RU.update(
+    {
+        "app_button": "Открыть приложение",
+        "app_open": "Ваши видео и редактор прямо в Telegram: нажмите кнопку ниже.",
+        "app_off": "Приложение на этом сервере пока недоступно. Пришлите фото сюда.",
+    }
+)
 
 TEXTS: dict[str, dict[str, str]] = {"en": EN, "ru": RU}
 

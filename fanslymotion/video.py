@@ -192,7 +192,13 @@ def _encode_command(
     preset: str,
     metadata: Mapping[str, str],
     audio: AudioTrack | None = None,
+    pix_fmt: str = "rgb24",
 ) -> list[str]:
+    # Explicit BT.709 TV-range conversion of RGB, so the pixels match the tags written below;
+    # yuv420p frames come converted already (motion.render_path_yuv), and are only tagged.
+    convert = (
+        "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p," if pix_fmt == "rgb24" else ""
+    )
     command = [
         ffmpeg_exe(),
         "-hide_banner",
@@ -202,7 +208,7 @@ def _encode_command(
         "-f",
         "rawvideo",
         "-pix_fmt",
-        "rgb24",
+        pix_fmt,
         "-video_size",
         f"{width}x{height}",
         "-framerate",
@@ -210,9 +216,8 @@ def _encode_command(
         "-i",
         "pipe:0",
         *_audio_args(audio),
-        # Explicit BT.709 TV-range conversion, so the pixels match the tags written below.
         "-vf",
-        "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,setsar=1,"
+        f"{convert}setsar=1,"
         "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv",
         *x264_args(crf, preset, width, height, fps),
         "-fps_mode",
@@ -286,8 +291,11 @@ def encode(
     on_frame: Callable[[int], None] | None = None,
     check: Callable[[], None] | None = None,
     audio: AudioTrack | None = None,
+    pix_fmt: str = "rgb24",
 ) -> int:
     """Encode RGB uint8 frames of shape (height, width, 3) to an MP4 at `path`; returns the count.
+    With `pix_fmt="yuv420p"` the frames are I420 instead, (height * 3 / 2, width), BT.709 TV
+    range (`motion.render_path_yuv`), and go to x264 without a conversion.
 
     `on_frame(n)` runs after the n-th frame went to the encoder, and `check()` every
     `FLUSH_POLL` seconds while ffmpeg finishes the file after the last one; whatever either
@@ -298,8 +306,10 @@ def encode(
     tags = dict(metadata or {})
     _check_encode_args(width, height, fps, crf, preset, tags)
     path = Path(path)
-    command = _encode_command(path, width, height, fps, crf, preset, tags, audio)
-    expected = (height, width, 3)
+    if pix_fmt not in ("rgb24", "yuv420p"):
+        raise ValueError(f"pix_fmt must be rgb24 or yuv420p, got {pix_fmt!r}")
+    command = _encode_command(path, width, height, fps, crf, preset, tags, audio, pix_fmt)
+    expected = (height, width, 3) if pix_fmt == "rgb24" else (height * 3 // 2, width)
     count = 0
     with tempfile.TemporaryFile() as stderr:
         try:

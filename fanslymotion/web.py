@@ -305,10 +305,15 @@ def camera_path(
     if crop is None:
         path = camera.plan(ask.preset, ask.strength, size, (out_w, out_h), shot=shot, seed=ask.seed)
         boxes = list(path.boxes(frames))
-    else:  # SVD: its centred working crop, the preset inside (see the README's SVD notes)
-        boxes = motion.camera_boxes(
-            ask.preset, ask.strength, size, (out_w, out_h), frames, crop_size=crop
+    else:  # SVD: the working crop the shot needs, the path over its frames (camera.svd_framing)
+        (cx0, cy0, cx1, _), inner = camera.svd_framing(
+            ask.preset, ask.strength, size, (out_w, out_h), crop, shot=shot, seed=ask.seed
         )
+        k = (cx1 - cx0) / crop[0]  # photo px per working px
+        boxes = [
+            (cx0 + x0 * k, cy0 + y0 * k, cx0 + x1 * k, cy0 + y1 * k)
+            for x0, y0, x1, y1 in inner.boxes(frames)
+        ]
     warned = camera.prepare_warnings(
         shot, ask.preset, ask.strength, size, (out_w, out_h), ask.resolution, renderer
     )

@@ -69,6 +69,7 @@ _JSON_PARAMS = {
     "allowed_updates",
     "chat_id",
     "commands",
+    "menu_button",
     "duration",
     "from_chat_id",
     "height",
@@ -119,6 +120,7 @@ class FakeTelegram(BotApiMethods):
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.files: dict[str, StoredFile] = {}
         self.commands: dict[str, list[dict[str, Any]]] = {}
+        self.menu_buttons: list[dict[str, Any]] = []  # setChatMenuButton's, in order
         self.blocked: set[int] = set()
         self.upload_limit = 50 * MB
         self.download_limit = 20 * MB

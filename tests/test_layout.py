@@ -85,10 +85,18 @@ def test_the_bot_imports_no_renderer(module: str) -> None:
     assert not MODULES[module] & {".renderer", ".svd"}
 
 
-@pytest.mark.parametrize("module", ["motion", "video", "photo", "interpolate", "camera", "subject"])
+@pytest.mark.parametrize(
+    "module",
+    ["motion", "video", "photo", "interpolate", "camera", "subject", "rolling", "resample"],
+)
 def test_the_engines_import_nothing_of_the_service(module: str) -> None:
     ours = {m for m in MODULES[module] if m.startswith(".")}
-    engine = {".errors", ".motion", ".subject"}  # the engine's modules may use one another
+    engine = {
+        ".errors",
+        ".motion",
+        ".subject",
+        ".rolling",
+    }  # the engine's modules may use one another
     assert ours <= engine, f"{module}.py imports {ours}"
 
 

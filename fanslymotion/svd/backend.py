@@ -17,7 +17,7 @@ import diffusers  # noqa: F401  (a lazy module: the pipeline classes load on fir
 import torch
 import torch._dynamo.exc
 
-from .. import checkpoints, motion
+from .. import camera, checkpoints, motion, subject
 from ..checkpoints import PassStore, PreviewPlan
 from ..config import Settings
 from ..errors import Cancelled, FanslyError, GPUOutOfMemory, RenderError, Unavailable
@@ -333,15 +333,29 @@ class SVDRenderer(Renderer):
     def _render(
         self, task: RenderTask, progress: ProgressFn, cancel: threading.Event
     ) -> RenderResult:
-        from PIL import Image, ImageOps
+        from PIL import Image
 
         spec = task.spec
         progress(Progress(0.0, Phase.PREPARING))
         image, (out_w, out_h) = self._open_photo(task)
         aspect = motion.resolve_aspect(spec.aspect, image.width, image.height)
         work_w, work_h = svd_working_size(aspect, self.settings.svd_size)
-        # Centre crop to the working aspect, never a stretch.
-        first = ImageOps.fit(image, (work_w, work_h), method=Image.Resampling.LANCZOS)
+        shot = spec.shot
+        if shot.subject is None:  # a job made without one (the CLI, an older row): look now
+            found = None if shot.focus or shot.keyframes else subject.find_subject(image)
+            shot = camera.aim(shot, found)
+        # The part of the photo the shot needs, at the working aspect (never a stretch), and
+        # the path over SVD's frames that frames it as the camera-motion renderer would.
+        crop, path = camera.svd_framing(
+            spec.motion,
+            spec.strength,
+            image.size,
+            (out_w, out_h),
+            (work_w, work_h),
+            shot=shot,
+            seed=spec.seed,
+        )
+        first = image.resize((work_w, work_h), Image.Resampling.LANCZOS, box=crop)
         plan = self.plan(spec)
         tracker = _SVDProgress(
             progress,
@@ -367,7 +381,7 @@ class SVDRenderer(Renderer):
             out_w,
             out_h,
         )
-        passes = self._pass_store(task, (work_w, work_h), (out_w, out_h), plan)
+        passes = self._pass_store(task, (work_w, work_h), (out_w, out_h), plan, crop)
         try:
             generated = self.working_frames(
                 first, spec, cancel=cancel, tracker=tracker, passes=passes
@@ -380,12 +394,8 @@ class SVDRenderer(Renderer):
             def finish(frames: Iterator[FrameArray]) -> RenderResult:
                 # In its own thread: interpolation, camera path and x264 of pass n run while
                 # the GPU generates pass n+1.
-                output = motion.apply_camera(
-                    itertools.islice(_to_output_rate(frames, plan), spec.frames),
-                    out_size=(out_w, out_h),
-                    n_frames=spec.frames,
-                    preset=spec.motion,
-                    strength=spec.strength,
+                output = motion.apply_path(
+                    itertools.islice(_to_output_rate(frames, plan), spec.frames), path, spec.frames
                 )
                 return self._encode(task, output, (out_w, out_h), on_frame, progress, cancel)
 
@@ -401,6 +411,7 @@ class SVDRenderer(Renderer):
         work_size: tuple[int, int],
         out_size: tuple[int, int],
         plan: PassPlan,
+        crop: motion.Box,
     ) -> PassStore | None:
         """The job's checkpoints, keyed by everything a pass's pixels depend on."""
         if task.work_dir is None:
@@ -416,6 +427,7 @@ class SVDRenderer(Renderer):
             "strength": spec.strength,
             "passes": plan.passes,
             "working_size": list(work_size),
+            "crop": [round(v, 4) for v in crop],
             "frames_per_pass": self._frames_per_pass,
             "model": self.settings.svd_model,
             "dtype": str(self._pipe.unet.dtype),
