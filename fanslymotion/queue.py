@@ -180,7 +180,9 @@ class JobQueue:
         if request.webhook_url is not None:  # never inward (it is checked again at delivery)
             await webhook_guard.check_destination(self.settings, request.webhook_url)
         if idempotency_key is not None:
-            existing = await self.store.job_by_idempotency_key(request.user_id, idempotency_key)
+            existing = await self.store.job_by_idempotency_key(
+                request.source, request.user_id, idempotency_key
+            )
             if existing is not None:
                 check_same_request(existing, request_digest)
                 return existing, False
@@ -188,12 +190,13 @@ class JobQueue:
             await self.limits.check(request.source, request.user_id, request.duration)
         try:
             await self.store.check_caps(
+                request.source,
                 request.user_id,
                 max_queued=self.settings.max_queued,
                 max_active_per_user=self.settings.max_active_per_user,
             )
         except TooManyJobs as exc:
-            exc.retry_after = await self._free_slot_in(exc, request.user_id)
+            exc.retry_after = await self._free_slot_in(exc, request.source, request.user_id)
             raise
         loop = asyncio.get_running_loop()
         free_mb = await loop.run_in_executor(None, self.free_disk_mb)
@@ -232,7 +235,7 @@ class JobQueue:
             await loop.run_in_executor(None, remove_quietly, self.settings.data_dir / relative)
             await self._drop_story_files(job_id, story)
             if isinstance(exc, TooManyJobs):  # a race past the early check: the same answer
-                exc.retry_after = await self._free_slot_in(exc, request.user_id)
+                exc.retry_after = await self._free_slot_in(exc, request.source, request.user_id)
             raise
         if not created:  # lost a race on the idempotency key: keep the first job's photo
             await loop.run_in_executor(None, remove_quietly, self.settings.data_dir / relative)
@@ -320,7 +323,7 @@ class JobQueue:
             shot=shot.to_json(),
         )
 
-    async def _free_slot_in(self, refusal: TooManyJobs, user_id: int) -> int:
+    async def _free_slot_in(self, refusal: TooManyJobs, source: str, user_id: int) -> int:
         """Seconds until the cap that refused a job frees a slot (at least 1): the next queued
         job's start for a full queue, the end of the user's first job for the per-user cap."""
         seconds: float | None
@@ -329,7 +332,7 @@ class JobQueue:
         else:
             mine = [
                 job
-                for job in await self.store.list_jobs(user_id=user_id, limit=100)
+                for job in await self.store.list_jobs(user_id=user_id, source=source, limit=100)
                 if job.status in (JobStatus.QUEUED, JobStatus.PROCESSING)
             ]
             etas = [(await self.position_and_eta(job))[1] for job in mine]

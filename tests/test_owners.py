@@ -106,3 +106,38 @@ async def test_without_a_bot_telegram_sign_in_is_off(start_service: ServiceFacto
     client = await start_service()
     status, body, _ = await client.request("GET", "/jobs", headers=tma(BOT, ALICE))
     assert status == 401 and "Telegram" in body["error"]
+
+
+async def test_a_telegram_user_and_an_api_user_of_one_number_have_their_own_caps(
+    start_deployed: ServiceFactory, tg: FakeTelegram
+) -> None:
+    """Caps and idempotency keys count by owner: Telegram user 7001 and API user 7001 each reach
+    their own MAX_ACTIVE_PER_USER, and the same Idempotency-Key names each one's own job."""
+    client = await start_deployed(
+        api_token=ADMIN, bot_token=BOT, telegram_api=tg.url, max_active_per_user=2
+    )
+    await client.service.jobs.pause()
+    number = 7001
+    ways = {"telegram": tma(BOT, number), "api": AUTH}
+    made: dict[str, list[str]] = {}
+    for source, headers in ways.items():
+        made[source] = [
+            await _create(client, {**headers, "Idempotency-Key": f"order-{n}"}, user_id=number)
+            for n in range(2)
+        ]
+    for source, headers in ways.items():
+        status, body, response = await client.request(
+            "POST", "/job/create", json=_payload(number), headers=headers
+        )
+        assert status == 429 and "at most 2" in body["error"], (source, body)
+        assert int(response.headers["Retry-After"]) > 0
+        again = {**headers, "Idempotency-Key": "order-1"}
+        status, body, _ = await client.request(
+            "POST", "/job/create", json=_payload(number), headers=again
+        )
+        assert status == 200 and body["job_id"] == made[source][1], (source, body)
+        for job_id in made[source]:
+            row = await client.service.store.get_job(job_id)
+            assert row is not None and (row.source, row.user_id) == (source, number)
+    assert not set(made["telegram"]) & set(made["api"])
+    assert await client.service.store.count_jobs(status="queued") == 4

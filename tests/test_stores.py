@@ -158,3 +158,51 @@ async def test_the_bots_tables_keep_what_it_says(stores: tuple[BotStore, Outbox]
     assert await store.get_flag("finals") is None
     await store.set_flag("finals", "a b")
     assert await store.get_flag("finals") == "a b"
+
+
+async def test_caps_and_idempotency_keys_belong_to_the_owner(
+    stores: tuple[BotStore, Outbox],
+) -> None:
+    """Telegram user 7001 and API user 7001 are two owners: each reaches their own cap, and the
+    same idempotency key names each one's own job."""
+    store, _ = stores
+    made: dict[str, list[str]] = {"telegram": [], "api": []}
+    for n in range(2):
+        for source in ("telegram", "api"):
+            job_id = f"00000000-0000-4000-8000-0000000070{n}{int(source == 'api')}"
+            job, created = await store.create_job(
+                new_job(job_id, user_id=7001, source=source, idempotency_key=f"k{n}"),
+                max_queued=10,
+                max_active_per_user=2,
+            )
+            assert created and (job.source, job.user_id) == (source, 7001)
+            made[source].append(job.job_id)
+    assert made["telegram"] != made["api"]
+    for source in ("telegram", "api"):
+        await store.check_caps(source, 7002, max_queued=10, max_active_per_user=2)
+        with pytest.raises(TooManyJobs) as refused:
+            await store.check_caps(source, 7001, max_queued=10, max_active_per_user=2)
+        assert refused.value.details["cap"] == "user"
+        with pytest.raises(TooManyJobs):
+            await store.create_job(
+                new_job(
+                    f"00000000-0000-4000-8000-00000000709{len(source)}", source=source, user_id=7001
+                ),
+                max_queued=10,
+                max_active_per_user=2,
+            )
+        for n in range(2):
+            found = await store.job_by_idempotency_key(source, 7001, f"k{n}")
+            assert found is not None and found.job_id == made[source][n]
+            again, created = await store.create_job(
+                new_job(
+                    f"00000000-0000-4000-8000-00000000708{n}",
+                    user_id=7001,
+                    source=source,
+                    idempotency_key=f"k{n}",
+                ),
+                max_queued=10,
+                max_active_per_user=2,
+            )
+            assert not created and again.job_id == made[source][n]
+    assert await store.job_by_idempotency_key("api", 7002, "k0") is None

@@ -228,3 +228,12 @@ CREATE INDEX fm_jobs_ended ON fm_jobs (status, completed_at, resolution, render_
 CREATE INDEX fm_jobs_started_at ON fm_jobs (started_at);
 """
 MIGRATIONS.append(OWNER_LIMITS)
+
+# Version 7 (issue 24): an idempotency key belongs to its owner, (source, user_id), as in
+# store.schema's OWNER_IDEMPOTENCY.
+OWNER_IDEMPOTENCY = """
+DROP INDEX fm_jobs_idempotency;
+CREATE UNIQUE INDEX fm_jobs_idempotency ON fm_jobs (source, user_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+"""
+MIGRATIONS.append(OWNER_IDEMPOTENCY)

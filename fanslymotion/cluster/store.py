@@ -48,13 +48,13 @@ _INSERT = (
 
 
 async def _check_caps(
-    conn: Connection, user_id: int, max_queued: int, max_active_per_user: int
+    conn: Connection, source: str, user_id: int, max_queued: int, max_active_per_user: int
 ) -> None:
     cur = await conn.execute(
         "SELECT COUNT(*) FILTER (WHERE status = 'queued') AS queued,"
-        " COUNT(*) FILTER (WHERE user_id = %s) AS active"
+        " COUNT(*) FILTER (WHERE source = %s AND user_id = %s) AS active"
         " FROM fm_jobs WHERE status IN ('queued', 'processing')",
-        (user_id,),
+        (source, user_id),
     )
     row = await cur.fetchone()
     queued, active = (int(row["queued"]), int(row["active"])) if row else (0, 0)
@@ -127,15 +127,16 @@ class PgStore:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
             if new.idempotency_key is not None:
                 cur = await conn.execute(
-                    "SELECT * FROM fm_jobs WHERE user_id = %s AND idempotency_key = %s",
-                    (new.user_id, new.idempotency_key),
+                    "SELECT * FROM fm_jobs WHERE source = %s AND user_id = %s"
+                    " AND idempotency_key = %s",
+                    (new.source, new.user_id, new.idempotency_key),
                 )
                 found = await cur.fetchone()
                 if found is not None:
                     existing = job_from(found)
                     check_same_request(existing, new.request_digest)
                     return existing, False
-            await _check_caps(conn, new.user_id, max_queued, max_active_per_user)
+            await _check_caps(conn, new.source, new.user_id, max_queued, max_active_per_user)
             now = utcnow()
             cur = await conn.execute(_INSERT, (*astuple(new), now, now))
             row = await cur.fetchone()
@@ -144,18 +145,21 @@ class PgStore:
             await rerank_in(conn, None)
         return job_from(row), True
 
-    async def check_caps(self, user_id: int, *, max_queued: int, max_active_per_user: int) -> None:
+    async def check_caps(
+        self, source: str, user_id: int, *, max_queued: int, max_active_per_user: int
+    ) -> None:
         async with _reachable(self.db), self.db.pool.connection() as conn:
-            await _check_caps(conn, user_id, max_queued, max_active_per_user)
+            await _check_caps(conn, source, user_id, max_queued, max_active_per_user)
 
     # -- reads ------------------------------------------------------------------------------
 
     async def get_job(self, job_id: str) -> Job | None:
         return await self._job("SELECT * FROM fm_jobs WHERE job_id = %s", (job_id,))
 
-    async def job_by_idempotency_key(self, user_id: int, key: str) -> Job | None:
+    async def job_by_idempotency_key(self, source: str, user_id: int, key: str) -> Job | None:
         return await self._job(
-            "SELECT * FROM fm_jobs WHERE user_id = %s AND idempotency_key = %s", (user_id, key)
+            "SELECT * FROM fm_jobs WHERE source = %s AND user_id = %s AND idempotency_key = %s",
+            (source, user_id, key),
         )
 
     async def list_jobs(

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 async def _check_caps(
-    db: aiosqlite.Connection, user_id: int, max_queued: int, max_active_per_user: int
+    db: aiosqlite.Connection, source: str, user_id: int, max_queued: int, max_active_per_user: int
 ) -> None:
     async with db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'") as cur:
         queued = int((await cur.fetchone() or (0,))[0])
@@ -28,8 +28,9 @@ async def _check_caps(
             f"the queue is full ({queued} jobs waiting)", retry_after=30, details={"cap": "queue"}
         )
     async with db.execute(
-        "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN ('queued', 'processing')",
-        (user_id,),
+        "SELECT COUNT(*) FROM jobs WHERE source = ? AND user_id = ?"
+        " AND status IN ('queued', 'processing')",
+        (source, user_id),
     ) as cur:
         active = int((await cur.fetchone() or (0,))[0])
     if active >= max_active_per_user:
@@ -55,8 +56,8 @@ class Jobs(Base):
         async def statements(db: aiosqlite.Connection) -> tuple[Job | None, bool]:
             if new.idempotency_key is not None:
                 async with db.execute(
-                    "SELECT * FROM jobs WHERE user_id = ? AND idempotency_key = ?",
-                    (new.user_id, new.idempotency_key),
+                    "SELECT * FROM jobs WHERE source = ? AND user_id = ? AND idempotency_key = ?",
+                    (new.source, new.user_id, new.idempotency_key),
                 ) as cur:
                     row = await cur.fetchone()
                 if row is not None:
@@ -64,7 +65,7 @@ class Jobs(Base):
                     assert existing is not None
                     check_same_request(existing, new.request_digest)
                     return existing, False
-            await _check_caps(db, new.user_id, max_queued, max_active_per_user)
+            await _check_caps(db, new.source, new.user_id, max_queued, max_active_per_user)
             now = utcnow()
             async with db.execute(
                 "INSERT INTO jobs (job_id, user_id, source, chat_id, message_id, language,"
@@ -83,12 +84,14 @@ class Jobs(Base):
         self._remember(job)
         return job, created
 
-    async def check_caps(self, user_id: int, *, max_queued: int, max_active_per_user: int) -> None:
+    async def check_caps(
+        self, source: str, user_id: int, *, max_queued: int, max_active_per_user: int
+    ) -> None:
         """The caps without a transaction: a cheap early refusal before a photo is decoded.
 
         `create_job` checks them again inside its transaction, which is what really holds.
         """
-        await _check_caps(self._db, user_id, max_queued, max_active_per_user)
+        await _check_caps(self._db, source, user_id, max_queued, max_active_per_user)
 
     async def get_job(self, job_id: str) -> Job | None:
         cached = self._rows.get(job_id)
@@ -101,10 +104,11 @@ class Jobs(Base):
             self._remember(job)
         return job
 
-    async def job_by_idempotency_key(self, user_id: int, key: str) -> Job | None:
+    async def job_by_idempotency_key(self, source: str, user_id: int, key: str) -> Job | None:
         return self._job(
             await self._fetchone(
-                "SELECT * FROM jobs WHERE user_id = ? AND idempotency_key = ?", (user_id, key)
+                "SELECT * FROM jobs WHERE source = ? AND user_id = ? AND idempotency_key = ?",
+                (source, user_id, key),
             )
         )
 

@@ -54,12 +54,16 @@ class JobStore(Protocol):
     ) -> tuple[Job, bool]:
         """Insert a queued job unless the caps forbid it (`TooManyJobs`); (job, created)."""
 
-    async def check_caps(self, user_id: int, *, max_queued: int, max_active_per_user: int) -> None:
-        """The caps without a transaction: a cheap early refusal."""
+    async def check_caps(
+        self, source: str, user_id: int, *, max_queued: int, max_active_per_user: int
+    ) -> None:
+        """The caps without a transaction: a cheap early refusal. The per-user cap counts the
+        owner's jobs: (source, user_id), so a Telegram user and an API user never share it."""
 
     async def get_job(self, job_id: str) -> Job | None: ...
 
-    async def job_by_idempotency_key(self, user_id: int, key: str) -> Job | None: ...
+    async def job_by_idempotency_key(self, source: str, user_id: int, key: str) -> Job | None:
+        """The owner's (source, user_id) job made with this key, if any."""
 
     async def list_jobs(
         self,

@@ -200,3 +200,12 @@ CREATE INDEX jobs_waited ON jobs ((julianday(started_at) - julianday(created_at)
 
 MIGRATIONS: list[str] = [SCHEMA, PHASE_COLUMNS, WEBHOOKS, REQUEST_DIGEST, SHOT, STORY]
 MIGRATIONS.append(OWNER_LIMITS)
+
+# Version 8 (issue 24): an idempotency key belongs to its owner, (source, user_id): Telegram user
+# 7001 and API user 7001 are two owners and may both use the key "a" for their own jobs.
+OWNER_IDEMPOTENCY = """
+DROP INDEX jobs_idempotency;
+CREATE UNIQUE INDEX jobs_idempotency ON jobs (source, user_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+"""
+MIGRATIONS.append(OWNER_IDEMPOTENCY)
