@@ -10,14 +10,20 @@ first guess serve.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import motion
 from .vocabulary import Progress
+
+MAX_KINDS = 500
+"""Kinds of job remembered (with photo sizes in them, kinds are many); the least recent go."""
 
 KEEP = 20
 """Measured times kept per kind of job: enough for a stable median, recent enough to follow a
@@ -32,6 +38,8 @@ class Kind:
     resolution: str
     frames: int
     steps: int
+    photo_pixels: int = 0
+    """The input photo's width x height (0: not known): its decode and shrink cost time too."""
 
     def work(self) -> float:
         """A size of the job in arbitrary units: output pixels x frames (x steps for SVD)."""
@@ -51,7 +59,11 @@ class Estimator:
 
     def learn(self, kind: Kind, seconds: float) -> None:
         if seconds > 0 and math.isfinite(seconds):
-            self._seconds[kind].append(seconds)
+            times = self._seconds.pop(kind, deque(maxlen=KEEP))  # in the order last measured
+            times.append(seconds)
+            self._seconds[kind] = times
+            while len(self._seconds) > MAX_KINDS:  # photo sizes are many: the oldest go
+                del self._seconds[next(iter(self._seconds))]
             self._answers.clear()
 
     def measured(self, kind: Kind) -> int:
@@ -65,8 +77,11 @@ class Estimator:
             return known
         times = self._seconds.get(kind)
         neighbours = [k for k, v in self._seconds.items() if v and k.renderer == kind.renderer]
+        model = _fit([k for k in neighbours if k.photo_pixels], self._seconds)
         if times:
             answer = statistics.median(times)
+        elif model is not None and kind.photo_pixels:
+            answer = model(kind)
         elif neighbours:
             # Nearest by the log of the work ratio: a 720p 6 s job is closer to 720p 8 s than to
             # 360p 6 s. Time scales about linearly with work for both renderers.
@@ -78,14 +93,51 @@ class Estimator:
         return answer
 
 
+def _fit(kinds: list[Kind], seconds: dict[Kind, deque[float]]) -> Callable[[Kind], float] | None:
+    """Seconds as a x work + b x photo pixels + c (each term >= 0), fitted by least squares to
+    the median time of each measured kind; None until there are three kinds of at least two
+    photo sizes and two amounts of work, which is what it takes to tell the terms apart."""
+    if len(kinds) < 3 or len({k.photo_pixels for k in kinds}) < 2:
+        return None
+    if len({k.work() for k in kinds}) < 2:
+        return None
+    rows = np.array([[k.work(), float(k.photo_pixels), 1.0] for k in kinds])
+    scale = rows.max(axis=0)  # columns of like size, for a well-conditioned solve
+    y = np.array([statistics.median(seconds[k]) for k in kinds])
+    best: tuple[float, np.ndarray] | None = None
+    for used in itertools.chain.from_iterable(
+        itertools.combinations(range(3), n) for n in (3, 2, 1)
+    ):
+        cols = list(used)
+        coef = np.linalg.lstsq(rows[:, cols] / scale[cols], y, rcond=None)[0]
+        if (coef < 0).any():
+            continue
+        residual = float(np.sum((rows[:, cols] / scale[cols] @ coef - y) ** 2))
+        if best is None or residual < best[0]:
+            full = np.zeros(3)
+            full[cols] = coef / scale[cols]
+            best = (residual, full)
+    if best is None:
+        return None
+    a, b, c = (float(v) for v in best[1])
+    return lambda k: a * k.work() + b * k.photo_pixels + c
+
+
 def rest_of(report: Progress, elapsed: float, estimate: float | None) -> float | None:
     """Seconds a running render still needs: its own ETA when it gives one, else its measured
     rate once it has one, else the estimate less the time it ran; None when nothing is known."""
     if report.eta is not None:
         return max(0.0, report.eta)
+    left = None if estimate is None else max(0.0, estimate - elapsed)
     if report.percent >= 5.0 and elapsed > 0.5:  # a measured rate beats any estimate
-        return elapsed * (100.0 - report.percent) / report.percent
-    return None if estimate is None else max(0.0, estimate - elapsed)
+        rate = elapsed * (100.0 - report.percent) / report.percent
+        if left is None:
+            return rate
+        # ...once it is worth something: from 5 % to 25 % it takes over from the estimate
+        # bit by bit, so the first report (whose time is mostly the photo's decode) makes no jump.
+        weight = min(1.0, (report.percent - 5.0) / 20.0)
+        return weight * rate + (1.0 - weight) * left
+    return left
 
 
 def first_free(rests: list[float | None]) -> float | None:

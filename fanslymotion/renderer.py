@@ -14,7 +14,7 @@ import os
 import queue as thread_queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
@@ -237,16 +237,25 @@ class MotionRenderer(Renderer):
         path = camera.plan(
             spec.motion, spec.strength, image.size, (width, height), shot=shot, seed=spec.seed
         )
-        frames = motion.render_path_yuv(image, path, total)
         started = time.monotonic()
+        begun: list[float] = []  # when the first frame came out of the engine
+
+        def timed(frames: Iterator[FrameArray]) -> Iterator[FrameArray]:
+            for frame in frames:
+                if not begun:
+                    begun.append(time.monotonic())
+                yield frame
 
         def on_frame(done: int) -> None:
             check_cancel(cancel)
-            elapsed = time.monotonic() - started
+            # The rate of the frames alone: the time before the first one is the shrink of the
+            # photo and ffmpeg's start, which counted per frame made a big photo's ETA jump.
+            elapsed = time.monotonic() - (begun[0] if begun else started)
             eta = elapsed / done * (total - done) if done else None
             # The last few percent are ffmpeg's flush and the move into place.
             progress(Progress(min(99.0, 99.0 * done / total), Phase.RENDERING, eta=eta))
 
+        frames = timed(motion.render_path_yuv(image, path, total))
         return self._encode(
             task, frames, (width, height), on_frame, progress, cancel, pix_fmt="yuv420p"
         )
