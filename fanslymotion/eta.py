@@ -15,7 +15,7 @@ import math
 import statistics
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -66,8 +66,17 @@ class Estimator:
                 del self._seconds[next(iter(self._seconds))]
             self._answers.clear()
 
+    def _times(self, kind: Kind) -> list[float]:
+        """The times kept of `kind`; with no photo size (0), of that kind with any photo."""
+        if kind.photo_pixels:
+            return list(self._seconds.get(kind, ()))
+        anyone = replace(kind, photo_pixels=0)
+        return [
+            t for k, v in self._seconds.items() if replace(k, photo_pixels=0) == anyone for t in v
+        ]
+
     def measured(self, kind: Kind) -> int:
-        return len(self._seconds.get(kind, ()))
+        return len(self._times(kind))
 
     def estimate(self, kind: Kind, first_guess: float | Callable[[], float]) -> float:
         """Seconds `kind` is expected to take; `first_guess` (a value, or a function that gives
@@ -75,13 +84,16 @@ class Estimator:
         known = self._answers.get(kind)
         if known is not None:
             return known
-        times = self._seconds.get(kind)
+        times = self._times(kind)
+        alike = self._times(replace(kind, photo_pixels=0))
         neighbours = [k for k, v in self._seconds.items() if v and k.renderer == kind.renderer]
         model = _fit([k for k in neighbours if k.photo_pixels], self._seconds)
         if times:
             answer = statistics.median(times)
         elif model is not None and kind.photo_pixels:
             answer = model(kind)
+        elif alike:  # the same job on other photos, while there is no model yet
+            answer = statistics.median(alike)
         elif neighbours:
             # Nearest by the log of the work ratio: a 720p 6 s job is closer to 720p 8 s than to
             # 360p 6 s. Time scales about linearly with work for both renderers.

@@ -126,7 +126,7 @@ class JobQueue:
         RENDERER=svd cannot even be tried."""
         for folder in (self.settings.hot_dir, self.settings.inputs_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        for kind, seconds in await self.store.render_times():
+        for kind, seconds in await self.store.render_work():
             self.estimator.learn(Kind(*kind), seconds)
         await self.executor.start(self)
         queued = await self.store.count_jobs(status=JobStatus.QUEUED)
@@ -210,12 +210,15 @@ class JobQueue:
         scratch = self.renderer.scratch_bytes(spec) if self.renderer is not None else 0
         if free_mb - scratch / 2**20 < self.settings.min_free_mb:
             raise InsufficientStorage("the server is out of disk space, please try again later")
-        extension, shot = await loop.run_in_executor(None, self._check_photo, image, request)
+        extension, shot, pixels = await loop.run_in_executor(
+            None, self._check_photo, image, request
+        )
         story = await self._check_story(request, image, story_files)
         job_id = str(uuid.uuid4())
         relative = f"inputs/{job_id}{extension}"
         await loop.run_in_executor(None, write_atomic, self.settings.data_dir / relative, image)
         new = self._new_row(request, job_id, relative, idempotency_key, request_digest, shot)
+        new = replace(new, photo_pixels=pixels)
         if story is not None:
             new = replace(new, story=story.to_json(new.fps))
             await loop.run_in_executor(
@@ -340,7 +343,7 @@ class JobQueue:
             seconds = min(known) if known else None
         return max(1, math.ceil(seconds)) if seconds is not None else 30
 
-    def _check_photo(self, image: bytes, request: JobRequest) -> tuple[str, Shot]:
+    def _check_photo(self, image: bytes, request: JobRequest) -> tuple[str, Shot, int]:
         """Decode the upload once (in an executor) so bad input fails now, not in the queue,
         and aim the shot at it (keyframes checked, the subject found, warnings)."""
         if len(image) > self.settings.max_upload_bytes:
@@ -360,9 +363,10 @@ class JobQueue:
                 aspect=request.aspect,
                 renderer=self.renderer_name,
             )
+            pixels = img.width * img.height
         finally:
             img.close()
-        return ".img", shot
+        return ".img", shot, pixels
 
     async def get(self, job_id: str) -> Job:
         job = await self.store.get_job(job_id)
@@ -461,7 +465,7 @@ class JobQueue:
         if serving is None:
             return None
         name, guess = serving
-        kind = Kind(name, job.resolution, job.duration * job.fps, job.steps)
+        kind = Kind(name, job.resolution, job.duration * job.fps, job.steps, job.photo_pixels or 0)
         seconds = self.estimator.estimate(kind, lambda: guess(spec_of(job)))
         return None if math.isnan(seconds) else seconds
 
@@ -656,7 +660,10 @@ class JobQueue:
             self.settled(failed, f"after {seconds:.1f}s: {after.error}")
 
     def _learn(self, job: Job, renderer: str, seconds: float) -> None:
-        self.estimator.learn(Kind(renderer, job.resolution, job.frames or 0, job.steps), seconds)
+        self.estimator.learn(
+            Kind(renderer, job.resolution, job.frames or 0, job.steps, job.photo_pixels or 0),
+            seconds,
+        )
 
     def _cleanup_input(self, job: Job) -> None:
         """Apply the input retention setting once a job has ended (in the background)."""

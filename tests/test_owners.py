@@ -139,5 +139,6 @@ async def test_a_telegram_user_and_an_api_user_of_one_number_have_their_own_caps
         for job_id in made[source]:
             row = await client.service.store.get_job(job_id)
             assert row is not None and (row.source, row.user_id) == (source, number)
+            assert row.photo_pixels == 320 * 240  # the photo's size, for its ETA (item 8)
     assert not set(made["telegram"]) & set(made["api"])
     assert await client.service.store.count_jobs(status="queued") == 4

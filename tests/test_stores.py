@@ -206,3 +206,36 @@ async def test_caps_and_idempotency_keys_belong_to_the_owner(
             )
             assert not created and again.job_id == made[source][n]
     assert await store.job_by_idempotency_key("api", 7002, "k0") is None
+
+
+async def test_a_jobs_photo_pixels_come_back_with_its_render_time(
+    stores: tuple[BotStore, Outbox],
+) -> None:
+    """The ETA counts the photo's pixels: kept with the job, read back with its measured time
+    (0 for a row that has none, as rows made before the column)."""
+    store, _ = stores
+    for n, pixels in enumerate((48_000_000, None)):
+        job, _ = await store.create_job(
+            new_job(f"00000000-0000-4000-8000-00000000060{n}", photo_pixels=pixels),
+            max_queued=5,
+            max_active_per_user=5,
+        )
+        assert job.photo_pixels == pixels
+        await store.start_job(job.job_id, "motion")
+        await store.complete_job(
+            job.job_id,
+            output_path=f"hot/{n}.mp4",
+            width=640,
+            height=360,
+            frames=12,
+            size_bytes=1000,
+            render_seconds=2.0 + n,
+        )
+    assert await store.render_work() == [
+        (("motion", "360p", 12, 25, 48_000_000), 2.0),
+        (("motion", "360p", 12, 25, 0), 3.0),
+    ]
+    assert await store.render_times() == [
+        (("motion", "360p", 12, 25), 2.0),
+        (("motion", "360p", 12, 25), 3.0),
+    ]

@@ -237,3 +237,10 @@ CREATE UNIQUE INDEX fm_jobs_idempotency ON fm_jobs (source, user_id, idempotency
     WHERE idempotency_key IS NOT NULL;
 """
 MIGRATIONS.append(OWNER_IDEMPOTENCY)
+
+# Version 8 (issue 24): the input photo's width x height, for the ETA (store.schema's
+# PHOTO_PIXELS).
+PHOTO_PIXELS = """
+ALTER TABLE fm_jobs ADD COLUMN photo_pixels bigint;
+"""
+MIGRATIONS.append(PHOTO_PIXELS)

@@ -41,8 +41,8 @@ _INSERT = (
     "INSERT INTO fm_jobs (job_id, user_id, source, chat_id, message_id, language,"
     " duration, resolution, motion_preset, aspect, strength, seed, steps, fps,"
     " input_path, idempotency_key, request_digest, webhook_url, webhook_events,"
-    " shot, story, status, message, created_at, updated_at) VALUES"
-    " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+    " shot, story, photo_pixels, status, message, created_at, updated_at) VALUES"
+    " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
     " 'queued', 'queued', %s, %s) RETURNING *"
 )
 
@@ -257,8 +257,16 @@ class PgStore:
     async def render_times(
         self, limit: int = 2000
     ) -> list[tuple[tuple[str, str, int, int], float]]:
+        return [
+            ((r, res, f, s), seconds) for (r, res, f, s, _), seconds in await self.render_work()
+        ]
+
+    async def render_work(
+        self, limit: int = 2000
+    ) -> list[tuple[tuple[str, str, int, int, int], float]]:
         rows = await self._rows(
-            "SELECT renderer, resolution, frames, steps, render_seconds FROM ("
+            "SELECT renderer, resolution, frames, steps, COALESCE(photo_pixels, 0) AS photo_pixels,"
+            " render_seconds FROM ("
             " SELECT * FROM fm_jobs WHERE status = 'completed' AND render_seconds IS NOT NULL"
             " AND renderer IS NOT NULL AND frames IS NOT NULL ORDER BY seq DESC LIMIT %s) r"
             " ORDER BY seq",
@@ -266,7 +274,13 @@ class PgStore:
         )
         return [
             (
-                (str(r["renderer"]), str(r["resolution"]), int(r["frames"]), int(r["steps"])),
+                (
+                    str(r["renderer"]),
+                    str(r["resolution"]),
+                    int(r["frames"]),
+                    int(r["steps"]),
+                    int(r["photo_pixels"]),
+                ),
                 float(r["render_seconds"]),
             )
             for r in rows

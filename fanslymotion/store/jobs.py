@@ -71,8 +71,8 @@ class Jobs(Base):
                 "INSERT INTO jobs (job_id, user_id, source, chat_id, message_id, language,"
                 " duration, resolution, motion_preset, aspect, strength, seed, steps, fps,"
                 " input_path, idempotency_key, request_digest, webhook_url, webhook_events,"
-                " shot, story, status, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " shot, story, photo_pixels, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
                 " 'queued', ?, ?)"
                 " RETURNING *",
                 (*astuple(new), now, now),  # NewJob's fields in the order named above
@@ -225,14 +225,25 @@ class Jobs(Base):
     ) -> list[tuple[tuple[str, str, int, int], float]]:
         """The measured times of the latest completed renders, oldest first:
         ((renderer, resolution, frames, steps), seconds)."""
+        return [
+            ((r, res, f, s), seconds) for (r, res, f, s, _), seconds in await self.render_work()
+        ]
+
+    async def render_work(
+        self, limit: int = 2000
+    ) -> list[tuple[tuple[str, str, int, int, int], float]]:
+        """`render_times` with the photo's pixels (0 where unknown) after the steps."""
         rows = await self._fetchall(
-            "SELECT renderer, resolution, frames, steps, render_seconds FROM ("
+            "SELECT renderer, resolution, frames, steps, COALESCE(photo_pixels, 0),"
+            " render_seconds FROM ("
             " SELECT rowid AS seq, * FROM jobs WHERE status = 'completed'"
             " AND render_seconds IS NOT NULL AND renderer IS NOT NULL AND frames IS NOT NULL"
             " ORDER BY rowid DESC LIMIT ?) ORDER BY seq",
             (limit,),
         )
-        return [((str(r[0]), str(r[1]), int(r[2]), int(r[3])), float(r[4])) for r in rows]
+        return [
+            ((str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4])), float(r[5])) for r in rows
+        ]
 
     async def start_job(self, job_id: str, renderer: str) -> Job | None:
         """queued -> processing. None when the job is no longer queued (e.g. cancelled)."""

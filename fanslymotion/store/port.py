@@ -97,6 +97,11 @@ class JobStore(Protocol):
     ) -> list[tuple[tuple[str, str, int, int], float]]:
         """((renderer, resolution, frames, steps), seconds) of the latest renders, oldest first."""
 
+    async def render_work(
+        self, limit: int = 2000
+    ) -> list[tuple[tuple[str, str, int, int, int], float]]:
+        """`render_times` with the photo's pixels (0 where unknown) after the steps."""
+
     async def start_job(self, job_id: str, renderer: str) -> Job | None:
         """queued -> processing."""
 

@@ -74,6 +74,7 @@ class Job:
     request_digest: str | None = None
     shot: str | None = None  # camera.Shot as JSON
     story: str | None = None  # story.Story as JSON; None for one photo
+    photo_pixels: int | None = None  # the photo's width x height, for the ETA; None before
 
     @property
     def terminal(self) -> bool:
@@ -147,6 +148,7 @@ class NewJob:
     webhook_events: str | None = None  # a JSON list of event names
     shot: str | None = None  # camera.Shot as JSON
     story: str | None = None  # story.Story as JSON; None for one photo
+    photo_pixels: int | None = None  # the photo's width x height, for the ETA; None before
 
 
 @dataclass

@@ -209,3 +209,10 @@ CREATE UNIQUE INDEX jobs_idempotency ON jobs (source, user_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 """
 MIGRATIONS.append(OWNER_IDEMPOTENCY)
+
+# Version 9 (issue 24): the input photo's width x height: its decode and shrink take time too, so
+# the learned ETA counts its pixels (eta.Kind). NULL for rows made before.
+PHOTO_PIXELS = """
+ALTER TABLE jobs ADD COLUMN photo_pixels INTEGER;
+"""
+MIGRATIONS.append(PHOTO_PIXELS)
