@@ -27,7 +27,7 @@ from .limits import day_start
 from .openapi import Handler, Route, answer
 from .queue import JobQueue, is_closed
 from .store import Job, OwnerRule, iso_utc, parse_time
-from .store.owners import OwnerTables
+from .store.port import OwnerStore
 from .store.schema import MIGRATIONS
 from .vocabulary import JobStatus
 
@@ -65,12 +65,11 @@ def _deps(request: web.Request) -> AdminDeps:
     return request.app[ADMIN]
 
 
-def owner_tables(deps: AdminDeps) -> OwnerTables:
-    """The operator's tables (SQLite's); 501 on a front whose one store is PostgreSQL."""
+def owner_tables(deps: AdminDeps) -> OwnerStore:
+    """The operator's tables; 501 for a job service started without them."""
     if deps.jobs.owners is None:
         raise NotAvailable(
-            "owners, limits and figures need the front's SQLite (CLUSTER_STORE=sqlite)",
-            code="needs_sqlite",
+            "this job service was started without the owners' tables", code="no_owner_tables"
         )
     return deps.jobs.owners
 
@@ -232,7 +231,7 @@ async def jobs_view(request: web.Request) -> web.Response:
         rows = await deps.jobs.owners.recent_jobs(
             status=status, source=source, user_id=user_id, limit=limit, offset=offset
         )
-    else:  # a PostgreSQL-only front: the job store's own list (its user filter has no source)
+    else:  # no owners' tables: the job store's own list (its user filter has no source)
         listed = await deps.jobs.store.list_jobs(
             user_id=user_id, status=status, limit=limit, offset=offset
         )
@@ -414,132 +413,135 @@ def _rule_body(schemas: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The admin API's routes, as the route table describes them (`routes()` guards each).
+_TABLE: list[Route] = [
+    Route(
+        "GET",
+        "/admin/overview",
+        overview,
+        "admin: what runs now, versions, workers",
+        {"200": answer("Overview", "ok")},
+    ),
+    Route(
+        "GET",
+        "/admin/live",
+        live,
+        "admin: the overview live (Server-Sent Events)",
+        {
+            "200": {
+                "description": "event stream of `overview` events",
+                "content": {"text/event-stream": {}},
+            }
+        },
+    ),
+    Route(
+        "GET",
+        "/admin/queue",
+        queue_view,
+        "admin: waiting jobs in dispatch order with positions and ETAs",
+        {"200": answer("QueueOut", "ok")},
+    ),
+    Route(
+        "GET",
+        "/admin/jobs",
+        jobs_view,
+        "admin: recent jobs (status, user, limit, offset)",
+        {"200": answer("JobsOut", "ok")},
+        parameters=[
+            {
+                "name": "status",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "enum": list(JobStatus)},
+            },
+            {
+                "name": "user",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "source:user_id",
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+            },
+            {
+                "name": "offset",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 0, "default": 0},
+            },
+        ],
+    ),
+    Route(
+        "POST",
+        "/admin/jobs/{job_id}/retry",
+        retry_job,
+        "admin: a failed job again, as a new attempt (same seed, same photo)",
+        {"200": answer("AdminJob", "queued again"), **_CONFLICT},
+    ),
+    Route(
+        "POST",
+        "/admin/jobs/{job_id}/cancel",
+        cancel_job,
+        "admin: cancel any job",
+        {"200": answer("AdminJob", "ok")},
+    ),
+    Route(
+        "POST",
+        "/admin/pause",
+        pause,
+        "admin: pause processing (running jobs finish)",
+        {"200": answer("PausedOut", "paused")},
+    ),
+    Route(
+        "POST",
+        "/admin/resume",
+        resume,
+        "admin: resume processing",
+        {"200": answer("PausedOut", "resumed")},
+    ),
+    Route(
+        "GET",
+        "/admin/users",
+        users_view,
+        "admin: owners with jobs and seconds today and in 30 days, blocks and limits",
+        {"200": answer("UsersOut", "ok")},
+    ),
+    Route(
+        "PUT",
+        "/admin/users/{owner}",
+        put_user,
+        "admin: block or unblock an owner, set its daily limit",
+        {"200": answer("OwnerOut", "ok")},
+        parameters=[_OWNER],
+        body=_rule_body,
+    ),
+    Route(
+        "GET",
+        "/admin/stats",
+        stats_view,
+        "admin: renders per hour or day, median render time, queue wait, failure rate",
+        {"200": answer("StatsOut", "ok")},
+        parameters=[
+            {
+                "name": "window",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "enum": list(stats.WINDOWS), "default": "24h"},
+            }
+        ],
+    ),
+]
+
+
 def routes() -> list[Route]:
     """The admin API's routes (each behind the admin token)."""
-    table = [
-        Route(
-            "GET",
-            "/admin/overview",
-            overview,
-            "admin: what runs now, versions, workers",
-            {"200": answer("Overview", "ok")},
-        ),
-        Route(
-            "GET",
-            "/admin/live",
-            live,
-            "admin: the overview live (Server-Sent Events)",
-            {
-                "200": {
-                    "description": "event stream of `overview` events",
-                    "content": {"text/event-stream": {}},
-                }
-            },
-        ),
-        Route(
-            "GET",
-            "/admin/queue",
-            queue_view,
-            "admin: waiting jobs in dispatch order with positions and ETAs",
-            {"200": answer("QueueOut", "ok")},
-        ),
-        Route(
-            "GET",
-            "/admin/jobs",
-            jobs_view,
-            "admin: recent jobs (status, user, limit, offset)",
-            {"200": answer("JobsOut", "ok")},
-            parameters=[
-                {
-                    "name": "status",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "string", "enum": list(JobStatus)},
-                },
-                {
-                    "name": "user",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "string"},
-                    "description": "source:user_id",
-                },
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-                },
-                {
-                    "name": "offset",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "integer", "minimum": 0, "default": 0},
-                },
-            ],
-        ),
-        Route(
-            "POST",
-            "/admin/jobs/{job_id}/retry",
-            retry_job,
-            "admin: a failed job again, as a new attempt (same seed, same photo)",
-            {"200": answer("AdminJob", "queued again"), **_CONFLICT},
-        ),
-        Route(
-            "POST",
-            "/admin/jobs/{job_id}/cancel",
-            cancel_job,
-            "admin: cancel any job",
-            {"200": answer("AdminJob", "ok")},
-        ),
-        Route(
-            "POST",
-            "/admin/pause",
-            pause,
-            "admin: pause processing (running jobs finish)",
-            {"200": answer("PausedOut", "paused")},
-        ),
-        Route(
-            "POST",
-            "/admin/resume",
-            resume,
-            "admin: resume processing",
-            {"200": answer("PausedOut", "resumed")},
-        ),
-        Route(
-            "GET",
-            "/admin/users",
-            users_view,
-            "admin: owners with jobs and seconds today and in 30 days, blocks and limits",
-            {"200": answer("UsersOut", "ok")},
-        ),
-        Route(
-            "PUT",
-            "/admin/users/{owner}",
-            put_user,
-            "admin: block or unblock an owner, set its daily limit",
-            {"200": answer("OwnerOut", "ok")},
-            parameters=[_OWNER],
-            body=_rule_body,
-        ),
-        Route(
-            "GET",
-            "/admin/stats",
-            stats_view,
-            "admin: renders per hour or day, median render time, queue wait, failure rate",
-            {"200": answer("StatsOut", "ok")},
-            parameters=[
-                {
-                    "name": "window",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "string", "enum": list(stats.WINDOWS), "default": "24h"},
-                }
-            ],
-        ),
-    ]
     return [
         Route(r.method, r.path, guarded(r.handler), r.summary, r.responses, r.parameters, r.body)
-        for r in table
+        for r in _TABLE
     ]
 
 

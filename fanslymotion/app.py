@@ -218,6 +218,7 @@ async def job_service(
     from .cluster.follow import Follower
     from .cluster.front import ClusterExecutor
     from .cluster.outbox import PgOutbox
+    from .cluster.owners import PgOwners
     from .cluster.store import PgStore
     from .cluster.upgrade import move_front_sqlite
 
@@ -230,7 +231,7 @@ async def job_service(
     await move_front_sqlite(settings.db_path, db)  # a front of the previous version
     store = PgStore(db)  # the one store of record: the front keeps no copy
     cluster = ClusterExecutor(settings, store, db, Follower(db))
-    queue = JobQueue(settings, store, cluster, metrics=metrics)
+    queue = JobQueue(settings, store, cluster, metrics=metrics, owners=PgOwners(db))
     return queue, cluster, (store, PgOutbox(db))
 
 
@@ -240,11 +241,13 @@ def ways_in(settings: Settings) -> list[str]:
     if settings.api_token is None:
         ways.append("anyone who reaches the port (no API_TOKEN)")
     else:
-        ways.append("the admin token (API_TOKEN)")
+        ways.append("the API token (API_TOKEN)")
     if settings.bot_token is not None:
         ways.append("Telegram users through the bot")
     if settings.metrics_token is not None:
         ways.append("/metrics with METRICS_TOKEN")
+    if settings.admin_token is not None:
+        ways.append("the operator's room with ADMIN_TOKEN")
     if settings.cluster:
         ways.append("workers with WORKER_TOKEN")
     return ways

@@ -24,6 +24,7 @@ import io
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot, Dispatcher
@@ -49,8 +50,10 @@ from aiogram.types import (
 )
 from aiogram.utils.token import TokenValidationError, validate_token
 
+from .bot_album import Albums
 from .bot_delivery import Outbox
 from .bot_handlers import build_router
+from .bot_miniapp import set_menu_button
 from .bot_progress import ProgressTracker, Tracked
 from .bot_telegram import (
     REDACTED,
@@ -78,6 +81,8 @@ from .models import FPS_CHOICES, JobRequest
 from .queue import JobQueue
 from .store import Job
 from .store.port import BotStore
+from .story import Story
+from .story_intake import StoryFiles
 from .texts import COMMANDS, LANGUAGES, language_from_code, t, videos
 
 log = logging.getLogger(__name__)
@@ -117,6 +122,7 @@ class TelegramBot:
         self.connect_attempts = 0
         self._present: set[int] = set()  # users seen (and unblocked) by this process
         self._albums: dict[int, str] = {}  # chat -> the album whose first photo was taken
+        self.albums = Albums()  # the parts of albums arriving now (bot_story)
         self._redact: RedactToken | None = None
         self.outbox = Outbox(
             settings,
@@ -224,6 +230,7 @@ class TelegramBot:
             self.stop_grace,
             "bot",
         )
+        await self.albums.stop()  # an album still gathering is dropped
         await self._wait_handlers()
         # Handlers that ran meanwhile may have started editors: those stop too.
         self.progress.stop()
@@ -308,6 +315,7 @@ class TelegramBot:
             me = await bot.me()
             await bot.delete_webhook(drop_pending_updates=False)
             await self._set_commands(bot)
+            await set_menu_button(bot, self.settings)
         except asyncio.CancelledError:
             await bot.session.close()
             raise
@@ -484,6 +492,8 @@ class TelegramBot:
         note: str = "",
         ends_flow: bool = True,
         collapse: tuple[int, str] | None = None,
+        story: Story | None = None,
+        story_files: StoryFiles | None = None,
     ) -> Job | None:
         """Queue a job and send its "accepted" message, which becomes the progress message.
 
@@ -505,8 +515,11 @@ class TelegramBot:
             message_id=reply_to,
             language=lang,
         )
+        if story is not None:  # several photos or music (bot_story): the story's length
+            seconds = story.timeline(request.fps or self.settings.fps).seconds
+            request = replace(request, duration=max(1, round(seconds)), story=story)
         try:
-            job, _ = await self.jobs.submit(request, image)
+            job, _ = await self.jobs.submit(request, image, story_files=story_files)
         except FanslyError as exc:
             active = len(await self.active_jobs(user_id)) if isinstance(exc, TooManyJobs) else 0
             log.info("job refused for user %s: %s", user_id, exc.message)
@@ -538,7 +551,7 @@ class TelegramBot:
         if collapse is not None:
             update["conv"] = None  # answered: no live prompt until the next one
         if ends_flow:
-            update.update(reuse=None, pending=None, photo_of=None)
+            update.update(reuse=None, pending=None, photo_of=None, album=None, music=None)
         await state.set_data({**data, **update})
         if ends_flow:
             await state.set_state(None)

@@ -14,6 +14,7 @@ from aiogram.types import CallbackQuery, Message
 
 from .bot_files import document_kind, is_heic, looks_like_image
 from .bot_screens import show, show_conv, show_step
+from .bot_story import take_story
 from .bot_telegram import TRANSIENT
 from .bot_views import (
     STATE_OF,
@@ -156,28 +157,32 @@ async def take_photo(
 ) -> bool:
     """Download the photo and queue it with `params`; refusals are explained. Whether queued."""
     assert message.bot is not None
-    limit = photo_limit(telegram.settings)
-    refusal = precheck(lang, photo, telegram.settings)
-    if refusal is not None:
-        await message.answer(refusal)
+    album = params.get("album")
+    if album or params.get("music"):  # several photos, or music: a story
+        photos = [(Incoming(**p["photo"]), str(p["caption"])) for p in album or ()]
+        photos = photos or [(photo, "")]
+        images = []
+        for each, _ in photos:
+            fetched = await fetch_photo(message, lang, telegram, each)
+            if fetched is None:
+                return False
+            images.append(fetched)
+        return await take_story(
+            message,
+            state,
+            lang,
+            telegram,
+            params,
+            images,
+            [caption for _, caption in photos],
+            photo_ref=photos[0][0].file_id,
+            reply_to=photos[0][0].message_id,
+            user_id=user_id,
+            collapse=collapse,
+        )
+    image = await fetch_photo(message, lang, telegram, photo)
+    if image is None:
         return False
-    try:
-        image = await telegram.download(message.bot, photo.file_id)
-    except TelegramBadRequest as exc:
-        key = "too_big" if "too big" in exc.message.lower() else "download_failed"
-        log.warning("photo download failed: %s", exc.message)
-        await message.answer(t(lang, key, limit=mb(limit)))
-        return False
-    except DOWNLOAD_FAILURES as exc:
-        log.warning("photo download failed for good: %s", exc)
-        await message.answer(t(lang, "download_failed"))
-        return False
-    if photo.heic:
-        converted = await telegram.heic_to_png(image)
-        if converted is None:
-            await message.answer(t(lang, "heic_refused"))
-            return False
-        image = converted
     job = await telegram.submit(
         bot=message.bot,
         chat_id=message.chat.id,
@@ -192,6 +197,55 @@ async def take_photo(
         collapse=collapse,
     )
     return job is not None
+
+
+async def fetch_photo(
+    message: Message, lang: str, telegram: BotPort, photo: Incoming
+) -> bytes | None:
+    """The photo's bytes (HEIC converted), or None once the refusal is explained."""
+    assert message.bot is not None
+    limit = photo_limit(telegram.settings)
+    refusal = precheck(lang, photo, telegram.settings)
+    if refusal is not None:
+        await message.answer(refusal)
+        return None
+    try:
+        image = await telegram.download(message.bot, photo.file_id)
+    except TelegramBadRequest as exc:
+        key = "too_big" if "too big" in exc.message.lower() else "download_failed"
+        log.warning("photo download failed: %s", exc.message)
+        await message.answer(t(lang, key, limit=mb(limit)))
+        return None
+    except DOWNLOAD_FAILURES as exc:
+        log.warning("photo download failed for good: %s", exc)
+        await message.answer(t(lang, "download_failed"))
+        return None
+    if photo.heic:
+        converted = await telegram.heic_to_png(image)
+        if converted is None:
+            await message.answer(t(lang, "heic_refused"))
+            return None
+        image = converted
+    return image
+
+
+def album_photos(parts: list[Message]) -> list[dict[str, Any]]:
+    """An album's photos as the FSM keeps them: each photo and its caption; what is not an
+    image is left out."""
+    photos = []
+    for part in parts:
+        found = incoming(part)
+        if not isinstance(found, str):
+            photos.append({"photo": dataclasses.asdict(found), "caption": part.caption or ""})
+    return photos
+
+
+def album_gate(message: Message, telegram: BotPort) -> str:
+    """`album_part`, with a later part handed to its album: "first", "later" or "none"."""
+    part = telegram.album_part(message.chat.id, message.media_group_id)
+    if part == "later":
+        telegram.albums.add(message)
+    return part
 
 
 def precheck(lang: str, photo: Incoming, settings: Settings) -> str | None:
@@ -220,8 +274,9 @@ def precheck(lang: str, photo: Incoming, settings: Settings) -> str | None:
 async def on_photo(
     message: Message, state: FSMContext, lang: str, telegram: BotPort, settings: Settings
 ) -> None:
-    """The photo step: take the photo (the first of an album), or say what came instead."""
-    part = telegram.album_part(message.chat.id, message.media_group_id)
+    """The photo step: take the photo, or an album's photos as a story, or say what came
+    instead."""
+    part = album_gate(message, telegram)
     if part == "later":
         return  # one answer per album
     data = await state.get_data()
@@ -234,14 +289,35 @@ async def on_photo(
         await message.answer(t(lang, "not_image", kind=t(lang, photo)))
         return
     assert message.from_user is not None
-    note = t(lang, "album_first") if part == "first" else ""
     user_id = message.from_user.id
     # Once queued, the step's prompt keeps only what was chosen.
     conv = data.get("conv")
     collapse = (conv, summary(lang, data, "photo")) if isinstance(conv, int) else None
-    await take_photo(
-        message, state, lang, telegram, data, photo, user_id=user_id, note=note, collapse=collapse
-    )
+    if part != "first":
+        await take_photo(
+            message, state, lang, telegram, data, photo, user_id=user_id, collapse=collapse
+        )
+        return
+
+    async def whole_album(parts: list[Message]) -> None:
+        """Several photos make a story; an album of one image is that photo."""
+        with telegram.handling():
+            album = album_photos(parts)
+            params = {**data, "album": album} if len(album) > 1 else data
+            note = "" if len(album) > 1 else t(lang, "album_first")
+            await take_photo(
+                message,
+                state,
+                lang,
+                telegram,
+                params,
+                photo,
+                user_id=user_id,
+                note=note,
+                collapse=collapse,
+            )
+
+    telegram.albums.add(message, whole_album)
 
 
 async def on_not_photo(message: Message, lang: str) -> None:
@@ -267,7 +343,7 @@ async def on_early_photo(
     A photo that can't be used is refused at once, before any setting; the conversation stays
     where it was, so a good photo sent next simply continues it.
     """
-    part = telegram.album_part(message.chat.id, message.media_group_id)
+    part = album_gate(message, telegram)
     if part == "later":
         return  # one answer per album
     current = next((step for step, st in STATE_OF.items() if st.state == raw_state), None)
@@ -284,8 +360,35 @@ async def on_early_photo(
             await show_conv(message, state, refusal, menu_only_keyboard(lang))
         return
     assert not isinstance(photo, str)
-    notes = [t(lang, "album_first")] if part == "first" else []
-    await state.update_data(pending=dataclasses.asdict(photo), reuse=None, photo_of=None)
+    if part != "first":
+        await keep_photo(message, state, lang, photo, current, [])
+        return
+
+    async def whole_album(parts: list[Message]) -> None:
+        with telegram.handling():
+            await keep_photo(message, state, lang, photo, current, album_photos(parts))
+
+    telegram.albums.add(message, whole_album)
+
+
+async def keep_photo(
+    message: Message,
+    state: FSMContext,
+    lang: str,
+    photo: Incoming,
+    current: str | None,
+    album: list[dict[str, Any]],
+) -> None:
+    """A photo (or an album) sent before the photo step: kept; the settings are asked for."""
+    notes = [t(lang, "album_story", n=len(album))] if len(album) > 1 else []
+    if len(album) == 1:
+        notes = [t(lang, "album_first")]
+    await state.update_data(
+        pending=dataclasses.asdict(photo),
+        reuse=None,
+        photo_of=None,
+        album=album if len(album) > 1 else None,
+    )
     if current is not None and current != "photo":
         # Mid-conversation: the step above stays live; after it the photo goes straight on.
         notes.append(t(lang, "photo_kept"))

@@ -3,17 +3,21 @@ so that they depend on this small port and not on the module that builds them: n
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Protocol
 
 from aiogram import Bot
 from aiogram.fsm.context import FSMContext
 
+from .bot_album import Albums
 from .bot_delivery import Outbox
 from .bot_progress import ProgressTracker
 from .config import Settings
 from .queue import JobQueue
 from .store import Job
 from .store.port import BotStore
+from .story import Story
+from .story_intake import StoryFiles
 
 
 class BotPort(Protocol):
@@ -30,6 +34,10 @@ class BotPort(Protocol):
     async def send_missed(self, user_id: int) -> int: ...
 
     def album_part(self, chat_id: int, media_group_id: str | None) -> str: ...
+
+    albums: Albums
+
+    def handling(self) -> contextlib.AbstractContextManager[None]: ...
 
     async def active_jobs(self, user_id: int) -> list[Job]: ...
 
@@ -48,6 +56,8 @@ class BotPort(Protocol):
         note: str = "",
         ends_flow: bool = True,
         collapse: tuple[int, str] | None = None,
+        story: Story | None = None,
+        story_files: StoryFiles | None = None,
     ) -> Job | None: ...
 
     async def download(self, bot: Bot, file_id: str) -> bytes: ...

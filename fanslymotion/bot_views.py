@@ -6,6 +6,7 @@ no Telegram calls, no database, so they are unit-tested without a server.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiogram.filters.callback_data import CallbackData
@@ -356,7 +357,12 @@ _SHAPES = (("16:9", 16 / 9), ("9:16", 9 / 16), ("1:1", 1.0), ("4:3", 4 / 3), ("3
 def job_caption(lang: str, job: Job, width: int | None = None, height: int | None = None) -> str:
     """The caption of a delivered video: its parameters and a short variant label."""
     width, height = width or job.width, height or job.height
-    return t(
+    story = ""
+    if job.story:  # what the story used: its photos and whether music
+        told = json.loads(job.story)
+        music = t(lang, "caption_music") if told.get("music") else ""
+        story = t(lang, "caption_story", n=len(told["shots"]), music=music) + "\n"
+    return story + t(
         lang,
         "caption",
         motion=motion_name(lang, job.motion_preset),

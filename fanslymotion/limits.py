@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from .config import Settings
 from .errors import Forbidden, TooManyJobs
 from .store import OwnerRule, iso_utc
-from .store.owners import OwnerTables
+from .store.port import OwnerStore
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def day_start(now: datetime) -> datetime:
 class Limits:
     """The rule of each owner and the check at create."""
 
-    def __init__(self, settings: Settings, store: OwnerTables) -> None:
+    def __init__(self, settings: Settings, store: OwnerStore) -> None:
         self.settings = settings
         self.store = store
 

@@ -62,11 +62,17 @@ def apply(frame: Frame, name: str) -> Frame:
     if name == "natural":
         return frame
     spec = LOOK_SPECS[name]
-    if spec.saturation != 1.0:
-        grey = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-        if spec.saturation == 0.0:
-            frame = np.asarray(grey, dtype=np.uint8)
-        else:
-            mixed = cv2.addWeighted(frame, spec.saturation, grey, 1.0 - spec.saturation, 0.0)
-            frame = np.asarray(mixed, dtype=np.uint8)
+    if spec.saturation != 1.0:  # one pass: each channel mixed toward the luma
+        frame = np.asarray(cv2.transform(frame, saturation_matrix(name)), dtype=np.uint8)
     return np.asarray(cv2.LUT(frame, table(name)), dtype=np.uint8)
+
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@cache
+def saturation_matrix(name: str) -> npt.NDArray[np.float32]:
+    """s * I + (1 - s) * luma: s = 1 leaves colour alone, s = 0 gives grey (BT.601 luma)."""
+    s = np.float32(LOOK_SPECS[name].saturation)
+    matrix = s * np.eye(3, dtype=np.float32) + (1 - s) * np.tile(_LUMA, (3, 1))
+    return matrix.astype(np.float32)

@@ -109,11 +109,23 @@ def _window(start: float, seconds: float) -> list[str]:
     return ["-ss", f"{start:.3f}", "-t", f"{seconds:.3f}"]
 
 
+def _fades(seconds: float) -> str:
+    """The fades of a `seconds`-long track. Both passes apply them before loudnorm, so the
+    loudness measured and set is that of the faded track (on a short story the fades
+    otherwise take over a decibel off the integrated loudness)."""
+    fade_in, fade_out = min(FADE_IN, seconds / 4), min(FADE_OUT, seconds / 4)
+    return (
+        f"afade=t=in:st=0:d={fade_in:.3f},"
+        f"afade=t=out:st={max(0.0, seconds - fade_out):.3f}:d={fade_out:.3f}"
+    )
+
+
 def measure(path: Path, start: float, seconds: float) -> Loudness:
     """loudnorm's first pass over [start, start + seconds]; InvalidParams for silence."""
     target = f"I={TARGET_LUFS:g}:TP={TRUE_PEAK:g}:LRA={LOUDNESS_RANGE:g}"
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", *_window(start, seconds), "-i", str(path)]
-    command += ["-map", "0:a:0", "-af", f"loudnorm={target}:print_format=json", "-f", "null", "-"]
+    shaped = f"{_fades(seconds)},loudnorm={target}:print_format=json"
+    command += ["-map", "0:a:0", "-af", shaped, "-f", "null", "-"]
     result = _run(command)
     text = result.stderr.decode("utf-8", "replace")
     begin, end = text.rfind("{"), text.rfind("}")
@@ -152,12 +164,10 @@ def track(path: Path, start: float, seconds: float, loudness: Loudness) -> Audio
         f":measured_LRA={loudness.input_lra:.2f}:measured_thresh={loudness.input_thresh:.2f}"
         f":offset={loudness.target_offset:.2f}:linear=true"
     )
-    fade_out = max(0.0, seconds - FADE_OUT)
     chain = [
+        _fades(seconds),
         normalise,
         f"aresample={RATE}",  # loudnorm's dynamic mode works at 192 kHz
-        f"afade=t=in:st=0:d={min(FADE_IN, seconds / 4):.3f}",
-        f"afade=t=out:st={fade_out:.3f}:d={min(FADE_OUT, seconds / 4):.3f}",
         f"apad=whole_dur={seconds:.6f}",
         f"atrim=end={seconds:.6f}",
     ]

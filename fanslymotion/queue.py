@@ -27,7 +27,14 @@ from . import camera, checkpoints, datadir, photo, story_intake, webhook, webhoo
 from .camera import Shot
 from .config import Settings
 from .datadir import remove_quietly, write_atomic
-from .errors import Conflict, InsufficientStorage, NotFound, TooManyJobs, Unavailable
+from .errors import (
+    Conflict,
+    InsufficientStorage,
+    InvalidParams,
+    NotFound,
+    TooManyJobs,
+    Unavailable,
+)
 from .eta import Estimator, Kind, finish_of, first_free, rest_of
 from .events import EventHub, JobEvent, is_closed
 from .executor import CancelledByUser, Ending, Executor, Rendered, spec_of
@@ -39,7 +46,7 @@ from .renderer import Preview, Renderer, RenderSpec
 from .retry import Failed, Outcome, Policy, next_state
 from .store import Job, NewJob, check_same_request
 from .store.owners import OwnerTables
-from .store.port import JobStore
+from .store.port import JobStore, OwnerStore
 from .story import Story
 from .story_intake import StoryFiles
 from .vocabulary import TERMINAL, JobStatus, Phase, Progress
@@ -68,6 +75,7 @@ class JobQueue:
         store: JobStore,
         executor: Executor,
         metrics: Metrics | None = None,
+        owners: OwnerStore | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
@@ -75,9 +83,11 @@ class JobQueue:
         self.executor = executor
         self.events = EventHub()
         self.estimator = Estimator()
-        # The operator's tables (owners' rules, figures) are SQLite's: a PostgreSQL-only front
-        # has none, and neither limits nor figures there (README, Operating).
-        self.owners: OwnerTables | None = store if isinstance(store, OwnerTables) else None
+        # The operator's tables (owners' rules, figures): the SQLite store's own, or given (a
+        # cluster's front: cluster.owners.PgOwners).
+        if owners is None and isinstance(store, OwnerTables):
+            owners = store
+        self.owners = owners
         self.limits = Limits(settings, self.owners) if self.owners is not None else None
         self._live: dict[str, _Live] = {}
         self._queue_length = 0  # as /health last counted it (a cluster's database may be away)
@@ -159,7 +169,7 @@ class JobQueue:
     ) -> tuple[Job, bool]:
         """Validate, store the photo and queue a job. Returns (job, created). A repeat of an
         idempotency key returns its job when `request_digest` is the same, else 422. The
-        owner's block and daily limit apply unless `exempt` (the admin token)."""
+        owner's block and daily limit apply unless `exempt` (the operator's ADMIN_TOKEN)."""
         if self._stopping:
             raise Unavailable(
                 "the service is restarting, please try again in a minute", retry_after=30
@@ -249,6 +259,11 @@ class JobQueue:
         """A story's photos, music and logo checked, each shot aimed (in an executor)."""
         if request.story is None:
             return None
+        # Only an executor that says so renders stories (the cluster's workers do not yet).
+        if not getattr(self.executor, "renders_stories", False):
+            raise InvalidParams(
+                "stories are not rendered by this deployment", code="stories_unavailable"
+            )
         check = functools.partial(
             story_intake.check,
             self.settings,

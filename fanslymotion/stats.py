@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from .store import iso_utc
-from .store.owners import OwnerTables
+from .store.port import OwnerStore
 
 Window = Literal["24h", "30d", "today"]
 WINDOWS: tuple[Window, ...] = ("24h", "30d", "today")
@@ -32,9 +32,7 @@ def _buckets(window: Window, now: datetime) -> tuple[datetime, list[str], int]:
     return start, [iso_utc(h)[:13] for h in hours], 13
 
 
-async def figures(
-    store: OwnerTables, window: Window, now: datetime | None = None
-) -> dict[str, Any]:
+async def figures(store: OwnerStore, window: Window, now: datetime | None = None) -> dict[str, Any]:
     """The figures of `window` up to `now`: plain numbers, ready for JSON."""
     moment = now or datetime.now(UTC)
     start, labels, width = _buckets(window, moment)

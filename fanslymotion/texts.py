@@ -261,7 +261,7 @@ EN: dict[str, str] = {
         "Processing: {processing}"
     ),
     "queue_none": "none",
-    "stats_unavailable": "Today's figures need the front's SQLite (CLUSTER_STORE=sqlite).",
+    "stats_unavailable": "This service keeps no figures.",
     "stats_today": (
         "Today (UTC): {jobs} jobs · {completed} done · {failed} failed (failure rate {rate})\n"
         "Queue: {queued} waiting · {running} running · processing {processing}\n"
@@ -271,6 +271,21 @@ EN: dict[str, str] = {
     "processing_on": "running",
     "paused": "⏸ Processing paused. Queued videos wait until /resume.",
     "resumed": "▶️ Processing resumed.",
+    # stories (issue 25): an album, music
+    "album_story": "That's an album of {n} photos: they will make one story.",
+    "story_note": "🎞 An album of {n} photos: one story of {seconds} s, crossfaded.",
+    "story_music": "🎵 With your music.",
+    "music_kept": "🎵 Music kept: it will play under this video. /nomusic removes it.",
+    "music_removed": "🔇 No music this time.",
+    "music_too_big": "That audio is larger than {limit} MB. Please send a smaller one.",
+    "music_refused": "I could not use that music: {why}. Send another, or /nomusic.",
+    "music_audio_silent": "it is silent",
+    "music_audio_unreadable": "it is not an audio file I can read (MP3, M4A, WAV, OGG or FLAC)",
+    "music_audio_too_long": "it is longer than 10 minutes",
+    "music_audio_too_large": "it is larger than 20 MB",
+    "music_audio_start": "it is too short",
+    "caption_story": "🎞 Story: {n} photos{music}",
+    "caption_music": " · music",
 }
 
 RU: dict[str, str] = {
@@ -510,7 +525,7 @@ RU: dict[str, str] = {
         "Обработка: {processing}"
     ),
     "queue_none": "нет",
-    "stats_unavailable": "Сводка за сегодня нужна SQLite фронта (CLUSTER_STORE=sqlite).",
+    "stats_unavailable": "Этот сервис не ведёт сводку.",
     "stats_today": (
         "Сегодня (UTC): заданий {jobs} · готово {completed} · ошибок {failed}"
         " (доля ошибок {rate})\n"
@@ -521,6 +536,21 @@ RU: dict[str, str] = {
     "processing_on": "идёт",
     "paused": "⏸ Обработка на паузе. Видео в очереди ждут команды /resume.",
     "resumed": "▶️ Обработка возобновлена.",
+    # stories (issue 25): an album, music
+    "album_story": "Это альбом из {n} фото: из них получится одна история.",
+    "story_note": "🎞 Альбом из {n} фото: одна история на {seconds} с, с плавными переходами.",
+    "story_music": "🎵 С вашей музыкой.",
+    "music_kept": "🎵 Музыка сохранена: она будет звучать в этом видео. /nomusic уберёт её.",
+    "music_removed": "🔇 На этот раз без музыки.",
+    "music_too_big": "Этот аудиофайл больше {limit} МБ. Пришлите файл поменьше.",
+    "music_refused": "Не получилось использовать эту музыку: {why}. Пришлите другую или /nomusic.",
+    "music_audio_silent": "в ней тишина",
+    "music_audio_unreadable": "это не аудиофайл, который я могу прочитать (MP3, M4A, WAV, OGG, FLAC)",
+    "music_audio_too_long": "она длиннее 10 минут",
+    "music_audio_too_large": "файл больше 20 МБ",
+    "music_audio_start": "она слишком короткая",
+    "caption_story": "🎞 История: {n} фото{music}",
+    "caption_music": " · музыка",
 }
 
 # One line per preset for the motion step, after its name and a dash (so they begin in lower
@@ -545,6 +575,22 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "dolly_in": "камера движется к центру: чёткое плавное приближение",
     },
 }
+
+# The page as a Telegram Mini App (issue 24): the menu button and /app.
+EN.update(
+    {
+        "app_button": "Open the app",
+        "app_open": "Your videos and the editor, inside Telegram: tap below.",
+        "app_off": "The app is not available on this server yet. Send me a photo here instead.",
+    }
+)
+RU.update(
+    {
+        "app_button": "Открыть приложение",
+        "app_open": "Ваши видео и редактор прямо в Telegram: нажмите кнопку ниже.",
+        "app_off": "Приложение на этом сервере пока недоступно. Пришлите фото сюда.",
+    }
+)
 
 TEXTS: dict[str, dict[str, str]] = {"en": EN, "ru": RU}
 

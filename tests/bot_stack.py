@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fanslymotion import story_render
 from fanslymotion.backends import select_renderer
 from fanslymotion.bot import TelegramBot
 from fanslymotion.config import Settings
@@ -48,7 +49,11 @@ class Stack:
         jobs = JobQueue(
             settings,
             store,
-            LocalExecutor(settings, store, RenderWorker(settings, select_renderer(settings))),
+            LocalExecutor(
+                settings,
+                store,
+                RenderWorker(settings, select_renderer(settings), stories=story_render.render),
+            ),
         )
         await jobs.start()
         bot = TelegramBot(settings, jobs, store)

@@ -137,6 +137,24 @@ async def start_service(tmp_path: Path) -> AsyncIterator[ServiceFactory]:
         await service.stop()
 
 
+@pytest.fixture(params=["box", "cluster"])
+def start_deployed(start_service: ServiceFactory, request: pytest.FixtureRequest) -> ServiceFactory:
+    """`start_service` for both deployments: one box, and a cluster's front whose store of
+    record is a new database on the session's PostgreSQL (for behaviour that needs no render;
+    tests/test_cluster*.py add workers)."""
+    if request.param == "box":
+        return start_service
+
+    from .cluster_stack import TOKEN
+
+    url = request.getfixturevalue("pg_url")
+
+    async def start(**overrides: Any) -> Client:
+        return await start_service(database_url=url, worker_token=TOKEN, **overrides)
+
+    return start
+
+
 @pytest.fixture(scope="session")
 def tiny_svd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny random-weight SVD pipeline's folder (tests/svd_tiny.py), written once per session."""
@@ -177,6 +195,7 @@ ERROR_CODES |= {
     "audio_start",
     "story_too_long",
     "request_too_large",
+    "stories_unavailable",
 }
 
 

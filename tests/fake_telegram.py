@@ -69,6 +69,7 @@ _JSON_PARAMS = {
     "allowed_updates",
     "chat_id",
     "commands",
+    "menu_button",
     "duration",
     "from_chat_id",
     "height",
@@ -119,6 +120,7 @@ class FakeTelegram(BotApiMethods):
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.files: dict[str, StoredFile] = {}
         self.commands: dict[str, list[dict[str, Any]]] = {}
+        self.menu_buttons: list[dict[str, Any]] = []  # setChatMenuButton's, in order
         self.blocked: set[int] = set()
         self.upload_limit = 50 * MB
         self.download_limit = 20 * MB
@@ -239,6 +241,23 @@ class FakeTelegram(BotApiMethods):
         if media_group_id:
             content["media_group_id"] = media_group_id
         message = self._user_message(user, **content)
+        await self._push({"message": message})
+        return message
+
+    async def send_audio(
+        self, user: FakeUser, data: bytes, *, voice: bool = False, title: str = "Tune"
+    ) -> dict[str, Any]:
+        """The user sends a music file (`audio`) or a voice message (`voice`)."""
+        file_id, unique = self._store_file(data, "music" if not voice else "voice", "ogg")
+        item: dict[str, Any] = {
+            "file_id": file_id,
+            "file_unique_id": unique,
+            "duration": 5,
+            "file_size": len(data),
+        }
+        if not voice:
+            item["title"] = title
+        message = self._user_message(user, **{"voice" if voice else "audio": item})
         await self._push({"message": message})
         return message
 

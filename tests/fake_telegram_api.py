@@ -37,6 +37,7 @@ class BotApiMethods:
     messages: dict[tuple[int, int], dict[str, Any]]
     files: dict[str, StoredFile]
     commands: dict[str, list[dict[str, Any]]]
+    menu_buttons: list[dict[str, Any]]
     blocked: set[int]
     upload_limit: int
     download_limit: int
@@ -79,6 +80,21 @@ class BotApiMethods:
         else:
             key = str(params.get("language_code") or "")
         self.commands[key] = commands
+        return True
+
+    def _m_setchatmenubutton(self, params: dict[str, Any], files: dict[str, bytes]) -> bool:
+        button = params.get("menu_button") or {"type": "default"}
+        if not isinstance(button, dict) or button.get("type") not in (
+            "commands",
+            "web_app",
+            "default",
+        ):
+            raise ApiError(400, "Bad Request: menu_button is invalid")
+        if button["type"] == "web_app" and not str(
+            button.get("web_app", {}).get("url", "")
+        ).startswith("https://"):
+            raise ApiError(400, "Bad Request: BUTTON_URL_INVALID")  # Mini Apps are https only
+        self.menu_buttons.append(button)
         return True
 
     def _chat(self, params: dict[str, Any]) -> int:

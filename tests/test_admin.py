@@ -8,11 +8,11 @@ import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fanslymotion import video
+from fanslymotion import datadir, video
 
 from .conftest import Client, ServiceFactory, photo_bytes
 
-TOKEN = "admin-s3cret"
+TOKEN = "admin-s3cret-for-tests"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -195,3 +195,28 @@ def _payload(**params: Any) -> dict[str, Any]:
         "image_data": base64.b64encode(photo_bytes()).decode(),
         **params,
     }
+
+
+async def test_a_failed_jobs_photo_is_kept_for_a_retry_until_archive_days(
+    start_service: ServiceFactory,
+) -> None:
+    client = await start_service(admin_token=TOKEN, max_retries=0)
+    service = client.service
+    service.settings.x264_preset = "no-such-preset"  # every render fails (see test_api)
+    _, created = await client.create()
+    job_id = created["job_id"]
+    assert (await client.wait(job_id))["status"] == "failed"
+    row = await service.store.get_job(job_id)
+    assert row is not None and row.input_path is not None
+    assert (service.settings.data_dir / row.input_path).is_file()  # kept, not retired
+    # Housekeeping before ARCHIVE_AFTER_DAYS keeps it; after, the photo goes and so does retry.
+    soon = datetime.now(UTC) + timedelta(days=1)
+    later = datetime.now(UTC) + timedelta(days=service.settings.archive_after_days + 1)
+    await datadir.housekeeping(service.settings, service.store, now=soon)
+    assert (service.settings.data_dir / row.input_path).is_file()
+    await datadir.housekeeping(service.settings, service.store, now=later)
+    after = await service.store.get_job(job_id)
+    assert after is not None and after.input_path is None
+    assert not (service.settings.data_dir / row.input_path).exists()
+    status, body = await admin(client, "POST", f"/admin/jobs/{job_id}/retry")
+    assert status == 409 and body["code"] == "photo_gone"

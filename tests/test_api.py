@@ -189,8 +189,8 @@ async def test_upload_cap(start_service: ServiceFactory) -> None:
     assert status == 413
 
 
-async def test_unknown_and_unfinished_jobs(start_service: ServiceFactory) -> None:
-    client = await start_service()
+async def test_unknown_and_unfinished_jobs(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed()
     await client.service.jobs.pause()
     missing = str(uuid.uuid4())
     for path in (
@@ -237,8 +237,8 @@ async def test_cancel_queued_and_running(start_service: ServiceFactory) -> None:
     assert (await client.wait(after["job_id"]))["status"] == "completed"
 
 
-async def test_caps_answer_429(start_service: ServiceFactory) -> None:
-    client = await start_service(max_queued=3, max_active_per_user=2)
+async def test_caps_answer_429(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed(max_queued=3, max_active_per_user=2)
     await client.service.jobs.pause()
     assert (await client.create(user_id=1))[0] == 201
     assert (await client.create(user_id=1))[0] == 201
@@ -289,8 +289,8 @@ async def test_idempotency_survives_restart(start_service: ServiceFactory, tmp_p
     assert await client.service.store.count_jobs(user_id=5) == 1
 
 
-async def test_jobs_listing(start_service: ServiceFactory) -> None:
-    client = await start_service(max_active_per_user=5)
+async def test_jobs_listing(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed(max_active_per_user=5)
     await client.service.jobs.pause()
     ids = [(await client.create(user_id=9))[1]["job_id"] for _ in range(3)]
     await client.create(user_id=10)

@@ -5,7 +5,8 @@ completes exactly once, no request waits 3 s during an outage, and the recovery 
 docs/cluster.md promises hold. The figures it measured are printed (pytest -s) and kept as
 test properties.
 
-Slow on purpose (about 2.5 minutes: the long outage alone is 62 s), and still in every run."""
+Slow on purpose (2.5 to 3 minutes on 2 shared cores: the long outage alone is 62 s), and still
+in every run (marked `slow`: `-m "not slow"` leaves it out of a quick local run)."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ class Probe:
             ("metrics", lambda: _status_of(self.cluster, "GET", "/metrics")),
             ("status", lambda: _status_of(self.cluster, "GET", f"/job/status/{self.watched}")),
         ]
-        if self._round % 8 == 1:  # a submit every few seconds: each becomes a job later
+        if self._round % 12 == 1:  # a submit every few seconds: each becomes a job later
             calls.append(("create", lambda: self._create(key)))
         for name, call in calls:
             started = time.monotonic()
@@ -201,7 +202,7 @@ def test_the_fault_run(
     victim = cluster.workers[_rendering(cluster, orphan)]
     assert holder is not victim
     postgres.pause()
-    longer = Probe(cluster, held)
+    longer = Probe(cluster, jobs[0])  # an ended job: read from PostgreSQL, so a 503
     paused = longer.started
     victim.signal(signal.SIGKILL)
     longer.during(LONG_OUTAGE - (time.monotonic() - paused))
@@ -216,10 +217,8 @@ def test_the_fault_run(
     jobs += longer.accepted + _retry_creates(cluster, longer.keys)
     assert cluster.front.wait(held, TERMINAL, timeout=60)["attempts"] == 0  # kept, not re-run
 
-    # 3. The front SIGKILLed mid-run and started again.
-    mid = cluster.front.create(user_id=6, **LONG)
-    jobs.append(mid)
-    _rendering(cluster, mid)
+    # 3. The front SIGKILLed while the orphan's re-run renders, and started again.
+    _rendering(cluster, orphan)
     assert cluster.front.stop(signal.SIGKILL) == -signal.SIGKILL
     cluster.front.start()
 
@@ -235,6 +234,7 @@ def test_the_fault_run(
     for name, probe in (("short", short), ("long", longer)):
         assert 503 in probe.answers["health"], (name, probe.answers)
         assert probe.answers["create"] <= {201, 503}, (name, probe.answers)
+        assert probe.answers["status"] <= {200, 503}, (name, probe.answers)  # never a 500
 
     # What the issue promises, as measured.
     print("fault run:", json.dumps({k: round(v, 2) for k, v in figures.items()}))

@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from fanslymotion import api
+from fanslymotion import admin, admin_models, api
 
 from .test_process import Process
 
@@ -88,7 +88,10 @@ def fuzz_config() -> schemathesis.Config:
     )
 
 
-DOCUMENT = api.openapi_document(auth=False)
+# What the service serves: its own routes and the admin API the composition root adds.
+DOCUMENT = api.openapi_document(
+    auth=False, extra=admin.routes(), extra_models=admin_models.DOCUMENTED
+)
 schema = schemathesis.openapi.from_dict(DOCUMENT, config=fuzz_config())
 
 

@@ -129,7 +129,7 @@ async def test_a_story_job_renders_every_shot_with_music(tmp_path: Path, store: 
         assert "shot 2/3" in messages and "shot 3/3" in messages
         out = settings.data_dir / (done.output_path or "")
         info = video.probe(out)
-        assert info.frames == line.frames == (16 + 24 + 16) - 4 - 4
+        assert info.frames == line.frames == (16 + 24 + 16) - 4 - 5  # 0.5 s, 0.6 s at 8 fps
         assert (info.width, info.height) == (360, 360)  # the first photo's square aspect
         assert abs(music.audio_seconds(out) - line.seconds) <= 1 / FPS
         assert abs(music.integrated_loudness(out) + 14.0) <= 1.0
@@ -186,5 +186,22 @@ async def test_a_clip_renderer_resumes_at_the_shot_it_reached(tmp_path: Path, st
         info = video.probe(settings.data_dir / (done.output_path or ""))
         assert info.frames == Story.from_json(done.story or "").timeline(FPS).frames
         assert done.renderer == "clips"
+    finally:
+        await jobs.stop()
+
+
+async def test_an_executor_without_the_story_renderer_refuses_stories(
+    tmp_path: Path, store: Store
+) -> None:
+    settings = make_settings(tmp_path / "data", fps=FPS)
+    worker = RenderWorker(settings, MotionRenderer(settings))  # no stories=
+    jobs = JobQueue(settings, store, LocalExecutor(settings, store, worker))
+    await jobs.start()
+    try:
+        files = StoryFiles((photo_jpeg("coffee"), photo_jpeg("chelsea")))
+        with pytest.raises(InvalidParams) as caught:
+            await jobs.submit(_request(_story()), photo_jpeg("astronaut"), story_files=files)
+        assert caught.value.code == "stories_unavailable"
+        assert await store.count_jobs() == 0
     finally:
         await jobs.stop()

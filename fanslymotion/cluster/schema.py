@@ -211,3 +211,20 @@ ALTER TABLE fm_workers ADD COLUMN version text NOT NULL DEFAULT '';
 
 MIGRATIONS: list[str] = [SCHEMA, SHOT, FRONT, STORY]
 MIGRATIONS.append(WORKER_VERSION)
+
+# Version 6: the operator's word on an owner (store.schema's OWNER_LIMITS): a daily limit that
+# replaces DAILY_SECONDS_PER_USER, and a block; the indexes serve the daily sums and figures.
+OWNER_LIMITS = """
+CREATE TABLE fm_owner_limits (
+    source        text NOT NULL CHECK (source IN ('api', 'telegram')),
+    user_id       bigint NOT NULL,
+    daily_seconds integer,
+    blocked       integer NOT NULL DEFAULT 0,
+    updated_at    text NOT NULL,
+    PRIMARY KEY (source, user_id)
+);
+CREATE INDEX fm_jobs_owner_usage ON fm_jobs (source, user_id, created_at, status, duration);
+CREATE INDEX fm_jobs_ended ON fm_jobs (status, completed_at, resolution, render_seconds);
+CREATE INDEX fm_jobs_started_at ON fm_jobs (started_at);
+"""
+MIGRATIONS.append(OWNER_LIMITS)

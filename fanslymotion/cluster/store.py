@@ -23,9 +23,13 @@ import psycopg
 
 from ..errors import TooManyJobs, Unavailable
 from ..fair_order import fair_ctes
+from ..store import texts as sql
+from ..store.outbox import webhook_summary
 from ..store.rows import Delivery, Job, NewJob, check_same_request, job_from, utcnow
+from ..store.telegram import sent_delivery
 from ..vocabulary import JobStatus, Progress
 from .db import ClusterDB, Connection, Row, defer_in, rerank_in
+from .outbox import pg
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +68,6 @@ async def _check_caps(
             retry_after=30,
             details={"cap": "user"},
         )
-
-
-_DELIVERY = (
-    "job_id, chat_id, status, attempts, next_attempt_at, file_id, last_error, created_at, sent_at"
-)
-
-
-def _delivery(row: Row) -> Delivery:
-    return Delivery(**{name: row[name] for name in _DELIVERY.split(", ")})
 
 
 @contextlib.asynccontextmanager
@@ -408,179 +403,73 @@ class PgStore:
         )
 
     async def webhook_summary(self, job_id: str) -> dict[str, Any] | None:
-        row = await self._one(
-            "SELECT COUNT(*) AS events, COUNT(*) FILTER (WHERE status = 'delivered') AS delivered,"
-            " COUNT(*) FILTER (WHERE status IN ('pending', 'sending')) AS pending,"
-            " COUNT(*) FILTER (WHERE status = 'failed') AS failed,"
-            " COALESCE(SUM(attempts), 0) AS attempts,"
-            " (SELECT last_error FROM fm_webhook_outbox WHERE job_id = %(job)s"
-            "  AND last_error IS NOT NULL ORDER BY created DESC LIMIT 1) AS last_error"
-            " FROM fm_webhook_outbox WHERE job_id = %(job)s",
-            {"job": job_id},
-        )
-        if row is None or not row["events"]:
-            return None
-        return {
-            "delivered": int(row["delivered"]),
-            "pending": int(row["pending"]),
-            "failed": int(row["failed"]),
-            "attempts": int(row["attempts"]),
-            "last_error": row["last_error"],
-        }
+        return webhook_summary(await self._one(pg(sql.WEBHOOK_SUMMARY), (job_id, job_id)))
 
-    # -- deliveries (Telegram outbox) ---------------------------------------------------------
+    # -- the bot's tables: the single box's texts (store.texts) ---------------------------------
 
     async def due_deliveries(self, now: float | None = None, limit: int = 20) -> list[Delivery]:
         rows = await self._rows(
-            f"SELECT {_DELIVERY} FROM fm_deliveries WHERE status = 'pending'"
-            " AND next_attempt_at <= %s ORDER BY created_at LIMIT %s",
-            (time.time() if now is None else now, limit),
+            pg(sql.DELIVERIES_DUE), (time.time() if now is None else now, limit)
         )
-        return [_delivery(row) for row in rows]
+        return [Delivery(**row) for row in rows]
 
     async def get_delivery(self, job_id: str) -> Delivery | None:
-        row = await self._one(f"SELECT {_DELIVERY} FROM fm_deliveries WHERE job_id = %s", (job_id,))
-        return _delivery(row) if row is not None else None
-
-    async def _change(self, sql: str, *params: Any) -> bool:
-        return bool(await self._run(sql, params))
+        row = await self._one(pg(sql.DELIVERY), (job_id,))
+        return Delivery(**row) if row is not None else None
 
     async def delivery_claim(self, job_id: str) -> bool:
-        """pending -> sending, committed before the upload starts."""
-        return await self._change(
-            "UPDATE fm_deliveries SET status = 'sending', attempts = attempts + 1"
-            " WHERE job_id = %s AND status = 'pending'",
-            job_id,
-        )
+        return bool(await self._run(pg(sql.DELIVERY_CLAIM), (job_id,)))
 
     async def delivery_sent(self, job_id: str, file_id: str | None) -> bool:
-        return await self._change(
-            "UPDATE fm_deliveries SET status = 'sent', file_id = %s, sent_at = %s"
-            " WHERE job_id = %s AND status = 'sending'",
-            file_id,
-            utcnow(),
-            job_id,
-        )
+        return bool(await self._run(pg(sql.DELIVERY_SENT), (file_id, utcnow(), job_id)))
 
     async def interrupt_deliveries(self) -> list[Delivery]:
-        """At start: uploads a dead process left `sending` become `interrupted`."""
-        rows = await self._rows(
-            "UPDATE fm_deliveries SET status = 'interrupted' WHERE status = 'sending'"
-            f" RETURNING {_DELIVERY}"
-        )
-        return [_delivery(row) for row in rows]
+        return [Delivery(**row) for row in await self._rows(pg(sql.DELIVERIES_INTERRUPT))]
 
     async def delivery_retry(self, job_id: str) -> bool:
-        return await self._change(
-            "UPDATE fm_deliveries SET status = 'pending', next_attempt_at = 0"
-            " WHERE job_id = %s AND status = 'interrupted'",
-            job_id,
-        )
+        return bool(await self._run(pg(sql.DELIVERY_RETRY), (job_id,)))
 
     async def delivery_failed(self, job_id: str, error: str, *, retry_at: float | None) -> None:
-        await self._run(
-            "UPDATE fm_deliveries SET last_error = %(error)s,"
-            " status = CASE WHEN %(retry)s::float8 IS NULL THEN 'undeliverable' ELSE 'pending' END,"
-            " next_attempt_at = COALESCE(%(retry)s::float8, next_attempt_at)"
-            " WHERE job_id = %(job)s AND status IN ('pending', 'sending')",
-            {"error": error, "retry": retry_at, "job": job_id},
-        )
+        await self._run(pg(sql.DELIVERY_FAILED), (error, retry_at, retry_at, job_id))
 
     async def undelivered(self, user_id: int) -> list[Delivery]:
-        rows = await self._rows(
-            "SELECT d.* FROM fm_deliveries d JOIN fm_jobs j USING (job_id)"
-            " WHERE j.user_id = %s AND d.status = 'undeliverable' AND j.output_path IS NOT NULL"
-            " ORDER BY d.created_at",
-            (user_id,),
-        )
-        return [_delivery(row) for row in rows]
+        return [Delivery(**row) for row in await self._rows(pg(sql.UNDELIVERED), (user_id,))]
 
     async def redeliver(self, job_id: str) -> bool:
-        return await self._change(
-            "UPDATE fm_deliveries SET status = 'pending', next_attempt_at = 0, attempts = 0"
-            " WHERE job_id = %s AND status = 'undeliverable'",
-            job_id,
-        )
+        return bool(await self._run(pg(sql.REDELIVER), (job_id,)))
 
     async def sent_videos(self, user_id: int, limit: int = 10) -> list[tuple[Job, Delivery]]:
-        rows = await self._rows(
-            "SELECT j.*, d.status AS d_status, d.attempts AS d_attempts,"
-            " d.next_attempt_at AS d_next, d.file_id AS d_file_id, d.last_error AS d_error,"
-            " d.created_at AS d_created, d.sent_at AS d_sent, d.chat_id AS d_chat"
-            " FROM fm_jobs j JOIN fm_deliveries d USING (job_id)"
-            " WHERE j.user_id = %s AND d.status = 'sent' ORDER BY d.sent_at DESC LIMIT %s",
-            (user_id, limit),
-        )
-        return [
-            (
-                job_from(row),
-                Delivery(
-                    row["job_id"],
-                    row["d_chat"],
-                    row["d_status"],
-                    row["d_attempts"],
-                    row["d_next"],
-                    row["d_file_id"],
-                    row["d_error"],
-                    row["d_created"],
-                    row["d_sent"],
-                ),
-            )
-            for row in rows
-        ]
-
-    # -- bot state ----------------------------------------------------------------------------
+        rows = await self._rows(pg(sql.SENT_VIDEOS), (user_id, limit))
+        return [(job_from(row), sent_delivery(row["job_id"], row)) for row in rows]
 
     async def fsm_get(self, key: str) -> tuple[str | None, dict[str, Any]]:
-        row = await self._one("SELECT state, data FROM fm_fsm WHERE key = %s", (key,))
+        row = await self._one(pg(sql.FSM_GET), (key,))
         if row is None:
             return None, {}
         return row["state"], json.loads(row["data"])
 
     async def fsm_set_state(self, key: str, state: str | None) -> None:
-        await self._run(
-            "INSERT INTO fm_fsm (key, state) VALUES (%s, %s)"
-            " ON CONFLICT (key) DO UPDATE SET state = excluded.state",
-            (key, state),
-        )
+        await self._run(pg(sql.FSM_SET_STATE), (key, state))
 
     async def fsm_set_data(self, key: str, data: dict[str, Any]) -> None:
-        await self._run(
-            "INSERT INTO fm_fsm (key, data) VALUES (%s, %s)"
-            " ON CONFLICT (key) DO UPDATE SET data = excluded.data",
-            (key, json.dumps(data)),
-        )
+        await self._run(pg(sql.FSM_SET_DATA), (key, json.dumps(data)))
 
     async def get_language(self, user_id: int) -> str | None:
-        row = await self._one("SELECT language FROM fm_users WHERE user_id = %s", (user_id,))
+        row = await self._one(pg(sql.LANGUAGE), (user_id,))
         return str(row["language"]) if row and row["language"] else None
 
     async def set_language(self, user_id: int, language: str) -> None:
-        await self._run(
-            "INSERT INTO fm_users (user_id, language) VALUES (%s, %s)"
-            " ON CONFLICT (user_id) DO UPDATE SET language = excluded.language",
-            (user_id, language),
-        )
+        await self._run(pg(sql.SET_LANGUAGE), (user_id, language))
 
     async def set_blocked(self, user_id: int, blocked: bool) -> None:
-        await self._run(
-            "INSERT INTO fm_users (user_id, blocked) VALUES (%s, %s)"
-            " ON CONFLICT (user_id) DO UPDATE SET blocked = excluded.blocked",
-            (user_id, int(blocked)),
-        )
+        await self._run(pg(sql.SET_BLOCKED), (user_id, int(blocked)))
 
     async def unblock(self, user_id: int) -> bool:
-        return await self._change(
-            "UPDATE fm_users SET blocked = 0 WHERE user_id = %s AND blocked = 1", user_id
-        )
+        return bool(await self._run(pg(sql.UNBLOCK), (user_id,)))
 
     async def get_flag(self, name: str) -> str | None:
-        row = await self._one("SELECT value FROM fm_flags WHERE name = %s", (name,))
+        row = await self._one(pg(sql.FLAG), (name,))
         return str(row["value"]) if row else None
 
     async def set_flag(self, name: str, value: str) -> None:
-        await self._run(
-            "INSERT INTO fm_flags (name, value) VALUES (%s, %s)"
-            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            (name, value),
-        )
+        await self._run(pg(sql.SET_FLAG), (name, value))

@@ -13,8 +13,18 @@ from __future__ import annotations
 from ..vocabulary import ACTIVE, TERMINAL, JobStatus
 from .jobs import Jobs
 from .outbox import WebhookOutbox
-from .owners import OwnerRule, OwnerTables
-from .rows import Delivery, Job, NewJob, OutboxRow, check_same_request, iso_utc, parse_time, utcnow
+from .owners import OwnerTables
+from .rows import (
+    Delivery,
+    Job,
+    NewJob,
+    OutboxRow,
+    OwnerRule,
+    check_same_request,
+    iso_utc,
+    parse_time,
+    utcnow,
+)
 from .telegram import BotTables
 
 __all__ = [

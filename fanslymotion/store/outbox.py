@@ -1,4 +1,5 @@
-"""The webhook outbox: events the triggers wrote, claimed, delivered or given up."""
+"""The webhook outbox: events the triggers wrote, claimed, delivered or given up. The query
+texts are `texts`', which a cluster's PostgreSQL runs too."""
 
 from __future__ import annotations
 
@@ -7,100 +8,64 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from . import texts as sql
 from .base import Base
-from .rows import OutboxRow
+from .rows import Job, OutboxRow
+
+
+def outbox_row(job: Job, row: Any) -> OutboxRow:
+    """A `texts.WEBHOOKS_DUE` row (either dialect's) with the job as it was at its event."""
+    assert job.webhook_url is not None
+    job = replace(job, **json.loads(row["o_snapshot"]))
+    url = job.webhook_url or ""
+    created = float(row["o_created"])
+    return OutboxRow(row["o_msg_id"], row["o_event"], url, int(row["o_attempts"]), created, job)
+
+
+def webhook_summary(row: Any) -> dict[str, Any] | None:
+    """A `texts.WEBHOOK_SUMMARY` row as {delivered, pending, failed, attempts, last_error}."""
+    if row is None or not row["events"]:
+        return None
+    return {
+        "delivered": int(row["delivered"]),
+        "pending": int(row["pending"]),
+        "failed": int(row["failed"]),
+        "attempts": int(row["attempts"]),
+        "last_error": row["last_error"],
+    }
 
 
 class WebhookOutbox(Base):
     """Queries of the webhook outbox."""
 
-    # -- webhooks (outbox) --------------------------------------------------------------------
-
     async def webhooks_interrupted(self) -> int:
         """At start: deliveries the last process left in flight are due again (same id)."""
-        return await self._update(
-            "UPDATE webhook_outbox SET status = 'pending' WHERE status = 'sending'", ()
-        )
+        return await self._update(sql.WEBHOOKS_INTERRUPTED, ())
 
     async def webhooks_due(self, now: float, limit: int) -> list[OutboxRow]:
-        """Pending events whose time has come, oldest first; a job's progress event waits while
-        another progress event of that job is in flight."""
-        rows = await self._fetchall(
-            "SELECT o.msg_id AS o_msg_id, o.event AS o_event, o.attempts AS o_attempts,"
-            " o.created AS o_created, o.snapshot AS o_snapshot, j.* FROM webhook_outbox o"
-            " JOIN jobs j ON j.job_id = o.job_id"
-            " WHERE o.status = 'pending' AND o.next_attempt_at <= ?"
-            " AND NOT (o.event = 'progress' AND EXISTS (SELECT 1 FROM webhook_outbox s"
-            "  WHERE s.job_id = o.job_id AND s.event = 'progress' AND s.status = 'sending'))"
-            " ORDER BY o.created LIMIT ?",
-            (now, limit),
-        )
+        """Pending events whose time has come, oldest first (`texts.WEBHOOKS_DUE`)."""
         due = []
-        for row in rows:
+        for row in await self._fetchall(sql.WEBHOOKS_DUE, (now, limit)):
             job = self._job(row)
-            assert job is not None and job.webhook_url is not None
-            job = replace(job, **json.loads(row["o_snapshot"]))
-            due.append(
-                OutboxRow(
-                    row["o_msg_id"],
-                    row["o_event"],
-                    job.webhook_url or "",
-                    int(row["o_attempts"]),
-                    float(row["o_created"]),
-                    job,
-                )
-            )
+            assert job is not None
+            due.append(outbox_row(job, row))
         return due
 
     async def webhook_claim(self, msg_id: str) -> bool:
         """pending -> sending, committed before the request goes out."""
-        return bool(
-            await self._update(
-                "UPDATE webhook_outbox SET status = 'sending' WHERE msg_id = ? AND status = 'pending'",
-                (msg_id,),
-            )
-        )
+        return bool(await self._update(sql.WEBHOOK_CLAIM, (msg_id,)))
 
     async def webhook_delivered(self, msg_id: str) -> None:
-        await self._update(
-            "UPDATE webhook_outbox SET status = 'delivered', attempts = attempts + 1,"
-            " last_error = NULL, delivered_at = ? WHERE msg_id = ?",
-            (time.time(), msg_id),
-        )
+        await self._update(sql.WEBHOOK_DELIVERED, (time.time(), msg_id))
 
     async def webhook_failed(self, msg_id: str, error: str, *, retry_at: float | None) -> None:
         """One more failed attempt: due again at `retry_at`, or given up (None)."""
-        await self._update(
-            "UPDATE webhook_outbox SET attempts = attempts + 1, last_error = ?,"
-            " status = CASE WHEN ? IS NULL THEN 'failed' ELSE 'pending' END,"
-            " next_attempt_at = COALESCE(?, next_attempt_at) WHERE msg_id = ?",
-            (error, retry_at, retry_at, msg_id),
-        )
+        await self._update(sql.WEBHOOK_FAILED, (error, retry_at, retry_at, msg_id))
 
     async def webhooks_pending(self) -> int:
-        row = await self._fetchone(
-            "SELECT COUNT(*) FROM webhook_outbox WHERE status IN ('pending', 'sending')"
-        )
+        row = await self._fetchone(sql.WEBHOOKS_PENDING)
         return int(row[0]) if row else 0
 
     async def webhook_summary(self, job_id: str) -> dict[str, Any] | None:
         """{delivered, pending, failed, attempts, last_error} of a job's events; None without any."""
-        row = await self._fetchone(
-            "SELECT COUNT(*) AS events, COALESCE(SUM(status = 'delivered'), 0) AS delivered,"
-            " COALESCE(SUM(status IN ('pending', 'sending')), 0) AS pending,"
-            " COALESCE(SUM(status = 'failed'), 0) AS failed,"
-            " COALESCE(SUM(attempts), 0) AS attempts,"
-            " (SELECT last_error FROM webhook_outbox WHERE job_id = ?1 AND last_error IS NOT NULL"
-            "  ORDER BY created DESC LIMIT 1) AS last_error"
-            " FROM webhook_outbox WHERE job_id = ?1",
-            (job_id,),
-        )
-        if row is None or not row["events"]:
-            return None
-        return {
-            "delivered": int(row["delivered"]),
-            "pending": int(row["pending"]),
-            "failed": int(row["failed"]),
-            "attempts": int(row["attempts"]),
-            "last_error": row["last_error"],
-        }
+        return webhook_summary(await self._fetchone(sql.WEBHOOK_SUMMARY, (job_id, job_id)))

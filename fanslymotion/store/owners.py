@@ -3,25 +3,16 @@ ordered, the admin's retry of a failed job, and the figures of a window (plain S
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from .base import Base
-from .rows import Job, utcnow
+from .rows import Job, OwnerRule, utcnow
 
 # What counts against an owner's daily seconds: everything ordered but what failed (not the
 # user's doing) or was cancelled (given back).
 _COUNTED = "status NOT IN ('failed', 'cancelled')"
 # A job's wait in the queue in days, exactly as `jobs_waited` indexes it (so ORDER BY reads it).
 _WAIT = "(julianday(started_at) - julianday(created_at))"
-
-
-@dataclass(frozen=True)
-class OwnerRule:
-    """The operator's word on one owner: a daily limit (None: the service's) and a block."""
-
-    daily_seconds: int | None = None
-    blocked: bool = False
 
 
 class OwnerTables(Base):

@@ -11,7 +11,39 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ..vocabulary import Progress
-from .rows import Delivery, Job, NewJob, OutboxRow
+from .rows import Delivery, Job, NewJob, OutboxRow, OwnerRule
+
+
+class OwnerStore(Protocol):
+    """The operator's tables and figures (issue 26): owners' rules, what they ordered, recent
+    jobs, a window's figures. `store.owners.OwnerTables` on one box, `cluster.owners.PgOwners`
+    on a cluster's front."""
+
+    async def owner_rule(self, source: str, user_id: int) -> OwnerRule: ...
+
+    async def set_owner_rule(self, source: str, user_id: int, rule: OwnerRule) -> None: ...
+
+    async def ordered_seconds(self, source: str, user_id: int, since: str) -> int: ...
+
+    async def owners(self, day: str, month: str, limit: int = 500) -> list[dict[str, Any]]: ...
+
+    async def recent_jobs(
+        self,
+        *,
+        status: str | None,
+        source: str | None,
+        user_id: int | None,
+        limit: int,
+        offset: int,
+    ) -> list[Job]: ...
+
+    async def window_counts(self, since: str) -> dict[str, int]: ...
+
+    async def renders_per_bucket(self, since: str, width: int) -> dict[str, int]: ...
+
+    async def render_medians(self, since: str) -> dict[str, tuple[float, int]]: ...
+
+    async def wait_percentiles(self, since: str) -> dict[str, float | None]: ...
 
 
 class JobStore(Protocol):

@@ -186,3 +186,11 @@ def check_same_request(existing: Job, digest: str | None) -> None:
 def job_from(row: Mapping[str, Any]) -> Job:
     """A `Job` from a row of either dialect (extra columns ignored, absent later ones default)."""
     return Job(**{name: row[name] for name in _JOB_COLUMNS if name in row})
+
+
+@dataclass(frozen=True)
+class OwnerRule:
+    """The operator's word on one owner: a daily limit (None: the service's) and a block."""
+
+    daily_seconds: int | None = None
+    blocked: bool = False

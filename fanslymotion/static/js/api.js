@@ -34,9 +34,33 @@ export function userId() {
   return id;
 }
 
+const LAUNCH_KEY = "fanslymotion.tma";
+
+/** Telegram's launch data when the page runs as a Mini App: Telegram.WebApp.initData where
+ * Telegram's script is present, else tgWebAppData from the URL fragment (kept for this tab,
+ * the fragment does not survive a reload inside Telegram). "" outside Telegram. */
+function readLaunchData() {
+  const fromScript = globalThis.Telegram?.WebApp?.initData;
+  if (fromScript) return fromScript;
+  const fromFragment = new URLSearchParams(location.hash.slice(1)).get("tgWebAppData");
+  if (fromFragment) {
+    sessionStorage.setItem(LAUNCH_KEY, fromFragment);
+    return fromFragment;
+  }
+  return sessionStorage.getItem(LAUNCH_KEY) || "";
+}
+
+const LAUNCH = readLaunchData();
+
+/** Whether the page was opened inside Telegram (it acts as that Telegram user, no token). */
+export function inTelegram() {
+  return Boolean(LAUNCH);
+}
+
 function headers(extra = {}, bearer = token()) {
   const out = { Accept: "application/json", ...extra };
-  if (bearer) out.Authorization = `Bearer ${bearer}`;
+  if (LAUNCH) out.Authorization = `tma ${LAUNCH}`;
+  else if (bearer) out.Authorization = `Bearer ${bearer}`;
   return out;
 }
 
@@ -122,7 +146,7 @@ export async function mediaUrl(url, signal) {
   if (!url) return "";
   // Without a token, and for a signed URL (it carries its signature in the query), the
   // browser fetches it itself, with Range requests for seeking.
-  if (!token() || url.includes("?")) return url;
+  if ((!token() && !LAUNCH) || url.includes("?")) return url;
   const response = await fetch(url, { headers: headers({ Accept: "*/*" }), signal });
   if (!response.ok) throw await failure(response);
   return URL.createObjectURL(await response.blob());

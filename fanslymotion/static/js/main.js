@@ -1,7 +1,16 @@
 // The page: choose a photo, preview the camera, submit, watch the job live, play the result,
 // browse the gallery. Every job action goes through the same HTTP API as any other client.
 
-import { ApiError, mediaUrl, request, setToken, streamEvents, token, userId } from "./api.js";
+import {
+  ApiError,
+  inTelegram,
+  mediaUrl,
+  request,
+  setToken,
+  streamEvents,
+  token,
+  userId,
+} from "./api.js";
 import { Gallery, ratioName } from "./gallery.js";
 import { apply, language, phase, setLanguage, t } from "./i18n.js";
 import { keepPhoto, photoOf } from "./photos.js";
@@ -10,6 +19,7 @@ import { CameraEditor } from "./editor.js";
 import { FocusPoint } from "./focus.js";
 import { CameraPreview } from "./preview.js";
 import { upscaleWarning } from "./upscale.js";
+import { Storyboard } from "./story.js";
 
 const OPTIONS_KEY = "fanslymotion.options";
 const JOB_KEY = "fanslymotion.job";
@@ -58,6 +68,10 @@ const gallery = new Gallery($("gallery"), {
 
 /** Say what went wrong, in words; a refused token sends the user back to the token form. */
 function report(exc, where) {
+  if (exc instanceof ApiError && exc.status === 401 && inTelegram()) {
+    refusedInTelegram(exc);
+    return;
+  }
   if (exc instanceof ApiError && exc.status === 401) {
     askToken(Boolean(token()));
     return;
@@ -85,6 +99,17 @@ function askToken(wrong) {
   $("token-change").hidden = true;
   $("token-error").textContent = wrong ? t("token.wrong") : "";
   $("token-input").focus();
+}
+
+/** Telegram's launch data was refused (forged or too old): say so; no job data stays. */
+function refusedInTelegram(exc) {
+  preview.stop();
+  state.watching?.abort();
+  state.watching = null;
+  for (const id of ["make", "job", "result", "gallery"]) $(id).hidden = true;
+  $("gallery-grid").replaceChildren();
+  $("tma-panel").hidden = false;
+  $("tma-error").textContent = t(exc.code === "tma_expired" ? "tma.expired" : "tma.refused");
 }
 
 async function saveToken(event) {
@@ -582,7 +607,8 @@ function translate() {
   apply();
   $("lang-switch").textContent = language() === "ru" ? "English" : "Русский";
   $("lang-switch").lang = language() === "ru" ? "en" : "ru";
-  $("user-note").textContent = t("user.note", { id: userId() });
+  // Inside Telegram the user is the Telegram account, not this browser's random id.
+  $("user-note").textContent = inTelegram() ? t("tma.user") : t("user.note", { id: userId() });
   if (!$("file-input").files.length) $("file-name").textContent = t("photo.none");
   editor.draw();
   focus.draw();
@@ -606,9 +632,9 @@ function translate() {
 /** With the token (if any) known: show the form, the gallery and the job left running. */
 async function open() {
   $("make").hidden = false;
-  $("token-change").hidden = !state.config.token_required;
+  $("token-change").hidden = !state.config.token_required || inTelegram();
   await gallery.load(0);
-  if (!$("token-panel").hidden) return; // the token was refused meanwhile
+  if (!$("token-panel").hidden || !$("tma-panel").hidden) return; // refused meanwhile
   if (!state.photo) await state.picker.restore();
   const jobId = localStorage.getItem(JOB_KEY);
   if (jobId && !state.watching) watch(jobId);
@@ -670,8 +696,9 @@ async function main() {
     setLanguage(language() === "ru" ? "en" : "ru");
     translate();
   });
+  await new Storyboard(state.config.fps).start(); // issue 25: several photos in one video
   document.body.dataset.ready = "true";
-  if (state.config.token_required && !token()) {
+  if (state.config.token_required && !token() && !inTelegram()) {
     askToken(false);
     return;
   }

@@ -1,0 +1,205 @@
+"""A story's render time against the encode-only floor of the same frames and audio.
+
+    .venv/bin/python bench/story.py            # 6 shots, 30 s, 1080p, 24 fps (issue 25's case)
+    .venv/bin/python bench/story.py --quick    # 3 shots, 6 s, 360p (the test's smoke run)
+
+The story: six photos (scikit-image's own), crossfades of 0.6 s, a caption on every shot, a
+text watermark, the `film` look and music (a synthesised tune, normalised, faded, muxed as AAC).
+Three runs, side by side in one process:
+
+- `floor`: the encoder alone: ffmpeg re-encodes the story's own output (the same frames, decoded
+  in ffmpeg, which costs little beside x264) with the same music track and x264 settings; run
+  twice (before and after `compose`), the faster counts;
+- `compose`: the compositor over still shots (look, captions, transitions, watermark, music);
+- `story`: the whole story job's work: every shot rendered by the camera-motion engine and
+  streamed through the compositor into the encoder (`compositor.write`).
+
+The target is `story` within 1.3x of `floor`. Peak memory: the compositor's traced peak (numpy
+reports its buffers to tracemalloc) for a story of half the shots and of all of them; it must
+not grow with the number of shots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from fanslymotion import camera, compositor, motion, music, video
+from fanslymotion.story import Story, StoryShot, Transition, Watermark
+
+TARGET = 1.3
+MOTIONS = ("dolly_in", "pan_l", "micro", "pan_r", "tilt_up", "dolly_in")
+CAPTIONS = (
+    "Morning light over the bay",
+    "Кофе перед дорогой",
+    "The cat who runs the house",
+    "Launch day",
+    "Ещё один вид на залив",
+    "Home again",
+)
+
+
+def photos() -> list[Image.Image]:
+    from skimage import data
+
+    base = [
+        Image.fromarray(getattr(data, n)()) for n in ("astronaut", "coffee", "chelsea", "rocket")
+    ]
+    return [*base, ImageOps.mirror(base[1]), ImageOps.mirror(base[0])]
+
+
+def tune_wav(path: Path, seconds: float, rate: int = 44_100) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    signal = sum(
+        np.sin(2 * np.pi * f * t) * (0.6 + 0.4 * np.sin(t + i))
+        for i, f in enumerate((220, 277.2, 329.6, 440))
+    )
+    pcm = np.rint(signal / np.abs(signal).max() * 0.3 * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm.tobytes())
+    return path
+
+
+def story_of(shots: int, seconds: float) -> Story:
+    return Story(
+        tuple(StoryShot(seconds, MOTIONS[i], 0.5, caption=CAPTIONS[i]) for i in range(shots)),
+        (Transition("crossfade", 0.6),) * (shots - 1),
+        look="film",
+        watermark=Watermark(text="@fanslymotion", corner="bottom_right", opacity=0.8),
+    )
+
+
+def size_of(resolution: str) -> tuple[int, int]:
+    return motion.output_size(resolution, "16:9", 1600, 900)
+
+
+def rendered(story: Story, images: list[Image.Image], size: tuple[int, int], fps: int) -> Any:
+    def open_shot(i: int) -> Iterator[np.ndarray]:
+        shot = story.shots[i]
+        image = images[i]
+        aim = camera.aim(shot.aim, None)
+        path = camera.plan(shot.motion, shot.strength, image.size, size, shot=aim, seed=i)
+        yield from motion.render_path(image, path, shot.frames(fps))
+
+    return open_shot
+
+
+def stills(story: Story, images: list[Image.Image], size: tuple[int, int], fps: int) -> Any:
+    frames = [np.asarray(ImageOps.fit(img, size, Image.Resampling.BICUBIC)) for img in images]
+
+    def open_shot(i: int) -> Iterator[np.ndarray]:
+        for _ in range(story.shots[i].frames(fps)):
+            yield frames[i]
+
+    return open_shot
+
+
+def timed(run: Any) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    shots, seconds, resolution = (3, 2.4, "360p") if args.quick else (6, 5.5, "1080p")
+    fps = 24
+    size = size_of(resolution)
+    images = photos()
+    story = story_of(shots, seconds)
+    line = story.timeline(fps)
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        tune = tune_wav(work / "tune.wav", line.seconds + 5)
+        track = music.prepare(tune, 2.0, line.seconds)
+        width, height = size
+
+        def floor() -> None:
+            """ffmpeg re-encodes the story's own frames with the same music and x264 settings."""
+            command = [video.ffmpeg_exe(), "-v", "error", "-y", "-i", str(work / "story.mp4")]
+            command += [*track.input_args, "-map", "0:v:0", "-map", "1:a:0", "-af", track.filter]
+            command += ["-c:a", "aac", "-b:a", track.bitrate, "-ar", str(track.rate)]
+            command += video.x264_args(20, "veryfast", width, height, fps)
+            command += ["-movflags", "+faststart", str(work / "floor.mp4")]
+            subprocess.run(command, check=True)
+
+        def compose_only() -> None:
+            compositor.write(
+                story,
+                stills(story, images, size, fps),
+                work / "compose.mp4",
+                size=size,
+                fps=fps,
+                music=track,
+            )
+
+        def whole() -> None:
+            compositor.write(
+                story,
+                rendered(story, images, size, fps),
+                work / "story.mp4",
+                size=size,
+                fps=fps,
+                music=track,
+            )
+
+        story_seconds = timed(whole)
+        floors = [timed(floor)]
+        compose_seconds = timed(compose_only)
+        floors.append(timed(floor))
+        results = {"floor": min(floors), "compose": compose_seconds, "story": story_seconds}
+        info = video.probe(work / "story.mp4")
+        assert info.frames == line.frames, (info.frames, line.frames)
+        audio = music.audio_seconds(work / "story.mp4")
+        loudness = music.integrated_loudness(work / "story.mp4")
+        peaks = {}
+        for count in (max(2, shots // 2), shots):
+            small = story_of(count, seconds)
+            tracemalloc.start()
+            for _ in compositor.compose(small, size, fps, stills(small, images, size, fps)):
+                pass
+            peaks[count] = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+    ratio = results["story"] / results["floor"]
+    print(
+        f"story: {shots} shots, {line.seconds:.2f} s, {line.frames} frames, {width}x{height} @ {fps} fps"
+    )
+    print("| run | seconds | x floor | frames/s |")
+    print("| --- | --- | --- | --- |")
+    for name, took in results.items():
+        print(f"| {name} | {took:.2f} | {took / results['floor']:.2f} | {line.frames / took:.1f} |")
+    print(
+        f"target story <= {TARGET}x floor: {ratio:.2f}x ({'met' if ratio <= TARGET else 'missed'})"
+    )
+    print(f"audio {audio:.3f} s for {line.seconds:.3f} s of video; loudness {loudness:.1f} LUFS")
+    print(
+        "compositor peak (traced MiB) by shots: "
+        + ", ".join(f"{k}: {v:.1f}" for k, v in peaks.items())
+    )
+    print(
+        json.dumps({"results": results, "ratio": ratio, "peaks_mib": peaks, "loudness": loudness})
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
