@@ -26,6 +26,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..fair_order import fair_ctes
 from ..retry import Interrupted, after_interruption
+from ..store import job_texts
+from ..store.texts import in_dialect
 from ..vocabulary import Progress
 from .schema import MIGRATIONS
 
@@ -601,10 +603,7 @@ async def _rerun_stalled(conn: Connection, stalled: list[int], max_retries: int)
         )
         if after.status == "failed":
             done = await conn.execute(
-                "UPDATE fm_jobs SET status = 'failed', message = 'failed', error = %s,"
-                " completed_at = fm_now(), updated_at = fm_now(), attempts = attempts + 1,"
-                " interruptions = interruptions + 1 WHERE job_id = %s RETURNING *",
-                (after.error, left["job_id"]),
+                in_dialect(job_texts.INTERRUPTED_FAILED, "postgres"), (after.error, left["job_id"])
             )
         else:
             done = await conn.execute(
