@@ -29,7 +29,7 @@ from ..store.outbox import webhook_summary
 from ..store.rows import Delivery, Job, NewJob, check_same_request, job_from, utcnow
 from ..store.telegram import sent_delivery
 from ..vocabulary import JobStatus, Progress
-from .db import ClusterDB, Connection, Row, defer_in, rerank_in
+from .db import ClusterDB, Connection, Row, defer_in, forget_worker_in, rerank_in
 from .outbox import pg
 
 log = logging.getLogger(__name__)
@@ -83,18 +83,12 @@ async def _reachable(db: ClusterDB) -> AsyncIterator[None]:
         raise Unavailable("the job database is not reachable, try again", retry_after=5) from exc
 
 
-# The cluster's one step beside a shared transition that sends a row back to the queue: the row
-# no longer belongs to the worker that ran it (SQLite's jobs have no worker).
-_FORGET_WORKER = "UPDATE fm_jobs SET worker = NULL WHERE job_id = %s"
-
-
 async def _back_to_queue(conn: Connection, row: Row | None, not_before: float) -> Job | None:
     """A row a shared text sent back to the queue: without its worker, under a new
     procrastinate job, and the waiting jobs ranked again."""
     if row is None:
         return None
-    await conn.execute(_FORGET_WORKER, (row["job_id"],))
-    row["worker"] = None
+    await forget_worker_in(conn, row)
     row["pq_id"] = await defer_in(conn, row["job_id"], not_before)
     await rerank_in(conn, None)
     return job_from(row)

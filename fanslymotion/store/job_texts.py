@@ -53,3 +53,10 @@ INTERRUPTED_FAILED = (
     " completed_at = fm_now(), updated_at = fm_now(), attempts = attempts + 1,"
     " interruptions = interruptions + 1 WHERE job_id = ? RETURNING *"
 )
+# (message, job_id): an interrupted attempt (a crash, a silent worker) goes back to the queue,
+# counted, without its phase; the crash-loop guard reads `interruptions` next time.
+INTERRUPTED_REQUEUE = (
+    "UPDATE jobs SET status = 'queued', progress = 0, message = ?, phase = '', phase_step = 0,"
+    " phase_steps = 0, attempts = attempts + 1, interruptions = interruptions + 1,"
+    " not_before = 0, started_at = NULL, updated_at = fm_now() WHERE job_id = ? RETURNING *"
+)

@@ -318,7 +318,6 @@ class Jobs(Base):
         crash = Interrupted("the service stopped")
 
         async def statements(db: aiosqlite.Connection) -> tuple[int, list[Job]]:
-            now = utcnow()
             async with db.execute("SELECT * FROM jobs WHERE status = 'processing'") as cur:
                 left = [job for row in await cur.fetchall() if (job := self._job(row))]
             failed: list[Job] = []
@@ -330,13 +329,10 @@ class Jobs(Base):
                     ) as cur:
                         failed += [job for row in await cur.fetchall() if (job := self._job(row))]
                     continue
-                await db.execute(
-                    "UPDATE jobs SET status = 'queued', progress = 0,"
-                    " message = 'queued after restart', phase = '', phase_step = 0,"
-                    " phase_steps = 0, attempts = attempts + 1, interruptions = interruptions + 1,"
-                    " started_at = NULL, updated_at = ? WHERE job_id = ?",
-                    (now, job.job_id),
-                )
+                async with db.execute(
+                    job_texts.INTERRUPTED_REQUEUE, ("queued after restart", job.job_id)
+                ) as cur:
+                    await cur.fetchall()
             return len(left) - len(failed), failed
 
         requeued, failed = await self._transaction(statements)
