@@ -352,25 +352,16 @@ class PgStore:
         )
 
     async def set_progress_message(self, job_id: str, message_id: int) -> None:
-        await self._run(
-            "UPDATE fm_jobs SET progress_message_id = %s WHERE job_id = %s", (message_id, job_id)
-        )
+        await self._run(pg(job_texts.SET_PROGRESS_MESSAGE), (message_id, job_id))
 
     async def release_progress_message(self, chat_id: int, message_id: int) -> None:
         """The message is no longer a job's progress message (the user took it for a menu)."""
-        await self._run(
-            "UPDATE fm_jobs SET progress_message_id = NULL"
-            " WHERE chat_id = %s AND progress_message_id = %s",
-            (chat_id, message_id),
-        )
+        await self._run(pg(job_texts.RELEASE_PROGRESS_MESSAGE), (chat_id, message_id))
 
     async def set_paths(
         self, job_id: str, *, input_path: str | None, output_path: str | None, archived: bool
     ) -> None:
-        await self._run(
-            "UPDATE fm_jobs SET input_path = %s, output_path = %s, archived = %s WHERE job_id = %s",
-            (input_path, output_path, int(archived), job_id),
-        )
+        await self._run(pg(job_texts.SET_PATHS), (input_path, output_path, int(archived), job_id))
 
     async def webhook_summary(self, job_id: str) -> dict[str, Any] | None:
         return webhook_summary(await self._one(pg(sql.WEBHOOK_SUMMARY), (job_id, job_id)))

@@ -60,3 +60,16 @@ INTERRUPTED_REQUEUE = (
     " phase_steps = 0, attempts = attempts + 1, interruptions = interruptions + 1,"
     " not_before = 0, started_at = NULL, updated_at = fm_now() WHERE job_id = ? RETURNING *"
 )
+
+# -- the bot's and the storage's bookkeeping on a job row --------------------------------------
+
+# (message_id, job_id)
+SET_PROGRESS_MESSAGE = "UPDATE jobs SET progress_message_id = ? WHERE job_id = ? RETURNING *"
+# (chat_id, message_id): the message is no longer a job's progress message.
+RELEASE_PROGRESS_MESSAGE = (
+    "UPDATE jobs SET progress_message_id = NULL WHERE chat_id = ? AND progress_message_id = ?"
+)
+# (input_path, output_path, 0 or 1, job_id)
+SET_PATHS = (
+    "UPDATE jobs SET input_path = ?, output_path = ?, archived = ? WHERE job_id = ? RETURNING *"
+)

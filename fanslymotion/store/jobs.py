@@ -342,27 +342,18 @@ class Jobs(Base):
         return requeued, failed
 
     async def set_progress_message(self, job_id: str, message_id: int) -> None:
-        await self._transition(
-            "UPDATE jobs SET progress_message_id = ? WHERE job_id = ? RETURNING *",
-            (message_id, job_id),
-        )
+        await self._transition(job_texts.SET_PROGRESS_MESSAGE, (message_id, job_id))
 
     async def release_progress_message(self, chat_id: int, message_id: int) -> None:
         """The message is no longer a job's progress message (the user took it for a menu)."""
-        await self._update(
-            "UPDATE jobs SET progress_message_id = NULL"
-            " WHERE chat_id = ? AND progress_message_id = ?",
-            (chat_id, message_id),
-        )
+        await self._update(job_texts.RELEASE_PROGRESS_MESSAGE, (chat_id, message_id))
 
     async def set_paths(
         self, job_id: str, *, input_path: str | None, output_path: str | None, archived: bool
     ) -> None:
         """Storage housekeeping moved or removed files of a finished job."""
         await self._transition(
-            "UPDATE jobs SET input_path = ?, output_path = ?, archived = ? WHERE job_id = ?"
-            " RETURNING *",
-            (input_path, output_path, int(archived), job_id),
+            job_texts.SET_PATHS, (input_path, output_path, int(archived), job_id)
         )
 
     async def finished_before(self, cutoff: str) -> list[Job]:
