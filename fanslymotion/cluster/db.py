@@ -140,6 +140,18 @@ class ClusterDB:
         async with conn:
             await conn.execute("SELECT 1")
 
+    async def reachable(self) -> bool:
+        """Within a second, never the pool's wait: the listener's word, or, while it has not
+        reconnected yet (the server may be back already), one direct look."""
+        if self.connected.is_set():
+            return True
+        try:
+            async with asyncio.timeout(1.0):
+                await self.ping()
+        except (psycopg.Error, OSError, TimeoutError):
+            return False
+        return True
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self.pool.connection() as conn, conn.transaction():
