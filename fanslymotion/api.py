@@ -124,7 +124,8 @@ def _job_id(request: web.Request) -> str:
 
 
 async def index(request: web.Request) -> web.Response:
-    endpoints = {f"{route.method} {route.path}": route.summary for route in ALL_ROUTES}
+    extra, _ = request.app[EXTRA]  # the admin API's routes, listed as OpenAPI lists them
+    endpoints = {f"{route.method} {route.path}": route.summary for route in [*ALL_ROUTES, *extra]}
     return _json(models.IndexOut(name="FanslyMotion", version=__version__, endpoints=endpoints))
 
 

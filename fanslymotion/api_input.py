@@ -250,7 +250,7 @@ def _form_too_large(settings: Settings) -> PayloadTooLarge:
     )
 
 
-def _unknown_part(name: str, known: frozenset[str]) -> InvalidParams:
+def unknown_part(name: str, known: frozenset[str]) -> InvalidParams:
     if name in ("photo", "file", "image_data", "picture"):
         return InvalidParams(f"unknown part {name!r}: the photo goes in a part named 'image'")
     return InvalidParams(
@@ -287,7 +287,7 @@ async def _read_form(
                 raise InvalidParams(f"{part.name}: a form field is at most 4 KB") from None
             fields[part.name] = value.decode("utf-8", "replace")
         else:
-            raise _unknown_part(part.name or "", known)
+            raise unknown_part(part.name or "", known)
     return fields, image
 
 

@@ -28,6 +28,8 @@ from .models import JobRequest
 from .story import Story, parse_story
 from .story_intake import StoryFiles
 
+FORM_FIELDS = api_input.JOB_FIELDS | {"story"}
+"""The text fields a form may have beside its file parts (image, audio, logo)."""
 STORY_FIELD_BYTES = 64 * 1024
 """The `story` JSON text of a form: ten shots with captions and keyframed cameras fit."""
 
@@ -86,11 +88,21 @@ async def _read_parts(
     fields: dict[str, str] = {}
     parts: dict[str, list[bytes]] = {}
     budget = settings.max_story_bytes
+    # The whole body is capped, fields included (issue 24): said up front, or as it comes.
+    whole = settings.max_story_bytes + api_input.FORM_ALLOWANCE
+    if request.content_length is not None and request.content_length > whole:
+        raise whole_cap(settings)
     reader = await request.multipart()
+    count = 0
     while (part := await reader.next()) is not None:
+        count += 1
+        if count > api_input.MAX_PARTS or request.content.total_bytes > whole:
+            raise whole_cap(settings)
         if not isinstance(part, BodyPartReader):
             raise BadRequest("nested multipart bodies are not supported")
         name = part.name or ""
+        if name and name not in caps and name not in FORM_FIELDS:
+            raise api_input.unknown_part(name, FORM_FIELDS)
         if name in caps:
             limit, words = caps[name]
             data = await _capped(part, min(limit, budget), limit, words, settings)
@@ -159,14 +171,10 @@ async def _from_json(
 ) -> tuple[models.JobParams, bytes, StoryCreate | None]:
     raw = await _read_json_body(request, settings)
     loop = asyncio.get_running_loop()
-    try:
-        data = await loop.run_in_executor(None, json.loads, raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("the body is not valid JSON") from None
-    except RecursionError:
-        raise BadRequest("the JSON body is nested too deeply") from None
+    data = await loop.run_in_executor(None, api_input.parse_json, raw)
     if not isinstance(data, dict):
         raise InvalidParams("the body must be a JSON object")
+    api_input.refuse_decimals(data)  # 3.0 is no duration, NaN is named (issue 24)
     if "story" not in data:
         if len(raw) > api_input.json_body_limit(settings):  # a single photo's cap, as before
             raise PayloadTooLarge(f"the photo is larger than {settings.max_upload_mb:g} MB")

@@ -67,6 +67,11 @@ class LocalExecutor:
         return self.worker.renderer
 
     @property
+    def renders_stories(self) -> bool:
+        """Whether a story job can render here (issue 25; the job service asks at submit)."""
+        return self.worker.renders_stories
+
+    @property
     def renderer_name(self) -> str:
         return self.worker.state.name
 

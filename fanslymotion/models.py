@@ -427,8 +427,8 @@ class ErrorOut(BaseModel):
         " photo_too_many_pixels, photo_too_small (400/413/415/422); idempotency_key_reused"
         " (422); not_ready, job_failed, job_cancelled (409); video_deleted (410);"
         " link_invalid, link_expired (403); a story's audio_unreadable (400), audio_too_large,"
-        " request_too_large (413), audio_too_long, audio_silent, audio_start, story_too_long"
-        " (422)",
+        " request_too_large (413), audio_too_long, audio_silent, audio_start, story_too_long,"
+        " stories_unavailable (422)",
     )
 
 

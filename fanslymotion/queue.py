@@ -27,7 +27,14 @@ from . import camera, checkpoints, datadir, photo, story_intake, webhook, webhoo
 from .camera import Shot
 from .config import Settings
 from .datadir import remove_quietly, write_atomic
-from .errors import Conflict, InsufficientStorage, NotFound, TooManyJobs, Unavailable
+from .errors import (
+    Conflict,
+    InsufficientStorage,
+    InvalidParams,
+    NotFound,
+    TooManyJobs,
+    Unavailable,
+)
 from .eta import Estimator, Kind, finish_of, first_free, rest_of
 from .events import EventHub, JobEvent, is_closed
 from .executor import CancelledByUser, Ending, Executor, Rendered, spec_of
@@ -162,7 +169,7 @@ class JobQueue:
     ) -> tuple[Job, bool]:
         """Validate, store the photo and queue a job. Returns (job, created). A repeat of an
         idempotency key returns its job when `request_digest` is the same, else 422. The
-        owner's block and daily limit apply unless `exempt` (the admin token)."""
+        owner's block and daily limit apply unless `exempt` (the operator's ADMIN_TOKEN)."""
         if self._stopping:
             raise Unavailable(
                 "the service is restarting, please try again in a minute", retry_after=30
@@ -252,6 +259,11 @@ class JobQueue:
         """A story's photos, music and logo checked, each shot aimed (in an executor)."""
         if request.story is None:
             return None
+        # Only an executor that says so renders stories (the cluster's workers do not yet).
+        if not getattr(self.executor, "renders_stories", False):
+            raise InvalidParams(
+                "stories are not rendered by this deployment", code="stories_unavailable"
+            )
         check = functools.partial(
             story_intake.check,
             self.settings,

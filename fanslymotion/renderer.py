@@ -313,6 +313,11 @@ class RenderWorker:
         self._spawn()
 
     @property
+    def renders_stories(self) -> bool:
+        """Whether this thread was given the story renderer (story_render.render)."""
+        return self._stories is not None
+
+    @property
     def renderer(self) -> Renderer | None:
         """The renderer that serves, once `ready()`; None while it loads."""
         return self._renderer

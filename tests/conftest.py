@@ -195,6 +195,7 @@ ERROR_CODES |= {
     "audio_start",
     "story_too_long",
     "request_too_large",
+    "stories_unavailable",
 }
 
 

@@ -96,6 +96,7 @@ def test_the_engines_import_nothing_of_the_service(module: str) -> None:
         ".motion",
         ".subject",
         ".rolling",
+        ".resample",
     }  # the engine's modules may use one another
     assert ours <= engine, f"{module}.py imports {ours}"
 
@@ -235,6 +236,15 @@ def test_story_rendering_stays_on_the_render_side() -> None:
     """story_render runs in the render thread beside the renderers: none of the service."""
     assert not MODULES["story_render"] & {".app", ".api", ".bot", ".queue", ".store"}
     assert ".story_render" not in MODULES["renderer"]  # the composer hands it to RenderWorker
+
+
+def test_the_store_port_and_the_shared_texts_know_no_dialect() -> None:
+    """The job service, the bot and the webhook sender see a store of record through
+    store.port; the port and the SQL texts both dialects run know neither SQLite's store nor
+    the cluster's."""
+    assert _ours("store.port") <= {"store.rows", "vocabulary"}
+    assert _ours("store.texts") == set()
+    assert not MODULES["queue"] & {".cluster", ".dispatcher"}
 
 
 OPERATOR_PARTS = ["admin", "admin_models", "limits", "stats", "versions"]

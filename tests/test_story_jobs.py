@@ -188,3 +188,20 @@ async def test_a_clip_renderer_resumes_at_the_shot_it_reached(tmp_path: Path, st
         assert done.renderer == "clips"
     finally:
         await jobs.stop()
+
+
+async def test_an_executor_without_the_story_renderer_refuses_stories(
+    tmp_path: Path, store: Store
+) -> None:
+    settings = make_settings(tmp_path / "data", fps=FPS)
+    worker = RenderWorker(settings, MotionRenderer(settings))  # no stories=
+    jobs = JobQueue(settings, store, LocalExecutor(settings, store, worker))
+    await jobs.start()
+    try:
+        files = StoryFiles((photo_jpeg("coffee"), photo_jpeg("chelsea")))
+        with pytest.raises(InvalidParams) as caught:
+            await jobs.submit(_request(_story()), photo_jpeg("astronaut"), story_files=files)
+        assert caught.value.code == "stories_unavailable"
+        assert await store.count_jobs() == 0
+    finally:
+        await jobs.stop()

@@ -65,7 +65,6 @@ class ClusterExecutor:
         self.store = store
         self.db = db
         self.follower = follower
-        self._reports: Reports | None = None
         self._paused = False
         self._stopping = False
         self._dirty: set[str] = set()
@@ -79,14 +78,8 @@ class ClusterExecutor:
 
     # -- life cycle ---------------------------------------------------------------------------
 
-    @property
-    def reports(self) -> Reports:
-        assert self._reports is not None, "start() first"
-        return self._reports
-
     async def start(self, reports: Reports) -> None:
-        """Create or migrate the shared schema, copy its state, then follow it."""
-        self._reports = reports
+        """Create or migrate the shared schema, take the jobs' state, then follow it."""
         self._schema = await self.db.migrate()
         if self._schema > len(MIGRATIONS):
             raise Unavailable(

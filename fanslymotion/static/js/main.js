@@ -19,6 +19,7 @@ import { CameraEditor } from "./editor.js";
 import { FocusPoint } from "./focus.js";
 import { CameraPreview } from "./preview.js";
 import { upscaleWarning } from "./upscale.js";
+import { Storyboard } from "./story.js";
 
 const OPTIONS_KEY = "fanslymotion.options";
 const JOB_KEY = "fanslymotion.job";
@@ -695,6 +696,7 @@ async function main() {
     setLanguage(language() === "ru" ? "en" : "ru");
     translate();
   });
+  await new Storyboard(state.config.fps).start(); // issue 25: several photos in one video
   document.body.dataset.ready = "true";
   if (state.config.token_required && !token() && !inTelegram()) {
     askToken(false);
