@@ -74,8 +74,8 @@ async def _check_caps(
 @contextlib.asynccontextmanager
 async def _reachable(db: ClusterDB) -> AsyncIterator[None]:
     """PostgreSQL's failures as the 503 the API and the bot answer while it is away; at once
-    while the front's listener knows it is away."""
-    if not db.connected.is_set():
+    while it is away (a direct look while the listener reconnects: the server may be back)."""
+    if not await db.reachable():
         raise Unavailable("the job database is not reachable, try again", retry_after=5)
     try:
         yield
