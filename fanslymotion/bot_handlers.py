@@ -283,8 +283,9 @@ async def on_nav(
     await callback.answer()
     settings = telegram.settings
     if callback_data.to == "new":
-        # The subject belongs to one photo; the frame rate is kept as a preference.
-        await state.update_data(reuse=None, photo_of=None, focus=None)
+        # The subject belongs to one photo; the frame rate is kept as a preference; music and
+        # an album belong to the conversation they came in (bot_story).
+        await state.update_data(reuse=None, photo_of=None, focus=None, music=None, album=None)
         await show_step(callback, state, lang, "duration", settings)
     elif callback_data.to == "last" and data.get("last") and data.get("pending"):
         await state.update_data(**data["last"])

@@ -20,7 +20,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from . import music
-from .bot_views import button, mb, rows_of
+from .bot_views import Flow, button, mb, rows_of
 from .errors import FanslyError
 from .story import LOOKS, MAX_STORY_SECONDS, TRANSITIONS, Story, parse_story
 from .story_intake import StoryFiles
@@ -110,15 +110,19 @@ def music_of(message: Message) -> dict[str, Any] | None:
     return None
 
 
-async def on_music(message: Message, state: FSMContext, lang: str) -> None:
-    """Music during the settings: kept for the next video."""
+async def on_music(message: Message, state: FSMContext, lang: str, raw_state: str | None) -> None:
+    """Music during the settings: kept for the next video. On a step that waits for a button
+    the one line also says so, as for anything else typed there."""
     found = music_of(message)
     assert found is not None
+    kind = "kind_voice" if message.voice is not None else "kind_audio"
+    lines = [] if raw_state == Flow.photo.state else [t(lang, "use_buttons", kind=t(lang, kind))]
     if found["size"] is not None and found["size"] > music.MAX_AUDIO_BYTES:
-        await message.answer(t(lang, "music_too_big", limit=mb(music.MAX_AUDIO_BYTES)))
-        return
-    await state.update_data(music=found)
-    await message.answer(t(lang, "music_kept"))
+        lines.append(t(lang, "music_too_big", limit=mb(music.MAX_AUDIO_BYTES)))
+    else:
+        await state.update_data(music=found)
+        lines.append(t(lang, "music_kept"))
+    await message.answer("\n".join(lines))
 
 
 async def on_no_music(message: Message, state: FSMContext, lang: str) -> None:
