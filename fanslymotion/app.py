@@ -241,11 +241,13 @@ def ways_in(settings: Settings) -> list[str]:
     if settings.api_token is None:
         ways.append("anyone who reaches the port (no API_TOKEN)")
     else:
-        ways.append("the admin token (API_TOKEN)")
+        ways.append("the API token (API_TOKEN)")
     if settings.bot_token is not None:
         ways.append("Telegram users through the bot")
     if settings.metrics_token is not None:
         ways.append("/metrics with METRICS_TOKEN")
+    if settings.admin_token is not None:
+        ways.append("the operator's room with ADMIN_TOKEN")
     if settings.cluster:
         ways.append("workers with WORKER_TOKEN")
     return ways

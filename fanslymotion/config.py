@@ -217,7 +217,9 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at most half of WORKER_TIMEOUT ({timeout:g})")
         return value
 
-    @field_validator("api_token", "worker_token", "worker_token_previous", "metrics_token")
+    @field_validator(
+        "api_token", "worker_token", "worker_token_previous", "metrics_token", "admin_token"
+    )
     @classmethod
     def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
         # An empty or short token would be guessed (and "" matches a bare "Bearer").

@@ -1,10 +1,10 @@
 """Who a job belongs to: its owner is the (source, user_id) pair the jobs table keeps.
 
 `telegram` owners are Telegram users, through the bot or the Mini App (user_id is their
-Telegram id); `api` owners are the `user_id`s an API caller with the admin token names. The
+Telegram id); `api` owners are the `user_id`s an API caller with the API token names. The
 two never meet: the same number under another source is another owner. A `Caller` is who sent
-a request: the admin (the token, or anyone where no token is set) acts for every owner; a
-Telegram user only for themselves.
+a request: the API token (or the operator's ADMIN_TOKEN, or anyone where no API token is set)
+acts for every owner; a Telegram user only for themselves.
 """
 
 from __future__ import annotations

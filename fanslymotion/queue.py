@@ -169,7 +169,7 @@ class JobQueue:
     ) -> tuple[Job, bool]:
         """Validate, store the photo and queue a job. Returns (job, created). A repeat of an
         idempotency key returns its job when `request_digest` is the same, else 422. The
-        owner's block and daily limit apply unless `exempt` (the admin token)."""
+        owner's block and daily limit apply unless `exempt` (the operator's ADMIN_TOKEN)."""
         if self._stopping:
             raise Unavailable(
                 "the service is restarting, please try again in a minute", retry_after=30

@@ -12,7 +12,7 @@ from fanslymotion import datadir, video
 
 from .conftest import Client, ServiceFactory, photo_bytes
 
-TOKEN = "admin-s3cret"
+TOKEN = "admin-s3cret-for-tests"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 

@@ -184,6 +184,6 @@ def test_the_start_up_line_says_where_what_and_who(tmp_path: Path) -> None:
     try:
         line = next(line for line in process.log().splitlines() if "HTTP API on" in line)
         assert f"http://127.0.0.1:{process.port} (the web page at /)" in line
-        assert "renderer motion" in line and "ways in: the admin token (API_TOKEN)" in line
+        assert "renderer motion" in line and "ways in: the API token (API_TOKEN)" in line
     finally:
         assert process.stop(signal.SIGTERM) == 0

@@ -25,7 +25,7 @@ from .conftest import photo_bytes
 from .test_process import Process
 from .test_web import Console, _page, _photo, _service, launch_browser
 
-TOKEN = "operator-s3cret"
+TOKEN = "operator-s3cret-for-tests"
 SCREENSHOT = os.environ.get("FANSLYMOTION_ADMIN_SCREENSHOT", "")
 
 

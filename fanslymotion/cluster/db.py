@@ -26,6 +26,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..fair_order import fair_ctes
 from ..retry import Interrupted, after_interruption
+from ..store import job_texts
+from ..store.texts import in_dialect
 from ..vocabulary import Progress
 from .schema import MIGRATIONS
 
@@ -558,6 +560,13 @@ def _epoch(now: float | None) -> float:
     return time.time() if now is None else now
 
 
+async def forget_worker_in(conn: Connection, row: Row) -> None:
+    """The cluster's one step beside a shared text (`store.job_texts`) that sends a row back to
+    the queue: the row no longer belongs to the worker that ran it (SQLite's jobs have none)."""
+    await conn.execute("UPDATE fm_jobs SET worker = NULL WHERE job_id = %s", (row["job_id"],))
+    row["worker"] = None
+
+
 async def defer_in(conn: Connection, job_id: str, not_before: float) -> int:
     """A procrastinate job for the next attempt of `job_id`, on the queue the pause flag says,
     recorded in the job row. Inside the caller's transaction."""
@@ -601,21 +610,17 @@ async def _rerun_stalled(conn: Connection, stalled: list[int], max_retries: int)
         )
         if after.status == "failed":
             done = await conn.execute(
-                "UPDATE fm_jobs SET status = 'failed', message = 'failed', error = %s,"
-                " completed_at = fm_now(), updated_at = fm_now(), attempts = attempts + 1,"
-                " interruptions = interruptions + 1 WHERE job_id = %s RETURNING *",
-                (after.error, left["job_id"]),
+                in_dialect(job_texts.INTERRUPTED_FAILED, "postgres"), (after.error, left["job_id"])
             )
         else:
             done = await conn.execute(
-                f"UPDATE fm_jobs SET {_BACK_TO_QUEUE}, message = 'queued after a worker stopped',"
-                " attempts = attempts + 1, interruptions = interruptions + 1, not_before = 0"
-                " WHERE job_id = %s RETURNING *",
-                (left["job_id"],),
+                in_dialect(job_texts.INTERRUPTED_REQUEUE, "postgres"),
+                ("queued after a worker stopped", left["job_id"]),
             )
         row = await done.fetchone()
         assert row is not None  # locked above
         if row["status"] == "queued":
+            await forget_worker_in(conn, row)
             row["pq_id"] = await defer_in(conn, row["job_id"], 0.0)
         changed.append(row)
     return changed

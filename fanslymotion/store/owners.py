@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import job_texts
 from .base import Base
 from .rows import Job, OwnerRule, utcnow
 
@@ -106,13 +107,7 @@ class OwnerTables(Base):
     async def retry_failed(self, job_id: str) -> Job | None:
         """failed -> queued: a new attempt of the same job (same seed, same photo), asked by an
         operator. None when the job is not failed."""
-        return await self._transition(
-            "UPDATE jobs SET status = 'queued', progress = 0, message = 'queued', error = NULL,"
-            " phase = '', phase_step = 0, phase_steps = 0, attempts = attempts + 1,"
-            " not_before = 0, started_at = NULL, completed_at = NULL, updated_at = ?"
-            " WHERE job_id = ? AND status = 'failed' RETURNING *",
-            (utcnow(), job_id),
-        )
+        return await self._transition(job_texts.RETRY, (job_id,))
 
     async def window_counts(self, since: str) -> dict[str, int]:
         """Jobs made since `since` by status, and how many ended since then by ending."""
