@@ -16,7 +16,7 @@ import pytest
 
 from fanslymotion import stats
 from fanslymotion.errors import TooManyJobs
-from fanslymotion.store import Store, iso_utc
+from fanslymotion.store import OwnerRule, Store, UserName, iso_utc
 from fanslymotion.store.port import BotStore, Outbox, OwnerStore
 from fanslymotion.vocabulary import Phase, Progress
 
@@ -233,3 +233,36 @@ async def test_the_figures_mean_the_same_in_both_dialects(
     month = await stats.figures(_owners_of(store), "30d", now)
     assert month["queue_wait_seconds"] == {"p50": 3.0, "p95": 7.5}
     assert month["median_render_seconds"] == {"360p": {"seconds": 3.5, "renders": 6}}
+
+
+async def test_a_telegram_users_name_is_kept_and_named_in_the_owners_view(
+    stores: tuple[BotStore, Outbox],
+) -> None:
+    store, _ = stores
+    owners = _owners_of(store)
+    assert await store.get_name(1001) is None
+    await store.set_language(1001, "en")  # a row before the name: the name joins it
+    await store.set_name(1001, UserName("Alice", None, None))
+    await store.set_name(1001, UserName("Alice", "Liddell", "alice_l"))  # changed: replaced
+    assert await store.get_name(1001) == UserName("Alice", "Liddell", "alice_l")
+    assert await store.get_language(1001) == "en"
+    await store.set_name(1002, UserName("Борис"))
+    await store.create_job(
+        new_job(user_id=1001, source="telegram", chat_id=1001), max_queued=5, max_active_per_user=5
+    )
+    await store.create_job(
+        new_job("00000000-0000-4000-8000-000000000002", user_id=1001),
+        max_queued=5,
+        max_active_per_user=5,
+    )
+    await owners.set_owner_rule("telegram", 1002, OwnerRule(daily_seconds=30))
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = await owners.owners(iso_utc(today), iso_utc(today - timedelta(days=29)))
+    named = {
+        (r["source"], r["user_id"]): (r["first_name"], r["last_name"], r["username"]) for r in rows
+    }
+    assert named == {
+        ("telegram", 1001): ("Alice", "Liddell", "alice_l"),
+        ("telegram", 1002): ("Борис", None, None),
+        ("api", 1001): (None, None, None),  # the same number as an API caller: no name
+    }

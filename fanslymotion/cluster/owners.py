@@ -64,9 +64,11 @@ class PgOwners:
             " COALESCE(s.seconds_30d, 0) AS seconds_30d, COALESCE(s.failed_30d, 0) AS failed_30d,"
             " COALESCE(s.last_seen, (SELECT MAX(created_at) FROM fm_jobs j"
             "  WHERE j.source = k.source AND j.user_id = k.user_id)) AS last_seen,"
-            " l.daily_seconds, COALESCE(l.blocked, 0) AS blocked"
+            " l.daily_seconds, COALESCE(l.blocked, 0) AS blocked,"
+            " u.first_name, u.last_name, u.username"
             " FROM keys k LEFT JOIN seen s ON s.source = k.source AND s.user_id = k.user_id"
             " LEFT JOIN fm_owner_limits l ON l.source = k.source AND l.user_id = k.user_id"
+            " LEFT JOIN fm_users u ON k.source = 'telegram' AND u.user_id = k.user_id"
             " ORDER BY 8 DESC NULLS LAST, k.source, k.user_id LIMIT %(limit)s",
             {"day": day, "month": month, "limit": limit},
         )
@@ -133,7 +135,7 @@ class PgOwners:
 
     async def wait_percentiles(self, since: str) -> dict[str, float | None]:
         """p50 and p95 of the queue wait (made to last start, seconds) of the jobs started since
-        `since`, nearest rank as on one box: the row at its rank in `fm_jobs_waited` (stored `waited`)."""
+        `since`, nearest rank as on one box: the row at its rank in `fm_jobs_waited`."""
         row = await self.db.one(
             "SELECT COUNT(*) AS n FROM fm_jobs WHERE started_at >= %s", (since,)
         )

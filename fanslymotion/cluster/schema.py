@@ -246,3 +246,11 @@ ALTER TABLE fm_jobs ADD COLUMN waited double precision
 CREATE INDEX fm_jobs_waited ON fm_jobs (waited, started_at);
 """
 MIGRATIONS.append(WAITED)
+
+# Version 8: a Telegram user's name as Telegram last sent it (store.schema's USER_NAMES).
+USER_NAMES = """
+ALTER TABLE fm_users ADD COLUMN first_name text;
+ALTER TABLE fm_users ADD COLUMN last_name text;
+ALTER TABLE fm_users ADD COLUMN username text;
+"""
+MIGRATIONS.append(USER_NAMES)
