@@ -233,13 +233,16 @@ MIGRATIONS.append(OWNER_LIMITS)
 # could hold a wait and every figure parsed two timestamps per row; `fm_epoch` reads the rows'
 # one fixed format (iso_utc, fm_now) with immutable functions only, `waited` keeps each job's
 # wait (seconds from made to last start) as its row is written, and `fm_jobs_waited` holds them
-# in order, so a percentile is the row at its rank, as SQLite's `jobs_waited` serves it.
+# in order, so a percentile is the row at its rank, as SQLite's `jobs_waited` serves it. A text
+# of another shape gives NULL rather than an error, which would refuse the job's write.
 WAITED = """
 CREATE FUNCTION fm_epoch(t text) RETURNS double precision
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT extract(epoch FROM make_timestamp(substr(t, 1, 4)::int, substr(t, 6, 2)::int,
-        substr(t, 9, 2)::int, substr(t, 12, 2)::int, substr(t, 15, 2)::int,
-        substr(t, 18, 9)::double precision))::double precision
+    SELECT CASE WHEN t ~ '^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d+)?Z$' THEN
+        extract(epoch FROM make_timestamp(substr(t, 1, 4)::int, substr(t, 6, 2)::int,
+            substr(t, 9, 2)::int, substr(t, 12, 2)::int, substr(t, 15, 2)::int,
+            rtrim(substr(t, 18), 'Z')::double precision))::double precision
+    END
 $$;
 ALTER TABLE fm_jobs ADD COLUMN waited double precision
     GENERATED ALWAYS AS (fm_epoch(started_at) - fm_epoch(created_at)) STORED;
