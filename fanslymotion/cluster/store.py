@@ -26,7 +26,7 @@ from ..fair_order import fair_ctes
 from ..store import job_texts
 from ..store import texts as sql
 from ..store.outbox import webhook_summary
-from ..store.rows import Delivery, Job, NewJob, check_same_request, job_from, utcnow
+from ..store.rows import Delivery, Job, NewJob, UserName, check_same_request, job_from, utcnow
 from ..store.telegram import sent_delivery
 from ..vocabulary import JobStatus, Progress
 from .db import ClusterDB, Connection, Row, defer_in, forget_worker_in, rerank_in
@@ -427,6 +427,15 @@ class PgStore:
 
     async def unblock(self, user_id: int) -> bool:
         return bool(await self._run(pg(sql.UNBLOCK), (user_id,)))
+
+    async def set_name(self, user_id: int, name: UserName) -> None:
+        await self._run(pg(sql.SET_NAME), (user_id, *name))
+
+    async def get_name(self, user_id: int) -> UserName | None:
+        row = await self._one(pg(sql.NAME), (user_id,))
+        if row is None or row["first_name"] is None:
+            return None
+        return UserName(row["first_name"], row["last_name"], row["username"])
 
     async def get_flag(self, name: str) -> str | None:
         row = await self._one(pg(sql.FLAG), (name,))

@@ -200,3 +200,12 @@ CREATE INDEX jobs_waited ON jobs ((julianday(started_at) - julianday(created_at)
 
 MIGRATIONS: list[str] = [SCHEMA, PHASE_COLUMNS, WEBHOOKS, REQUEST_DIGEST, SHOT, STORY]
 MIGRATIONS.append(OWNER_LIMITS)
+
+# Version 8: a Telegram user's name as Telegram last sent it in an update (first and last name,
+# @username without the @), so the operator's Users view names its Telegram owners.
+USER_NAMES = """
+ALTER TABLE users ADD COLUMN first_name TEXT;
+ALTER TABLE users ADD COLUMN last_name TEXT;
+ALTER TABLE users ADD COLUMN username TEXT;
+"""
+MIGRATIONS.append(USER_NAMES)
