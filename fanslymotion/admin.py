@@ -293,6 +293,9 @@ def _owner_out(settings: Settings, row: dict[str, Any]) -> admin_models.OwnerOut
         blocked=bool(row["blocked"]),
         daily_seconds=own,
         daily_limit=own if own is not None else settings.daily_seconds_per_user,
+        name=" ".join(part for part in (row.get("first_name"), row.get("last_name")) if part)
+        or None,
+        username=row.get("username") or None,
     )
 
 

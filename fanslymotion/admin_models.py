@@ -107,6 +107,10 @@ class OwnerOut(BaseModel):
         description="the operator's limit for this owner (None: the service's)"
     )
     daily_limit: int | None = Field(description="the limit that applies (None: no limit)")
+    name: str | None = Field(
+        None, description="a Telegram user's first and last name as Telegram last sent them"
+    )
+    username: str | None = Field(None, description="a Telegram user's @username, without the @")
 
 
 class UsersOut(BaseModel):

@@ -79,7 +79,7 @@ from .errors import FanslyError, TooManyJobs
 from .loops import stop_tasks, wait_event
 from .models import FPS_CHOICES, JobRequest
 from .queue import JobQueue
-from .store import Job
+from .store import Job, UserName
 from .store.port import BotStore
 from .story import Story
 from .story_intake import StoryFiles
@@ -121,6 +121,7 @@ class TelegramBot:
         self._languages: dict[int, str] = {}
         self.connect_attempts = 0
         self._present: set[int] = set()  # users seen (and unblocked) by this process
+        self._names: dict[int, UserName] = {}  # each user's name as this process stored it
         self._albums: dict[int, str] = {}  # chat -> the album whose first photo was taken
         self.albums = Albums()  # the parts of albums arriving now (bot_story)
         self._redact: RedactToken | None = None
@@ -395,6 +396,19 @@ class TelegramBot:
         self._present.discard(user_id)
         with contextlib.suppress(Exception):
             await self.store.set_blocked(user_id, True)
+
+    async def remember_name(self, user: User) -> None:
+        """Store the user's name as this update carries it (the operator's Users view shows
+        it), when this process has not stored that very name yet."""
+        name = UserName(user.first_name, user.last_name or None, user.username or None)
+        if self._names.get(user.id) == name:
+            return
+        try:
+            await self.store.set_name(user.id, name)
+        except Exception as exc:  # only the operator's view of the name: never worth failing for
+            log.warning("user %s: name not stored: %s", user.id, exc)
+            return
+        self._names[user.id] = name
 
     async def user_wrote(self, user_id: int, lang: str) -> None:
         """An update from the user: if they had blocked us, they are back; offer what they missed.
@@ -683,6 +697,7 @@ class _Context(BaseMiddleware):
                 await self._refuse(event, lang)
                 return None
             data["lang"] = lang
+            await self.owner.remember_name(user)
             await self.owner.user_wrote(user.id, lang)
             return await handler(event, data)
 

@@ -40,7 +40,7 @@ from .bot_screens import (
     stale_text,
     take_over,
 )
-from .bot_story import on_music, on_no_music
+from .bot_story import StoryPick, on_music, on_no_music, on_story, on_story_pick
 from .bot_views import (
     OPTION_OF_STEP,
     STATE_OF,
@@ -283,8 +283,9 @@ async def on_nav(
     await callback.answer()
     settings = telegram.settings
     if callback_data.to == "new":
-        # The subject belongs to one photo; the frame rate is kept as a preference.
-        await state.update_data(reuse=None, photo_of=None, focus=None)
+        # The subject belongs to one photo; the frame rate is kept as a preference; music and
+        # an album belong to the conversation they came in (bot_story).
+        await state.update_data(reuse=None, photo_of=None, focus=None, music=None, album=None)
         await show_step(callback, state, lang, "duration", settings)
     elif callback_data.to == "last" and data.get("last") and data.get("pending"):
         await state.update_data(**data["last"])
@@ -581,6 +582,8 @@ def build_router(*, admins: Collection[int]) -> Router:
     router.callback_query.register(on_job_button, JobButton.filter())
     settings_states = StateFilter(*STATE_OF.values())
     router.message.register(on_no_music, Command("nomusic"))
+    router.message.register(on_story, Command("story"))
+    router.callback_query.register(on_story_pick, StoryPick.filter())
     router.message.register(on_music, settings_states, F.audio | F.voice)
     router.message.register(on_photo, StateFilter(Flow.photo), F.photo | F.document)
     router.message.register(on_not_photo, StateFilter(Flow.photo))

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
-from aiogram.types import Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from . import music
-from .bot_views import mb
+from .bot_views import Flow, button, mb, rows_of
 from .errors import FanslyError
-from .story import MAX_STORY_SECONDS, Story, parse_story
+from .story import LOOKS, MAX_STORY_SECONDS, TRANSITIONS, Story, parse_story
 from .story_intake import StoryFiles
 from .texts import t
 
@@ -44,8 +45,58 @@ def story_of(params: dict[str, Any], captions: list[str], *, fps: int) -> Story:
         {"duration": seconds, "motion_preset": str(params["motion"]), "caption": caption[:120]}
         for caption in captions
     ]
-    body = {"shots": shots, "transition": STORY_TRANSITION}
+    kind = str(params.get("story_transition") or STORY_TRANSITION["kind"])
+    transition = {**STORY_TRANSITION, "kind": kind} if kind != "cut" else "cut"
+    look = str(params.get("story_look") or "natural")
+    body = {"shots": shots, "transition": transition, "look": look}
     return parse_story(body, images=n)
+
+
+class StoryPick(CallbackData, prefix="story"):
+    """A story choice from /story: `kind` is transition or look."""
+
+    kind: str
+    value: str
+
+
+def story_keyboard(lang: str, data: dict[str, Any]) -> InlineKeyboardMarkup:
+    """The transitions and the looks, the current ones marked with •."""
+    chosen = {
+        "transition": data.get("story_transition") or "crossfade",
+        "look": data.get("story_look") or "natural",
+    }
+
+    def buttons(kind: str, values: tuple[str, ...]) -> list[Any]:
+        return [
+            button(
+                ("• " if value == chosen[kind] else "") + t(lang, f"story_{kind}_{value}"),
+                StoryPick(kind=kind, value=value),
+            )
+            for value in values
+        ]
+
+    rows = rows_of(buttons("transition", TRANSITIONS), 2) + rows_of(buttons("look", LOOKS), 3)
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+async def on_story(message: Message, state: FSMContext, lang: str) -> None:
+    """/story: the transition and the look of the next album's story."""
+    data = await state.get_data()
+    await message.answer(t(lang, "story_choose"), reply_markup=story_keyboard(lang, data))
+
+
+async def on_story_pick(
+    callback: CallbackQuery, callback_data: StoryPick, state: FSMContext, lang: str
+) -> None:
+    allowed = {"transition": TRANSITIONS, "look": LOOKS}.get(callback_data.kind, ())
+    if callback_data.value not in allowed:
+        await callback.answer()
+        return
+    await state.update_data({f"story_{callback_data.kind}": callback_data.value})
+    await callback.answer(t(lang, f"story_{callback_data.kind}_{callback_data.value}"))
+    if isinstance(callback.message, Message):
+        data = await state.get_data()
+        await callback.message.edit_reply_markup(reply_markup=story_keyboard(lang, data))
 
 
 def music_of(message: Message) -> dict[str, Any] | None:
@@ -59,15 +110,19 @@ def music_of(message: Message) -> dict[str, Any] | None:
     return None
 
 
-async def on_music(message: Message, state: FSMContext, lang: str) -> None:
-    """Music during the settings: kept for the next video."""
+async def on_music(message: Message, state: FSMContext, lang: str, raw_state: str | None) -> None:
+    """Music during the settings: kept for the next video. On a step that waits for a button
+    the one line also says so, as for anything else typed there."""
     found = music_of(message)
     assert found is not None
+    kind = "kind_voice" if message.voice is not None else "kind_audio"
+    lines = [] if raw_state == Flow.photo.state else [t(lang, "use_buttons", kind=t(lang, kind))]
     if found["size"] is not None and found["size"] > music.MAX_AUDIO_BYTES:
-        await message.answer(t(lang, "music_too_big", limit=mb(music.MAX_AUDIO_BYTES)))
-        return
-    await state.update_data(music=found)
-    await message.answer(t(lang, "music_kept"))
+        lines.append(t(lang, "music_too_big", limit=mb(music.MAX_AUDIO_BYTES)))
+    else:
+        await state.update_data(music=found)
+        lines.append(t(lang, "music_kept"))
+    await message.answer("\n".join(lines))
 
 
 async def on_no_music(message: Message, state: FSMContext, lang: str) -> None:

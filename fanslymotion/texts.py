@@ -286,6 +286,17 @@ EN: dict[str, str] = {
     "music_audio_start": "it is too short",
     "caption_story": "🎞 Story: {n} photos{music}",
     "caption_music": " · music",
+    "story_choose": "🎞 The next album's story: its transition and its look.",
+    "story_transition_cut": "Cut",
+    "story_transition_crossfade": "Crossfade",
+    "story_transition_fade": "Through black",
+    "story_transition_slide": "Slide",
+    "story_look_natural": "Natural",
+    "story_look_warm": "Warm",
+    "story_look_cool": "Cool",
+    "story_look_vivid": "Vivid",
+    "story_look_mono": "Black and white",
+    "story_look_film": "Film",
 }
 
 RU: dict[str, str] = {
@@ -551,6 +562,17 @@ RU: dict[str, str] = {
     "music_audio_start": "она слишком короткая",
     "caption_story": "🎞 История: {n} фото{music}",
     "caption_music": " · музыка",
+    "story_choose": "🎞 История из следующего альбома: переход и стиль.",
+    "story_transition_cut": "Склейка",
+    "story_transition_crossfade": "Наплыв",
+    "story_transition_fade": "Через чёрный",
+    "story_transition_slide": "Сдвиг",
+    "story_look_natural": "Естественный",
+    "story_look_warm": "Тёплый",
+    "story_look_cool": "Холодный",
+    "story_look_vivid": "Яркий",
+    "story_look_mono": "Чёрно-белый",
+    "story_look_film": "Плёнка",
 }
 
 # One line per preset for the motion step, after its name and a dash (so they begin in lower

@@ -36,11 +36,16 @@ class FakeUser:
     id: int
     first_name: str = "Tess"
     language_code: str | None = "en"
+    last_name: str | None = None
+    username: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         user: dict[str, Any] = {"id": self.id, "is_bot": False, "first_name": self.first_name}
         if self.language_code is not None:
             user["language_code"] = self.language_code
+        for key in ("last_name", "username"):
+            if getattr(self, key) is not None:
+                user[key] = getattr(self, key)
         return user
 
 

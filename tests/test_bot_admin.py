@@ -1,14 +1,21 @@
 """The operator in the chat and the owners' rules in the bot (issue 26), through the real
 Dispatcher polling the fake Bot API: /stats, /queue, /pause, /resume for ADMINS only; a blocked
-owner and a daily limit refused politely in the user's language, with the reset time."""
+owner and a daily limit refused politely in the user's language, with the reset time; a
+Telegram owner named in /admin/users by the name their updates carry."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fanslymotion.store import OwnerRule
 
-from .bot_stack import ALICE, BORIS, Stack, _text, choose, wait_video
-from .conftest import photo_bytes
+from .bot_stack import ALICE, BORIS, Stack, _text, choose, open_menu, wait_video
+from .bot_stack import TOKEN as BOT
+from .conftest import ServiceFactory, photo_bytes
 from .fake_telegram import FakeTelegram, FakeUser
+
+ADMIN_TOKEN = "bot-admin-s3cret-for-tests"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 async def test_operator_commands_for_admins_only(stack: Stack, tg: FakeTelegram) -> None:
@@ -74,3 +81,20 @@ async def test_the_daily_limit_in_the_users_language(stack: Stack, tg: FakeTeleg
     russian = _text(await tg.wait_message(BORIS.id, "дневной лимит в 2 с"))
     assert "сегодня заказано 0 с" in russian and "00:00 UTC" in russian
     assert await stack.store.count_jobs() == 1
+
+
+async def test_telegram_owners_by_name(start_deployed: ServiceFactory, tg: FakeTelegram) -> None:
+    """The name a user's updates carry reaches /admin/users (both deployments), and follows
+    a change of name; an API caller with the same number stays nameless."""
+    client = await start_deployed(admin_token=ADMIN_TOKEN, bot_token=BOT, telegram_api=tg.url)
+    alice = FakeUser(7001, "Alice", "en")
+    await open_menu(tg, alice)
+    status, body, _ = await client.request(
+        "PUT", "/admin/users/telegram:7001", json={"daily_seconds": 30}, headers=ADMIN
+    )
+    assert status == 200 and (body["name"], body["username"]) == ("Alice", None)
+    await open_menu(tg, replace(alice, first_name="Alicia", last_name="Liddell", username="al"))
+    await client.request("PUT", "/admin/users/api:7001", json={"blocked": True}, headers=ADMIN)
+    status, body, _ = await client.request("GET", "/admin/users", headers=ADMIN)
+    named = {u["owner"]["id"]: (u["name"], u["username"]) for u in body["users"]}
+    assert named == {"telegram:7001": ("Alicia Liddell", "al"), "api:7001": (None, None)}

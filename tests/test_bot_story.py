@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fanslymotion import music, video
 
-from .bot_stack import ALICE, Stack, _text, choose, progress_message, wait_video
+from .bot_stack import ALICE, Stack, _text, choose, progress_message, wait_button, wait_video
 from .fake_telegram import FakeTelegram
 from .storytools import photo_jpeg, transcode, tune, write_wav
 
@@ -16,6 +16,17 @@ from .storytools import photo_jpeg, transcode, tune, write_wav
 async def test_an_album_becomes_one_story_with_its_captions(stack: Stack, tg: FakeTelegram) -> None:
     await stack.start()
     await choose(tg, ALICE, duration=3, motion="dolly_in")
+    await tg.send_text(ALICE, "/story")  # the transition and the look, one set for all shots
+    for data in ("story:transition:fade", "story:look:mono"):
+        picker = await wait_button(tg, ALICE.id, data)
+        await tg.press(ALICE, picker, data)
+        shown = picker["message_id"]
+
+        def marked(d: str = data, shown: int = shown) -> bool:
+            buttons = tg.buttons(tg.message(ALICE.id, shown))
+            return any(text.startswith("• ") and got == d for text, got in buttons)
+
+        await tg.wait_for(marked, 10, f"{data} marked")
     captions = ["Astronaut", "Кофе утром", None]
     for name, caption in zip(("astronaut", "coffee", "chelsea"), captions, strict=True):
         await tg.send_photo(ALICE, photo_jpeg(name), caption, media_group_id="trip")
@@ -28,6 +39,8 @@ async def test_an_album_becomes_one_story_with_its_captions(stack: Stack, tg: Fa
     story = json.loads(jobs[0].story)
     assert [s["caption"] for s in story["shots"]] == ["Astronaut", "Кофе утром", ""]
     assert [s["motion"] for s in story["shots"]] == ["dolly_in"] * 3
+    assert [t["kind"] for t in story["transitions"]] == ["fade", "fade"]
+    assert story["look"] == "mono"
     assert story["music"] is False
     sent = Path(stack.settings.data_dir) / "sent.mp4"
     sent.write_bytes(next(iter(call.files.values())))

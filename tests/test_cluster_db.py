@@ -236,6 +236,20 @@ async def test_a_running_row_under_an_ended_procrastinate_job_runs_again(db: Clu
     assert (await _pq(db, job_id))["status"] == "todo"
 
 
+async def test_a_task_that_always_dies_fails_after_max_retries(db: ClusterDB) -> None:
+    """A row left rendering under an ended procrastinate job runs again, counted, and fails
+    once the retries are used: a worker task that always dies does not loop for ever."""
+    await db.enqueue(_Job(user_id=1))
+    for attempt in range(3):
+        job_id, _ = await _take(db, f"w{attempt}")
+        ended = await _pq(db, job_id)
+        await db.run("SELECT procrastinate_finish_job_v1(%s, 'failed', false)", (ended["id"],))
+        assert [row["job_id"] for row in await db.sweep(silent_for=30, max_retries=2)] == [job_id]
+    final = await db.job(job_id)
+    assert final is not None and final["status"] == "failed" and final["attempts"] == 3
+    assert await db.sweep(silent_for=30, max_retries=2) == []
+
+
 async def test_a_rerun_after_a_silent_worker_keeps_its_turn(db: ClusterDB) -> None:
     """Alice's job was taken first; Bob and Carol arrived while it rendered. Its worker goes
     silent: the re-run is served before them, not behind everyone who arrived since."""

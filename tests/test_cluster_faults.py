@@ -5,7 +5,7 @@ completes exactly once, no request waits 3 s during an outage, and the recovery 
 docs/cluster.md promises hold. The figures it measured are printed (pytest -s) and kept as
 test properties.
 
-Slow on purpose (2.5 to 3 minutes on 2 shared cores: the long outage alone is 62 s), and still
+Slow on purpose (2 to 3 minutes on 2 shared cores: the long outage alone is 62 s), and still
 in every run (marked `slow`: `-m "not slow"` leaves it out of a quick local run)."""
 
 from __future__ import annotations

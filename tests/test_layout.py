@@ -244,6 +244,7 @@ def test_the_store_port_and_the_shared_texts_know_no_dialect() -> None:
     the cluster's."""
     assert _ours("store.port") <= {"store.rows", "vocabulary"}
     assert _ours("store.texts") == set()
+    assert _ours("store.job_texts") == set()
     assert not MODULES["queue"] & {".cluster", ".dispatcher"}
 
 

@@ -6,14 +6,18 @@ the webhook events by the transaction of each change, the bot's tables keep what
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from fanslymotion import stats
 from fanslymotion.errors import TooManyJobs
-from fanslymotion.store import Store
-from fanslymotion.store.port import BotStore, Outbox
+from fanslymotion.store import OwnerRule, Store, UserName, iso_utc
+from fanslymotion.store.port import BotStore, Outbox, OwnerStore
 from fanslymotion.vocabulary import Phase, Progress
 
 from .test_job_service import store_of
@@ -158,6 +162,110 @@ async def test_the_bots_tables_keep_what_it_says(stores: tuple[BotStore, Outbox]
     assert await store.get_flag("finals") is None
     await store.set_flag("finals", "a b")
     assert await store.get_flag("finals") == "a b"
+
+
+async def _set_times(store: BotStore, where: Path, job_id: str, *times: str) -> None:
+    """A job's times (made, started, ended) moved to known moments (the store writes the
+    clock's); `where` is the SQLite file of the `stores` fixture."""
+    from fanslymotion.cluster.store import PgStore
+
+    if isinstance(store, PgStore):
+        await store.db.run(
+            "UPDATE fm_jobs SET created_at = %s, started_at = %s, completed_at = %s"
+            " WHERE job_id = %s",
+            (*times, job_id),
+        )
+        return
+    with sqlite3.connect(where) as db:
+        db.execute(
+            "UPDATE jobs SET created_at = ?, started_at = ?, completed_at = ? WHERE job_id = ?",
+            (*times, job_id),
+        )
+
+
+def _owners_of(store: BotStore) -> OwnerStore:
+    from fanslymotion.cluster.owners import PgOwners
+    from fanslymotion.cluster.store import PgStore
+
+    return PgOwners(store.db) if isinstance(store, PgStore) else cast(OwnerStore, store)
+
+
+async def test_the_figures_mean_the_same_in_both_dialects(
+    stores: tuple[BotStore, Outbox], tmp_path: Path
+) -> None:
+    store, _ = stores
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    # Waits of 1, 2, 3, 4 and 30 s (and one of 7.5 s long ago, outside the window).
+    waits = (1.0, 2.0, 3.0, 4.0, 30.0, 7.5)
+    for index, wait in enumerate(waits):
+        job, _ = await store.create_job(
+            new_job(f"00000000-0000-4000-8000-0000000001{index:02d}", user_id=index),
+            max_queued=10,
+            max_active_per_user=5,
+        )
+        await store.start_job(job.job_id, "motion")
+        await store.complete_job(
+            job.job_id,
+            output_path="hot/x.mp4",
+            width=640,
+            height=360,
+            frames=12,
+            size_bytes=1000,
+            render_seconds=float(index + 1),
+        )
+        made = now - timedelta(hours=2 if index < 5 else 30, minutes=index)
+        started = made + timedelta(seconds=wait)
+        ended = started + timedelta(seconds=index + 1)
+        await _set_times(
+            store,
+            tmp_path / "db.sqlite3",
+            job.job_id,
+            iso_utc(made),
+            iso_utc(started),
+            iso_utc(ended),
+        )
+    day = await stats.figures(_owners_of(store), "24h", now)
+    # Nearest rank on both: the wait at offset int((n - 1) * share) in wait order.
+    assert day["queue_wait_seconds"] == {"p50": 3.0, "p95": 4.0}
+    assert day["median_render_seconds"] == {"360p": {"seconds": 3.0, "renders": 5}}
+    assert (day["jobs"], day["completed"], day["failure_rate"]) == (5, 5, 0.0)
+    assert sum(point["count"] for point in day["renders"]) == 5
+    month = await stats.figures(_owners_of(store), "30d", now)
+    assert month["queue_wait_seconds"] == {"p50": 3.0, "p95": 7.5}
+    assert month["median_render_seconds"] == {"360p": {"seconds": 3.5, "renders": 6}}
+
+
+async def test_a_telegram_users_name_is_kept_and_named_in_the_owners_view(
+    stores: tuple[BotStore, Outbox],
+) -> None:
+    store, _ = stores
+    owners = _owners_of(store)
+    assert await store.get_name(1001) is None
+    await store.set_language(1001, "en")  # a row before the name: the name joins it
+    await store.set_name(1001, UserName("Alice", None, None))
+    await store.set_name(1001, UserName("Alice", "Liddell", "alice_l"))  # changed: replaced
+    assert await store.get_name(1001) == UserName("Alice", "Liddell", "alice_l")
+    assert await store.get_language(1001) == "en"
+    await store.set_name(1002, UserName("Борис"))
+    await store.create_job(
+        new_job(user_id=1001, source="telegram", chat_id=1001), max_queued=5, max_active_per_user=5
+    )
+    await store.create_job(
+        new_job("00000000-0000-4000-8000-000000000002", user_id=1001),
+        max_queued=5,
+        max_active_per_user=5,
+    )
+    await owners.set_owner_rule("telegram", 1002, OwnerRule(daily_seconds=30))
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = await owners.owners(iso_utc(today), iso_utc(today - timedelta(days=29)))
+    named = {
+        (r["source"], r["user_id"]): (r["first_name"], r["last_name"], r["username"]) for r in rows
+    }
+    assert named == {
+        ("telegram", 1001): ("Alice", "Liddell", "alice_l"),
+        ("telegram", 1002): ("Борис", None, None),
+        ("api", 1001): (None, None, None),  # the same number as an API caller: no name
+    }
 
 
 async def test_caps_and_idempotency_keys_belong_to_the_owner(

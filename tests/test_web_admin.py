@@ -1,7 +1,7 @@
 """The operator's page (/admin) in Debian's Chromium (Playwright) against the real service
 process: nothing but the token prompt without the token; then a running job, the queue, a
 failed job retried to completion, an owner blocked and another limited from the page (their
-next create refused through the API), the charts with one bar per hour or day, pause and resume,
+next create refused through the API), a Telegram owner by name, the charts with one bar per hour or day, pause and resume,
 and the page in Russian. `FANSLYMOTION_ADMIN_SCREENSHOT=docs/admin-page.png` keeps a screenshot."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import re
+import sqlite3
 import time
 import urllib.error
 import urllib.request
@@ -116,9 +117,21 @@ def test_the_operators_page(browser: Any, site: Process) -> None:
     _, running, _ = create(site, 2, duration=12, resolution="720p")
     waiting = [create(site, user)[1]["job_id"] for user in (3, 4)]
 
+    # A Telegram owner the bot knows by name (the bot writes it; this service runs no bot).
+    with sqlite3.connect(site.data_dir / "fanslymotion.sqlite3") as db:
+        db.execute(
+            "INSERT INTO users (user_id, first_name, last_name, username)"
+            " VALUES (4242, 'Ada', 'Lovelace', 'ada_l')"
+        )
+    assert call(site, "PUT", "/admin/users/telegram:4242", {"daily_seconds": 30})[0] == 200
+
     page.get_by_label("Admin token", exact=True).fill(TOKEN)
     page.keyboard.press("Enter")
     page.wait_for_selector("#room:not([hidden])")
+    ada = page.locator("#users-table tr[data-owner='telegram:4242']")
+    ada.wait_for()
+    assert ada.locator(".owner-name").inner_text() == "Ada Lovelace @ada_l"
+    assert "telegram:4242" in ada.inner_text()
     page.wait_for_selector(f"#running .run[data-job='{running['job_id']}']")
     rows = page.locator("#queue-table tbody tr")
     page.wait_for_function("() => document.querySelectorAll('#queue-table tbody tr').length === 2")

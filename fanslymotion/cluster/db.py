@@ -26,6 +26,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..fair_order import fair_ctes
 from ..retry import Interrupted, after_interruption
+from ..store import job_texts
+from ..store.texts import in_dialect
 from ..vocabulary import Progress
 from .schema import MIGRATIONS
 
@@ -139,6 +141,18 @@ class ClusterDB:
         conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=CONNECT_WAIT)
         async with conn:
             await conn.execute("SELECT 1")
+
+    async def reachable(self) -> bool:
+        """Within a second, never the pool's wait: the listener's word, or, while it has not
+        reconnected yet (the server may be back already), one direct look."""
+        if self.connected.is_set():
+            return True
+        try:
+            async with asyncio.timeout(1.0):
+                await self.ping()
+        except (psycopg.Error, OSError, TimeoutError):
+            return False
+        return True
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -405,7 +419,7 @@ class ClusterDB:
                     "SELECT procrastinate_finish_job_v1(%s, 'failed', false)", (pq_id,)
                 )
             changed = await _rerun_stalled(conn, stalled, max_retries)
-            changed += await _redefer_orphans(conn)
+            changed += await _redefer_orphans(conn, max_retries)
             if changed:
                 await rerank_in(conn, None)
         return changed
@@ -558,6 +572,13 @@ def _epoch(now: float | None) -> float:
     return time.time() if now is None else now
 
 
+async def forget_worker_in(conn: Connection, row: Row) -> None:
+    """The cluster's one step beside a shared text (`store.job_texts`) that sends a row back to
+    the queue: the row no longer belongs to the worker that ran it (SQLite's jobs have none)."""
+    await conn.execute("UPDATE fm_jobs SET worker = NULL WHERE job_id = %s", (row["job_id"],))
+    row["worker"] = None
+
+
 async def defer_in(conn: Connection, job_id: str, not_before: float) -> int:
     """A procrastinate job for the next attempt of `job_id`, on the queue the pause flag says,
     recorded in the job row. Inside the caller's transaction."""
@@ -583,7 +604,12 @@ async def defer_in(conn: Connection, job_id: str, not_before: float) -> int:
     return pq_id
 
 
-async def _rerun_stalled(conn: Connection, stalled: list[int], max_retries: int) -> list[Row]:
+async def _rerun_stalled(
+    conn: Connection,
+    stalled: list[int],
+    max_retries: int,
+    message: str = "queued after a worker stopped",
+) -> list[Row]:
     """The job rows of stalled procrastinate jobs: back to the queue as a new attempt, or
     failed past `max_retries` (the retry policy's crash-loop guard)."""
     if not stalled:
@@ -601,27 +627,23 @@ async def _rerun_stalled(conn: Connection, stalled: list[int], max_retries: int)
         )
         if after.status == "failed":
             done = await conn.execute(
-                "UPDATE fm_jobs SET status = 'failed', message = 'failed', error = %s,"
-                " completed_at = fm_now(), updated_at = fm_now(), attempts = attempts + 1,"
-                " interruptions = interruptions + 1 WHERE job_id = %s RETURNING *",
-                (after.error, left["job_id"]),
+                in_dialect(job_texts.INTERRUPTED_FAILED, "postgres"), (after.error, left["job_id"])
             )
         else:
             done = await conn.execute(
-                f"UPDATE fm_jobs SET {_BACK_TO_QUEUE}, message = 'queued after a worker stopped',"
-                " attempts = attempts + 1, interruptions = interruptions + 1, not_before = 0"
-                " WHERE job_id = %s RETURNING *",
-                (left["job_id"],),
+                in_dialect(job_texts.INTERRUPTED_REQUEUE, "postgres"),
+                (message, left["job_id"]),
             )
         row = await done.fetchone()
         assert row is not None  # locked above
         if row["status"] == "queued":
+            await forget_worker_in(conn, row)
             row["pq_id"] = await defer_in(conn, row["job_id"], 0.0)
         changed.append(row)
     return changed
 
 
-async def _redefer_orphans(conn: Connection) -> list[Row]:
+async def _redefer_orphans(conn: Connection, max_retries: int) -> list[Row]:
     """Waiting jobs whose procrastinate job is gone or ended (a crash between two writes, an
     admin's cleanup): each gets a new one, so no waiting job is forgotten."""
     cur = await conn.execute(
@@ -634,14 +656,13 @@ async def _redefer_orphans(conn: Connection) -> list[Row]:
     for row in rows:
         row["pq_id"] = await defer_in(conn, row["job_id"], float(row["not_before"]))
     # A worker writes the row's end before its procrastinate job ends; a row still rendering
-    # under an ended job lost that write (the database was away): it runs again, counted.
+    # under an ended job lost that write (the database was away, or the worker's task died):
+    # it runs again, counted, and past MAX_RETRIES it fails (a task that always dies would
+    # loop for ever otherwise).
     cur = await conn.execute(
-        f"UPDATE fm_jobs f SET {_BACK_TO_QUEUE}, message = 'queued after a lost result',"
-        " attempts = f.attempts + 1, interruptions = f.interruptions + 1, not_before = 0"
-        " FROM procrastinate_jobs p WHERE p.id = f.pq_id AND f.status = 'processing'"
-        " AND p.status IN ('succeeded', 'failed', 'aborted', 'cancelled') RETURNING f.*"
+        "SELECT f.pq_id FROM fm_jobs f JOIN procrastinate_jobs p ON p.id = f.pq_id"
+        " WHERE f.status = 'processing'"
+        " AND p.status IN ('succeeded', 'failed', 'aborted', 'cancelled')"
     )
-    for row in await cur.fetchall():
-        row["pq_id"] = await defer_in(conn, row["job_id"], 0.0)
-        rows.append(row)
-    return rows
+    ended = [int(row["pq_id"]) for row in await cur.fetchall()]
+    return rows + await _rerun_stalled(conn, ended, max_retries, "queued after a lost result")

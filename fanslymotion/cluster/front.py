@@ -122,15 +122,8 @@ class ClusterExecutor:
     async def _need_database(self) -> None:
         """A 503 within a second while PostgreSQL is away (never the pool's wait): the
         listener's word, or, while it reconnects, one quick look."""
-        if self.db.connected.is_set():
-            return
-        try:
-            async with asyncio.timeout(1.0):
-                await self.db.ping()
-        except (*_DB_ERRORS, TimeoutError):
-            raise Unavailable(
-                "the job database is not reachable, try again", retry_after=5
-            ) from None
+        if not await self.db.reachable():
+            raise Unavailable("the job database is not reachable, try again", retry_after=5)
 
     async def set_paused(self, paused: bool) -> None:
         await self._need_database()

@@ -229,7 +229,36 @@ CREATE INDEX fm_jobs_started_at ON fm_jobs (started_at);
 """
 MIGRATIONS.append(OWNER_LIMITS)
 
-# Version 7 (issue 24): an idempotency key belongs to its owner, (source, user_id), as in
+# Version 7: the queue wait, stored. A cast of text to a timestamp is not immutable, so no index
+# could hold a wait and every figure parsed two timestamps per row; `fm_epoch` reads the rows'
+# one fixed format (iso_utc, fm_now) with immutable functions only, `waited` keeps each job's
+# wait (seconds from made to last start) as its row is written, and `fm_jobs_waited` holds them
+# in order, so a percentile is the row at its rank, as SQLite's `jobs_waited` serves it. A text
+# of another shape gives NULL rather than an error, which would refuse the job's write.
+WAITED = """
+CREATE FUNCTION fm_epoch(t text) RETURNS double precision
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT CASE WHEN t ~ '^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d+)?Z$' THEN
+        extract(epoch FROM make_timestamp(substr(t, 1, 4)::int, substr(t, 6, 2)::int,
+            substr(t, 9, 2)::int, substr(t, 12, 2)::int, substr(t, 15, 2)::int,
+            rtrim(substr(t, 18), 'Z')::double precision))::double precision
+    END
+$$;
+ALTER TABLE fm_jobs ADD COLUMN waited double precision
+    GENERATED ALWAYS AS (fm_epoch(started_at) - fm_epoch(created_at)) STORED;
+CREATE INDEX fm_jobs_waited ON fm_jobs (waited, started_at);
+"""
+MIGRATIONS.append(WAITED)
+
+# Version 8: a Telegram user's name as Telegram last sent it (store.schema's USER_NAMES).
+USER_NAMES = """
+ALTER TABLE fm_users ADD COLUMN first_name text;
+ALTER TABLE fm_users ADD COLUMN last_name text;
+ALTER TABLE fm_users ADD COLUMN username text;
+"""
+MIGRATIONS.append(USER_NAMES)
+
+# Version 9 (issue 24): an idempotency key belongs to its owner, (source, user_id), as in
 # store.schema's OWNER_IDEMPOTENCY.
 OWNER_IDEMPOTENCY = """
 DROP INDEX fm_jobs_idempotency;
@@ -238,7 +267,7 @@ CREATE UNIQUE INDEX fm_jobs_idempotency ON fm_jobs (source, user_id, idempotency
 """
 MIGRATIONS.append(OWNER_IDEMPOTENCY)
 
-# Version 8 (issue 24): the input photo's width x height, for the ETA (store.schema's
+# Version 10 (issue 24): the input photo's width x height, for the ETA (store.schema's
 # PHOTO_PIXELS).
 PHOTO_PIXELS = """
 ALTER TABLE fm_jobs ADD COLUMN photo_pixels bigint;

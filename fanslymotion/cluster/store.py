@@ -23,12 +23,13 @@ import psycopg
 
 from ..errors import TooManyJobs, Unavailable
 from ..fair_order import fair_ctes
+from ..store import job_texts
 from ..store import texts as sql
 from ..store.outbox import webhook_summary
-from ..store.rows import Delivery, Job, NewJob, check_same_request, job_from, utcnow
+from ..store.rows import Delivery, Job, NewJob, UserName, check_same_request, job_from, utcnow
 from ..store.telegram import sent_delivery
 from ..vocabulary import JobStatus, Progress
-from .db import ClusterDB, Connection, Row, defer_in, rerank_in
+from .db import ClusterDB, Connection, Row, defer_in, forget_worker_in, rerank_in
 from .outbox import pg
 
 log = logging.getLogger(__name__)
@@ -73,13 +74,24 @@ async def _check_caps(
 @contextlib.asynccontextmanager
 async def _reachable(db: ClusterDB) -> AsyncIterator[None]:
     """PostgreSQL's failures as the 503 the API and the bot answer while it is away; at once
-    while the front's listener knows it is away."""
-    if not db.connected.is_set():
+    while it is away (a direct look while the listener reconnects: the server may be back)."""
+    if not await db.reachable():
         raise Unavailable("the job database is not reachable, try again", retry_after=5)
     try:
         yield
     except (psycopg.Error, OSError) as exc:
         raise Unavailable("the job database is not reachable, try again", retry_after=5) from exc
+
+
+async def _back_to_queue(conn: Connection, row: Row | None, not_before: float) -> Job | None:
+    """A row a shared text sent back to the queue: without its worker, under a new
+    procrastinate job, and the waiting jobs ranked again."""
+    if row is None:
+        return None
+    await forget_worker_in(conn, row)
+    row["pq_id"] = await defer_in(conn, row["job_id"], not_before)
+    await rerank_in(conn, None)
+    return job_from(row)
 
 
 def _jobs(rows: list[Row]) -> list[Job]:
@@ -222,20 +234,8 @@ class PgStore:
         """failed -> queued: an operator's retry, a new attempt under a new procrastinate job
         (same seed and photo). None when the job is not failed."""
         async with self.db.transaction() as conn:
-            cur = await conn.execute(
-                "UPDATE fm_jobs SET status = 'queued', worker = NULL, started_at = NULL,"
-                " completed_at = NULL, progress = 0, phase = '', phase_step = 0,"
-                " phase_steps = 0, error = NULL, message = 'queued', not_before = 0,"
-                " attempts = attempts + 1, updated_at = fm_now()"
-                " WHERE job_id = %s AND status = 'failed' RETURNING *",
-                (job_id,),
-            )
-            row = await cur.fetchone()
-            if row is None:
-                return None
-            row["pq_id"] = await defer_in(conn, job_id, 0.0)
-            await rerank_in(conn, None)
-        return job_from(row)
+            cur = await conn.execute(pg(job_texts.RETRY), (job_id,))
+            return await _back_to_queue(conn, await cur.fetchone(), 0.0)
 
     async def queued_ahead(self, job_id: str) -> list[Job]:
         queue, _ = await self._queue(time.time(), None)
@@ -290,19 +290,11 @@ class PgStore:
 
     async def start_job(self, job_id: str, renderer: str) -> Job | None:
         """queued -> processing (a worker starts through `ClusterDB.start`, fenced)."""
-        return await self._job(
-            "UPDATE fm_jobs SET status = 'processing', started_at = fm_now(),"
-            " updated_at = fm_now(), renderer = %s, progress = 0, message = 'starting',"
-            " phase = 'starting', phase_step = 0, phase_steps = 0, error = NULL"
-            " WHERE job_id = %s AND status = 'queued' RETURNING *",
-            (renderer, job_id),
-        )
+        return await self._job(pg(job_texts.START), (renderer, job_id))
 
     async def set_progress(self, job_id: str, progress: Progress) -> None:
         await self._run(
-            "UPDATE fm_jobs SET progress = %s, message = %s, phase = %s, phase_step = %s,"
-            " phase_steps = %s, updated_at = fm_now()"
-            " WHERE job_id = %s AND status = 'processing'",
+            pg(job_texts.PROGRESS),
             (
                 round(progress.percent, 1),
                 progress.message,
@@ -346,21 +338,13 @@ class PgStore:
 
     async def fail_job(self, job_id: str, error: str) -> Job | None:
         async with self._transaction() as conn:
-            cur = await conn.execute(
-                "UPDATE fm_jobs SET status = 'failed', error = %s, message = 'failed',"
-                " completed_at = fm_now(), updated_at = fm_now()"
-                " WHERE job_id = %s AND status IN ('queued', 'processing') RETURNING *",
-                (error, job_id),
-            )
+            cur = await conn.execute(pg(job_texts.FAIL), (error, job_id))
             return await self._end(conn, await cur.fetchone(), abort=True)
 
     async def cancel_job(self, job_id: str, *, running: bool) -> Job | None:
         async with self._transaction() as conn:
             cur = await conn.execute(
-                "UPDATE fm_jobs SET status = 'cancelled', message = 'cancelled',"
-                " completed_at = fm_now(), updated_at = fm_now()"
-                " WHERE job_id = %s AND status = %s RETURNING *",
-                (job_id, "processing" if running else "queued"),
+                pg(job_texts.CANCEL), (job_id, "processing" if running else "queued")
             )
             return await self._end(conn, await cur.fetchone(), abort=running)
 
@@ -368,27 +352,13 @@ class PgStore:
         self, job_id: str, *, count_attempt: bool, not_before: float = 0.0, error: str | None = None
     ) -> Job | None:
         """processing -> queued under a new procrastinate job, without the ended phase."""
+        message = "waiting to retry" if error else "queued"
         async with self._transaction() as conn:
             cur = await conn.execute(
-                "UPDATE fm_jobs SET status = 'queued', worker = NULL, started_at = NULL,"
-                " progress = 0, phase = '', phase_step = 0, phase_steps = 0,"
-                " updated_at = fm_now(), attempts = attempts + %s, not_before = %s,"
-                " error = %s, message = %s"
-                " WHERE job_id = %s AND status = 'processing' RETURNING *",
-                (
-                    1 if count_attempt else 0,
-                    not_before,
-                    error,
-                    "waiting to retry" if error else "queued",
-                    job_id,
-                ),
+                pg(job_texts.REQUEUE),
+                (message, error, 1 if count_attempt else 0, not_before, job_id),
             )
-            row = await cur.fetchone()
-            if row is None:
-                return None
-            row["pq_id"] = await defer_in(conn, job_id, not_before)
-            await rerank_in(conn, None)
-        return job_from(row)
+            return await _back_to_queue(conn, await cur.fetchone(), not_before)
 
     async def finished_before(self, cutoff: str) -> list[Job]:
         return _jobs(
@@ -400,25 +370,16 @@ class PgStore:
         )
 
     async def set_progress_message(self, job_id: str, message_id: int) -> None:
-        await self._run(
-            "UPDATE fm_jobs SET progress_message_id = %s WHERE job_id = %s", (message_id, job_id)
-        )
+        await self._run(pg(job_texts.SET_PROGRESS_MESSAGE), (message_id, job_id))
 
     async def release_progress_message(self, chat_id: int, message_id: int) -> None:
         """The message is no longer a job's progress message (the user took it for a menu)."""
-        await self._run(
-            "UPDATE fm_jobs SET progress_message_id = NULL"
-            " WHERE chat_id = %s AND progress_message_id = %s",
-            (chat_id, message_id),
-        )
+        await self._run(pg(job_texts.RELEASE_PROGRESS_MESSAGE), (chat_id, message_id))
 
     async def set_paths(
         self, job_id: str, *, input_path: str | None, output_path: str | None, archived: bool
     ) -> None:
-        await self._run(
-            "UPDATE fm_jobs SET input_path = %s, output_path = %s, archived = %s WHERE job_id = %s",
-            (input_path, output_path, int(archived), job_id),
-        )
+        await self._run(pg(job_texts.SET_PATHS), (input_path, output_path, int(archived), job_id))
 
     async def webhook_summary(self, job_id: str) -> dict[str, Any] | None:
         return webhook_summary(await self._one(pg(sql.WEBHOOK_SUMMARY), (job_id, job_id)))
@@ -484,6 +445,15 @@ class PgStore:
 
     async def unblock(self, user_id: int) -> bool:
         return bool(await self._run(pg(sql.UNBLOCK), (user_id,)))
+
+    async def set_name(self, user_id: int, name: UserName) -> None:
+        await self._run(pg(sql.SET_NAME), (user_id, *name))
+
+    async def get_name(self, user_id: int) -> UserName | None:
+        row = await self._one(pg(sql.NAME), (user_id,))
+        if row is None or row["first_name"] is None:
+            return None
+        return UserName(row["first_name"], row["last_name"], row["username"])
 
     async def get_flag(self, name: str) -> str | None:
         row = await self._one(pg(sql.FLAG), (name,))

@@ -22,7 +22,6 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +35,7 @@ from .. import checkpoints, datadir, versions
 from ..backends import select_renderer
 from ..camera import Shot
 from ..config import Settings
-from ..errors import Cancelled, FanslyError, RenderError
+from ..errors import Cancelled, FanslyError
 from ..loops import stop_tasks, wait_event
 from ..renderer import RenderResult, RenderSpec, RenderTask, RenderWorker
 from ..retry import Failed, Outcome, Policy, TimedOut, next_state
@@ -44,28 +43,13 @@ from ..vocabulary import Phase, Progress
 from .db import CONNECT_WAIT, POOL_WAIT, QUEUE, RECONNECT_FOR, TASK, Attempt, ClusterDB, Row
 from .outage import Outage, connection_error, one_line
 from .schema import MIGRATIONS
+from .transfer import Away, BadToken, Refused, Rejected, check, chunks, retrying
 
 log = logging.getLogger(__name__)
 
 Reason = Literal["user", "shutdown", "timeout", "fenced"]
 _DB_ERRORS = (psycopg.Error, OSError)
 HOLD_RETRY = 1.0  # seconds between offers of a video the front cannot record yet
-
-
-class Refused(Exception):
-    """The front refused the attempt's upload: the job was re-run elsewhere or cancelled."""
-
-
-class Away(ConnectionError):
-    """The front answered 503: it is up, but cannot record anything (its database is away)."""
-
-
-class Rejected(Exception):
-    """The front refused the video as damaged and retries the job itself."""
-
-
-class BadToken(Exception):
-    """The front does not accept this worker's token: no job can succeed here."""
 
 
 @dataclass
@@ -523,7 +507,7 @@ class Worker:
         async def once() -> None:
             assert self._http is not None
             async with self._http.get(self._url(fence, "photo"), headers=self._headers) as resp:
-                await _check(resp)
+                await check(resp)
                 handle = await loop.run_in_executor(None, path.open, "wb")
                 try:
                     async for chunk in resp.content.iter_chunked(1 << 20):
@@ -531,7 +515,7 @@ class Worker:
                 finally:
                     await loop.run_in_executor(None, handle.close)
 
-        await _retrying(once, f"job {fence.job_id}: photo")
+        await retrying(once, f"job {fence.job_id}: photo")
 
     async def _upload(
         self, current: _Current, path: Path, result: RenderResult, seconds: float
@@ -554,9 +538,9 @@ class Worker:
         async def once() -> None:
             assert self._http is not None
             async with self._http.put(
-                self._url(fence, "video"), data=_chunks(path), headers=headers
+                self._url(fence, "video"), data=chunks(path), headers=headers
             ) as resp:
-                await _check(resp)
+                await check(resp)
 
         async def hold(exc: Away) -> None:
             if current.held_since is None:
@@ -571,66 +555,13 @@ class Worker:
             if current.cancel.is_set():
                 raise Cancelled(current.reason or "stopped")
 
-        await _retrying(once, f"job {fence.job_id}: upload", hold=hold)
+        await retrying(once, f"job {fence.job_id}: upload", hold=hold)
         if current.held_since is not None:
             log.info(
                 "job %s: the held video was delivered after %.1fs",
                 fence.job_id,
                 time.monotonic() - current.held_since,
             )
-
-
-async def _check(resp: aiohttp.ClientResponse) -> None:
-    if resp.status == 409:
-        raise Refused(await resp.text())
-    if resp.status == 422:
-        raise Rejected(await resp.text())
-    if resp.status in (401, 403):
-        raise BadToken("the front refuses FANSLYMOTION_WORKER_TOKEN (not the one it has)")
-    if resp.status == 503:
-        raise Away("the front answered 503")
-    if resp.status >= 500:
-        raise ConnectionError(f"the front answered {resp.status}")
-    if resp.status >= 400:
-        raise RenderError(f"the front refused: {resp.status} {await resp.text()}")
-
-
-async def _retrying(
-    call: Any,
-    what: str,
-    budget: float = 60.0,
-    hold: Callable[[Away], Awaitable[None]] | None = None,
-) -> None:
-    """`call` until it succeeds, retrying network trouble with backoff for `budget` seconds.
-    With `hold`, a 503 is no trouble of the network: `hold` waits, and the budget starts
-    again."""
-    deadline = time.monotonic() + budget
-    delay = 0.5
-    while True:
-        try:
-            await call()
-            return
-        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
-            if hold is not None and isinstance(exc, Away):
-                await hold(exc)
-                deadline, delay = time.monotonic() + budget, 0.5
-                continue
-            if time.monotonic() + delay > deadline:
-                raise RenderError(f"{what}: the front is not reachable ({exc})") from exc
-            log.warning("%s failed (%s); again in %.1fs", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
-async def _chunks(path: Path) -> Any:
-    """The file in 1 MiB pieces, read off the loop."""
-    loop = asyncio.get_running_loop()
-    handle = await loop.run_in_executor(None, path.open, "rb")
-    try:
-        while chunk := await loop.run_in_executor(None, handle.read, 1 << 20):
-            yield chunk
-    finally:
-        await loop.run_in_executor(None, handle.close)
 
 
 def _quiet_stale_finish(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Self, TypeVar
 
 import aiosqlite
 
-from .rows import _JOB_COLUMNS, Job
+from .rows import _JOB_COLUMNS, Job, utcnow
 from .schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ class Base:
         return store
 
     async def _setup(self) -> None:
+        # The clock of the texts both dialects share (job_texts): PostgreSQL's schema has it too.
+        await self._db.create_function("fm_now", 0, utcnow)
         await self._db.execute("PRAGMA journal_mode = WAL")
         await self._db.execute("PRAGMA synchronous = NORMAL")
         await self._db.execute("PRAGMA foreign_keys = ON")

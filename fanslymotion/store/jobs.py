@@ -12,6 +12,7 @@ from ..errors import TooManyJobs
 from ..fair_order import fair_ctes
 from ..retry import Interrupted, after_interruption
 from ..vocabulary import JobStatus, Progress
+from . import job_texts
 from .base import Base
 from .rows import Job, NewJob, check_same_request, utcnow
 
@@ -247,36 +248,20 @@ class Jobs(Base):
 
     async def start_job(self, job_id: str, renderer: str) -> Job | None:
         """queued -> processing. None when the job is no longer queued (e.g. cancelled)."""
-        now = utcnow()
-        return await self._transition(
-            "UPDATE jobs SET status = 'processing', started_at = ?, updated_at = ?, renderer = ?,"
-            " progress = 0, message = 'starting', phase = 'starting', phase_step = 0,"
-            " phase_steps = 0, error = NULL"
-            " WHERE job_id = ? AND status = 'queued' RETURNING *",
-            (now, now, renderer, job_id),
-        )
+        return await self._transition(job_texts.START, (renderer, job_id))
 
     async def set_progress(self, job_id: str, progress: Progress) -> None:
-        percent, now = round(progress.percent, 1), utcnow()
+        percent = round(progress.percent, 1)
+        params = (percent, progress.message, progress.phase, progress.step, progress.steps, job_id)
 
-        async def statements(db: aiosqlite.Connection) -> int:
-            cur = await db.execute(
-                "UPDATE jobs SET progress = ?, message = ?, phase = ?, phase_step = ?,"
-                " phase_steps = ?, updated_at = ? WHERE job_id = ? AND status = 'processing'",
-                (
-                    percent,
-                    progress.message,
-                    progress.phase,
-                    progress.step,
-                    progress.steps,
-                    now,
-                    job_id,
-                ),
-            )
-            return cur.rowcount
+        async def statements(db: aiosqlite.Connection) -> str | None:
+            async with db.execute(job_texts.PROGRESS, params) as cur:
+                row = await cur.fetchone()
+            return str(row[0]) if row is not None else None
 
         # Progress never reorders the queue: the queue's copy stays; the row's is patched.
-        if await self._transaction(statements, reorders=False):
+        now = await self._transaction(statements, reorders=False)
+        if now is not None:
             cached = self._rows.get(job_id)
             if cached is not None:
                 self._rows[job_id] = replace(
@@ -324,40 +309,21 @@ class Jobs(Base):
 
     async def fail_job(self, job_id: str, error: str) -> Job | None:
         """processing|queued -> failed."""
-        now = utcnow()
-        return await self._transition(
-            "UPDATE jobs SET status = 'failed', error = ?, message = 'failed',"
-            " completed_at = ?, updated_at = ?"
-            " WHERE job_id = ? AND status IN ('queued', 'processing') RETURNING *",
-            (error, now, now, job_id),
-        )
+        return await self._transition(job_texts.FAIL, (error, job_id))
 
     async def cancel_job(self, job_id: str, *, running: bool) -> Job | None:
         """queued -> cancelled (running=False), or processing -> cancelled once the render stopped."""
-        now = utcnow()
         return await self._transition(
-            "UPDATE jobs SET status = 'cancelled', message = 'cancelled',"
-            " completed_at = ?, updated_at = ? WHERE job_id = ? AND status = ? RETURNING *",
-            (now, now, job_id, "processing" if running else "queued"),
+            job_texts.CANCEL, (job_id, "processing" if running else "queued")
         )
 
     async def requeue_job(
         self, job_id: str, *, count_attempt: bool, not_before: float = 0.0, error: str | None = None
     ) -> Job | None:
         """processing -> queued: a retry after an error, a stop, or recovery after a crash."""
+        message = "waiting to retry" if error else "queued"
         return await self._transition(
-            "UPDATE jobs SET status = 'queued', progress = 0, message = ?, error = ?,"
-            " phase = '', phase_step = 0, phase_steps = 0,"
-            " attempts = attempts + ?, not_before = ?, started_at = NULL, updated_at = ?"
-            " WHERE job_id = ? AND status = 'processing' RETURNING *",
-            (
-                "waiting to retry" if error else "queued",
-                error,
-                1 if count_attempt else 0,
-                not_before,
-                utcnow(),
-                job_id,
-            ),
+            job_texts.REQUEUE, (message, error, 1 if count_attempt else 0, not_before, job_id)
         )
 
     async def recover(self, max_retries: int) -> tuple[int, list[Job]]:
@@ -367,7 +333,6 @@ class Jobs(Base):
         crash = Interrupted("the service stopped")
 
         async def statements(db: aiosqlite.Connection) -> tuple[int, list[Job]]:
-            now = utcnow()
             async with db.execute("SELECT * FROM jobs WHERE status = 'processing'") as cur:
                 left = [job for row in await cur.fetchall() if (job := self._job(row))]
             failed: list[Job] = []
@@ -375,20 +340,14 @@ class Jobs(Base):
                 after = after_interruption(max_retries, crash, job.attempts, job.interruptions)
                 if after.status == "failed":
                     async with db.execute(
-                        "UPDATE jobs SET status = 'failed', message = 'failed', error = ?1,"
-                        " completed_at = ?2, updated_at = ?2, attempts = attempts + 1,"
-                        " interruptions = interruptions + 1 WHERE job_id = ?3 RETURNING *",
-                        (after.error, now, job.job_id),
+                        job_texts.INTERRUPTED_FAILED, (after.error, job.job_id)
                     ) as cur:
                         failed += [job for row in await cur.fetchall() if (job := self._job(row))]
                     continue
-                await db.execute(
-                    "UPDATE jobs SET status = 'queued', progress = 0,"
-                    " message = 'queued after restart', phase = '', phase_step = 0,"
-                    " phase_steps = 0, attempts = attempts + 1, interruptions = interruptions + 1,"
-                    " started_at = NULL, updated_at = ? WHERE job_id = ?",
-                    (now, job.job_id),
-                )
+                async with db.execute(
+                    job_texts.INTERRUPTED_REQUEUE, ("queued after restart", job.job_id)
+                ) as cur:
+                    await cur.fetchall()
             return len(left) - len(failed), failed
 
         requeued, failed = await self._transaction(statements)
@@ -398,27 +357,18 @@ class Jobs(Base):
         return requeued, failed
 
     async def set_progress_message(self, job_id: str, message_id: int) -> None:
-        await self._transition(
-            "UPDATE jobs SET progress_message_id = ? WHERE job_id = ? RETURNING *",
-            (message_id, job_id),
-        )
+        await self._transition(job_texts.SET_PROGRESS_MESSAGE, (message_id, job_id))
 
     async def release_progress_message(self, chat_id: int, message_id: int) -> None:
         """The message is no longer a job's progress message (the user took it for a menu)."""
-        await self._update(
-            "UPDATE jobs SET progress_message_id = NULL"
-            " WHERE chat_id = ? AND progress_message_id = ?",
-            (chat_id, message_id),
-        )
+        await self._update(job_texts.RELEASE_PROGRESS_MESSAGE, (chat_id, message_id))
 
     async def set_paths(
         self, job_id: str, *, input_path: str | None, output_path: str | None, archived: bool
     ) -> None:
         """Storage housekeeping moved or removed files of a finished job."""
         await self._transition(
-            "UPDATE jobs SET input_path = ?, output_path = ?, archived = ? WHERE job_id = ?"
-            " RETURNING *",
-            (input_path, output_path, int(archived), job_id),
+            job_texts.SET_PATHS, (input_path, output_path, int(archived), job_id)
         )
 
     async def finished_before(self, cutoff: str) -> list[Job]:

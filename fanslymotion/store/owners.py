@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import job_texts
 from .base import Base
 from .rows import Job, OwnerRule, utcnow
 
@@ -47,7 +48,8 @@ class OwnerTables(Base):
 
     async def owners(self, day: str, month: str, limit: int = 500) -> list[dict[str, Any]]:
         """Per owner seen since `month` or with a rule: jobs and seconds since `day` and since
-        `month`, failures since `month`, last seen, the rule. Most recently seen first."""
+        `month`, failures since `month`, last seen, the rule, a Telegram user's name where the
+        bot knows it. Most recently seen first."""
         rows = await self._fetchall(
             "WITH seen AS (SELECT source, user_id,"
             " SUM(created_at >= ?1) AS jobs_today,"
@@ -63,9 +65,10 @@ class OwnerTables(Base):
             " COALESCE(s.jobs_30d, 0), COALESCE(s.seconds_30d, 0), COALESCE(s.failed_30d, 0),"
             " COALESCE(s.last_seen, (SELECT MAX(created_at) FROM jobs j"
             "  WHERE j.source = o.source AND j.user_id = o.user_id)),"
-            " l.daily_seconds, COALESCE(l.blocked, 0)"
+            " l.daily_seconds, COALESCE(l.blocked, 0), u.first_name, u.last_name, u.username"
             " FROM owners o LEFT JOIN seen s ON s.source = o.source AND s.user_id = o.user_id"
             " LEFT JOIN owner_limits l ON l.source = o.source AND l.user_id = o.user_id"
+            " LEFT JOIN users u ON o.source = 'telegram' AND u.user_id = o.user_id"
             " ORDER BY 8 DESC, o.source, o.user_id LIMIT ?3",
             (day, month, limit),
         )
@@ -80,6 +83,9 @@ class OwnerTables(Base):
             "last_seen",
             "daily_seconds",
             "blocked",
+            "first_name",
+            "last_name",
+            "username",
         )
         owners = [dict(zip(keys, tuple(row), strict=True)) for row in rows]
         for owner in owners:
@@ -106,13 +112,7 @@ class OwnerTables(Base):
     async def retry_failed(self, job_id: str) -> Job | None:
         """failed -> queued: a new attempt of the same job (same seed, same photo), asked by an
         operator. None when the job is not failed."""
-        return await self._transition(
-            "UPDATE jobs SET status = 'queued', progress = 0, message = 'queued', error = NULL,"
-            " phase = '', phase_step = 0, phase_steps = 0, attempts = attempts + 1,"
-            " not_before = 0, started_at = NULL, completed_at = NULL, updated_at = ?"
-            " WHERE job_id = ? AND status = 'failed' RETURNING *",
-            (utcnow(), job_id),
-        )
+        return await self._transition(job_texts.RETRY, (job_id,))
 
     async def window_counts(self, since: str) -> dict[str, int]:
         """Jobs made since `since` by status, and how many ended since then by ending."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ..vocabulary import Progress
-from .rows import Delivery, Job, NewJob, OutboxRow, OwnerRule
+from .rows import Delivery, Job, NewJob, OutboxRow, OwnerRule, UserName
 
 
 class OwnerStore(Protocol):
@@ -205,6 +205,11 @@ class BotStore(JobStore, Protocol):
     async def set_blocked(self, user_id: int, blocked: bool) -> None: ...
 
     async def unblock(self, user_id: int) -> bool: ...
+
+    async def set_name(self, user_id: int, name: UserName) -> None:
+        """Remember the user's name as Telegram sent it in their latest update."""
+
+    async def get_name(self, user_id: int) -> UserName | None: ...
 
     async def get_flag(self, name: str) -> str | None: ...
 

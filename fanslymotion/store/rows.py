@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ..errors import InvalidParams
 from ..vocabulary import TERMINAL, Progress
@@ -188,6 +188,14 @@ def check_same_request(existing: Job, digest: str | None) -> None:
 def job_from(row: Mapping[str, Any]) -> Job:
     """A `Job` from a row of either dialect (extra columns ignored, absent later ones default)."""
     return Job(**{name: row[name] for name in _JOB_COLUMNS if name in row})
+
+
+class UserName(NamedTuple):
+    """A Telegram user's name as Telegram sends it: first name, last name, @username (no @)."""
+
+    first_name: str
+    last_name: str | None = None
+    username: str | None = None
 
 
 @dataclass(frozen=True)

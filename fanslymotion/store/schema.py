@@ -201,7 +201,16 @@ CREATE INDEX jobs_waited ON jobs ((julianday(started_at) - julianday(created_at)
 MIGRATIONS: list[str] = [SCHEMA, PHASE_COLUMNS, WEBHOOKS, REQUEST_DIGEST, SHOT, STORY]
 MIGRATIONS.append(OWNER_LIMITS)
 
-# Version 8 (issue 24): an idempotency key belongs to its owner, (source, user_id): Telegram user
+# Version 8: a Telegram user's name as Telegram last sent it in an update (first and last name,
+# @username without the @), so the operator's Users view names its Telegram owners.
+USER_NAMES = """
+ALTER TABLE users ADD COLUMN first_name TEXT;
+ALTER TABLE users ADD COLUMN last_name TEXT;
+ALTER TABLE users ADD COLUMN username TEXT;
+"""
+MIGRATIONS.append(USER_NAMES)
+
+# Version 9 (issue 24): an idempotency key belongs to its owner, (source, user_id): Telegram user
 # 7001 and API user 7001 are two owners and may both use the key "a" for their own jobs.
 OWNER_IDEMPOTENCY = """
 DROP INDEX jobs_idempotency;
@@ -210,7 +219,7 @@ CREATE UNIQUE INDEX jobs_idempotency ON jobs (source, user_id, idempotency_key)
 """
 MIGRATIONS.append(OWNER_IDEMPOTENCY)
 
-# Version 9 (issue 24): the input photo's width x height: its decode and shrink take time too, so
+# Version 10 (issue 24): the input photo's width x height: its decode and shrink take time too, so
 # the learned ETA counts its pixels (eta.Kind). NULL for rows made before.
 PHOTO_PIXELS = """
 ALTER TABLE jobs ADD COLUMN photo_pixels INTEGER;

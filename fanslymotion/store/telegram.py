@@ -11,7 +11,7 @@ import aiosqlite
 
 from . import texts as sql
 from .base import Base
-from .rows import Delivery, Job, utcnow
+from .rows import Delivery, Job, UserName, utcnow
 
 
 class BotTables(Base):
@@ -98,6 +98,13 @@ class BotTables(Base):
     async def unblock(self, user_id: int) -> bool:
         """Clear the user's `blocked` flag; True when it was set."""
         return bool(await self._update(sql.UNBLOCK, (user_id,)))
+
+    async def set_name(self, user_id: int, name: UserName) -> None:
+        await self._update(sql.SET_NAME, (user_id, *name))
+
+    async def get_name(self, user_id: int) -> UserName | None:
+        row = await self._fetchone(sql.NAME, (user_id,))
+        return UserName(*tuple(row)) if row is not None and row[0] is not None else None
 
     async def get_flag(self, name: str) -> str | None:
         row = await self._fetchone(sql.FLAG, (name,))

@@ -84,6 +84,13 @@ SET_BLOCKED = (
     " ON CONFLICT (user_id) DO UPDATE SET blocked = excluded.blocked"
 )
 UNBLOCK = "UPDATE users SET blocked = 0 WHERE user_id = ? AND blocked = 1"
+# (user_id, first_name, last_name, username): the name as Telegram last sent it.
+SET_NAME = (
+    "INSERT INTO users (user_id, first_name, last_name, username) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (user_id) DO UPDATE SET first_name = excluded.first_name,"
+    " last_name = excluded.last_name, username = excluded.username"
+)
+NAME = "SELECT first_name, last_name, username FROM users WHERE user_id = ?"
 FLAG = "SELECT value FROM flags WHERE name = ?"
 SET_FLAG = (
     "INSERT INTO flags (name, value) VALUES (?, ?)"

@@ -317,6 +317,15 @@ async function drawUsers() {
   $("users-table").tBodies[0].replaceChildren(...body.users.map(userRow));
 }
 
+// A Telegram user by the name the bot last saw (and @username), the owner's id beneath it;
+// the id alone where no name is known.
+function ownerName(user) {
+  const handle = user.username ? `@${user.username}` : "";
+  const name = [user.name, handle].filter(Boolean).join(" ");
+  if (!name) return [user.owner.id];
+  return [el("span", { class: "owner-name" }, name), el("br"), el("span", { class: "muted" }, user.owner.id)];
+}
+
 function userRow(user) {
   const id = user.owner.id;
   const input = el("input", { type: "number", min: "0", step: "1", value: user.daily_seconds ?? "", placeholder: user.daily_limit ?? "", "aria-label": `${t("col.limit")} ${id}` });
@@ -333,7 +342,7 @@ function userRow(user) {
   return el(
     "tr",
     { "data-owner": id, "data-blocked": String(user.blocked) },
-    el("td", {}, id, user.blocked ? el("span", { class: "status blocked" }, ` · ${t("user.blocked")}`) : ""),
+    el("td", {}, ...ownerName(user), user.blocked ? el("span", { class: "status blocked" }, ` · ${t("user.blocked")}`) : ""),
     el("td", { class: "num" }, t("usage", { jobs: user.jobs_today, seconds: user.seconds_today })),
     el("td", { class: "num" }, t("usage", { jobs: user.jobs_30d, seconds: user.seconds_30d })),
     el("td", { class: "num" }, String(user.failed_30d)),
