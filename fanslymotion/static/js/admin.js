@@ -304,7 +304,14 @@ function recentRow(job) {
 
 // -- Users ------------------------------------------------------------------------------------
 
-async function drawUsers() {
+// A live refresh (every job change) must not wipe a limit the operator is still typing: the
+// table is redrawn then only when no input differs from what it was drawn with. A save redraws.
+function editingUsers() {
+  return [...$("users-table").querySelectorAll("input")].some((input) => input.value !== input.defaultValue);
+}
+
+async function drawUsers(force = false) {
+  if (!force && editingUsers()) return;
   let body;
   try {
     body = await call("/admin/users");
@@ -332,7 +339,7 @@ function userRow(user) {
   const put = async (change) => {
     try {
       await call(`/admin/users/${id}`, { method: "PUT", json: change });
-      await drawUsers();
+      await drawUsers(true);
     } catch (exc) {
       report(exc, $("users-error"));
     }
