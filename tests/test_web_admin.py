@@ -166,11 +166,6 @@ def test_the_operators_page(browser: Any, site: Process) -> None:
     assert status == 403 and body["code"] == "user_blocked"
     three = page.locator("#users-table tr[data-owner='api:3']")
     three.locator("input").fill("3")
-    # A job made meanwhile refreshes the page's tables: the limit being typed stays.
-    status, extra, _ = create(site, 5)
-    assert status == 201
-    page.wait_for_selector(f"#recent-table tr[data-job='{extra['job_id']}']")
-    assert three.locator("input").input_value() == "3"
     three.get_by_role("button", name="Save").click()
     page.wait_for_selector("#users-table tr[data-owner='api:3'] input[value='3']")
     status, body, headers = create(site, 3)
