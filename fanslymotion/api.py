@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -18,7 +17,17 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from . import __version__, api_files, api_input, api_story, credentials, miniapp, models, openapi
+from . import (
+    __version__,
+    api_files,
+    api_input,
+    api_story,
+    api_stream,
+    credentials,
+    miniapp,
+    models,
+    openapi,
+)
 from . import web as web_page
 from .api_errors import errors_middleware
 from .config import Settings
@@ -29,7 +38,7 @@ from .openapi import Handler, Route, answer
 from .owner import ADMIN, API, TELEGRAM, Caller
 from .queue import JobEvent, JobQueue, is_closed
 from .store import Job
-from .vocabulary import TERMINAL, Preview
+from .vocabulary import TERMINAL
 
 log = logging.getLogger(__name__)
 
@@ -381,66 +390,6 @@ async def jobs_list(request: web.Request) -> web.Response:
     return _json(body)
 
 
-HEARTBEAT = 15.0
-"""Seconds between comment lines on a quiet stream: proxies and browsers keep it open."""
-QUEUE_REFRESH = 1.0
-"""Seconds at least between two recomputations of a waiting job's place while another job
-renders (its progress moves the ETA)."""
-
-
-def _event_id(body: models.JobStatusOut) -> str:
-    """An id that names the state an event carries: attempt, stage, progress, place (and a
-    waiting job's ETA, which it is told about). A client that reconnects with it gets nothing
-    twice: the current state only if it differs."""
-    stage = {"queued": 0, "processing": 1}.get(body.status, 2)
-    place = body.queue_position or 0
-    phase = f".{body.phase}{body.phase_step}" if body.phase else ""
-    wait = f".{round(body.eta_seconds)}" if stage == 0 and body.eta_seconds is not None else ""
-    return f"{body.attempts}.{stage}.{round(body.progress * 10)}.{place}{wait}{phase}"
-
-
-class _Stream:
-    """One SSE response: events with ids, each carrying a status body."""
-
-    def __init__(self, response: web.StreamResponse) -> None:
-        self.response = response
-        self.last: models.JobStatusOut | None = None
-        self.sent: str | None = None  # the id of the last event sent
-        self.reached = 0.0  # the highest progress sent
-
-    def _forward(self, body: models.JobStatusOut) -> models.JobStatusOut:
-        """The body with progress never below what was sent already: the live figure runs
-        ahead of the row, which a later event (cancelled, failed) may carry."""
-        if body.progress >= self.reached:
-            self.reached = body.progress
-            return body
-        return body.model_copy(update={"progress": self.reached})
-
-    async def send(self, kind: str, body: models.JobStatusOut) -> None:
-        """Send one event; one that would repeat the state just sent is left out (a transition
-        can carry the same live figures as the progress report before it)."""
-        body = self._forward(body)
-        event_id = _event_id(body)
-        if kind in ("status", "progress") and self.sent == event_id:
-            return
-        data = json.dumps(body.model_dump(mode="json"), separators=(",", ":"))
-        await self.response.write(f"id: {event_id}\nevent: {kind}\ndata: {data}\n\n".encode())
-        self.last, self.sent = body, event_id
-
-    async def send_preview(self, body: models.JobStatusOut, preview: dict[str, Any]) -> None:
-        """A `preview` event: the status body with the new preview under `preview`."""
-        body = self._forward(body)
-        data = json.dumps(
-            {**body.model_dump(mode="json"), "preview": preview}, separators=(",", ":")
-        )
-        event_id = f"{_event_id(body)}.p{preview['passes_done']}"
-        await self.response.write(f"id: {event_id}\nevent: preview\ndata: {data}\n\n".encode())
-        self.last = body
-
-    async def heartbeat(self) -> None:
-        await self.response.write(b": keep-alive\n\n")
-
-
 async def job_events(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events (README, "Live events"): the current state, every change, the place
     in the queue while waiting, and exactly one terminal event, after which the stream ends."""
@@ -449,7 +398,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     resumed_at = request.headers.get("Last-Event-ID")
     async with service.jobs.subscribe() as events:
         body = await _full_status(service, job_id)  # after subscribing: nothing slips between
-        if body.status in TERMINAL and resumed_at == _event_id(body):
+        if body.status in TERMINAL and resumed_at == api_stream.event_id(body):
             return web.Response(status=204)  # this client saw the end already: do not reconnect
         response = web.StreamResponse(
             headers={
@@ -459,8 +408,8 @@ async def job_events(request: web.Request) -> web.StreamResponse:
             }
         )
         await response.prepare(request)
-        stream = _Stream(response)
-        if resumed_at != _event_id(body):
+        stream = api_stream.Stream(response)
+        if resumed_at != api_stream.event_id(body):
             await stream.send("status", body)
         stream.last = body
         if body.status not in TERMINAL:
@@ -473,14 +422,14 @@ async def job_events(request: web.Request) -> web.StreamResponse:
 
 
 async def _follow(
-    service: ApiDeps, job_id: str, stream: _Stream, events: asyncio.Queue[JobEvent]
+    service: ApiDeps, job_id: str, stream: api_stream.Stream, events: asyncio.Queue[JobEvent]
 ) -> None:
     """Relay the job's events until its terminal one (or the service stops)."""
     loop = asyncio.get_running_loop()
     refreshed = loop.time()
     while True:
         try:
-            async with asyncio.timeout(HEARTBEAT):
+            async with asyncio.timeout(api_stream.HEARTBEAT):
                 event = await events.get()
         except TimeoutError:
             await stream.heartbeat()
@@ -496,44 +445,25 @@ async def _follow(
                 continue
             if event.preview is not None:
                 body = _status_body(service, job, None, event.eta_seconds)
-                await stream.send_preview(body, _preview_data(service.settings, event.preview))
+                await stream.send_preview(
+                    body, api_stream.preview_data(service.settings, event.preview)
+                )
                 continue
             body = _status_body(service, job, *await service.jobs.position_and_eta(job))
             await stream.send(job.status if job.terminal else "status", body)
             if job.terminal:
                 return
         elif stream.last.status == "queued" and (
-            event.kind == "status" or loop.time() - refreshed >= QUEUE_REFRESH
+            event.kind == "status" or loop.time() - refreshed >= api_stream.QUEUE_REFRESH
         ):
             # Another job moved: this one's place or ETA may have changed with it.
             refreshed = loop.time()
             mine = await service.jobs.get(job_id)
             body = _status_body(service, mine, *await service.jobs.position_and_eta(mine))
-            if _moved(stream.last, body):
+            if api_stream.moved(stream.last, body):
                 await stream.send(body.status if mine.terminal else "status", body)
                 if mine.terminal:
                     return
-
-
-def _moved(before: models.JobStatusOut, now: models.JobStatusOut) -> bool:
-    """Whether a waiting job's view changed enough to tell: place, state, or ETA by >= 1 s."""
-    if (before.status, before.queue_position) != (now.status, now.queue_position):
-        return True
-    if (before.eta_seconds is None) != (now.eta_seconds is None):
-        return True
-    return abs((before.eta_seconds or 0.0) - (now.eta_seconds or 0.0)) >= 1.0
-
-
-def _preview_data(settings: Settings, preview: Preview) -> dict[str, Any]:
-    """What a `preview` event adds to the status body: where the preview is, how far it goes."""
-    job_id = preview.path.parent.name
-    return {
-        "url": api_files.link(settings, f"/job/{job_id}/preview", job_id),
-        "frames": preview.frames,
-        "passes_done": preview.passes_done,
-        "passes": preview.passes,
-        "size": preview.size_bytes,
-    }
 
 
 _MP4: dict[str, Any] = {"video/mp4": {}}
