@@ -25,7 +25,7 @@ from typing import Literal, Protocol, get_args
 import numpy as np
 from PIL import Image
 
-from . import rolling
+from . import drift, rolling
 from .errors import InvalidParams
 
 log = logging.getLogger(__name__)
@@ -49,17 +49,6 @@ DOLLY_ZOOM = 0.60
 MICRO_ZOOM = 0.10
 MICRO_DRIFT_X = 0.04
 MICRO_DRIFT_Y = 0.02
-
-# The seed's hand-held variation at strength 1: a slow sway of the window's centre (base-window
-# units, the sum of one- and two-cycle sines with seeded phases and weights) and a breathing of
-# the zoom. Strength scales it like the preset, so strength 0 stays a still frame. Whole cycles
-# over the clip, so a loop closes with matching velocity.
-DRIFT_X = 0.05
-DRIFT_Y = 0.035
-DRIFT_ZOOM = 0.025
-# And a slight roll of the window about its centre (radians at strength 1: 1 degree), on paths
-# made with `roll=True`: a rolled frame costs a rotation more (`rolling.rolled`).
-DRIFT_ROLL = math.radians(1.0)
 
 # Auto aspect: photos within this ratio of square get a square video.
 SQUARE_TOLERANCE = 1.15
@@ -156,33 +145,6 @@ def _loop_time(t: np.ndarray) -> np.ndarray:
     return 1.0 - np.abs(1.0 - 2.0 * t)
 
 
-def drift(seed: int, strength: float, t: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The seed's hand-held variation (dx, dy, zoom factor) at times `t`: smooth, periodic."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for amplitude in (DRIFT_X, DRIFT_Y, DRIFT_ZOOM):
-        weights = rng.uniform(0.4, 1.0, 2) * rng.choice((-1.0, 1.0), 2)
-        phases = rng.uniform(0.0, 2.0 * np.pi, 2)
-        wave = sum(
-            w * np.sin(2.0 * np.pi * k * t + p)
-            for k, w, p in zip((1, 2), weights, phases, strict=True)
-        )
-        out.append(amplitude * strength * wave / float(np.sum(np.abs(weights))))
-    dx, dy, dz = out
-    return dx, dy, 1.0 + dz
-
-
-def drift_roll(seed: int, strength: float, t: np.ndarray) -> np.ndarray:
-    """The seed's roll (radians) at times `t`: like `drift`, one- and two-cycle sines."""
-    rng = np.random.default_rng((seed, 1))  # its own stream: `drift`'s stays what it was
-    weights = rng.uniform(0.4, 1.0, 2) * rng.choice((-1.0, 1.0), 2)
-    phases = rng.uniform(0.0, 2.0 * np.pi, 2)
-    wave = sum(
-        w * np.sin(2.0 * np.pi * k * t + p) for k, w, p in zip((1, 2), weights, phases, strict=True)
-    )
-    return np.asarray(DRIFT_ROLL * strength * wave / float(np.sum(np.abs(weights))))
-
-
 def camera_window(preset: str, t: float, strength: float) -> Window:
     """The normalised camera of `preset` at time t in [0, 1]; strength in [0, 1] scales it."""
     _check_preset(preset)
@@ -269,7 +231,7 @@ class CameraPath:
     the start window nearest to it to the end window centred on it. `loop` sends the camera out
     and back (0 -> 1 -> 0 in the preset's time, at rest at the turn and at both ends). `seed`
     adds its hand-held variation (`drift`), and with `roll` a slight roll about the window's
-    centre (`drift_roll`); the fit keeps every window, rolled, inside the photo.
+    centre (`drift.drift_roll`); the fit keeps every window, rolled, inside the photo.
     """
 
     def __init__(
@@ -331,7 +293,7 @@ class CameraPath:
         u = self.progress(t)
         cx, cy, zoom = _path(self.preset, u, self.strength)
         if self.seed is not None and self.strength > 0:
-            dx, dy, dz = drift(self.seed, self.strength * self.drift_scale, t)
+            dx, dy, dz = drift.drift(self.seed, self.strength * self.drift_scale, t)
             cx, cy, zoom = cx + dx, cy + dy, zoom * dz
         if self.lean != (0.0, 0.0):
             e = _ease(u)
@@ -343,7 +305,7 @@ class CameraPath:
         photo, so the content turns the other way."""
         if not self.rolls or self.seed is None or self.strength <= 0:
             return np.zeros_like(t)
-        return drift_roll(self.seed, self.strength * self.drift_scale, t)
+        return drift.drift_roll(self.seed, self.strength * self.drift_scale, t)
 
     def _halves(self, zoom: np.ndarray, angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Half the width and height (base-window units) of the upright box around each window

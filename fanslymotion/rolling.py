@@ -1,4 +1,4 @@
-"""A window rolled about its centre: the seed's slight roll (`motion.drift_roll`) rendered with
+"""A window rolled about its centre: the seed's slight roll (`drift.drift_roll`) rendered with
 the sub-pixel care of the upright frames. Pure engine: nothing of the service."""
 
 from __future__ import annotations

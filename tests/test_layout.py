@@ -87,7 +87,17 @@ def test_the_bot_imports_no_renderer(module: str) -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["motion", "video", "photo", "interpolate", "camera", "subject", "rolling", "resample"],
+    [
+        "motion",
+        "video",
+        "photo",
+        "interpolate",
+        "camera",
+        "subject",
+        "rolling",
+        "resample",
+        "drift",
+    ],
 )
 def test_the_engines_import_nothing_of_the_service(module: str) -> None:
     ours = {m for m in MODULES[module] if m.startswith(".")}
@@ -97,6 +107,7 @@ def test_the_engines_import_nothing_of_the_service(module: str) -> None:
         ".subject",
         ".rolling",
         ".resample",
+        ".drift",
     }  # the engine's modules may use one another
     assert ours <= engine, f"{module}.py imports {ours}"
 
