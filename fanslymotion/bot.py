@@ -23,11 +23,11 @@ import contextlib
 import io
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from aiogram import BaseMiddleware, Bot, Dispatcher
+from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
@@ -44,14 +44,14 @@ from aiogram.types import (
     BotCommandScopeChat,
     ErrorEvent,
     ReplyParameters,
-    TelegramObject,
-    Update,
     User,
 )
 from aiogram.utils.token import TokenValidationError, validate_token
 
 from .bot_album import Albums
+from .bot_context import Context
 from .bot_delivery import Outbox
+from .bot_files import heic_to_png
 from .bot_handlers import build_router
 from .bot_miniapp import set_menu_button
 from .bot_progress import ProgressTracker, Tracked
@@ -279,7 +279,7 @@ class TelegramBot:
             jobs=self.jobs,
             settings=self.settings,
         )
-        dispatcher.update.outer_middleware(_Context(self))
+        dispatcher.update.outer_middleware(Context(self))
         dispatcher.include_router(build_router(admins=self.settings.admins))
         dispatcher.errors.register(self._on_error)
         return dispatcher
@@ -648,7 +648,7 @@ class TelegramBot:
     async def heic_to_png(self, data: bytes) -> bytes | None:
         """A HEIC/HEIF image as PNG (pillow-heif, loaded on first use), or None if unreadable."""
         limit = self.settings.max_pixels
-        return await asyncio.get_running_loop().run_in_executor(None, _heic_to_png, data, limit)
+        return await asyncio.get_running_loop().run_in_executor(None, heic_to_png, data, limit)
 
     async def photo_of(
         self, bot: Bot, job: Job, data: dict[str, Any]
@@ -668,62 +668,3 @@ class TelegramBot:
         except (TelegramAPIError, OSError) as exc:
             log.info("job %s: photo no longer downloadable: %s", job.job_id, exc)
             return None
-
-
-# -- update middleware -----------------------------------------------------------------------------
-
-
-class _Context(BaseMiddleware):
-    """Per update: the allow-list, the user's language, and tracking for a clean stop."""
-
-    def __init__(self, owner: TelegramBot) -> None:
-        self.owner = owner
-
-    async def __call__(
-        self,
-        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-        event: TelegramObject,
-        data: dict[str, Any],
-    ) -> Any:
-        # Tracked from its first step: an update that is still reading the user's language
-        # when stop() looks must be waited for too, or it would call Telegram after the close.
-        with self.owner.handling():
-            user = data.get("event_from_user")
-            if not isinstance(user, User) or user.is_bot:
-                return None
-            lang = await self.owner.language(user)
-            if not self.owner.is_allowed(user.id):
-                log.info("update from user %s refused: not on the allow-list", user.id)
-                await self._refuse(event, lang)
-                return None
-            data["lang"] = lang
-            await self.owner.remember_name(user)
-            await self.owner.user_wrote(user.id, lang)
-            return await handler(event, data)
-
-    @staticmethod
-    async def _refuse(event: TelegramObject, lang: str) -> None:
-        if not isinstance(event, Update):
-            return
-        with contextlib.suppress(TelegramAPIError):
-            if event.callback_query is not None:
-                await event.callback_query.answer(t(lang, "private"), show_alert=True)
-            elif event.message is not None and event.message.chat.type == "private":
-                await event.message.answer(t(lang, "private"))  # never into a group
-
-
-def _heic_to_png(data: bytes, max_pixels: int) -> bytes | None:
-    """Decode a HEIC/HEIF file to PNG bytes; None when it cannot be read or is too large."""
-    import pillow_heif  # only when a HEIC file arrives
-
-    try:
-        heif = pillow_heif.open_heif(io.BytesIO(data))
-        width, height = heif.size
-        if width * height > max_pixels:
-            return None
-        buffer = io.BytesIO()
-        heif.to_pillow().save(buffer, "PNG")
-    except (ValueError, OSError, RuntimeError) as exc:
-        log.info("HEIC file not readable: %s", exc)
-        return None
-    return buffer.getvalue()

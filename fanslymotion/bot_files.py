@@ -1,7 +1,13 @@
 """What a file sent to the bot is, from what the update says of it (no download): an image
-the service may read, or which other kind of file, to name it in the refusal."""
+the service may read, or which other kind of file, to name it in the refusal; and a HEIC photo
+made PNG (called in an executor)."""
 
 from __future__ import annotations
+
+import io
+import logging
+
+log = logging.getLogger(__name__)
 
 # File extensions accepted for an image sent as a document without a MIME type.
 IMAGE_EXTENSIONS = frozenset(
@@ -45,3 +51,20 @@ def is_heic(mime_type: str | None, file_name: str | None) -> bool:
     return mime in ("image/heic", "image/heif", "image/heic-sequence", "image/heif-sequence") or (
         extension in ("heic", "heif")
     )
+
+
+def heic_to_png(data: bytes, max_pixels: int) -> bytes | None:
+    """Decode a HEIC/HEIF file to PNG bytes; None when it cannot be read or is too large."""
+    import pillow_heif  # only when a HEIC file arrives
+
+    try:
+        heif = pillow_heif.open_heif(io.BytesIO(data))
+        width, height = heif.size
+        if width * height > max_pixels:
+            return None
+        buffer = io.BytesIO()
+        heif.to_pillow().save(buffer, "PNG")
+    except (ValueError, OSError, RuntimeError) as exc:
+        log.info("HEIC file not readable: %s", exc)
+        return None
+    return buffer.getvalue()
