@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import math
-import secrets
 import shutil
 import time
 import uuid
@@ -23,8 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import camera, checkpoints, datadir, photo, story_intake, webhook, webhook_guard
-from .camera import Shot
+from . import checkpoints, datadir, intake, story_intake, webhook, webhook_guard
 from .config import Settings
 from .datadir import remove_quietly, write_atomic
 from .errors import (
@@ -170,54 +167,22 @@ class JobQueue:
         """Validate, store the photo and queue a job. Returns (job, created). A repeat of an
         idempotency key returns its job when `request_digest` is the same, else 422. The
         owner's block and daily limit apply unless `exempt` (the operator's ADMIN_TOKEN)."""
-        if self._stopping:
-            raise Unavailable(
-                "the service is restarting, please try again in a minute", retry_after=30
-            )
-        await self.executor.admit()
-        request.validate()
-        webhook.check_subscription(self.settings, request.webhook_url, list(request.webhook_events))
-        if request.webhook_url is not None:  # never inward (it is checked again at delivery)
-            await webhook_guard.check_destination(self.settings, request.webhook_url)
-        if idempotency_key is not None:
-            existing = await self.store.job_by_idempotency_key(
-                request.source, request.user_id, idempotency_key
-            )
-            if existing is not None:
-                check_same_request(existing, request_digest)
-                return existing, False
-        if not exempt and self.limits is not None:
-            await self.limits.check(request.source, request.user_id, request.duration)
-        try:
-            await self.store.check_caps(
-                request.source,
-                request.user_id,
-                max_queued=self.settings.max_queued,
-                max_active_per_user=self.settings.max_active_per_user,
-            )
-        except TooManyJobs as exc:
-            exc.retry_after = await self._free_slot_in(exc, request.source, request.user_id)
-            raise
+        existing = await self._screen(request, idempotency_key, request_digest, exempt)
+        if existing is not None:
+            return existing, False
+        await self._check_room(request)
         loop = asyncio.get_running_loop()
-        free_mb = await loop.run_in_executor(None, self.free_disk_mb)
-        # Room for the job's checkpoints too (SVD writes them as it goes).
-        spec = RenderSpec(
-            request.duration,
-            request.resolution,
-            request.motion_preset,
-            fps=request.fps or self.settings.fps,
+        check = functools.partial(
+            intake.check_photo, self.settings, self.renderer_name, image, request
         )
-        scratch = self.renderer.scratch_bytes(spec) if self.renderer is not None else 0
-        if free_mb - scratch / 2**20 < self.settings.min_free_mb:
-            raise InsufficientStorage("the server is out of disk space, please try again later")
-        extension, shot, pixels = await loop.run_in_executor(
-            None, self._check_photo, image, request
-        )
+        extension, shot, pixels = await loop.run_in_executor(None, check)
         story = await self._check_story(request, image, story_files)
         job_id = str(uuid.uuid4())
         relative = f"inputs/{job_id}{extension}"
         await loop.run_in_executor(None, write_atomic, self.settings.data_dir / relative, image)
-        new = self._new_row(request, job_id, relative, idempotency_key, request_digest, shot)
+        new = intake.new_row(
+            self.settings, request, job_id, relative, idempotency_key, request_digest, shot
+        )
         new = replace(new, photo_pixels=pixels)
         if story is not None:
             new = replace(new, story=story.to_json(new.fps))
@@ -228,21 +193,8 @@ class JobQueue:
                 job_id,
                 story_files or StoryFiles(),
             )
-        try:
-            job, created = await self.store.create_job(
-                new,
-                max_queued=self.settings.max_queued,
-                max_active_per_user=self.settings.max_active_per_user,
-            )
-        except BaseException as exc:
-            await loop.run_in_executor(None, remove_quietly, self.settings.data_dir / relative)
-            await self._drop_story_files(job_id, story)
-            if isinstance(exc, TooManyJobs):  # a race past the early check: the same answer
-                exc.retry_after = await self._free_slot_in(exc, request.source, request.user_id)
-            raise
-        if not created:  # lost a race on the idempotency key: keep the first job's photo
-            await loop.run_in_executor(None, remove_quietly, self.settings.data_dir / relative)
-            await self._drop_story_files(job_id, story)
+        job, created = await self._insert(new, relative, story)
+        if not created:
             return job, False
         log.info(
             "job %s queued: user=%s %ss %s %s aspect=%s seed=%s via %s",
@@ -258,6 +210,81 @@ class JobQueue:
         await self.executor.enqueued(job)
         self.events.publish(JobEvent("status", job, await self.eta_seconds(job)))
         return job, True
+
+    async def _screen(
+        self,
+        request: JobRequest,
+        idempotency_key: str | None,
+        request_digest: str | None,
+        exempt: bool,
+    ) -> Job | None:
+        """The checks before any work: taking jobs, the request, its webhook, a repeated
+        idempotency key (its job comes back), the owner's limits and the caps."""
+        if self._stopping:
+            raise Unavailable(
+                "the service is restarting, please try again in a minute", retry_after=30
+            )
+        await self.executor.admit()
+        request.validate()
+        webhook.check_subscription(self.settings, request.webhook_url, list(request.webhook_events))
+        if request.webhook_url is not None:  # never inward (it is checked again at delivery)
+            await webhook_guard.check_destination(self.settings, request.webhook_url)
+        if idempotency_key is not None:
+            existing = await self.store.job_by_idempotency_key(
+                request.source, request.user_id, idempotency_key
+            )
+            if existing is not None:
+                check_same_request(existing, request_digest)
+                return existing
+        if not exempt and self.limits is not None:
+            await self.limits.check(request.source, request.user_id, request.duration)
+        try:
+            await self.store.check_caps(
+                request.source,
+                request.user_id,
+                max_queued=self.settings.max_queued,
+                max_active_per_user=self.settings.max_active_per_user,
+            )
+        except TooManyJobs as exc:
+            exc.retry_after = await self._free_slot_in(exc, request.source, request.user_id)
+            raise
+        return None
+
+    async def _check_room(self, request: JobRequest) -> None:
+        """507 when the disk cannot take the job, its checkpoints included (SVD writes them
+        as it goes)."""
+        loop = asyncio.get_running_loop()
+        free_mb = await loop.run_in_executor(None, self.free_disk_mb)
+        spec = RenderSpec(
+            request.duration,
+            request.resolution,
+            request.motion_preset,
+            fps=request.fps or self.settings.fps,
+        )
+        scratch = self.renderer.scratch_bytes(spec) if self.renderer is not None else 0
+        if free_mb - scratch / 2**20 < self.settings.min_free_mb:
+            raise InsufficientStorage("the server is out of disk space, please try again later")
+
+    async def _insert(self, new: NewJob, relative: str, story: Story | None) -> tuple[Job, bool]:
+        """The row, or the job that won a race on the idempotency key; either way the files of
+        a row that was not made are removed."""
+        loop = asyncio.get_running_loop()
+        try:
+            job, created = await self.store.create_job(
+                new,
+                max_queued=self.settings.max_queued,
+                max_active_per_user=self.settings.max_active_per_user,
+            )
+        except BaseException as exc:
+            await loop.run_in_executor(None, remove_quietly, self.settings.data_dir / relative)
+            await self._drop_story_files(new.job_id, story)
+            if isinstance(exc, TooManyJobs):  # a race past the early check: the same answer
+                exc.retry_after = await self._free_slot_in(exc, new.source, new.user_id)
+            raise
+        if not created:  # lost a race on the idempotency key: keep the first job's photo
+            await loop.run_in_executor(None, remove_quietly, self.settings.data_dir / relative)
+            await self._drop_story_files(new.job_id, story)
+        return job, created
 
     async def _check_story(
         self, request: JobRequest, image: bytes, files: StoryFiles | None
@@ -289,43 +316,6 @@ class JobQueue:
             remove = functools.partial(shutil.rmtree, folder, True)
             await asyncio.get_running_loop().run_in_executor(None, remove)
 
-    def _new_row(
-        self,
-        request: JobRequest,
-        job_id: str,
-        input_path: str,
-        idempotency_key: str | None,
-        request_digest: str | None,
-        shot: Shot,
-    ) -> NewJob:
-        """The row of a validated request: a seed drawn and the service's steps and fps filled
-        in where the request leaves them open."""
-        hook_url, hook_events = webhook.check_subscription(
-            self.settings, request.webhook_url, list(request.webhook_events)
-        )
-        return NewJob(
-            job_id=job_id,
-            user_id=request.user_id,
-            source=request.source,
-            chat_id=request.chat_id,
-            message_id=request.message_id,
-            language=request.language,
-            duration=request.duration,
-            resolution=request.resolution,
-            motion_preset=request.motion_preset,
-            aspect=request.aspect,
-            strength=request.strength,
-            seed=request.seed if request.seed is not None else secrets.randbelow(2**31),
-            steps=request.steps if request.steps is not None else self.settings.svd_steps,
-            fps=request.fps or self.settings.fps,
-            input_path=input_path,
-            idempotency_key=idempotency_key,
-            request_digest=request_digest,
-            webhook_url=hook_url,
-            webhook_events=json.dumps(hook_events) if hook_url else None,
-            shot=shot.to_json(),
-        )
-
     async def _free_slot_in(self, refusal: TooManyJobs, source: str, user_id: int) -> int:
         """Seconds until the cap that refused a job frees a slot (at least 1): the next queued
         job's start for a full queue, the end of the user's first job for the per-user cap."""
@@ -342,31 +332,6 @@ class JobQueue:
             known = [eta for eta in etas if eta is not None]
             seconds = min(known) if known else None
         return max(1, math.ceil(seconds)) if seconds is not None else 30
-
-    def _check_photo(self, image: bytes, request: JobRequest) -> tuple[str, Shot, int]:
-        """Decode the upload once (in an executor) so bad input fails now, not in the queue,
-        and aim the shot at it (keyframes checked, the subject found, warnings)."""
-        if len(image) > self.settings.max_upload_bytes:
-            from .errors import PayloadTooLarge
-
-            raise PayloadTooLarge(f"the photo is larger than {self.settings.max_upload_mb:g} MB")
-        img = photo.load_photo(
-            image, max_pixels=self.settings.max_pixels, min_side=self.settings.min_side
-        )
-        try:
-            shot = camera.prepare(
-                img,
-                request.shot,
-                preset=request.motion_preset,
-                strength=request.strength,
-                resolution=request.resolution,
-                aspect=request.aspect,
-                renderer=self.renderer_name,
-            )
-            pixels = img.width * img.height
-        finally:
-            img.close()
-        return ".img", shot, pixels
 
     async def get(self, job_id: str) -> Job:
         job = await self.store.get_job(job_id)
