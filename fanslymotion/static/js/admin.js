@@ -310,14 +310,18 @@ function editingUsers() {
   return [...$("users-table").querySelectorAll("input")].some((input) => input.value !== input.defaultValue);
 }
 
+let usersAsked = 0; // each draw's ticket: an answer older than the newest draw is dropped
+
 async function drawUsers(force = false) {
-  if (!force && editingUsers()) return;
+  const ticket = ++usersAsked;
   let body;
   try {
     body = await call("/admin/users");
   } catch (exc) {
     return report(exc, $("users-error"));
   }
+  // A refresh asked before a save may answer after it: its figures are older, drop them.
+  if (ticket !== usersAsked || (!force && editingUsers())) return;
   $("users-error").textContent = "";
   const limit = body.daily_seconds_per_user;
   $("users-default").textContent = t("users.default", { limit: limit ? t("seconds", { n: limit }) : t("now.noLimit") });
