@@ -24,6 +24,7 @@ from . import datadir
 from .config import Settings
 from .errors import Conflict, Forbidden, Gone, RangeNotSatisfiable
 from .store import Job
+from .vocabulary import DONE
 
 # Links are valid for LINK_TTL seconds, rounded up to this step so that a client polling the
 # result gets the same URL for a while (its browser cache can keep the video).
@@ -66,13 +67,14 @@ def video_state(job: Job) -> str:
 def result_fields(settings: Settings, job: Job, now: float) -> dict[str, Any]:
     """What a status body says of the result: `video`, and `video_url` and `poster_url`
     (signed when API_TOKEN is set; None while there is no video). A completed job's body
-    says so whole: progress 100, phase `done`, whatever the row's last report was."""
+    says so whole: progress 100, phase `done` (as both stores write it; a row of an older
+    version may still hold its last report)."""
     fields: dict[str, Any] = {"video": video_state(job), "video_url": None, "poster_url": None}
     if fields["video"] == "ready":
         fields["video_url"] = link(settings, f"/job/download/{job.job_id}", job.job_id, now)
         fields["poster_url"] = link(settings, f"/job/{job.job_id}/poster", job.job_id, now)
     if job.status == "completed":
-        fields.update(progress=100.0, message="done", phase="done", phase_step=0, phase_steps=0)
+        fields.update(progress=100.0, message="done", phase=DONE, phase_step=0, phase_steps=0)
     return fields
 
 

@@ -22,6 +22,10 @@ class JobStatus(StrEnum):
 
 WebhookEvent = Literal["started", "progress", "completed", "failed", "cancelled"]
 
+DONE = "done"
+"""The phase a completed job's row and its terminal events say: the end, not a render's phase
+(no renderer reports it)."""
+
 ACTIVE: frozenset[str] = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
 TERMINAL: frozenset[str] = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 

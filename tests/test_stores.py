@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -347,3 +347,69 @@ async def test_a_jobs_photo_pixels_come_back_with_its_render_time(
         (("motion", "360p", 12, 25), 2.0),
         (("motion", "360p", 12, 25), 3.0),
     ]
+
+
+_ENDED = ("status", "progress", "message", "phase", "phase_step", "phase_steps", "output_path")
+
+
+def _read_back(store: BotStore, path: Path, job_id: str) -> dict[str, Any]:
+    """The completed row as the database holds it (not the store's copy)."""
+    if isinstance(store, Store):
+        with sqlite3.connect(path) as db:
+            db.row_factory = sqlite3.Row
+            row = db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return dict(row)
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from fanslymotion.cluster.store import PgStore
+
+    assert isinstance(store, PgStore)
+    with psycopg.connect(store.db.url, row_factory=dict_row) as conn:
+        found = conn.execute("SELECT * FROM fm_jobs WHERE job_id = %s", (job_id,)).fetchone()
+    assert found is not None
+    return dict(found)
+
+
+async def test_completion_is_one_row_in_both_dialects(
+    stores: tuple[BotStore, Outbox], tmp_path: Path
+) -> None:
+    """Both deployments end a job with the same row: progress 100 and the terminal events'
+    phase `done`, whatever the render last reported; a cluster worker's fenced completion
+    writes that row too."""
+    store, _ = stores
+    job, _ = await store.create_job(new_job(), max_queued=5, max_active_per_user=5)
+    await store.start_job(job.job_id, "motion")
+    await store.set_progress(job.job_id, Progress(99.0, Phase.FINISHING, 3, 4))
+    await store.complete_job(
+        job.job_id,
+        output_path="hot/x.mp4",
+        width=640,
+        height=360,
+        frames=12,
+        size_bytes=1000,
+        render_seconds=1.5,
+    )
+    row = _read_back(store, tmp_path / "db.sqlite3", job.job_id)
+    ended = tuple(row[name] for name in _ENDED)
+    assert ended == ("completed", 100, "done", "done", 0, 0, "hot/x.mp4")
+    assert (row["size_bytes"], row["render_seconds"], row["error"]) == (1000, 1.5, None)
+    assert row["completed_at"] and row["updated_at"]
+    if isinstance(store, Store):
+        return
+    from fanslymotion.cluster.db import Attempt
+    from fanslymotion.cluster.store import PgStore
+
+    assert isinstance(store, PgStore)
+    other, _ = await store.create_job(
+        new_job("00000000-0000-4000-8000-000000000701"), max_queued=5, max_active_per_user=5
+    )
+    queued = _read_back(store, tmp_path / "db.sqlite3", other.job_id)
+    assert await store.db.start(other.job_id, int(queued["pq_id"]), "w1", "motion") is not None
+    await store.set_progress(other.job_id, Progress(99.0, Phase.FINISHING, 3, 4))
+    facts = {"width": 640, "height": 360, "frames": 12, "render_seconds": 1.5}
+    assert await store.db.complete(
+        Attempt(other.job_id, 0, "w1"), {**facts, "size_bytes": 1000, "output_path": "hot/x.mp4"}
+    )
+    row = _read_back(store, tmp_path / "db.sqlite3", other.job_id)
+    assert tuple(row[name] for name in _ENDED) == ended

@@ -286,17 +286,29 @@ class ClusterDB:
         return before
 
     async def complete(self, fence: Attempt, facts: dict[str, Any]) -> Row | None:
-        """processing -> completed, only for the attempt that renders it now."""
-        return await self.one(
-            "UPDATE fm_jobs SET status = 'completed', progress = 100, message = 'done',"
-            " phase = '', output_path = %(output_path)s, width = %(width)s, height = %(height)s,"
-            " frames = %(frames)s, size_bytes = %(size_bytes)s,"
-            " render_seconds = %(render_seconds)s, renderer = %(renderer)s, error = NULL,"
-            " completed_at = fm_now(), updated_at = fm_now()"
-            " WHERE job_id = %(job_id)s AND status = 'processing' AND attempts = %(attempt)s"
-            " AND worker = %(worker)s RETURNING *",
-            {**facts, "job_id": fence.job_id, "attempt": fence.attempt, "worker": fence.worker},
-        )
+        """processing -> completed, only for the attempt that renders it now: the fence is
+        checked on the locked row, then the completion is both deployments' text."""
+        async with self.transaction() as conn:
+            cur = await conn.execute(
+                "SELECT 1 AS ok FROM fm_jobs WHERE job_id = %s AND status = 'processing'"
+                " AND attempts = %s AND worker = %s FOR UPDATE",
+                (fence.job_id, fence.attempt, fence.worker),
+            )
+            if await cur.fetchone() is None:
+                return None
+            cur = await conn.execute(
+                in_dialect(job_texts.COMPLETE, "postgres"),
+                (
+                    facts["output_path"],
+                    facts["width"],
+                    facts["height"],
+                    facts["frames"],
+                    facts["size_bytes"],
+                    facts["render_seconds"],
+                    fence.job_id,
+                ),
+            )
+            return await cur.fetchone()
 
     async def holds(self, fence: Attempt) -> bool:
         """True while `fence` is the job's running attempt."""

@@ -45,7 +45,6 @@ def _facts(request: web.Request) -> dict[str, Any]:
             "height": int(request.headers["X-Height"]),
             "frames": int(request.headers["X-Frames"]),
             "render_seconds": float(request.headers["X-Render-Seconds"]),
-            "renderer": request.headers["X-Renderer"],
         }
     except (KeyError, ValueError) as exc:
         raise BadRequest(f"missing or bad video header: {exc}") from None

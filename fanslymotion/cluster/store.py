@@ -318,11 +318,7 @@ class PgStore:
     ) -> Job | None:
         """processing -> completed; a Telegram job's delivery is queued by the trigger."""
         return await self._job(
-            "UPDATE fm_jobs SET status = 'completed', progress = 100, message = 'done',"
-            " phase = '', output_path = %s, width = %s, height = %s, frames = %s,"
-            " size_bytes = %s, render_seconds = %s, completed_at = fm_now(),"
-            " updated_at = fm_now(), error = NULL"
-            " WHERE job_id = %s AND status = 'processing' RETURNING *",
+            pg(job_texts.COMPLETE),
             (output_path, width, height, frames, size_bytes, render_seconds, job_id),
         )
 

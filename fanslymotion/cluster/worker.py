@@ -532,7 +532,6 @@ class Worker:
             "X-Height": str(result.height),
             "X-Frames": str(result.frames),
             "X-Render-Seconds": f"{seconds:.3f}",
-            "X-Renderer": result.renderer,
         }
 
         async def once() -> None:

@@ -20,6 +20,15 @@ PROGRESS = (
     "UPDATE jobs SET progress = ?, message = ?, phase = ?, phase_step = ?, phase_steps = ?,"
     " updated_at = fm_now() WHERE job_id = ? AND status = 'processing' RETURNING updated_at"
 )
+# (output_path, width, height, frames, size_bytes, render_seconds, job_id): processing ->
+# completed. The row says the end whole, as a terminal event does: progress 100, phase `done`
+# (`vocabulary.DONE`), no pass; the cluster checks its worker's fence first (`cluster.db`).
+COMPLETE = (
+    "UPDATE jobs SET status = 'completed', progress = 100, message = 'done', phase = 'done',"
+    " phase_step = 0, phase_steps = 0, output_path = ?, width = ?, height = ?, frames = ?,"
+    " size_bytes = ?, render_seconds = ?, error = NULL, completed_at = fm_now(),"
+    " updated_at = fm_now() WHERE job_id = ? AND status = 'processing' RETURNING *"
+)
 # (error, job_id): queued|processing -> failed.
 FAIL = (
     "UPDATE jobs SET status = 'failed', error = ?, message = 'failed',"

@@ -290,11 +290,8 @@ class Jobs(Base):
 
         async def statements(db: aiosqlite.Connection) -> Job | None:
             async with db.execute(
-                "UPDATE jobs SET status = 'completed', progress = 100, message = 'done',"
-                " output_path = ?, width = ?, height = ?, frames = ?, size_bytes = ?,"
-                " render_seconds = ?, completed_at = ?, updated_at = ?, error = NULL"
-                " WHERE job_id = ? AND status = 'processing' RETURNING *",
-                (output_path, width, height, frames, size_bytes, render_seconds, now, now, job_id),
+                job_texts.COMPLETE,
+                (output_path, width, height, frames, size_bytes, render_seconds, job_id),
             ) as cur:
                 job = self._job(await cur.fetchone())
             if job is not None and job.source == "telegram" and job.chat_id is not None:
