@@ -436,7 +436,8 @@ class RendererOut(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: str
-    status: Literal["loading", "ready", "failed"]
+    # "waiting": a cluster's front while no worker is live (its jobs wait for one).
+    status: Literal["loading", "ready", "failed", "waiting"]
     reason: str
     device: str
 

@@ -4,6 +4,7 @@ data folder as if on its own box."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -16,6 +17,10 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+
+from fanslymotion.cluster.db import ClusterDB
+from fanslymotion.cluster.worker import Worker
+from fanslymotion.config import Settings
 
 from .test_process import Process, free_port
 
@@ -180,3 +185,36 @@ def cluster_of(root: Path, db_url: str) -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.close()
+
+
+class WorkerTask:
+    """A cluster worker inside the test's own process and loop: `cluster.worker.Worker`, with
+    procrastinate's worker, as an asyncio task on the front's settings (its folder is
+    workers/<name> of the front's data folder, as on a box of its own). A cluster that renders,
+    for the price of a task rather than a process that imports everything."""
+
+    def __init__(self, settings: Settings, name: str = "w1") -> None:
+        self.settings = settings
+        self.name = name
+        self.db: ClusterDB | None = None
+        self.worker: Worker | None = None
+        self.task: asyncio.Task[int] | None = None
+
+    async def start(self) -> None:
+        folder = self.settings.data_dir / "workers" / self.name
+        for sub in ("hot", "inputs"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        assert self.settings.database_url is not None
+        self.db = await ClusterDB.open(self.settings.database_url.get_secret_value(), max_size=4)
+        self.worker = Worker(self.settings, self.name, self.db)
+        self.task = asyncio.create_task(self.worker.run(signals=False), name=self.name)
+
+    async def stop(self) -> None:
+        """As SIGTERM: a running job goes back to the queue uncounted; then the pool closes."""
+        if self.worker is not None and self.task is not None:
+            self.worker.stop("shutdown")
+            async with asyncio.timeout(30):
+                assert await self.task == 0
+        if self.db is not None:
+            await self.db.close()
+        self.task, self.worker, self.db = None, None, None

@@ -139,20 +139,48 @@ async def start_service(tmp_path: Path) -> AsyncIterator[ServiceFactory]:
 
 @pytest.fixture(params=["box", "cluster"])
 def start_deployed(start_service: ServiceFactory, request: pytest.FixtureRequest) -> ServiceFactory:
-    """`start_service` for both deployments: one box, and a cluster's front whose store of
-    record is a new database on the session's PostgreSQL (for behaviour that needs no render;
-    tests/test_cluster*.py add workers)."""
+    """`start_service` for both deployments: one box, and a cluster: a front whose store of
+    record is a new database on the session's PostgreSQL (a copy of a migrated template) and
+    one worker inside the test's process (`cluster_stack.WorkerTask`) that renders its jobs.
+    A later start (a restart) stops the earlier front's worker first."""
     if request.param == "box":
         return start_service
 
-    from .cluster_stack import TOKEN
+    from .cluster_stack import TOKEN, WorkerTask
 
-    url = request.getfixturevalue("pg_url")
+    url = request.getfixturevalue("pg_deployed_url")
+    workers: list[WorkerTask] = request.getfixturevalue("_worker_tasks")
 
     async def start(**overrides: Any) -> Client:
-        return await start_service(database_url=url, worker_token=TOKEN, **overrides)
+        for worker in workers:
+            await worker.stop()
+        client = await start_service(database_url=url, worker_token=TOKEN, **overrides)
+        # The worker shares the front's settings: a test's change of one reaches both.
+        client.service.settings.front_url = client.base
+        worker = WorkerTask(client.service.settings)
+        workers.append(worker)
+        await worker.start()
+        # Until the front counts the worker live, as a cluster in service would (its ETAs
+        # count the live workers).
+        executor = client.service.cluster
+        assert executor is not None
+        async with asyncio.timeout(30):
+            while True:
+                if (await executor.health())["renderer"]["status"] == "ready":
+                    break
+                await asyncio.sleep(0.05)
+        return client
 
     return start
+
+
+@pytest.fixture
+async def _worker_tasks() -> AsyncIterator[list[Any]]:
+    """The in-process workers of `start_deployed`, stopped before their front."""
+    workers: list[Any] = []
+    yield workers
+    for worker in workers:
+        await worker.stop()
 
 
 @pytest.fixture(scope="session")
@@ -261,3 +289,44 @@ _databases = itertools.count(1)
 def pg_url(postgres: PostgresServer) -> str:
     """The URL of a new, empty database on the session's server (t1, t2, ...)."""
     return postgres.new_database(f"t{next(_databases)}")
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres: PostgresServer) -> str:
+    """The name of a database with the cluster's schema (procrastinate's and ours), migrated
+    once per session: `pg_deployed_url` copies it."""
+    import threading
+
+    from fanslymotion.cluster.db import ClusterDB
+
+    name = "fm_template"
+    url = postgres.new_database(name)
+
+    async def migrate() -> None:
+        db = await ClusterDB.open(url, max_size=1)
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+
+    # A loop of its own, in a thread: a test's loop may be running already.
+    failed: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _run_into(migrate, failed))
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return name
+
+
+def _run_into(main: Callable[[], Awaitable[None]], failed: list[BaseException]) -> None:
+    try:
+        asyncio.run(main())  # type: ignore[arg-type]
+    except BaseException as exc:  # handed to the thread that waits
+        failed.append(exc)
+
+
+@pytest.fixture
+def pg_deployed_url(postgres: PostgresServer, pg_template: str) -> str:
+    """A new database (d1, d2, ...) with the cluster's schema, copied from the template."""
+    return postgres.new_database(f"d{next(_databases)}", template=pg_template)

@@ -255,10 +255,14 @@ class PostgresServer:
             shutil.rmtree(self._base, ignore_errors=True)
         self._base = None
 
-    def new_database(self, name: str) -> str:
-        """CREATE DATABASE `name` (it must not exist yet); returns its URL."""
+    def new_database(self, name: str, template: str | None = None) -> str:
+        """CREATE DATABASE `name` (it must not exist yet), a copy of `template` when given
+        (a file copy: far cheaper than creating a schema again); returns its URL."""
+        create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         with psycopg.connect(self.database_url("postgres"), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            conn.execute(create)
         return self.database_url(name)
 
     def _make_base(self) -> Path:

@@ -20,9 +20,20 @@ from fanslymotion import video
 from .conftest import Client, ServiceFactory, assert_error_body, photo_bytes
 
 
-def _db_row(client: Client, job_id: str) -> sqlite3.Row:
-    """Read a job straight from the SQLite file, as another process would."""
-    with sqlite3.connect(client.service.settings.db_path) as db:
+def _db_row(client: Client, job_id: str) -> Any:
+    """Read a job straight from the store of record (the SQLite file, or a cluster's
+    PostgreSQL), as another process would."""
+    settings = client.service.settings
+    if settings.database_url is not None:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        url = settings.database_url.get_secret_value()
+        with psycopg.connect(url, row_factory=dict_row) as conn:
+            found = conn.execute("SELECT * FROM fm_jobs WHERE job_id = %s", (job_id,)).fetchone()
+        assert found is not None
+        return found
+    with sqlite3.connect(settings.db_path) as db:
         db.row_factory = sqlite3.Row
         row: sqlite3.Row | None = db.execute(
             "SELECT * FROM jobs WHERE job_id = ?", (job_id,)
@@ -36,7 +47,8 @@ def _conforms(document: dict[str, Any], schema_name: str, body: Any) -> None:
     jsonschema.validate(body, schema, cls=jsonschema.Draft202012Validator)
 
 
-async def test_index_health_and_openapi(client: Client) -> None:
+async def test_index_health_and_openapi(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed()
     status, index, _ = await client.request("GET", "/")
     assert status == 200 and index["name"] == "FanslyMotion"
     assert "POST /job/create" in index["endpoints"]
@@ -53,7 +65,8 @@ async def test_index_health_and_openapi(client: Client) -> None:
     _conforms(document, "IndexOut", index)
 
 
-async def test_job_lifecycle_json(client: Client) -> None:
+async def test_job_lifecycle_json(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed()
     _, document, _ = await client.request("GET", "/openapi.json")
     status, created = await client.create(
         duration=3, resolution="360p", motion_preset="dolly_in", seed=42
@@ -96,7 +109,8 @@ async def test_job_lifecycle_json(client: Client) -> None:
     assert response.headers["Content-Range"] == f"bytes 0-99/{len(data)}"
 
 
-async def test_multipart_create(client: Client) -> None:
+async def test_multipart_create(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed()
     form = aiohttp.FormData()
     for name, value in {
         "user_id": "7",
@@ -151,7 +165,8 @@ async def test_bad_create_requests(
     assert health["ok"] is True
 
 
-async def test_malformed_bodies(client: Client) -> None:
+async def test_malformed_bodies(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed()
     status, body, _ = await client.request(
         "POST", "/job/create", data=b"{not json", headers={"Content-Type": "application/json"}
     )
@@ -170,8 +185,8 @@ async def test_malformed_bodies(client: Client) -> None:
     assert status == 405 and body["ok"] is False
 
 
-async def test_upload_cap(start_service: ServiceFactory) -> None:
-    client = await start_service(max_upload_mb=0.05)
+async def test_upload_cap(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed(max_upload_mb=0.05)
     big = photo_bytes(300, 300, "PNG")
     assert len(big) > 0.05 * 1024 * 1024
     status, body = await client.create(big)
@@ -208,8 +223,8 @@ async def test_unknown_and_unfinished_jobs(start_deployed: ServiceFactory) -> No
     assert status == 409 and "not ready" in body["error"]
 
 
-async def test_cancel_queued_and_running(start_service: ServiceFactory) -> None:
-    client = await start_service(max_active_per_user=5)
+async def test_cancel_queued_and_running(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed(max_active_per_user=5)
     await client.service.jobs.pause()
     _, queued = await client.create()
     status, body, _ = await client.request("POST", f"/job/{queued['job_id']}/cancel")
@@ -309,6 +324,7 @@ async def test_jobs_listing(start_deployed: ServiceFactory) -> None:
     assert status == 422
 
 
+# One box only: its last check is the box's GPU thread (a cluster's front has none).
 async def test_failed_render_is_retried_then_fails_cleanly(start_service: ServiceFactory) -> None:
     # An x264 preset the encoder rejects makes every render fail the same way. Settings refuse
     # one at start, so it is slipped in after the service started.
@@ -324,8 +340,8 @@ async def test_failed_render_is_retried_then_fails_cleanly(start_service: Servic
     assert health["ok"] and health["gpu_thread_alive"]
 
 
-async def test_missing_input_fails_without_retry(start_service: ServiceFactory) -> None:
-    client = await start_service(max_retries=2)
+async def test_missing_input_fails_without_retry(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed(max_retries=2)
     await client.service.jobs.pause()
     _, created = await client.create()
     row = _db_row(client, created["job_id"])
@@ -340,15 +356,15 @@ async def test_missing_input_fails_without_retry(start_service: ServiceFactory) 
     assert (await client.wait(other["job_id"]))["status"] == "completed"
 
 
-async def test_job_timeout(start_service: ServiceFactory) -> None:
-    client = await start_service(job_timeout=0.3, max_retries=0)
+async def test_job_timeout(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed(job_timeout=0.3, max_retries=0)
     _, created = await client.create(duration=12, resolution="1080p")
     final = await client.wait(created["job_id"])
     assert final["status"] == "failed" and "longer than" in final["error"]
 
 
-async def test_bearer_token(start_service: ServiceFactory) -> None:
-    client = await start_service(api_token="s3cret-token-for-tests")
+async def test_bearer_token(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed(api_token="s3cret-token-for-tests")
     status, body = await client.create()
     assert status == 401 and body["ok"] is False
     status, body, _ = await client.request("GET", "/jobs")
@@ -363,7 +379,8 @@ async def test_bearer_token(start_service: ServiceFactory) -> None:
     assert "s3cret" not in json.dumps(body)
 
 
-async def test_metrics(client: Client) -> None:
+async def test_metrics(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed()
     _, created = await client.create()
     await client.wait(created["job_id"])
     status, body, response = await client.request("GET", "/metrics")
@@ -377,7 +394,8 @@ async def test_metrics(client: Client) -> None:
     assert "fanslymotion_queue_length 0.0" in text
 
 
-async def test_stopping_service_answers_503(client: Client) -> None:
+async def test_stopping_service_answers_503(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed()
     await client.service.jobs.stop()
     status, body = await client.create()
     assert status == 503 and body["ok"] is False and "try again" in body["error"]

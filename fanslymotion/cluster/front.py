@@ -258,9 +258,13 @@ class ClusterExecutor:
         """The photo of the attempt that renders it now (409 for any other)."""
         await self._hold(fence)
         job = await self._job(fence.job_id)
-        if job.input_path is None:
+        path = None if job.input_path is None else self.settings.data_dir / job.input_path
+        exists = path is not None and await asyncio.get_running_loop().run_in_executor(
+            None, path.is_file
+        )
+        if path is None or not exists:
             raise NotFound("the photo of this job is gone")
-        return self.settings.data_dir / job.input_path
+        return path
 
     async def _hold(self, fence: Attempt) -> None:
         await self._need_database()  # a worker holding a video asks again soon: no pool wait
@@ -403,6 +407,7 @@ class ClusterExecutor:
                 "name": self.renderer_name,
                 "status": "ready" if live else "waiting",
                 "reason": f"{len(live)} worker(s) live" if live else "no live worker",
+                "device": "workers",  # the front renders nothing: its workers do
             },
             "workers": [_worker_view(w) for w in workers],
             "cluster_schema": self._schema,

@@ -35,7 +35,7 @@ from .. import checkpoints, datadir, versions
 from ..backends import select_renderer
 from ..camera import Shot
 from ..config import Settings
-from ..errors import Cancelled, FanslyError
+from ..errors import BadRequest, Cancelled, FanslyError
 from ..loops import stop_tasks, wait_event
 from ..renderer import RenderResult, RenderSpec, RenderTask, RenderWorker
 from ..retry import Failed, Outcome, Policy, TimedOut, next_state
@@ -114,11 +114,14 @@ class Worker:
 
     # -- life cycle ---------------------------------------------------------------------------
 
-    async def run(self) -> int:
+    async def run(self, *, signals: bool = True) -> int:
+        """Serve until stopped; `signals` False leaves the loop's signals alone (a worker
+        inside another program, as the tests run one beside their front)."""
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.stop, "shutdown")
-        loop.add_signal_handler(signal.SIGINT, self.stop, "shutdown")
-        loop.add_signal_handler(signal.SIGUSR1, self.stop, None)
+        if signals:
+            loop.add_signal_handler(signal.SIGTERM, self.stop, "shutdown")
+            loop.add_signal_handler(signal.SIGINT, self.stop, "shutdown")
+            loop.add_signal_handler(signal.SIGUSR1, self.stop, None)
         schema = await self.db.migrate()
         if schema > len(MIGRATIONS):
             log.error(
@@ -156,7 +159,8 @@ class Worker:
         log.info("worker %s ready: renderer %s", self.name, renderer.name)
         self.state = "idle"
         await self._beat()
-        loop.set_exception_handler(_quiet_stale_finish)
+        if signals:  # a process of its own: its loop's unhandled errors are ours
+            loop.set_exception_handler(_quiet_stale_finish)
         try:
             await self._serve()
         finally:
@@ -507,6 +511,8 @@ class Worker:
         async def once() -> None:
             assert self._http is not None
             async with self._http.get(self._url(fence, "photo"), headers=self._headers) as resp:
+                if resp.status == 404:  # gone: as on one box, another try cannot bring it back
+                    raise BadRequest("the photo could not be read", code="photo_unreadable")
                 await check(resp)
                 handle = await loop.run_in_executor(None, path.open, "wb")
                 try:
