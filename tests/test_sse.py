@@ -76,7 +76,8 @@ async def listen(client: Client, job_id: str, last_id: str | None = None) -> Lis
     return listener
 
 
-async def test_a_finished_job_still_gets_its_terminal_event(client: Client) -> None:
+async def test_a_finished_job_still_gets_its_terminal_event(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed()
     _, created = await client.create()
     await client.wait(created["job_id"])
     listener = await listen(client, created["job_id"])
@@ -85,7 +86,8 @@ async def test_a_finished_job_still_gets_its_terminal_event(client: Client) -> N
     assert listener.events[-1].data["progress"] == 100
 
 
-async def test_running_jobs_stream_progress_and_end_once(client: Client) -> None:
+async def test_running_jobs_stream_progress_and_end_once(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed()
     """Three listeners at once, each with its own stream, each seeing the whole run."""
     await client.service.jobs.pause()
     _, created = await client.create(duration=6, resolution="480p")
@@ -104,8 +106,8 @@ async def test_running_jobs_stream_progress_and_end_once(client: Client) -> None
         assert one.kinds[-1] == "completed"
 
 
-async def test_a_waiting_job_hears_its_place_move(start_service: ServiceFactory) -> None:
-    client = await start_service(max_active_per_user=3)
+async def test_a_waiting_job_hears_its_place_move(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed(max_active_per_user=3)
     await client.service.jobs.pause()
     await client.create(user_id=1, duration=6)
     _, mine = await client.create(user_id=2)
@@ -123,7 +125,8 @@ async def test_a_waiting_job_hears_its_place_move(start_service: ServiceFactory)
     assert len(set(ids)) == len(ids)
 
 
-async def test_resume_after_last_event_id(client: Client) -> None:
+async def test_resume_after_last_event_id(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed()
     _, created = await client.create()
     job_id = created["job_id"]
     await client.wait(job_id)
@@ -138,7 +141,8 @@ async def test_resume_after_last_event_id(client: Client) -> None:
     assert stale.kinds == ["status", "completed"]
 
 
-async def test_unknown_job_is_a_json_404(client: Client) -> None:
+async def test_unknown_job_is_a_json_404(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed()
     async with client.session.get(f"{client.base}/job/nope/events") as response:
         assert response.status == 404
         body = await response.json()
@@ -146,9 +150,9 @@ async def test_unknown_job_is_a_json_404(client: Client) -> None:
 
 
 async def test_events_of_a_stopping_service_close_the_stream(
-    start_service: ServiceFactory,
+    start_deployed: ServiceFactory,
 ) -> None:
-    client = await start_service()
+    client = await start_deployed()
     await client.service.jobs.pause()
     _, created = await client.create()
     listener = Listener()

@@ -20,9 +20,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 async def test_the_completed_webhook_and_event_carry_the_video(
-    start_service: ServiceFactory, receiver: Receiver
+    start_deployed: ServiceFactory, receiver: Receiver
 ) -> None:
-    client = await start_service(
+    client = await start_deployed(
         api_token=TOKEN, webhook_secret=SECRET, webhook_allow_hosts=LOOPBACK
     )
     client.session.headers.update(AUTH)
@@ -48,8 +48,8 @@ async def test_the_completed_webhook_and_event_carry_the_video(
             assert response.status == 200 and response.content_type == "image/jpeg"
 
 
-async def test_a_cancelled_stream_never_goes_back(start_service: ServiceFactory) -> None:
-    client = await start_service(progress_interval=0.5)
+async def test_a_cancelled_stream_never_goes_back(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed(progress_interval=0.5)
     status, created = await client.create(duration=12, resolution="720p")
     assert status == 201
     job_id = created["job_id"]

@@ -103,9 +103,9 @@ async def hooked(client: Client, receiver: Receiver, events: list[str], **params
 
 
 async def test_signed_events_retried_until_accepted(
-    receiver: Receiver, start_service: ServiceFactory
+    receiver: Receiver, start_deployed: ServiceFactory
 ) -> None:
-    client = await start_service(
+    client = await start_deployed(
         webhook_secret=SECRET, webhook_allow_hosts=LOOPBACK, webhook_backoff=0.2
     )
     receiver.plan = {"completed": [500, 503]}
@@ -135,9 +135,9 @@ async def test_signed_events_retried_until_accepted(
 
 
 async def test_other_client_errors_are_given_up(
-    receiver: Receiver, start_service: ServiceFactory
+    receiver: Receiver, start_deployed: ServiceFactory
 ) -> None:
-    client = await start_service(
+    client = await start_deployed(
         webhook_secret=SECRET, webhook_allow_hosts=LOOPBACK, webhook_backoff=0.2
     )
     receiver.plan = {"completed": [410]}
@@ -153,11 +153,11 @@ async def test_other_client_errors_are_given_up(
 
 
 async def test_progress_coalesces_and_a_slow_receiver_blocks_no_one(
-    receiver: Receiver, start_service: ServiceFactory
+    receiver: Receiver, start_deployed: ServiceFactory
 ) -> None:
     fast = Receiver()
     await fast.start()
-    client = await start_service(
+    client = await start_deployed(
         webhook_secret=SECRET,
         webhook_allow_hosts=LOOPBACK,
         webhook_backoff=0.2,
@@ -197,18 +197,20 @@ async def test_progress_coalesces_and_a_slow_receiver_blocks_no_one(
     ],
 )
 async def test_bad_subscriptions_are_422(
-    start_service: ServiceFactory, params: dict[str, Any], words: str
+    start_deployed: ServiceFactory, params: dict[str, Any], words: str
 ) -> None:
-    client = await start_service(webhook_secret=SECRET, webhook_allow_hosts="127.0.0.1")
+    client = await start_deployed(webhook_secret=SECRET, webhook_allow_hosts="127.0.0.1")
     status, body = await client.create(**params)
     assert status == 422 and body["ok"] is False and words in body["error"]
 
 
-async def test_without_a_secret_webhooks_are_refused(client: Client) -> None:
+async def test_without_a_secret_webhooks_are_refused(start_deployed: ServiceFactory) -> None:
+    client = await start_deployed()
     status, body = await client.create(webhook_url="http://127.0.0.1:9/hook")
     assert status == 422 and "FANSLYMOTION_WEBHOOK_SECRET" in body["error"]
 
 
+# One box only: it kills the service's own process (tests/test_cluster_faults.py kills fronts).
 async def test_an_undelivered_event_survives_sigkill(tmp_path: Path, receiver: Receiver) -> None:
     """The receiver fails until the service is killed mid-retry; after the restart it gets
     the same event again, with the same webhook-id, and accepts it."""
