@@ -14,7 +14,7 @@ One run on this machine measures, each figure side by side with a named baseline
   does (its load client: 64 clients in a process of their own, saturated) while a 12 s 1080p
   render runs; baseline: the single box;
 * PostgreSQL's cost of taking the next job with 10,000 queued: procrastinate's fetch,
-  `ClusterDB.start` (which re-ranks), `ClusterDB.rerank` alone, `ClusterDB.enqueue` and the
+  `ClusterDB.start` (which re-ranks), `ClusterDB.rerank` alone, `PgStore.create_job` and the
   fair-order query, in a steady state (each job taken is finished and replaced); baseline:
   100 queued. From it, the takes per second one PostgreSQL serves, and so how many workers.
 
@@ -468,7 +468,7 @@ NAMES = {
     "fetch": "procrastinate_fetch_job_v2",
     "start": "ClusterDB.start (with its rerank)",
     "rerank": "ClusterDB.rerank alone",
-    "enqueue": "ClusterDB.enqueue (with its rerank)",
+    "enqueue": "PgStore.create_job (with its rerank)",
     "fair_order": "ClusterDB.fair_order (all waiting rows)",
 }
 

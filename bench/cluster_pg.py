@@ -13,7 +13,6 @@ import itertools
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -21,7 +20,8 @@ import psycopg
 from psycopg import sql
 
 from fanslymotion.cluster.db import QUEUE, ClusterDB
-from fanslymotion.store.rows import utcnow
+from fanslymotion.cluster.store import PgStore
+from fanslymotion.store.rows import NewJob
 from tests.pg_server import PostgresServer
 
 USERS = 100  # users of the queued jobs
@@ -93,24 +93,33 @@ _FILL = (
 )
 
 
-@dataclass(frozen=True)
-class NewJob:
-    """What `ClusterDB.enqueue` reads of a job."""
+def new_job(job_id: str, user_id: int) -> NewJob:
+    """A job as the front submits it (`PgStore.create_job`, the job service's insert)."""
+    photo = f"inputs/{job_id}.img"
+    return NewJob(
+        job_id=job_id,
+        user_id=user_id,
+        source="api",
+        chat_id=None,
+        message_id=None,
+        language=None,
+        duration=3,
+        resolution="360p",
+        motion_preset="micro",
+        aspect="auto",
+        strength=0.5,
+        seed=1,
+        steps=25,
+        fps=4,
+        input_path=photo,
+        idempotency_key=None,
+    )
 
-    job_id: str
-    user_id: int
-    duration: int = 3
-    resolution: str = "360p"
-    motion_preset: str = "micro"
-    aspect: str = "auto"
-    strength: float = 0.5
-    seed: int = 1
-    steps: int = 25
-    fps: int = 4
-    attempts: int = 0
-    interruptions: int = 0
-    not_before: float = 0.0
-    created_at: str = field(default_factory=utcnow)
+
+async def submit(db: ClusterDB, job: NewJob) -> None:
+    """The real submit path's insert: caps checked, the row and its procrastinate job in one
+    transaction, the waiting jobs ranked again."""
+    await PgStore(db).create_job(job, max_queued=10**9, max_active_per_user=10**9)
 
 
 async def fill(db: ClusterDB, count: int) -> None:
@@ -180,8 +189,8 @@ async def take_costs(url: str, queued: int, takes: int) -> dict[str, list[float]
                 raise RuntimeError(f"start refused job {job_id}")
             await finish(db, pq_id, job_id)
             number = next(serial)
-            new = NewJob(f"more-{number}", 1 + number % USERS)
-            await timed(times["enqueue"], db.enqueue(new))
+            new = new_job(f"more-{number}", 1 + number % USERS)
+            await timed(times["enqueue"], submit(db, new))
             await timed(times["rerank"], db.rerank())
             await timed(times["fair_order"], db.fair_order(time.time()))
     finally:
@@ -208,7 +217,7 @@ async def explain(server: PostgresServer, url: str) -> str:
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("fetch", lambda: fetch(db, worker_id)),
             ("start", lambda: db.start(job_id, pq_id, "bench", "motion")),
-            ("enqueue", lambda: db.enqueue(NewJob("explained", 1))),
+            ("enqueue", lambda: submit(db, new_job("explained", 1))),
             ("rerank", db.rerank),
             ("fair_order", lambda: db.fair_order(time.time())),
         ]

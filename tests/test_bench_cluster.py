@@ -63,7 +63,7 @@ def test_bench_cluster_quick(tmp_path: Path, postgres: PostgresServer) -> None:
         "| procrastinate_fetch_job_v2 |",
         "| ClusterDB.start (with its rerank) |",
         "| ClusterDB.rerank alone |",
-        "| ClusterDB.enqueue (with its rerank) |",
+        "| PgStore.create_job (with its rerank) |",
         "| ClusterDB.fair_order (all waiting rows) |",
         "Capacity at 1,000 queued",
     ):

@@ -11,13 +11,16 @@ from dataclasses import dataclass
 import pytest
 
 from fanslymotion.cluster.db import PAUSED_QUEUE, QUEUE, Attempt, ClusterDB
+from fanslymotion.cluster.store import PgStore
 from fanslymotion.models import Phase, Progress
 from fanslymotion.store import utcnow
+
+from .test_store import new_job
 
 
 @dataclass
 class _Job:
-    """The fields `ClusterDB.enqueue` reads from the front's row."""
+    """A job as the tests submit it (`submit`)."""
 
     user_id: int
     job_id: str = ""
@@ -37,6 +40,27 @@ class _Job:
     def __post_init__(self) -> None:
         self.job_id = self.job_id or str(uuid.uuid4())
         self.created_at = self.created_at or utcnow()
+
+
+async def submit(db: ClusterDB, job: _Job, key: str | None = None) -> bool:
+    """The front's submit path into PostgreSQL (`PgStore.create_job`, as the job service
+    calls it): the row and its procrastinate job in one transaction. False for a repeat of
+    an idempotency key."""
+    new = new_job(
+        job.job_id,
+        user_id=job.user_id,
+        duration=job.duration,
+        resolution=job.resolution,
+        motion_preset=job.motion_preset,
+        aspect=job.aspect,
+        strength=job.strength,
+        seed=job.seed,
+        steps=job.steps,
+        fps=job.fps,
+        idempotency_key=key,
+    )
+    _, created = await PgStore(db).create_job(new, max_queued=1000, max_active_per_user=1000)
+    return created
 
 
 @pytest.fixture
@@ -71,10 +95,10 @@ async def _take(db: ClusterDB, worker: str = "w1") -> tuple[str, Attempt]:
     return job_id, Attempt(job_id, int(row["attempts"]), worker)
 
 
-async def test_enqueue_is_one_transaction_and_idempotent(db: ClusterDB) -> None:
+async def test_submit_is_one_transaction_and_idempotent(db: ClusterDB) -> None:
     job = _Job(user_id=1)
-    assert await db.enqueue(job) is True
-    assert await db.enqueue(job) is False  # the reconciler's retry of a lost answer
+    assert await submit(db, job, key="k") is True
+    assert await submit(db, job, key="k") is False  # a client's retry of a lost answer
     row = await db.job(job.job_id)
     assert row is not None and row["status"] == "queued" and row["pq_id"] is not None
     pq = await _pq(db, job.job_id)
@@ -84,7 +108,7 @@ async def test_enqueue_is_one_transaction_and_idempotent(db: ClusterDB) -> None:
 
 
 async def test_writes_of_a_stale_attempt_are_refused(db: ClusterDB) -> None:
-    await db.enqueue(_Job(user_id=1))
+    await submit(db, _Job(user_id=1))
     job_id, fence = await _take(db)
     report = Progress(40.0, Phase.ANIMATING, 1, 2)
     assert await db.progress(fence, report) is True
@@ -105,7 +129,7 @@ async def test_writes_of_a_stale_attempt_are_refused(db: ClusterDB) -> None:
 async def test_a_retry_waits_out_its_backoff_under_a_new_procrastinate_job(
     db: ClusterDB,
 ) -> None:
-    await db.enqueue(_Job(user_id=1))
+    await submit(db, _Job(user_id=1))
     job_id, fence = await _take(db)
     first = await _pq(db, job_id)
     at = time.time() + 60
@@ -124,7 +148,7 @@ async def test_a_retry_waits_out_its_backoff_under_a_new_procrastinate_job(
 
 
 async def test_the_sweep_reruns_a_silent_workers_job_then_gives_up(db: ClusterDB) -> None:
-    await db.enqueue(_Job(user_id=1))
+    await submit(db, _Job(user_id=1))
     for attempt in range(3):
         job_id, _ = await _take(db, f"w{attempt}")
         old = await _pq(db, job_id)
@@ -147,7 +171,7 @@ async def test_the_sweep_reruns_a_silent_workers_job_then_gives_up(db: ClusterDB
 
 
 async def test_a_live_workers_job_is_not_swept(db: ClusterDB) -> None:
-    await db.enqueue(_Job(user_id=1))
+    await submit(db, _Job(user_id=1))
     job_id, _ = await _take(db)
     assert await db.sweep(silent_for=30, max_retries=2) == []
     row = await db.job(job_id)
@@ -158,7 +182,7 @@ async def test_a_job_its_worker_still_beats_for_is_not_swept(db: ClusterDB) -> N
     """After an outage another worker's start prunes every old procrastinate worker row, so
     the job loses its worker_id; the worker that renders it (and says so in its heartbeat)
     keeps it. Once that heartbeat is old too, it is swept."""
-    await db.enqueue(_Job(user_id=1))
+    await submit(db, _Job(user_id=1))
     job_id, _ = await _take(db, "w1")
     await db.register_worker("w1", "box", 1, "motion")
     await db.heartbeat("w1", "busy", job_id, "motion", "{}")
@@ -173,7 +197,7 @@ async def test_a_job_its_worker_still_beats_for_is_not_swept(db: ClusterDB) -> N
 
 async def test_a_waiting_job_without_procrastinate_job_gets_one(db: ClusterDB) -> None:
     job = _Job(user_id=1)
-    await db.enqueue(job)
+    await submit(db, job)
     await db.run("DELETE FROM procrastinate_jobs")  # e.g. an admin's cleanup
     changed = await db.sweep(silent_for=30, max_retries=2)
     assert [row["job_id"] for row in changed] == [job.job_id]
@@ -184,7 +208,7 @@ async def test_priorities_follow_the_fair_order(db: ClusterDB) -> None:
     alice = [_Job(user_id=1) for _ in range(3)]
     bob = [_Job(user_id=2) for _ in range(2)]
     for job in [*alice, *bob]:
-        await db.enqueue(job)
+        await submit(db, job)
     expected = [alice[0], bob[0], alice[1], bob[1], alice[2]]
     order = [row["job_id"] for row in await db.fair_order(time.time())]
     assert order == [job.job_id for job in expected]
@@ -194,10 +218,10 @@ async def test_priorities_follow_the_fair_order(db: ClusterDB) -> None:
 
 async def test_pause_moves_waiting_jobs_where_no_worker_looks(db: ClusterDB) -> None:
     before = _Job(user_id=1)
-    await db.enqueue(before)
+    await submit(db, before)
     await db.set_paused(True)
     during = _Job(user_id=2)
-    await db.enqueue(during)
+    await submit(db, during)
     assert await db.paused()
     for job in (before, during):
         assert (await _pq(db, job.job_id))["queue_name"] == PAUSED_QUEUE
@@ -209,9 +233,9 @@ async def test_pause_moves_waiting_jobs_where_no_worker_looks(db: ClusterDB) -> 
 
 async def test_cancel_ends_both_sides_together(db: ClusterDB) -> None:
     waiting, running = _Job(user_id=1), _Job(user_id=2)
-    await db.enqueue(running)
+    await submit(db, running)
     job_id, _ = await _take(db)
-    await db.enqueue(waiting)
+    await submit(db, waiting)
     assert job_id == running.job_id
     before = await db.cancel(waiting.job_id)
     assert before is not None and before["status"] == "queued"
@@ -224,7 +248,7 @@ async def test_cancel_ends_both_sides_together(db: ClusterDB) -> None:
 
 
 async def test_a_running_row_under_an_ended_procrastinate_job_runs_again(db: ClusterDB) -> None:
-    await db.enqueue(_Job(user_id=1))
+    await submit(db, _Job(user_id=1))
     job_id, _ = await _take(db)
     ended = await _pq(db, job_id)
     # The worker's last write was lost (the database was away), then its task ended.
@@ -239,7 +263,7 @@ async def test_a_running_row_under_an_ended_procrastinate_job_runs_again(db: Clu
 async def test_a_task_that_always_dies_fails_after_max_retries(db: ClusterDB) -> None:
     """A row left rendering under an ended procrastinate job runs again, counted, and fails
     once the retries are used: a worker task that always dies does not loop for ever."""
-    await db.enqueue(_Job(user_id=1))
+    await submit(db, _Job(user_id=1))
     for attempt in range(3):
         job_id, _ = await _take(db, f"w{attempt}")
         ended = await _pq(db, job_id)
@@ -254,12 +278,12 @@ async def test_a_rerun_after_a_silent_worker_keeps_its_turn(db: ClusterDB) -> No
     """Alice's job was taken first; Bob and Carol arrived while it rendered. Its worker goes
     silent: the re-run is served before them, not behind everyone who arrived since."""
     alice = _Job(user_id=1)
-    await db.enqueue(alice)
+    await submit(db, alice)
     taken, _ = await _take(db, "w1")
     assert taken == alice.job_id
     later = [_Job(user_id=2), _Job(user_id=3), _Job(user_id=2)]
     for job in later:
-        await db.enqueue(job)
+        await submit(db, job)
     await db.run("UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 minute'")
     assert [row["job_id"] for row in await db.sweep(silent_for=30, max_retries=2)] == [taken]
     order = [row["job_id"] for row in await db.fair_order(time.time())]

@@ -9,9 +9,20 @@ from pathlib import Path
 from fanslymotion.cluster.db import ClusterDB
 from fanslymotion.cluster.store import PgStore
 from fanslymotion.cluster.upgrade import move_front_sqlite
-from fanslymotion.store import Store
+from fanslymotion.store import Job, Store
 
 from .test_store import new_job
+
+
+async def _mirrored(db: ClusterDB, job: Job) -> None:
+    """The row the previous version's front mirrored into PostgreSQL: the render's fields."""
+    fields = "job_id user_id duration resolution motion_preset aspect strength seed steps fps"
+    fields += " attempts interruptions not_before"
+    await db.run(
+        f"INSERT INTO fm_jobs ({', '.join(fields.split())}, status, created_at, updated_at)"
+        f" VALUES ({', '.join(['%s'] * len(fields.split()))}, 'queued', %s, fm_now())",
+        (*(getattr(job, name) for name in fields.split()), job.created_at),
+    )
 
 
 async def test_the_front_sqlite_moves_into_postgresql_once(tmp_path: Path, pg_url: str) -> None:
@@ -23,7 +34,7 @@ async def test_the_front_sqlite_moves_into_postgresql_once(tmp_path: Path, pg_ur
     waiting, _ = await old.create_job(only_here, max_queued=5, max_active_per_user=5)
     db = await ClusterDB.open(pg_url)
     await db.migrate()
-    assert await db.enqueue(done)  # the render side, as the previous version wrote it
+    await _mirrored(db, done)  # the render side, as the previous version wrote it
     await db.run("UPDATE fm_jobs SET status = 'completed' WHERE job_id = %s", (done.job_id,))
     await old.start_job(done.job_id, "motion")
     await old.complete_job(

@@ -14,7 +14,7 @@ import pytest
 from fanslymotion.cluster.db import Attempt, ClusterDB
 from fanslymotion.store import Store
 
-from .test_cluster_db import _Job
+from .test_cluster_db import _Job, submit
 from .test_store import new_job
 
 
@@ -55,7 +55,7 @@ class PostgresQueue:
 
     async def add(self, user_id: int) -> str:
         job = _Job(user_id=user_id)
-        assert await self.db.enqueue(job)
+        assert await submit(self.db, job)
         return job.job_id
 
     async def start(self, job_id: str) -> None:

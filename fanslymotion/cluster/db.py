@@ -205,46 +205,6 @@ class ClusterDB:
 
     # -- the front's writes -------------------------------------------------------------------
 
-    async def enqueue(self, job: Any) -> bool:
-        """The job row and its procrastinate job, in one transaction. False when the row was
-        there already (a retried enqueue after a lost answer)."""
-        async with self.transaction() as conn:
-            cur = await conn.execute(
-                "INSERT INTO fm_jobs (job_id, user_id, duration, resolution, motion_preset,"
-                " aspect, strength, seed, steps, fps, shot, status, attempts, interruptions,"
-                " not_before, created_at, updated_at) VALUES (%(job_id)s, %(user_id)s,"
-                " %(duration)s, %(resolution)s, %(motion_preset)s, %(aspect)s, %(strength)s,"
-                " %(seed)s, %(steps)s, %(fps)s, %(shot)s, 'queued', %(attempts)s, %(interruptions)s,"
-                " %(not_before)s, %(created_at)s, fm_now())"
-                " ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
-                {
-                    name: getattr(job, name)
-                    for name in (
-                        "job_id",
-                        "user_id",
-                        "duration",
-                        "resolution",
-                        "motion_preset",
-                        "aspect",
-                        "strength",
-                        "seed",
-                        "steps",
-                        "fps",
-                        "attempts",
-                        "interruptions",
-                        "not_before",
-                        "created_at",
-                    )
-                }
-                # Rows made before the shot existed have none (a plain centred preset).
-                | {"shot": getattr(job, "shot", None)},
-            )
-            if await cur.fetchone() is None:
-                return False
-            await defer_in(conn, job.job_id, job.not_before)
-            await rerank_in(conn, None)
-        return True
-
     async def retry(self, job: Any) -> bool:
         """failed -> queued again: an operator's retry, as the attempt the front counted, with a
         new procrastinate job. False when the row is not failed (retried already)."""
