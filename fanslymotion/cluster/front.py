@@ -53,6 +53,7 @@ from .schema import MIGRATIONS
 log = logging.getLogger(__name__)
 
 _DB_ERRORS = (psycopg.Error, OSError)
+_LOOK = 0.25  # seconds between the listener's looks at the stop flag (a stop waits for it)
 
 
 class ClusterExecutor:
@@ -153,8 +154,8 @@ class ClusterExecutor:
                         log.info("connection to PostgreSQL is back")
                     delay = 0.2
                     await self.follower.catch_up()
-                    while not self._halt.is_set():  # a look at the flag at least every second
-                        async for note in conn.notifies(timeout=1.0):
+                    while not self._halt.is_set():  # a stop ends the wait within _LOOK s
+                        async for note in conn.notifies(timeout=_LOOK):
                             self._dirty.add(note.payload)
                             self._kick.set()
                     return
