@@ -1,5 +1,6 @@
 // The storyboard: several photos in one video (issue 25). Photos come in by the picker, a drop
-// or a paste into the section; each shot has its length, motion and caption, moves by drag or
+// or a paste into the section; each shot has its length, motion, camera (aimed in the single
+// photo's editor, shot_camera.js) and caption, moves by drag or
 // by its Up/Down buttons (keyboard), and can be removed; each cut may have its own transition
 // (else the story's); the story has its look, watermark (a text or a PNG logo, a corner and an
 // opacity) and music (its length shown, a start offset and a play button). The total length
@@ -7,9 +8,11 @@
 // choices in localStorage, the photos, the logo and the music in IndexedDB (photos.js).
 
 import { ApiError, mediaUrl, request, userId } from "./api.js";
+import { ratioName } from "./gallery.js";
 import { t } from "./i18n.js";
 import { logoLimits, logoProblem } from "./logo.js";
 import { keepPhoto, photoOf } from "./photos.js";
+import { ShotCamera } from "./shot_camera.js";
 
 const KEY = "fanslymotion.story";
 const MOTIONS = ["micro", "pan_l", "pan_r", "tilt_up", "tilt_down", "dolly_in"];
@@ -49,12 +52,21 @@ export class Storyboard {
   constructor(config) {
     this.config = config;
     this.fps = config.fps || FPS; // the service's frame rate: a story's frames are counted at it
-    this.shots = []; // {id, file, url, duration, motion, caption, cut}: cut is null or {kind, seconds}
+    // {id, file, url, duration, motion, caption, cut, camera, focus}: cut is null or {kind,
+    // seconds}; camera and focus are null or what /job/create takes for the shot.
+    this.shots = [];
     this.music = null;
     this.logo = null;
     this.next = 1;
     this.dragged = null;
     this.list = $("story-shots");
+    this.camera = new ShotCamera(config, {
+      onChange: () => this.changed(),
+      onClose: (shot) => {
+        const i = this.shots.indexOf(shot);
+        this.list.querySelectorAll(".shot-camera-open")[i]?.focus();
+      },
+    });
   }
 
   async start() {
@@ -168,7 +180,9 @@ export class Storyboard {
     localStorage.setItem(
       KEY,
       JSON.stringify({
-        shots: this.shots.map(({ id, duration, motion, caption, cut }) => ({ id, duration, motion, caption, cut })),
+        shots: this.shots.map(({ id, duration, motion, caption, cut, camera, focus }) => ({
+          ...{ id, duration, motion, caption, cut, camera, focus },
+        })),
         ...Object.fromEntries(Object.entries(FIELDS).map(([name, id]) => [name, $(id).value])),
         music: Boolean(this.music),
         logo: Boolean(this.logo),
@@ -214,6 +228,7 @@ export class Storyboard {
     const motion = document.createElement("select");
     for (const name of MOTIONS) motion.add(new Option(t(`motion.${name}`), name, false, name === shot.motion));
     motion.setAttribute("aria-label", t("story.motion", { n: i + 1 }));
+    motion.disabled = Boolean(shot.camera); // the frames replace the preset's path
     motion.addEventListener("change", () => {
       shot.motion = motion.value;
       this.changed();
@@ -222,10 +237,17 @@ export class Storyboard {
     caption.className = "shot-caption";
     caption.maxLength = 120;
     caption.setAttribute("aria-label", t("story.caption", { n: i + 1 }));
+    const aim = document.createElement("span");
+    aim.className = "shot-aim";
+    aim.textContent = shot.camera ? t("aim.camera") : shot.focus ? t("aim.focus") : "";
     li.append(
       img,
       duration,
       motion,
+      this.button(t("story.camera"), "shot-camera-open", t("story.cameraOf", { n: i + 1 }), () =>
+        this.openCamera(shot, i),
+      ),
+      aim,
       caption,
       this.button("↑", "shot-up", t("story.up"), () => this.move(i, -1)),
       this.button("↓", "shot-down", t("story.down"), () => this.move(i, 1)),
@@ -233,6 +255,27 @@ export class Storyboard {
     );
     if (i < this.shots.length - 1) li.append(this.cut(shot, i));
     return li;
+  }
+
+  /** Aim shot i in the camera editor, at the story's output size (the first photo decides it). */
+  async openCamera(shot, i) {
+    $("story-error").textContent = "";
+    const resolution = $("story-resolution").value;
+    try {
+      await this.camera.open(shot, i + 1, { resolution, aspect: await this.aspect(resolution) });
+    } catch (exc) {
+      $("story-error").textContent = exc.message;
+    }
+  }
+
+  /** The story's aspect: shot 1's "auto" (its photo's shape), as the service resolves it. */
+  async aspect(resolution) {
+    const image = new Image();
+    image.src = this.shots[0].url;
+    await image.decode();
+    const json = { width: image.naturalWidth, height: image.naturalHeight, duration: 3, resolution, motion_preset: "micro" };
+    const path = await request("/camera", { method: "POST", json });
+    return ratioName(path.output.width, path.output.height, this.config.aspects);
   }
 
   /** The cut from shot i into shot i + 1: the story's transition, or its own with its seconds. */
@@ -297,6 +340,8 @@ export class Storyboard {
         duration: s.duration,
         motion_preset: s.motion,
         caption: s.caption,
+        camera: s.camera || undefined,
+        focus: s.focus || undefined,
         transition: i < this.shots.length - 1 && s.cut ? s.cut : undefined,
       })),
       transition,
