@@ -289,4 +289,9 @@ def test_storyboard_aims_a_shot_cuts_with_a_slide_and_marks_with_a_logo(
     inside = marked[:, ys.min() + 2 : ys.max() - 1, xs.min() + 2 : xs.max() - 1]
     assert np.abs(np.median(inside.reshape(-1, 3), axis=0) - LOGO_RGB).max() < 24
     assert changed.all(axis=0)[ys.min() + 2 : ys.max() - 1, xs.min() + 2 : xs.max() - 1].all()
+
+    page.get_by_role("button", name="Русский").click()  # the storyboard speaks Russian too
+    assert page.get_by_role("button", name="Навести камеру сцены 2").count() == 1
+    assert page.get_by_label("Переход из сцены 1 в сцену 2", exact=True).input_value() == "slide"
+    assert page.inner_text("#story-shots li:nth-child(2) .shot-aim") == "ваши рамки"
     assert console.errors == []

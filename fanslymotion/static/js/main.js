@@ -34,6 +34,7 @@ const state = {
   result: null,
   progress: null, // the last status or progress shown
   blobs: [], // object URLs to release when the result changes
+  story: null, // the storyboard (issue 25)
 };
 // The photo's stage: the path played over it, a tapped subject, or the frames of the editor.
 const stage = new CameraStage("", {
@@ -567,6 +568,7 @@ function translate() {
   $("user-note").textContent = inTelegram() ? t("tma.user") : t("user.note", { id: userId() });
   if (!$("file-input").files.length) $("file-name").textContent = t("photo.none");
   stage.translate();
+  state.story?.translate();
   showFraming();
   if (preview.path) showWarning(preview.path);
   if (state.config) {
@@ -643,7 +645,8 @@ async function main() {
     setLanguage(language() === "ru" ? "en" : "ru");
     translate();
   });
-  await new Storyboard(state.config).start(); // issue 25: several photos in one video
+  state.story = new Storyboard(state.config); // issue 25: several photos in one video
+  await state.story.start();
   document.body.dataset.ready = "true";
   if (state.config.token_required && !token() && !inTelegram()) {
     askToken(false);

@@ -39,7 +39,7 @@ export class ShotCamera {
     this.dialog.replaceChildren($("shot-camera-template").content.cloneNode(true));
     apply(this.dialog);
     $("shot-camera-title").textContent = t("shotcam.title", { n });
-    Object.assign(this, { shot, resolution, aspect });
+    Object.assign(this, { shot, n, resolution, aspect });
     this.stage = new CameraStage("shot-", {
       onChange: () => this.changed(),
       kept: () => shot.camera || null,
@@ -55,6 +55,15 @@ export class ShotCamera {
     if (shot.focus) this.stage.focus.set(shot.focus.x, shot.focus.y, { quiet: true });
     if (shot.camera) this.stage.setEditing(true);
     await this.refresh();
+  }
+
+  /** Say the open dialog again in the language chosen. */
+  translate() {
+    if (!this.shot) return;
+    apply(this.dialog);
+    $("shot-camera-title").textContent = t("shotcam.title", { n: this.n });
+    this.stage.image.alt = t("story.shot", { n: this.n });
+    this.stage.translate();
   }
 
   /** The shot's aim follows the stage; the path shown follows the aim. */

@@ -107,6 +107,13 @@ export class Storyboard {
     this.draw();
   }
 
+  /** Say everything drawn here again in the language chosen. */
+  translate() {
+    this.draw();
+    this.camera.translate();
+    if (this.music) $("story-audio").onloadedmetadata?.();
+  }
+
   add(files) {
     for (const file of files.filter((f) => f.type.startsWith("image/"))) {
       if (this.shots.length >= MAX_SHOTS) break;
