@@ -11,13 +11,18 @@ import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from fanslymotion import music, video
+from fanslymotion.cluster.front import check_upload
 from fanslymotion.datadir import story_inputs
+from fanslymotion.renderer import RenderSpec
+from fanslymotion.story import parse_story
 
 from .cluster_stack import Cluster, cluster_of, wait_for
 from .storytools import photo_jpeg, tune, write_wav
@@ -147,3 +152,25 @@ def test_a_story_file_the_front_lost_fails_the_job_with_its_name(cluster: Cluste
     assert (folder / "shot-1.img").is_file()
     assert not list((worker.folder / "workers" / worker.name / "inputs").iterdir())
     assert "Traceback" not in cluster.logs()
+
+
+def _clip(path: Path, frames: int, audio: video.AudioTrack | None = None) -> Path:
+    rng = np.random.default_rng(2)
+    pictures = (rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(frames))
+    video.encode(pictures, path, width=64, height=48, fps=FPS, preset="ultrafast", audio=audio)
+    return path
+
+
+def test_the_front_checks_a_story_upload_for_its_frames_and_music(tmp_path: Path) -> None:
+    story = replace(parse_story(STORY), music=True)
+    spec = RenderSpec(duration=6, resolution="360p", motion="pan_l", fps=FPS, story=story)
+    frames = spec.frames
+    assert frames == 3 * 2 * FPS - 2 != spec.duration * FPS  # the timeline, not duration x fps
+    wav = write_wav(tmp_path / "tune.wav", tune(9.0, level=0.05))
+    track = music.prepare(wav, 0.0, frames / FPS)
+    assert check_upload(_clip(tmp_path / "ok.mp4", frames, track), spec, 64, 48) is None
+    silent = _clip(tmp_path / "silent.mp4", frames)
+    assert check_upload(silent, spec, 64, 48) == "it has no audio track, though the story has music"
+    assert check_upload(silent, replace(spec, story=replace(story, music=False)), 64, 48) is None
+    short = _clip(tmp_path / "short.mp4", frames - 1, track)
+    assert check_upload(short, spec, 64, 48) == f"it has {frames - 1} frames, not {frames}"

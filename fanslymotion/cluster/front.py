@@ -324,7 +324,7 @@ class ClusterExecutor:
         job = await self._job(fence.job_id)
         width, height = int(facts["width"]), int(facts["height"])
         problem = await asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(_probe_upload, path, spec_of(job), width, height)
+            None, functools.partial(check_upload, path, spec_of(job), width, height)
         )
         short = motion.RESOLUTIONS.get(job.resolution)
         if problem is None and short is not None and min(width, height) != short:
@@ -471,7 +471,7 @@ async def _receive(body: StreamReader, path: Path, limit: int) -> int:
     return size
 
 
-def _probe_upload(path: Path, spec: RenderSpec, width: int, height: int) -> str | None:
+def check_upload(path: Path, spec: RenderSpec, width: int, height: int) -> str | None:
     """Why an upload is not the video of `spec` (None when it is): every frame (a story's
     whole timeline), and a story's music as long as the video within a frame."""
     problem = video.check_video(path, frames=spec.frames, fps=spec.fps, width=width, height=height)
