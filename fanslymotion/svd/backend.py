@@ -381,7 +381,7 @@ class SVDRenderer(Renderer):
             out_w,
             out_h,
         )
-        passes = self._pass_store(task, (work_w, work_h), (out_w, out_h), plan, crop)
+        passes = self._pass_store(task, (work_w, work_h), (out_w, out_h), plan, crop, path)
         try:
             generated = self.working_frames(
                 first, spec, cancel=cancel, tracker=tracker, passes=passes
@@ -412,6 +412,7 @@ class SVDRenderer(Renderer):
         out_size: tuple[int, int],
         plan: PassPlan,
         crop: motion.Box,
+        path: motion.FramePath,
     ) -> PassStore | None:
         """The job's checkpoints, keyed by everything a pass's pixels depend on."""
         if task.work_dir is None:
@@ -437,8 +438,9 @@ class SVDRenderer(Renderer):
             size=checkpoints.preview_size(*out_size),
             n_frames=plan.generated,
             fps=max(1, round(plan.generation_fps)),
-            preset=spec.motion,
-            strength=spec.strength,
+            path=path,
+            stride=plan.factor,
+            frames=spec.frames,
             passes=plan.passes,
         )
         return PassStore(
