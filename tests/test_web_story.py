@@ -145,9 +145,11 @@ def _frames(site: Process, job_id: str, tmp_path: Path) -> np.ndarray:
 def _aim_shot_two(page: Any) -> dict[str, Any]:
     """Open shot 2 in the editor: frames on, Start zoomed and moved by keys, End dragged by the
     mouse, a middle frame, the path played; Escape closes it. Returns the camera it showed."""
-    page.get_by_role("button", name="Aim the camera of shot 2").click()
+    page.get_by_role("button", name="Aim the camera of shot 2").focus()
+    page.keyboard.press("Enter")  # the keyboard opens it
     page.wait_for_selector("#shot-camera[open] #shot-photo")
-    page.check("#shot-cam-custom")
+    page.focus("#shot-cam-custom")
+    page.keyboard.press("Space")
     page.wait_for_selector("#shot-camera-keys .key[aria-label^='End frame']")
     start = _camera(page)["keyframes"][0]
     page.focus("#shot-camera-keys .key[aria-label^='Start frame']")
@@ -231,6 +233,18 @@ def test_storyboard_aims_a_shot_cuts_with_a_slide_and_marks_with_a_logo(
         page.text_content("#story-logo-error")
         == "The logo must be a PNG file: logo.jpg is not one."
     )
+    noise = np.random.default_rng(1).integers(0, 256, (640, 640, 3), dtype=np.uint8)
+    big = io.BytesIO()
+    Image.fromarray(noise).save(big, format="PNG")
+    limit = site.get("/web/config")[1]["max_logo_bytes"]
+    assert len(big.getvalue()) > limit
+    page.set_input_files("#story-logo", _photo("big.png", big.getvalue(), "image/png"))
+    page.wait_for_function(
+        "() => document.getElementById('story-logo-error').textContent.includes('kB')"
+    )
+    words = f"at most {limit // 1000} kB"
+    assert words in page.text_content("#story-logo-error")
+    assert page.is_hidden("#story-logo-view")
     page.set_input_files("#story-logo", _photo("logo.png", _png((64, 32), LOGO_RGB), "image/png"))
     page.wait_for_selector("#story-logo-view:not([hidden])")
     assert page.text_content("#story-logo-error") == ""
