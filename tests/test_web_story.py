@@ -214,6 +214,15 @@ def test_storyboard_aims_a_shot_cuts_with_a_slide_and_marks_with_a_logo(
 
     camera = _aim_shot_two(page)
     assert page.inner_text("#story-shots li:nth-child(2) .shot-aim") == "your frames"
+    # Shot 3: a tap on its photo aims its camera at that point.
+    page.get_by_role("button", name="Aim the camera of shot 3").click()
+    page.wait_for_selector("#shot-camera-box[data-frames]", state="attached")
+    photo = _rect(page, "#shot-photo")
+    page.mouse.click(photo["x"] + photo["w"] * 0.3, photo["y"] + photo["h"] * 0.4)
+    focus = json.loads(page.get_attribute("#shot-focus-mark", "data-focus"))
+    assert focus == {"x": pytest.approx(0.3, abs=0.01), "y": pytest.approx(0.4, abs=0.01)}
+    page.click("#shot-camera-done")
+    assert page.inner_text("#story-shots li:nth-child(3) .shot-aim") == "your point"
 
     # The cut from shot 1 into shot 2 slides for 0.5 s; the total follows.
     before = page.text_content("#story-total")
@@ -277,6 +286,7 @@ def test_storyboard_aims_a_shot_cuts_with_a_slide_and_marks_with_a_logo(
     stored = json.loads(site.row(job_id)["story"])  # the job's own story: shot 2's frames
     assert stored["shots"][1]["aim"]["camera"] == camera
     assert stored["shots"][0]["aim"]["camera"] is None
+    assert stored["shots"][2]["aim"]["focus"] == focus
 
     # The logo is in the top-left corner: the same story without it differs only there.
     marked = _frames(site, job_id, tmp_path)
@@ -286,6 +296,7 @@ def test_storyboard_aims_a_shot_cuts_with_a_slide_and_marks_with_a_logo(
     ]
     shots[0]["transition"] = {"kind": "slide", "seconds": 0.5}
     shots[1]["camera"] = camera
+    shots[2]["focus"] = focus
     plain_story = {"shots": shots, "transition": "crossfade"}
     status, created = site.call(
         "POST",
