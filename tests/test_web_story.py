@@ -232,6 +232,11 @@ def test_storyboard_aims_a_shot_cuts_with_a_slide_and_marks_with_a_logo(
     page.wait_for_function(
         "t => document.getElementById('story-total').textContent !== t", arg=before
     )
+    before = page.text_content("#story-total")
+    page.fill("#story-transition-seconds", "0.8")  # the story's own, for the other cut
+    page.wait_for_function(
+        "t => document.getElementById('story-total').textContent !== t", arg=before
+    )
 
     # A logo: a JPEG is refused in words, a small PNG is taken; top left, fully opaque.
     page.set_input_files("#story-logo", _photo("logo.jpg", jpegs[0], "image/jpeg"))
@@ -279,7 +284,7 @@ def test_storyboard_aims_a_shot_cuts_with_a_slide_and_marks_with_a_logo(
     assert total == f"Total: {story['seconds']:.2f} s"
     assert [(s["transition"], s["transition_seconds"]) for s in story["shots"]] == [
         ("slide", 0.5),
-        ("crossfade", 0.6),
+        ("crossfade", 0.8),
         ("", 0.0),
     ]
     assert story["watermark"] == "logo"
@@ -297,7 +302,7 @@ def test_storyboard_aims_a_shot_cuts_with_a_slide_and_marks_with_a_logo(
     shots[0]["transition"] = {"kind": "slide", "seconds": 0.5}
     shots[1]["camera"] = camera
     shots[2]["focus"] = focus
-    plain_story = {"shots": shots, "transition": "crossfade"}
+    plain_story = {"shots": shots, "transition": {"kind": "crossfade", "seconds": 0.8}}
     status, created = site.call(
         "POST",
         "/job/create",

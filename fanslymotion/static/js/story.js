@@ -23,6 +23,7 @@ const FPS = 24;
 // Fields kept in localStorage by the id of their element.
 const FIELDS = {
   transition: "story-transition",
+  transitionSeconds: "story-transition-seconds",
   look: "story-look",
   resolution: "story-resolution",
   watermark: "story-watermark",
@@ -32,6 +33,12 @@ const FIELDS = {
 };
 
 const $ = (id) => document.getElementById(id);
+
+/** A transition's seconds as the service takes them: 0.3 to 1.5, in tenths. */
+function clampSeconds(value) {
+  const seconds = Math.round(Number(value) * 10) / 10 || CUT_SECONDS.default;
+  return Math.min(CUT_SECONDS.max, Math.max(CUT_SECONDS.min, seconds));
+}
 
 /** Frames a transition overlaps the next shot by, as story.py's Transition.frames counts. */
 function overlap({ kind, seconds }, fps) {
@@ -209,7 +216,7 @@ export class Storyboard {
 
   /** The story's own transition, which a cut without its own takes. */
   fallback() {
-    return { kind: $("story-transition").value, seconds: CUT_SECONDS.default };
+    return { kind: $("story-transition").value, seconds: clampSeconds($("story-transition-seconds").value) };
   }
 
   item(shot, i) {
@@ -295,15 +302,14 @@ export class Storyboard {
     kind.setAttribute("aria-label", t("story.cutKind", names));
     kind.add(new Option(t("story.cutDefault", { kind: t(`story.${$("story-transition").value}`) }), ""));
     for (const name of CUTS) kind.add(new Option(t(`story.${name}`), name, false, shot.cut?.kind === name));
-    const seconds = this.field("number", shot.cut?.seconds ?? CUT_SECONDS.default, (v) => {
-      const value = Math.round(Number(v) * 10) / 10 || CUT_SECONDS.default;
-      shot.cut = { ...shot.cut, seconds: Math.min(CUT_SECONDS.max, Math.max(CUT_SECONDS.min, value)) };
+    const seconds = this.field("number", shot.cut?.seconds ?? this.fallback().seconds, (v) => {
+      shot.cut = { ...shot.cut, seconds: clampSeconds(v) };
     });
     Object.assign(seconds, { className: "cut-seconds", min: "0.3", max: "1.5", step: "0.1" });
     seconds.setAttribute("aria-label", t("story.cutSeconds", names));
     seconds.hidden = !shot.cut || shot.cut.kind === "cut";
     kind.addEventListener("change", () => {
-      shot.cut = kind.value ? { kind: kind.value, seconds: Number(seconds.value) || CUT_SECONDS.default } : null;
+      shot.cut = kind.value ? { kind: kind.value, seconds: clampSeconds(seconds.value) } : null;
       this.changed();
       this.list.querySelectorAll(".cut-kind")[i]?.focus();
     });
@@ -340,7 +346,8 @@ export class Storyboard {
     const form = new FormData();
     form.append("user_id", String(userId()));
     form.append("resolution", $("story-resolution").value);
-    const transition = $("story-transition").value;
+    const fallback = this.fallback();
+    const transition = fallback.kind === "cut" ? "cut" : fallback;
     const mark = $("story-watermark").value.trim();
     const story = {
       shots: this.shots.map((s, i) => ({
