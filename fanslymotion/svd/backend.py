@@ -44,7 +44,6 @@ from .load import (
 )
 from .memory import Memory, is_out_of_memory, oom_message
 from .plan import (
-    _ASPECT_RATIOS,
     FIRST_PASS_MAX_GUIDANCE,
     MemoryFallback,
     PassPlan,
@@ -201,7 +200,7 @@ class SVDRenderer(Renderer):
     def working_sizes(self) -> list[tuple[int, int]]:
         """Every size a job can generate at (one per aspect), landscape first."""
         sizes: list[tuple[int, int]] = []
-        for aspect in _ASPECT_RATIOS:
+        for aspect in (a for a in motion.ASPECTS if a != "auto"):  # 16:9 first
             size = svd_working_size(aspect, self.settings.svd_size)
             if size not in sizes:
                 sizes.append(size)
