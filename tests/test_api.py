@@ -276,9 +276,9 @@ async def test_caps_answer_429(start_deployed: ServiceFactory) -> None:
     assert await client.service.store.count_jobs(status="queued") == 3
 
 
-async def test_idempotency_survives_restart(start_service: ServiceFactory, tmp_path: Path) -> None:
+async def test_idempotency_survives_restart(start_deployed: ServiceFactory, tmp_path: Path) -> None:
     data = tmp_path / "shared"
-    client = await start_service(data_dir=data)
+    client = await start_deployed(data_dir=data)
     await client.service.jobs.pause()
     payload = {
         "user_id": 5,
@@ -294,7 +294,7 @@ async def test_idempotency_survives_restart(start_service: ServiceFactory, tmp_p
     assert status == 200 and second["job_id"] == first["job_id"]
     await client.service.stop()
 
-    client = await start_service(data_dir=data)
+    client = await start_deployed(data_dir=data)
     status, third, _ = await client.request("POST", "/job/create", json=payload, headers=headers)
     assert status == 200 and third["job_id"] == first["job_id"]
     # The paused flag survived too; resume and the one job renders once.
