@@ -1,6 +1,8 @@
 // Texts of the page in English and Russian; the browser's language picks one, the switch keeps
 // the choice in localStorage.
 
+import { makeLanguage } from "./language.js";
+
 const TEXTS = {
   en: {
     "token.change": "Change token",
@@ -382,43 +384,7 @@ const TEXTS = {
   },
 };
 
-const KEY = "fanslymotion.lang";
-let lang = pick();
-
-function pick() {
-  const saved = localStorage.getItem(KEY);
-  if (saved && saved in TEXTS) return saved;
-  const wanted = navigator.languages?.length ? navigator.languages : [navigator.language || "en"];
-  return wanted.some((l) => String(l).toLowerCase().startsWith("ru")) ? "ru" : "en";
-}
-
-export function language() {
-  return lang;
-}
-
-export function setLanguage(next) {
-  lang = next in TEXTS ? next : "en";
-  localStorage.setItem(KEY, lang);
-}
-
-export function t(key, vars = {}) {
-  const text = TEXTS[lang][key] ?? TEXTS.en[key] ?? key;
-  return text.replace(/\{(\w+)\}/g, (_, name) => (name in vars ? String(vars[name]) : `{${name}}`));
-}
-
-export function has(key) {
-  return key in TEXTS[lang];
-}
-
-/** Fill every [data-i18n] element (and [data-i18n-placeholder], [data-i18n-alt]) under root. */
-export function apply(root = document) {
-  document.documentElement.lang = lang;
-  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
-  for (const el of root.querySelectorAll("[data-i18n-placeholder]")) {
-    el.placeholder = t(el.dataset.i18nPlaceholder);
-  }
-  for (const el of root.querySelectorAll("[data-i18n-alt]")) el.alt = t(el.dataset.i18nAlt);
-}
+export const { language, setLanguage, t, has, apply } = makeLanguage(TEXTS);
 
 /** The phase of a status body in the page's language: its `phase` with the pass
  * ("animating 2/4"), or, from a service that only sends `message`, that message's first word. */
