@@ -194,7 +194,7 @@ _to_planes_jit: Callable[..., None] = _jit(_to_planes)
 _scratch = threading.local()
 
 
-def _buffer(name: str, shape: tuple[int, int], dtype: type) -> Any:
+def buffer(name: str, shape: tuple[int, int], dtype: type) -> Any:
     """A per-thread buffer reused from frame to frame: a fresh multi-megabyte array costs its
     page faults every frame."""
     buffers: dict[str, Any] = _scratch.__dict__.setdefault("buffers", {})
@@ -204,10 +204,10 @@ def _buffer(name: str, shape: tuple[int, int], dtype: type) -> Any:
     return buf
 
 
-def plane_into(src: FloatPlane, box: Box, out: BytePlane) -> None:
-    """The float `box` (pixel edges, inside `src`) of a plane resampled into `out` (h, w):
-    the rows the box covers combined into the output's rows, a transpose, the same for the
-    columns, a transpose back into `out`."""
+def plane_into(src: FloatPlane, box: Box, out: BytePlane | FloatPlane) -> None:
+    """The float `box` (pixel edges, inside `src`) of a plane resampled into `out` (h, w),
+    bytes or float32: the rows the box covers combined into the output's rows, a transpose,
+    the same for the columns, a transpose back into `out`."""
     out_h, out_w = out.shape
     x0, y0, x1, y1 = box
     tx = 2 * math.ceil(2.0 * max((x1 - x0) / out_w, 1.0)) + 1
@@ -216,12 +216,16 @@ def plane_into(src: FloatPlane, box: Box, out: BytePlane) -> None:
     first_y, wy, used_y = _axis_jit(y0, y1, out_h, src.shape[0], ty)
     c0 = int(first_x[0])
     c1 = min(int(first_x[-1]) + used_x, src.shape[1])
-    columns = _buffer("columns", (out_h, c1 - c0), np.float32)
+    columns = buffer("columns", (out_h, c1 - c0), np.float32)
     _rows_jit(src, first_y, wy, used_y, c0, columns)
-    turned = _buffer("turned", (c1 - c0, out_h), np.float32)
+    turned = buffer("turned", (c1 - c0, out_h), np.float32)
     cv2.transpose(columns, turned)
-    done = _buffer("done", (out_w, out_h), np.uint8)
-    _rows_to_bytes_jit(turned, first_x - c0, wx, used_x, done)
+    if out.dtype == np.float32:
+        done = buffer("done_float", (out_w, out_h), np.float32)
+        _rows_jit(turned, first_x - c0, wx, used_x, 0, done)
+    else:
+        done = buffer("done", (out_w, out_h), np.uint8)
+        _rows_to_bytes_jit(turned, first_x - c0, wx, used_x, done)
     cv2.transpose(done, out)
 
 
