@@ -463,6 +463,50 @@ class MappedPath:
         return self.whole.roll(t)
 
 
+class PreviewPath:
+    """A path over SVD's working frames, seen on the live preview: the same windows scaled to
+    the preview's small frames and output, at the generation rate. Generated frame i becomes
+    output frame i * `stride` of `frames` once interpolated, so the preview's clip of
+    `generated` frames follows the output's camera, not a centred one."""
+
+    def __init__(
+        self,
+        path: motion.FramePath,
+        src_size: tuple[int, int],
+        out_size: tuple[int, int],
+        *,
+        stride: int,
+        generated: int,
+        frames: int,
+    ) -> None:
+        self.path = path
+        self.src_w, self.src_h = src_size
+        self.out_w, self.out_h = out_size
+        self._sx = self.src_w / path.src_w
+        self._sy = self.src_h / path.src_h
+        # Preview time t (frame t * (generated - 1)) -> the output's time of that frame.
+        self._speed = (generated - 1) * stride / (frames - 1) if frames > 1 else 0.0
+
+    @property
+    def min_box_width(self) -> float:
+        return self.path.min_box_width * self._sx
+
+    def _time(self, t: float) -> float:
+        return min(1.0, t * self._speed)
+
+    def box(self, t: float) -> motion.Box:
+        x0, y0, x1, y1 = self.path.box(self._time(t))
+        sx, sy = self._sx, self._sy
+        return (x0 * sx, y0 * sy, min(x1 * sx, float(self.src_w)), min(y1 * sy, float(self.src_h)))
+
+    def boxes(self, n_frames: int) -> Iterator[motion.Box]:
+        for i in range(n_frames):
+            yield self.box(i / (n_frames - 1) if n_frames > 1 else 0.0)
+
+    def roll(self, t: float) -> float:
+        return self.path.roll(self._time(t))
+
+
 def upscale_warning(
     path: motion.FramePath, resolution: str, scale: float = 1.0
 ) -> dict[str, Any] | None:

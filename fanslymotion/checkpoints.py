@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from .motion import FramePath
+
     FrameArray = npt.NDArray[np.uint8]
     FloatArray = npt.NDArray[np.float32]
 
@@ -95,8 +97,9 @@ class PreviewPlan:
     size: tuple[int, int]
     n_frames: int
     fps: int
-    preset: str
-    strength: float
+    path: FramePath  # the output's camera over SVD's working frames
+    stride: int  # output frames per generated frame (the interpolation factor)
+    frames: int  # the output's frame count
     passes: int
 
 
@@ -299,7 +302,7 @@ class PassStore:
         _save_npz(self.folder / STATE, state)
 
     def _write_preview(self, passes_done: int) -> None:
-        from . import motion, video
+        from . import camera, motion, video
 
         plan = self._plan
         assert plan is not None
@@ -308,14 +311,17 @@ class PassStore:
         path = self.folder / PREVIEW
         tmp = path.with_name(f".{PREVIEW}.tmp")
         width, height = plan.size
+        small_h, small_w = self._small[0].shape[:2]
+        camera_path = camera.PreviewPath(
+            plan.path,
+            (small_w, small_h),
+            plan.size,
+            stride=plan.stride,
+            generated=plan.n_frames,
+            frames=plan.frames,
+        )
         for crf in PREVIEW_CRFS:
-            frames = motion.apply_camera(
-                self._small[:count],
-                out_size=plan.size,
-                n_frames=plan.n_frames,
-                preset=plan.preset,
-                strength=plan.strength,
-            )
+            frames = motion.apply_path(self._small[:count], camera_path, plan.n_frames)
             video.encode(
                 itertools.islice(frames, count),
                 tmp,

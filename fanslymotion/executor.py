@@ -76,6 +76,11 @@ class Executor(Protocol):
     def renderer_name(self) -> str:
         """The name of the renderer that serves, or of the one loading."""
 
+    @property
+    def renders_stories(self) -> bool:
+        """Whether a story job can render here (the job service refuses one at submit, 422
+        `stories_unavailable`, where it cannot)."""
+
     def serving(self) -> tuple[str, Callable[[RenderSpec], float]] | None:
         """The serving renderer's name and its first guess of a render's seconds (nan when it
         has none); None while nothing can serve."""

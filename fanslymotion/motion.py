@@ -181,6 +181,13 @@ def _ratio(name: str) -> float:
     return b / a
 
 
+def aspect_ratio(name: str) -> float:
+    """Width over height of a named aspect ("16:9" -> 1.78); `InvalidParams` for another name."""
+    if name not in _ASPECT_RATIOS:
+        raise InvalidParams(f"unknown aspect {name!r}")
+    return 1.0 / _ratio(name)
+
+
 def _round_even(value: float) -> int:
     return max(2, 2 * round(value / 2))
 

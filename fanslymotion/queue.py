@@ -292,8 +292,7 @@ class JobQueue:
         """A story's photos, music and logo checked, each shot aimed (in an executor)."""
         if request.story is None:
             return None
-        # Only an executor that says so renders stories (the cluster's workers do not yet).
-        if not getattr(self.executor, "renders_stories", False):
+        if not self.executor.renders_stories:
             raise InvalidParams(
                 "stories are not rendered by this deployment", code="stories_unavailable"
             )

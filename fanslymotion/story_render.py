@@ -11,6 +11,7 @@ says which shot renders (`shot 2/4`), with an ETA over all of them.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -39,6 +40,19 @@ RENDERED_SHARE = 90.0
 def shot_photo_name(i: int) -> str:
     """The file of shot i's photo in the story's input folder (shot 0's is the job's input)."""
     return f"shot-{i}.img"
+
+
+def input_names(text: str) -> list[str]:
+    """The files a story (its row's JSON, `Story.to_json`) has in its input folder: the other
+    shots' photos, and its music and logo when it came with them. A cluster's worker fetches
+    these from the front."""
+    data = json.loads(text)
+    names = [shot_photo_name(i) for i in range(1, len(data["shots"]))]
+    if data.get("music"):
+        names.append(MUSIC_NAME)
+    if (data.get("watermark") or {}).get("logo"):
+        names.append(LOGO_NAME)
+    return names
 
 
 def shot_paths(task: RenderTask, shots: int) -> list[Path]:

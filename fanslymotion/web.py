@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import api_input, camera, models, motion, openapi, photo, subject
+from . import api_input, camera, models, motion, openapi, overlay, photo, subject
 from .errors import InvalidParams, UnsupportedMedia
 
 if TYPE_CHECKING:
@@ -382,6 +382,9 @@ def config_route(service_of: ServiceOf) -> Handler:
             # What /job/create and POST /camera take, so the page offers only those.
             "job_fields": sorted(models.JobParams.model_fields),
             "camera_fields": sorted(CameraBody.model_fields),
+            # A story's watermark logo (issue 25): the page refuses a file past these in words.
+            "max_logo_bytes": overlay.MAX_LOGO_BYTES,
+            "max_logo_side": overlay.MAX_LOGO_SIDE,
         }
         return web.json_response(body, headers={"Cache-Control": "no-cache"})
 

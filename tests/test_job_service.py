@@ -37,6 +37,7 @@ class MemoryExecutor:
         self.paused = False
         self.renderer: Renderer | None = None
         self.renderer_name = "motion"
+        self.renders_stories = False
 
     def serving(self) -> tuple[str, Callable[[RenderSpec], float]] | None:
         return "motion", lambda spec: math.nan

@@ -183,3 +183,55 @@ def test_the_camera_route_shows_svds_framing(tmp_path: Path) -> None:
     boxes = web.camera_path(focused, settings, "svd")["boxes"]
     # The pan ends on the focus, on the right-hand side of the photo, not its centre.
     assert boxes[-1][0] <= 0.9 * 480 <= boxes[-1][2] == pytest.approx(480, abs=0.01)
+
+
+def test_the_live_preview_follows_the_shots_camera(
+    renderer: SVDRenderer, wide_photo: Path, tmp_path: Path
+) -> None:
+    """The preview after each pass shows what the video will: its frame k is the output's
+    frame k * stride (a generated frame, kept by the interpolation) seen at the preview's
+    size, through the keyframed camera, not a centred preset."""
+    keyframes = [
+        {"t": 0, "x": 0.25, "y": 0.5, "zoom": 1.8},
+        {"t": 1, "x": 0.6, "y": 0.45, "zoom": 2.4},
+    ]
+    shot = camera.aim(camera.make_shot(camera={"keyframes": keyframes, "ease": "linear"}), None)
+    spec = RenderSpec(
+        duration=1, resolution="360p", motion="pan_r", aspect="16:9", fps=24, steps=2, seed=5
+    )
+    spec = RenderSpec(**{**spec.__dict__, "shot": shot})
+    plan = renderer.plan(spec)
+    assert plan.factor > 1  # the preview runs at the generation rate, the video at 24 fps
+    previews: list[Any] = []
+    out, work = tmp_path / "keyed.mp4", tmp_path / "work"
+    task = RenderTask("job", spec, wide_photo, out, {}, work_dir=work, on_preview=previews.append)
+    renderer.render(task, lambda report: None, threading.Event())
+    assert previews and previews[-1].frames == plan.generated
+
+    shown = np.stack(list(video.read_frames(previews[-1].path))).astype(np.float64)
+    height, width = shown.shape[1:3]
+    decoded = list(video.read_frames(out))
+    truth = np.stack(
+        [
+            np.asarray(Image.fromarray(decoded[k * plan.factor]).resize((width, height)))
+            for k in range(plan.generated)
+            if k * plan.factor < spec.frames
+        ]
+    ).astype(np.float64)
+    # The old preview: SVD's frames through the preset, centred, at the same small size.
+    image = photo.load_photo(wide_photo)
+    out_size = motion.output_size("360p", "16:9", *image.size)
+    work_size = svd_working_size("16:9", SVD_SIZE)
+    crop, _ = camera.svd_framing("pan_r", 0.5, image.size, out_size, work_size, shot=shot, seed=5)
+    first = image.resize(work_size, Image.Resampling.LANCZOS, box=crop)
+    small = [
+        np.asarray(Image.fromarray(f).resize((work_size[0] // 2 * 2, work_size[1] // 2 * 2)))
+        for f in renderer.working_frames(first, spec)
+    ]
+    old = motion.apply_camera(
+        small, out_size=(width, height), n_frames=plan.generated, preset="pan_r", strength=0.5
+    )
+    centred = np.stack(list(old))[: len(truth)].astype(np.float64)
+    near, far = _psnr(shown[: len(truth)], truth), _psnr(centred, truth)
+    print(f"preview against the video {near:.1f} dB, a centred preview {far:.1f} dB")
+    assert near > far + 6, (near, far)

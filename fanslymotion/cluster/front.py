@@ -25,11 +25,12 @@ from typing import Any
 import psycopg
 from aiohttp import StreamReader, web
 
-from .. import credentials, motion, video
+from .. import credentials, motion, music, story_render, video
 from ..config import Settings
-from ..datadir import remove_quietly
+from ..datadir import remove_quietly, story_inputs
 from ..errors import (
     Conflict,
+    FanslyError,
     InvalidParams,
     NotFound,
     PayloadTooLarge,
@@ -37,7 +38,7 @@ from ..errors import (
     Unauthorized,
     Unavailable,
 )
-from ..executor import Reports
+from ..executor import Reports, spec_of
 from ..keyed_lock import KeyedLock
 from ..loops import stop_tasks, wait_event
 from ..metrics import Metrics
@@ -262,6 +263,18 @@ class ClusterExecutor:
             raise NotFound("the photo of this job is gone")
         return self.settings.data_dir / job.input_path
 
+    async def story_file_for(self, fence: Attempt, name: str) -> Path:
+        """One of the other inputs of a story (`story_render.input_names`) to the attempt that
+        renders it now; 404 for a name the story does not have, or a file that is gone."""
+        await self._hold(fence)
+        job = await self._job(fence.job_id)
+        if not job.story or name not in story_render.input_names(job.story):
+            raise NotFound("this job's story has no such file")
+        path = story_inputs(self.settings.data_dir, job.job_id) / name
+        if not await asyncio.get_running_loop().run_in_executor(None, path.is_file):
+            raise NotFound(f"the story's {name} is gone")
+        return path
+
     async def _hold(self, fence: Attempt) -> None:
         await self._need_database()  # a worker holding a video asks again soon: no pool wait
         try:
@@ -311,15 +324,7 @@ class ClusterExecutor:
         job = await self._job(fence.job_id)
         width, height = int(facts["width"]), int(facts["height"])
         problem = await asyncio.get_running_loop().run_in_executor(
-            None,
-            functools.partial(
-                video.check_video,
-                path,
-                frames=job.duration * job.fps,
-                fps=job.fps,
-                width=width,
-                height=height,
-            ),
+            None, functools.partial(check_upload, path, spec_of(job), width, height)
         )
         short = motion.RESOLUTIONS.get(job.resolution)
         if problem is None and short is not None and min(width, height) != short:
@@ -364,6 +369,12 @@ class ClusterExecutor:
     @property
     def renderer(self) -> Renderer | None:
         return None  # the front renders nothing
+
+    @property
+    def renders_stories(self) -> bool:
+        """A worker fetches a story's other photos, music and logo (`story_file_for`) and
+        renders it as one box does (story_render)."""
+        return True
 
     @property
     def renderer_name(self) -> str:
@@ -458,6 +469,21 @@ async def _receive(body: StreamReader, path: Path, limit: int) -> int:
     finally:
         await loop.run_in_executor(None, handle.close)
     return size
+
+
+def check_upload(path: Path, spec: RenderSpec, width: int, height: int) -> str | None:
+    """Why an upload is not the video of `spec` (None when it is): every frame (a story's
+    whole timeline), and a story's music as long as the video within a frame."""
+    problem = video.check_video(path, frames=spec.frames, fps=spec.fps, width=width, height=height)
+    if problem is not None or spec.story is None or not spec.story.music:
+        return problem
+    try:
+        seconds = music.audio_seconds(path)
+    except FanslyError:
+        return "it has no audio track, though the story has music"
+    if abs(seconds - spec.frames / spec.fps) > 1.0 / spec.fps:
+        return f"its audio lasts {seconds:.2f}s, not {spec.frames / spec.fps:.2f}s"
+    return None
 
 
 def _fsync(fd: int) -> None:

@@ -1,5 +1,6 @@
 """The front's HTTP routes that only its workers use (the worker token opens them): the photo
-of the attempt a worker renders, and the upload of its finished MP4. No shared file system."""
+of the attempt a worker renders (and a story's other photos, music and logo), and the upload
+of its finished MP4. No shared file system."""
 
 from __future__ import annotations
 
@@ -20,6 +21,12 @@ def add_routes(app: web.Application, queue_of: Queue) -> None:
         path = await queue.photo_for(queue.check_worker(request))
         return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
 
+    async def story_file(request: web.Request) -> web.StreamResponse:
+        queue = queue_of(request)
+        fence = queue.check_worker(request)
+        path = await queue.story_file_for(fence, request.match_info["name"])
+        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+
     async def video(request: web.Request) -> web.Response:
         queue = queue_of(request)
         fence = queue.check_worker(request)
@@ -34,6 +41,7 @@ def add_routes(app: web.Application, queue_of: Queue) -> None:
 
     app.router.add_get("/internal/worker", hello)
     app.router.add_get("/internal/jobs/{job_id}/photo", photo)
+    app.router.add_get("/internal/jobs/{job_id}/story/{name}", story_file)
     app.router.add_put("/internal/jobs/{job_id}/video", video)
 
 

@@ -5,6 +5,7 @@ download or an upload is retried (`retrying`): network trouble with backoff for 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -47,7 +48,16 @@ async def check(resp: aiohttp.ClientResponse) -> None:
     if resp.status >= 500:
         raise ConnectionError(f"the front answered {resp.status}")
     if resp.status >= 400:
-        raise RenderError(f"the front refused: {resp.status} {await resp.text()}")
+        raise RenderError(f"the front refused it ({resp.status}: {await _reason(resp)})")
+
+
+async def _reason(resp: aiohttp.ClientResponse) -> str:
+    """The `error` of the front's error body, or the start of whatever else it sent."""
+    text = await resp.text()
+    try:
+        return str(json.loads(text)["error"])
+    except (ValueError, KeyError, TypeError):
+        return text[:200]
 
 
 async def retrying(

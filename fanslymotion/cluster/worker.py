@@ -4,7 +4,8 @@ It loads its renderer once (the same choice as the single box: SVD, or the camer
 renderer where SVD cannot run), then takes one job at a time from procrastinate. Procrastinate
 keeps its heartbeat and delivers aborts; every write to a job row names the attempt, so a
 worker that froze and came back after its job was re-run elsewhere is refused and drops it.
-The photo comes from the front and the MP4 goes back to it over HTTP (the worker token).
+The photo (a story's other photos, music and logo too) comes from the front and the MP4 goes
+back to it over HTTP (the worker token).
 
 SIGTERM or SIGINT: stop now, the running job goes back to the queue uncounted (as on one box).
 SIGUSR1: drain, i.e. finish the running job, take no new one, then exit.
@@ -18,6 +19,7 @@ import functools
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -31,14 +33,15 @@ import procrastinate
 import psycopg
 from procrastinate.job_context import JobContext
 
-from .. import checkpoints, datadir, versions
+from .. import checkpoints, datadir, story_render, versions
 from ..backends import select_renderer
 from ..camera import Shot
 from ..config import Settings
-from ..errors import Cancelled, FanslyError
+from ..errors import Cancelled, FanslyError, RenderError
 from ..loops import stop_tasks, wait_event
 from ..renderer import RenderResult, RenderSpec, RenderTask, RenderWorker
 from ..retry import Failed, Outcome, Policy, TimedOut, next_state
+from ..story import Story
 from ..vocabulary import Phase, Progress
 from .db import CONNECT_WAIT, POOL_WAIT, QUEUE, RECONNECT_FOR, TASK, Attempt, ClusterDB, Row
 from .outage import Outage, connection_error, one_line
@@ -95,7 +98,9 @@ class Worker:
         self.name = name
         self.db = db
         self.folder = settings.data_dir / "workers" / name
-        self.render_worker = RenderWorker(settings, functools.partial(select_renderer, settings))
+        self.render_worker = RenderWorker(
+            settings, functools.partial(select_renderer, settings), stories=story_render.render
+        )
         self.current: _Current | None = None
         self.state = "loading"
         self.exit_code = 0
@@ -191,12 +196,15 @@ class Worker:
         return True
 
     async def _clean_scratch(self) -> None:
-        """After a kill: drop the photos and partial videos left behind, and the checkpoints
+        """After a kill: drop the inputs and partial videos left behind, and the checkpoints
         of jobs that no longer wait or run (a job that does may come back here and resume)."""
         loop = asyncio.get_running_loop()
         for sub in ("hot", "inputs"):
             for path in await loop.run_in_executor(None, _files, self.folder / sub):
                 await loop.run_in_executor(None, datadir.remove_quietly, path)
+        for name in await loop.run_in_executor(None, _names, self.folder / "inputs"):
+            story = functools.partial(shutil.rmtree, self.folder / "inputs" / name, True)
+            await loop.run_in_executor(None, story)  # a story's other inputs
         work = self.folder / "work"
         names = await loop.run_in_executor(None, _names, work)
         if names:
@@ -345,18 +353,20 @@ class Worker:
         fence = current.fence
         folder = self.folder
         photo = folder / "inputs" / f"{fence.job_id}.img"
+        story = datadir.story_inputs(folder, fence.job_id) if row.get("story") else None
         partial = folder / "hot" / f".{fence.job_id}.partial.mp4"
         loop = asyncio.get_running_loop()
         render: asyncio.Future[RenderResult] | None = None
         timer = loop.call_later(self.settings.job_timeout, current.stop, "timeout")
         try:
-            await self._fetch_photo(fence, photo)
+            await self._fetch_inputs(fence, row, photo, story)
             task = RenderTask(
                 job_id=fence.job_id,
                 spec=_spec(row),
                 input_path=photo,
                 output_path=partial,
                 work_dir=checkpoints.work_dir(folder, fence.job_id),
+                story_dir=story,
             )
             render = asyncio.ensure_future(
                 self.render_worker.render(
@@ -414,6 +424,8 @@ class Worker:
             timer.cancel()
             for path in (photo, partial):
                 await loop.run_in_executor(None, datadir.remove_quietly, path)
+            if story is not None:
+                await loop.run_in_executor(None, functools.partial(shutil.rmtree, story, True))
 
     async def _settle_stop(self, current: _Current) -> None:
         fence = current.fence
@@ -498,24 +510,43 @@ class Worker:
             f"{self.settings.front_url}/internal/jobs/{fence.job_id}/{what}?attempt={fence.attempt}"
         )
 
-    async def _fetch_photo(self, fence: Attempt, path: Path) -> None:
-        """Stream the photo from the front to a local file (retried while the front is away)."""
+    async def _fetch_inputs(
+        self, fence: Attempt, row: Row, photo: Path, story: Path | None
+    ) -> None:
+        """The photo to `photo`; a story's other photos, music and logo into `story`."""
+        await self._fetch(fence, "photo", photo)
+        if story is not None:
+            for name in story_render.input_names(str(row["story"])):
+                await self._fetch(fence, f"story/{name}", story / name)
+
+    async def _fetch(self, fence: Attempt, what: str, path: Path) -> None:
+        """Stream one input of the attempt (`photo`, or `story/<name>`) from the front to
+        `path`, under a temporary name renamed once whole; retried while the front is away.
+        A refusal (the file is gone) raises: the attempt fails and the retry policy decides."""
         assert self._http is not None
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, lambda: path.parent.mkdir(parents=True, exist_ok=True))
+        partial = path.with_name(f".{path.name}.partial")
 
         async def once() -> None:
             assert self._http is not None
-            async with self._http.get(self._url(fence, "photo"), headers=self._headers) as resp:
-                await check(resp)
-                handle = await loop.run_in_executor(None, path.open, "wb")
+            async with self._http.get(self._url(fence, what), headers=self._headers) as resp:
+                try:
+                    await check(resp)
+                except RenderError as exc:  # e.g. the file is gone: say which
+                    raise RenderError(f"could not fetch {what}: {exc.message}") from None
+                handle = await loop.run_in_executor(None, partial.open, "wb")
                 try:
                     async for chunk in resp.content.iter_chunked(1 << 20):
                         await loop.run_in_executor(None, handle.write, chunk)
                 finally:
                     await loop.run_in_executor(None, handle.close)
+            await loop.run_in_executor(None, partial.replace, path)
 
-        await retrying(once, f"job {fence.job_id}: photo")
+        try:
+            await retrying(once, f"job {fence.job_id}: {what}")
+        finally:
+            await loop.run_in_executor(None, datadir.remove_quietly, partial)
 
     async def _upload(
         self, current: _Current, path: Path, result: RenderResult, seconds: float
@@ -599,6 +630,7 @@ def _spec(row: Row) -> RenderSpec:
         fps=int(row["fps"]),
         shot=Shot.from_json(row.get("shot")),
         steps=int(row["steps"]),
+        story=Story.from_json(str(row["story"])) if row.get("story") else None,
     )
 
 

@@ -44,7 +44,6 @@ from .load import (
 )
 from .memory import Memory, is_out_of_memory, oom_message
 from .plan import (
-    _ASPECT_RATIOS,
     FIRST_PASS_MAX_GUIDANCE,
     MemoryFallback,
     PassPlan,
@@ -201,7 +200,7 @@ class SVDRenderer(Renderer):
     def working_sizes(self) -> list[tuple[int, int]]:
         """Every size a job can generate at (one per aspect), landscape first."""
         sizes: list[tuple[int, int]] = []
-        for aspect in _ASPECT_RATIOS:
+        for aspect in (a for a in motion.ASPECTS if a != "auto"):  # 16:9 first
             size = svd_working_size(aspect, self.settings.svd_size)
             if size not in sizes:
                 sizes.append(size)
@@ -381,7 +380,7 @@ class SVDRenderer(Renderer):
             out_w,
             out_h,
         )
-        passes = self._pass_store(task, (work_w, work_h), (out_w, out_h), plan, crop)
+        passes = self._pass_store(task, (work_w, work_h), (out_w, out_h), plan, crop, path)
         try:
             generated = self.working_frames(
                 first, spec, cancel=cancel, tracker=tracker, passes=passes
@@ -412,6 +411,7 @@ class SVDRenderer(Renderer):
         out_size: tuple[int, int],
         plan: PassPlan,
         crop: motion.Box,
+        path: motion.FramePath,
     ) -> PassStore | None:
         """The job's checkpoints, keyed by everything a pass's pixels depend on."""
         if task.work_dir is None:
@@ -437,8 +437,9 @@ class SVDRenderer(Renderer):
             size=checkpoints.preview_size(*out_size),
             n_frames=plan.generated,
             fps=max(1, round(plan.generation_fps)),
-            preset=spec.motion,
-            strength=spec.strength,
+            path=path,
+            stride=plan.factor,
+            frames=spec.frames,
             passes=plan.passes,
         )
         return PassStore(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import diffusers  # noqa: F401  (a lazy module: the pipeline classes load on first use)
 
-from ..errors import InvalidParams
+from .. import motion
 from ..renderer import (
     ProgressFn,
 )
@@ -83,14 +83,6 @@ SVD_GENERATION_FPS = 6.0
 fps_id 6, diffusers' pipeline defaults to 7 and subtracts 1); the output rate is made by
 motion-compensated interpolation (fanslymotion/interpolate.py)."""
 
-_ASPECT_RATIOS: dict[str, float] = {
-    "16:9": 16 / 9,
-    "9:16": 9 / 16,
-    "1:1": 1.0,
-    "4:3": 4 / 3,
-    "3:4": 3 / 4,
-}
-
 
 def svd_motion(preset: str, strength: float) -> tuple[int, float]:
     """(motion_bucket_id, noise_aug_strength) for a preset; strength 0.5 is the preset's bucket,
@@ -115,7 +107,7 @@ def svd_noise_aug(noise_aug: float, width: int, height: int) -> float:
     less on an image it was not trained to continue (x1.25 for 1:1, x1.5 for 9:16). A heuristic
     to tune with the real weights; 16:9 sizes are unchanged."""
     # The aspect the size was made for (a small landscape size such as 128x64 is 16:9's).
-    ratio = min(_ASPECT_RATIOS.values(), key=lambda r: abs(math.log(width / height / r)))
+    ratio = motion.aspect_ratio(motion.aspect_of(width, height))
     distance = abs(math.log(ratio / (16 / 9))) / math.log(16 / 9)
     return noise_aug * (1 + 0.25 * min(2.0, distance))
 
@@ -181,9 +173,7 @@ def svd_working_size(aspect: str, long_side: int) -> tuple[int, int]:
     a size whose aspect is off by a factor q keeps its area divided by q. Ties go to the closer
     aspect. 1024 gives 1024x576, 576x1024, 768x768, 896x640 and 640x896.
     """
-    ratio = _ASPECT_RATIOS.get(aspect)
-    if ratio is None:
-        raise InvalidParams(f"unknown aspect {aspect!r}")
+    ratio = motion.aspect_ratio(aspect)
     side = max(64, long_side - long_side % 64)
     budget = side * max(64, round(side * 9 / 16 / 64) * 64)
     best = (64, 64)

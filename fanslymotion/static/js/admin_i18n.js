@@ -1,6 +1,8 @@
 // Texts of the operator's page in English and Russian; the user page's language choice
 // (localStorage) is shared.
 
+import { makeLanguage } from "./language.js";
+
 const TEXTS = {
   en: {
     "title": "FanslyMotion · operator",
@@ -206,32 +208,4 @@ const TEXTS = {
   },
 };
 
-const KEY = "fanslymotion.lang";
-let lang = pick();
-
-function pick() {
-  const kept = localStorage.getItem(KEY);
-  if (kept && kept in TEXTS) return kept;
-  return (navigator.language || "en").toLowerCase().startsWith("ru") ? "ru" : "en";
-}
-
-export function language() {
-  return lang;
-}
-
-export function setLanguage(next) {
-  lang = next in TEXTS ? next : "en";
-  localStorage.setItem(KEY, lang);
-}
-
-export function t(key, vars = {}) {
-  const text = TEXTS[lang][key] ?? TEXTS.en[key] ?? key;
-  return text.replace(/\{(\w+)\}/g, (_, name) => (name in vars ? String(vars[name]) : `{${name}}`));
-}
-
-/** Fill every [data-i18n] element under root. */
-export function apply(root = document) {
-  document.documentElement.lang = lang;
-  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
-  document.title = t("title");
-}
+export const { language, setLanguage, t, apply } = makeLanguage(TEXTS, { titleKey: "title" });

@@ -17,8 +17,9 @@ const round = (v) => Math.round(v * 10000) / 10000;
 export class CameraEditor {
   /**
    * `image`: the photo's <img>; `layer`: the element over it that holds the frames; `controls`:
-   * { zoom (range), middle (button), ease (select), selected (output) }; `onChange()` is called
-   * after every change (a drag calls it once it ends).
+   * { zoom (range), middle (button), ease (select), selected (output), help (the id of the
+   * words that say how to move a frame) }; `onChange()` is called after every change (a drag
+   * calls it once it ends). Each stage (stage.js) has its own editor over its own elements.
    */
   constructor({ image, layer, controls, onChange }) {
     Object.assign(this, { image, layer, controls, onChange });
@@ -128,7 +129,7 @@ export class CameraEditor {
         const tag = document.createElement("span");
         tag.className = "tag";
         frame.append(tag);
-        frame.setAttribute("aria-describedby", "camera-help");
+        frame.setAttribute("aria-describedby", this.controls.help);
         frame.addEventListener("focus", () => this.select(i));
         frame.addEventListener("keydown", (e) => this.key(e, i));
         return frame;

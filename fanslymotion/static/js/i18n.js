@@ -1,6 +1,8 @@
 // Texts of the page in English and Russian; the browser's language picks one, the switch keeps
 // the choice in localStorage.
 
+import { makeLanguage } from "./language.js";
+
 const TEXTS = {
   en: {
     "token.change": "Change token",
@@ -127,6 +129,27 @@ const TEXTS = {
     "story.sending": "Sending the story…",
     "story.progress": "Rendering: {p}%{step}",
     "story.done": "Ready: {s} s",
+    "story.camera": "Camera…",
+    "story.cameraOf": "Aim the camera of shot {n}",
+    "shotcam.title": "Camera of shot {n}",
+    "shotcam.done": "Done",
+    "story.transitionSeconds": "Transition, seconds",
+    "story.cutKind": "Transition from shot {n} into shot {m}",
+    "story.cutSeconds": "Seconds of the transition from shot {n} into shot {m}",
+    "story.cutDefault": "As the story: {kind}",
+    "story.logo": "Logo for the watermark",
+    "story.logoRemove": "Remove the logo",
+    "story.corner": "Corner",
+    "story.opacity": "Opacity",
+    "corner.bottom_right": "Bottom right",
+    "corner.bottom_left": "Bottom left",
+    "corner.top_right": "Top right",
+    "corner.top_left": "Top left",
+    "logo.limits": "The logo is a PNG file of at most {kb} kB and {px} pixels a side; it replaces the watermark's text.",
+    "logo.notPng": "The logo must be a PNG file: {name} is not one.",
+    "logo.tooLarge": "This logo is {kb} kB: the service takes at most {max} kB.",
+    "logo.tooWide": "This logo is {w}×{h} pixels: the service takes at most {max} pixels a side.",
+    "logo.unreadable": "{name} could not be read as a picture.",
     "result.title": "Your video",
     "result.download": "Download",
     "result.variant": "Another variant",
@@ -295,6 +318,27 @@ const TEXTS = {
     "story.sending": "Отправляю историю…",
     "story.progress": "Создание: {p}%{step}",
     "story.done": "Готово: {s} с",
+    "story.camera": "Камера…",
+    "story.cameraOf": "Навести камеру сцены {n}",
+    "shotcam.title": "Камера сцены {n}",
+    "shotcam.done": "Готово",
+    "story.transitionSeconds": "Переход, секунды",
+    "story.cutKind": "Переход из сцены {n} в сцену {m}",
+    "story.cutSeconds": "Секунды перехода из сцены {n} в сцену {m}",
+    "story.cutDefault": "Как у истории: {kind}",
+    "story.logo": "Логотип для водяного знака",
+    "story.logoRemove": "Убрать логотип",
+    "story.corner": "Угол",
+    "story.opacity": "Непрозрачность",
+    "corner.bottom_right": "Справа внизу",
+    "corner.bottom_left": "Слева внизу",
+    "corner.top_right": "Справа вверху",
+    "corner.top_left": "Слева вверху",
+    "logo.limits": "Логотип — файл PNG не больше {kb} КБ и {px} пикселей по стороне; он заменяет текст водяного знака.",
+    "logo.notPng": "Логотип должен быть файлом PNG, а {name} — не PNG.",
+    "logo.tooLarge": "Этот логотип весит {kb} КБ, а сервис принимает не больше {max} КБ.",
+    "logo.tooWide": "Этот логотип {w}×{h} пикселей, а сервис принимает не больше {max} пикселей по стороне.",
+    "logo.unreadable": "Не удалось прочитать {name} как картинку.",
     "result.title": "Ваше видео",
     "result.download": "Скачать",
     "result.variant": "Другой вариант",
@@ -340,43 +384,7 @@ const TEXTS = {
   },
 };
 
-const KEY = "fanslymotion.lang";
-let lang = pick();
-
-function pick() {
-  const saved = localStorage.getItem(KEY);
-  if (saved && saved in TEXTS) return saved;
-  const wanted = navigator.languages?.length ? navigator.languages : [navigator.language || "en"];
-  return wanted.some((l) => String(l).toLowerCase().startsWith("ru")) ? "ru" : "en";
-}
-
-export function language() {
-  return lang;
-}
-
-export function setLanguage(next) {
-  lang = next in TEXTS ? next : "en";
-  localStorage.setItem(KEY, lang);
-}
-
-export function t(key, vars = {}) {
-  const text = TEXTS[lang][key] ?? TEXTS.en[key] ?? key;
-  return text.replace(/\{(\w+)\}/g, (_, name) => (name in vars ? String(vars[name]) : `{${name}}`));
-}
-
-export function has(key) {
-  return key in TEXTS[lang];
-}
-
-/** Fill every [data-i18n] element (and [data-i18n-placeholder], [data-i18n-alt]) under root. */
-export function apply(root = document) {
-  document.documentElement.lang = lang;
-  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
-  for (const el of root.querySelectorAll("[data-i18n-placeholder]")) {
-    el.placeholder = t(el.dataset.i18nPlaceholder);
-  }
-  for (const el of root.querySelectorAll("[data-i18n-alt]")) el.alt = t(el.dataset.i18nAlt);
-}
+export const { language, setLanguage, t, has, apply } = makeLanguage(TEXTS);
 
 /** The phase of a status body in the page's language: its `phase` with the pass
  * ("animating 2/4"), or, from a service that only sends `message`, that message's first word. */

@@ -15,9 +15,7 @@ import { Gallery, ratioName } from "./gallery.js";
 import { apply, language, phase, setLanguage, t } from "./i18n.js";
 import { keepPhoto, photoOf } from "./photos.js";
 import { PhotoPicker } from "./picker.js";
-import { CameraEditor } from "./editor.js";
-import { FocusPoint } from "./focus.js";
-import { CameraPreview } from "./preview.js";
+import { CameraStage } from "./stage.js";
 import { upscaleWarning } from "./upscale.js";
 import { Storyboard } from "./story.js";
 
@@ -31,31 +29,24 @@ const state = {
   config: null,
   photo: null, // the File chosen in the form
   picker: null,
-  editing: false, // the camera is aimed with the editor, not a preset
   jobId: null,
   watching: null, // AbortController of the event stream being read
   result: null,
   progress: null, // the last status or progress shown
   blobs: [], // object URLs to release when the result changes
+  story: null, // the storyboard (issue 25)
 };
-const preview = new CameraPreview($("photo"), $("camera-box"), pathArrived);
-const focus = new FocusPoint({
-  image: $("photo"),
-  mark: $("focus-mark"),
-  clear: $("focus-clear"),
+// The photo's stage: the path played over it, a tapped subject, or the frames of the editor.
+const stage = new CameraStage("", {
   onChange: () => optionsChanged(),
-});
-const editor = new CameraEditor({
-  image: $("photo"),
-  layer: $("camera-keys"),
-  controls: {
-    zoom: $("cam-zoom"),
-    middle: $("cam-middle"),
-    ease: $("cam-ease"),
-    selected: $("cam-selected"),
+  onPath: (path) => showWarning(path),
+  onEditing: (on) => {
+    $("opt-motion").disabled = on;
+    showFraming();
   },
-  onChange: () => optionsChanged(),
+  kept: () => (state.keptCamera ? readOptions().camera : null),
 });
+const { preview, focus, editor } = stage;
 const gallery = new Gallery($("gallery"), {
   play: (jobId) => showResult(jobId, { scroll: true }),
   download: (jobId) => download(jobId),
@@ -193,8 +184,9 @@ function options() {
     strength: Number(form.namedItem("strength").value),
   };
   if (offers("fps") && form.namedItem("fps").value) out.fps = Number(form.namedItem("fps").value);
-  if (offers("camera") && state.editing && editor.keys.length >= 2) out.camera = editor.value();
-  if (offers("focus") && !state.editing && focus.value()) out.focus = focus.value();
+  const aim = stage.aim();
+  if (offers("camera") && aim.camera) out.camera = aim.camera;
+  if (offers("focus") && aim.focus) out.focus = aim.focus;
   if (offers("loop")) out.loop = form.namedItem("loop").checked;
   const seed = form.namedItem("seed").value.trim();
   return seed === "" ? out : { ...out, seed: Number(seed) };
@@ -208,24 +200,13 @@ function cameraParams() {
 
 function optionsChanged() {
   $("strength-value").value = $("opt-strength").value;
-  const kept = { seed: "", ...options(), editing: Boolean(state.editing) };
+  const kept = { seed: "", ...options(), editing: stage.editing };
   localStorage.setItem(OPTIONS_KEY, JSON.stringify(kept));
   showFraming();
   refreshPreview();
 }
 
 // -- the camera editor and the resolution warning -------------------------------------------
-
-/** Each path from /camera: the editor learns the output's shape, the warning is redone. */
-function pathArrived(path) {
-  const aspect = path.output.width / path.output.height;
-  if (state.editing && !editor.keys.length) {
-    editor.reset(editor.keysFrom(path, state.keptCamera && readOptions().camera), aspect);
-    setTimeout(optionsChanged); // the path through these frames, in place of the preset's
-  }
-  editor.setAspect(aspect);
-  showWarning(path);
-}
 
 function showWarning(path) {
   const resolution = $("opt-resolution").value;
@@ -243,30 +224,6 @@ function useLower() {
   $("opt-resolution").value = $("upscale-lower").dataset.resolution;
   optionsChanged();
   $("opt-resolution").focus();
-}
-
-/** The editor on or off: on, it starts from the path shown (or the one kept from before). */
-function setEditing(on) {
-  state.editing = on && offers("camera");
-  $("cam-custom").checked = state.editing;
-  $("cam-tools").hidden = !state.editing;
-  $("camera-keys").hidden = !state.editing;
-  $("stage").classList.toggle("editing", state.editing);
-  $("opt-motion").disabled = state.editing;
-  showFraming();
-  setPlaying(false);
-  if (state.editing && preview.path) {
-    const aspect = preview.path.output.width / preview.path.output.height;
-    editor.reset(editor.keysFrom(preview.path, state.keptCamera && readOptions().camera), aspect);
-  }
-  if (!state.editing) editor.keys = [];
-}
-
-function setPlaying(on) {
-  $("stage").classList.toggle("playing", on);
-  $("cam-play").setAttribute("aria-pressed", String(on));
-  $("cam-play").textContent = t(on ? "cam.stop" : "cam.play");
-  if (on) preview.restart();
 }
 
 async function refreshPreview() {
@@ -296,7 +253,7 @@ async function refreshPreview() {
 
 /** How the camera is aimed, in words: the subject found, or the user's own path. */
 function showFraming() {
-  const framing = state.editing ? "camera" : focus.value() ? "focus" : state.subject?.framing;
+  const framing = stage.editing ? "camera" : focus.value() ? "focus" : state.subject?.framing;
   $("framing").textContent = framing ? t(`framing.${framing}`) : "";
 }
 
@@ -610,10 +567,9 @@ function translate() {
   // Inside Telegram the user is the Telegram account, not this browser's random id.
   $("user-note").textContent = inTelegram() ? t("tma.user") : t("user.note", { id: userId() });
   if (!$("file-input").files.length) $("file-name").textContent = t("photo.none");
-  editor.draw();
-  focus.draw();
+  stage.translate();
+  state.story?.translate();
   showFraming();
-  $("cam-play").textContent = t($("stage").classList.contains("playing") ? "cam.stop" : "cam.play");
   if (preview.path) showWarning(preview.path);
   if (state.config) {
     fillOptions();
@@ -667,15 +623,8 @@ async function main() {
     optionsChanged();
   });
   $("camera-edit").hidden = !offers("camera");
-  $("cam-custom").addEventListener("change", () => {
-    setEditing($("cam-custom").checked);
-    optionsChanged();
-  });
-  $("cam-play").addEventListener("click", () => {
-    setPlaying(!$("stage").classList.contains("playing"));
-  });
   $("upscale-lower").addEventListener("click", useLower);
-  if (readOptions().editing) setEditing(true);
+  if (readOptions().editing && offers("camera")) stage.setEditing(true);
   $("token-form").addEventListener("submit", saveToken);
   $("token-change").addEventListener("click", () => askToken(false));
   $("job-cancel").addEventListener("click", () => {
@@ -696,7 +645,8 @@ async function main() {
     setLanguage(language() === "ru" ? "en" : "ru");
     translate();
   });
-  await new Storyboard(state.config.fps).start(); // issue 25: several photos in one video
+  state.story = new Storyboard(state.config); // issue 25: several photos in one video
+  await state.story.start();
   document.body.dataset.ready = "true";
   if (state.config.token_required && !token() && !inTelegram()) {
     askToken(false);

@@ -16,8 +16,9 @@ export class CameraPreview {
     this.tick = this.tick.bind(this);
   }
 
-  /** Fetch the path for the photo's size and these parameters, then animate it. */
-  async show(params) {
+  /** Fetch the path for the photo's size and these parameters, then animate it (over
+   * `seconds` when given: a story's shot lasts its own length, which /camera may not take). */
+  async show(params, seconds = null) {
     const width = this.image.naturalWidth;
     const height = this.image.naturalHeight;
     if (!width || !height) return;
@@ -29,6 +30,7 @@ export class CameraPreview {
       const path = await request("/camera", { method: "POST", json, signal: pending.signal });
       if (pending.signal.aborted) return;
       this.path = path;
+      this.seconds = seconds || path.duration;
       this.started = performance.now();
       this.box.dataset.frames = String(path.frames);
       this.box.dataset.output = `${path.output.width}x${path.output.height}`;
@@ -59,7 +61,7 @@ export class CameraPreview {
     const boxes = path.boxes;
     // Position along the clip, looping; frames are evenly spread from t = 0 to t = 1.
     // (A frame's timestamp may be a little older than the moment the path arrived.)
-    const t = (Math.max(0, now - this.started) / 1000 / path.duration) % 1;
+    const t = (Math.max(0, now - this.started) / 1000 / this.seconds) % 1;
     const at = t * (boxes.length - 1);
     const i = Math.min(boxes.length - 1, Math.floor(at));
     const j = Math.min(boxes.length - 1, i + 1);
