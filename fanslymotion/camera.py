@@ -295,9 +295,9 @@ def plan(
 ) -> motion.FramePath:
     """The path a clip follows over a source of `src_size` (the photo, or SVD's frames).
 
-    `roll` adds the seed's slight roll. The service leaves it off: a rolled frame is not
-    separable and costs about 7x an upright one to keep its sub-pixel exactness (0.015 px;
-    3x at 0.04 px with a cubic rotation), see docs/benchmarks.md."""
+    `roll` adds the seed's slight roll: the camera-motion renderer asks for it (its compiled
+    YUV frames roll for about 4x an upright frame's CPU, `rotation`); the Pillow frames (SVD's
+    camera, stories) leave it off, a rolled Pillow frame costing about 7x, docs/benchmarks.md."""
     if shot.keyframes:
         return KeyframePath(shot.keyframes, shot.ease, src_size, out_size, loop=shot.loop)
     subject = shot.subject

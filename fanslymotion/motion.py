@@ -562,16 +562,19 @@ def _render(
     times = [i / (n_frames - 1) if n_frames > 1 else 0.0 for i in range(n_frames)]
     angles = [path.roll(t) for t in times]
     small, sx, sy = shrink_for_path(source, path, OVERSAMPLE**2 if any(angles) else None)
-    padded = rolling.padded(small) if any(angles) else small
-    planes = None
+    padded = rolling.padded(small) if any(angles) and not yuv else small
+    planes = turning = None
     if yuv:
-        from . import resample  # numba: loaded only by the renderer that needs it
+        from . import resample, rotation  # numba: loaded only by the renderer that needs it
 
         planes = resample.YUVSource(small)
+        turning = rotation.RolledSource(planes) if any(angles) else None
 
     def frame(box: tuple[float, float, float, float], angle: float) -> np.ndarray:
         x0, y0, x1, y1 = box
         scaled = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+        if angle and turning is not None:
+            return turning.frame(scaled, angle, size)
         if angle:
             rolled = rolling.rolled(padded, scaled, angle, size, OVERSAMPLE, _FRAME_FILTER)
             return rolled if planes is None else planes.to_i420(rolled)

@@ -18,6 +18,7 @@ Pure engine: nothing of the service.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -68,68 +69,171 @@ def weights(
     return first, w.astype(np.float32)
 
 
-def _rows(
-    src: FloatPlane, first: npt.NDArray[np.int64], w: FloatPlane, c0: int, c1: int, out: FloatPlane
-) -> None:
-    """out[i] = sum over k of w[i, k] * src[first[i] + k, c0:c1]."""
-    n, taps = w.shape
-    width = c1 - c0
-    acc = np.empty(width, np.float32)
-    for i in range(n):
-        for j in range(width):
-            acc[j] = 0.0
+_A = -0.5  # the bicubic kernel's parameter, Pillow's
+
+
+def _axis(
+    low: float, high: float, out: int, size: int, taps: int
+) -> tuple[npt.NDArray[np.int64], FloatPlane, int]:
+    """`weights` compiled, with the number of taps any output pixel uses (the last are zero
+    for every pixel when the window's width rounds down)."""
+    scale = (high - low) / out
+    widen = max(scale, 1.0)
+    support = 2.0 * widen
+    first = np.empty(out, np.int64)
+    w = np.zeros((out, taps), np.float32)
+    tmp = np.empty(taps, np.float64)
+    used = 1
+    for i in range(out):
+        centre = low + (i + 0.5) * scale
+        f = max(int(centre - support + 0.5), 0)
+        end = min(int(centre + support + 0.5), size)
+        total = 0.0
         for k in range(taps):
-            wk = w[i, k]
-            if wk != 0.0:
-                row = src[first[i] + k, c0:c1]
-                for j in range(width):
-                    acc[j] += wk * row[j]
+            v = 0.0
+            if f + k < end:
+                x = abs((f + k - centre + 0.5) / widen)
+                if x < 1.0:
+                    v = ((_A + 2.0) * x - (_A + 3.0)) * x * x + 1.0
+                elif x < 2.0:
+                    v = (((x - 5.0) * x + 8.0) * x - 4.0) * _A
+            tmp[k] = v
+            total += v
+        for k in range(taps):
+            w[i, k] = tmp[k] / total
+            if tmp[k] != 0.0 and k >= used:
+                used = k + 1
+        first[i] = f
+    return first, w, used
+
+
+def _sweep(
+    src: FloatPlane,
+    first: npt.NDArray[np.int64],
+    w: FloatPlane,
+    used: int,
+    i: int,
+    c0: int,
+    acc: FloatPlane,
+) -> None:
+    """acc = sum over k of w[i, k] * src[first[i] + k, c0:]: three source rows per sweep, so
+    the accumulator is loaded and stored once per three taps."""
+    width = acc.shape[0]
+    c1 = c0 + width
+    f = first[i]
+    used = min(used, src.shape[0] - f)  # past the plane's edge the weights are zero
+    w0 = w[i, 0]
+    s0 = src[f, c0:c1]
+    for j in range(width):
+        acc[j] = w0 * s0[j]
+    k = 1
+    while k + 2 < used:
+        a, b, c = w[i, k], w[i, k + 1], w[i, k + 2]
+        sa, sb, sc = src[f + k, c0:c1], src[f + k + 1, c0:c1], src[f + k + 2, c0:c1]
+        for j in range(width):
+            acc[j] += a * sa[j] + b * sb[j] + c * sc[j]
+        k += 3
+    while k < used:
+        a = w[i, k]
+        if a != 0.0:
+            sa = src[f + k, c0:c1]
+            for j in range(width):
+                acc[j] += a * sa[j]
+        k += 1
+
+
+def _rows(
+    src: FloatPlane,
+    first: npt.NDArray[np.int64],
+    w: FloatPlane,
+    used: int,
+    c0: int,
+    out: FloatPlane,
+) -> None:
+    """out[i] = sum over k of w[i, k] * src[first[i] + k, c0:c0 + out's width]."""
+    acc = np.empty(out.shape[1], np.float32)
+    for i in range(out.shape[0]):
+        _sweep_jit(src, first, w, used, i, c0, acc)
         out[i, :] = acc
 
 
 def _rows_to_bytes(
-    src: FloatPlane, first: npt.NDArray[np.int64], w: FloatPlane, out: BytePlane
+    src: FloatPlane, first: npt.NDArray[np.int64], w: FloatPlane, used: int, out: BytePlane
 ) -> None:
     """`_rows` over whole rows, rounded and clipped into bytes."""
-    n, taps = w.shape
-    width = src.shape[1]
-    acc = np.empty(width, np.float32)
-    for i in range(n):
-        for j in range(width):
-            acc[j] = 0.5
-        for k in range(taps):
-            wk = w[i, k]
-            if wk != 0.0:
-                row = src[first[i] + k]
-                for j in range(width):
-                    acc[j] += wk * row[j]
+    acc = np.empty(src.shape[1], np.float32)
+    for i in range(out.shape[0]):
+        _sweep_jit(src, first, w, used, i, 0, acc)
         line = out[i]
-        for j in range(width):
-            v = acc[j]
-            line[j] = np.uint8(0.0 if v < 0.0 else (255.0 if v > 255.0 else v))
+        for j in range(acc.shape[0]):
+            line[j] = np.uint8(min(max(acc[j] + 0.5, 0.0), 255.0))
 
 
+def _to_planes(rgb: npt.NDArray[np.uint8], luma: FloatPlane, chroma: FloatPlane) -> None:
+    """BT.709 TV-range Y into `luma`, Cb and Cr into `chroma` (h, w, 2), at full size."""
+    m = _MATRIX_C
+    for r in range(rgb.shape[0]):
+        for c in range(rgb.shape[1]):
+            red, green = np.float32(rgb[r, c, 0]), np.float32(rgb[r, c, 1])
+            blue = np.float32(rgb[r, c, 2])
+            luma[r, c] = m[0, 0] * red + m[0, 1] * green + m[0, 2] * blue + np.float32(16.0)
+            chroma[r, c, 0] = m[1, 0] * red + m[1, 1] * green + m[1, 2] * blue + np.float32(128.0)
+            chroma[r, c, 1] = m[2, 0] * red + m[2, 1] * green + m[2, 2] * blue + np.float32(128.0)
+
+
+_MATRIX_C = _MATRIX
 _jit: Any = numba.njit(nogil=True, cache=True, fastmath=True)
-# Compiled on first use (about a second, then cached beside this file); nogil, so the render
+# Compiled on first use (a few seconds, then cached beside this file); nogil, so the render
 # threads run them in parallel.
+_axis_jit: Callable[..., tuple[npt.NDArray[np.int64], FloatPlane, int]] = _jit(_axis)
+_sweep_jit: Callable[..., None] = _jit(_sweep)
 _rows_jit: Callable[..., None] = _jit(_rows)
 _rows_to_bytes_jit: Callable[..., None] = _jit(_rows_to_bytes)
+_to_planes_jit: Callable[..., None] = _jit(_to_planes)
+
+_scratch = threading.local()
+
+
+def buffer(name: str, shape: tuple[int, int], dtype: type) -> Any:
+    """A per-thread buffer reused from frame to frame: a fresh multi-megabyte array costs its
+    page faults every frame."""
+    buffers: dict[str, Any] = _scratch.__dict__.setdefault("buffers", {})
+    buf = buffers.get(name)
+    if buf is None or buf.shape != shape:
+        buf = buffers[name] = np.empty(shape, dtype)
+    return buf
+
+
+def plane_into(src: FloatPlane, box: Box, out: BytePlane | FloatPlane) -> None:
+    """The float `box` (pixel edges, inside `src`) of a plane resampled into `out` (h, w),
+    bytes or float32: the rows the box covers combined into the output's rows, a transpose,
+    the same for the columns, a transpose back into `out`."""
+    out_h, out_w = out.shape
+    x0, y0, x1, y1 = box
+    tx = 2 * math.ceil(2.0 * max((x1 - x0) / out_w, 1.0)) + 1
+    ty = 2 * math.ceil(2.0 * max((y1 - y0) / out_h, 1.0)) + 1
+    first_x, wx, used_x = _axis_jit(x0, x1, out_w, src.shape[1], tx)
+    first_y, wy, used_y = _axis_jit(y0, y1, out_h, src.shape[0], ty)
+    c0 = int(first_x[0])
+    c1 = min(int(first_x[-1]) + used_x, src.shape[1])
+    columns = buffer("columns", (out_h, c1 - c0), np.float32)
+    _rows_jit(src, first_y, wy, used_y, c0, columns)
+    turned = buffer("turned", (c1 - c0, out_h), np.float32)
+    cv2.transpose(columns, turned)
+    if out.dtype == np.float32:
+        done = buffer("done_float", (out_w, out_h), np.float32)
+        _rows_jit(turned, first_x - c0, wx, used_x, 0, done)
+    else:
+        done = buffer("done", (out_w, out_h), np.uint8)
+        _rows_to_bytes_jit(turned, first_x - c0, wx, used_x, done)
+    cv2.transpose(done, out)
 
 
 def plane(src: FloatPlane, box: Box, size: tuple[int, int]) -> BytePlane:
     """The float `box` (pixel edges, inside `src`) of a plane resampled to `size` (w, h)."""
-    out_w, out_h = size
-    x0, y0, x1, y1 = box
-    first_x, wx = weights(x0, x1, out_w, src.shape[1])
-    first_y, wy = weights(y0, y1, out_h, src.shape[0])
-    c0 = int(first_x[0])
-    c1 = min(int(first_x[-1]) + wx.shape[1], src.shape[1])
-    columns = np.empty((out_h, c1 - c0), np.float32)
-    _rows_jit(src, first_y, wy, c0, c1, columns)
-    turned = np.ascontiguousarray(cv2.transpose(columns))
-    out = np.empty((out_w, out_h), np.uint8)
-    _rows_to_bytes_jit(turned, first_x - c0, wx, out)
-    return np.asarray(cv2.transpose(out))
+    out = np.empty((size[1], size[0]), np.uint8)
+    plane_into(src, box, out)
+    return out
 
 
 class YUVSource:
@@ -138,12 +242,13 @@ class YUVSource:
     def __init__(self, image: Image.Image) -> None:
         rgb = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
         self.width, self.height = image.size
-        yuv = cv2.transform(rgb.astype(np.float32), _MATRIX) + _OFFSET
-        self.luma: FloatPlane = np.ascontiguousarray(yuv[:, :, 0], dtype=np.float32)
+        self.luma: FloatPlane = np.empty((self.height, self.width), np.float32)
+        full = np.empty((self.height, self.width, 2), np.float32)
+        _to_planes_jit(np.ascontiguousarray(rgb), self.luma, full)
         half = (max(1, self.width // 2), max(1, self.height // 2))
-        chroma = cv2.resize(yuv[:, :, 1:], half, interpolation=cv2.INTER_AREA)
-        self.cb: FloatPlane = np.ascontiguousarray(chroma[:, :, 0], dtype=np.float32)
-        self.cr: FloatPlane = np.ascontiguousarray(chroma[:, :, 1], dtype=np.float32)
+        chroma = cv2.resize(full, half, interpolation=cv2.INTER_AREA)
+        self.cb: FloatPlane = np.ascontiguousarray(chroma[:, :, 0])
+        self.cr: FloatPlane = np.ascontiguousarray(chroma[:, :, 1])
         self.chroma_scale = (half[0] / self.width, half[1] / self.height)
 
     def frame(self, box: Box, size: tuple[int, int]) -> BytePlane:
@@ -152,13 +257,14 @@ class YUVSource:
         out_w, out_h = size
         sx, sy = self.chroma_scale
         half = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
-        small = (out_w // 2, out_h // 2)
-        parts = (
-            plane(self.luma, box, size),
-            plane(self.cb, half, small),
-            plane(self.cr, half, small),
-        )
-        return np.concatenate([p.ravel() for p in parts]).reshape(out_h * 3 // 2, out_w)
+        frame = np.empty((out_h * 3 // 2, out_w), np.uint8)
+        flat = frame.reshape(-1)
+        luma, quarter = out_w * out_h, (out_w // 2) * (out_h // 2)
+        small = (out_h // 2, out_w // 2)
+        plane_into(self.luma, box, frame[:out_h])
+        plane_into(self.cb, half, flat[luma : luma + quarter].reshape(small))
+        plane_into(self.cr, half, flat[luma + quarter :].reshape(small))
+        return frame
 
     @staticmethod
     def to_i420(rgb: npt.NDArray[np.uint8]) -> BytePlane:
@@ -178,4 +284,4 @@ def to_i420(rgb: npt.NDArray[np.uint8]) -> BytePlane:
 def warm() -> None:
     """Load (or compile, the first time on a machine) the kernels now: about a second that
     the first clip of a process would otherwise pay."""
-    plane(np.zeros((8, 8), np.float32), (0.0, 0.0, 8.0, 8.0), (4, 4))
+    YUVSource(Image.new("RGB", (8, 8))).frame((0.0, 0.0, 8.0, 8.0), (4, 4))

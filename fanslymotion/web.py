@@ -303,7 +303,9 @@ def camera_path(
     shot = camera.aim(ask.shot, found)
     crop = _working_size(renderer, aspect, settings)
     if crop is None:
-        path = camera.plan(ask.preset, ask.strength, size, (out_w, out_h), shot=shot, seed=ask.seed)
+        path = camera.plan(  # rolled as the motion renderer rolls it: the same fitted boxes
+            ask.preset, ask.strength, size, (out_w, out_h), shot=shot, seed=ask.seed, roll=True
+        )
         boxes = list(path.boxes(frames))
     else:  # SVD: the working crop the shot needs, the path over its frames (camera.svd_framing)
         (cx0, cy0, cx1, _), inner = camera.svd_framing(

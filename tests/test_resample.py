@@ -96,3 +96,23 @@ def test_yuv_frames_need_even_sizes(photo: Image.Image) -> None:
         motion.render_path_yuv(photo, path, 4)
     with pytest.raises(ValueError, match="pix_fmt"):
         video.encode([], Path("x.mp4"), width=2, height=2, fps=24, pix_fmt="nv12")
+
+
+def test_rolled_yuv_frames_follow_the_rolled_window(photo: Image.Image) -> None:
+    from .test_camera import rolled_errors
+
+    path = motion.CameraPath("micro", 0.5, photo.size, OUT, seed=11, roll=True)
+    frames = [f[:180] for f in motion.render_path_yuv(photo, path, 16)]
+    again = [f[:180] for f in motion.render_path_yuv(photo, path, 16, threads=0)]
+    assert all(np.array_equal(a, b) for a, b in zip(frames, again, strict=True))
+    # The compiled roll (`rotation`) holds the rolled Pillow frames' bound, and the upright
+    # model does not describe its frames.
+    errors = rolled_errors(frames, path, OUT)
+    assert max(errors) <= 0.02, max(errors)
+    assert max(path_errors(frames, path, OUT)) > 0.1
+    # The same picture as the rolled Pillow frames (RGB, rotated by OpenCV), to within the
+    # resamplers' difference (the upright frames of the path differ by ~1.9 levels on average).
+    pillow = [resample.to_i420(f)[:180] for f in motion.render_path(photo, path, 16)]
+    for ours, theirs in zip(frames[::5], pillow[::5], strict=True):
+        difference = np.abs(ours.astype(int) - theirs)
+        assert difference.mean() < 0.6 and difference.max() <= 4, difference.mean()
