@@ -234,8 +234,8 @@ class MotionRenderer(Renderer):
         if shot.subject is None:  # a job made without one (the CLI, an older row): look now
             found = None if shot.focus or shot.keyframes else subject.find_subject(image)
             shot = camera.aim(shot, found)
-        # The seed's variation includes its slight roll here: the compiled YUV renderer rolls
-        # a frame for about 4x an upright one's CPU (docs/benchmarks.md).
+        # The seed's variation includes its slight roll unless CAMERA_ROLL is off: the compiled
+        # YUV renderer rolls a frame for about 5x an upright one's CPU (docs/benchmarks.md).
         path = camera.plan(
             spec.motion,
             spec.strength,
@@ -243,7 +243,7 @@ class MotionRenderer(Renderer):
             (width, height),
             shot=shot,
             seed=spec.seed,
-            roll=True,
+            roll=self.settings.camera_roll,
         )
         started = time.monotonic()
         begun: list[float] = []  # when the first frame came out of the engine

@@ -304,7 +304,13 @@ def camera_path(
     crop = _working_size(renderer, aspect, settings)
     if crop is None:
         path = camera.plan(  # rolled as the motion renderer rolls it: the same fitted boxes
-            ask.preset, ask.strength, size, (out_w, out_h), shot=shot, seed=ask.seed, roll=True
+            ask.preset,
+            ask.strength,
+            size,
+            (out_w, out_h),
+            shot=shot,
+            seed=ask.seed,
+            roll=settings.camera_roll,
         )
         boxes = list(path.boxes(frames))
     else:  # SVD: the working crop the shot needs, the path over its frames (camera.svd_framing)

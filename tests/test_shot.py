@@ -261,3 +261,26 @@ async def test_the_multipart_form_takes_the_shot_too(client: Client, face_photo:
         form.add_field(name, value)
     status, preview, _ = await client.request("POST", "/camera", data=form)
     assert status == 200 and preview["framing"] == "face", preview
+
+
+async def test_the_roll_can_be_turned_off(start_service: ServiceFactory, tmp_path: Path) -> None:
+    """CAMERA_ROLL: on (the default) the seed's variation rolls the frames slightly, so they
+    leave the upright windows of /camera; off, they are those windows exactly."""
+    raw = photo_bytes(900, 600, seed=6)
+    picture = Image.open(io.BytesIO(raw)).convert("RGB")
+    fit: dict[bool, float] = {}
+    for roll in (True, False):
+        client = await start_service(camera_roll=roll, data_dir=tmp_path / f"roll-{roll}")
+        params: dict[str, Any] = {"motion_preset": "micro", "strength": 1.0, "seed": 9}
+        job = await render(client, raw, duration=3, **params)
+        boxes = (await camera_post(client, None, width=900, height=600, **params))["boxes"]
+        frames = await frames_of(client, job)
+        fit[roll] = min(
+            psnr(frame, expected_frame(picture, box, (frame.shape[1], frame.shape[0])))
+            for frame, box in zip(frames, boxes, strict=True)
+        )
+    print(
+        f"worst frame against the upright windows: rolled {fit[True]:.1f} dB, off {fit[False]:.1f} dB"
+    )
+    assert fit[False] > 30.0
+    assert fit[True] < fit[False] - 5
