@@ -536,6 +536,15 @@ def render_path(
     return _render(image, path, n, workers)
 
 
+def warm(*, roll: bool = True) -> None:
+    """Compile (the first time on a machine: seconds, more on a busy one) or load the compiled
+    kernels of `render_path_yuv` now, upright and rolled, so a first clip does not pay it."""
+    image = Image.new("RGB", (64, 48))
+    path = CameraPath("micro", 1.0, image.size, (16, 12), seed=1, roll=roll)
+    for _ in render_path_yuv(image, path, 2, threads=0):
+        pass
+
+
 def render_path_yuv(
     image: Image.Image, path: FramePath, n_frames: int, *, threads: int | None = None
 ) -> Generator[np.ndarray, None, None]:

@@ -216,6 +216,7 @@ class MotionRenderer(Renderer):
         self.state = RendererState(self.name, "loading", reason)
 
     def load(self) -> None:
+        motion.warm(roll=self.settings.camera_roll)  # the first job waits for no compiler
         self.state.status = "ready"
 
     def estimate_seconds(self, spec: RenderSpec) -> float:
