@@ -80,6 +80,7 @@ FULL = Plan(window=10.0, warmup=1.0, submits=20, long_jobs=3)
 # Smoke run: every window still answers (a 0.3 s window of 64 saturated clients is hundreds of
 # requests); its numbers are not read.
 QUICK = Plan(window=0.3, warmup=0.1, submits=3, long_jobs=2)
+QUICK_PHOTO = (640, 360)  # the smoke run's upload: quicker to post and to decode than 1080p
 # Two renders back to back leave a gap of a few ms (commit, dispatch); more than this between
 # them, or no render at all, and the window did not run "while a render runs".
 MAX_RENDER_GAP = 0.5
@@ -829,7 +830,7 @@ def report(sections: list[Section], plan: Plan, quick: bool, load_before: float)
 
 async def main_async(args: argparse.Namespace) -> list[Section]:
     plan = QUICK if args.quick else FULL
-    image = photo_b64()
+    image = photo_b64(*QUICK_PHOTO) if args.quick else photo_b64()
     sections = []
     if args.only in (None, "in-process"):
         sections.append(await in_process(plan, image))

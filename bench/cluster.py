@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.api import (  # noqa: E402
     LONG_JOB,
+    QUICK_PHOTO,
     SHORT_JOB,
     Load,
     LoadClient,
@@ -576,7 +577,8 @@ def main() -> int:
     with Databases(args.postgres) as databases:
         if args.only in (None, "services"):
             with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
-                results = run_services(plan, photo_b64(), databases, Path(tmp))
+                image = photo_b64(*QUICK_PHOTO) if args.quick else photo_b64()
+                results = run_services(plan, image, databases, Path(tmp))
         results.postgres = databases.version()
         if args.only in (None, "takes"):
             for size in plan.queues:
