@@ -152,7 +152,7 @@ def _streamed(
             path = camera.plan(
                 shot.motion, shot.strength, image.size, size, shot=shot.aim, seed=spec.seed + i
             )
-            yield from motion.render_path(image, path, shot.frames(spec.fps))
+            yield from motion.render_path(image, path, shot.frames(spec.fps), compiled=True)
         finally:
             image.close()
 
