@@ -39,7 +39,7 @@ from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from fanslymotion import camera, compositor, motion, music, video
+from fanslymotion import camera, compositor, looks, motion, music, video
 from fanslymotion.story import Story, StoryShot, Transition, Watermark
 
 TARGET = 1.3
@@ -99,12 +99,13 @@ def rendered(
     *,
     compiled: bool = True,
 ) -> Any:
-    """Shot i's frames as the story job makes them (`compiled`: the compiled resampler, as
-    story_render does; else Pillow's, the baseline)."""
+    """Shot i's frames as the story job makes them (`compiled`: the compiled resampler over
+    the photo already in the story's look, as story_render does; else Pillow's over the plain
+    photo, the look then given to every frame by the compositor: the baseline)."""
 
     def open_shot(i: int) -> Iterator[np.ndarray]:
         shot = story.shots[i]
-        image = images[i]
+        image = looks.apply_image(images[i], story.look) if compiled else images[i]
         aim = camera.aim(shot.aim, None)
         path = camera.plan(shot.motion, shot.strength, image.size, size, shot=aim, seed=i)
         yield from motion.render_path(image, path, shot.frames(fps), compiled=compiled)
@@ -186,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 size=size,
                 fps=fps,
                 music=track,
+                shots_looked=compiled,
             )
 
         story_run = cpu_timed(whole)

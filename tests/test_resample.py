@@ -35,7 +35,6 @@ def test_a_plane_is_pillows_resize_without_its_8_bit_intermediate(photo: Image.I
         assert np.abs(ours - pillow).mean() < 0.3
 
 
-
 def test_compiled_rgb_frames_are_pillows(photo: Image.Image) -> None:
     """A story's shots (`render_path(..., compiled=True)`): the same frames as Pillow's, to
     within a level, channel by channel."""
@@ -46,6 +45,7 @@ def test_compiled_rgb_frames_are_pillows(photo: Image.Image) -> None:
         assert a.shape == b.shape == (180, 320, 3)
         difference = np.abs(a.astype(int) - b)
         assert difference.max() <= 1 and difference.mean() < 0.3, difference.mean()
+
 
 @pytest.mark.parametrize("preset", motion.PRESETS)
 def test_yuv_frames_follow_the_ideal_path_to_a_hundredth_of_a_pixel(
