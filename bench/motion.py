@@ -252,7 +252,7 @@ def apply_variant(variant: str) -> int | None:
         elif key == "threads":
             threads = int(value)
         elif key == "filter":
-            motion._FRAME_FILTER = getattr(Image.Resampling, value.upper())
+            motion.FRAME_FILTER = getattr(Image.Resampling, value.upper())
         elif key == "oversample":
             motion.OVERSAMPLE = float(value)
     return threads

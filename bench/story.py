@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -38,7 +39,7 @@ from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from fanslymotion import camera, compositor, motion, music, video
+from fanslymotion import camera, compositor, looks, motion, music, video
 from fanslymotion.story import Story, StoryShot, Transition, Watermark
 
 TARGET = 1.3
@@ -90,13 +91,24 @@ def size_of(resolution: str) -> tuple[int, int]:
     return motion.output_size(resolution, "16:9", 1600, 900)
 
 
-def rendered(story: Story, images: list[Image.Image], size: tuple[int, int], fps: int) -> Any:
+def rendered(
+    story: Story,
+    images: list[Image.Image],
+    size: tuple[int, int],
+    fps: int,
+    *,
+    compiled: bool = True,
+) -> Any:
+    """Shot i's frames as the story job makes them (`compiled`: the compiled resampler over
+    the photo already in the story's look, as story_render does; else Pillow's over the plain
+    photo, the look then given to every frame by the compositor: the baseline)."""
+
     def open_shot(i: int) -> Iterator[np.ndarray]:
         shot = story.shots[i]
-        image = images[i]
+        image = looks.apply_image(images[i], story.look) if compiled else images[i]
         aim = camera.aim(shot.aim, None)
         path = camera.plan(shot.motion, shot.strength, image.size, size, shot=aim, seed=i)
-        yield from motion.render_path(image, path, shot.frames(fps))
+        yield from motion.render_path(image, path, shot.frames(fps), compiled=compiled)
 
     return open_shot
 
@@ -115,6 +127,21 @@ def timed(run: Any) -> float:
     started = time.perf_counter()
     run()
     return time.perf_counter() - started
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its waited-for children (ffmpeg)."""
+    own, children = (
+        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def cpu_timed(run: Any) -> tuple[float, float]:
+    """(wall, CPU) seconds of `run`."""
+    cpu = cpu_seconds()
+    wall = timed(run)
+    return wall, cpu_seconds() - cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,21 +179,30 @@ def main(argv: list[str] | None = None) -> int:
                 music=track,
             )
 
-        def whole() -> None:
+        def whole(compiled: bool = True) -> None:
             compositor.write(
                 story,
-                rendered(story, images, size, fps),
-                work / "story.mp4",
+                rendered(story, images, size, fps, compiled=compiled),
+                work / ("story.mp4" if compiled else "story-pillow.mp4"),
                 size=size,
                 fps=fps,
                 music=track,
+                shots_looked=compiled,
             )
 
-        story_seconds = timed(whole)
-        floors = [timed(floor)]
-        compose_seconds = timed(compose_only)
-        floors.append(timed(floor))
-        results = {"floor": min(floors), "compose": compose_seconds, "story": story_seconds}
+        story_run = cpu_timed(whole)
+        floors = [cpu_timed(floor)]
+        compose_run = cpu_timed(compose_only)
+        pillow_run = cpu_timed(lambda: whole(compiled=False))
+        floors.append(cpu_timed(floor))
+        runs = {
+            "floor": min(floors),
+            "compose": compose_run,
+            "story, Pillow shots (baseline)": pillow_run,
+            "story": story_run,
+        }
+        results = {name: wall for name, (wall, _) in runs.items()}
+        cpu = {name: used for name, (_, used) in runs.items()}
         info = video.probe(work / "story.mp4")
         assert info.frames == line.frames, (info.frames, line.frames)
         audio = music.audio_seconds(work / "story.mp4")
@@ -183,10 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"story: {shots} shots, {line.seconds:.2f} s, {line.frames} frames, {width}x{height} @ {fps} fps"
     )
-    print("| run | seconds | x floor | frames/s |")
-    print("| --- | --- | --- | --- |")
+    print("| run | seconds | x floor | frames/s | CPU s | CPU x floor |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for name, took in results.items():
-        print(f"| {name} | {took:.2f} | {took / results['floor']:.2f} | {line.frames / took:.1f} |")
+        used = cpu[name]
+        print(
+            f"| {name} | {took:.2f} | {took / results['floor']:.2f} | {line.frames / took:.1f}"
+            f" | {used:.2f} | {used / cpu['floor']:.2f} |"
+        )
     print(
         f"target story <= {TARGET}x floor: {ratio:.2f}x ({'met' if ratio <= TARGET else 'missed'})"
     )
@@ -196,7 +236,16 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{k}: {v:.1f}" for k, v in peaks.items())
     )
     print(
-        json.dumps({"results": results, "ratio": ratio, "peaks_mib": peaks, "loudness": loudness})
+        json.dumps(
+            {
+                "results": results,
+                "cpu": cpu,
+                "ratio": ratio,
+                "cpu_ratio": cpu["story"] / cpu["floor"],
+                "peaks_mib": peaks,
+                "loudness": loudness,
+            }
+        )
     )
     return 0
 

@@ -302,7 +302,7 @@ class PassStore:
         _save_npz(self.folder / STATE, state)
 
     def _write_preview(self, passes_done: int) -> None:
-        from . import camera, motion, video
+        from . import camera, reframe, video
 
         plan = self._plan
         assert plan is not None
@@ -321,7 +321,7 @@ class PassStore:
             frames=plan.frames,
         )
         for crf in PREVIEW_CRFS:
-            frames = motion.apply_path(self._small[:count], camera_path, plan.n_frames)
+            frames = reframe.apply_path(self._small[:count], camera_path, plan.n_frames)
             video.encode(
                 itertools.islice(frames, count),
                 tmp,

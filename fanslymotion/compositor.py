@@ -56,10 +56,18 @@ def blend(kind: TransitionKind, old: Frame, new: Frame, p: float) -> Frame:
 class _Shots:
     """The shots' frames with the look and captions applied, opened one after another."""
 
-    def __init__(self, story: Story, line: Timeline, size: tuple[int, int], open_shot: OpenShot):
+    def __init__(
+        self,
+        story: Story,
+        line: Timeline,
+        size: tuple[int, int],
+        open_shot: OpenShot,
+        look: str,
+    ):
         self.story = story
         self.line = line
         self.open_shot = open_shot
+        self.look = look
         self.captions = [overlay.caption(s.caption, size) for s in story.shots]
         self.fade = max(1, round(CAPTION_FADE * line.fps))
 
@@ -70,7 +78,7 @@ class _Shots:
         for frame in self.open_shot(i):
             if count >= n:
                 raise RenderError(f"shot {i + 1} gave more than its {n} frames")
-            out = looks.apply(frame, self.story.look)
+            out = looks.apply(frame, self.look)
             if patch is not None:
                 edge = min(count + 1, n - count)
                 out = patch.blend(out, min(1.0, edge / self.fade))
@@ -80,10 +88,19 @@ class _Shots:
             raise RenderError(f"shot {i + 1} gave {count} frames, not {n}")
 
 
-def compose(story: Story, size: tuple[int, int], fps: int, open_shot: OpenShot) -> Iterator[Frame]:
-    """The story's frames, `story.timeline(fps).frames` of them, of `size` (width, height)."""
+def compose(
+    story: Story,
+    size: tuple[int, int],
+    fps: int,
+    open_shot: OpenShot,
+    *,
+    shots_looked: bool = False,
+) -> Iterator[Frame]:
+    """The story's frames, `story.timeline(fps).frames` of them, of `size` (width, height).
+    `shots_looked`: the shots' frames come with the story's look (the camera-motion engine
+    gives it to each shot's photo, once, rather than to each of its frames)."""
     line = story.timeline(fps)
-    shots = _Shots(story, line, size, open_shot)
+    shots = _Shots(story, line, size, open_shot, "natural" if shots_looked else story.look)
     mark = story.watermark
     patch = None if mark is None else overlay.watermark(mark.text, mark.png, mark.corner, size)
     opacity = 0.0 if mark is None else mark.opacity
@@ -135,11 +152,12 @@ def write(
     metadata: Mapping[str, str] | None = None,
     on_frame: Callable[[int], None] | None = None,
     check: Callable[[], None] | None = None,
+    shots_looked: bool = False,
 ) -> int:
     """Compose the story and encode it to `path` (with `music` muxed in); returns the frames."""
     width, height = size
     return video.encode(
-        compose(story, size, fps, open_shot),
+        compose(story, size, fps, open_shot, shots_looked=shots_looked),
         path,
         width=width,
         height=height,

@@ -13,6 +13,7 @@ from functools import cache
 import cv2
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
 Frame = npt.NDArray[np.uint8]
 
@@ -65,6 +66,14 @@ def apply(frame: Frame, name: str) -> Frame:
     if spec.saturation != 1.0:  # one pass: each channel mixed toward the luma
         frame = np.asarray(cv2.transform(frame, saturation_matrix(name)), dtype=np.uint8)
     return np.asarray(cv2.LUT(frame, table(name)), dtype=np.uint8)
+
+
+def apply_image(image: Image.Image, name: str) -> Image.Image:
+    """`apply` to a whole photo (RGB); `natural` returns it as it is."""
+    if name == "natural":
+        return image
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    return Image.fromarray(apply(np.ascontiguousarray(np.asarray(rgb)), name))
 
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)

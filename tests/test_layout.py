@@ -98,6 +98,7 @@ def test_the_bot_imports_no_renderer(module: str) -> None:
         "resample",
         "drift",
         "rotation",
+        "reframe",
     ],
 )
 def test_the_engines_import_nothing_of_the_service(module: str) -> None:

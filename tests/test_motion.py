@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fanslymotion import motion
+from fanslymotion import motion, reframe
 from fanslymotion.errors import InvalidParams
 
 from .imagetools import (
@@ -129,7 +129,7 @@ def test_auto_aspect(photo_size: tuple[int, int], expected: str) -> None:
             preset="micro",
             strength=0,
         ),
-        lambda: motion.apply_camera([], out_size=(32, 32), n_frames=2, preset="up", strength=0),
+        lambda: reframe.apply_camera([], out_size=(32, 32), n_frames=2, preset="up", strength=0),
     ],
 )
 def test_invalid_arguments(call: object) -> None:
@@ -354,7 +354,7 @@ def test_apply_camera_follows_the_path_over_moving_frames() -> None:
     n, out = 8, (1280, 720)
     frames = [base] * n
     result = list(
-        motion.apply_camera(frames, out_size=out, n_frames=n, preset="pan_r", strength=0.2)
+        reframe.apply_camera(frames, out_size=out, n_frames=n, preset="pan_r", strength=0.2)
     )
     assert [f.shape for f in result] == [(720, 1280, 3)] * n
     path = motion.CameraPath("pan_r", 0.2, (1024, 576), out)
@@ -370,7 +370,7 @@ def test_apply_camera_follows_the_path_over_moving_frames() -> None:
 def test_apply_camera_takes_arrays_and_downscales() -> None:
     arrays = [np.asarray(textured_photo(400, 300, seed=s)) for s in range(4)]
     result = list(
-        motion.apply_camera(arrays, out_size=(160, 90), n_frames=4, preset="tilt_up", strength=0.5)
+        reframe.apply_camera(arrays, out_size=(160, 90), n_frames=4, preset="tilt_up", strength=0.5)
     )
     assert [f.shape for f in result] == [(90, 160, 3)] * 4
 
@@ -387,4 +387,6 @@ def test_apply_camera_takes_arrays_and_downscales() -> None:
 )
 def test_apply_camera_rejects_bad_frames(frames: list[np.ndarray], n: int) -> None:
     with pytest.raises(InvalidParams):
-        list(motion.apply_camera(frames, out_size=(32, 32), n_frames=n, preset="micro", strength=0))
+        list(
+            reframe.apply_camera(frames, out_size=(32, 32), n_frames=n, preset="micro", strength=0)
+        )

@@ -35,6 +35,18 @@ def test_a_plane_is_pillows_resize_without_its_8_bit_intermediate(photo: Image.I
         assert np.abs(ours - pillow).mean() < 0.3
 
 
+def test_compiled_rgb_frames_are_pillows(photo: Image.Image) -> None:
+    """A story's shots (`render_path(..., compiled=True)`): the same frames as Pillow's, to
+    within a level, channel by channel."""
+    path = motion.CameraPath("dolly_in", 0.7, photo.size, (320, 180), seed=4)
+    ours = list(motion.render_path(photo, path, 6, compiled=True))
+    pillow = list(motion.render_path(photo, path, 6))
+    for a, b in zip(ours, pillow, strict=True):
+        assert a.shape == b.shape == (180, 320, 3)
+        difference = np.abs(a.astype(int) - b)
+        assert difference.max() <= 1 and difference.mean() < 0.3, difference.mean()
+
+
 @pytest.mark.parametrize("preset", motion.PRESETS)
 def test_yuv_frames_follow_the_ideal_path_to_a_hundredth_of_a_pixel(
     photo: Image.Image, preset: str

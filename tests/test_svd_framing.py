@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from fanslymotion import camera, interpolate, motion, photo, video, web
+from fanslymotion import camera, interpolate, motion, photo, reframe, video, web
 from fanslymotion.backends import select_renderer
 from fanslymotion.renderer import RenderSpec, RenderTask
 from fanslymotion.svd import SVDRenderer, svd_working_size
@@ -74,7 +74,7 @@ def _expected(
     plan = renderer.plan(spec)
     generated = renderer.working_frames(first, spec)
     frames = generated if plan.factor == 1 else interpolate.interpolate(generated, plan.factor)
-    made = motion.apply_path(itertools.islice(frames, spec.frames), path, spec.frames)
+    made = reframe.apply_path(itertools.islice(frames, spec.frames), path, spec.frames)
     return np.stack(list(made)).astype(np.float64)
 
 
@@ -228,7 +228,7 @@ def test_the_live_preview_follows_the_shots_camera(
         np.asarray(Image.fromarray(f).resize((work_size[0] // 2 * 2, work_size[1] // 2 * 2)))
         for f in renderer.working_frames(first, spec)
     ]
-    old = motion.apply_camera(
+    old = reframe.apply_camera(
         small, out_size=(width, height), n_frames=plan.generated, preset="pan_r", strength=0.5
     )
     centred = np.stack(list(old))[: len(truth)].astype(np.float64)

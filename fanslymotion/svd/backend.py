@@ -17,7 +17,7 @@ import diffusers  # noqa: F401  (a lazy module: the pipeline classes load on fir
 import torch
 import torch._dynamo.exc
 
-from .. import camera, checkpoints, motion, subject
+from .. import camera, checkpoints, motion, reframe, subject
 from ..checkpoints import PassStore, PreviewPlan
 from ..config import Settings
 from ..errors import Cancelled, FanslyError, GPUOutOfMemory, RenderError, Unavailable
@@ -393,7 +393,7 @@ class SVDRenderer(Renderer):
             def finish(frames: Iterator[FrameArray]) -> RenderResult:
                 # In its own thread: interpolation, camera path and x264 of pass n run while
                 # the GPU generates pass n+1.
-                output = motion.apply_path(
+                output = reframe.apply_path(
                     itertools.islice(_to_output_rate(frames, plan), spec.frames), path, spec.frames
                 )
                 return self._encode(task, output, (out_w, out_h), on_frame, progress, cancel)
