@@ -465,11 +465,12 @@ class ProgressTracker:
             lang=(job.terminal and job.language) or await self._language_of_job(job),
             # A running job's message said it started (in this run or the last).
             start_told=job.status != "queued",
-            # A live job found at start that was running before (or has an attempt behind it)
-            # was cut off by the restart.
-            resumed=at_start
-            and not job.terminal
-            and (job.attempts > 0 or job.job_id in self._interrupted),
+            # A live job that was rendering when the last run stopped, or one found at start
+            # with an attempt behind it, was cut off by the restart. The first may be adopted
+            # by its event rather than at start: the restarted dispatcher can pick it up while
+            # `resume` lists the jobs, between its queued and its processing look.
+            resumed=not job.terminal
+            and (job.job_id in self._interrupted or (at_start and job.attempts > 0)),
         )
         self.track(tracked)
         await self.refresh(tracked, job)
