@@ -252,23 +252,35 @@ class YUVSource:
         self.chroma_scale = (half[0] / self.width, half[1] / self.height)
 
     def frame(self, box: Box, size: tuple[int, int]) -> BytePlane:
-        """The I420 frame of `box` (photo pixels) at `size`: Y, then Cb and Cr, as rows of one
-        (h * 3 / 2, w) array, the layout ffmpeg reads as yuv420p. Sizes must be even."""
-        out_w, out_h = size
-        sx, sy = self.chroma_scale
-        half = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
-        frame = np.empty((out_h * 3 // 2, out_w), np.uint8)
-        flat = frame.reshape(-1)
-        luma, quarter = out_w * out_h, (out_w // 2) * (out_h // 2)
-        small = (out_h // 2, out_w // 2)
-        plane_into(self.luma, box, frame[:out_h])
-        plane_into(self.cb, half, flat[luma : luma + quarter].reshape(small))
-        plane_into(self.cr, half, flat[luma + quarter :].reshape(small))
-        return frame
+        """The I420 frame of `box` (photo pixels) at `size` (even sides)."""
+        planes = (self.luma, self.cb, self.cr)
+        return i420(box, size, self.chroma_scale, lambda i, b, out: plane_into(planes[i], b, out))
 
     @staticmethod
     def to_i420(rgb: npt.NDArray[np.uint8]) -> BytePlane:
         return to_i420(rgb)
+
+
+def i420(
+    box: Box,
+    size: tuple[int, int],
+    chroma_scale: tuple[float, float],
+    draw: Callable[[int, Box, BytePlane], None],
+) -> BytePlane:
+    """An I420 frame of `size` (even sides): Y, then Cb and Cr, as rows of one (h * 3 / 2, w)
+    array, the layout ffmpeg reads as yuv420p. `draw(i, box, out)` fills plane i (0: Y, at
+    `box`; 1 and 2: Cb and Cr, at `box` scaled by `chroma_scale`) into `out`."""
+    out_w, out_h = size
+    sx, sy = chroma_scale
+    half = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+    frame = np.empty((out_h * 3 // 2, out_w), np.uint8)
+    flat = frame.reshape(-1)
+    luma, quarter = out_w * out_h, (out_w // 2) * (out_h // 2)
+    small = (out_h // 2, out_w // 2)
+    draw(0, box, frame[:out_h])
+    draw(1, half, flat[luma : luma + quarter].reshape(small))
+    draw(2, half, flat[luma + quarter :].reshape(small))
+    return frame
 
 
 class RGBSource:

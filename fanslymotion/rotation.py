@@ -133,14 +133,9 @@ class RolledSource:
 
     def frame(self, box: Box, angle: float, size: tuple[int, int]) -> BytePlane:
         """The I420 frame of `box` (photo pixels) rolled by `angle`, at `size` (even)."""
-        out_w, out_h = size
-        sx, sy = self.chroma_scale
-        half = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
-        frame = np.empty((out_h * 3 // 2, out_w), np.uint8)
-        flat = frame.reshape(-1)
-        luma, quarter = out_w * out_h, (out_w // 2) * (out_h // 2)
-        small = (out_h // 2, out_w // 2)
-        rolled_plane(self.luma, PAD, box, angle, frame[:out_h])
-        rolled_plane(self.cb, PAD // 2, half, angle, flat[luma : luma + quarter].reshape(small))
-        rolled_plane(self.cr, PAD // 2, half, angle, flat[luma + quarter :].reshape(small))
-        return frame
+        planes, pads = (self.luma, self.cb, self.cr), (PAD, PAD // 2, PAD // 2)
+
+        def draw(i: int, plane_box: Box, out: BytePlane) -> None:
+            rolled_plane(planes[i], pads[i], plane_box, angle, out)
+
+        return resample.i420(box, size, self.chroma_scale, draw)
