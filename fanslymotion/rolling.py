@@ -22,6 +22,30 @@ def padded(small: Image.Image) -> Image.Image:
     return Image.fromarray(pixels)
 
 
+def around(
+    box: tuple[float, float, float, float],
+    size: tuple[int, int],
+    scale: tuple[float, float],
+    angle: float,
+    *,
+    margin: int,
+    pad: float,
+) -> tuple[int, int, tuple[float, float, float, float]]:
+    """The upright intermediate a rolled window is turned in: its width and height at `scale`
+    (intermediate px per output px, x and y), `margin` px more on every side, and its box in
+    the photo padded by `pad` px, centred on the window `box` (unpadded photo pixels)."""
+    out_w, out_h = size
+    kx, ky = scale
+    cos, sin = abs(math.cos(angle)), abs(math.sin(angle))
+    inter_w = math.ceil(out_w * cos * kx + out_h * sin * kx) + 2 * margin
+    inter_h = math.ceil(out_w * sin * ky + out_h * cos * ky) + 2 * margin
+    x0, y0, x1, y1 = box
+    per_x, per_y = out_w * kx / (x1 - x0), out_h * ky / (y1 - y0)  # intermediate px per source px
+    mx, my = (x0 + x1) / 2 + pad, (y0 + y1) / 2 + pad
+    half_w, half_h = inter_w / 2 / per_x, inter_h / 2 / per_y
+    return inter_w, inter_h, (mx - half_w, my - half_h, mx + half_w, my + half_h)
+
+
 def rolled(
     photo: Image.Image,
     box: Box,
@@ -44,18 +68,8 @@ def rolled(
     big_w, big_h = round(out_w * oversample), round(out_h * oversample)
     kx, ky = big_w / out_w, big_h / out_h  # intermediate px per output px
     cos, sin = math.cos(angle), math.sin(angle)
-    margin = 4  # the rotation's interpolation taps
-    inter_w = math.ceil(out_w * abs(cos) * kx + out_h * abs(sin) * kx) + 2 * margin
-    inter_h = math.ceil(out_w * abs(sin) * ky + out_h * abs(cos) * ky) + 2 * margin
-    x0, y0, x1, y1 = box
-    per_x, per_y = out_w * kx / (x1 - x0), out_h * ky / (y1 - y0)  # intermediate px per source px
-    mx, my = (x0 + x1) / 2 + PAD, (y0 + y1) / 2 + PAD
-    inter_box = (
-        mx - inter_w / 2 / per_x,
-        my - inter_h / 2 / per_y,
-        mx + inter_w / 2 / per_x,
-        my + inter_h / 2 / per_y,
-    )
+    # 4: the rotation's interpolation taps.
+    inter_w, inter_h, inter_box = around(box, size, (kx, ky), angle, margin=4, pad=PAD)
     inter = np.asarray(photo.resize((inter_w, inter_h), resample, box=inter_box))
     # Rotated pixel (edge-aligned) p -> intermediate S R (S^-1 p - c_out) + c_in, S = diag(k).
     scale = np.diag([kx, ky])

@@ -20,7 +20,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from . import resample
+from . import resample, rolling
 from .resample import Box, BytePlane, FloatPlane
 
 # Mirrored border (luma pixels) around the photo's planes: the intermediate's margin may reach
@@ -85,18 +85,10 @@ def rolled_plane(src: FloatPlane, pad: float, box: Box, angle: float, out: ByteP
     out_h, out_w = out.shape
     k = OVERSAMPLE
     big_w, big_h = math.ceil(out_w * k), math.ceil(out_h * k)
-    cos, sin = math.cos(angle), math.sin(angle)
-    margin = 6  # the rotation's taps, and a little more
-    inter_w = math.ceil(out_w * k * abs(cos) + out_h * k * abs(sin)) + 2 * margin
-    inter_h = math.ceil(out_w * k * abs(sin) + out_h * k * abs(cos)) + 2 * margin
-    x0, y0, x1, y1 = box
-    per_x, per_y = out_w * k / (x1 - x0), out_h * k / (y1 - y0)  # intermediate px per source px
-    mx, my = (x0 + x1) / 2 + pad, (y0 + y1) / 2 + pad
-    inter_box = (
-        mx - inter_w / 2 / per_x,
-        my - inter_h / 2 / per_y,
-        mx + inter_w / 2 / per_x,
-        my + inter_h / 2 / per_y,
+    sin = math.sin(angle)
+    # 6: the rotation's taps, and a little more.
+    inter_w, inter_h, inter_box = rolling.around(
+        box, (out_w, out_h), (k, k), angle, margin=6, pad=pad
     )
     inter = resample.buffer("roll_inter", (inter_h, inter_w), np.float32)
     resample.plane_into(src, inter_box, inter)
