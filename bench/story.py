@@ -10,7 +10,8 @@ Four runs, side by side in one process:
 - `floor`: the encoder alone: ffmpeg re-encodes the story's own output (the same frames, decoded
   in ffmpeg, which costs little beside x264) with the same music track and x264 settings; run
   twice (before and after `compose`), the faster counts;
-- `compose`: the compositor over still shots (look, captions, transitions, watermark, music);
+- `compose`: the compositor over still shots (I420 photos in the look; captions, transitions,
+  watermark, music): the compositor's own cost and the encode of frames that do not move;
 - `story`: the whole story job's work: every shot rendered by the camera-motion engine in I420
   (`motion.render_path_yuv` over the photo in the story's look) and streamed through the
   compositor, in I420, into the encoder (`compositor.write`), as `story_render` does;
@@ -42,7 +43,7 @@ from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from fanslymotion import camera, compositor, looks, motion, music, video
+from fanslymotion import camera, compositor, looks, motion, music, video, ycbcr
 from fanslymotion.story import Story, StoryShot, Transition, Watermark
 
 TARGET = 1.3
@@ -119,7 +120,14 @@ def rendered(
 
 
 def stills(story: Story, images: list[Image.Image], size: tuple[int, int], fps: int) -> Any:
-    frames = [np.asarray(ImageOps.fit(img, size, Image.Resampling.BICUBIC)) for img in images]
+    """Each shot's photo fitted to the frame, held still: I420 frames in the story's look, as
+    the camera-motion engine gives them (read-only: the compositor draws on copies)."""
+    frames = []
+    for image in images:
+        fitted = np.asarray(ImageOps.fit(image, size, Image.Resampling.BICUBIC))
+        frame = ycbcr.from_rgb(looks.apply(fitted, story.look))
+        frame.flags.writeable = False
+        frames.append(frame)
 
     def open_shot(i: int) -> Iterator[np.ndarray]:
         for _ in range(story.shots[i].frames(fps)):
@@ -191,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 size=size,
                 fps=fps,
                 music=track,
+                shots_looked=True,
             )
 
         def whole(i420: bool = True) -> None:
@@ -227,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         for count in (max(2, shots // 2), shots):
             small = story_of(count, seconds)
             tracemalloc.start()
-            for _ in compositor.compose(small, size, fps, stills(small, images, size, fps)):
+            still_shots = stills(small, images, size, fps)
+            for _ in compositor.compose(small, size, fps, still_shots, shots_looked=True):
                 pass
             peaks[count] = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
