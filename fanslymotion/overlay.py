@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
 
+from . import ycbcr
 from .errors import InvalidParams, RenderError
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,69 @@ class Patch:
         region += (self.rgb - region) * weight
         frame[y0:y1, x0:x1] = np.rint(region).astype(np.uint8)
         return frame
+
+    def i420(self) -> PlanePatch:
+        """The patch for I420 frames, converted once: Y'CbCr by `ycbcr`'s matrix, placed on
+        even pixels (padded with transparent ones), and for Cb and Cr at half size the 2x2
+        blocks' mean alpha and their alpha-weighted mean colour, so that blending there is the
+        mean of blending each pixel, as if the frame were blended in RGB and then converted."""
+        x0, y0 = self.x - self.x % 2, self.y - self.y % 2
+        h, w = self.alpha.shape[:2]
+        rows, cols = _even(self.y - y0 + h), _even(self.x - x0 + w)
+        alpha = np.zeros((rows, cols), np.float32)
+        alpha[self.y - y0 : self.y - y0 + h, self.x - x0 : self.x - x0 + w] = self.alpha[..., 0]
+        ycc = np.zeros((rows, cols, 3), np.float32)
+        ycc[self.y - y0 : self.y - y0 + h, self.x - x0 : self.x - x0 + w] = ycbcr.colours(self.rgb)
+        blocks = (rows // 2, 2, cols // 2, 2)
+        weight = alpha.reshape(blocks).sum(axis=(1, 3))
+        weighted = (ycc[..., 1:] * alpha[..., None]).reshape(*blocks, 2).sum(axis=(1, 3))
+        chroma = np.full((rows // 2, cols // 2, 2), 128.0, np.float32)
+        np.divide(weighted, weight[..., None], out=chroma, where=weight[..., None] > 0)
+        return PlanePatch(x0, y0, ycc[..., 0].copy(), alpha, chroma, weight / 4)
+
+
+def _even(n: int) -> int:
+    return n + n % 2
+
+
+@dataclass(frozen=True)
+class PlanePatch:
+    """A `Patch` for I420 frames: at (x, y) (even), Y and its alpha at full size, Cb and Cr
+    (h / 2, w / 2, 2) and their alpha at half size, all float32."""
+
+    x: int
+    y: int
+    luma: npt.NDArray[np.float32]
+    alpha: npt.NDArray[np.float32]
+    chroma: npt.NDArray[np.float32]
+    chroma_alpha: npt.NDArray[np.float32]
+
+    def blend(self, frame: Frame, opacity: float = 1.0) -> Frame:
+        """The I420 `frame` with the patch drawn at `opacity` (copied when read-only)."""
+        if opacity <= 0.0:
+            return frame
+        if not frame.flags.writeable:
+            frame = frame.copy()
+        luma, cb, cr = ycbcr.planes(frame)
+        h, w = self.alpha.shape
+        _mix(luma[self.y : self.y + h, self.x : self.x + w], self.luma, self.alpha, opacity)
+        x, y, h, w = self.x // 2, self.y // 2, h // 2, w // 2
+        for i, plane in enumerate((cb, cr)):
+            region = plane[y : y + h, x : x + w]
+            _mix(region, self.chroma[..., i], self.chroma_alpha, opacity)
+        return frame
+
+
+def _mix(
+    region: Frame,
+    colour: npt.NDArray[np.float32],
+    alpha: npt.NDArray[np.float32],
+    opacity: float,
+) -> None:
+    """region += (colour - region) * alpha * opacity, rounded, in place."""
+    values = region.astype(np.float32)
+    values += (colour - values) * (alpha * np.float32(opacity))
+    region[...] = np.rint(values).astype(np.uint8)
 
 
 def font_path() -> Path:

@@ -28,18 +28,15 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from . import ycbcr
+
 Box = tuple[float, float, float, float]
 FloatPlane = npt.NDArray[np.float32]
 BytePlane = npt.NDArray[np.uint8]
 
-# BT.709 with TV range, from RGB in 0-255: Y in 16-235, Cb and Cr in 16-240 around 128.
-_KR, _KB = 0.2126, 0.0722
-_KG = 1.0 - _KR - _KB
-_LUMA = np.array([_KR, _KG, _KB]) * 219 / 255
-_CB = (np.array([0.0, 0.0, 1.0]) - [_KR, _KG, _KB]) / (2 * (1 - _KB)) * 224 / 255
-_CR = (np.array([1.0, 0.0, 0.0]) - [_KR, _KG, _KB]) / (2 * (1 - _KR)) * 224 / 255
-_MATRIX = np.array([_LUMA, _CB, _CR], dtype=np.float32)
-_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float32)
+# BT.709 with TV range (ycbcr: the one definition the compositor uses too).
+_MATRIX = ycbcr.MATRIX
+_OFFSET = ycbcr.OFFSET
 
 
 def _bicubic(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

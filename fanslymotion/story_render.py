@@ -2,7 +2,7 @@
 thread.
 
 The camera-motion renderer streams each shot's frames straight into the compositor (one
-encoder for the whole story). Another renderer (SVD) renders each shot as a clip of its own
+encoder for the whole story), in I420 as x264 takes them. Another renderer (SVD) renders each shot as a clip of its own
 into the job's work folder, `story/shot-<i>.mp4`, written under a temporary name and renamed:
 a shot already there is not rendered again, so a crash resumes at the shot it reached (and,
 within it, at SVD's own pass checkpoints); the compositor then decodes those clips. Progress
@@ -141,10 +141,11 @@ def _music(task: RenderTask, story: Story, line: Timeline) -> video.AudioTrack |
 def _streamed(
     renderer: Renderer, spec: RenderSpec, story: Story, paths: list[Path], size: tuple[int, int]
 ) -> Callable[[int], Iterable[compositor.Frame]]:
-    """Shot i's frames from the camera-motion engine, its photo opened when the shot begins.
-    The look is given to the photo once rather than to every frame: a colour table and a
-    saturation mix commute with the resampling but for rounding at sharp edges, and per frame
-    they cost a 1080p story about a third of its CPU (docs/benchmarks.md)."""
+    """Shot i's I420 frames from the camera-motion engine (the compiled resampler on Y'CbCr
+    planes, as for a single photo), its photo opened when the shot begins. The look is given
+    to the photo once rather than to every frame: a colour table and a saturation mix commute
+    with the resampling but for rounding at sharp edges, and per frame they cost a 1080p story
+    about a third of its CPU (docs/benchmarks.md)."""
     settings = renderer.settings
 
     def open_shot(i: int) -> Iterator[compositor.Frame]:
@@ -157,7 +158,7 @@ def _streamed(
                 shot.motion, shot.strength, image.size, size, shot=shot.aim, seed=spec.seed + i
             )
             looked = looks.apply_image(image, story.look)
-            yield from motion.render_path(looked, path, shot.frames(spec.fps), compiled=True)
+            yield from motion.render_path_yuv(looked, path, shot.frames(spec.fps))
         finally:
             image.close()
 

@@ -99,6 +99,7 @@ def test_the_bot_imports_no_renderer(module: str) -> None:
         "drift",
         "rotation",
         "reframe",
+        "ycbcr",
     ],
 )
 def test_the_engines_import_nothing_of_the_service(module: str) -> None:
@@ -111,6 +112,7 @@ def test_the_engines_import_nothing_of_the_service(module: str) -> None:
         ".resample",
         ".drift",
         ".rotation",
+        ".ycbcr",
     }  # the engine's modules may use one another
     assert ours <= engine, f"{module}.py imports {ours}"
 
@@ -234,7 +236,7 @@ def test_the_service_knows_the_port_and_the_executors_know_no_service() -> None:
     assert importers == {"app"}
 
 
-STORY_ENGINE = ["story", "looks", "overlay", "music", "compositor"]
+STORY_ENGINE = ["story", "looks", "overlay", "music", "compositor", "ycbcr"]
 
 
 @pytest.mark.parametrize("module", STORY_ENGINE)
