@@ -264,19 +264,15 @@ def i420(
     chroma_scale: tuple[float, float],
     draw: Callable[[int, Box, BytePlane], None],
 ) -> BytePlane:
-    """An I420 frame of `size` (even sides): Y, then Cb and Cr, as rows of one (h * 3 / 2, w)
-    array, the layout ffmpeg reads as yuv420p. `draw(i, box, out)` fills plane i (0: Y, at
-    `box`; 1 and 2: Cb and Cr, at `box` scaled by `chroma_scale`) into `out`."""
+    """An I420 frame of `size` (even sides), in `ycbcr`'s layout (ffmpeg's yuv420p).
+    `draw(i, box, out)` fills plane i (0: Y, at `box`; 1 and 2: Cb and Cr, at `box` scaled by
+    `chroma_scale`) into `out`."""
     out_w, out_h = size
     sx, sy = chroma_scale
     half = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
     frame = np.empty((out_h * 3 // 2, out_w), np.uint8)
-    flat = frame.reshape(-1)
-    luma, quarter = out_w * out_h, (out_w // 2) * (out_h // 2)
-    small = (out_h // 2, out_w // 2)
-    draw(0, box, frame[:out_h])
-    draw(1, half, flat[luma : luma + quarter].reshape(small))
-    draw(2, half, flat[luma + quarter :].reshape(small))
+    for i, (plane, at) in enumerate(zip(ycbcr.planes(frame), (box, half, half), strict=True)):
+        draw(i, at, plane)
     return frame
 
 
