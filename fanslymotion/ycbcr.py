@@ -64,15 +64,3 @@ def from_rgb(rgb: Frame) -> Frame:
     cb[...] = chroma[..., 0]
     cr[...] = chroma[..., 1]
     return frame
-
-
-def to_rgb(frame: Frame) -> Frame:
-    """An I420 frame back to RGB (h, w, 3 uint8), chroma repeated over its 2x2 block: for
-    looking at frames and checking them, not for the encoder's path."""
-    luma, cb, cr = planes(frame)
-    height, width = luma.shape
-    chroma = np.stack([cb, cr], axis=-1).repeat(2, axis=0).repeat(2, axis=1)
-    ycc = np.concatenate([luma[..., None], chroma], axis=-1).astype(np.float32) - OFFSET
-    rgb = cv2.transform(ycc, np.linalg.inv(MATRIX).astype(np.float32))
-    out = np.clip(np.asarray(rgb) + 0.5, 0, 255).astype(np.uint8)
-    return np.asarray(out.reshape(height, width, 3), dtype=np.uint8)
