@@ -32,15 +32,13 @@ PAD = 16  # as rotation.PAD: the mirrored border around the photo's planes
 _A = -0.5  # Pillow's bicubic
 
 
-def table(scale: float) -> tuple[FloatPlane, float]:
-    """The weights (taps + 1, 2 PHASES) of Pillow's bicubic for a pass whose output step is
-    `scale` source pixels, by phase: phase p stands for q - base = (p + 0.5) / PHASES in
-    [0, 2), where q = centre + 0.5 - support, Pillow's first tap is floor(q) and tap k reads
-    base + k (one tap more than Pillow's, zero where floor(q) = base + 1); and the support."""
+def _weights(phi: npt.NDArray[np.float64], scale: float) -> tuple[npt.NDArray[np.float64], float]:
+    """Pillow's bicubic weights (taps + 1, len(phi)) at phases phi = q - base in [0, 2), where
+    q = centre + 0.5 - support, Pillow's first tap is floor(q) and tap k reads base + k (one
+    tap more than Pillow's, zero where floor(q) = base + 1); and the support."""
     widen = max(scale, 1.0)
     support = 2.0 * widen
     taps = 2 * math.ceil(support) + 2
-    phi = (np.arange(2 * PHASES) + 0.5) / PHASES
     k = np.arange(taps)[:, None]
     x = np.abs((k - phi[None, :] - support + 1.0) / widen)
     near = ((_A + 2) * x - (_A + 3)) * x * x + 1
@@ -49,8 +47,83 @@ def table(scale: float) -> tuple[FloatPlane, float]:
     w[k < np.floor(phi)[None, :]] = 0.0  # before Pillow's first tap
     w[k >= np.floor(phi + 2.0 * support)[None, :]] = 0.0  # Pillow's window end
     w /= w.sum(axis=0, keepdims=True)
+    return w, support
+
+
+def table(scale: float) -> tuple[FloatPlane, float]:
+    """`_weights` (taps, 2 PHASES) at phases (p + 0.5) / PHASES, the taps that are ever
+    nonzero; and the support."""
+    w, support = _weights((np.arange(2 * PHASES) + 0.5) / PHASES, scale)
     used = int(np.nonzero(np.any(w != 0.0, axis=1))[0][-1]) + 1
     return np.ascontiguousarray(w[:used], dtype=np.float32), support
+
+
+# Below this slope (offset change per column) the sloped table would be too long: the
+# gathering pass instead.
+MIN_SLOPE = 1.0 / 8192
+
+
+def sloped_table(scale: float, slope: float) -> tuple[npt.NDArray[np.float32], float, float]:
+    """`_weights` for offsets with `slope` per column, laid out so a strip's weights are
+    slices: phase step delta = |slope| / m (m whole, delta <= 1 / PHASES), phase index p
+    at phase p delta (slope > 0) or 2 - p delta (slope < 0), so that the next column's
+    index is p + m; stored as (taps, m, p // m) at [k, p % m, p // m]. Also the support
+    and delta."""
+    m = max(math.ceil(abs(slope) * PHASES), 1)
+    delta = abs(slope) / m
+    count = (math.ceil(2.0 / abs(slope)) + 3) * m
+    p = np.arange(count)
+    phi = np.clip(p * delta if slope > 0 else 2.0 - p * delta, 0.0, 2.0 - 1e-9)
+    w, support = _weights(phi, scale)
+    used = int(np.nonzero(np.any(w != 0.0, axis=1))[0][-1]) + 1
+    laid = w[:used].reshape(used, count // m, m).transpose(0, 2, 1)
+    return np.ascontiguousarray(laid, dtype=np.float32), support, delta
+
+
+def _pass_sloped(
+    src: FloatPlane,
+    c0: int,
+    offsets: npt.NDArray[np.float64],
+    step: float,
+    tab: npt.NDArray[np.float32],
+    delta: float,
+    out: FloatPlane,
+) -> None:
+    """`_pass` for offsets exactly linear in the column, with `sloped_table`'s weights:
+    a strip's weights for one tap are one contiguous slice (no gather)."""
+    n = out.shape[1]
+    taps, m = tab.shape[0], tab.shape[1]
+    rising = offsets[n - 1] >= offsets[0]
+    rows = src.shape[0]
+    o0 = offsets[0]
+    acc = np.empty(n, np.float32)
+    j0 = 0
+    while j0 < n:
+        d = math.floor(offsets[j0] - o0)
+        j1 = j0 + 1
+        while j1 < n and math.floor(offsets[j1] - o0) == d:
+            j1 += 1
+        width = j1 - j0
+        fr0 = offsets[j0] - o0 - d
+        a = acc[j0:j1]
+        for i in range(out.shape[0]):
+            q0 = o0 + step * (i + 0.5)
+            base = math.floor(q0)
+            phi = q0 - base + fr0
+            p0 = int((phi if rising else 2.0 - phi) / delta + 0.5)
+            r, t0 = p0 % m, p0 // m
+            row = min(max(base + d, 0), rows - taps)  # the padded plane's edge: ~zero weights
+            w = tab[0, r, t0 : t0 + width]
+            s = src[row, c0 + j0 : c0 + j1]
+            for x in range(width):
+                a[x] = w[x] * s[x]
+            for k in range(1, taps):
+                w = tab[k, r, t0 : t0 + width]
+                s = src[row + k, c0 + j0 : c0 + j1]
+                for x in range(width):
+                    a[x] += w[x] * s[x]
+            out[i, j0:j1] = a
+        j0 = j1
 
 
 def _pass(
@@ -118,7 +191,26 @@ def _to_bytes(src: FloatPlane, out: BytePlane) -> None:
 
 _jit: Any = numba.njit(nogil=True, cache=True, fastmath=True)
 _pass_jit: Callable[..., None] = _jit(_pass)
+_pass_sloped_jit: Callable[..., None] = _jit(_pass_sloped)
 _to_bytes_jit: Callable[..., None] = _jit(_to_bytes)
+
+
+def sweep(
+    src: FloatPlane,
+    c0: int,
+    offsets: npt.NDArray[np.float64],
+    slope: float,
+    step: float,
+    out: FloatPlane,
+) -> float:
+    """One pass (`_pass`), by the sloped tables where the slope allows; returns the support."""
+    if abs(slope) >= MIN_SLOPE:
+        tab, support, delta = sloped_table(step, slope)
+        _pass_sloped_jit(src, c0, offsets, step, tab, delta, out)
+    else:
+        flat, support = table(step)
+        _pass_jit(src, c0, offsets, step, flat, out)
+    return support
 
 
 def rolled_plane(src: FloatPlane, pad: float, box: Box, angle: float, out: BytePlane) -> None:
@@ -134,8 +226,7 @@ def rolled_plane(src: FloatPlane, pad: float, box: Box, angle: float, out: ByteP
     a, b, d, e = cos * sx, -sin * sy, sin * sx, cos * sy
     mx, my = (x0 + x1) / 2 + pad, (y0 + y1) / 2 + pad
     e1 = e - d * b / a  # pass 1's step (source rows per output row), every column
-    tab1, sup1 = table(e1)
-    tab2, sup2 = table(a)
+    sup1, sup2 = 2.0 * max(e1, 1.0), 2.0 * max(a, 1.0)  # the kernels' reach, as `_weights`
     # The source columns pass 2 reads: the output's corners, and the kernel's reach.
     hw, hh = out_w / 2, out_h / 2
     xs = [mx + a * u + b * v for u in (-hw, hw) for v in (-hh, hh)]
@@ -145,14 +236,14 @@ def rolled_plane(src: FloatPlane, pad: float, box: Box, angle: float, out: ByteP
     # Pass 1: column j's centre X = j + 0.5 sits at output du = (X - mx - B dv) / A there.
     off1 = my + (d / a) * (cols + 0.5 - mx) - e1 * hh + 0.5 - sup1
     inter = resample.buffer("affine_inter", (out_h, c1 - c0), np.float32)
-    _pass_jit(src, c0, off1, e1, tab1, inter)
+    sweep(src, c0, off1, d / a, e1, inter)
     turned = resample.buffer("affine_turned", (c1 - c0, out_h), np.float32)
     cv2.transpose(inter, turned)
     # Pass 2, on the transposed intermediate: row index = source column - c0.
     dv = np.arange(out_h, dtype=np.float64) + 0.5 - hh
     off2 = mx - a * hw + b * dv + 0.5 - sup2 - c0
     done = resample.buffer("affine_done", (out_w, out_h), np.float32)
-    _pass_jit(turned, 0, off2, a, tab2, done)
+    sweep(turned, 0, off2, b, a, done)
     back = resample.buffer("affine_back", (out_h, out_w), np.float32)
     cv2.transpose(done, back)
     _to_bytes_jit(back, out)
