@@ -28,6 +28,9 @@ from . import resample
 from .resample import Box, BytePlane, FloatPlane
 
 PHASES = 1024
+# A sloped pass's strips: columns whose first source row is one of SPAN - 1 rows above a
+# common base (longer strips, SPAN - 2 more taps).
+SPAN = 3
 PAD = 16  # as rotation.PAD: the mirrored border around the photo's planes
 _A = -0.5  # Pillow's bicubic
 
@@ -38,7 +41,7 @@ def _weights(phi: npt.NDArray[np.float64], scale: float) -> tuple[npt.NDArray[np
     tap more than Pillow's, zero where floor(q) = base + 1); and the support."""
     widen = max(scale, 1.0)
     support = 2.0 * widen
-    taps = 2 * math.ceil(support) + 2
+    taps = 2 * math.ceil(support) + math.ceil(float(phi.max()))  # phases up to phi.max()
     k = np.arange(taps)[:, None]
     x = np.abs((k - phi[None, :] - support + 1.0) / widen)
     near = ((_A + 2) * x - (_A + 3)) * x * x + 1
@@ -63,21 +66,49 @@ def table(scale: float) -> tuple[FloatPlane, float]:
 MIN_SLOPE = 1.0 / 8192
 
 
+def _sloped_fill(scale: float, slope: float, m: int, delta: float, out: FloatPlane) -> int:
+    """`_weights` at `sloped_table`'s phases, compiled, into out (taps, m, count // m) laid
+    out as there; returns the number of taps that are ever nonzero."""
+    taps, cols = out.shape[0], out.shape[1] * out.shape[2]
+    widen = max(scale, 1.0)
+    support = 2.0 * widen
+    used = 1
+    tmp = np.empty(taps, np.float64)
+    for p in range(cols):
+        phi = p * delta if slope > 0 else SPAN - p * delta
+        phi = min(max(phi, 0.0), SPAN - 1e-9)
+        lo, hi = math.floor(phi), math.floor(phi + 2.0 * support)
+        total = 0.0
+        for k in range(taps):
+            v = 0.0
+            if lo <= k < hi:
+                x = abs((k - phi - support + 1.0) / widen)
+                if x < 1.0:
+                    v = ((_A + 2.0) * x - (_A + 3.0)) * x * x + 1.0
+                elif x < 2.0:
+                    v = (((x - 5.0) * x + 8.0) * x - 4.0) * _A
+            tmp[k] = v
+            total += v
+        for k in range(taps):
+            out[k, p % m, p // m] = tmp[k] / total
+            if tmp[k] != 0.0 and k >= used:
+                used = k + 1
+    return used
+
+
 def sloped_table(scale: float, slope: float) -> tuple[npt.NDArray[np.float32], float, float]:
-    """`_weights` for offsets with `slope` per column, laid out so a strip's weights are
-    slices: phase step delta = |slope| / m (m whole, delta <= 1 / PHASES), phase index p
-    at phase p delta (slope > 0) or 2 - p delta (slope < 0), so that the next column's
-    index is p + m; stored as (taps, m, p // m) at [k, p % m, p // m]. Also the support
-    and delta."""
+    """Pillow's bicubic weights for offsets with `slope` per column, laid out so a strip's
+    weights are slices: phase step delta = |slope| / m (m whole, delta <= 1 / PHASES),
+    phase index p at phase p delta (slope > 0) or SPAN - p delta (slope < 0), so that the
+    next column's index is p + m; stored as (taps, m, p // m) at [k, p % m, p // m]. Also
+    the support and delta."""
     m = max(math.ceil(abs(slope) * PHASES), 1)
     delta = abs(slope) / m
-    count = (math.ceil(2.0 / abs(slope)) + 3) * m
-    p = np.arange(count)
-    phi = np.clip(p * delta if slope > 0 else 2.0 - p * delta, 0.0, 2.0 - 1e-9)
-    w, support = _weights(phi, scale)
-    used = int(np.nonzero(np.any(w != 0.0, axis=1))[0][-1]) + 1
-    laid = w[:used].reshape(used, count // m, m).transpose(0, 2, 1)
-    return np.ascontiguousarray(laid, dtype=np.float32), support, delta
+    support = 2.0 * max(scale, 1.0)
+    taps = 2 * math.ceil(support) + SPAN
+    tab = np.empty((taps, m, math.ceil(SPAN / abs(slope)) + 3), np.float32)
+    used = _sloped_fill_jit(scale, slope, m, delta, tab)
+    return tab[:used], support, delta
 
 
 def _pass_sloped(
@@ -99,9 +130,9 @@ def _pass_sloped(
     acc = np.empty(n, np.float32)
     j0 = 0
     while j0 < n:
-        d = math.floor(offsets[j0] - o0)
+        d = math.floor((offsets[j0] - o0) / (SPAN - 1)) * (SPAN - 1)
         j1 = j0 + 1
-        while j1 < n and math.floor(offsets[j1] - o0) == d:
+        while j1 < n and math.floor((offsets[j1] - o0) / (SPAN - 1)) * (SPAN - 1) == d:
             j1 += 1
         width = j1 - j0
         fr0 = offsets[j0] - o0 - d
@@ -110,16 +141,16 @@ def _pass_sloped(
             q0 = o0 + step * (i + 0.5)
             base = math.floor(q0)
             phi = q0 - base + fr0
-            p0 = int((phi if rising else 2.0 - phi) / delta + 0.5)
+            p0 = int((phi if rising else SPAN - phi) / delta + 0.5)
             r, t0 = p0 % m, p0 // m
-            row = min(max(base + d, 0), rows - taps)  # the padded plane's edge: ~zero weights
+            row = base + d  # past the padded plane's edge (~zero weights) its edge row
             w = tab[0, r, t0 : t0 + width]
-            s = src[row, c0 + j0 : c0 + j1]
+            s = src[min(max(row, 0), rows - 1), c0 + j0 : c0 + j1]
             for x in range(width):
                 a[x] = w[x] * s[x]
             for k in range(1, taps):
                 w = tab[k, r, t0 : t0 + width]
-                s = src[row + k, c0 + j0 : c0 + j1]
+                s = src[min(max(row + k, 0), rows - 1), c0 + j0 : c0 + j1]
                 for x in range(width):
                     a[x] += w[x] * s[x]
             out[i, j0:j1] = a
@@ -169,14 +200,14 @@ def _pass(
             rest = q0 - base
             for x in range(m):
                 ph[x] = min(int((fr[x] + rest) * scale), top)
-            r = min(max(base + d, 0), rows - taps)  # the padded plane's edge: ~zero weights
+            r = base + d  # past the padded plane's edge (~zero weights) its edge row
             t = tab[0]
-            s = src[r, c0 + j0 : c0 + j1]
+            s = src[min(max(r, 0), rows - 1), c0 + j0 : c0 + j1]
             for x in range(m):
                 a[x] = t[ph[x]] * s[x]
             for k in range(1, taps):
                 t = tab[k]
-                s = src[r + k, c0 + j0 : c0 + j1]
+                s = src[min(max(r + k, 0), rows - 1), c0 + j0 : c0 + j1]
                 for x in range(m):
                     a[x] += t[ph[x]] * s[x]
             out[i, j0:j1] = a
@@ -192,6 +223,7 @@ def _to_bytes(src: FloatPlane, out: BytePlane) -> None:
 _jit: Any = numba.njit(nogil=True, cache=True, fastmath=True)
 _pass_jit: Callable[..., None] = _jit(_pass)
 _pass_sloped_jit: Callable[..., None] = _jit(_pass_sloped)
+_sloped_fill_jit: Callable[..., int] = _jit(_sloped_fill)
 _to_bytes_jit: Callable[..., None] = _jit(_to_bytes)
 
 
@@ -231,7 +263,7 @@ def rolled_plane(src: FloatPlane, pad: float, box: Box, angle: float, out: ByteP
     hw, hh = out_w / 2, out_h / 2
     xs = [mx + a * u + b * v for u in (-hw, hw) for v in (-hh, hh)]
     c0 = max(math.floor(min(xs) - sup2) - 1, 0)
-    c1 = min(math.ceil(max(xs) + sup2) + 2, src.shape[1])
+    c1 = min(math.ceil(max(xs) + sup2) + SPAN + 1, src.shape[1])  # a strip's extra taps
     cols = np.arange(c0, c1, dtype=np.float64)
     # Pass 1: column j's centre X = j + 0.5 sits at output du = (X - mx - B dv) / A there.
     off1 = my + (d / a) * (cols + 0.5 - mx) - e1 * hh + 0.5 - sup1
