@@ -267,16 +267,16 @@ def rolled_plane(src: FloatPlane, pad: float, box: Box, angle: float, out: ByteP
     cols = np.arange(c0, c1, dtype=np.float64)
     # Pass 1: column j's centre X = j + 0.5 sits at output du = (X - mx - B dv) / A there.
     off1 = my + (d / a) * (cols + 0.5 - mx) - e1 * hh + 0.5 - sup1
-    inter = resample.buffer("affine_inter", (out_h, c1 - c0), np.float32)
+    inter = resample.buffer(f"affine_inter_{out_h}", (out_h, c1 - c0), np.float32)
     sweep(src, c0, off1, d / a, e1, inter)
-    turned = resample.buffer("affine_turned", (c1 - c0, out_h), np.float32)
+    turned = resample.buffer(f"affine_turned_{out_h}", (c1 - c0, out_h), np.float32)
     cv2.transpose(inter, turned)
     # Pass 2, on the transposed intermediate: row index = source column - c0.
     dv = np.arange(out_h, dtype=np.float64) + 0.5 - hh
     off2 = mx - a * hw + b * dv + 0.5 - sup2 - c0
-    done = resample.buffer("affine_done", (out_w, out_h), np.float32)
+    done = resample.buffer(f"affine_done_{out_h}", (out_w, out_h), np.float32)
     sweep(turned, 0, off2, b, a, done)
-    back = resample.buffer("affine_back", (out_h, out_w), np.float32)
+    back = resample.buffer(f"affine_back_{out_h}", (out_h, out_w), np.float32)
     cv2.transpose(done, back)
     _to_bytes_jit(back, out)
 
