@@ -30,6 +30,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--degrees", type=float, default=0.8)
+    parser.add_argument(
+        "--moving", action="store_true", help="a box that pans and zooms from run to run"
+    )
     args = parser.parse_args()
     from skimage import data
 
@@ -39,26 +42,30 @@ def main() -> None:
     planes = resample.YUVSource(photo)
     shears, two = rotation.RolledSource(planes), affine.AffineRolledSource(planes)
     size = (1280, 720)
-    x0, y0 = 143.2, 188.6
-    box = (x0, y0, x0 + 1800.0, y0 + 1800.0 * 720 / 1280)
     angle = math.radians(args.degrees)
-    cases: dict[str, Callable[[], np.ndarray]] = {
-        "upright": lambda: planes.frame(box, size),
-        "rolled, shears (rotation)": lambda: shears.frame(box, angle, size),
-        "rolled, two-pass (affine)": lambda: two.frame(box, angle, size),
+
+    def box_at(i: int) -> tuple[float, float, float, float]:
+        step = i if args.moving else 0  # a clip's box moves: the intermediates' sizes change
+        x0, y0, width = 143.2 + 0.37 * step, 188.6 + 0.21 * step, 1800.0 - 1.3 * step
+        return (x0, y0, x0 + width, y0 + width * 720 / 1280)
+
+    cases: dict[str, Callable[[int], np.ndarray]] = {
+        "upright": lambda i: planes.frame(box_at(i), size),
+        "rolled, shears (rotation)": lambda i: shears.frame(box_at(i), angle, size),
+        "rolled, two-pass (affine)": lambda i: two.frame(box_at(i), angle, size),
     }
     for run in cases.values():  # compile, and the per-thread buffers
-        run()
-        run()
+        run(0)
+        run(0)
     times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(args.repeat):
+    for i in range(args.repeat):
         for name, run in cases.items():
             start = time.thread_time()
-            run()
+            run(i)
             times[name].append((time.thread_time() - start) * 1e3)
     for name, values in times.items():
         print(f"{name:28s} {statistics.median(values):6.2f} ms CPU (min {min(values):.2f})")
-    a, b = shears.frame(box, angle, size), two.frame(box, angle, size)
+    a, b = shears.frame(box_at(0), angle, size), two.frame(box_at(0), angle, size)
     difference = np.abs(a.astype(int) - b)
     print(
         f"shears vs two-pass: luma mean {difference[:720].mean():.3f} max {difference[:720].max()},"
