@@ -148,11 +148,21 @@ def _pass_sloped(
             s = src[min(max(row, 0), rows - 1), c0 + j0 : c0 + j1]
             for x in range(width):
                 a[x] = w[x] * s[x]
-            for k in range(1, taps):
+            k = 1
+            while k + 2 < taps:  # three taps per sweep: the accumulator loaded once
+                wa, wb, wc = tab[k, r, t0:], tab[k + 1, r, t0:], tab[k + 2, r, t0:]
+                sa = src[min(max(row + k, 0), rows - 1), c0 + j0 : c0 + j1]
+                sb = src[min(max(row + k + 1, 0), rows - 1), c0 + j0 : c0 + j1]
+                sc = src[min(max(row + k + 2, 0), rows - 1), c0 + j0 : c0 + j1]
+                for x in range(width):
+                    a[x] += wa[x] * sa[x] + wb[x] * sb[x] + wc[x] * sc[x]
+                k += 3
+            while k < taps:
                 w = tab[k, r, t0 : t0 + width]
                 s = src[min(max(row + k, 0), rows - 1), c0 + j0 : c0 + j1]
                 for x in range(width):
                     a[x] += w[x] * s[x]
+                k += 1
             out[i, j0:j1] = a
         j0 = j1
 
