@@ -1,0 +1,312 @@
+"""A prototype of rolled frames by a two-pass affine resample (Catmull and Smith), beside
+`rotation`'s shears: no oversampled intermediate, no final shrink.
+
+For output pixel (u, v) the source point is X = A u + B v + c, Y = D u + E v + f. Pass 1
+(vertical): for each source column x, the row Y reached at output row v is linear in v with
+one scale E' = E - D B / A for every column and an offset per column; pass 2 (horizontal):
+for each output row v, X is linear in u with scale A and an offset per row. A constant scale
+along a pass makes the kernel's weights a function of the sub-pixel phase alone, so they come
+from a table of PHASES phases computed once per frame; the kernel is Pillow's bicubic widened
+by the reduction, as in the upright passes. Both passes are one compiled function, vectorised
+across the columns that share an integer source row (with a roll of a degree the integer part
+changes every ~57 columns), with each column's weights gathered from the table.
+Pure engine: nothing of the service. Not wired in (docs/roll-two-pass.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from . import resample
+from .resample import Box, BytePlane, FloatPlane
+
+PHASES = 1024
+# A sloped pass's strips: columns whose first source row is one of SPAN - 1 rows above a
+# common base (longer strips, SPAN - 2 more taps).
+SPAN = 3
+PAD = 16  # as rotation.PAD: the mirrored border around the photo's planes
+_A = -0.5  # Pillow's bicubic
+
+
+def _weights(phi: npt.NDArray[np.float64], scale: float) -> tuple[npt.NDArray[np.float64], float]:
+    """Pillow's bicubic weights (taps + 1, len(phi)) at phases phi = q - base in [0, 2), where
+    q = centre + 0.5 - support, Pillow's first tap is floor(q) and tap k reads base + k (one
+    tap more than Pillow's, zero where floor(q) = base + 1); and the support."""
+    widen = max(scale, 1.0)
+    support = 2.0 * widen
+    taps = 2 * math.ceil(support) + math.ceil(float(phi.max()))  # phases up to phi.max()
+    k = np.arange(taps)[:, None]
+    x = np.abs((k - phi[None, :] - support + 1.0) / widen)
+    near = ((_A + 2) * x - (_A + 3)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * _A
+    w = np.where(x < 1, near, np.where(x < 2, far, 0.0))
+    w[k < np.floor(phi)[None, :]] = 0.0  # before Pillow's first tap
+    w[k >= np.floor(phi + 2.0 * support)[None, :]] = 0.0  # Pillow's window end
+    w /= w.sum(axis=0, keepdims=True)
+    return w, support
+
+
+def table(scale: float) -> tuple[FloatPlane, float]:
+    """`_weights` (taps, 2 PHASES) at phases (p + 0.5) / PHASES, the taps that are ever
+    nonzero; and the support."""
+    w, support = _weights((np.arange(2 * PHASES) + 0.5) / PHASES, scale)
+    used = int(np.nonzero(np.any(w != 0.0, axis=1))[0][-1]) + 1
+    return np.ascontiguousarray(w[:used], dtype=np.float32), support
+
+
+# Below this slope (offset change per column) the sloped table would be too long: the
+# gathering pass instead.
+MIN_SLOPE = 1.0 / 8192
+
+
+def _sloped_fill(scale: float, slope: float, m: int, delta: float, out: FloatPlane) -> int:
+    """`_weights` at `sloped_table`'s phases, compiled, into out (taps, m, count // m) laid
+    out as there; returns the number of taps that are ever nonzero."""
+    taps, cols = out.shape[0], out.shape[1] * out.shape[2]
+    widen = max(scale, 1.0)
+    support = 2.0 * widen
+    used = 1
+    tmp = np.empty(taps, np.float64)
+    for p in range(cols):
+        phi = p * delta if slope > 0 else SPAN - p * delta
+        phi = min(max(phi, 0.0), SPAN - 1e-9)
+        lo, hi = math.floor(phi), math.floor(phi + 2.0 * support)
+        total = 0.0
+        for k in range(taps):
+            v = 0.0
+            if lo <= k < hi:
+                x = abs((k - phi - support + 1.0) / widen)
+                if x < 1.0:
+                    v = ((_A + 2.0) * x - (_A + 3.0)) * x * x + 1.0
+                elif x < 2.0:
+                    v = (((x - 5.0) * x + 8.0) * x - 4.0) * _A
+            tmp[k] = v
+            total += v
+        for k in range(taps):
+            out[k, p % m, p // m] = tmp[k] / total
+            if tmp[k] != 0.0 and k >= used:
+                used = k + 1
+    return used
+
+
+def sloped_table(scale: float, slope: float) -> tuple[npt.NDArray[np.float32], float, float]:
+    """Pillow's bicubic weights for offsets with `slope` per column, laid out so a strip's
+    weights are slices: phase step delta = |slope| / m (m whole, delta <= 1 / PHASES),
+    phase index p at phase p delta (slope > 0) or SPAN - p delta (slope < 0), so that the
+    next column's index is p + m; stored as (taps, m, p // m) at [k, p % m, p // m]. Also
+    the support and delta."""
+    m = max(math.ceil(abs(slope) * PHASES), 1)
+    delta = abs(slope) / m
+    support = 2.0 * max(scale, 1.0)
+    taps = 2 * math.ceil(support) + SPAN
+    tab = np.empty((taps, m, math.ceil(SPAN / abs(slope)) + 3), np.float32)
+    used = _sloped_fill_jit(scale, slope, m, delta, tab)
+    return tab[:used], support, delta
+
+
+def _pass_sloped(
+    src: FloatPlane,
+    c0: int,
+    offsets: npt.NDArray[np.float64],
+    step: float,
+    tab: npt.NDArray[np.float32],
+    delta: float,
+    out: FloatPlane,
+) -> None:
+    """`_pass` for offsets exactly linear in the column, with `sloped_table`'s weights:
+    a strip's weights for one tap are one contiguous slice (no gather)."""
+    n = out.shape[1]
+    taps, m = tab.shape[0], tab.shape[1]
+    rising = offsets[n - 1] >= offsets[0]
+    rows = src.shape[0]
+    o0 = offsets[0]
+    acc = np.empty(n, np.float32)
+    j0 = 0
+    while j0 < n:
+        d = math.floor((offsets[j0] - o0) / (SPAN - 1)) * (SPAN - 1)
+        j1 = j0 + 1
+        while j1 < n and math.floor((offsets[j1] - o0) / (SPAN - 1)) * (SPAN - 1) == d:
+            j1 += 1
+        width = j1 - j0
+        fr0 = offsets[j0] - o0 - d
+        a = acc[j0:j1]
+        for i in range(out.shape[0]):
+            q0 = o0 + step * (i + 0.5)
+            base = math.floor(q0)
+            phi = q0 - base + fr0
+            p0 = int((phi if rising else SPAN - phi) / delta + 0.5)
+            r, t0 = p0 % m, p0 // m
+            row = base + d  # past the padded plane's edge (~zero weights) its edge row
+            w = tab[0, r, t0 : t0 + width]
+            s = src[min(max(row, 0), rows - 1), c0 + j0 : c0 + j1]
+            for x in range(width):
+                a[x] = w[x] * s[x]
+            k = 1
+            while k + 2 < taps:  # three taps per sweep: the accumulator loaded once
+                wa, wb, wc = tab[k, r, t0:], tab[k + 1, r, t0:], tab[k + 2, r, t0:]
+                sa = src[min(max(row + k, 0), rows - 1), c0 + j0 : c0 + j1]
+                sb = src[min(max(row + k + 1, 0), rows - 1), c0 + j0 : c0 + j1]
+                sc = src[min(max(row + k + 2, 0), rows - 1), c0 + j0 : c0 + j1]
+                for x in range(width):
+                    a[x] += wa[x] * sa[x] + wb[x] * sb[x] + wc[x] * sc[x]
+                k += 3
+            while k < taps:
+                w = tab[k, r, t0 : t0 + width]
+                s = src[min(max(row + k, 0), rows - 1), c0 + j0 : c0 + j1]
+                for x in range(width):
+                    a[x] += w[x] * s[x]
+                k += 1
+            out[i, j0:j1] = a
+        j0 = j1
+
+
+def _pass(
+    src: FloatPlane,
+    c0: int,
+    offsets: npt.NDArray[np.float64],
+    step: float,
+    tab: FloatPlane,
+    out: FloatPlane,
+) -> None:
+    """out[i, j] = sum over k of Pillow's weights * src[floor(q) + k, c0 + j] with
+    q = offsets[j] + step * (i + 0.5) (offsets nearly constant: a slight slope).
+
+    Swept in strips of columns whose offsets have the same integer part d (a roll of a
+    degree: ~57 columns), each strip row by row, so the source is read down contiguous
+    columns; there floor(q) - (base + d) is 0 or 1 with base = floor(offsets[0] + step
+    (i + 0.5)), so each column's weights come from `table`'s two-pixel phase range."""
+    n = out.shape[1]
+    taps = tab.shape[0]
+    phases = tab.shape[1] // 2
+    scale = float(phases)
+    top = 2 * phases - 1
+    rows = src.shape[0]
+    o0 = offsets[0]
+    acc = np.empty(n, np.float32)
+    frac = np.empty(n, np.float64)
+    phase = np.empty(n, np.int64)
+    j0 = 0
+    while j0 < n:
+        d = math.floor(offsets[j0] - o0)
+        j1 = j0 + 1
+        while j1 < n and math.floor(offsets[j1] - o0) == d:
+            j1 += 1
+        m = j1 - j0
+        fr = frac[j0:j1]
+        for x in range(m):
+            fr[x] = offsets[j0 + x] - o0 - d  # in [0, 1)
+        ph = phase[j0:j1]
+        a = acc[j0:j1]
+        for i in range(out.shape[0]):
+            q0 = o0 + step * (i + 0.5)
+            base = math.floor(q0)
+            rest = q0 - base
+            for x in range(m):
+                ph[x] = min(int((fr[x] + rest) * scale), top)
+            r = base + d  # past the padded plane's edge (~zero weights) its edge row
+            t = tab[0]
+            s = src[min(max(r, 0), rows - 1), c0 + j0 : c0 + j1]
+            for x in range(m):
+                a[x] = t[ph[x]] * s[x]
+            for k in range(1, taps):
+                t = tab[k]
+                s = src[min(max(r + k, 0), rows - 1), c0 + j0 : c0 + j1]
+                for x in range(m):
+                    a[x] += t[ph[x]] * s[x]
+            out[i, j0:j1] = a
+        j0 = j1
+
+
+def _to_bytes(src: FloatPlane, out: BytePlane) -> None:
+    for r in range(src.shape[0]):
+        for c in range(src.shape[1]):
+            out[r, c] = np.uint8(min(max(src[r, c] + 0.5, 0.0), 255.0))
+
+
+_jit: Any = numba.njit(nogil=True, cache=True, fastmath=True)
+_pass_jit: Callable[..., None] = _jit(_pass)
+_pass_sloped_jit: Callable[..., None] = _jit(_pass_sloped)
+_sloped_fill_jit: Callable[..., int] = _jit(_sloped_fill)
+_to_bytes_jit: Callable[..., None] = _jit(_to_bytes)
+
+
+def sweep(
+    src: FloatPlane,
+    c0: int,
+    offsets: npt.NDArray[np.float64],
+    slope: float,
+    step: float,
+    out: FloatPlane,
+) -> float:
+    """One pass (`_pass`), by the sloped tables where the slope allows; returns the support."""
+    if abs(slope) >= MIN_SLOPE:
+        tab, support, delta = sloped_table(step, slope)
+        _pass_sloped_jit(src, c0, offsets, step, tab, delta, out)
+    else:
+        flat, support = table(step)
+        _pass_jit(src, c0, offsets, step, flat, out)
+    return support
+
+
+def rolled_plane(src: FloatPlane, pad: float, box: Box, angle: float, out: BytePlane) -> None:
+    """The window `box` (in the unpadded plane's pixels) rolled by `angle` about its centre,
+    from `src`, the plane with `pad` mirrored pixels around it, into `out`: as
+    `rotation.rolled_plane`, by two passes."""
+    out_h, out_w = out.shape
+    x0, y0, x1, y1 = box
+    sx, sy = (x1 - x0) / out_w, (y1 - y0) / out_h
+    cos, sin = math.cos(angle), math.sin(angle)
+    # Edge coordinates of the padded plane: X = mx + A du + B dv, Y = my + D du + E dv, with
+    # du, dv the output pixel's centre from the output's centre.
+    a, b, d, e = cos * sx, -sin * sy, sin * sx, cos * sy
+    mx, my = (x0 + x1) / 2 + pad, (y0 + y1) / 2 + pad
+    e1 = e - d * b / a  # pass 1's step (source rows per output row), every column
+    sup1, sup2 = 2.0 * max(e1, 1.0), 2.0 * max(a, 1.0)  # the kernels' reach, as `_weights`
+    # The source columns pass 2 reads: the output's corners, and the kernel's reach.
+    hw, hh = out_w / 2, out_h / 2
+    xs = [mx + a * u + b * v for u in (-hw, hw) for v in (-hh, hh)]
+    c0 = max(math.floor(min(xs) - sup2) - 1, 0)
+    c1 = min(math.ceil(max(xs) + sup2) + SPAN + 1, src.shape[1])  # a strip's extra taps
+    cols = np.arange(c0, c1, dtype=np.float64)
+    # Pass 1: column j's centre X = j + 0.5 sits at output du = (X - mx - B dv) / A there.
+    off1 = my + (d / a) * (cols + 0.5 - mx) - e1 * hh + 0.5 - sup1
+    inter = resample.buffer(f"affine_inter_{out_h}", (out_h, c1 - c0), np.float32)
+    sweep(src, c0, off1, d / a, e1, inter)
+    turned = resample.buffer(f"affine_turned_{out_h}", (c1 - c0, out_h), np.float32)
+    cv2.transpose(inter, turned)
+    # Pass 2, on the transposed intermediate: row index = source column - c0.
+    dv = np.arange(out_h, dtype=np.float64) + 0.5 - hh
+    off2 = mx - a * hw + b * dv + 0.5 - sup2 - c0
+    done = resample.buffer(f"affine_done_{out_h}", (out_w, out_h), np.float32)
+    sweep(turned, 0, off2, b, a, done)
+    back = resample.buffer(f"affine_back_{out_h}", (out_h, out_w), np.float32)
+    cv2.transpose(done, back)
+    _to_bytes_jit(back, out)
+
+
+class AffineRolledSource:
+    """`rotation.RolledSource` by the two-pass prototype: the same padded planes."""
+
+    def __init__(self, planes: resample.YUVSource) -> None:
+        def padded(plane: FloatPlane, pad: int) -> FloatPlane:
+            return np.asarray(cv2.copyMakeBorder(plane, *(pad,) * 4, cv2.BORDER_REFLECT_101))
+
+        self.chroma_scale = planes.chroma_scale
+        self.pads = (PAD, PAD // 2, PAD // 2)
+        luma, cb, cr = planes.luma, planes.cb, planes.cr
+        self.planes = (padded(luma, PAD), padded(cb, PAD // 2), padded(cr, PAD // 2))
+
+    def frame(self, box: Box, angle: float, size: tuple[int, int]) -> BytePlane:
+        """The I420 frame of `box` (photo pixels) rolled by `angle`, at `size` (even)."""
+
+        def draw(i: int, plane_box: Box, out: BytePlane) -> None:
+            rolled_plane(self.planes[i], self.pads[i], plane_box, angle, out)
+
+        return resample.i420(box, size, self.chroma_scale, draw)

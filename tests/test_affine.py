@@ -1,0 +1,58 @@
+"""The two-pass rolled frames (`affine`, a prototype beside `rotation`): the rolled window's
+motion, as tests/test_resample.py measures `rotation`'s frames."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from fanslymotion import affine, motion, resample, rotation
+
+from .imagetools import textured_photo
+from .test_camera import rolled_errors
+
+OUT = (320, 180)
+
+
+def frames(
+    photo: Image.Image,
+    path: motion.CameraPath,
+    n: int,
+    roller: Callable[[resample.YUVSource], Any],
+) -> list[np.ndarray]:
+    """The luma of `path`'s frames rolled by `roller` (a `frame(box, angle, size)` source),
+    from the photo as `motion.render_path_yuv` shrinks it."""
+    times = [i / (n - 1) for i in range(n)]
+    small, sx, sy = motion.shrink_for_path(photo, path, motion.OVERSAMPLE**2)
+    source = roller(resample.YUVSource(small))
+    shots = []
+    for box, t in zip(path.boxes(n), times, strict=True):
+        x0, y0, x1, y1 = box
+        shots.append(source.frame((x0 * sx, y0 * sy, x1 * sx, y1 * sy), path.roll(t), OUT))
+    return [f[: OUT[1]] for f in shots]
+
+
+def test_two_pass_rolled_frames_follow_the_rolled_window() -> None:
+    photo = textured_photo(1200, 800, seed=1, scale=1.5)
+    path = motion.CameraPath("micro", 0.5, photo.size, OUT, seed=11, roll=True)
+    ours = frames(photo, path, 16, affine.AffineRolledSource)
+    errors = rolled_errors(ours, path, OUT)
+    assert max(errors) <= 0.02, max(errors)
+    shears = frames(photo, path, 16, rotation.RolledSource)
+    # The frames here are the renderer's (its rolled frames are `rotation`'s).
+    rendered = motion.render_path_yuv(photo, path, 16, threads=0)
+    assert all(np.array_equal(a, b[: OUT[1]]) for a, b in zip(shears, rendered, strict=True))
+    difference = np.abs(np.stack(ours).astype(int) - np.stack(shears))
+    assert difference.mean() < 1.0 and difference.max() <= 6, difference.mean()
+
+
+def test_two_pass_at_no_roll_is_the_upright_frame() -> None:
+    planes = resample.YUVSource(textured_photo(600, 400, seed=2, scale=1.5))
+    box = (50.3, 40.7, 50.3 + 480.4, 40.7 + 270.225)
+    upright = planes.frame(box, OUT)
+    level = affine.AffineRolledSource(planes).frame(box, 0.0, OUT)
+    difference = np.abs(upright.astype(int) - level)
+    assert difference.max() <= 1 and (difference == 0).mean() > 0.99
