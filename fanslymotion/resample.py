@@ -193,12 +193,15 @@ _scratch = threading.local()
 
 def buffer(name: str, shape: tuple[int, int], dtype: type) -> Any:
     """A per-thread buffer reused from frame to frame: a fresh multi-megabyte array costs its
-    page faults every frame."""
+    page faults every frame. One allocation per name, grown when asked for more and handed
+    out as a view of the asked shape, so the luma and chroma planes and a moving box share it
+    instead of reallocating it."""
     buffers: dict[str, Any] = _scratch.__dict__.setdefault("buffers", {})
+    size = shape[0] * shape[1]
     buf = buffers.get(name)
-    if buf is None or buf.shape != shape:
-        buf = buffers[name] = np.empty(shape, dtype)
-    return buf
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = buffers[name] = np.empty(size, dtype)
+    return buf[:size].reshape(shape)
 
 
 def plane_into(src: FloatPlane, box: Box, out: BytePlane | FloatPlane) -> None:
