@@ -1,5 +1,5 @@
-"""A prototype of rolled frames by a two-pass affine resample (Catmull and Smith), beside
-`rotation`'s shears: no oversampled intermediate, no final shrink.
+"""Rolled frames by a two-pass affine resample (Catmull and Smith): the camera-motion
+renderer's frames when the path rolls, at about twice an upright frame's CPU.
 
 For output pixel (u, v) the source point is X = A u + B v + c, Y = D u + E v + f. Pass 1
 (vertical): for each source column x, the row Y reached at output row v is linear in v with
@@ -7,10 +7,10 @@ one scale E' = E - D B / A for every column and an offset per column; pass 2 (ho
 for each output row v, X is linear in u with scale A and an offset per row. A constant scale
 along a pass makes the kernel's weights a function of the sub-pixel phase alone, so they come
 from a table of PHASES phases computed once per frame; the kernel is Pillow's bicubic widened
-by the reduction, as in the upright passes. Both passes are one compiled function, vectorised
-across the columns that share an integer source row (with a roll of a degree the integer part
-changes every ~57 columns), with each column's weights gathered from the table.
-Pure engine: nothing of the service. Not wired in (docs/roll-two-pass.md).
+by the reduction, as in the upright passes (`resample`). Along a sloped pass the phase moves
+by a fixed step from column to column, so the table is laid out by that step and a strip of
+columns reads its weights as contiguous slices (docs/roll-two-pass.md has the measurements).
+Pure engine: nothing of the service.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ PHASES = 1024
 # A sloped pass's strips: columns whose first source row is one of SPAN - 1 rows above a
 # common base (longer strips, SPAN - 2 more taps).
 SPAN = 3
-PAD = 16  # as rotation.PAD: the mirrored border around the photo's planes
+# Mirrored border (luma pixels) around the photo's planes: the kernels' reach may pass the
+# photo's edge by a few pixels (the rolled window itself never does).
+PAD = 16
 _A = -0.5  # Pillow's bicubic
 
 
@@ -257,8 +259,7 @@ def sweep(
 
 def rolled_plane(src: FloatPlane, pad: float, box: Box, angle: float, out: BytePlane) -> None:
     """The window `box` (in the unpadded plane's pixels) rolled by `angle` about its centre,
-    from `src`, the plane with `pad` mirrored pixels around it, into `out`: as
-    `rotation.rolled_plane`, by two passes."""
+    from `src`, the plane with `pad` mirrored pixels around it, into `out`."""
     out_h, out_w = out.shape
     x0, y0, x1, y1 = box
     sx, sy = (x1 - x0) / out_w, (y1 - y0) / out_h
@@ -277,22 +278,22 @@ def rolled_plane(src: FloatPlane, pad: float, box: Box, angle: float, out: ByteP
     cols = np.arange(c0, c1, dtype=np.float64)
     # Pass 1: column j's centre X = j + 0.5 sits at output du = (X - mx - B dv) / A there.
     off1 = my + (d / a) * (cols + 0.5 - mx) - e1 * hh + 0.5 - sup1
-    inter = resample.buffer(f"affine_inter_{out_h}", (out_h, c1 - c0), np.float32)
+    inter = resample.buffer("affine_inter", (out_h, c1 - c0), np.float32)
     sweep(src, c0, off1, d / a, e1, inter)
-    turned = resample.buffer(f"affine_turned_{out_h}", (c1 - c0, out_h), np.float32)
+    turned = resample.buffer("affine_turned", (c1 - c0, out_h), np.float32)
     cv2.transpose(inter, turned)
     # Pass 2, on the transposed intermediate: row index = source column - c0.
     dv = np.arange(out_h, dtype=np.float64) + 0.5 - hh
     off2 = mx - a * hw + b * dv + 0.5 - sup2 - c0
-    done = resample.buffer(f"affine_done_{out_h}", (out_w, out_h), np.float32)
+    done = resample.buffer("affine_done", (out_w, out_h), np.float32)
     sweep(turned, 0, off2, b, a, done)
-    back = resample.buffer(f"affine_back_{out_h}", (out_h, out_w), np.float32)
+    back = resample.buffer("affine_back", (out_h, out_w), np.float32)
     cv2.transpose(done, back)
     _to_bytes_jit(back, out)
 
 
-class AffineRolledSource:
-    """`rotation.RolledSource` by the two-pass prototype: the same padded planes."""
+class RolledSource:
+    """A photo's YUV planes, mirrored past their edges, for rolled I420 frames."""
 
     def __init__(self, planes: resample.YUVSource) -> None:
         def padded(plane: FloatPlane, pad: int) -> FloatPlane:

@@ -296,7 +296,7 @@ def plan(
     """The path a clip follows over a source of `src_size` (the photo, or SVD's frames).
 
     `roll` adds the seed's slight roll: the camera-motion renderer asks for it (its compiled
-    YUV frames roll for about 4x an upright frame's CPU, `rotation`); the Pillow frames (SVD's
+    YUV frames roll for about 2x an upright frame's CPU, `affine`); the Pillow frames (SVD's
     camera, stories) leave it off, a rolled Pillow frame costing about 7x, docs/benchmarks.md."""
     if shot.keyframes:
         return KeyframePath(shot.keyframes, shot.ease, src_size, out_size, loop=shot.loop)

@@ -16,7 +16,7 @@ DRIFT_X = 0.05
 DRIFT_Y = 0.035
 DRIFT_ZOOM = 0.025
 # And a slight roll of the window about its centre (radians at strength 1: 1 degree), on paths
-# made with `roll=True`: a rolled frame costs a rotation more (`rotation`, `rolling.rolled`).
+# made with `roll=True`: a rolled frame costs more (`affine`, `rolling.rolled`).
 DRIFT_ROLL = math.radians(1.0)
 
 

@@ -614,15 +614,15 @@ def _framer(
     kind: str,
 ) -> Callable[[Box, float], np.ndarray]:
     """Frame i from its box (source pixels) and roll: Pillow's RGB ("pillow"), the compiled
-    resampler's RGB ("rgb", upright paths) or its I420 ("yuv", rolled ones by `rotation`)."""
+    resampler's RGB ("rgb", upright paths) or its I420 ("yuv", rolled ones by `affine`)."""
     sx, sy = scale
     padded = rolling.padded(small) if rolls and kind != "yuv" else small
     planes = turning = colours = None
     if kind == "yuv":
-        from . import resample, rotation  # numba: loaded only by the renderer that needs it
+        from . import affine, resample  # numba: loaded only by the renderer that needs it
 
         planes = resample.YUVSource(small)
-        turning = rotation.RolledSource(planes) if rolls else None
+        turning = affine.RolledSource(planes) if rolls else None
     elif kind == "rgb":
         from . import resample
 

@@ -1,5 +1,5 @@
-"""The two-pass rolled frames (`affine`, a prototype beside `rotation`): the rolled window's
-motion, as tests/test_resample.py measures `rotation`'s frames."""
+"""The two-pass rolled frames (`affine`): the rolled window's motion, closer than the
+0.02 px the rolled Pillow frames hold, and the upright frame at no roll."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from fanslymotion import affine, motion, resample, rotation
+from fanslymotion import affine, motion, resample
 
 from .imagetools import textured_photo
 from .test_camera import rolled_errors
@@ -38,21 +38,19 @@ def frames(
 def test_two_pass_rolled_frames_follow_the_rolled_window() -> None:
     photo = textured_photo(1200, 800, seed=1, scale=1.5)
     path = motion.CameraPath("micro", 0.5, photo.size, OUT, seed=11, roll=True)
-    ours = frames(photo, path, 16, affine.AffineRolledSource)
+    ours = frames(photo, path, 16, affine.RolledSource)
     errors = rolled_errors(ours, path, OUT)
-    assert max(errors) <= 0.02, max(errors)
-    shears = frames(photo, path, 16, rotation.RolledSource)
-    # The frames here are the renderer's (its rolled frames are `rotation`'s).
+    # 0.0141 px measured; the shears that rendered these frames before held 0.0191.
+    assert max(errors) <= 0.016, max(errors)
+    # The frames here are the renderer's.
     rendered = motion.render_path_yuv(photo, path, 16, threads=0)
-    assert all(np.array_equal(a, b[: OUT[1]]) for a, b in zip(shears, rendered, strict=True))
-    difference = np.abs(np.stack(ours).astype(int) - np.stack(shears))
-    assert difference.mean() < 1.0 and difference.max() <= 6, difference.mean()
+    assert all(np.array_equal(a, b[: OUT[1]]) for a, b in zip(ours, rendered, strict=True))
 
 
 def test_two_pass_at_no_roll_is_the_upright_frame() -> None:
     planes = resample.YUVSource(textured_photo(600, 400, seed=2, scale=1.5))
     box = (50.3, 40.7, 50.3 + 480.4, 40.7 + 270.225)
     upright = planes.frame(box, OUT)
-    level = affine.AffineRolledSource(planes).frame(box, 0.0, OUT)
+    level = affine.RolledSource(planes).frame(box, 0.0, OUT)
     difference = np.abs(upright.astype(int) - level)
     assert difference.max() <= 1 and (difference == 0).mean() > 0.99

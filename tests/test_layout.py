@@ -97,7 +97,6 @@ def test_the_bot_imports_no_renderer(module: str) -> None:
         "rolling",
         "resample",
         "drift",
-        "rotation",
         "reframe",
         "ycbcr",
         "affine",
@@ -112,7 +111,6 @@ def test_the_engines_import_nothing_of_the_service(module: str) -> None:
         ".rolling",
         ".resample",
         ".drift",
-        ".rotation",
         ".ycbcr",
         ".affine",
     }  # the engine's modules may use one another

@@ -117,7 +117,7 @@ def test_rolled_yuv_frames_follow_the_rolled_window(photo: Image.Image) -> None:
     frames = [f[:180] for f in motion.render_path_yuv(photo, path, 16)]
     again = [f[:180] for f in motion.render_path_yuv(photo, path, 16, threads=0)]
     assert all(np.array_equal(a, b) for a, b in zip(frames, again, strict=True))
-    # The compiled roll (`rotation`) holds the rolled Pillow frames' bound, and the upright
+    # The compiled roll (`affine`) holds the rolled Pillow frames' bound, and the upright
     # model does not describe its frames.
     errors = rolled_errors(frames, path, OUT)
     assert max(errors) <= 0.02, max(errors)
