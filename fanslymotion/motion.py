@@ -474,8 +474,9 @@ def shrink_for_path(
     Every frame is then a downscale (by at least OVERSAMPLE when the photo is large enough) or
     1:1 from this image. Sampling straight from a large photo aliases (fine detail flickers from
     frame to frame); shrinking first with Lanczos removes the detail no frame can show. Never
-    enlarges: a photo smaller than that stays as it is. `margin` replaces OVERSAMPLE (rolled
-    frames are resampled at OVERSAMPLE times the output's scale first, and need it squared).
+    enlarges: a photo smaller than that stays as it is. `margin` replaces OVERSAMPLE (Pillow's
+    rolled frames are resampled at OVERSAMPLE times the output's scale first, and need it
+    squared).
     """
     # Source pixels per output pixel at the closest frame, with the oversampling margin.
     needed = (OVERSAMPLE if margin is None else margin) * path.out_w / path.min_box_width
@@ -582,7 +583,10 @@ def _render(
     source = image if image.mode == "RGB" else image.convert("RGB")
     times = [i / (n_frames - 1) if n_frames > 1 else 0.0 for i in range(n_frames)]
     angles = [path.roll(t) for t in times]
-    small, sx, sy = shrink_for_path(source, path, OVERSAMPLE**2 if any(angles) else None)
+    # Pillow's rolled frames are resampled at OVERSAMPLE times the output's scale before they
+    # turn, so they need the margin squared; `affine`'s two passes resample straight to it.
+    rolled_pillow = any(angles) and not yuv
+    small, sx, sy = shrink_for_path(source, path, OVERSAMPLE**2 if rolled_pillow else None)
     kind = "yuv" if yuv else "rgb" if rgb and not any(angles) else "pillow"
     frame = _framer(small, (sx, sy), (path.out_w, path.out_h), rolls=any(angles), kind=kind)
     shots = zip(path.boxes(n_frames), angles, strict=True)

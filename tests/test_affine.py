@@ -26,7 +26,7 @@ def frames(
     """The luma of `path`'s frames rolled by `roller` (a `frame(box, angle, size)` source),
     from the photo as `motion.render_path_yuv` shrinks it."""
     times = [i / (n - 1) for i in range(n)]
-    small, sx, sy = motion.shrink_for_path(photo, path, motion.OVERSAMPLE**2)
+    small, sx, sy = motion.shrink_for_path(photo, path)
     source = roller(resample.YUVSource(small))
     shots = []
     for box, t in zip(path.boxes(n), times, strict=True):
