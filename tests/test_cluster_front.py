@@ -59,6 +59,7 @@ async def _until(client: Client, check: Any, within: float = 60) -> dict[str, An
 LONG: dict[str, Any] = {"duration": 12, "resolution": "1080p", "motion_preset": "dolly_in"}
 
 
+@pytest.mark.serial  # delays timed
 async def test_live_progress_reaches_the_front_within_a_second(
     front: tuple[Client, WorkerProcess],
 ) -> None:
@@ -182,6 +183,7 @@ async def test_health_and_metrics_list_the_workers(front: tuple[Client, WorkerPr
     assert json.loads(json.dumps(health)) == health  # the whole answer stays plain JSON
 
 
+@pytest.mark.serial  # ETAs to 0.2 s
 async def test_etas_come_from_the_times_the_workers_measured(
     front: tuple[Client, WorkerProcess],
 ) -> None:

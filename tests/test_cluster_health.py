@@ -31,6 +31,7 @@ def test_jobs_waiting_with_no_live_worker_is_503_with_the_reason(cluster: Cluste
     assert status == 200 and body["ok"] is True and body["reason"] is None
 
 
+@pytest.mark.serial  # WORKER_TIMEOUT + 5 s
 def test_a_refused_worker_loads_nothing_and_leaves_health(cluster: Cluster) -> None:
     cluster.front.start()
     wrong = cluster.add_worker("box0-gpu0", FANSLYMOTION_WORKER_TOKEN="not-the-secret-at-all")

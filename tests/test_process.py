@@ -179,6 +179,7 @@ def test_sigkill_mid_render_then_restart_completes_once(process: Process) -> Non
     assert "Traceback" not in process.log()
 
 
+@pytest.mark.serial  # exits within 10 s
 def test_sigterm_parks_the_running_job_and_exits_zero(process: Process) -> None:
     process.start()
     job_id = process.create(duration=12, resolution="1080p", motion_preset="pan_r")
