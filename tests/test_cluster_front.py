@@ -20,7 +20,9 @@ from .cluster_stack import TOKEN, WorkerProcess
 from .conftest import Client, ServiceFactory
 from .test_webhooks import LOOPBACK, SECRET, Receiver, hooked
 
-pytestmark = pytest.mark.timeout(180)
+# Serial: the worker is fenced off after 4 s without a heartbeat (WORKER_TIMEOUT), so a worker
+# starved by a second test process would have its job re-run.
+pytestmark = [pytest.mark.timeout(180), pytest.mark.serial]
 
 
 @pytest.fixture
@@ -59,7 +61,6 @@ async def _until(client: Client, check: Any, within: float = 60) -> dict[str, An
 LONG: dict[str, Any] = {"duration": 12, "resolution": "1080p", "motion_preset": "dolly_in"}
 
 
-@pytest.mark.serial  # delays timed
 async def test_live_progress_reaches_the_front_within_a_second(
     front: tuple[Client, WorkerProcess],
 ) -> None:
@@ -183,7 +184,6 @@ async def test_health_and_metrics_list_the_workers(front: tuple[Client, WorkerPr
     assert json.loads(json.dumps(health)) == health  # the whole answer stays plain JSON
 
 
-@pytest.mark.serial  # ETAs to 0.2 s
 async def test_etas_come_from_the_times_the_workers_measured(
     front: tuple[Client, WorkerProcess],
 ) -> None:

@@ -11,6 +11,11 @@ import pytest
 
 from .cluster_stack import Cluster, cluster_of, wait_for
 
+# Serial: the worker is fenced off after 4 s without a heartbeat (WORKER_TIMEOUT), so a worker
+# starved by a second test process would have its job re-run; a refused one must leave /health
+# within WORKER_TIMEOUT + 5 s.
+pytestmark = pytest.mark.serial
+
 
 @pytest.fixture
 def cluster(tmp_path: Path, pg_url: str) -> Iterator[Cluster]:
@@ -31,7 +36,6 @@ def test_jobs_waiting_with_no_live_worker_is_503_with_the_reason(cluster: Cluste
     assert status == 200 and body["ok"] is True and body["reason"] is None
 
 
-@pytest.mark.serial  # WORKER_TIMEOUT + 5 s
 def test_a_refused_worker_loads_nothing_and_leaves_health(cluster: Cluster) -> None:
     cluster.front.start()
     wrong = cluster.add_worker("box0-gpu0", FANSLYMOTION_WORKER_TOKEN="not-the-secret-at-all")
