@@ -283,6 +283,7 @@ def test_unknown_log_level_is_a_settings_error(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.serial  # the SIGKILL must land mid-render of a 24-frame clip
 def test_crash_with_ten_jobs_loses_nothing_and_serves_no_partial_video(process: Process) -> None:
     """Issue 6: 10 jobs, SIGKILL mid-render, restart: each completes once, never a partial MP4."""
     process.start()
