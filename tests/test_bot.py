@@ -339,6 +339,7 @@ async def test_upload_cut_by_a_crash_is_offered_not_resent(stack: Stack, tg: Fak
     assert len(tg.calls_of("sendVideo", ok=True)) == 2
 
 
+@pytest.mark.serial  # its one edit must beat a 12-frame render
 async def test_final_progress_edit_after_a_restart(stack: Stack, tg: FakeTelegram) -> None:
     """The process stopped before a finished job's last edit: the next one sends it."""
     await stack.start(bot_progress_interval=60)  # one edit, then a minute of silence
