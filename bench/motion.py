@@ -169,9 +169,7 @@ def run_case(
     """One case, timed from the photo on disk to the finished MP4."""
     threads = apply_variant(variant)
     if ENGINE == "yuv":
-        from fanslymotion import resample
-
-        resample.warm()  # as a running service is: numba's import and load are not per clip
+        motion.warm()  # as a running service is: numba's import and load are not per clip
     path = BenchPath(setup)
     out_w, out_h = setup.out_size
     n = setup.frames

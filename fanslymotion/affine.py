@@ -125,48 +125,71 @@ def _pass_sloped(
     """`_pass` for offsets exactly linear in the column, with `sloped_table`'s weights:
     a strip's weights for one tap are one contiguous slice (no gather)."""
     n = out.shape[1]
-    taps, m = tab.shape[0], tab.shape[1]
+    m = tab.shape[1]
     rising = offsets[n - 1] >= offsets[0]
-    rows = src.shape[0]
     o0 = offsets[0]
-    acc = np.empty(n, np.float32)
     j0 = 0
     while j0 < n:
         d = math.floor((offsets[j0] - o0) / (SPAN - 1)) * (SPAN - 1)
         j1 = j0 + 1
         while j1 < n and math.floor((offsets[j1] - o0) / (SPAN - 1)) * (SPAN - 1) == d:
             j1 += 1
-        width = j1 - j0
         fr0 = offsets[j0] - o0 - d
-        a = acc[j0:j1]
         for i in range(out.shape[0]):
             q0 = o0 + step * (i + 0.5)
             base = math.floor(q0)
             phi = q0 - base + fr0
             p0 = int((phi if rising else SPAN - phi) / delta + 0.5)
-            r, t0 = p0 % m, p0 // m
-            row = base + d  # past the padded plane's edge (~zero weights) its edge row
-            w = tab[0, r, t0 : t0 + width]
-            s = src[min(max(row, 0), rows - 1), c0 + j0 : c0 + j1]
-            for x in range(width):
-                a[x] = w[x] * s[x]
-            k = 1
-            while k + 2 < taps:  # three taps per sweep: the accumulator loaded once
-                wa, wb, wc = tab[k, r, t0:], tab[k + 1, r, t0:], tab[k + 2, r, t0:]
-                sa = src[min(max(row + k, 0), rows - 1), c0 + j0 : c0 + j1]
-                sb = src[min(max(row + k + 1, 0), rows - 1), c0 + j0 : c0 + j1]
-                sc = src[min(max(row + k + 2, 0), rows - 1), c0 + j0 : c0 + j1]
-                for x in range(width):
-                    a[x] += wa[x] * sa[x] + wb[x] * sb[x] + wc[x] * sc[x]
-                k += 3
-            while k < taps:
-                w = tab[k, r, t0 : t0 + width]
-                s = src[min(max(row + k, 0), rows - 1), c0 + j0 : c0 + j1]
-                for x in range(width):
-                    a[x] += w[x] * s[x]
-                k += 1
-            out[i, j0:j1] = a
+            _strip_jit(src, base + d, c0 + j0, tab, p0 % m, p0 // m, out[i, j0:j1])
         j0 = j1
+
+
+def _strip(
+    src: FloatPlane,
+    row: int,
+    col: int,
+    tab: npt.NDArray[np.float32],
+    r: int,
+    t0: int,
+    out: FloatPlane,
+) -> None:
+    """out[x] = sum over k of tab[k, r, t0 + x] * src[row + k, col + x]: eight taps per
+    sweep, then four, then one (the accumulator stored once per group, as
+    `resample._sweep`). Rows past the padded plane's edge (their weights ~zero) read its
+    edge row."""
+    width, taps, last = out.shape[0], tab.shape[0], src.shape[0] - 1
+    c1, t1 = col + width, t0 + width
+    k = 0
+    if taps >= 8:
+        s0, s1 = src[min(max(row, 0), last), col:c1], src[min(max(row + 1, 0), last), col:c1]
+        s2, s3 = src[min(max(row + 2, 0), last), col:c1], src[min(max(row + 3, 0), last), col:c1]
+        s4, s5 = src[min(max(row + 4, 0), last), col:c1], src[min(max(row + 5, 0), last), col:c1]
+        s6, s7 = src[min(max(row + 6, 0), last), col:c1], src[min(max(row + 7, 0), last), col:c1]
+        w0, w1, w2, w3 = tab[0, r, t0:t1], tab[1, r, t0:t1], tab[2, r, t0:t1], tab[3, r, t0:t1]
+        w4, w5, w6, w7 = tab[4, r, t0:t1], tab[5, r, t0:t1], tab[6, r, t0:t1], tab[7, r, t0:t1]
+        for x in range(width):
+            out[x] = (w0[x] * s0[x] + w1[x] * s1[x] + w2[x] * s2[x] + w3[x] * s3[x]) + (
+                w4[x] * s4[x] + w5[x] * s5[x] + w6[x] * s6[x] + w7[x] * s7[x]
+            )
+        k = 8
+    else:
+        for x in range(width):
+            out[x] = 0.0
+    while k + 4 <= taps:
+        s0 = src[min(max(row + k, 0), last), col:c1]
+        s1 = src[min(max(row + k + 1, 0), last), col:c1]
+        s2 = src[min(max(row + k + 2, 0), last), col:c1]
+        s3 = src[min(max(row + k + 3, 0), last), col:c1]
+        w0, w1 = tab[k, r, t0:t1], tab[k + 1, r, t0:t1]
+        w2, w3 = tab[k + 2, r, t0:t1], tab[k + 3, r, t0:t1]
+        for x in range(width):
+            out[x] += (w0[x] * s0[x] + w1[x] * s1[x]) + (w2[x] * s2[x] + w3[x] * s3[x])
+        k += 4
+    while k < taps:
+        s0, w0 = src[min(max(row + k, 0), last), col:c1], tab[k, r, t0:t1]
+        for x in range(width):
+            out[x] += w0[x] * s0[x]
+        k += 1
 
 
 def _pass(
@@ -233,6 +256,7 @@ def _to_bytes(src: FloatPlane, out: BytePlane) -> None:
 
 
 _jit: Any = numba.njit(nogil=True, cache=True, fastmath=True)
+_strip_jit: Callable[..., None] = _jit(_strip)
 _pass_jit: Callable[..., None] = _jit(_pass)
 _pass_sloped_jit: Callable[..., None] = _jit(_pass_sloped)
 _sloped_fill_jit: Callable[..., int] = _jit(_sloped_fill)
@@ -287,9 +311,10 @@ def rolled_plane(src: FloatPlane, pad: float, box: Box, angle: float, out: ByteP
     off2 = mx - a * hw + b * dv + 0.5 - sup2 - c0
     done = resample.buffer("affine_done", (out_w, out_h), np.float32)
     sweep(turned, 0, off2, b, a, done)
-    back = resample.buffer("affine_back", (out_h, out_w), np.float32)
-    cv2.transpose(done, back)
-    _to_bytes_jit(back, out)
+    # Rounded before the transpose back: a quarter of the bytes to move.
+    rounded = resample.buffer("affine_rounded", (out_w, out_h), np.uint8)
+    _to_bytes_jit(done, rounded)
+    cv2.transpose(rounded, out)
 
 
 class RolledSource:
