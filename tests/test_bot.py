@@ -44,6 +44,7 @@ from .fake_telegram import FakeTelegram, FakeUser
 # -- the conversation ----------------------------------------------------------------------------
 
 
+@pytest.mark.serial  # edit spacing of the budget
 async def test_full_conversation_to_a_delivered_mp4(
     stack: Stack, tg: FakeTelegram, tmp_path: Path
 ) -> None:
@@ -338,6 +339,7 @@ async def test_upload_cut_by_a_crash_is_offered_not_resent(stack: Stack, tg: Fak
     assert len(tg.calls_of("sendVideo", ok=True)) == 2
 
 
+@pytest.mark.serial  # its one edit must beat a 12-frame render
 async def test_final_progress_edit_after_a_restart(stack: Stack, tg: FakeTelegram) -> None:
     """The process stopped before a finished job's last edit: the next one sends it."""
     await stack.start(bot_progress_interval=60)  # one edit, then a minute of silence
@@ -410,6 +412,7 @@ async def test_conversation_survives_a_restart(stack: Stack, tg: FakeTelegram) -
 # -- Telegram misbehaving --------------------------------------------------------------------------
 
 
+@pytest.mark.serial  # retry_after windows timed
 async def test_429_storm_on_progress_edits(stack: Stack, tg: FakeTelegram) -> None:
     await stack.start(fps=12)
     await choose(tg, ALICE, duration=6, resolution="720p")
@@ -668,6 +671,7 @@ async def test_rejected_missing_and_malformed_tokens(
     assert "TEST-token" not in caplog.text
 
 
+@pytest.mark.serial  # an answer within a second
 async def test_fake_server_speaks_the_bot_api(tg: FakeTelegram) -> None:
     """The fake itself: envelope, token check, long polling that answers at once, offsets."""
     base = f"{tg.url}/bot{TOKEN}"

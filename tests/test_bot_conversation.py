@@ -217,6 +217,7 @@ async def test_a_chat_full_of_strays_ends_with_one_live_keyboard(
 # -- 3. true states -------------------------------------------------------------------------------
 
 
+@pytest.mark.serial  # edits raced against the budget
 async def test_two_users_true_positions_and_a_started_edit(stack: Stack, tg: FakeTelegram) -> None:
     await stack.start(fps=12)
     await stack.jobs.pause()

@@ -32,6 +32,10 @@ from .bot_stack import (
 from .conftest import photo_bytes
 from .fake_telegram import ApiCall, FakeTelegram
 
+# Serial: the edit budget is read from the spacing of the fake's arrival times, and the outage,
+# flood and slow-upload cases compare when calls arrived.
+pytestmark = pytest.mark.serial
+
 INTERVAL = 0.3
 
 

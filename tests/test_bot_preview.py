@@ -17,6 +17,9 @@ from .bot_stack import ALICE, Stack, _text, choose, job_id_of, progress_message,
 from .conftest import photo_bytes
 from .fake_telegram import ApiCall, FakeTelegram
 
+# Serial: the edit budget is read from the spacing of the fake's arrival times.
+pytestmark = pytest.mark.serial
+
 EDITS = ("editMessageText", "editMessageMedia", "editMessageCaption")
 
 

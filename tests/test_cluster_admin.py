@@ -21,6 +21,7 @@ def cluster(tmp_path: Path, pg_url: str) -> Iterator[Cluster]:
     yield from cluster_of(tmp_path, pg_url)
 
 
+@pytest.mark.serial  # heartbeat age and 5 s deadline
 def test_the_admin_api_on_a_cluster(cluster: Cluster) -> None:
     front = cluster.front
     front.env.update(

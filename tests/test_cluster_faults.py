@@ -29,7 +29,8 @@ from .cluster_stack import Cluster, cluster_of, transitions, wait_for
 from .conftest import photo_bytes
 from .pg_server import PostgresServer
 
-pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
+# Serial: the run's figures (first 503, slowest answer, back in service) have deadlines.
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow, pytest.mark.serial]
 
 WORKER_TIMEOUT = 4.0  # cluster_stack's FANSLYMOTION_WORKER_TIMEOUT
 SHORT_OUTAGE = 15.0

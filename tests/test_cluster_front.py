@@ -20,7 +20,9 @@ from .cluster_stack import TOKEN, WorkerProcess
 from .conftest import Client, ServiceFactory
 from .test_webhooks import LOOPBACK, SECRET, Receiver, hooked
 
-pytestmark = pytest.mark.timeout(180)
+# Serial: the worker is fenced off after 4 s without a heartbeat (WORKER_TIMEOUT), so a worker
+# starved by a second test process would have its job re-run.
+pytestmark = [pytest.mark.timeout(180), pytest.mark.serial]
 
 
 @pytest.fixture

@@ -11,6 +11,11 @@ import pytest
 
 from .cluster_stack import Cluster, cluster_of, wait_for
 
+# Serial: the worker is fenced off after 4 s without a heartbeat (WORKER_TIMEOUT), so a worker
+# starved by a second test process would have its job re-run; a refused one must leave /health
+# within WORKER_TIMEOUT + 5 s.
+pytestmark = pytest.mark.serial
+
 
 @pytest.fixture
 def cluster(tmp_path: Path, pg_url: str) -> Iterator[Cluster]:

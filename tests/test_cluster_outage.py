@@ -20,7 +20,8 @@ from .cluster_stack import Cluster, cluster_of, transitions, wait_for
 from .conftest import photo_bytes
 from .pg_server import PostgresServer
 
-pytestmark = pytest.mark.timeout(240)
+# Serial: answers within a second and the front back within seconds are timed.
+pytestmark = [pytest.mark.timeout(240), pytest.mark.serial]
 
 
 @pytest.fixture

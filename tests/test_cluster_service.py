@@ -99,6 +99,7 @@ async def test_a_retried_job_waits_without_the_phase_of_its_failed_attempt(
     assert position == 1
 
 
+@pytest.mark.serial  # a measured rate
 async def test_a_full_queue_answers_429_with_retry_after_when_the_running_job_is_due(
     front: JobQueue,
 ) -> None:

@@ -27,7 +27,9 @@ from fanslymotion.story import parse_story
 from .cluster_stack import Cluster, cluster_of, wait_for
 from .storytools import photo_jpeg, tune, write_wav
 
-pytestmark = pytest.mark.timeout(300)
+# Serial: the worker is fenced off after 4 s without a heartbeat (WORKER_TIMEOUT), so a worker
+# starved by a second test process would have its job re-run.
+pytestmark = [pytest.mark.timeout(300), pytest.mark.serial]
 
 FPS = 4  # cluster_stack's FANSLYMOTION_FPS
 TERMINAL = ("completed", "failed", "cancelled")

@@ -17,7 +17,9 @@ from fanslymotion.models import Phase
 
 from .cluster_stack import Cluster, cluster_of, transitions
 
-pytestmark = pytest.mark.timeout(180)
+# Serial: the worker is fenced off after 4 s without a heartbeat (WORKER_TIMEOUT), so a worker
+# starved by a second test process would have its job re-run.
+pytestmark = [pytest.mark.timeout(180), pytest.mark.serial]
 
 TERMINAL = ("completed", "failed", "cancelled")
 WORKER = "box0-cpu"

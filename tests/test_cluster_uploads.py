@@ -83,6 +83,7 @@ async def _processing(client: Client, job_id: str) -> dict[str, Any]:
             await asyncio.sleep(0.05)
 
 
+@pytest.mark.serial  # attempts counted under a 4 s heartbeat timeout
 async def test_seven_bytes_are_refused_and_the_job_retried(
     front: tuple[Client, WorkerProcess], caplog: pytest.LogCaptureFixture
 ) -> None:

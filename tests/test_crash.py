@@ -12,6 +12,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fanslymotion import video
 
 from .bot_stack import TOKEN, choose, job_id_of, progress_message
@@ -29,6 +31,7 @@ async def call(
     return await asyncio.get_running_loop().run_in_executor(None, proc.call, method, path, body)
 
 
+@pytest.mark.serial  # the SIGKILL must land mid-render of a 24-frame clip
 async def test_kill_mid_render_with_bot_and_api_jobs(tmp_path: Path) -> None:
     tg = FakeTelegram(TOKEN)
     await tg.start()

@@ -178,6 +178,7 @@ async def test_two_users_interleave_and_positions_match_the_served_order(
     assert all(eta is None for eta in etas)  # paused: no ETA is promised
 
 
+@pytest.mark.serial  # an ETA of an 8 s backoff
 async def test_positions_hold_through_a_retry_backoff_and_a_restart(
     tmp_path: Path, store: Store
 ) -> None:

@@ -15,7 +15,11 @@ import pytest
 from .cluster_stack import Cluster, cluster_of, wait_for
 from .test_process import Process
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+# Serial: ffmpeg must be gone within a second of the cancel, the stop or the kill.
+pytestmark = [
+    pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc"),
+    pytest.mark.serial,
+]
 
 
 def _stat(pid: int) -> tuple[str, str, int] | None:

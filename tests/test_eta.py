@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fanslymotion.eta import Kind
 
 from .conftest import Client, ServiceFactory, photo_bytes
@@ -56,6 +58,7 @@ def _kind(resolution: str, duration: int) -> Kind:
     return Kind("motion", resolution, duration * 4, 25)  # FPS=4 in the tests, 25 steps
 
 
+@pytest.mark.serial  # ETAs against measured renders
 async def test_etas_follow_measured_render_times_across_a_restart(
     start_service: ServiceFactory, tmp_path: Path
 ) -> None:
@@ -94,6 +97,7 @@ def _kinds(params: dict[str, Any]) -> Kind:
     return _kind(params["resolution"], params["duration"])
 
 
+@pytest.mark.serial  # Retry-After against a live ETA
 async def test_retry_after_is_the_next_free_slot(start_service: ServiceFactory) -> None:
     client = await start_service(max_active_per_user=1)
     _, first = await client.create(user_id=7, duration=12, resolution="720p")

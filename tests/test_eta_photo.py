@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from fanslymotion.eta import Estimator, Kind, rest_of
@@ -17,6 +18,10 @@ from fanslymotion.renderer import MotionRenderer, RenderSpec, RenderTask
 from fanslymotion.vocabulary import Phase, Progress
 
 from .conftest import make_settings, photo_bytes
+
+# Serial: the ETA is held to a quarter of the measured render, learnt from renders that need
+# the CPU to themselves (a busy neighbour made one 40 % off).
+pytestmark = pytest.mark.serial
 
 Report = tuple[float, Progress]  # seconds since the render began, the report
 

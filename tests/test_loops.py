@@ -77,6 +77,7 @@ async def test_a_cancel_during_wait_event_is_never_lost() -> None:
         assert waiter.cancelled()
 
 
+@pytest.mark.serial  # stopped within 2 s
 async def test_stop_tasks_waits_then_cancels_and_logs(caplog: pytest.LogCaptureFixture) -> None:
     flag = asyncio.Event()
 

@@ -179,6 +179,7 @@ def test_sigkill_mid_render_then_restart_completes_once(process: Process) -> Non
     assert "Traceback" not in process.log()
 
 
+@pytest.mark.serial  # exits within 10 s
 def test_sigterm_parks_the_running_job_and_exits_zero(process: Process) -> None:
     process.start()
     job_id = process.create(duration=12, resolution="1080p", motion_preset="pan_r")
@@ -282,6 +283,7 @@ def test_unknown_log_level_is_a_settings_error(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.serial  # the SIGKILL must land mid-render of a 24-frame clip
 def test_crash_with_ten_jobs_loses_nothing_and_serves_no_partial_video(process: Process) -> None:
     """Issue 6: 10 jobs, SIGKILL mid-render, restart: each completes once, never a partial MP4."""
     process.start()

@@ -141,6 +141,7 @@ def _disk_rows(path: Path) -> dict[str, dict[str, object]]:
         return {row["job_id"]: dict(row) for row in db.execute("SELECT * FROM jobs")}
 
 
+@pytest.mark.serial  # a 0.3 s backoff window
 async def test_the_memory_copy_is_the_database(tmp_path: Path) -> None:
     """After every kind of write, what the store answers from memory (rows and the queue in
     dispatch order) is what a fresh connection reads from the file."""

@@ -485,6 +485,7 @@ def stop_process(proc: Process) -> None:
         proc.proc.wait()
 
 
+@pytest.mark.serial  # the SIGKILL must land before a third tiny pass ends
 def test_sigkill_after_two_passes_resumes_from_the_third(tmp_path: Path, tiny_svd: Path) -> None:
     """3 s at 4 fps is 3 passes. Killed after pass 2, the restarted service runs pass 3 alone
     (the log says so, the UNet count agrees), and the video decodes to the frames of the same

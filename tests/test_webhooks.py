@@ -211,6 +211,7 @@ async def test_without_a_secret_webhooks_are_refused(start_deployed: ServiceFact
 
 
 # One box only: it kills the service's own process (tests/test_cluster_faults.py kills fronts).
+@pytest.mark.serial  # redelivered within 30 s
 async def test_an_undelivered_event_survives_sigkill(tmp_path: Path, receiver: Receiver) -> None:
     """The receiver fails until the service is killed mid-retry; after the restart it gets
     the same event again, with the same webhook-id, and accepts it."""
