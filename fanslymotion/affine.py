@@ -34,7 +34,6 @@ SPAN = 3
 # Mirrored border (luma pixels) around the photo's planes: the kernels' reach may pass the
 # photo's edge by a few pixels (the rolled window itself never does).
 PAD = 16
-_A = -0.5  # Pillow's bicubic
 
 
 def _weights(phi: npt.NDArray[np.float64], scale: float) -> tuple[npt.NDArray[np.float64], float]:
@@ -45,10 +44,7 @@ def _weights(phi: npt.NDArray[np.float64], scale: float) -> tuple[npt.NDArray[np
     support = 2.0 * widen
     taps = 2 * math.ceil(support) + math.ceil(float(phi.max()))  # phases up to phi.max()
     k = np.arange(taps)[:, None]
-    x = np.abs((k - phi[None, :] - support + 1.0) / widen)
-    near = ((_A + 2) * x - (_A + 3)) * x * x + 1
-    far = (((x - 5) * x + 8) * x - 4) * _A
-    w = np.where(x < 1, near, np.where(x < 2, far, 0.0))
+    w = resample.bicubic((k - phi[None, :] - support + 1.0) / widen)
     w[k < np.floor(phi)[None, :]] = 0.0  # before Pillow's first tap
     w[k >= np.floor(phi + 2.0 * support)[None, :]] = 0.0  # Pillow's window end
     w /= w.sum(axis=0, keepdims=True)
@@ -82,13 +78,7 @@ def _sloped_fill(scale: float, slope: float, m: int, delta: float, out: FloatPla
         lo, hi = math.floor(phi), math.floor(phi + 2.0 * support)
         total = 0.0
         for k in range(taps):
-            v = 0.0
-            if lo <= k < hi:
-                x = abs((k - phi - support + 1.0) / widen)
-                if x < 1.0:
-                    v = ((_A + 2.0) * x - (_A + 3.0)) * x * x + 1.0
-                elif x < 2.0:
-                    v = (((x - 5.0) * x + 8.0) * x - 4.0) * _A
+            v = resample.kernel_jit((k - phi - support + 1.0) / widen) if lo <= k < hi else 0.0
             tmp[k] = v
             total += v
         for k in range(taps):

@@ -39,11 +39,14 @@ _MATRIX = ycbcr.MATRIX
 _OFFSET = ycbcr.OFFSET
 
 
-def _bicubic(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    a = -0.5
+_A = -0.5  # the bicubic kernel's parameter, Pillow's
+
+
+def bicubic(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Pillow's bicubic at distances x, for arrays (`kernel_jit` is its compiled scalar form)."""
     x = np.abs(x)
-    near = ((a + 2) * x - (a + 3)) * x * x + 1
-    far = (((x - 5) * x + 8) * x - 4) * a
+    near = ((_A + 2) * x - (_A + 3)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * _A
     return np.asarray(np.where(x < 1, near, np.where(x < 2, far, 0.0)))
 
 
@@ -60,13 +63,20 @@ def weights(
     end = np.minimum((centre + support + 0.5).astype(np.int64), size)
     taps = 2 * math.ceil(support) + 1
     index = first[:, None] + np.arange(taps)
-    w = _bicubic((index - centre[:, None] + 0.5) / widen)
+    w = bicubic((index - centre[:, None] + 0.5) / widen)
     w[index >= end[:, None]] = 0.0
     w /= w.sum(axis=1, keepdims=True)
     return first, w.astype(np.float32)
 
 
-_A = -0.5  # the bicubic kernel's parameter, Pillow's
+def _kernel(x: float) -> float:
+    """Pillow's bicubic at distance |x|; compiled as `kernel_jit`, inlined where called."""
+    x = abs(x)
+    if x < 1.0:
+        return ((_A + 2.0) * x - (_A + 3.0)) * x * x + 1.0
+    if x < 2.0:
+        return (((x - 5.0) * x + 8.0) * x - 4.0) * _A
+    return 0.0
 
 
 def _axis(
@@ -87,13 +97,7 @@ def _axis(
         end = min(int(centre + support + 0.5), size)
         total = 0.0
         for k in range(taps):
-            v = 0.0
-            if f + k < end:
-                x = abs((f + k - centre + 0.5) / widen)
-                if x < 1.0:
-                    v = ((_A + 2.0) * x - (_A + 3.0)) * x * x + 1.0
-                elif x < 2.0:
-                    v = (((x - 5.0) * x + 8.0) * x - 4.0) * _A
+            v = kernel_jit((f + k - centre + 0.5) / widen) if f + k < end else 0.0
             tmp[k] = v
             total += v
         for k in range(taps):
@@ -192,6 +196,7 @@ def _to_planes(rgb: npt.NDArray[np.uint8], luma: FloatPlane, chroma: FloatPlane)
 
 _MATRIX_C = _MATRIX
 _jit: Any = numba.njit(nogil=True, cache=True, fastmath=True)
+kernel_jit: Callable[[float], float] = numba.njit(inline="always")(_kernel)
 # Compiled on first use (a few seconds, then cached beside this file); nogil, so the render
 # threads run them in parallel.
 _axis_jit: Callable[..., tuple[npt.NDArray[np.int64], FloatPlane, int]] = _jit(_axis)
