@@ -85,6 +85,7 @@ def wait_status(site: Process, job_id: str, *statuses: str, limit: float = 90) -
         time.sleep(0.1)
 
 
+@pytest.mark.serial  # two Chromium pages and renders: 30 s waits missed twice beside another file
 def test_the_operators_page(browser: Any, site: Process) -> None:
     console = Console()
     page = _page(browser, console, viewport={"width": 1280, "height": 900})

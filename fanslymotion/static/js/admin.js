@@ -343,6 +343,8 @@ function userRow(user) {
   const put = async (change) => {
     try {
       await call(`/admin/users/${id}`, { method: "PUT", json: change });
+      // Saved: no longer an edit, so a live refresh that supersedes the draw below redraws too.
+      input.defaultValue = input.value;
       await drawUsers(true);
     } catch (exc) {
       report(exc, $("users-error"));
