@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import resample
-from .resample import Box, BytePlane, FloatPlane
+from .resample import Box, BytePlane, FixedPlane, FloatPlane, SourcePlane
 
 PHASES = 1024
 # A sloped pass's strips: columns whose first source row is one of SPAN - 1 rows above a
@@ -51,12 +51,12 @@ def _weights(phi: npt.NDArray[np.float64], scale: float) -> tuple[npt.NDArray[np
     return w, support
 
 
-def table(scale: float) -> tuple[FloatPlane, float]:
+def table(scale: float, gain: float = 1.0) -> tuple[FloatPlane, float]:
     """`_weights` (taps, 2 PHASES) at phases (p + 0.5) / PHASES, the taps that are ever
-    nonzero; and the support."""
+    nonzero, times `gain`; and the support."""
     w, support = _weights((np.arange(2 * PHASES) + 0.5) / PHASES, scale)
     used = int(np.nonzero(np.any(w != 0.0, axis=1))[0][-1]) + 1
-    return np.ascontiguousarray(w[:used], dtype=np.float32), support
+    return np.ascontiguousarray(w[:used] * gain, dtype=np.float32), support
 
 
 # Below this slope (offset change per column) the sloped table would be too long: the
@@ -64,9 +64,11 @@ def table(scale: float) -> tuple[FloatPlane, float]:
 MIN_SLOPE = 1.0 / 8192
 
 
-def _sloped_fill(scale: float, slope: float, m: int, delta: float, out: FloatPlane) -> int:
-    """`_weights` at `sloped_table`'s phases, compiled, into out (taps, m, count // m) laid
-    out as there; returns the number of taps that are ever nonzero."""
+def _sloped_fill(
+    scale: float, slope: float, m: int, delta: float, gain: float, out: FloatPlane
+) -> int:
+    """`_weights` at `sloped_table`'s phases times `gain`, compiled, into out (taps, m,
+    count // m) laid out as there; returns the number of taps that are ever nonzero."""
     taps, cols = out.shape[0], out.shape[1] * out.shape[2]
     widen = max(scale, 1.0)
     support = 2.0 * widen
@@ -82,13 +84,15 @@ def _sloped_fill(scale: float, slope: float, m: int, delta: float, out: FloatPla
             tmp[k] = v
             total += v
         for k in range(taps):
-            out[k, p % m, p // m] = tmp[k] / total
+            out[k, p % m, p // m] = tmp[k] / total * gain
             if tmp[k] != 0.0 and k >= used:
                 used = k + 1
     return used
 
 
-def sloped_table(scale: float, slope: float) -> tuple[npt.NDArray[np.float32], float, float]:
+def sloped_table(
+    scale: float, slope: float, gain: float = 1.0
+) -> tuple[npt.NDArray[np.float32], float, float]:
     """Pillow's bicubic weights for offsets with `slope` per column, laid out so a strip's
     weights are slices: phase step delta = |slope| / m (m whole, delta <= 1 / PHASES),
     phase index p at phase p delta (slope > 0) or SPAN - p delta (slope < 0), so that the
@@ -99,12 +103,12 @@ def sloped_table(scale: float, slope: float) -> tuple[npt.NDArray[np.float32], f
     support = 2.0 * max(scale, 1.0)
     taps = 2 * math.ceil(support) + SPAN
     tab = np.empty((taps, m, math.ceil(SPAN / abs(slope)) + 3), np.float32)
-    used = _sloped_fill_jit(scale, slope, m, delta, tab)
+    used = _sloped_fill_jit(scale, slope, m, delta, gain, tab)
     return tab[:used], support, delta
 
 
 def _pass_sloped(
-    src: FloatPlane,
+    src: SourcePlane,
     c0: int,
     offsets: npt.NDArray[np.float64],
     step: float,
@@ -135,7 +139,7 @@ def _pass_sloped(
 
 
 def _strip(
-    src: FloatPlane,
+    src: SourcePlane,
     row: int,
     col: int,
     tab: npt.NDArray[np.float32],
@@ -183,7 +187,7 @@ def _strip(
 
 
 def _pass(
-    src: FloatPlane,
+    src: SourcePlane,
     c0: int,
     offsets: npt.NDArray[np.float64],
     step: float,
@@ -254,24 +258,26 @@ _to_bytes_jit: Callable[..., None] = _jit(_to_bytes)
 
 
 def sweep(
-    src: FloatPlane,
+    src: SourcePlane,
     c0: int,
     offsets: npt.NDArray[np.float64],
     slope: float,
     step: float,
     out: FloatPlane,
 ) -> float:
-    """One pass (`_pass`), by the sloped tables where the slope allows; returns the support."""
+    """One pass (`_pass`), by the sloped tables where the slope allows; returns the support.
+    A fixed-point `src` gets its 1/FIXED in the weights (`resample.gain`)."""
+    gain = float(resample.gain(src))
     if abs(slope) >= MIN_SLOPE:
-        tab, support, delta = sloped_table(step, slope)
+        tab, support, delta = sloped_table(step, slope, gain)
         _pass_sloped_jit(src, c0, offsets, step, tab, delta, out)
     else:
-        flat, support = table(step)
+        flat, support = table(step, gain)
         _pass_jit(src, c0, offsets, step, flat, out)
     return support
 
 
-def rolled_plane(src: FloatPlane, pad: float, box: Box, angle: float, out: BytePlane) -> None:
+def rolled_plane(src: SourcePlane, pad: float, box: Box, angle: float, out: BytePlane) -> None:
     """The window `box` (in the unpadded plane's pixels) rolled by `angle` about its centre,
     from `src`, the plane with `pad` mirrored pixels around it, into `out`."""
     out_h, out_w = out.shape
@@ -311,8 +317,9 @@ class RolledSource:
     """A photo's YUV planes, mirrored past their edges, for rolled I420 frames."""
 
     def __init__(self, planes: resample.YUVSource) -> None:
-        def padded(plane: FloatPlane, pad: int) -> FloatPlane:
-            return np.asarray(cv2.copyMakeBorder(plane, *(pad,) * 4, cv2.BORDER_REFLECT_101))
+        def padded(plane: FixedPlane, pad: int) -> FixedPlane:
+            border = cv2.copyMakeBorder(plane, *(pad,) * 4, cv2.BORDER_REFLECT_101)
+            return np.asarray(border, dtype=np.int16)
 
         self.chroma_scale = planes.chroma_scale
         self.pads = (PAD, PAD // 2, PAD // 2)
