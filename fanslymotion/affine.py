@@ -27,6 +27,10 @@ import numpy.typing as npt
 from . import resample
 from .resample import Box, BytePlane, FixedPlane, FloatPlane, SourcePlane
 
+OutPlane = FloatPlane | FixedPlane | BytePlane
+Store = tuple[float, float, float]
+"""How a pass stores its sums (`_store`): (bias, low, high)."""
+
 PHASES = 1024
 # A sloped pass's strips: columns whose first source row is one of SPAN - 1 rows above a
 # common base (longer strips, SPAN - 2 more taps).
@@ -114,12 +118,14 @@ def _pass_sloped(
     step: float,
     tab: npt.NDArray[np.float32],
     delta: float,
-    out: FloatPlane,
+    out: OutPlane,
+    store: Store,
 ) -> None:
     """`_pass` for offsets exactly linear in the column, with `sloped_table`'s weights:
     a strip's weights for one tap are one contiguous slice (no gather)."""
     n = out.shape[1]
     m = tab.shape[1]
+    acc = np.empty(n, np.float32)
     rising = offsets[n - 1] >= offsets[0]
     o0 = offsets[0]
     j0 = 0
@@ -134,8 +140,19 @@ def _pass_sloped(
             base = math.floor(q0)
             phi = q0 - base + fr0
             p0 = int((phi if rising else SPAN - phi) / delta + 0.5)
-            _strip_jit(src, base + d, c0 + j0, tab, p0 % m, p0 // m, out[i, j0:j1])
+            a = acc[: j1 - j0]
+            _strip_jit(src, base + d, c0 + j0, tab, p0 % m, p0 // m, a)
+            _store_jit(a, out[i, j0:j1], store)
         j0 = j1
+
+
+def _store(acc: FloatPlane, out: OutPlane, store: Store) -> None:
+    """out = acc + bias, clipped to [low, high] (store = (bias, low, high)): floats as they
+    are, int16 and bytes rounded by a bias of 0.5 (the cast truncates toward zero, so a rare
+    int16 overshoot below zero is off by one unit, 1/INTER of a level)."""
+    bias, low, high = store
+    for x in range(acc.shape[0]):
+        out[x] = min(max(acc[x] + bias, low), high)
 
 
 def _strip(
@@ -192,7 +209,8 @@ def _pass(
     offsets: npt.NDArray[np.float64],
     step: float,
     tab: FloatPlane,
-    out: FloatPlane,
+    out: OutPlane,
+    store: Store,
 ) -> None:
     """out[i, j] = sum over k of Pillow's weights * src[floor(q) + k, c0 + j] with
     q = offsets[j] + step * (i + 0.5) (offsets nearly constant: a slight slope).
@@ -239,22 +257,16 @@ def _pass(
                 s = src[min(max(r + k, 0), rows - 1), c0 + j0 : c0 + j1]
                 for x in range(m):
                     a[x] += t[ph[x]] * s[x]
-            out[i, j0:j1] = a
+            _store_jit(a, out[i, j0:j1], store)
         j0 = j1
 
 
-def _to_bytes(src: FloatPlane, out: BytePlane) -> None:
-    for r in range(src.shape[0]):
-        for c in range(src.shape[1]):
-            out[r, c] = np.uint8(min(max(src[r, c] + 0.5, 0.0), 255.0))
-
-
 _jit: Any = numba.njit(nogil=True, cache=True, fastmath=True)
+_store_jit: Callable[..., None] = _jit(_store)
 _strip_jit: Callable[..., None] = _jit(_strip)
 _pass_jit: Callable[..., None] = _jit(_pass)
 _pass_sloped_jit: Callable[..., None] = _jit(_pass_sloped)
 _sloped_fill_jit: Callable[..., int] = _jit(_sloped_fill)
-_to_bytes_jit: Callable[..., None] = _jit(_to_bytes)
 
 
 def sweep(
@@ -263,17 +275,18 @@ def sweep(
     offsets: npt.NDArray[np.float64],
     slope: float,
     step: float,
-    out: FloatPlane,
+    out: OutPlane,
+    gain: float = 1.0,
+    store: Store = (0.0, -math.inf, math.inf),
 ) -> float:
-    """One pass (`_pass`), by the sloped tables where the slope allows; returns the support.
-    A fixed-point `src` gets its 1/FIXED in the weights (`resample.gain`)."""
-    gain = float(resample.gain(src))
+    """One pass (`_pass`), by the sloped tables where the slope allows, its weights times
+    `gain`, stored as `_store` does; returns the support."""
     if abs(slope) >= MIN_SLOPE:
         tab, support, delta = sloped_table(step, slope, gain)
-        _pass_sloped_jit(src, c0, offsets, step, tab, delta, out)
+        _pass_sloped_jit(src, c0, offsets, step, tab, delta, out, store)
     else:
         flat, support = table(step, gain)
-        _pass_jit(src, c0, offsets, step, flat, out)
+        _pass_jit(src, c0, offsets, step, flat, out, store)
     return support
 
 
@@ -298,19 +311,19 @@ def rolled_plane(src: SourcePlane, pad: float, box: Box, angle: float, out: Byte
     cols = np.arange(c0, c1, dtype=np.float64)
     # Pass 1: column j's centre X = j + 0.5 sits at output du = (X - mx - B dv) / A there.
     off1 = my + (d / a) * (cols + 0.5 - mx) - e1 * hh + 0.5 - sup1
-    inter = resample.buffer("affine_inter", (out_h, c1 - c0), np.float32)
-    sweep(src, c0, off1, d / a, e1, inter)
-    turned = resample.buffer("affine_turned", (c1 - c0, out_h), np.float32)
+    # The intermediate as int16 in 1/INTER of a level, as the upright frames' (`resample`).
+    inter = resample.buffer("affine_inter", (out_h, c1 - c0), np.int16)
+    gain = float(resample.gain(src)) * resample.INTER
+    sweep(src, c0, off1, d / a, e1, inter, gain, (0.5, -32768.0, 32767.0))
+    turned = resample.buffer("affine_turned", (c1 - c0, out_h), np.int16)
     cv2.transpose(inter, turned)
-    # Pass 2, on the transposed intermediate: row index = source column - c0.
+    # Pass 2, on the transposed intermediate: row index = source column - c0; rounded into
+    # bytes before the transpose back (a quarter of the bytes to move).
     dv = np.arange(out_h, dtype=np.float64) + 0.5 - hh
     off2 = mx - a * hw + b * dv + 0.5 - sup2 - c0
-    done = resample.buffer("affine_done", (out_w, out_h), np.float32)
-    sweep(turned, 0, off2, b, a, done)
-    # Rounded before the transpose back: a quarter of the bytes to move.
-    rounded = resample.buffer("affine_rounded", (out_w, out_h), np.uint8)
-    _to_bytes_jit(done, rounded)
-    cv2.transpose(rounded, out)
+    done = resample.buffer("affine_done", (out_w, out_h), np.uint8)
+    sweep(turned, 0, off2, b, a, done, 1.0 / resample.INTER, (0.5, 0.0, 255.0))
+    cv2.transpose(done, out)
 
 
 class RolledSource:
