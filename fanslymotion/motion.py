@@ -478,15 +478,26 @@ def shrink_for_path(
     rolled frames are resampled at OVERSAMPLE times the output's scale first, and need it
     squared).
     """
-    # Source pixels per output pixel at the closest frame, with the oversampling margin.
-    needed = (OVERSAMPLE if margin is None else margin) * path.out_w / path.min_box_width
-    if needed >= 1.0:
+    width, height = shrunk_size(image.size, path, margin)
+    if (width, height) == image.size:
         return image, 1.0, 1.0
-    width = min(image.width, math.ceil(image.width * needed - 1e-9))
-    height = min(image.height, math.ceil(image.height * needed - 1e-9))
     small = image.resize((width, height), Image.Resampling.LANCZOS)
     log.debug("shrunk %sx%s to %sx%s for the clip", image.width, image.height, width, height)
     return small, width / image.width, height / image.height
+
+
+def shrunk_size(
+    size: tuple[int, int], path: FramePath, margin: float | None = None
+) -> tuple[int, int]:
+    """The size `shrink_for_path` shrinks a photo of `size` to (the size itself when the
+    photo is not larger than the clip needs)."""
+    # Source pixels per output pixel at the closest frame, with the oversampling margin.
+    needed = (OVERSAMPLE if margin is None else margin) * path.out_w / path.min_box_width
+    if needed >= 1.0:
+        return size
+    width = min(size[0], math.ceil(size[0] * needed - 1e-9))
+    height = min(size[1], math.ceil(size[1] * needed - 1e-9))
+    return width, height
 
 
 def motion_frames(
@@ -586,9 +597,15 @@ def _render(
     # Pillow's rolled frames are resampled at OVERSAMPLE times the output's scale before they
     # turn, so they need the margin squared; `affine`'s two passes resample straight to it.
     rolled_pillow = any(angles) and not yuv
-    small, sx, sy = shrink_for_path(source, path, OVERSAMPLE**2 if rolled_pillow else None)
+    if yuv:  # the compiled resampler shrinks the photo's planes itself, at a third of the CPU
+        shrunk = shrunk_size(source.size, path)
+        small, sx, sy = source, shrunk[0] / source.width, shrunk[1] / source.height
+    else:
+        small, sx, sy = shrink_for_path(source, path, OVERSAMPLE**2 if rolled_pillow else None)
+        shrunk = small.size
     kind = "yuv" if yuv else "rgb" if rgb and not any(angles) else "pillow"
-    frame = _framer(small, (sx, sy), (path.out_w, path.out_h), rolls=any(angles), kind=kind)
+    out = (path.out_w, path.out_h)
+    frame = _framer(small, shrunk, (sx, sy), out, rolls=any(angles), kind=kind)
     shots = zip(path.boxes(n_frames), angles, strict=True)
     if threads <= 0:
         for box, angle in shots:
@@ -611,6 +628,7 @@ def _render(
 
 def _framer(
     small: Image.Image,
+    shrunk: tuple[int, int],
     scale: tuple[float, float],
     size: tuple[int, int],
     *,
@@ -618,14 +636,16 @@ def _framer(
     kind: str,
 ) -> Callable[[Box, float], np.ndarray]:
     """Frame i from its box (source pixels) and roll: Pillow's RGB ("pillow"), the compiled
-    resampler's RGB ("rgb", upright paths) or its I420 ("yuv", rolled ones by `affine`)."""
+    resampler's RGB ("rgb", upright paths) or its I420 ("yuv", rolled ones by `affine`).
+    `small` is the photo shrunk for the clip, except for "yuv", whose planes are shrunk to
+    `shrunk` from the photo itself."""
     sx, sy = scale
     padded = rolling.padded(small) if rolls and kind != "yuv" else small
     planes = turning = colours = None
     if kind == "yuv":
         from . import affine, resample  # numba: loaded only by the renderer that needs it
 
-        planes = resample.YUVSource(small)
+        planes = resample.YUVSource(small, shrunk)
         turning = affine.RolledSource(planes) if rolls else None
     elif kind == "rgb":
         from . import resample

@@ -89,14 +89,26 @@ def _kernel(x: float) -> float:
     return 0.0
 
 
+def _lanczos(x: float) -> float:
+    """Pillow's Lanczos (three lobes) at distance |x|; compiled as `lanczos_jit`."""
+    x = abs(x)
+    if x == 0.0:
+        return 1.0
+    if x < 3.0:
+        px = math.pi * x
+        return 3.0 * math.sin(px) * math.sin(px / 3.0) / (px * px)
+    return 0.0
+
+
 def _axis(
-    low: float, high: float, out: int, size: int, taps: int
+    low: float, high: float, out: int, size: int, taps: int, lanczos: bool = False
 ) -> tuple[npt.NDArray[np.int64], FloatPlane, int]:
-    """`weights` compiled, with the number of taps any output pixel uses (the last are zero
-    for every pixel when the window's width rounds down)."""
+    """`weights` compiled (of Pillow's Lanczos instead of its bicubic with `lanczos`), with
+    the number of taps any output pixel uses (the last are zero for every pixel when the
+    window's width rounds down)."""
     scale = (high - low) / out
     widen = max(scale, 1.0)
-    support = 2.0 * widen
+    support = (3.0 if lanczos else 2.0) * widen
     first = np.empty(out, np.int64)
     w = np.zeros((out, max(taps, 8)), np.float32)  # `_sweep` reads eight at a time
     tmp = np.empty(taps, np.float64)
@@ -107,7 +119,8 @@ def _axis(
         end = min(int(centre + support + 0.5), size)
         total = 0.0
         for k in range(taps):
-            v = kernel_jit((f + k - centre + 0.5) / widen) if f + k < end else 0.0
+            x = (f + k - centre + 0.5) / widen
+            v = 0.0 if f + k >= end else lanczos_jit(x) if lanczos else kernel_jit(x)
             tmp[k] = v
             total += v
         for k in range(taps):
@@ -187,16 +200,20 @@ def _rows_fixed(
     used: int,
     c0: int,
     out: FixedPlane,
+    low: float,
+    high: float,
 ) -> None:
-    """`_rows` rounded into int16 (weights that carry the fixed point's scale): each row is
-    summed in a float row that stays in the L1 cache, then stored at half the bytes."""
+    """`_rows` rounded into int16 (weights that carry the fixed point's scale) and clipped to
+    [low, high]: each row is summed in a float row that stays in the L1 cache, then stored at
+    half the bytes."""
     acc = np.empty(out.shape[1], np.float32)
-    half = np.float32(0.5)
+    half, bottom, top = np.float32(0.5), np.float32(low), np.float32(high)
     for i in range(out.shape[0]):
         _sweep_jit(src, first, w, used, i, c0, acc)
         line = out[i]
         for j in range(acc.shape[0]):
-            line[j] = np.int16(acc[j] + half)  # toward zero: a rare overshoot below 0 is off by 1
+            # Toward zero: a rare overshoot below 0 is off by one unit.
+            line[j] = np.int16(min(max(acc[j] + half, bottom), top))
 
 
 def _rows_to_bytes(
@@ -226,9 +243,45 @@ def _to_planes(rgb: npt.NDArray[np.uint8], luma: FixedPlane, chroma: FloatPlane)
             chroma[r, c, 1] = m[2, 0] * red + m[2, 1] * green + m[2, 2] * blue + np.float32(128.0)
 
 
+def _block_mean(
+    top: npt.NDArray[np.uint8], bottom: npt.NDArray[np.uint8], c: int, ch: int, quarter: np.float32
+) -> np.float32:
+    """The mean of channel `ch` over columns 2c and 2c + 1 of two rows (inlined)."""
+    pair = np.float32(top[2 * c, ch]) + np.float32(top[2 * c + 1, ch])
+    return (pair + np.float32(bottom[2 * c, ch]) + np.float32(bottom[2 * c + 1, ch])) * quarter
+
+
+def _to_planes_halved(
+    rgb: npt.NDArray[np.uint8], luma: FixedPlane, cb: FixedPlane, cr: FixedPlane
+) -> None:
+    """BT.709 TV-range Y into `luma`, and Cb and Cr of each 2x2 block's mean colour into `cb`
+    and `cr` (h // 2, w // 2), all in 1/FIXED of a level: the conversion is linear, so this is
+    the area average of full-size chroma without ever making it."""
+    m = _MATRIX_C
+    fixed, half, quarter = np.float32(FIXED), np.float32(0.5), np.float32(0.25)
+    for r in range(rgb.shape[0]):
+        for c in range(rgb.shape[1]):
+            red, green = np.float32(rgb[r, c, 0]), np.float32(rgb[r, c, 1])
+            blue = np.float32(rgb[r, c, 2])
+            y = m[0, 0] * red + m[0, 1] * green + m[0, 2] * blue + np.float32(16.0)
+            luma[r, c] = np.int16(y * fixed + half)
+    for r in range(cb.shape[0]):
+        top, bottom = rgb[2 * r], rgb[2 * r + 1]
+        for c in range(cb.shape[1]):
+            mr = _block_mean_jit(top, bottom, c, 0, quarter)
+            mg = _block_mean_jit(top, bottom, c, 1, quarter)
+            mb = _block_mean_jit(top, bottom, c, 2, quarter)
+            u = m[1, 0] * mr + m[1, 1] * mg + m[1, 2] * mb + np.float32(128.0)
+            v = m[2, 0] * mr + m[2, 1] * mg + m[2, 2] * mb + np.float32(128.0)
+            cb[r, c] = np.int16(u * fixed + half)
+            cr[r, c] = np.int16(v * fixed + half)
+
+
 _MATRIX_C = _MATRIX
 _jit: Any = numba.njit(nogil=True, cache=True, fastmath=True)
+_block_mean_jit: Callable[..., np.float32] = numba.njit(inline="always")(_block_mean)
 kernel_jit: Callable[[float], float] = numba.njit(inline="always")(_kernel)
+lanczos_jit: Callable[[float], float] = numba.njit(inline="always")(_lanczos)
 # Compiled on first use (a few seconds, then cached beside this file); nogil, so the render
 # threads run them in parallel.
 _axis_jit: Callable[..., tuple[npt.NDArray[np.int64], FloatPlane, int]] = _jit(_axis)
@@ -237,6 +290,7 @@ _rows_jit: Callable[..., None] = _jit(_rows)
 _rows_to_bytes_jit: Callable[..., None] = _jit(_rows_to_bytes)
 _rows_fixed_jit: Callable[..., None] = _jit(_rows_fixed)
 _to_planes_jit: Callable[..., None] = _jit(_to_planes)
+_to_planes_halved_jit: Callable[..., None] = _jit(_to_planes_halved)
 
 _scratch = threading.local()
 
@@ -290,12 +344,40 @@ def plane_into(src: SourcePlane, box: Box, out: BytePlane | FloatPlane) -> None:
         wy *= gain(src) * np.float32(INTER)
         wx *= np.float32(1.0 / INTER)
         fixed = buffer("columns_fixed", (out_h, c1 - c0), np.int16)
-        _rows_fixed_jit(src, first_y, wy, used_y, c0, fixed)
+        _rows_fixed_jit(src, first_y, wy, used_y, c0, fixed, -32768.0, 32767.0)
         turned_fixed = buffer("turned_fixed", (c1 - c0, out_h), np.int16)
         cv2.transpose(fixed, turned_fixed)
         done = buffer("done", (out_w, out_h), np.uint8)
         _rows_to_bytes_jit(turned_fixed, first_x - c0, wx, used_x, done)
     cv2.transpose(done, out)
+
+
+def shrink(
+    src: FixedPlane, box: Box, size: tuple[int, int], levels: tuple[float, float]
+) -> FixedPlane:
+    """The float `box` of a fixed-point plane shrunk to `size` (w, h) by Pillow's Lanczos
+    geometry and kernel, clipped to `levels` (Pillow clips its RGB; this is the TV range it
+    converts into): the photo's one shrink per clip, done on the planes."""
+    out_w, out_h = size
+    x0, y0, x1, y1 = box
+    tx = 2 * math.ceil(3.0 * max((x1 - x0) / out_w, 1.0)) + 1
+    ty = 2 * math.ceil(3.0 * max((y1 - y0) / out_h, 1.0)) + 1
+    first_x, wx, used_x = _axis_jit(x0, x1, out_w, src.shape[1], tx, True)
+    first_y, wy, used_y = _axis_jit(y0, y1, out_h, src.shape[0], ty, True)
+    wy *= np.float32(INTER / FIXED)  # the intermediate in 1/INTER of a level, as the frames'
+    wx *= np.float32(FIXED / INTER)
+    c0 = int(first_x[0])
+    c1 = min(int(first_x[-1]) + used_x, src.shape[1])
+    rows = np.empty((out_h, c1 - c0), np.int16)
+    _rows_fixed_jit(src, first_y, wy, used_y, c0, rows, -32768.0, 32767.0)
+    turned = np.empty((c1 - c0, out_h), np.int16)
+    cv2.transpose(rows, turned)
+    done = np.empty((out_w, out_h), np.int16)
+    low, high = levels
+    _rows_fixed_jit(turned, first_x - c0, wx, used_x, 0, done, low * FIXED, high * FIXED)
+    out = np.empty((out_h, out_w), np.int16)
+    cv2.transpose(done, out)
+    return out
 
 
 def plane(src: SourcePlane, box: Box, size: tuple[int, int]) -> BytePlane:
@@ -306,10 +388,14 @@ def plane(src: SourcePlane, box: Box, size: tuple[int, int]) -> BytePlane:
 
 
 class YUVSource:
-    """A photo as fixed-point planes (`FIXED`) of BT.709 TV-range YUV 4:2:0, for `frame`."""
+    """A photo as fixed-point planes (`FIXED`) of BT.709 TV-range YUV 4:2:0, for `frame`;
+    shrunk to `size` (w, h) on the way when that is smaller (`shrink`)."""
 
-    def __init__(self, image: Image.Image) -> None:
+    def __init__(self, image: Image.Image, size: tuple[int, int] | None = None) -> None:
         rgb = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
+        if size is not None and size != image.size:
+            self._shrunk(np.ascontiguousarray(rgb), size)
+            return
         self.width, self.height = image.size
         self.luma: FixedPlane = np.empty((self.height, self.width), np.int16)
         full = np.empty((self.height, self.width, 2), np.float32)
@@ -320,6 +406,24 @@ class YUVSource:
         self.cb: FixedPlane = np.ascontiguousarray(fixed[:, :, 0])
         self.cr: FixedPlane = np.ascontiguousarray(fixed[:, :, 1])
         self.chroma_scale = (half[0] / self.width, half[1] / self.height)
+
+    def _shrunk(self, rgb: npt.NDArray[np.uint8], size: tuple[int, int]) -> None:
+        """The planes at full size (chroma halved by 2x2 means), then shrunk: the geometry of
+        Pillow's Lanczos resize of the RGB photo to `size`, in a third of its CPU."""
+        height, width = rgb.shape[:2]
+        self.width, self.height = size
+        luma = np.empty((height, width), np.int16)
+        cb = np.empty((height // 2, width // 2), np.int16)
+        cr = np.empty_like(cb)
+        _to_planes_halved_jit(rgb, luma, cb, cr)
+        self.luma = shrink(luma, (0.0, 0.0, width, height), size, (16.0, 235.0))
+        # A halved pixel covers two of the photo's, so the photo is (width / 2) of them wide,
+        # half a pixel past the last whole block when the width is odd.
+        half = (max(1, size[0] // 2), max(1, size[1] // 2))
+        box = (0.0, 0.0, width / 2, height / 2)
+        self.cb = shrink(cb, box, half, (16.0, 240.0))
+        self.cr = shrink(cr, box, half, (16.0, 240.0))
+        self.chroma_scale = (half[0] / size[0], half[1] / size[1])
 
     def frame(self, box: Box, size: tuple[int, int]) -> BytePlane:
         """The I420 frame of `box` (photo pixels) at `size` (even sides)."""

@@ -26,8 +26,9 @@ def frames(
     """The luma of `path`'s frames rolled by `roller` (a `frame(box, angle, size)` source),
     from the photo as `motion.render_path_yuv` shrinks it."""
     times = [i / (n - 1) for i in range(n)]
-    small, sx, sy = motion.shrink_for_path(photo, path)
-    source = roller(resample.YUVSource(small))
+    width, height = motion.shrunk_size(photo.size, path)
+    sx, sy = width / photo.width, height / photo.height
+    source = roller(resample.YUVSource(photo, (width, height)))
     shots = []
     for box, t in zip(path.boxes(n), times, strict=True):
         x0, y0, x1, y1 = box
