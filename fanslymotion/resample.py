@@ -4,17 +4,18 @@ the encoder's own format, compiled with numba.
 The geometry is Pillow's `resize(box=...)` with its bicubic filter (a = -0.5): the box's float
 pixel edges map onto the output's, and when shrinking the kernel widens by the scale, so it
 low-passes what the frame cannot show. It runs as two passes of row sums, each vectorised
-across a row: the rows the box covers are combined into the output's rows (in float32, where
-Pillow rounds its intermediate to 8 bits), the result is transposed and the same is done for
-the columns. Measured on two shared cores (docs/benchmarks.md): a 720p frame in ~5 ms against
-Pillow's ~25 ms for RGB, with the same sub-pixel exactness.
+across a row: the rows the box covers are combined into the output's rows (summed in float32
+and kept in 1/64 of a level, where Pillow rounds its intermediate to 8 bits), the result is
+transposed and the same is done for the columns. Measured on two shared cores
+(docs/benchmarks.md): a 720p frame in about 2.6 ms against Pillow's ~25 ms for RGB, with the
+same sub-pixel exactness.
 
 The photo is converted once per clip into BT.709 TV-range planes, as ffmpeg would convert
 RGB for x264: Y at full size, Cb and Cr halved (an area average), so each frame resamples one
-and a half planes instead of Pillow's four channels, and ffmpeg no longer converts colours.
-The planes are int16 in 1/128 of a level (`FIXED`): the first pass streams half the bytes of
-float32 (a clip's frames about 15 % less CPU) with a rounding far below the jitter bound.
-Pure engine: nothing of the service.
+and a half planes instead of Pillow's four channels, and ffmpeg no longer converts colours;
+the clip's shrink is done on these planes too (`shrink`, Pillow's Lanczos). The planes are
+int16 in 1/128 of a level (`FIXED`): half the bytes of float32 to stream, with a rounding far
+below the jitter bound. Pure engine: nothing of the service.
 """
 
 from __future__ import annotations
