@@ -25,11 +25,9 @@ import numpy as np
 import numpy.typing as npt
 
 from . import resample
-from .resample import Box, BytePlane, FixedPlane, FloatPlane, SourcePlane
+from .resample import Box, BytePlane, FixedPlane, FloatPlane, SourcePlane, Store
 
 OutPlane = FloatPlane | FixedPlane | BytePlane
-Store = tuple[float, float, float]
-"""How a pass stores its sums (`_store`): (bias, low, high)."""
 
 PHASES = 1024
 # A sloped pass's strips: columns whose first source row is one of SPAN - 1 rows above a
@@ -142,17 +140,8 @@ def _pass_sloped(
             p0 = int((phi if rising else SPAN - phi) / delta + 0.5)
             a = acc[: j1 - j0]
             _strip_jit(src, base + d, c0 + j0, tab, p0 % m, p0 // m, a)
-            _store_jit(a, out[i, j0:j1], store)
+            resample.store_jit(a, out[i, j0:j1], store)
         j0 = j1
-
-
-def _store(acc: FloatPlane, out: OutPlane, store: Store) -> None:
-    """out = acc + bias, clipped to [low, high] (store = (bias, low, high)): floats as they
-    are, int16 and bytes rounded by a bias of 0.5 (the cast truncates toward zero, so a rare
-    int16 overshoot below zero is off by one unit, 1/INTER of a level)."""
-    bias, low, high = store
-    for x in range(acc.shape[0]):
-        out[x] = min(max(acc[x] + bias, low), high)
 
 
 def _strip(
@@ -257,12 +246,11 @@ def _pass(
                 s = src[min(max(r + k, 0), rows - 1), c0 + j0 : c0 + j1]
                 for x in range(m):
                     a[x] += t[ph[x]] * s[x]
-            _store_jit(a, out[i, j0:j1], store)
+            resample.store_jit(a, out[i, j0:j1], store)
         j0 = j1
 
 
 _jit: Any = numba.njit(nogil=True, cache=True, fastmath=True)
-_store_jit: Callable[..., None] = _jit(_store)
 _strip_jit: Callable[..., None] = _jit(_strip)
 _pass_jit: Callable[..., None] = _jit(_pass)
 _pass_sloped_jit: Callable[..., None] = _jit(_pass_sloped)
@@ -280,7 +268,7 @@ def sweep(
     store: Store = (0.0, -math.inf, math.inf),
 ) -> float:
     """One pass (`_pass`), by the sloped tables where the slope allows, its weights times
-    `gain`, stored as `_store` does; returns the support."""
+    `gain`, stored as `resample.store_jit` does; returns the support."""
     if abs(slope) >= MIN_SLOPE:
         tab, support, delta = sloped_table(step, slope, gain)
         _pass_sloped_jit(src, c0, offsets, step, tab, delta, out, store)
@@ -314,7 +302,7 @@ def rolled_plane(src: SourcePlane, pad: float, box: Box, angle: float, out: Byte
     # The intermediate as int16 in 1/INTER of a level, as the upright frames' (`resample`).
     inter = resample.buffer("affine_inter", (out_h, c1 - c0), np.int16)
     gain = float(resample.gain(src)) * resample.INTER
-    sweep(src, c0, off1, d / a, e1, inter, gain, (0.5, -32768.0, 32767.0))
+    sweep(src, c0, off1, d / a, e1, inter, gain, resample.WORDS)
     turned = resample.buffer("affine_turned", (c1 - c0, out_h), np.int16)
     cv2.transpose(inter, turned)
     # Pass 2, on the transposed intermediate: row index = source column - c0; rounded into
@@ -322,7 +310,7 @@ def rolled_plane(src: SourcePlane, pad: float, box: Box, angle: float, out: Byte
     dv = np.arange(out_h, dtype=np.float64) + 0.5 - hh
     off2 = mx - a * hw + b * dv + 0.5 - sup2 - c0
     done = resample.buffer("affine_done", (out_w, out_h), np.uint8)
-    sweep(turned, 0, off2, b, a, done, 1.0 / resample.INTER, (0.5, 0.0, 255.0))
+    sweep(turned, 0, off2, b, a, done, 1.0 / resample.INTER, resample.BYTES)
     cv2.transpose(done, out)
 
 

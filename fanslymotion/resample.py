@@ -181,67 +181,37 @@ def _sweep(
         k += 1
 
 
+Store = tuple[float, float, float]
+"""How a pass stores its float sums (`store_jit`): (bias, low, high)."""
+
+BYTES: Store = (0.5, 0.0, 255.0)
+WORDS: Store = (0.5, -32768.0, 32767.0)  # int16, rounded
+
+
+def _store(acc: FloatPlane, out: npt.NDArray[Any], store: Store) -> None:
+    """out = acc + bias, clipped to [low, high]: floats as they are, int16 and bytes rounded
+    by a bias of 0.5 (the cast truncates toward zero, so a rare int16 overshoot below zero is
+    off by one unit)."""
+    bias, low, high = store
+    for x in range(acc.shape[0]):
+        out[x] = min(max(acc[x] + bias, low), high)
+
+
 def _rows(
     src: SourcePlane,
     first: npt.NDArray[np.int64],
     w: FloatPlane,
     used: int,
     c0: int,
-    out: FloatPlane,
+    out: npt.NDArray[Any],
+    store: Store,
 ) -> None:
-    """out[i] = sum over k of w[i, k] * src[first[i] + k, c0:c0 + out's width]."""
-    for i in range(out.shape[0]):
-        _sweep_jit(src, first, w, used, i, c0, out[i])
-
-
-def _rows_fixed(
-    src: SourcePlane,
-    first: npt.NDArray[np.int64],
-    w: FloatPlane,
-    used: int,
-    c0: int,
-    out: FixedPlane,
-    low: float,
-    high: float,
-) -> None:
-    """`_rows` rounded into int16 (weights that carry the fixed point's scale) and clipped to
-    [low, high]: each row is summed in a float row that stays in the L1 cache, then stored at
-    half the bytes."""
+    """out[i] = sum over k of w[i, k] * src[first[i] + k, c0:c0 + out's width], stored as
+    `store` says: each row is summed in a float row that stays in the L1 cache."""
     acc = np.empty(out.shape[1], np.float32)
-    half, bottom, top = np.float32(0.5), np.float32(low), np.float32(high)
     for i in range(out.shape[0]):
         _sweep_jit(src, first, w, used, i, c0, acc)
-        line = out[i]
-        for j in range(acc.shape[0]):
-            # Toward zero: a rare overshoot below 0 is off by one unit.
-            line[j] = np.int16(min(max(acc[j] + half, bottom), top))
-
-
-def _rows_to_bytes(
-    src: SourcePlane, first: npt.NDArray[np.int64], w: FloatPlane, used: int, out: BytePlane
-) -> None:
-    """`_rows` over whole rows, rounded and clipped into bytes."""
-    acc = np.empty(src.shape[1], np.float32)
-    for i in range(out.shape[0]):
-        _sweep_jit(src, first, w, used, i, 0, acc)
-        line = out[i]
-        for j in range(acc.shape[0]):
-            line[j] = np.uint8(min(max(acc[j] + 0.5, 0.0), 255.0))
-
-
-def _to_planes(rgb: npt.NDArray[np.uint8], luma: FixedPlane, chroma: FloatPlane) -> None:
-    """BT.709 TV-range Y into `luma` (in 1/FIXED of a level, rounded), Cb and Cr into
-    `chroma` (h, w, 2, levels), at full size."""
-    m = _MATRIX_C
-    fixed = np.float32(FIXED)
-    for r in range(rgb.shape[0]):
-        for c in range(rgb.shape[1]):
-            red, green = np.float32(rgb[r, c, 0]), np.float32(rgb[r, c, 1])
-            blue = np.float32(rgb[r, c, 2])
-            y = m[0, 0] * red + m[0, 1] * green + m[0, 2] * blue + np.float32(16.0)
-            luma[r, c] = np.int16(y * fixed + np.float32(0.5))  # positive: truncation rounds
-            chroma[r, c, 0] = m[1, 0] * red + m[1, 1] * green + m[1, 2] * blue + np.float32(128.0)
-            chroma[r, c, 1] = m[2, 0] * red + m[2, 1] * green + m[2, 2] * blue + np.float32(128.0)
+        store_jit(acc, out[i], store)
 
 
 def _block_mean(
@@ -252,12 +222,13 @@ def _block_mean(
     return (pair + np.float32(bottom[2 * c, ch]) + np.float32(bottom[2 * c + 1, ch])) * quarter
 
 
-def _to_planes_halved(
+def _to_planes(
     rgb: npt.NDArray[np.uint8], luma: FixedPlane, cb: FixedPlane, cr: FixedPlane
 ) -> None:
     """BT.709 TV-range Y into `luma`, and Cb and Cr of each 2x2 block's mean colour into `cb`
     and `cr` (h // 2, w // 2), all in 1/FIXED of a level: the conversion is linear, so this is
-    the area average of full-size chroma without ever making it."""
+    the area average of full-size chroma without ever making it. `ycbcr.from_rgb` does the
+    same for frames, in bytes; a photo's planes keep the fractions the jitter bound needs."""
     m = _MATRIX_C
     fixed, half, quarter = np.float32(FIXED), np.float32(0.5), np.float32(0.25)
     for r in range(rgb.shape[0]):
@@ -287,11 +258,9 @@ lanczos_jit: Callable[[float], float] = numba.njit(inline="always")(_lanczos)
 # threads run them in parallel.
 _axis_jit: Callable[..., tuple[npt.NDArray[np.int64], FloatPlane, int]] = _jit(_axis)
 _sweep_jit: Callable[..., None] = _jit(_sweep)
+store_jit: Callable[..., None] = _jit(_store)
 _rows_jit: Callable[..., None] = _jit(_rows)
-_rows_to_bytes_jit: Callable[..., None] = _jit(_rows_to_bytes)
-_rows_fixed_jit: Callable[..., None] = _jit(_rows_fixed)
 _to_planes_jit: Callable[..., None] = _jit(_to_planes)
-_to_planes_halved_jit: Callable[..., None] = _jit(_to_planes_halved)
 
 _scratch = threading.local()
 
@@ -319,38 +288,49 @@ def gain(src: SourcePlane) -> np.float32:
     return np.float32(1.0 / FIXED if src.dtype == np.int16 else 1.0)
 
 
-def plane_into(src: SourcePlane, box: Box, out: BytePlane | FloatPlane) -> None:
+Axis = tuple[npt.NDArray[np.int64], FloatPlane, int]
+"""One axis's weights (`_axis`): each output pixel's first source pixel, weights, taps used."""
+
+
+def _passes(
+    src: SourcePlane,
+    rows: Axis,
+    columns: Axis,
+    out: BytePlane | FixedPlane,
+    store: Store,
+    room: Callable[[str, tuple[int, int], type], Any],
+) -> None:
+    """`src` resampled into `out` (h, w) by two passes of row sums: the rows combined into
+    the output's rows, a transpose, the same for the columns, a transpose back. The
+    intermediate is int16 in 1/INTER of a level (half the bytes of float32 to transpose and
+    read again); `out` is bytes or, in 1/FIXED of a level, int16, stored as `store` says.
+    `room(name, shape, dtype)` gives the arrays (`buffer` for frames)."""
+    first_y, wy, used_y = rows
+    first_x, wx, used_x = columns
+    out_h, out_w = out.shape
+    wy *= gain(src) * np.float32(INTER)
+    wx *= np.float32((FIXED if out.dtype == np.int16 else 1.0) / INTER)
+    c0 = int(first_x[0])
+    c1 = min(int(first_x[-1]) + used_x, src.shape[1])
+    combined = room("rows", (out_h, c1 - c0), np.int16)
+    _rows_jit(src, first_y, wy, used_y, c0, combined, WORDS)
+    turned = room("turned", (c1 - c0, out_h), np.int16)
+    cv2.transpose(combined, turned)
+    done = room("done", (out_w, out_h), out.dtype.type)
+    _rows_jit(turned, first_x - c0, wx, used_x, 0, done, store)
+    cv2.transpose(done, out)
+
+
+def plane_into(src: SourcePlane, box: Box, out: BytePlane) -> None:
     """The float `box` (pixel edges, inside `src`, float or fixed point) of a plane resampled
-    into `out` (h, w), bytes or float32: the rows the box covers combined into the output's rows, a transpose,
-    the same for the columns, a transpose back into `out`."""
+    into the bytes of `out` (h, w), with Pillow's bicubic (`_passes`)."""
     out_h, out_w = out.shape
     x0, y0, x1, y1 = box
     tx = 2 * math.ceil(2.0 * max((x1 - x0) / out_w, 1.0)) + 1
     ty = 2 * math.ceil(2.0 * max((y1 - y0) / out_h, 1.0)) + 1
-    first_x, wx, used_x = _axis_jit(x0, x1, out_w, src.shape[1], tx)
-    first_y, wy, used_y = _axis_jit(y0, y1, out_h, src.shape[0], ty)
-    c0 = int(first_x[0])
-    c1 = min(int(first_x[-1]) + used_x, src.shape[1])
-    if out.dtype == np.float32:
-        wy *= gain(src)
-        columns = buffer("columns", (out_h, c1 - c0), np.float32)
-        _rows_jit(src, first_y, wy, used_y, c0, columns)
-        turned = buffer("turned", (c1 - c0, out_h), np.float32)
-        cv2.transpose(columns, turned)
-        done = buffer("done_float", (out_w, out_h), np.float32)
-        _rows_jit(turned, first_x - c0, wx, used_x, 0, done)
-    else:
-        # The intermediate in 1/INTER of a level, int16: half the bytes to transpose and to
-        # read again (INTER leaves room for the kernel's overshoot).
-        wy *= gain(src) * np.float32(INTER)
-        wx *= np.float32(1.0 / INTER)
-        fixed = buffer("columns_fixed", (out_h, c1 - c0), np.int16)
-        _rows_fixed_jit(src, first_y, wy, used_y, c0, fixed, -32768.0, 32767.0)
-        turned_fixed = buffer("turned_fixed", (c1 - c0, out_h), np.int16)
-        cv2.transpose(fixed, turned_fixed)
-        done = buffer("done", (out_w, out_h), np.uint8)
-        _rows_to_bytes_jit(turned_fixed, first_x - c0, wx, used_x, done)
-    cv2.transpose(done, out)
+    columns = _axis_jit(x0, x1, out_w, src.shape[1], tx)
+    rows = _axis_jit(y0, y1, out_h, src.shape[0], ty)
+    _passes(src, rows, columns, out, BYTES, buffer)
 
 
 def shrink(
@@ -363,21 +343,11 @@ def shrink(
     x0, y0, x1, y1 = box
     tx = 2 * math.ceil(3.0 * max((x1 - x0) / out_w, 1.0)) + 1
     ty = 2 * math.ceil(3.0 * max((y1 - y0) / out_h, 1.0)) + 1
-    first_x, wx, used_x = _axis_jit(x0, x1, out_w, src.shape[1], tx, True)
-    first_y, wy, used_y = _axis_jit(y0, y1, out_h, src.shape[0], ty, True)
-    wy *= np.float32(INTER / FIXED)  # the intermediate in 1/INTER of a level, as the frames'
-    wx *= np.float32(FIXED / INTER)
-    c0 = int(first_x[0])
-    c1 = min(int(first_x[-1]) + used_x, src.shape[1])
-    rows = np.empty((out_h, c1 - c0), np.int16)
-    _rows_fixed_jit(src, first_y, wy, used_y, c0, rows, -32768.0, 32767.0)
-    turned = np.empty((c1 - c0, out_h), np.int16)
-    cv2.transpose(rows, turned)
-    done = np.empty((out_w, out_h), np.int16)
-    low, high = levels
-    _rows_fixed_jit(turned, first_x - c0, wx, used_x, 0, done, low * FIXED, high * FIXED)
+    columns = _axis_jit(x0, x1, out_w, src.shape[1], tx, True)
+    rows = _axis_jit(y0, y1, out_h, src.shape[0], ty, True)
     out = np.empty((out_h, out_w), np.int16)
-    cv2.transpose(done, out)
+    store = (0.5, levels[0] * FIXED, levels[1] * FIXED)
+    _passes(src, rows, columns, out, store, lambda _, shape, dtype: np.empty(shape, dtype))
     return out
 
 
@@ -394,37 +364,25 @@ class YUVSource:
 
     def __init__(self, image: Image.Image, size: tuple[int, int] | None = None) -> None:
         rgb = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
-        if size is not None and size != image.size:
-            self._shrunk(np.ascontiguousarray(rgb), size)
-            return
-        self.width, self.height = image.size
-        self.luma: FixedPlane = np.empty((self.height, self.width), np.int16)
-        full = np.empty((self.height, self.width, 2), np.float32)
-        _to_planes_jit(np.ascontiguousarray(rgb), self.luma, full)
-        half = (max(1, self.width // 2), max(1, self.height // 2))
-        chroma = cv2.resize(full, half, interpolation=cv2.INTER_AREA)
-        fixed = (chroma * np.float32(FIXED) + np.float32(0.5)).astype(np.int16)
-        self.cb: FixedPlane = np.ascontiguousarray(fixed[:, :, 0])
-        self.cr: FixedPlane = np.ascontiguousarray(fixed[:, :, 1])
-        self.chroma_scale = (half[0] / self.width, half[1] / self.height)
-
-    def _shrunk(self, rgb: npt.NDArray[np.uint8], size: tuple[int, int]) -> None:
-        """The planes at full size (chroma halved by 2x2 means), then shrunk: the geometry of
-        Pillow's Lanczos resize of the RGB photo to `size`, in a third of its CPU."""
         height, width = rgb.shape[:2]
-        self.width, self.height = size
         luma = np.empty((height, width), np.int16)
         cb = np.empty((height // 2, width // 2), np.int16)
         cr = np.empty_like(cb)
-        _to_planes_halved_jit(rgb, luma, cb, cr)
+        _to_planes_jit(np.ascontiguousarray(rgb), luma, cb, cr)
+        # A chroma pixel covers 2x2 of the luma's, from the top left (an odd last row or
+        # column has none of its own).
+        self.chroma_scale = (0.5, 0.5)
+        self.width, self.height = size = size or image.size
+        if size == image.size:
+            self.luma, self.cb, self.cr = luma, cb, cr
+            return
         self.luma = shrink(luma, (0.0, 0.0, width, height), size, (16.0, 235.0))
-        # A halved pixel covers two of the photo's, so the photo is (width / 2) of them wide,
-        # half a pixel past the last whole block when the width is odd.
+        # The shrunk chroma covers twice its size of the shrunk luma: that much of the photo,
+        # in the photo's chroma pixels.
         half = (max(1, size[0] // 2), max(1, size[1] // 2))
-        box = (0.0, 0.0, width / 2, height / 2)
+        box = (0.0, 0.0, half[0] * width / size[0], half[1] * height / size[1])
         self.cb = shrink(cb, box, half, (16.0, 240.0))
         self.cr = shrink(cr, box, half, (16.0, 240.0))
-        self.chroma_scale = (half[0] / size[0], half[1] / size[1])
 
     def frame(self, box: Box, size: tuple[int, int]) -> BytePlane:
         """The I420 frame of `box` (photo pixels) at `size` (even sides)."""
