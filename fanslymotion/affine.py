@@ -16,6 +16,7 @@ Pure engine: nothing of the service.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -99,14 +100,24 @@ def sloped_table(
     weights are slices: phase step delta = |slope| / m (m whole, delta <= 1 / PHASES),
     phase index p at phase p delta (slope > 0) or SPAN - p delta (slope < 0), so that the
     next column's index is p + m; stored as (taps, m, p // m) at [k, p % m, p // m]. Also
-    the support and delta."""
+    the support and delta.
+
+    A frame's three planes share their passes' scales and slopes, so the last few tables
+    are kept, per render thread (a table costs ~0.1 ms to fill)."""
+    key = (scale, slope, gain)
+    tables: dict[tuple[float, float, float], Any] = _tables.__dict__.setdefault("last", {})
+    if key in tables:
+        return tables[key]  # type: ignore[no-any-return]
+    if len(tables) >= 4:
+        tables.clear()
     m = max(math.ceil(abs(slope) * PHASES), 1)
     delta = abs(slope) / m
     support = 2.0 * max(scale, 1.0)
     taps = 2 * math.ceil(support) + SPAN
     tab = np.empty((taps, m, math.ceil(SPAN / abs(slope)) + 3), np.float32)
     used = _sloped_fill_jit(scale, slope, m, delta, gain, tab)
-    return tab[:used], support, delta
+    tables[key] = found = (tab[:used], support, delta)
+    return found
 
 
 def _pass_sloped(
@@ -250,6 +261,7 @@ def _pass(
         j0 = j1
 
 
+_tables = threading.local()
 _jit: Any = numba.njit(nogil=True, cache=True, fastmath=True)
 _strip_jit: Callable[..., None] = _jit(_strip)
 _pass_jit: Callable[..., None] = _jit(_pass)

@@ -55,3 +55,19 @@ def test_two_pass_at_no_roll_is_the_upright_frame() -> None:
     level = affine.RolledSource(planes).frame(box, 0.0, OUT)
     difference = np.abs(upright.astype(int) - level)
     assert difference.max() <= 1 and (difference == 0).mean() > 0.99
+
+
+def test_a_frames_planes_share_their_sloped_tables() -> None:
+    # The luma and both chroma planes of a rolled frame ask for the same two tables: filled
+    # once, and equal to a table filled afresh; another scale gets its own.
+    first = affine.sloped_table(1.21, 0.0123, 0.5)
+    again = affine.sloped_table(1.21, 0.0123, 0.5)
+    assert again[0] is first[0]
+    other = affine.sloped_table(1.22, 0.0123, 0.5)
+    assert other[0] is not first[0]
+    for k in range(4):  # more keys than are kept: the first is filled again, the same
+        affine.sloped_table(1.0 + k / 10, -0.02)
+    refilled = affine.sloped_table(1.21, 0.0123, 0.5)
+    assert refilled[0] is not first[0]
+    np.testing.assert_array_equal(refilled[0], first[0])
+    assert refilled[1:] == first[1:]
