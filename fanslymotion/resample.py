@@ -143,15 +143,16 @@ def _sweep(
 ) -> None:
     """acc = sum over k of w[i, k] * src[first[i] + k, c0:]: eight source rows per sweep
     where the plane has them (the accumulator stored once and never loaded, 2.5x the
-    throughput of three rows per sweep), then four, then one. Weights past `used` are zero
-    (`_axis` keeps at least eight), so a group may run past the last used tap."""
+    throughput of three rows per sweep), or six for five or six taps (a shrink by up to 1.5:
+    ~12 % less than eight with two of them zero), then four, then one. Weights past `used`
+    are zero (`_axis` keeps at least eight), so a group may run past the last used tap."""
     width = acc.shape[0]
     c1 = c0 + width
     f = first[i]
     rows = src.shape[0] - f
     used = min(used, rows)  # past the plane's edge the weights are zero
     k = 0
-    if used >= 6 and rows >= 8:
+    if used >= 7 and rows >= 8:
         a0, a1, a2, a3 = w[i, 0], w[i, 1], w[i, 2], w[i, 3]
         a4, a5, a6, a7 = w[i, 4], w[i, 5], w[i, 6], w[i, 7]
         s0, s1, s2, s3 = src[f, c0:c1], src[f + 1, c0:c1], src[f + 2, c0:c1], src[f + 3, c0:c1]
@@ -162,6 +163,14 @@ def _sweep(
                 a4 * s4[j] + a5 * s5[j] + a6 * s6[j] + a7 * s7[j]
             )
         k = 8
+    elif used >= 5 and rows >= 6:
+        a0, a1, a2 = w[i, 0], w[i, 1], w[i, 2]
+        a3, a4, a5 = w[i, 3], w[i, 4], w[i, 5]
+        s0, s1, s2 = src[f, c0:c1], src[f + 1, c0:c1], src[f + 2, c0:c1]
+        s3, s4, s5 = src[f + 3, c0:c1], src[f + 4, c0:c1], src[f + 5, c0:c1]
+        for j in range(width):
+            acc[j] = (a0 * s0[j] + a1 * s1[j] + a2 * s2[j]) + (a3 * s3[j] + a4 * s4[j] + a5 * s5[j])
+        k = 6
     else:
         for j in range(width):
             acc[j] = 0.0
