@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     svd_compile: bool = False  # torch.compile the UNet (for CUDA): faster after a warm-up
     fps: int = Field(24, ge=1, le=60)  # a job's default; a job may ask for 24 or 30
     # The seed's variation rolls the camera slightly on the camera-motion renderer; a rolled
-    # frame costs about 5x an upright one's CPU (docs/benchmarks.md), so it can be turned off.
+    # frame costs about twice an upright one's CPU (docs/benchmarks.md), so it can be turned off.
     camera_roll: bool = True
     crf: int = Field(20, ge=0, le=51)
     x264_preset: str = "veryfast"

@@ -236,7 +236,7 @@ class MotionRenderer(Renderer):
             found = None if shot.focus or shot.keyframes else subject.find_subject(image)
             shot = camera.aim(shot, found)
         # The seed's variation includes its slight roll unless CAMERA_ROLL is off: the compiled
-        # YUV renderer rolls a frame for about 5x an upright one's CPU (docs/benchmarks.md).
+        # YUV renderer rolls a frame for about twice an upright one's CPU (docs/benchmarks.md).
         path = camera.plan(
             spec.motion,
             spec.strength,
