@@ -116,9 +116,11 @@ def sloped_table(
     m = max(math.ceil(abs(slope) * PHASES), 1)
     delta = abs(slope) / m
     support = 2.0 * max(scale, 1.0)
-    taps = 2 * math.ceil(support) + SPAN
+    taps = max(2 * math.ceil(support) + SPAN, 8)
     tab = np.empty((taps, m, math.ceil(SPAN / abs(slope)) + 3 + VECTOR), np.float32)
-    used = _sloped_fill_jit(scale, slope, m, delta, gain, tab)
+    # At least eight taps (zero past the window): `_strip_store`'s one sweep costs less than
+    # four taps, three single ones and a store.
+    used = max(_sloped_fill_jit(scale, slope, m, delta, gain, tab), 8)
     tables[key] = found = (tab[:used], support, delta)
     return found
 
@@ -145,6 +147,7 @@ def _pass_sloped(
     rising = offsets[n - 1] >= offsets[0]
     o0 = offsets[0]
     columns, phases = src.shape[1], tab.shape[2]
+    fused = tab.shape[0] == 8
     j0 = 0
     while j0 < n:
         d = math.floor((offsets[j0] - o0) / (SPAN - 1)) * (SPAN - 1)
@@ -161,10 +164,45 @@ def _pass_sloped(
             phi = q0 - base + fr0
             p0 = int((phi if rising else SPAN - phi) / delta + 0.5)
             t0 = p0 // m
-            a = acc[: wide if t0 + wide <= phases else j1 - j0]
+            fits = t0 + wide <= phases
+            if fused:  # summed and stored by the last sweep (where the output row has the columns)
+                end = j0 + wide if fits and j0 + wide <= n else j1
+                dst = out[i, j0:end]
+                _strip_store_jit(src, base + d, c0 + j0, tab, p0 % m, t0, dst, store)
+                continue
+            a = acc[: wide if fits else j1 - j0]
             _strip_jit(src, base + d, c0 + j0, tab, p0 % m, t0, a)
             resample.store_jit(a[: j1 - j0], out[i, j0:j1], store)
         j0 = j1
+
+
+def _strip_store(
+    src: SourcePlane,
+    row: int,
+    col: int,
+    tab: npt.NDArray[np.float32],
+    r: int,
+    t0: int,
+    out: OutPlane,
+    store: Store,
+) -> None:
+    """`_strip` for exactly eight taps, rounded into `out` as `resample.store_jit` does in
+    the same sweep. (Nine taps as four into a float row and then five, stored, was slower
+    than eight, one and a store.)"""
+    width, last = out.shape[0], src.shape[0] - 1
+    bias, low, high = store
+    c1, t1 = col + width, t0 + width
+    s0, s1 = src[min(max(row, 0), last), col:c1], src[min(max(row + 1, 0), last), col:c1]
+    s2, s3 = src[min(max(row + 2, 0), last), col:c1], src[min(max(row + 3, 0), last), col:c1]
+    s4, s5 = src[min(max(row + 4, 0), last), col:c1], src[min(max(row + 5, 0), last), col:c1]
+    s6, s7 = src[min(max(row + 6, 0), last), col:c1], src[min(max(row + 7, 0), last), col:c1]
+    w0, w1, w2, w3 = tab[0, r, t0:t1], tab[1, r, t0:t1], tab[2, r, t0:t1], tab[3, r, t0:t1]
+    w4, w5, w6, w7 = tab[4, r, t0:t1], tab[5, r, t0:t1], tab[6, r, t0:t1], tab[7, r, t0:t1]
+    for x in range(width):
+        v = (w0[x] * s0[x] + w1[x] * s1[x] + w2[x] * s2[x] + w3[x] * s3[x]) + (
+            w4[x] * s4[x] + w5[x] * s5[x] + w6[x] * s6[x] + w7[x] * s7[x]
+        )
+        out[x] = min(max(v + bias, low), high)
 
 
 def _strip(
@@ -276,6 +314,7 @@ def _pass(
 _tables = threading.local()
 _jit: Any = numba.njit(nogil=True, cache=True, fastmath=True)
 _strip_jit: Callable[..., None] = _jit(_strip)
+_strip_store_jit: Callable[..., None] = _jit(_strip_store)
 _pass_jit: Callable[..., None] = _jit(_pass)
 _pass_sloped_jit: Callable[..., None] = _jit(_pass_sloped)
 _sloped_fill_jit: Callable[..., int] = _jit(_sloped_fill)
