@@ -388,7 +388,14 @@ def speed_only(setup: Setup, photo_path: Path, work: Path, repeat: int, path: Be
         print(f"| {case} | {wall:.2f} | {cpu:.2f} | {peak / 2**20:.0f} | {others:.2f} |")
     ratio = walls["ours"][0] / walls["floor"][0]
     cpu_ratio = walls["ours"][1] / walls["floor"][1]
+    # Each round's own ratio (ours over the floor run right after it): the host's drift from
+    # minute to minute shows here as the spread, and mostly cancels within a round.
+    rounds = sorted(o[0] / f[0] for o, f in zip(runs["ours"], runs["floor"], strict=True))
     print()
+    print(
+        f"rounds' own wall ratios: median {float(np.median(rounds)):.2f}x,"
+        f" {rounds[0]:.2f}-{rounds[-1]:.2f}x over {len(rounds)}"
+    )
     if setup.roll:  # the upright model does not describe rolled frames (tests measure them)
         print("jitter: not measured for rolled frames here (tests/test_resample.py does)")
     else:
