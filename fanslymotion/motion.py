@@ -657,9 +657,8 @@ def _framer(
         scaled = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
         if angle and turning is not None:
             return turning.frame(scaled, angle, size)
-        if angle:
-            rolled = rolling.rolled(padded, scaled, angle, size, OVERSAMPLE, FRAME_FILTER)
-            return rolled if planes is None else planes.to_i420(rolled)
+        if angle:  # Pillow's RGB frames ("yuv" frames that roll have `turning`)
+            return rolling.rolled(padded, scaled, angle, size, OVERSAMPLE, FRAME_FILTER)
         if planes is not None:
             return planes.frame(scaled, size)
         if colours is not None:

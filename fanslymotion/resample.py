@@ -398,10 +398,6 @@ class YUVSource:
         planes = (self.luma, self.cb, self.cr)
         return i420(box, size, self.chroma_scale, lambda i, b, out: plane_into(planes[i], b, out))
 
-    @staticmethod
-    def to_i420(rgb: npt.NDArray[np.uint8]) -> BytePlane:
-        return to_i420(rgb)
-
 
 def i420(
     box: Box,
