@@ -176,6 +176,37 @@ def _pass_sloped(
         j0 = j1
 
 
+def _rows8(src: SourcePlane, row: int, col: int, width: int) -> tuple[Any, ...]:
+    """Eight source rows from `row` on, columns col to col + width (inlined). Rows past the
+    padded plane's edge (their weights ~zero) read its edge row."""
+    last, c1 = src.shape[0] - 1, col + width
+    return (
+        src[min(max(row, 0), last), col:c1],
+        src[min(max(row + 1, 0), last), col:c1],
+        src[min(max(row + 2, 0), last), col:c1],
+        src[min(max(row + 3, 0), last), col:c1],
+        src[min(max(row + 4, 0), last), col:c1],
+        src[min(max(row + 5, 0), last), col:c1],
+        src[min(max(row + 6, 0), last), col:c1],
+        src[min(max(row + 7, 0), last), col:c1],
+    )
+
+
+def _weights8(tab: npt.NDArray[np.float32], r: int, t0: int, width: int) -> tuple[Any, ...]:
+    """The first eight taps' weights of `width` columns from index t0 (inlined)."""
+    t1 = t0 + width
+    return (
+        tab[0, r, t0:t1],
+        tab[1, r, t0:t1],
+        tab[2, r, t0:t1],
+        tab[3, r, t0:t1],
+        tab[4, r, t0:t1],
+        tab[5, r, t0:t1],
+        tab[6, r, t0:t1],
+        tab[7, r, t0:t1],
+    )
+
+
 def _strip_store(
     src: SourcePlane,
     row: int,
@@ -189,15 +220,10 @@ def _strip_store(
     """`_strip` for exactly eight taps, rounded into `out` as `resample.store_jit` does in
     the same sweep. (Nine taps as four into a float row and then five, stored, was slower
     than eight, one and a store.)"""
-    width, last = out.shape[0], src.shape[0] - 1
+    width = out.shape[0]
     bias, low, high = store
-    c1, t1 = col + width, t0 + width
-    s0, s1 = src[min(max(row, 0), last), col:c1], src[min(max(row + 1, 0), last), col:c1]
-    s2, s3 = src[min(max(row + 2, 0), last), col:c1], src[min(max(row + 3, 0), last), col:c1]
-    s4, s5 = src[min(max(row + 4, 0), last), col:c1], src[min(max(row + 5, 0), last), col:c1]
-    s6, s7 = src[min(max(row + 6, 0), last), col:c1], src[min(max(row + 7, 0), last), col:c1]
-    w0, w1, w2, w3 = tab[0, r, t0:t1], tab[1, r, t0:t1], tab[2, r, t0:t1], tab[3, r, t0:t1]
-    w4, w5, w6, w7 = tab[4, r, t0:t1], tab[5, r, t0:t1], tab[6, r, t0:t1], tab[7, r, t0:t1]
+    s0, s1, s2, s3, s4, s5, s6, s7 = _rows8_jit(src, row, col, width)
+    w0, w1, w2, w3, w4, w5, w6, w7 = _weights8_jit(tab, r, t0, width)
     for x in range(width):
         v = (w0[x] * s0[x] + w1[x] * s1[x] + w2[x] * s2[x] + w3[x] * s3[x]) + (
             w4[x] * s4[x] + w5[x] * s5[x] + w6[x] * s6[x] + w7[x] * s7[x]
@@ -214,28 +240,20 @@ def _strip(
     t0: int,
     out: FloatPlane,
 ) -> None:
-    """out[x] = sum over k of tab[k, r, t0 + x] * src[row + k, col + x]: eight taps per
-    sweep, then four, then one (the accumulator stored once per group, as
+    """out[x] = sum over k of tab[k, r, t0 + x] * src[row + k, col + x] for tables of more
+    than eight taps (`sloped_table` makes at least eight; eight go to `_strip_store`):
+    eight taps in one sweep, then four, then one (the accumulator stored once per group, as
     `resample._sweep`). Rows past the padded plane's edge (their weights ~zero) read its
     edge row."""
     width, taps, last = out.shape[0], tab.shape[0], src.shape[0] - 1
     c1, t1 = col + width, t0 + width
-    k = 0
-    if taps >= 8:
-        s0, s1 = src[min(max(row, 0), last), col:c1], src[min(max(row + 1, 0), last), col:c1]
-        s2, s3 = src[min(max(row + 2, 0), last), col:c1], src[min(max(row + 3, 0), last), col:c1]
-        s4, s5 = src[min(max(row + 4, 0), last), col:c1], src[min(max(row + 5, 0), last), col:c1]
-        s6, s7 = src[min(max(row + 6, 0), last), col:c1], src[min(max(row + 7, 0), last), col:c1]
-        w0, w1, w2, w3 = tab[0, r, t0:t1], tab[1, r, t0:t1], tab[2, r, t0:t1], tab[3, r, t0:t1]
-        w4, w5, w6, w7 = tab[4, r, t0:t1], tab[5, r, t0:t1], tab[6, r, t0:t1], tab[7, r, t0:t1]
-        for x in range(width):
-            out[x] = (w0[x] * s0[x] + w1[x] * s1[x] + w2[x] * s2[x] + w3[x] * s3[x]) + (
-                w4[x] * s4[x] + w5[x] * s5[x] + w6[x] * s6[x] + w7[x] * s7[x]
-            )
-        k = 8
-    else:
-        for x in range(width):
-            out[x] = 0.0
+    s0, s1, s2, s3, s4, s5, s6, s7 = _rows8_jit(src, row, col, width)
+    w0, w1, w2, w3, w4, w5, w6, w7 = _weights8_jit(tab, r, t0, width)
+    for x in range(width):
+        out[x] = (w0[x] * s0[x] + w1[x] * s1[x] + w2[x] * s2[x] + w3[x] * s3[x]) + (
+            w4[x] * s4[x] + w5[x] * s5[x] + w6[x] * s6[x] + w7[x] * s7[x]
+        )
+    k = 8
     while k + 4 <= taps:
         s0 = src[min(max(row + k, 0), last), col:c1]
         s1 = src[min(max(row + k + 1, 0), last), col:c1]
@@ -312,6 +330,8 @@ def _pass(
 
 
 _tables = threading.local()
+_rows8_jit: Callable[..., tuple[Any, ...]] = numba.njit(inline="always")(_rows8)
+_weights8_jit: Callable[..., tuple[Any, ...]] = numba.njit(inline="always")(_weights8)
 _jit: Any = numba.njit(nogil=True, cache=True, fastmath=True)
 _strip_jit: Callable[..., None] = _jit(_strip)
 _strip_store_jit: Callable[..., None] = _jit(_strip_store)
