@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     worker_poll: float = Field(
         1.0, gt=0
     )  # seconds between a worker's polls (NOTIFY wakes it sooner)
+    # seconds a worker retries a front it cannot reach (the photo's download, the video's upload)
+    # before the attempt counts as a render error; a 503 upload is held past it
+    worker_front_retry: float = Field(60.0, ge=1)
 
     # operators: the admin page and API, usage limits
     admin_token: SecretStr | None = None  # unset: /admin/* answers 403 (the operator's room is off)

@@ -71,13 +71,15 @@ LONG = {"duration": 12, "resolution": "1080p", "motion_preset": "dolly_in"}
 
 def test_a_killed_worker_has_its_job_rerun_elsewhere(cluster: Cluster) -> None:
     cluster.front.start()
+    # Both workers are up before the job, so the other is idle when the victim dies: started
+    # afterwards, it could come up after the two-second render had ended.
     cluster.add_worker("box0-gpu0")
-    cluster.wait_workers(1)
+    cluster.add_worker("box1-gpu0")
+    cluster.wait_workers(2)
     job_id = cluster.front.create(**LONG)
     _rendering(cluster, job_id)
     victim = cluster.worker_of(job_id)
-    cluster.add_worker("box1-gpu0")
-    cluster.wait_workers(1)  # the new one is idle, the victim busy
+    other = next(name for name, worker in cluster.workers.items() if worker is not victim)
     victim.signal(signal.SIGKILL)
     killed = time.monotonic()
     # No partial file is ever served: while the job has no video, downloads are refused.
@@ -85,8 +87,7 @@ def test_a_killed_worker_has_its_job_rerun_elsewhere(cluster: Cluster) -> None:
     assert status in (404, 409)
     rerun = wait_for(
         lambda: (
-            (row := cluster.shared(job_id))["worker"] == "box1-gpu0"
-            and row["status"] == "processing"
+            (row := cluster.shared(job_id))["worker"] == other and row["status"] == "processing"
         ),
         30,
         "the re-run on the other worker",
@@ -104,7 +105,8 @@ def test_a_killed_worker_has_its_job_rerun_elsewhere(cluster: Cluster) -> None:
     assert _frames(cluster, job_id) == 48
     hot = cluster.front.data_dir / "hot"
     assert sorted(p.name for p in hot.iterdir()) == [f"{job_id}.mp4"]
-    assert cluster.health()["workers"][0]["state"] == "lost"  # box0 is gone
+    states = {w["name"]: w["state"] for w in cluster.health()["workers"]}
+    assert states[victim.name] == "lost"  # the victim is gone
 
 
 def test_a_frozen_worker_is_fenced_off_when_it_comes_back(cluster: Cluster) -> None:

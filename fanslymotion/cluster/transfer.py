@@ -63,7 +63,7 @@ async def _reason(resp: aiohttp.ClientResponse) -> str:
 async def retrying(
     call: Any,
     what: str,
-    budget: float = 60.0,
+    budget: float,
     hold: Callable[[Away], Awaitable[None]] | None = None,
 ) -> None:
     """`call` until it succeeds, retrying network trouble with backoff for `budget` seconds.

@@ -551,7 +551,7 @@ class Worker:
             await loop.run_in_executor(None, partial.replace, path)
 
         try:
-            await retrying(once, f"job {fence.job_id}: {what}")
+            await retrying(once, f"job {fence.job_id}: {what}", self.settings.worker_front_retry)
         finally:
             await loop.run_in_executor(None, datadir.remove_quietly, partial)
 
@@ -592,7 +592,9 @@ class Worker:
             if current.cancel.is_set():
                 raise Cancelled(current.reason or "stopped")
 
-        await retrying(once, f"job {fence.job_id}: upload", hold=hold)
+        await retrying(
+            once, f"job {fence.job_id}: upload", self.settings.worker_front_retry, hold=hold
+        )
         if current.held_since is not None:
             log.info(
                 "job %s: the held video was delivered after %.1fs",
