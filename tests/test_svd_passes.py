@@ -203,7 +203,8 @@ def test_fault_inside_vae_encode_leaves_the_next_job_rendering(tmp_path: Path, p
     `vae.encode` is retried and the job completes; any other error there fails the job; either
     way the VAE is back in fp16 and the next job renders."""
     folder = build_tiny_svd(tmp_path / "fp16", fp16_variant=True)
-    chosen = _load(tmp_path, folder, svd_dtype="float16")
+    # A 64x64 generation: torch's fp16 convolutions are slow on a CPU (16 s a job at 128x64).
+    chosen = _load(tmp_path, folder, svd_dtype="float16", svd_size=64)
     vae = chosen.pipeline.vae
     encode = vae.encode
     faults: list[BaseException] = []
@@ -234,7 +235,7 @@ def test_fault_inside_vae_encode_leaves_the_next_job_rendering(tmp_path: Path, p
     frames = _frames(after)
     assert frames.shape == (4, 360, 640, 3) and frames.std() > 1
     # The job after the faults is the job a fresh renderer makes.
-    clean = _load(tmp_path / "clean", folder, svd_dtype="float16")
+    clean = _load(tmp_path / "clean", folder, svd_dtype="float16", svd_size=64)
     _render(clean, photo, tmp_path / "clean.mp4", spec)
     assert np.array_equal(frames, _frames(tmp_path / "clean.mp4"))
 
