@@ -6,7 +6,7 @@ completes exactly once, no request waits 3 s during an outage, and the recovery 
 docs/cluster.md promises hold. The figures it measured are printed (pytest -s) and kept as
 test properties.
 
-Slow on purpose (about a minute and a half on 2 shared cores), and still in every run
+Slow on purpose (about a minute on 2 shared cores), and still in every run
 (marked `slow`: `-m "not slow"` leaves it out of a quick local run)."""
 
 from __future__ import annotations
