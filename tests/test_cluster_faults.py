@@ -197,7 +197,8 @@ def test_the_fault_run(
     figures["short_outage_first_503_s"] = short.first_503 or math.inf
     jobs += short.accepted + _retry_creates(cluster, short.keys)
 
-    # 2. Past the workers' front budget: one render ends during it, and another worker is SIGKILLed mid-render.
+    # 2. Past the workers' front budget: one render ends during it, and another worker is
+    # SIGKILLed mid-render.
     held = cluster.front.create(user_id=4, **LONG)
     orphan = cluster.front.create(user_id=5, **LONG)
     jobs += [held, orphan]
