@@ -4,14 +4,18 @@ Faces come from scikit-image's bundled LBP frontal-face cascade (the model ships
 library, nothing is fetched). Saliency is the spectral residual of the photo's log spectrum
 (Hou & Zhang 2007) on a small grey copy: cheap, and it finds the object that stands out from a
 plain background. Both run on a downscaled copy, in whatever thread calls them (the service
-calls from an executor or the render thread, never on the event loop). Pure engine: numpy,
-Pillow and scikit-image.
+calls from an executor or the render thread, never on the event loop). The answer depends on
+the photo's grey pixels alone, so the last few are remembered: the page asks again at every
+change of a setting and then creates the job, and "Another variant" sends the same photo.
+Pure engine: numpy, Pillow and scikit-image.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,6 +35,8 @@ FACE_WIDTH = 640
 # of leaves or a noise texture yields a "face"; at 8 the real ones remain (scikit-image's
 # astronaut, and the same face pasted small into a bigger photo).
 FACE_NEIGHBOURS = 8
+# Photos whose subjects are remembered, the most recent ones (a key and a Subject each).
+MEMO_SIZE = 64
 # Saliency is computed at this size: the spectral residual works on the gist of the image.
 SALIENCY_SIZE = 64
 # A saliency map whose peak region stands out less than this (peak mean over overall mean)
@@ -76,12 +82,18 @@ def _cascade() -> object:
     return cascade
 
 
+def _grey(image: Image.Image) -> Image.Image:
+    return image if image.mode == "L" else image.convert("L")
+
+
 def find_faces(image: Image.Image) -> list[Box]:
     """Frontal faces in `image`, as boxes in photo fractions, largest first."""
     scale = min(1.0, FACE_WIDTH / image.width)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    small = image.convert("L").resize(size, Image.Resampling.BILINEAR) if scale < 1 else image
-    grey = np.asarray(small.convert("L"), dtype=np.float64) / 255.0
+    small = _grey(image)
+    if scale < 1:
+        small = small.resize(size, Image.Resampling.BILINEAR)
+    grey = np.asarray(small, dtype=np.float64) / 255.0
     if min(grey.shape) < 24:
         return []
     found = _cascade().detect_multi_scale(  # type: ignore[attr-defined]
@@ -113,7 +125,7 @@ def _merge(boxes: list[Box]) -> list[Box]:
 
 def saliency_map(image: Image.Image) -> npt.NDArray[np.float64]:
     """The spectral-residual saliency of `image` at SALIENCY_SIZE x SALIENCY_SIZE, in [0, 1]."""
-    grey = image.convert("L").resize((SALIENCY_SIZE, SALIENCY_SIZE), Image.Resampling.BOX)
+    grey = _grey(image).resize((SALIENCY_SIZE, SALIENCY_SIZE), Image.Resampling.BOX)
     pixels = np.asarray(grey, dtype=np.float64)
     spectrum = np.fft.fft2(pixels)
     log_amp = np.log(np.abs(spectrum) + 1e-9)
@@ -159,17 +171,84 @@ def salient_point(image: Image.Image) -> tuple[float, float] | None:
     return x, y
 
 
+class _Memo:
+    """The subjects of the last MEMO_SIZE photos, by a digest of their grey pixels and size;
+    shared by the threads that look (a lock around the table, none around the looking)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.table: OrderedDict[bytes, Subject] = OrderedDict()
+        self.lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(grey: Image.Image) -> bytes:
+        digest = hashlib.blake2b(grey.tobytes(), digest_size=20)
+        digest.update(f"{grey.width}x{grey.height}".encode())
+        return digest.digest()
+
+    def get(self, key: bytes) -> Subject | None:
+        with self.lock:
+            found = self.table.get(key)
+            if found is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+                self.table.move_to_end(key)
+            return found
+
+    def put(self, key: bytes, found: Subject) -> None:
+        with self.lock:
+            self.table[key] = found
+            while len(self.table) > self.size:
+                self.table.popitem(last=False)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.table.clear()
+            self.hits = self.misses = 0
+
+
+_memo = _Memo(MEMO_SIZE)
+
+
+def memo_stats() -> tuple[int, int]:
+    """How many times `find_subject` answered from memory, and how many times it looked."""
+    with _memo.lock:
+        return _memo.hits, _memo.misses
+
+
+def forget_subjects() -> None:
+    """Empty the memory of photos seen (and its counts)."""
+    _memo.clear()
+
+
 def find_subject(image: Image.Image) -> Subject:
-    """Faces first (the largest one's centre), else a salient region's centre, else the centre."""
+    """Faces first (the largest one's centre), else a salient region's centre, else the centre.
+    A photo with the same grey pixels as one of the last MEMO_SIZE gets the same answer again
+    without a new look."""
+    grey = _grey(image)
+    key = _Memo.key(grey)
+    found = _memo.get(key)
+    if found is None:
+        found, settled = _look(grey)
+        if settled:
+            _memo.put(key, found)
+    return found
+
+
+def _look(grey: Image.Image) -> tuple[Subject, bool]:
+    """The subject of a grey photo, and whether the answer may be remembered (not when the
+    face detector failed: the next look may succeed)."""
+    settled = True
     try:
-        faces = find_faces(image)
+        faces = find_faces(grey)
     except Exception as exc:  # a detector failure must never fail a render: aim elsewhere
         log.warning("face detection failed: %s: %s", type(exc).__name__, exc)
-        faces = []
+        faces, settled = [], False
     if faces:
         x0, y0, x1, y1 = faces[0]
-        return Subject("face", (x0 + x1) / 2, (y0 + y1) / 2, tuple(faces))
-    point = salient_point(image)
-    if point is not None:
-        return Subject("saliency", *point)
-    return CENTRE
+        return Subject("face", (x0 + x1) / 2, (y0 + y1) / 2, tuple(faces)), settled
+    point = salient_point(grey)
+    return (CENTRE if point is None else Subject("saliency", *point)), settled

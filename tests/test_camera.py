@@ -62,6 +62,49 @@ def test_faces_come_first_then_saliency_then_the_centre(photo: Image.Image) -> N
     assert subject.find_subject(textured_photo(400, 300, seed=1)).framing != "face"
 
 
+
+def test_a_photo_seen_again_is_answered_from_memory(photo: Image.Image) -> None:
+    subject.forget_subjects()
+    first = subject.find_subject(photo)
+    assert subject.memo_stats() == (0, 1)
+    # Another object with the same pixels, and a colour copy whose grey is the same (an RGB
+    # pixel of three equal values is that value in grey): the same answer, from memory.
+    again = subject.find_subject(photo.copy())
+    recoloured = subject.find_subject(photo.convert("L").convert("RGB"))
+    assert again == recoloured == first and subject.memo_stats() == (2, 1)
+    # One pixel changed is another photo: looked at anew, and still the same face.
+    edited = photo.copy()
+    edited.putpixel((5, 5), (255, 0, 0))
+    assert subject.find_subject(edited).framing == "face"
+    assert subject.memo_stats() == (2, 2)
+    # Only the last MEMO_SIZE photos are kept: the first one falls out (tiny photos are quick).
+    for seed in range(subject.MEMO_SIZE - 1):
+        subject.find_subject(textured_photo(40, 30, seed=seed))
+    subject.find_subject(edited)
+    assert subject.memo_stats() == (3, 2 + subject.MEMO_SIZE - 1)
+    assert subject.find_subject(photo) == first
+    assert subject.memo_stats() == (3, 2 + subject.MEMO_SIZE)
+
+
+class BrokenCascade:
+    """A face detector that fails, as scikit-image's would on a scan it cannot do."""
+
+    def detect_multi_scale(self, **_: object) -> list[dict[str, int]]:
+        raise MemoryError("no room to scan")
+
+
+def test_a_failed_face_detector_aims_by_saliency_and_is_not_remembered(
+    photo: Image.Image, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    subject.forget_subjects()
+    monkeypatch.setattr(subject._local, "cascade", BrokenCascade(), raising=False)
+    found = subject.find_subject(photo)
+    assert found.framing in ("saliency", "centre") and found.faces == ()
+    assert "face detection failed: MemoryError: no room to scan" in caplog.text
+    monkeypatch.undo()  # the detector works again: the next look finds the face
+    assert subject.find_subject(photo).framing == "face"
+    assert subject.memo_stats() == (0, 2)
+
 @pytest.mark.parametrize("preset", motion.PRESETS)
 def test_the_face_stays_inside_every_window_of_a_vertical_clip(
     photo: Image.Image, preset: str
