@@ -62,7 +62,6 @@ def test_faces_come_first_then_saliency_then_the_centre(photo: Image.Image) -> N
     assert subject.find_subject(textured_photo(400, 300, seed=1)).framing != "face"
 
 
-
 def test_a_photo_seen_again_is_answered_from_memory(photo: Image.Image) -> None:
     subject.forget_subjects()
     first = subject.find_subject(photo)
@@ -104,6 +103,7 @@ def test_a_failed_face_detector_aims_by_saliency_and_is_not_remembered(
     monkeypatch.undo()  # the detector works again: the next look finds the face
     assert subject.find_subject(photo).framing == "face"
     assert subject.memo_stats() == (0, 2)
+
 
 @pytest.mark.parametrize("preset", motion.PRESETS)
 def test_the_face_stays_inside_every_window_of_a_vertical_clip(
