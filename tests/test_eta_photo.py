@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from fanslymotion import camera, subject
 from fanslymotion.eta import Estimator, Kind, rest_of
 from fanslymotion.renderer import MotionRenderer, RenderSpec, RenderTask
 from fanslymotion.vocabulary import Phase, Progress
@@ -25,6 +26,7 @@ from .conftest import make_settings, photo_bytes
 pytestmark = pytest.mark.serial
 
 Report = tuple[float, Progress]  # seconds since the render began, the report
+_SHOTS: dict[Path, camera.Shot] = {}  # each test photo's aimed shot, by its path
 
 
 def _render(
@@ -33,9 +35,14 @@ def _render(
     """Seconds the render of a `size` photo took (as the queue measures it) and its reports."""
     name = f"{size[0]}x{size[1]}-{fps}"
     source = tmp_path / f"{size[0]}x{size[1]}.jpg"
-    if not source.exists():  # a textured photo blown up: quick to make, real to decode
-        Image.open(io.BytesIO(photo_bytes(400, 300))).resize(size).save(source, quality=90)
-    spec = RenderSpec(3, "360p", "pan_l", fps=fps, seed=1)
+    if source not in _SHOTS:  # a textured photo blown up: quick to make, real to decode
+        image = Image.open(io.BytesIO(photo_bytes(400, 300))).resize(size)
+        image.save(source, quality=90)
+        # Aimed as the service aims a job, at its create and off the render's clock: a render
+        # without a subject would look for one itself, and only the first time for each photo
+        # (the subject memo), so that render would stand apart from the rest.
+        _SHOTS[source] = camera.aim(camera.Shot(), subject.find_subject(image))
+    spec = RenderSpec(3, "360p", "pan_l", fps=fps, seed=1, shot=_SHOTS[source])
     task = RenderTask(name, spec, source, tmp_path / f"{name}.mp4")
     reports: list[Report] = []
     began = time.monotonic()

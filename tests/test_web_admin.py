@@ -144,6 +144,8 @@ def test_the_operators_page(browser: Any, site: Process) -> None:
     assert failed_row.get_attribute("data-status") == "failed"
     assert "not a supported image" in failed_row.inner_text()
     bars = page.locator("#renders-chart svg rect.bar")
+    # The trends come from their own request, drawn whenever it answers (count() does not wait).
+    page.locator("#renders-chart svg").wait_for()
     assert bars.count() == 24
     if SCREENSHOT:
         page.screenshot(path=str(Path(SCREENSHOT)), full_page=True)
