@@ -33,10 +33,12 @@ RUN_IDS = (
 def collect(root: Path) -> list[str]:
     """The test ids pytest collects in `root`."""
     command = [PYTHON, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
-    out = subprocess.run(
+    done = subprocess.run(
         command, cwd=root, env=_env(root), capture_output=True, text=True, check=False
-    ).stdout
-    return [line.strip() for line in out.splitlines() if "::" in line]
+    )
+    if done.returncode != 0:  # an empty list would time nothing and print a ratio of it
+        raise SystemExit(f"pytest could not collect the tests in {root}:\n{done.stdout[-2000:]}")
+    return [line.strip() for line in done.stdout.splitlines() if "::" in line]
 
 
 def stand_for(base: Sequence[str], now: Sequence[str]) -> tuple[list[str], list[str]]:
