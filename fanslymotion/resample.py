@@ -201,7 +201,8 @@ def _store(acc: FloatPlane, out: npt.NDArray[Any], store: Store) -> None:
     """out = acc + bias, clipped to [low, high]: floats as they are, int16 and bytes rounded
     by a bias of 0.5 (the cast truncates toward zero, so a rare int16 overshoot below zero is
     off by one unit)."""
-    bias, low, high = store
+    # In float32: the tuple's float64 would widen every sum, at about twice the CPU.
+    bias, low, high = np.float32(store[0]), np.float32(store[1]), np.float32(store[2])
     for x in range(acc.shape[0]):
         out[x] = min(max(acc[x] + bias, low), high)
 
@@ -216,11 +217,55 @@ def _rows(
     store: Store,
 ) -> None:
     """out[i] = sum over k of w[i, k] * src[first[i] + k, c0:c0 + out's width], stored as
-    `store` says: each row is summed in a float row that stays in the L1 cache."""
+    `store` says: in one sweep where eight or six rows hold the taps (`_sweep_store`), else
+    summed in a float row that stays in the L1 cache and then stored."""
     acc = np.empty(out.shape[1], np.float32)
     for i in range(out.shape[0]):
-        _sweep_jit(src, first, w, used, i, c0, acc)
-        store_jit(acc, out[i], store)
+        if not _sweep_store_jit(src, first, w, used, i, c0, out[i], store):
+            _sweep_jit(src, first, w, used, i, c0, acc)
+            store_jit(acc, out[i], store)
+
+
+def _sweep_store(
+    src: SourcePlane,
+    first: npt.NDArray[np.int64],
+    w: FloatPlane,
+    used: int,
+    i: int,
+    c0: int,
+    out: npt.NDArray[Any],
+    store: Store,
+) -> bool:
+    """`_sweep` and `_store` in one sweep, where one group of eight or six source rows holds
+    every tap (a shrink by up to about 1.7): no float row to write and read back, about 40 %
+    less than the two. False, with nothing done, where it does not."""
+    width = out.shape[0]
+    c1 = c0 + width
+    f = first[i]
+    rows = src.shape[0] - f
+    bias, low, high = np.float32(store[0]), np.float32(store[1]), np.float32(store[2])
+    if used <= 6 and rows >= 6:
+        a0, a1, a2 = w[i, 0], w[i, 1], w[i, 2]
+        a3, a4, a5 = w[i, 3], w[i, 4], w[i, 5]
+        s0, s1, s2 = src[f, c0:c1], src[f + 1, c0:c1], src[f + 2, c0:c1]
+        s3, s4, s5 = src[f + 3, c0:c1], src[f + 4, c0:c1], src[f + 5, c0:c1]
+        for j in range(width):
+            v = (a0 * s0[j] + a1 * s1[j] + a2 * s2[j]) + (a3 * s3[j] + a4 * s4[j] + a5 * s5[j])
+            out[j] = min(max(v + bias, low), high)
+        return True
+    if used <= 8 and rows >= 8:
+        a0, a1, a2, a3 = w[i, 0], w[i, 1], w[i, 2], w[i, 3]
+        a4, a5, a6, a7 = w[i, 4], w[i, 5], w[i, 6], w[i, 7]
+        s0, s1, s2, s3 = src[f, c0:c1], src[f + 1, c0:c1], src[f + 2, c0:c1], src[f + 3, c0:c1]
+        s4, s5 = src[f + 4, c0:c1], src[f + 5, c0:c1]
+        s6, s7 = src[f + 6, c0:c1], src[f + 7, c0:c1]
+        for j in range(width):
+            v = (a0 * s0[j] + a1 * s1[j] + a2 * s2[j] + a3 * s3[j]) + (
+                a4 * s4[j] + a5 * s5[j] + a6 * s6[j] + a7 * s7[j]
+            )
+            out[j] = min(max(v + bias, low), high)
+        return True
+    return False
 
 
 def _block_mean(
@@ -267,6 +312,7 @@ lanczos_jit: Callable[[float], float] = numba.njit(inline="always")(_lanczos)
 # threads run them in parallel.
 _axis_jit: Callable[..., tuple[npt.NDArray[np.int64], FloatPlane, int]] = _jit(_axis)
 _sweep_jit: Callable[..., None] = _jit(_sweep)
+_sweep_store_jit: Callable[..., bool] = _jit(_sweep_store)
 store_jit: Callable[..., None] = _jit(_store)
 _rows_jit: Callable[..., None] = _jit(_rows)
 _to_planes_jit: Callable[..., None] = _jit(_to_planes)

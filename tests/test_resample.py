@@ -35,6 +35,21 @@ def test_a_plane_is_pillows_resize_without_its_8_bit_intermediate(photo: Image.I
         assert np.abs(ours - pillow).mean() < 0.3
 
 
+@pytest.mark.parametrize("scale", [0.6, 1.0, 1.3, 1.45, 1.7, 1.95, 2.4])
+def test_every_sweep_is_pillows_resize(photo: Image.Image, scale: float) -> None:
+    """Shrinks of 5 to 11 taps: six or eight taps go through the fused sweep and store, the
+    rest through a float row; both give Pillow's picture, from a fixed-point plane too."""
+    grey = photo.convert("L")
+    box = (3.7, 5.2, 3.7 + 320 * scale, 5.2 + 180 * scale)
+    pillow = np.asarray(grey.resize((320, 180), Image.Resampling.BICUBIC, box=box))
+    floats = np.asarray(grey, dtype=np.float32)
+    fixed = np.round(floats * resample.FIXED).astype(np.int16)
+    for plane in (floats, fixed):
+        ours = resample.plane(plane, box, (320, 180)).astype(int)
+        assert np.abs(ours - pillow).max() <= 1
+        assert np.abs(ours - pillow).mean() < 0.3
+
+
 def test_compiled_rgb_frames_are_pillows(photo: Image.Image) -> None:
     """A story's shots (`render_path(..., compiled=True)`): the same frames as Pillow's, to
     within a level, channel by channel."""
