@@ -598,3 +598,12 @@ class RolledSource:
             rolled_plane(self.planes[i], self.pads[i], plane_box, angle, out, self.pairs[i])
 
         return resample.i420(box, size, self.chroma_scale, draw)
+
+
+def warm() -> None:
+    """Load (or compile) the float passes too: the fallback where the pair kernels cannot
+    sum (a shrink past sixteen taps, an odd width at the plane's edge), which would
+    otherwise compile in the middle of a clip, once per machine."""
+    src = np.zeros((64, 64), np.int16)
+    out = np.empty((8, 8), np.uint8)
+    rolled_plane(src, PAD, (20.0, 20.0, 36.0, 36.0), 0.01, out)

@@ -562,6 +562,10 @@ def warm(*, roll: bool = True) -> None:
     path = CameraPath("micro", 1.0, image.size, (16, 12), seed=1, roll=roll)
     for _ in render_path_yuv(image, path, 2, threads=0):
         pass
+    if roll:
+        from . import affine
+
+        affine.warm()
 
 
 def render_path_yuv(
