@@ -559,9 +559,10 @@ def warm(*, roll: bool = True) -> None:
     """Compile (the first time on a machine: seconds, more on a busy one) or load the compiled
     kernels of `render_path_yuv` now, upright and rolled, so a first clip does not pay it."""
     image = Image.new("RGB", (64, 48))
-    path = CameraPath("micro", 1.0, image.size, (16, 12), seed=1, roll=roll)
-    for _ in render_path_yuv(image, path, 2, threads=0):
-        pass
+    for rolled in {False, roll}:  # an upright clip's passes differ from a rolled one's
+        path = CameraPath("micro", 1.0, image.size, (16, 12), seed=1, roll=rolled)
+        for _ in render_path_yuv(image, path, 2, threads=0):
+            pass
     if roll:
         from . import affine
 
