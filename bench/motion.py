@@ -16,11 +16,14 @@ tests/imagetools.py) against the motion the ideal path asks for; RMS and worst c
 
     python bench/motion.py            # full run (a few minutes on two cores)
     python bench/motion.py --quick    # smoke run for CI: smaller, < 60 s, same table
+    python bench/motion.py --speed [--roll] [--base COMMIT]   # ours against the floor (and
+                                      # ours at COMMIT), alternating run by run
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -40,6 +43,10 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# A child that times another commit's engine (`--base`) imports that commit's package: its
+# worktree goes first on the path.
+if "--tree" in sys.argv:
+    sys.path.insert(0, sys.argv[sys.argv.index("--tree") + 1])
 
 from fanslymotion import motion, photo, video  # noqa: E402
 from tests.imagetools import box_displacement, patch_motion, textured_rgb  # noqa: E402
@@ -349,14 +356,22 @@ def machine() -> str:
 
 
 def timed(
-    case: str, setup: Setup, photo_path: Path, out: Path, repeat: int, variant: str = ""
+    case: str,
+    setup: Setup,
+    photo_path: Path,
+    out: Path,
+    repeat: int,
+    variant: str = "",
+    tree: Path | None = None,
 ) -> tuple[float, float, int, float]:
     """Median wall and CPU seconds over `repeat` runs, the highest peak RSS, and the highest
-    load (in cores) that other processes put on the machine meanwhile."""
+    load (in cores) that other processes put on the machine meanwhile. With `tree`, the
+    case runs that worktree's engine."""
     runs = []
     for _ in range(repeat):
         child = ["--case", case, "--photo", str(photo_path), "--out", str(out)]
         child += ["--setup", json.dumps(setup.__dict__), "--variant", f"engine={ENGINE},{variant}"]
+        child += ["--tree", str(tree)] if tree else []
         runs.append(measure_child(child))
     walls = sorted(r["wall"] for r, _ in runs)
     cpus = sorted(r["cpu"] for r, _ in runs)
@@ -368,14 +383,28 @@ def timed(
 BACKGROUND: list[float] = []  # other processes' load during each timed case, in cores
 
 
-def speed_only(setup: Setup, photo_path: Path, work: Path, repeat: int, path: BenchPath) -> int:
-    """The speed target alone: ours and the floor timed, ours' frames measured for jitter."""
+def speed_only(
+    setup: Setup,
+    photo_path: Path,
+    work: Path,
+    repeat: int,
+    path: BenchPath,
+    base: tuple[str, Path] | None = None,
+) -> int:
+    """The speed target alone: ours and the floor timed, ours' frames measured for jitter;
+    with `base` (a commit and its worktree), ours at that commit too."""
     # Ours and the floor alternate, run by run, so a change in the machine's load between
     # runs falls on both sides rather than on one.
     runs: dict[str, list[tuple[float, float, int, float]]] = {"ours": [], "floor": []}
+    trees: dict[str, Path | None] = {"ours": None, "floor": None}
+    if base:
+        runs[f"ours at {base[0]}"] = []
+        trees[f"ours at {base[0]}"] = base[1]
     for _ in range(repeat):
         for case in runs:
-            runs[case].append(timed(case, setup, photo_path, work / f"{case}.mp4", 1))
+            kind = "floor" if case == "floor" else "ours"
+            out = work / f"{case}.mp4".replace(" ", "-")
+            runs[case].append(timed(kind, setup, photo_path, out, 1, tree=trees[case]))
     walls = {}
     print()
     print("| case | wall s | CPU s | peak RSS MiB | other load |")
@@ -407,7 +436,31 @@ def speed_only(setup: Setup, photo_path: Path, work: Path, repeat: int, path: Be
         f"target wall <= 1.3x floor: {ratio:.2f}x (CPU {cpu_ratio:.2f}x),"
         f" {'met' if ratio <= 1.3 else 'NOT met'}"
     )
+    if base:
+        then = walls[f"ours at {base[0]}"]
+        print(
+            f"at {base[0]}: {then[0] / walls['floor'][0]:.2f}x the floor"
+            f" (CPU {then[1] / walls['floor'][1]:.2f}x); ours now / then:"
+            f" wall {walls['ours'][0] / then[0]:.2f}x, CPU {walls['ours'][1] / then[1]:.2f}x"
+        )
     return 0
+
+
+@contextlib.contextmanager
+def worktree(commit: str | None) -> Iterator[tuple[str, Path] | None]:
+    """A detached git worktree of `commit` for the span of the block (None without one)."""
+    if not commit:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-base-") as tmp:
+        tree = Path(tmp) / "tree"
+        command = ["git", "worktree", "add", "--detach", str(tree), commit]
+        subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+        try:
+            yield commit, tree
+        finally:
+            remove = ["git", "worktree", "remove", "--force", str(tree)]
+            subprocess.run(remove, cwd=ROOT, check=False)
 
 
 def main() -> int:
@@ -423,6 +476,10 @@ def main() -> int:
     parser.add_argument(
         "--roll", action="store_true", help="with the seed's slight roll, as the service renders"
     )
+    parser.add_argument(
+        "--base", help="with --speed: ours at this commit too (a git worktree), alternating"
+    )
+    parser.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--photo", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -466,7 +523,8 @@ def main() -> int:
         make_photo(setup, photo_path)
         path = BenchPath(setup)
         if args.speed:
-            return speed_only(setup, photo_path, work, repeat, path)
+            with worktree(args.base) as base:
+                return speed_only(setup, photo_path, work, repeat, path, base)
 
         rows: dict[str, tuple[float, float, int, float, str, str]] = {}
         for case in CASES:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +32,33 @@ def test_bench_motion_quick(tmp_path: Path) -> None:
     zoompan = next(line for line in table.splitlines() if line.startswith("| zoompan |"))
     rms = [float(row.split("|")[7].split("/")[0]) for row in (ours, zoompan)]
     assert rms[0] * 10 < rms[1]
+
+
+def _worktrees(root: Path) -> str:
+    listed = subprocess.run(["git", "worktree", "list"], cwd=root, capture_output=True, text=True)
+    return listed.stdout
+
+
+def test_bench_motion_times_a_baseline_commit_beside_ours(tmp_path: Path) -> None:
+    """`--speed --base COMMIT`: ours at that commit, from a git worktree, alternates with ours
+    and the floor, and its ratios are printed; the worktree is gone afterwards."""
+    root = BENCH.parents[1]
+    before = _worktrees(root)
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--speed", "--repeat", "1", "--base", "HEAD"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [
+        line.split("|")[1].strip() for line in done.stdout.splitlines() if line.startswith("| ")
+    ]
+    assert rows[-3:] == ["ours", "floor", "ours at HEAD"]
+    assert re.search(
+        r"at HEAD: [\d.]+x the floor \(CPU [\d.]+x\); ours now / then: wall [\d.]+x", done.stdout
+    ), done.stdout
+    assert _worktrees(root) == before
