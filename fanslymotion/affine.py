@@ -31,7 +31,11 @@ from .resample import Box, BytePlane, FixedPlane, FloatPlane, SourcePlane, Store
 
 OutPlane = FloatPlane | FixedPlane | BytePlane
 
-PHASES = 1024
+PHASES = 256
+# Sub-pixel phases per pixel in the weight tables: a phase is off by at most 1/512 px. Against
+# 8192 phases, 0.4 % of a rolled frame's pixels differ by one level (1024: 0.15 %); a quarter
+# of the tables of 1024, which the passes read for every output pixel: rolled frames 6 % less.
+
 # A sloped pass's strips: columns whose first source row is one of SPAN - 1 rows above a
 # common base (longer strips, SPAN - 2 more taps).
 SPAN = 3
