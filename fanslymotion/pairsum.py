@@ -26,6 +26,10 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from . import kernelcache
+
+kernelcache.keep_in_step()  # before any kernel below loads from numba's cache
+
 BITS = 14
 """Weights in 1/2^BITS: a bicubic weight stays within (-0.2, 1], far inside int16."""
 

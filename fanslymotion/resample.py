@@ -31,7 +31,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from . import ycbcr
+from . import kernelcache, ycbcr
+
+kernelcache.keep_in_step()  # before any kernel below loads from numba's cache
 
 Box = tuple[float, float, float, float]
 FloatPlane = npt.NDArray[np.float32]
