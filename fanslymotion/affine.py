@@ -161,6 +161,29 @@ def pair_tables(scale: float, slope: float, gain: float) -> Pairs | None:
     return found
 
 
+def _strip_end(offsets: npt.NDArray[np.float64], j0: int, n: int) -> tuple[int, int]:
+    """The end of the strip of columns from j0, whose offsets (from offsets[0]) lie in the
+    same band of SPAN - 1 rows, and that band's first row d (inlined)."""
+    o0 = offsets[0]
+    d = math.floor((offsets[j0] - o0) / (SPAN - 1)) * (SPAN - 1)
+    j1 = j0 + 1
+    while j1 < n and math.floor((offsets[j1] - o0) / (SPAN - 1)) * (SPAN - 1) == d:
+        j1 += 1
+    return j1, d
+
+
+def _phase(
+    o0: float, step: float, i: int, fr0: float, rising: bool, delta: float
+) -> tuple[int, int]:
+    """Output row i of a strip whose first column is fr0 rows into its band: the strip's
+    base row (before the band's d) and the phase index of its first column in the sloped
+    table (inlined)."""
+    q0 = o0 + step * (i + 0.5)
+    base = math.floor(q0)
+    phi = q0 - base + fr0
+    return base, int((phi if rising else SPAN - phi) / delta + 0.5)
+
+
 def _pass_sloped(
     src: SourcePlane,
     c0: int,
@@ -183,31 +206,22 @@ def _pass_sloped(
     rising = offsets[n - 1] >= offsets[0]
     o0 = offsets[0]
     columns, phases = src.shape[1], tab.shape[2]
-    fused = tab.shape[0] <= 9
+    fused = tab.shape[0] == 8
     j0 = 0
     while j0 < n:
-        d = math.floor((offsets[j0] - o0) / (SPAN - 1)) * (SPAN - 1)
-        j1 = j0 + 1
-        while j1 < n and math.floor((offsets[j1] - o0) / (SPAN - 1)) * (SPAN - 1) == d:
-            j1 += 1
+        j1, d = _strip_end_jit(offsets, j0, n)
         fr0 = offsets[j0] - o0 - d
         wide = (j1 - j0 + VECTOR - 1) // VECTOR * VECTOR
         if c0 + j0 + wide > columns:
             wide = j1 - j0
         for i in range(out.shape[0]):
-            q0 = o0 + step * (i + 0.5)
-            base = math.floor(q0)
-            phi = q0 - base + fr0
-            p0 = int((phi if rising else SPAN - phi) / delta + 0.5)
+            base, p0 = _phase_jit(o0, step, i, fr0, rising, delta)
             t0 = p0 // m
             fits = t0 + wide <= phases
             if fused:  # summed and stored by the last sweep (where the output row has the columns)
                 end = j0 + wide if fits and j0 + wide <= n else j1
                 dst = out[i, j0:end]
-                if tab.shape[0] == 8:
-                    _strip_store_jit(src, base + d, c0 + j0, tab, p0 % m, t0, dst, store)
-                else:
-                    _strip_store9_jit(src, base + d, c0 + j0, tab, p0 % m, t0, dst, store)
+                _strip_store_jit(src, base + d, c0 + j0, tab, p0 % m, t0, dst, store)
                 continue
             a = acc[: wide if fits else j1 - j0]
             _strip_jit(src, base + d, c0 + j0, tab, p0 % m, t0, a)
@@ -242,17 +256,11 @@ def _pass_pairs(
     data, src_step, col_step = np.int64(pairs.ctypes.data), pairs.strides[0], pairs.strides[1]
     j0 = 0
     while j0 < n:
-        d = math.floor((offsets[j0] - o0) / (SPAN - 1)) * (SPAN - 1)
-        j1 = j0 + 1
-        while j1 < n and math.floor((offsets[j1] - o0) / (SPAN - 1)) * (SPAN - 1) == d:
-            j1 += 1
+        j1, d = _strip_end_jit(offsets, j0, n)
         fr0 = offsets[j0] - o0 - d
         room = min((columns - c0 - j0) // lanes, (n - j0) // lanes)
         for i in range(out.shape[0]):
-            q0 = o0 + step * (i + 0.5)
-            base = math.floor(q0)
-            phi = q0 - base + fr0
-            p0 = int((phi if rising else SPAN - phi) / delta + 0.5)
+            base, p0 = _phase_jit(o0, step, i, fr0, rising, delta)
             t0, r = p0 // m, p0 % m
             row = base + d
             tab = odd if row & 1 else even
@@ -344,7 +352,8 @@ def _strip_store(
     store: Store,
 ) -> None:
     """`_strip` for exactly eight taps, rounded into `out` as `resample.store_jit` does in
-    the same sweep."""
+    the same sweep. (Nine taps as four into a float row and then five, stored, was slower
+    than eight, one and a store.)"""
     width = out.shape[0]
     bias, low, high = np.float32(store[0]), np.float32(store[1]), np.float32(store[2])
     s0, s1, s2, s3, s4, s5, s6, s7 = _rows8_jit(src, row, col, width)
@@ -354,32 +363,6 @@ def _strip_store(
             w4[x] * s4[x] + w5[x] * s5[x] + w6[x] * s6[x] + w7[x] * s7[x]
         )
         out[x] = min(max(v + bias, low), high)
-
-
-def _strip_store9(
-    src: SourcePlane,
-    row: int,
-    col: int,
-    tab: npt.NDArray[np.float32],
-    r: int,
-    t0: int,
-    out: OutPlane,
-    store: Store,
-) -> None:
-    """`_strip_store` for nine taps (a third of the bench clip's sloped passes): 5 % less
-    for a rolled frame than eight into a float row, one more and a store. (Nine as four and
-    five was slower, measured while the store still widened to float64.)"""
-    width = out.shape[0]
-    bias, low, high = np.float32(store[0]), np.float32(store[1]), np.float32(store[2])
-    s0, s1, s2, s3, s4, s5, s6, s7 = _rows8_jit(src, row, col, width)
-    w0, w1, w2, w3, w4, w5, w6, w7 = _weights8_jit(tab, r, t0, width)
-    s8 = src[min(max(row + 8, 0), src.shape[0] - 1), col : col + width]
-    w8 = tab[8, r, t0 : t0 + width]
-    for x in range(width):
-        v = (w0[x] * s0[x] + w1[x] * s1[x] + w2[x] * s2[x] + w3[x] * s3[x]) + (
-            w4[x] * s4[x] + w5[x] * s5[x] + w6[x] * s6[x] + w7[x] * s7[x]
-        )
-        out[x] = min(max(v + w8[x] * s8[x] + bias, low), high)
 
 
 def _strip(
@@ -392,9 +375,9 @@ def _strip(
     out: FloatPlane,
 ) -> None:
     """out[x] = sum over k of tab[k, r, t0 + x] * src[row + k, col + x] for tables of more
-    than nine taps (`sloped_table` makes at least eight; eight and nine go to `_strip_store`
-    and `_strip_store9`): eight taps in one sweep, then four, then one (the accumulator
-    stored once per group, as `resample._sweep`). Rows past the padded plane's edge (their
+    than eight taps (`sloped_table` makes at least eight; eight go to `_strip_store`): eight
+    taps in one sweep, then four, then one (the accumulator stored once per group, as
+    `resample._sweep`). Rows past the padded plane's edge (their
     weights ~zero) read its edge row."""
     width, taps, last = out.shape[0], tab.shape[0], src.shape[0] - 1
     c1, t1 = col + width, t0 + width
@@ -481,12 +464,13 @@ def _pass(
 
 
 _tables = threading.local()
+_strip_end_jit: Callable[..., tuple[int, int]] = numba.njit(inline="always")(_strip_end)
+_phase_jit: Callable[..., tuple[int, int]] = numba.njit(inline="always")(_phase)
 _rows8_jit: Callable[..., tuple[Any, ...]] = numba.njit(inline="always")(_rows8)
 _weights8_jit: Callable[..., tuple[Any, ...]] = numba.njit(inline="always")(_weights8)
 _jit: Any = numba.njit(nogil=True, cache=True, fastmath=True)
 _strip_jit: Callable[..., None] = _jit(_strip)
 _strip_store_jit: Callable[..., None] = _jit(_strip_store)
-_strip_store9_jit: Callable[..., None] = _jit(_strip_store9)
 _pass_jit: Callable[..., None] = _jit(_pass)
 _pass_sloped_jit: Callable[..., None] = _jit(_pass_sloped)
 _pass_pairs_jit: Callable[..., None] = _jit(_pass_pairs)
