@@ -95,32 +95,55 @@ def _splat(builder: ir.IRBuilder, value: ir.Value) -> ir.Value:
     return builder.shuffle_vector(one, one, ir.Constant(_SUMS, [0] * LANES))
 
 
-def kernel(pairs: int, out_bits: int, width: int = WIDTH) -> Callable[..., None]:
-    """The intrinsic sums(src, src_step, w, w_step, out, shift, low, high) for `pairs` tap
-    pairs into `out_bits`-bit outputs: for each of LANES columns, the sum over p < pairs of
-    the pair products of the 32 int16 at address src + p src_step and at w + p w_step,
-    rounded to nearest by an arithmetic shift of `shift` bits, clamped to [low, high] and
-    stored as out_bits-bit integers at out (addresses and steps in bytes). `width`: the
-    pmaddwd used (512, 256, or 0 for LLVM's generic code), the host's widest by default."""
+MIN_PAIRS, MAX_PAIRS = 4, 8
+"""The tap pairs a kernel sums: from eight taps (a sloped table's least) to sixteen (a
+shrink by up to about 3.5)."""
+
+
+def kernel(out_bits: int, width: int = WIDTH) -> Callable[..., None]:
+    """The intrinsic sums(pairs, src, src_step, w, w_step, out, shift, low, high) into
+    `out_bits`-bit outputs: for each of LANES columns, the sum over p < pairs (MIN_PAIRS to
+    MAX_PAIRS) of the pair products of the 32 int16 at address src + p src_step and at
+    w + p w_step, rounded to nearest by an arithmetic shift of `shift` bits, clamped to
+    [low, high] and stored as out_bits-bit integers at out (addresses and steps in bytes).
+    `width`: the pmaddwd used (512, 256, or 0 for LLVM's generic code), the host's widest by
+    default."""
     narrow = ir.VectorType(ir.IntType(out_bits), LANES)
 
     def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> Any:
-        src, src_step, w, w_step, out, shift, low, high = (
+        pairs, src, src_step, w, w_step, out, shift, low, high = (
             context.cast(builder, value, ty, types.int64)
             for value, ty in zip(args, signature.args, strict=True)
         )
-        total = None
-        for p in range(pairs):
+
+        def pair(p: int) -> ir.Value:
             at_src = builder.add(src, builder.mul(_I64(p), src_step))
             at_w = builder.add(w, builder.mul(_I64(p), w_step))
             a = builder.load(builder.inttoptr(at_src, _PAIRS.as_pointer()), align=2)
             b = builder.load(builder.inttoptr(at_w, _PAIRS.as_pointer()), align=2)
-            pair = _pmadd(builder, a, b, width)
-            total = pair if total is None else builder.add(total, pair)
-        assert total is not None
+            return _pmadd(builder, a, b, width)
+
+        total = pair(0)
+        for p in range(1, MIN_PAIRS):
+            total = builder.add(total, pair(p))
+        # Each pair past MIN_PAIRS behind a branch on `pairs` (the same for a whole pass).
+        done = builder.append_basic_block("sums_done")
+        arrivals = []
+        for p in range(MIN_PAIRS, MAX_PAIRS):
+            more = builder.append_basic_block(f"sums_pair{p}")
+            arrivals.append((total, builder.block))
+            builder.cbranch(builder.icmp_signed(">", pairs, _I64(p)), more, done)
+            builder.position_at_end(more)
+            total = builder.add(total, pair(p))
+        arrivals.append((total, builder.block))
+        builder.branch(done)
+        builder.position_at_end(done)
+        summed = builder.phi(_SUMS)
+        for value, block in arrivals:
+            summed.add_incoming(value, block)
         count = _splat(builder, shift)
         half = builder.shl(_splat(builder, _I64(1)), builder.sub(count, _splat(builder, _I64(1))))
-        rounded = builder.ashr(builder.add(total, half), count)
+        rounded = builder.ashr(builder.add(summed, half), count)
         lo, hi = _splat(builder, low), _splat(builder, high)
         rounded = builder.select(builder.icmp_signed("<", rounded, lo), lo, rounded)
         rounded = builder.select(builder.icmp_signed(">", rounded, hi), hi, rounded)
@@ -131,6 +154,7 @@ def kernel(pairs: int, out_bits: int, width: int = WIDTH) -> Callable[..., None]
     # numba reads the typing function's parameters, so they are named one by one.
     def typing(
         typingctx: Any,
+        pairs: Any,
         src: Any,
         src_step: Any,
         w: Any,
@@ -140,7 +164,7 @@ def kernel(pairs: int, out_bits: int, width: int = WIDTH) -> Callable[..., None]
         low: Any,
         high: Any,
     ) -> Any:
-        args = (src, src_step, w, w_step, out, shift, low, high)
+        args = (pairs, src, src_step, w, w_step, out, shift, low, high)
         if not all(isinstance(a, types.Integer) for a in args):
             return None
         return types.void(*args), codegen
@@ -148,11 +172,7 @@ def kernel(pairs: int, out_bits: int, width: int = WIDTH) -> Callable[..., None]
     return intrinsic(typing)
 
 
-MAX_PAIRS = 8
-"""The most tap pairs a kernel sums (sixteen taps: a shrink by up to about 3.5)."""
-
-_s4_8, _s5_8, _s6_8, _s7_8, _s8_8 = (kernel(p, 8) for p in range(4, MAX_PAIRS + 1))
-_s4_16, _s5_16, _s6_16, _s7_16, _s8_16 = (kernel(p, 16) for p in range(4, MAX_PAIRS + 1))
+_sums8, _sums16 = kernel(8), kernel(16)
 
 
 def _sums(
@@ -167,29 +187,12 @@ def _sums(
     low: int,
     high: int,
 ) -> None:
-    """The kernel for `pairs` (4 to MAX_PAIRS) pairs and `bits` (8 or 16) outputs: LANES
-    columns (inlined where called; see `kernel` for the arguments)."""
+    """The kernel for `bits` (8 or 16) outputs: LANES columns (inlined where called; see
+    `kernel` for the arguments)."""
     if bits == 8:
-        if pairs == 4:
-            _s4_8(src, src_step, w, w_step, out, shift, low, high)
-        elif pairs == 5:
-            _s5_8(src, src_step, w, w_step, out, shift, low, high)
-        elif pairs == 6:
-            _s6_8(src, src_step, w, w_step, out, shift, low, high)
-        elif pairs == 7:
-            _s7_8(src, src_step, w, w_step, out, shift, low, high)
-        else:
-            _s8_8(src, src_step, w, w_step, out, shift, low, high)
-    elif pairs == 4:
-        _s4_16(src, src_step, w, w_step, out, shift, low, high)
-    elif pairs == 5:
-        _s5_16(src, src_step, w, w_step, out, shift, low, high)
-    elif pairs == 6:
-        _s6_16(src, src_step, w, w_step, out, shift, low, high)
-    elif pairs == 7:
-        _s7_16(src, src_step, w, w_step, out, shift, low, high)
+        _sums8(pairs, src, src_step, w, w_step, out, shift, low, high)
     else:
-        _s8_16(src, src_step, w, w_step, out, shift, low, high)
+        _sums16(pairs, src, src_step, w, w_step, out, shift, low, high)
 
 
 sums: Callable[..., None] = numba.njit(inline="always")(_sums)
