@@ -11,18 +11,23 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "motion.py"
 
 
-def test_bench_motion_quick(tmp_path: Path) -> None:
+def bench(cwd: Path, *args: str, timeout: int) -> str:
+    """The bench's output, run with `args` (it must succeed)."""
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--quick"],
+        [sys.executable, str(BENCH), *args],
         capture_output=True,
         text=True,
-        timeout=120,
-        cwd=tmp_path,
+        timeout=timeout,
+        cwd=cwd,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    table = done.stdout
+    return done.stdout
+
+
+def test_bench_motion_quick(tmp_path: Path) -> None:
+    table = bench(tmp_path, "--quick", timeout=120)
     for case in ("| ours |", "| zoompan |", "| zoompan8k |", "| floor |"):
         assert case in table
     for target in ("target wall <= 1.15x floor", "target jitter <= 0.01 px", "target RSS long"):
@@ -44,21 +49,10 @@ def test_bench_motion_times_a_baseline_commit_beside_ours(tmp_path: Path) -> Non
     and the floor, and its ratios are printed; the worktree is gone afterwards."""
     root = BENCH.parents[1]
     before = _worktrees(root)
-    done = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--speed", "--repeat", "1", "--base", "HEAD"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [
-        line.split("|")[1].strip() for line in done.stdout.splitlines() if line.startswith("| ")
-    ]
+    out = bench(tmp_path, "--quick", "--speed", "--repeat", "1", "--base", "HEAD", timeout=300)
+    rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")]
     assert rows[-3:] == ["ours", "floor", "ours at HEAD"]
     assert re.search(
-        r"at HEAD: [\d.]+x the floor \(CPU [\d.]+x\); ours now / then: wall [\d.]+x", done.stdout
-    ), done.stdout
+        r"at HEAD: [\d.]+x the floor \(CPU [\d.]+x\); ours now / then: wall [\d.]+x", out
+    ), out
     assert _worktrees(root) == before
