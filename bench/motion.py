@@ -175,8 +175,9 @@ def run_case(
 ) -> dict[str, float]:
     """One case, timed from the photo on disk to the finished MP4."""
     threads = apply_variant(variant)
+    photo.warm()  # as a running service is: Pillow's plugins, numba's kernels are not per clip
     if ENGINE == "yuv":
-        motion.warm()  # as a running service is: numba's import and load are not per clip
+        motion.warm()
     path = BenchPath(setup)
     out_w, out_h = setup.out_size
     n = setup.frames

@@ -65,6 +65,12 @@ def _formats() -> list[str]:
     return [name for name in Image.ID if name in _ACCEPTED_FORMATS]
 
 
+def warm() -> None:
+    """Import Pillow's format plugins now (tens of milliseconds, once per process), so that
+    the first photo a renderer decodes does not pay for them."""
+    _formats()
+
+
 def _looks_like_image(head: bytes) -> bool:
     if head.startswith(_SIGNATURES):
         return True

@@ -216,7 +216,9 @@ class MotionRenderer(Renderer):
         self.state = RendererState(self.name, "loading", reason)
 
     def load(self) -> None:
-        motion.warm(roll=self.settings.camera_roll)  # the first job waits for no compiler
+        # The first job waits for no compiler and no import of Pillow's plugins.
+        motion.warm(roll=self.settings.camera_roll)
+        photo.warm()
         self.state.status = "ready"
 
     def estimate_seconds(self, spec: RenderSpec) -> float:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
+import subprocess
+import sys
 import threading
 import zlib
 from pathlib import Path
@@ -339,3 +342,31 @@ def test_concurrent_loads(picture: Image.Image) -> None:
     for thread in threads:
         thread.join()
     assert not failures
+
+
+def _modules_a_load_imports(tmp_path: Path, picture: Image.Image, warm: bool) -> list[str]:
+    """The modules a fresh interpreter imports while it loads its first JPEG."""
+    path = tmp_path / "first.jpg"
+    picture.save(path, "JPEG")
+    script = (
+        "import json, sys\n"
+        "from fanslymotion import photo\n"
+        f"{'photo.warm()' if warm else ''}\n"
+        "before = set(sys.modules)\n"
+        f"photo.load_photo({str(path)!r})\n"
+        "print(json.dumps(sorted(set(sys.modules) - before)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, check=True, text=True
+    )
+    found: list[str] = json.loads(done.stdout)
+    return found
+
+
+def test_warm_leaves_the_first_photo_nothing_to_import(
+    tmp_path: Path, picture: Image.Image
+) -> None:
+    """A renderer warms up at start: Pillow's format plugins (tens of milliseconds) are not
+    imported on the clock of its first clip."""
+    assert any("ImagePlugin" in name for name in _modules_a_load_imports(tmp_path, picture, False))
+    assert _modules_a_load_imports(tmp_path, picture, True) == []
