@@ -95,6 +95,23 @@ def _splat(builder: ir.IRBuilder, value: ir.Value) -> ir.Value:
     return builder.shuffle_vector(one, one, ir.Constant(_SUMS, [0] * LANES))
 
 
+def _prefetch(builder: ir.IRBuilder, address: ir.Value) -> None:
+    """Ask for the cache line at `address` (int64) ahead of its use: a hint, which never
+    faults, even past the end of the plane."""
+    module = builder.module
+    pointer = ir.IntType(8).as_pointer()
+    fnty = ir.FunctionType(ir.VoidType(), [pointer, _I32, _I32, _I32])
+    fn = module.globals.get("llvm.prefetch.p0") or ir.Function(module, fnty, "llvm.prefetch.p0")
+    builder.call(fn, [builder.inttoptr(address, pointer), _I32(0), _I32(3), _I32(1)])
+
+
+AHEAD = 1
+"""The kernel prefetches the pair row AHEAD past its last: a pass sweeps a strip of columns
+down the output rows, each of which needs about one new pair row, a cache miss the kernel
+otherwise waited on (measured: rolled frames 8 % less CPU; one row nearer or further, less
+gained)."""
+
+
 MIN_PAIRS, MAX_PAIRS = 4, 8
 """The tap pairs a kernel sums: from eight taps (a sloped table's least) to sixteen (a
 shrink by up to about 3.5)."""
@@ -105,7 +122,8 @@ def kernel(out_bits: int, width: int = WIDTH) -> Callable[..., None]:
     `out_bits`-bit outputs: for each of LANES columns, the sum over p < pairs (MIN_PAIRS to
     MAX_PAIRS) of the pair products of the 32 int16 at address src + p src_step and at
     w + p w_step, rounded to nearest by an arithmetic shift of `shift` bits, clamped to
-    [low, high] and stored as out_bits-bit integers at out (addresses and steps in bytes).
+    [low, high] and stored as out_bits-bit integers at out (addresses and steps in bytes);
+    the pair row `AHEAD` past the last summed is prefetched.
     `width`: the pmaddwd used (512, 256, or 0 for LLVM's generic code), the host's widest by
     default."""
     narrow = ir.VectorType(ir.IntType(out_bits), LANES)
@@ -123,6 +141,7 @@ def kernel(out_bits: int, width: int = WIDTH) -> Callable[..., None]:
             b = builder.load(builder.inttoptr(at_w, _PAIRS.as_pointer()), align=2)
             return _pmadd(builder, a, b, width)
 
+        _prefetch(builder, builder.add(src, builder.mul(builder.add(pairs, _I64(AHEAD)), src_step)))
         total = pair(0)
         for p in range(1, MIN_PAIRS):
             total = builder.add(total, pair(p))
