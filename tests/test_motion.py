@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import threading
 
 import numpy as np
@@ -242,6 +243,25 @@ def test_worker_threads_render_the_same_frames_in_order(photo: Image.Image) -> N
     next(frames)
     frames.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("motion-frame")]
+
+
+def test_frame_workers_yield_to_the_encoder(photo: Image.Image) -> None:
+    """The workers run below their caller's CPU priority: the encoder the caller feeds is
+    the clip's critical path, and they fill its gaps instead of taking its time."""
+    path = motion.CameraPath("pan_l", 1.0, photo.size, OUT)
+    frames = motion.render_path(photo, path, 30, threads=2)
+    next(frames)
+    try:
+        workers = [t for t in threading.enumerate() if t.name.startswith("motion-frame")]
+        assert len(workers) == 2
+        mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        for worker in workers:
+            assert worker.native_id is not None
+            nice = os.getpriority(os.PRIO_PROCESS, worker.native_id)
+            assert nice == min(mine + motion.WORKER_NICENESS, 19)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+    finally:
+        frames.close()
 
 
 def test_strength_zero_is_a_still(photo: Image.Image) -> None:
