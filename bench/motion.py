@@ -175,7 +175,9 @@ def run_case(
 ) -> dict[str, float]:
     """One case, timed from the photo on disk to the finished MP4."""
     threads = apply_variant(variant)
-    photo.warm()  # as a running service is: Pillow's plugins, numba's kernels are not per clip
+    # As a running service is: its renderer imported Pillow's plugins and loaded numba's
+    # kernels when it started (a base commit from before `photo.warm` gets the same import).
+    getattr(photo, "warm", Image.init)()
     if ENGINE == "yuv":
         motion.warm()
     path = BenchPath(setup)
