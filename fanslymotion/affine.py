@@ -245,7 +245,10 @@ def _pass_pairs(
     """`_pass_sloped` by the pair kernels, from a pair plane (`MARGIN` pairs around it) and
     `pair_tables`' weights: the same strips, each row's strip summed LANES columns a call
     (past the strip's end where the plane, the table and the output row have the columns;
-    the next strip writes those again), any rest by `_pairs_tail`."""
+    the next strip writes those again). Where the row ends first, the strip's last call
+    is moved back to end at its end (some columns summed twice, to the same values: the
+    column-by-column rest had cost a rolled frame an eighth of its time); any rest (a strip
+    narrower than LANES there) by `_pairs_tail`."""
     n = out.shape[1]
     m = even.shape[1]
     lanes = pairsum.LANES
@@ -254,6 +257,12 @@ def _pass_pairs(
     columns, phases = pairs.shape[1], even.shape[2]
     bits = out.itemsize * 8
     data, src_step, col_step = np.int64(pairs.ctypes.data), pairs.strides[0], pairs.strides[1]
+    # The tables as addresses and pair counts: picking an array per row costs numba a
+    # reference count each time (the two tables share their strides).
+    tables = (np.int64(even.ctypes.data), np.int64(odd.ctypes.data))
+    counts = (even.shape[0], odd.shape[0])
+    w_step, w_row, w_col = even.strides[0], even.strides[1], even.strides[2]
+    out_data, out_row, out_col = np.int64(out.ctypes.data), out.strides[0], out.strides[1]
     j0 = 0
     while j0 < n:
         j1, d = _strip_end_jit(offsets, j0, n)
@@ -263,24 +272,31 @@ def _pass_pairs(
             base, p0 = _phase_jit(o0, step, i, fr0, rising, delta)
             t0, r = p0 // m, p0 % m
             row = base + d
-            tab = odd if row & 1 else even
+            parity = row & 1
+            count = counts[parity]
             q = (row >> 1) + MARGIN
             vectors = 0
-            if q >= 0 and q + tab.shape[0] <= pairs.shape[0]:
+            if q >= 0 and q + count <= pairs.shape[0]:
                 vectors = min((j1 - j0 + lanes - 1) // lanes, room, (phases - t0) // lanes)
             src = data + q * src_step + (c0 + j0) * col_step
-            w = np.int64(tab.ctypes.data) + r * tab.strides[1] + t0 * tab.strides[2]
-            dst = np.int64(out.ctypes.data) + i * out.strides[0] + j0 * out.strides[1]
+            w = tables[parity] + r * w_row + t0 * w_col
+            dst = out_data + i * out_row + j0 * out_col
             for v in range(vectors):
                 at = v * lanes
                 pairsum.sums(
-                    tab.shape[0], bits, src + at * col_step, src_step,
-                    w + at * tab.strides[2], tab.strides[0], dst + at * out.strides[1],
-                    shift, low, high,
+                    count, bits, src + at * col_step, src_step, w + at * w_col, w_step,
+                    dst + at * out_col, shift, low, high,
                 )  # fmt: skip
             done = min(vectors * lanes, j1 - j0)
+            last = j1 - j0 - lanes  # the strip's last whole vector, ending at its end
+            if 0 < done < j1 - j0 and c0 + j1 <= columns and t0 + last + lanes <= phases:
+                pairsum.sums(
+                    count, bits, src + last * col_step, src_step, w + last * w_col, w_step,
+                    dst + last * out_col, shift, low, high,
+                )  # fmt: skip
+                done = j1 - j0
             if done < j1 - j0:
-                rest = out[i, j0 + done : j1]
+                tab, rest = odd if parity else even, out[i, j0 + done : j1]
                 _pairs_tail_jit(pairs, q, c0 + j0 + done, tab, r, t0 + done, rest, shift, low, high)
         j0 = j1
 
@@ -297,9 +313,9 @@ def _pairs_tail(
     low: int,
     high: int,
 ) -> None:
-    """The pair kernels' sums one column at a time, for a strip's last columns where a
-    whole vector does not fit; pairs past the plane's edge (their weights zero) read its
-    edge pair."""
+    """The pair kernels' sums one column at a time, for a strip's last columns where no
+    whole vector fits; pairs past the plane's edge (their weights zero) read its edge
+    pair."""
     half, last = (1 << shift) >> 1, pairs.shape[0] - 1
     for x in range(out.shape[0]):
         total = 0
