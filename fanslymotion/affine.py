@@ -133,13 +133,13 @@ def sloped_table(
     return found
 
 
-Pairs = tuple[npt.NDArray[np.int16], npt.NDArray[np.int16], int, float, float]
+Pairs = tuple[npt.NDArray[np.int16], npt.NDArray[np.int16], int, float]
 
 
 def pair_tables(scale: float, slope: float, gain: float) -> Pairs | None:
     """`sloped_table`'s weights for the pair kernels (`pairsum`): quantised, as the tables
     for strips from a row of even and of odd parity, with the shift that divides by 2^BITS
-    and applies `gain` (a power of two); also the support and delta. None where the kernels
+    and applies `gain` (a power of two); also delta. None where the kernels
     cannot sum them (too many taps, or a slope for the gathering pass). Kept as
     `sloped_table` keeps its tables."""
     if abs(slope) < MIN_SLOPE:
@@ -150,13 +150,13 @@ def pair_tables(scale: float, slope: float, gain: float) -> Pairs | None:
         return tables[key]  # type: ignore[no-any-return]
     if len(tables) >= 4:
         tables.clear()
-    tab, support, delta = sloped_table(scale, slope, gain)
+    tab, _, delta = sloped_table(scale, slope, gain)
     found: Pairs | None = None
     if (tab.shape[0] + 2) // 2 <= pairsum.MAX_PAIRS:
         even, odd = pairsum.pair_tables(tab, gain)
         shift = pairsum.BITS - math.log2(gain)
         assert shift == int(shift), "the pair kernels apply powers of two only"
-        found = (even, odd, int(shift), support, delta)
+        found = (even, odd, int(shift), delta)
     tables[key] = found
     return found
 
@@ -288,7 +288,9 @@ def _pass_pairs(
                     dst + at * out_col, shift, low, high,
                 )  # fmt: skip
             done = min(vectors * lanes, j1 - j0)
-            last = j1 - j0 - lanes  # the strip's last whole vector, ending at its end
+            last = j1 - j0 - lanes  # a vector ending at the strip's end
+            # A call of its own: folded into the loop above (a choice of offset per call),
+            # the passes took a fifth longer.
             if 0 < done < j1 - j0 and c0 + j1 <= columns and t0 + last + lanes <= phases:
                 pairsum.sums(
                     count, bits, src + last * col_step, src_step, w + last * w_col, w_step,
@@ -393,8 +395,8 @@ def _strip(
     """out[x] = sum over k of tab[k, r, t0 + x] * src[row + k, col + x] for tables of more
     than eight taps (`sloped_table` makes at least eight; eight go to `_strip_store`): eight
     taps in one sweep, then four, then one (the accumulator stored once per group, as
-    `resample._sweep`). Rows past the padded plane's edge (their
-    weights ~zero) read its edge row."""
+    `resample._sweep`). Rows past the padded plane's edge (their weights ~zero) read its
+    edge row."""
     width, taps, last = out.shape[0], tab.shape[0], src.shape[0] - 1
     c1, t1 = col + width, t0 + width
     s0, s1, s2, s3, s4, s5, s6, s7 = _rows8_jit(src, row, col, width)
@@ -550,8 +552,8 @@ def rolled_plane(
     inter = resample.buffer("affine_inter", (out_h, c1 - c0), np.int16)
     gain = float(resample.gain(src)) * resample.INTER
     first = pair_tables(e1, d / a, gain) if pairs is not None else None
-    if pairs is not None and first is not None:
-        even, odd, shift, _, delta = first
+    if first is not None:
+        even, odd, shift, delta = first
         _pass_pairs_jit(pairs, c0, off1, e1, even, odd, delta, inter, shift, -32768, 32767)
     else:
         sweep(src, c0, off1, d / a, e1, inter, gain, resample.WORDS)
@@ -562,7 +564,7 @@ def rolled_plane(
     done = resample.buffer("affine_done", (out_w, out_h), np.uint8)
     second = pair_tables(a, b, 1.0 / resample.INTER) if pairs is not None else None
     if second is not None and (c1 - c0) % 2 == 0:
-        even, odd, shift, _, delta = second
+        even, odd, shift, delta = second
         _pass_pairs_jit(_turned_pairs(inter), 0, off2, a, even, odd, delta, done, shift, 0, 255)
     else:
         turned = resample.buffer("affine_turned", (c1 - c0, out_h), np.int16)
